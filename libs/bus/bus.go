@@ -1,0 +1,145 @@
+// Package bus is SimpleCI's event bus: publish events to topics and consume them as named
+// consumer groups, over Apache Kafka (production, several processes) or an in-process
+// Watermill GoChannel (the embedded `simpleci dev` mode). Both are Watermill underneath.
+//
+// Delivery is at least once on Kafka: a crash, a rebalance or a failed handler delivers a
+// message again, so every handler must be idempotent (dedupe on Message.ID). Messages with
+// the same Key are delivered in the order they were published.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"runtime/debug"
+	"strings"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// Message is one event on the bus.
+type Message struct {
+	// ID is the event's unique id; consumers dedupe on it. Required.
+	ID string
+	// Key is the partition key: messages with the same key (a run id) stay in order. On Kafka
+	// all messages with an empty key go to one partition.
+	Key string
+	// Type is the event type name, e.g. the protobuf full name of the payload.
+	Type string
+	// Payload is the serialized event (protobuf).
+	Payload []byte
+	// Metadata carries extra headers (trace context, organisation id, ...). Keys starting with
+	// ReservedMetadataPrefix are the bus's own and rejected by Publish.
+	Metadata map[string]string
+}
+
+// Handler processes one message. A returned error (or a panic) nacks the message: it is
+// delivered again after a short delay, and the messages behind it on the same partition
+// wait, so per-key order holds. ctx is cancelled when the subscription ends.
+type Handler func(ctx context.Context, m Message) error
+
+// Bus publishes messages and runs handlers for consumer groups. Its methods are safe for
+// concurrent use.
+type Bus interface {
+	// Publish sends msgs to topic in order. It returns once the bus has accepted them: on Kafka
+	// when all in-sync replicas acknowledged each message; on GoChannel when they are queued
+	// for delivery. On error, a prefix of msgs may have been published.
+	Publish(ctx context.Context, topic string, msgs ...Message) error
+	// Subscribe consumes topic as consumer group `group` (names are permanent once deployed)
+	// until ctx is done or Close; it returns once the subscription is established (so callers
+	// can subscribe before publishing), and runs the handler in a goroutine it owns. Several
+	// subscriptions of one group share the topic's messages; each group gets every message.
+	Subscribe(ctx context.Context, topic, group string, h Handler) error
+	// Close ends every subscription, waits for running handlers to return and releases the
+	// connections. Publish and Subscribe fail afterwards. Calling Close again returns nil.
+	Close() error
+}
+
+// ErrClosed is returned by Publish and Subscribe on a closed Bus.
+var ErrClosed = errors.New("bus: closed")
+
+// ReservedMetadataPrefix starts the metadata keys the bus uses itself (to carry Key and Type).
+const ReservedMetadataPrefix = "simpleci_"
+
+const (
+	metaKey  = ReservedMetadataPrefix + "key"
+	metaType = ReservedMetadataPrefix + "type"
+)
+
+func validateSubscribe(topic, group string, h Handler) error {
+	switch {
+	case topic == "":
+		return errors.New("bus: subscribe: empty topic")
+	case group == "":
+		return fmt.Errorf("bus: subscribe to %s: empty consumer group", topic)
+	case h == nil:
+		return fmt.Errorf("bus: subscribe to %s as %s: nil handler", topic, group)
+	}
+	return nil
+}
+
+// toWatermill converts msgs for publishing to topic, refusing what a consumer could not use.
+func toWatermill(topic string, msgs []Message) ([]*message.Message, error) {
+	if topic == "" {
+		return nil, errors.New("bus: publish: empty topic")
+	}
+	out := make([]*message.Message, len(msgs))
+	for i, m := range msgs {
+		if m.ID == "" {
+			return nil, fmt.Errorf("bus: publish to %s: message %d (type %q): empty ID", topic, i, m.Type)
+		}
+		md := make(message.Metadata, len(m.Metadata)+2)
+		for k, v := range m.Metadata {
+			if strings.HasPrefix(k, ReservedMetadataPrefix) {
+				return nil, fmt.Errorf("bus: publish to %s: message %s: metadata key %q is reserved", topic, m.ID, k)
+			}
+			md[k] = v
+		}
+		md[metaKey] = m.Key
+		md[metaType] = m.Type
+		wm := message.NewMessage(m.ID, m.Payload)
+		wm.Metadata = md
+		out[i] = wm
+	}
+	return out, nil
+}
+
+func fromWatermill(wm *message.Message) Message {
+	m := Message{
+		ID:      wm.UUID,
+		Key:     wm.Metadata[metaKey],
+		Type:    wm.Metadata[metaType],
+		Payload: wm.Payload,
+	}
+	if len(wm.Metadata) > 2 {
+		m.Metadata = maps.Clone(map[string]string(wm.Metadata))
+		delete(m.Metadata, metaKey)
+		delete(m.Metadata, metaType)
+	}
+	return m
+}
+
+// handle runs h on wm and reports the outcome; it never panics. The caller acks or nacks.
+func handle(ctx context.Context, logger *slog.Logger, topic, group string, h Handler, wm *message.Message) (err error) {
+	m := fromWatermill(wm)
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panicked: %v\n%s", r, debug.Stack())
+		}
+		if err != nil {
+			logger.LogAttrs(ctx, slog.LevelWarn, "bus: handler failed, message will be delivered again",
+				slog.String("topic", topic), slog.String("group", group), slog.String("message_id", m.ID),
+				slog.String("type", m.Type), slog.String("key", m.Key), slog.Any("err", err))
+		}
+	}()
+	return h(ctx, m)
+}
+
+func orDiscard(logger *slog.Logger) *slog.Logger {
+	if logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return logger
+}

@@ -1,0 +1,522 @@
+package bus_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/bus"
+)
+
+// fixture is one Bus implementation under the conformance suite.
+type fixture struct {
+	// newBus returns a fresh bus, closed at the end of the test.
+	newBus func(t testing.TB) bus.Bus
+	// topic returns a new unique topic name, created if the implementation needs that.
+	topic func(t testing.TB) string
+}
+
+func goChannelFixture() fixture {
+	return fixture{
+		newBus: func(t testing.TB) bus.Bus {
+			b := bus.NewGoChannel(testLogger(t))
+			t.Cleanup(func() { _ = b.Close() })
+			return b
+		},
+		topic: func(t testing.TB) string { return uniqueName("topic") },
+	}
+}
+
+const kafkaSkip = "SIMPLECI_TEST_KAFKA_BROKERS not set: start Kafka with deploy/local/kafka.sh start"
+
+// kafkaConfig returns the test broker's config, or skips the test without one.
+func kafkaConfig(t testing.TB) bus.KafkaConfig {
+	brokers := os.Getenv("SIMPLECI_TEST_KAFKA_BROKERS")
+	if brokers == "" {
+		if os.Getenv("SIMPLECI_TEST_REQUIRE_SERVERS") != "" {
+			t.Fatal("SIMPLECI_TEST_REQUIRE_SERVERS is set but SIMPLECI_TEST_KAFKA_BROKERS is not: start Kafka with deploy/local/kafka.sh start")
+		}
+		t.Skip(kafkaSkip)
+	}
+	return bus.KafkaConfig{
+		Brokers:    strings.Split(brokers, ","),
+		ClientID:   "simpleci-bus-test",
+		Version:    os.Getenv("SIMPLECI_TEST_KAFKA_VERSION"), // empty: bus.DefaultKafkaVersion
+		Partitions: 4,
+		NackDelay:  10 * time.Millisecond,
+	}
+}
+
+func kafkaFixture() fixture {
+	return fixture{
+		newBus: func(t testing.TB) bus.Bus {
+			b, err := bus.NewKafka(kafkaConfig(t), testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = b.Close() })
+			return b
+		},
+		topic: func(t testing.TB) string {
+			name := uniqueName("topic")
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := bus.EnsureTopics(ctx, kafkaConfig(t), name); err != nil {
+				t.Fatal(err)
+			}
+			return name
+		},
+	}
+}
+
+func TestGoChannel(t *testing.T) { runConformance(t, goChannelFixture()) }
+
+func TestKafka(t *testing.T) {
+	kafkaConfig(t) // skips without a broker
+	runConformance(t, kafkaFixture())
+}
+
+// runConformance is the behaviour every Bus must show.
+func runConformance(t *testing.T, f fixture) {
+	t.Run("roundtrip", func(t *testing.T) { testRoundtrip(t, f) })
+	t.Run("per-key order", func(t *testing.T) { testPerKeyOrder(t, f) })
+	t.Run("handler error redelivers", func(t *testing.T) { testRedelivery(t, f) })
+	t.Run("every group gets every message", func(t *testing.T) { testGroups(t, f) })
+	t.Run("members of a group share the messages", func(t *testing.T) { testCompetingMembers(t, f) })
+	t.Run("handler publishes to its own topic", func(t *testing.T) { testPublishFromHandler(t, f) })
+	t.Run("subscription ends with its context", func(t *testing.T) { testSubscriptionContext(t, f) })
+	t.Run("close stops goroutines", func(t *testing.T) { testClose(t, f) })
+	t.Run("rejects invalid input", func(t *testing.T) { testInvalid(t, f) })
+}
+
+func testRoundtrip(t *testing.T, f fixture) {
+	b, topic, ctx := f.newBus(t), f.topic(t), testContext(t)
+	rec := newRecorder()
+	if err := b.Subscribe(ctx, topic, "roundtrip", rec.handler); err != nil {
+		t.Fatal(err)
+	}
+	want := bus.Message{
+		ID:       "evt-1",
+		Key:      "run-1",
+		Type:     "simpleci.run.v1.RunQueued",
+		Payload:  []byte{0, 1, 2, 0xff},
+		Metadata: map[string]string{"org_id": "org-1", "traceparent": "00-abc-def-01"},
+	}
+	if err := b.Publish(ctx, topic, want); err != nil {
+		t.Fatal(err)
+	}
+	got := rec.waitCount(t, 1)[0]
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	// No metadata, no key: arrives with nil metadata and empty key.
+	plain := bus.Message{ID: "evt-2", Type: "t", Payload: []byte("x")}
+	if err := b.Publish(ctx, topic, plain); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.waitCount(t, 2)[1]; !reflect.DeepEqual(got, plain) {
+		t.Fatalf("got %+v, want %+v", got, plain)
+	}
+}
+
+func testPerKeyOrder(t *testing.T, f fixture) {
+	b, topic, ctx := f.newBus(t), f.topic(t), testContext(t)
+	rec := newRecorder()
+	if err := b.Subscribe(ctx, topic, "order", rec.handler); err != nil {
+		t.Fatal(err)
+	}
+	const n, keys = 500, 7
+	msgs := make([]bus.Message, n)
+	for i := range msgs {
+		key := fmt.Sprintf("run-%d", i%keys)
+		msgs[i] = bus.Message{ID: fmt.Sprintf("m-%d", i), Key: key, Type: "seq", Payload: []byte(strconv.Itoa(i / keys))}
+	}
+	// In a few batches, as an outbox forwarder would.
+	for start := 0; start < n; start += 100 {
+		if err := b.Publish(ctx, topic, msgs[start:min(start+100, n)]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := rec.waitCount(t, n)
+	next := map[string]int{}
+	for _, m := range got {
+		seq, err := strconv.Atoi(string(m.Payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seq != next[m.Key] {
+			t.Fatalf("key %s: got seq %d, want %d (message %s)", m.Key, seq, next[m.Key], m.ID)
+		}
+		next[m.Key]++
+	}
+	if len(next) != keys {
+		t.Fatalf("got %d keys, want %d", len(next), keys)
+	}
+}
+
+func testRedelivery(t *testing.T, f fixture) {
+	b, topic, ctx := f.newBus(t), f.topic(t), testContext(t)
+	rec := newRecorder()
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	failing := func(ctx context.Context, m bus.Message) error {
+		mu.Lock()
+		attempts[m.ID]++
+		a := attempts[m.ID]
+		mu.Unlock()
+		switch {
+		case m.ID == "bad" && a <= 2:
+			return errors.New("transient failure")
+		case m.ID == "panics" && a == 1:
+			panic("handler bug")
+		}
+		return rec.handler(ctx, m)
+	}
+	if err := b.Subscribe(ctx, topic, "redelivery", failing); err != nil {
+		t.Fatal(err)
+	}
+	err := b.Publish(ctx, topic,
+		bus.Message{ID: "bad", Key: "k", Type: "t"},
+		bus.Message{ID: "after-bad", Key: "k", Type: "t"},
+		bus.Message{ID: "panics", Key: "k", Type: "t"},
+		bus.Message{ID: "after-panic", Key: "k", Type: "t"},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rec.waitCount(t, 4)
+	if ids := idsOf(got); !reflect.DeepEqual(ids, []string{"bad", "after-bad", "panics", "after-panic"}) {
+		t.Fatalf("handled %v: a nacked message must be redelivered before the ones behind it", ids)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if attempts["bad"] != 3 || attempts["panics"] != 2 || attempts["after-bad"] != 1 {
+		t.Fatalf("attempts %v, want bad:3 panics:2 after-bad:1", attempts)
+	}
+}
+
+func testGroups(t *testing.T, f fixture) {
+	b, topic, ctx := f.newBus(t), f.topic(t), testContext(t)
+	a, c := newRecorder(), newRecorder()
+	if err := b.Subscribe(ctx, topic, "group-a", a.handler); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Subscribe(ctx, topic, "group-b", c.handler); err != nil {
+		t.Fatal(err)
+	}
+	want := publishN(t, ctx, b, topic, 50, "g")
+	for name, r := range map[string]*recorder{"group-a": a, "group-b": c} {
+		if got := sortedIDs(r.waitCount(t, len(want))); !reflect.DeepEqual(got, sortedIDs(want)) {
+			t.Fatalf("%s got %v, want %v", name, got, sortedIDs(want))
+		}
+	}
+}
+
+func testCompetingMembers(t *testing.T, f fixture) {
+	b, topic, ctx := f.newBus(t), f.topic(t), testContext(t)
+	rec := newRecorder()
+	perMember := [2]int{}
+	var mu sync.Mutex
+	for i := range 2 {
+		h := func(ctx context.Context, m bus.Message) error {
+			mu.Lock()
+			perMember[i]++
+			mu.Unlock()
+			return rec.handler(ctx, m)
+		}
+		if err := b.Subscribe(ctx, topic, "shared", h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := publishN(t, ctx, b, topic, 100, "c")
+	got := rec.waitCount(t, len(want))
+	if !reflect.DeepEqual(sortedIDs(got), sortedIDs(want)) {
+		t.Fatalf("got %v, want each of %v once", sortedIDs(got), sortedIDs(want))
+	}
+	rec.assertNoMoreThan(t, len(want))
+	t.Logf("messages per member: %v", perMember)
+}
+
+func testPublishFromHandler(t *testing.T, f fixture) {
+	b, topic, ctx := f.newBus(t), f.topic(t), testContext(t)
+	rec := newRecorder()
+	const last = 20
+	chain := func(ctx context.Context, m bus.Message) error {
+		n, _ := strconv.Atoi(string(m.Payload))
+		if n < last {
+			next := bus.Message{ID: fmt.Sprintf("chain-%d", n+1), Key: m.Key, Type: "chain", Payload: []byte(strconv.Itoa(n + 1))}
+			if err := b.Publish(ctx, topic, next); err != nil {
+				return err
+			}
+		}
+		return rec.handler(ctx, m)
+	}
+	if err := b.Subscribe(ctx, topic, "chain", chain); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, topic, bus.Message{ID: "chain-0", Key: "k", Type: "chain", Payload: []byte("0")}); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitCount(t, last+1)
+}
+
+func testSubscriptionContext(t *testing.T, f fixture) {
+	b, topic, ctx := f.newBus(t), f.topic(t), testContext(t)
+	first, second := newRecorder(), newRecorder()
+	subCtx, cancel := context.WithCancel(ctx)
+	if err := b.Subscribe(subCtx, topic, "ctx", first.handler); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, ctx, b, topic, 1, "before")
+	first.waitCount(t, 1)
+	cancel()
+	// The group lives on: a new member gets what is published after the first one left.
+	if err := b.Subscribe(ctx, topic, "ctx", second.handler); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, ctx, b, topic, 1, "after")
+	// At least once: on Kafka, "before-0" comes again if the first member's ack had not
+	// reached the consumer when its context ended (the offset was never marked).
+	got := second.waitCount(t, 1)
+	if got[0].ID == "before-0" {
+		got = second.waitCount(t, 2)[1:]
+	}
+	if got[0].ID != "after-0" {
+		t.Fatalf("new member got %v, want after-0", idsOf(got))
+	}
+	first.assertNoMoreThan(t, 1)
+
+	if err := b.Subscribe(subCtx, topic, "ctx", first.handler); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Subscribe with a cancelled context: got %v, want context.Canceled", err)
+	}
+}
+
+func testClose(t *testing.T, f fixture) {
+	ctx := testContext(t)
+	// Warm up: package-level goroutines (Sarama's metrics) start once and stay.
+	warm := f.newBus(t)
+	if err := warm.Subscribe(ctx, f.topic(t), "warm", newRecorder().handler); err != nil {
+		t.Fatal(err)
+	}
+	if err := warm.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+
+	b, topic := f.newBus(t), f.topic(t)
+	rec := newRecorder()
+	started, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	blocking := func(ctx context.Context, m bus.Message) error {
+		if m.ID == "block-0" {
+			once.Do(func() { close(started) })
+			select { // a handler that runs until its context ends
+			case <-ctx.Done():
+			case <-release:
+			}
+			return ctx.Err()
+		}
+		return rec.handler(ctx, m)
+	}
+	for _, g := range []string{"close-a", "close-b"} {
+		if err := b.Subscribe(ctx, topic, g, blocking); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publishN(t, ctx, b, topic, 1, "block")
+	waitClosed(t, started)
+
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		close(release)
+		t.Fatal("Close did not return within 30 s with a handler running: it must cancel the handler's context")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := b.Publish(ctx, topic, bus.Message{ID: "x"}); !errors.Is(err, bus.ErrClosed) {
+		t.Fatalf("Publish after Close: got %v, want ErrClosed", err)
+	}
+	if err := b.Subscribe(ctx, topic, "late", rec.handler); !errors.Is(err, bus.ErrClosed) {
+		t.Fatalf("Subscribe after Close: got %v, want ErrClosed", err)
+	}
+
+	deadline := time.Now().Add(15 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			var buf bytes.Buffer
+			_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+			t.Fatalf("%d goroutines after Close, %d before the bus: leaked\n%s", runtime.NumGoroutine(), before, buf.String())
+		}
+		<-tick.C
+	}
+}
+
+func testInvalid(t *testing.T, f fixture) {
+	b, topic, ctx := f.newBus(t), f.topic(t), testContext(t)
+	h := newRecorder().handler
+	cases := []struct {
+		name string
+		err  error
+	}{
+		{"publish without ID", b.Publish(ctx, topic, bus.Message{Type: "t"})},
+		{"publish without topic", b.Publish(ctx, "", bus.Message{ID: "x"})},
+		{"publish reserved metadata", b.Publish(ctx, topic, bus.Message{ID: "x", Metadata: map[string]string{"simpleci_key": "k"}})},
+		{"subscribe without group", b.Subscribe(ctx, topic, "", h)},
+		{"subscribe without topic", b.Subscribe(ctx, "", "g", h)},
+		{"subscribe without handler", b.Subscribe(ctx, topic, "g", nil)},
+	}
+	for _, c := range cases {
+		if c.err == nil {
+			t.Errorf("%s: no error", c.name)
+		}
+	}
+}
+
+func TestKafkaConfigErrors(t *testing.T) {
+	_, err := bus.NewKafka(bus.KafkaConfig{Brokers: []string{"nohost"}, Version: "x.y"}, nil)
+	if err == nil || !strings.Contains(err.Error(), `broker "nohost"`) || !strings.Contains(err.Error(), `version "x.y"`) {
+		t.Fatalf("got %v, want one error naming every problem", err)
+	}
+	if _, err := bus.NewKafka(bus.KafkaConfig{}, nil); err == nil {
+		t.Fatal("no brokers: no error")
+	}
+}
+
+// recorder collects handled messages and lets a test wait for a count without sleeping.
+type recorder struct {
+	mu     sync.Mutex
+	msgs   []bus.Message
+	notify chan struct{}
+}
+
+func newRecorder() *recorder { return &recorder{notify: make(chan struct{}, 1)} }
+
+func (r *recorder) handler(_ context.Context, m bus.Message) error {
+	r.mu.Lock()
+	r.msgs = append(r.msgs, m)
+	r.mu.Unlock()
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (r *recorder) snapshot() []bus.Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]bus.Message(nil), r.msgs...)
+}
+
+// waitCount waits until n messages were handled and returns them in handling order.
+func (r *recorder) waitCount(t testing.TB, n int) []bus.Message {
+	t.Helper()
+	timeout := time.NewTimer(60 * time.Second)
+	defer timeout.Stop()
+	for {
+		if got := r.snapshot(); len(got) >= n {
+			return got
+		}
+		select {
+		case <-r.notify:
+		case <-timeout.C:
+			got := r.snapshot()
+			t.Fatalf("handled %d messages within 60 s, want %d: %v", len(got), n, idsOf(got))
+		}
+	}
+}
+
+// assertNoMoreThan fails if more than n messages were handled so far (it cannot wait for
+// a delivery that should not happen; duplicates delivered with the originals show up).
+func (r *recorder) assertNoMoreThan(t testing.TB, n int) {
+	t.Helper()
+	if got := r.snapshot(); len(got) > n {
+		t.Fatalf("handled %d messages, want %d: %v", len(got), n, idsOf(got))
+	}
+}
+
+func publishN(t testing.TB, ctx context.Context, b bus.Bus, topic string, n int, prefix string) []bus.Message {
+	t.Helper()
+	msgs := make([]bus.Message, n)
+	for i := range msgs {
+		msgs[i] = bus.Message{ID: fmt.Sprintf("%s-%d", prefix, i), Key: fmt.Sprintf("run-%d", i%10), Type: "t"}
+	}
+	if err := b.Publish(ctx, topic, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
+func idsOf(msgs []bus.Message) []string {
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	return ids
+}
+
+func sortedIDs(msgs []bus.Message) []string {
+	ids := idsOf(msgs)
+	slices.Sort(ids)
+	return ids
+}
+
+func waitClosed(t testing.TB, ch <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(60 * time.Second):
+		t.Fatal("timed out after 60 s")
+	}
+}
+
+func testContext(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func uniqueName(prefix string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("simpleci-bus-test-%s-%d-%s", prefix, time.Now().UnixNano(), hex.EncodeToString(b[:]))
+}
+
+// testLogger logs Warn and above through t.Log (visible with -v or on failure).
+func testLogger(t testing.TB) *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("SIMPLECI_TEST_BUS_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: level}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

@@ -1,0 +1,412 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/pipeline"
+)
+
+// Status is the outcome of a step or a run.
+type Status string
+
+// Statuses of steps and runs. StatusErrored is only for runs (the engine
+// could not do its job: no workspace, sh cannot be started);
+// StatusSkipped only appears in [Result.Steps].
+const (
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
+	StatusTimedOut  Status = "timed_out"
+	StatusCancelled Status = "cancelled"
+	StatusErrored   Status = "errored"
+	StatusSkipped   Status = "skipped"
+)
+
+// Defaults for the optional fields of [Job].
+const (
+	DefaultKillGrace      = 2 * time.Second
+	DefaultCleanupTimeout = 30 * time.Second
+)
+
+// WaitDelay is how long the engine keeps reading a command's output after
+// the command exited, for background processes that still hold it.
+const WaitDelay = time.Second
+
+// DefaultPath is the PATH a step gets unless the job's env sets one.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Job is one run of a pipeline in a checkout.
+type Job struct {
+	// Pipeline is the parsed pipeline to run. Required.
+	Pipeline *pipeline.Pipeline
+	// Dir is the checkout, the working directory of the steps. Required;
+	// it must exist.
+	Dir string
+	// Env holds the project and job variables granted to the job. Besides
+	// the step's own env and the defaults listed in the package doc, it is
+	// the only environment steps get; it is also env in conditions.
+	Env map[string]string
+	// Context is context in conditions (event, branch, sha, ...).
+	Context map[string]any
+	// Timeout limits the whole job (the tier's run timeout); zero means no
+	// limit.
+	Timeout time.Duration
+	// Secrets are values to mask in the output. Empty values are ignored.
+	Secrets []string
+	// KillGrace is the time between SIGTERM and SIGKILL; zero means
+	// DefaultKillGrace.
+	KillGrace time.Duration
+	// CleanupTimeout limits the steps that still run after the job timed
+	// out or was cancelled (always() steps); zero means
+	// DefaultCleanupTimeout.
+	CleanupTimeout time.Duration
+}
+
+// StepResult is the outcome of one step.
+type StepResult struct {
+	// Status is StatusSucceeded, StatusFailed, StatusTimedOut or
+	// StatusCancelled for a step that started; StatusSkipped for one that
+	// did not (in Result.Steps only).
+	Status Status
+	// ExitCode of the last command that ran; -1 if it was killed by a
+	// signal or never ran.
+	ExitCode int
+	// Reason explains a status other than succeeded, for people, without
+	// repeating the status: "exit code 2 (command 2 of 3)",
+	// "exceeded the step's time limit of 1m30s", "condition: no such key
+	// ...", "condition is false: ..." (skipped).
+	Reason string
+	// StartedAt and FinishedAt are zero for a skipped step.
+	StartedAt, FinishedAt time.Time
+}
+
+// LogChunk is a piece of a step's output.
+type LogChunk struct {
+	// Step is the index of the step in the pipeline.
+	Step int
+	// Seq numbers the chunks of a job: 1, 2, 3, ... without gaps.
+	Seq int64
+	// Offset is the byte offset of Data in the job's whole output (all
+	// steps, both streams): a chunk's Offset is the previous chunk's
+	// Offset plus its length.
+	Offset int64
+	// Stream is "stdout" or "stderr".
+	Stream string
+	// Data is at most MaxChunkSize bytes, already masked. It belongs to
+	// the observer: the engine does not touch it after the call.
+	Data []byte
+	// At is when the chunk was flushed.
+	At time.Time
+}
+
+// Observer receives what happens in a job as it happens. The engine never
+// calls its methods concurrently and calls them in order: for each step
+// either StepSkipped, or StepStarted, its Log chunks, then StepFinished.
+// A slow observer slows the job's output down (back-pressure), never
+// memory up; an observer that blocks forever blocks the job (timeouts
+// still kill its processes, but Run does not return).
+type Observer interface {
+	// StepStarted is called before the step's first command starts.
+	StepStarted(index int, name string, at time.Time)
+	// StepSkipped is called for a step whose condition is false.
+	StepSkipped(index int, name string, reason string)
+	// StepFinished is called when the step's last command ended.
+	StepFinished(index int, name string, r StepResult)
+	// Log delivers a chunk of output.
+	Log(chunk LogChunk)
+}
+
+// Result is the outcome of a job.
+type Result struct {
+	// Status is StatusSucceeded, StatusFailed, StatusTimedOut,
+	// StatusCancelled or StatusErrored.
+	Status Status
+	// Reason explains a status other than succeeded, for people.
+	Reason string
+	// Steps has one entry per step of the pipeline, in order.
+	Steps []StepResult
+	// StartedAt and FinishedAt bound the job.
+	StartedAt, FinishedAt time.Time
+}
+
+var (
+	errJobTimeout     = errors.New("job timeout")
+	errStepTimeout    = errors.New("step timeout")
+	errCleanupTimeout = errors.New("cleanup timeout")
+)
+
+// Run runs the job's steps in order and returns its outcome. obs may be
+// nil. Cancelling ctx cancels the job: the running step is stopped and
+// the run ends cancelled. Run returns after every process of the job is
+// gone (see the package doc for the limits of that).
+func Run(ctx context.Context, job Job, obs Observer) Result {
+	prepareProcess()
+	r := &jobRun{job: job, em: &emitter{obs: obs}, startedAt: time.Now()}
+	if job.KillGrace <= 0 {
+		r.job.KillGrace = DefaultKillGrace
+	}
+	if job.CleanupTimeout <= 0 {
+		r.job.CleanupTimeout = DefaultCleanupTimeout
+	}
+	res := r.run(ctx)
+	res.StartedAt, res.FinishedAt = r.startedAt, time.Now()
+	return res
+}
+
+type jobRun struct {
+	job       Job
+	em        *emitter
+	startedAt time.Time
+	home      string
+	masks     [][]byte
+	groups    []int // process groups the job created
+	dirReal   string
+}
+
+func (r *jobRun) errored(format string, args ...any) Result {
+	res := Result{Status: StatusErrored, Reason: fmt.Sprintf(format, args...)}
+	if r.job.Pipeline != nil {
+		for range r.job.Pipeline.Steps {
+			res.Steps = append(res.Steps, StepResult{Status: StatusSkipped, ExitCode: -1, Reason: "the run errored"})
+		}
+	}
+	return res
+}
+
+func (r *jobRun) run(ctx context.Context) Result {
+	job := r.job
+	if job.Pipeline == nil || len(job.Pipeline.Steps) == 0 {
+		return r.errored("no pipeline or no steps")
+	}
+	if job.Dir == "" {
+		return r.errored("no workspace directory")
+	}
+	dir, err := filepath.Abs(job.Dir)
+	if err == nil {
+		dir, err = filepath.EvalSymlinks(dir)
+	}
+	if err == nil {
+		var fi os.FileInfo
+		if fi, err = os.Stat(dir); err == nil && !fi.IsDir() {
+			err = fmt.Errorf("%s is not a directory", dir)
+		}
+	}
+	if err != nil {
+		return r.errored("workspace: %v", err)
+	}
+	r.dirReal = dir
+	if err := checkEnv(job.Env); err != nil {
+		return r.errored("job env: %v", err)
+	}
+	home, err := os.MkdirTemp("", "simpleci-home-")
+	if err != nil {
+		return r.errored("create HOME: %v", err)
+	}
+	r.home = home
+	defer os.RemoveAll(home)
+	r.masks = maskValues(job.Secrets)
+	defer r.killAll()
+
+	jobCtx, cancelJob := context.WithCancel(ctx)
+	if job.Timeout > 0 {
+		jobCtx, cancelJob = context.WithTimeoutCause(ctx, job.Timeout, errJobTimeout)
+	}
+	defer cancelJob()
+
+	steps := job.Pipeline.Steps
+	res := Result{Status: StatusSucceeded, Steps: make([]StepResult, len(steps))}
+	vars := map[string]pipeline.StepState{}
+	var cleanupCtx context.Context // set once the job timed out or was cancelled
+	for i, step := range steps {
+		if cleanupCtx == nil && jobCtx.Err() != nil {
+			r.stopped(&res, jobCtx, "")
+		}
+		if res.Status == StatusErrored {
+			res.Steps[i] = StepResult{Status: StatusSkipped, ExitCode: -1, Reason: "the run errored"}
+			r.em.stepSkipped(i, step.Name, res.Steps[i].Reason)
+			vars[step.ID] = pipeline.StepState{Status: pipeline.StatusSkipped, ExitCode: -1}
+			continue
+		}
+		env := mergeEnv(job.Env, step.Env)
+		ok, condErr := step.Condition.Eval(pipeline.Vars{
+			Env: env, Context: job.Context, Steps: vars,
+			Run: pipeline.RunState{Status: string(res.Status)},
+		})
+		if condErr == nil && !ok {
+			sr := StepResult{Status: StatusSkipped, ExitCode: -1, Reason: skipReason(step, res.Status)}
+			res.Steps[i] = sr
+			vars[step.ID] = pipeline.StepState{Status: pipeline.StatusSkipped, ExitCode: -1}
+			r.em.stepSkipped(i, step.Name, sr.Reason)
+			continue
+		}
+		base := jobCtx
+		if res.Status == StatusTimedOut || res.Status == StatusCancelled {
+			if cleanupCtx == nil {
+				var cancel context.CancelFunc
+				cleanupCtx, cancel = context.WithTimeoutCause(context.WithoutCancel(ctx), r.job.CleanupTimeout, errCleanupTimeout)
+				defer cancel()
+			}
+			base = cleanupCtx
+		}
+		started := time.Now()
+		r.em.stepStarted(i, step.Name, started)
+		var sr StepResult
+		var infraErr error
+		if condErr != nil {
+			sr = StepResult{Status: StatusFailed, ExitCode: -1, Reason: condErr.Error()}
+		} else {
+			sr, infraErr = r.runStep(base, i, step, env)
+		}
+		sr.StartedAt, sr.FinishedAt = started, time.Now()
+		res.Steps[i] = sr
+		vars[step.ID] = pipeline.StepState{Status: string(sr.Status), ExitCode: sr.ExitCode}
+		r.em.stepFinished(i, step.Name, sr)
+
+		switch {
+		case infraErr != nil:
+			res.Status, res.Reason = StatusErrored, fmt.Sprintf("step %q: %v", step.Name, infraErr)
+		case sr.Status == StatusSucceeded:
+		case base != jobCtx:
+			// A cleanup step's failure does not change a timed out or
+			// cancelled run.
+		case jobCtx.Err() != nil:
+			r.stopped(&res, jobCtx, step.Name)
+		case step.ContinueOnError:
+		case res.Status == StatusSucceeded:
+			res.Status, res.Reason = StatusFailed, fmt.Sprintf("step %q %s: %s", step.Name, verb(sr.Status), sr.Reason)
+		}
+	}
+	return res
+}
+
+// stopped marks the run timed out or cancelled, by what stopped jobCtx.
+func (r *jobRun) stopped(res *Result, jobCtx context.Context, running string) {
+	if res.Status == StatusTimedOut || res.Status == StatusCancelled || res.Status == StatusErrored {
+		return
+	}
+	where := ""
+	if running != "" {
+		where = fmt.Sprintf(" while step %q was running", running)
+	}
+	if errors.Is(context.Cause(jobCtx), errJobTimeout) {
+		res.Status, res.Reason = StatusTimedOut, fmt.Sprintf("the job exceeded its time limit of %s%s", r.job.Timeout, where)
+		return
+	}
+	res.Status, res.Reason = StatusCancelled, "the run was cancelled"+where
+}
+
+// verb says what happened to a step, for a run's reason.
+func verb(s Status) string {
+	switch s {
+	case StatusTimedOut:
+		return "timed out"
+	case StatusCancelled:
+		return "was cancelled"
+	}
+	return string(s)
+}
+
+func skipReason(step *pipeline.Step, run Status) string {
+	if step.Condition.Implicit() {
+		switch run {
+		case StatusFailed:
+			return "an earlier step failed"
+		case StatusTimedOut:
+			return "the job timed out"
+		case StatusCancelled:
+			return "the run was cancelled"
+		}
+	}
+	return fmt.Sprintf("condition is false: %s", step.Condition)
+}
+
+// runStep runs the step's commands in order, stopping at the first one
+// that fails. A non-nil error means the engine could not run it at all.
+func (r *jobRun) runStep(base context.Context, index int, step *pipeline.Step, env map[string]string) (StepResult, error) {
+	ctx := base
+	if step.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(base, step.Timeout, errStepTimeout)
+		defer cancel()
+	}
+	dir, err := r.stepDir(step)
+	if err != nil {
+		return StepResult{Status: StatusFailed, ExitCode: -1, Reason: err.Error()}, nil
+	}
+	if err := checkEnv(step.Env); err != nil {
+		return StepResult{Status: StatusFailed, ExitCode: -1, Reason: "env: " + err.Error()}, nil
+	}
+	envList := buildEnv(r.home, r.dirReal, env)
+	sr := StepResult{Status: StatusSucceeded, ExitCode: 0}
+	interrupted := false // by a timeout or cancel, not by the command's own exit
+	for n, script := range step.Run {
+		if ctx.Err() != nil {
+			interrupted = true
+			break
+		}
+		cr, err := r.runCommand(ctx, index, script, dir, envList)
+		if err != nil {
+			return StepResult{Status: StatusFailed, ExitCode: -1, Reason: "could not start: " + err.Error()}, err
+		}
+		sr.ExitCode = cr.exitCode
+		which := ""
+		if len(step.Run) > 1 {
+			which = fmt.Sprintf(" (command %d of %d)", n+1, len(step.Run))
+		}
+		if cr.stopped {
+			interrupted = true
+			break
+		}
+		if cr.exitCode != 0 {
+			sr.Status = StatusFailed
+			if cr.signal != "" {
+				sr.Reason = "killed by signal " + cr.signal + which
+			} else {
+				sr.Reason = fmt.Sprintf("exit code %d%s", cr.exitCode, which)
+			}
+			return sr, nil
+		}
+	}
+	if interrupted {
+		sr.ExitCode = -1
+		switch cause := context.Cause(ctx); {
+		case errors.Is(cause, errStepTimeout):
+			sr.Status, sr.Reason = StatusTimedOut, fmt.Sprintf("exceeded the step's time limit of %s", step.Timeout)
+		case errors.Is(cause, errJobTimeout):
+			sr.Status, sr.Reason = StatusTimedOut, fmt.Sprintf("the job exceeded its time limit of %s", r.job.Timeout)
+		case errors.Is(cause, errCleanupTimeout):
+			sr.Status, sr.Reason = StatusTimedOut, fmt.Sprintf("exceeded the cleanup time limit of %s", r.job.CleanupTimeout)
+		default:
+			sr.Status, sr.Reason = StatusCancelled, "the run was cancelled"
+		}
+	}
+	return sr, nil
+}
+
+// stepDir resolves the step's working directory, refusing one that leaves
+// the checkout through a symbolic link.
+func (r *jobRun) stepDir(step *pipeline.Step) (string, error) {
+	if step.WorkingDirectory == "" {
+		return r.dirReal, nil
+	}
+	dir := filepath.Join(r.dirReal, filepath.FromSlash(step.WorkingDirectory))
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("working directory %q does not exist in the checkout", step.WorkingDirectory)
+		}
+		return "", fmt.Errorf("working directory %q: %v", step.WorkingDirectory, err)
+	}
+	if real != r.dirReal && !strings.HasPrefix(real, r.dirReal+string(filepath.Separator)) {
+		return "", fmt.Errorf("working directory %q leaves the checkout (through a symbolic link)", step.WorkingDirectory)
+	}
+	if fi, err := os.Stat(real); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("working directory %q is not a directory", step.WorkingDirectory)
+	}
+	return real, nil
+}

@@ -1,0 +1,102 @@
+// Package forge is the provider-neutral face of a git hosting service (a "forge"):
+// GitHub, GitLab, Bitbucket, or a plain git repository (package forge/local).
+//
+// The gateway turns a webhook delivery into a [Trigger] with [Forge.ParseWebhook];
+// the scheduler reads the pipeline definition at the pushed commit with
+// [Forge.ReadFile]; the runner gets a working tree with [Forge.Checkout]. Callers
+// look a provider up by name in a [Registry] and never import a provider package
+// beyond wiring it up.
+package forge
+
+import (
+	"context"
+	"errors"
+	"net/http"
+)
+
+// Events a Trigger can carry. They are the values users pick as "what starts a
+// run" in the project settings, so they are permanent.
+const (
+	EventPush        = "push"
+	EventPullRequest = "pull_request"
+	EventTag         = "tag"
+	EventManual      = "manual"
+)
+
+// Trigger is a webhook delivery turned provider-neutral: what happened, to which
+// commit, and who did it. It is what the gateway puts into RunRequested.
+type Trigger struct {
+	// Event is one of EventPush, EventPullRequest, EventTag, EventManual.
+	Event string
+	// Ref is the full git ref that moved, e.g. "refs/heads/main" or "refs/tags/v1.2".
+	Ref string
+	// Branch is Ref without "refs/heads/" when Ref is a branch, else empty.
+	Branch string
+	// Tag is Ref without "refs/tags/" when Ref is a tag, else empty.
+	Tag string
+	// SHA is the commit to build: 40 lowercase hex digits.
+	SHA string
+	// Actor is the provider's login of whoever caused the event (may be empty).
+	Actor string
+	// DeliveryID is the provider's id of this delivery, used to drop redeliveries.
+	// Empty when the sender did not supply one.
+	DeliveryID string
+	// Repository names the repository as the provider knows it (e.g. "owner/name"),
+	// so a delivery can be matched to a project when the URL does not name one.
+	// May be empty.
+	Repository string
+	// Payload is the decoded JSON body, for pipeline conditions and templates.
+	// Numbers are json.Number so large ids survive.
+	Payload map[string]any
+}
+
+// Errors a Forge returns, wrapped with context; test them with errors.Is.
+var (
+	// ErrBadSignature means the delivery is not signed with the project's secret
+	// (missing, malformed or wrong signature header, or no secret configured).
+	// The gateway answers 401 and never looks at the body.
+	ErrBadSignature = errors.New("forge: webhook signature missing or invalid")
+	// ErrBadPayload means a correctly signed delivery could not be understood
+	// (not JSON, missing or invalid fields, unknown event). The gateway answers 400.
+	ErrBadPayload = errors.New("forge: webhook payload invalid")
+	// ErrIgnoredEvent means the delivery is valid but never starts a run
+	// (a ping, a branch deletion). The gateway answers 200 and does nothing.
+	ErrIgnoredEvent = errors.New("forge: event does not start a run")
+	// ErrNotFound means the repository, commit, ref or file does not exist.
+	ErrNotFound = errors.New("forge: not found")
+	// ErrInvalid means an argument (repository, ref, sha, path) was refused
+	// before any provider was asked, e.g. a path that climbs out with "..".
+	ErrInvalid = errors.New("forge: invalid argument")
+	// ErrTooLarge means a file is larger than the provider is willing to read.
+	ErrTooLarge = errors.New("forge: file too large")
+	// ErrUnknownProvider means a Registry has no forge of the requested name.
+	ErrUnknownProvider = errors.New("forge: unknown provider")
+)
+
+// Forge is one git hosting provider. Implementations are safe for concurrent use.
+//
+// The repo argument is whatever the project stores as its repository: "owner/name"
+// for hosted providers, a path or URL for package local.
+type Forge interface {
+	// Name is the provider's registry name and the {provider} in the webhook URL,
+	// e.g. "github" or "local".
+	Name() string
+
+	// ParseWebhook verifies the signature over the raw body with the project's
+	// secret (in constant time) and only then parses the body into a Trigger.
+	// It returns ErrBadSignature, ErrBadPayload or ErrIgnoredEvent (wrapped).
+	ParseWebhook(header http.Header, body []byte, secret []byte) (Trigger, error)
+
+	// ReadFile returns the content of path (slash-separated, relative to the
+	// repository root) at commit sha. It returns ErrNotFound when the commit or
+	// the file does not exist, ErrInvalid for a hostile path or malformed sha.
+	ReadFile(ctx context.Context, repo, sha, path string) ([]byte, error)
+
+	// ResolveRef turns a branch, tag, full ref or commit id into a commit sha.
+	// It returns ErrNotFound when nothing matches.
+	ResolveRef(ctx context.Context, repo, ref string) (sha string, err error)
+
+	// Checkout puts a fresh working tree of commit sha into dir, which must be
+	// empty or not exist yet. HEAD is detached at sha.
+	Checkout(ctx context.Context, repo, sha, dir string) error
+}

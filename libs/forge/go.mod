@@ -1,0 +1,3 @@
+module github.com/simpleci/simpleci/libs/forge
+
+go 1.26

@@ -1,0 +1,137 @@
+// Package local is the forge for a plain git repository: a path on this machine
+// (for self-hosting and the offline demo of `simpleci dev`) or any git URL.
+//
+// A repository is named by an absolute path ("/srv/git/app.git", a bare or a
+// non-bare repository), a file:// URL (read like a path), or an https://
+// (ssh://, and if enabled http://, git://) URL. Paths are read in place; URL
+// repositories are fetched into a bare mirror under Options.MirrorDir and read
+// from there.
+//
+// Webhooks are GitHub-push-like JSON posted by whoever watches the repository
+// (a post-receive hook, a script, the CLI); see ParseWebhook.
+//
+// git is always run directly (never through a shell) with a deadline, a
+// scrubbed environment, no global or system configuration, no terminal
+// prompts, hooks disabled, and only the allowed transports.
+package local
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+	"sync"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/forge"
+)
+
+// Name is the provider name of this forge in a forge.Registry and in the
+// webhook URL /api/v1/webhooks/local/{project}.
+const Name = "local"
+
+// Defaults for Options fields left zero.
+const (
+	DefaultTimeout     = 10 * time.Minute
+	DefaultMaxFileSize = 4 << 20
+)
+
+// DefaultProtocols are the git transports allowed when Options.Protocols is nil.
+// "ext" and "fd" (which run commands) are never allowed.
+var DefaultProtocols = []string{"file", "https", "ssh"}
+
+// Options configure a Forge. The zero value works for path repositories.
+type Options struct {
+	// MirrorDir holds one bare mirror per URL repository. Required to read
+	// files from or resolve commits of URL repositories; path repositories
+	// never use it.
+	MirrorDir string
+	// Git is the git executable; default "git" found in PATH.
+	Git string
+	// Timeout bounds each git invocation (a fetch of a large repository is one);
+	// default DefaultTimeout. A shorter deadline on the context wins.
+	Timeout time.Duration
+	// MaxFileSize is the largest file ReadFile returns; default DefaultMaxFileSize.
+	MaxFileSize int64
+	// Protocols are the git transports allowed (GIT_ALLOW_PROTOCOL), e.g.
+	// "file", "https", "ssh", "http", "git"; default DefaultProtocols.
+	// "file" is needed for path repositories.
+	Protocols []string
+	// Env is added to git's otherwise scrubbed environment, e.g.
+	// "HTTPS_PROXY=...", "SSH_AUTH_SOCK=...", "SSL_CERT_FILE=...".
+	Env []string
+}
+
+// Forge is the local provider. It is safe for concurrent use.
+type Forge struct {
+	git         string
+	mirrorDir   string
+	timeout     time.Duration
+	maxFileSize int64
+	protocols   map[string]bool
+	env         []string
+
+	mirrorsMu sync.Mutex
+	mirrors   map[string]chan struct{} // one-slot semaphore per mirror: fetches into a mirror are serialized
+}
+
+var _ forge.Forge = (*Forge)(nil)
+
+// New returns a local forge. It fails when git cannot be found or an option is
+// invalid.
+func New(opts Options) (*Forge, error) {
+	var problems []error
+	gitBin := opts.Git
+	if gitBin == "" {
+		gitBin = "git"
+	}
+	gitPath, err := exec.LookPath(gitBin)
+	if err != nil {
+		problems = append(problems, fmt.Errorf("git executable %q not found: install git or set Options.Git: %w", gitBin, err))
+	}
+	if opts.Timeout < 0 {
+		problems = append(problems, fmt.Errorf("timeout %s is negative", opts.Timeout))
+	}
+	if opts.MaxFileSize < 0 {
+		problems = append(problems, fmt.Errorf("max file size %d is negative", opts.MaxFileSize))
+	}
+	protos := opts.Protocols
+	if protos == nil {
+		protos = DefaultProtocols
+	}
+	allowed := make(map[string]bool, len(protos))
+	for _, p := range protos {
+		switch p {
+		case "file", "https", "http", "ssh", "git":
+			allowed[p] = true
+		default:
+			problems = append(problems, fmt.Errorf("protocol %q is not allowed (choose from file, https, http, ssh, git)", p))
+		}
+	}
+	for _, kv := range opts.Env {
+		if !validEnv(kv) {
+			problems = append(problems, fmt.Errorf("environment entry %q is not KEY=VALUE", kv))
+		}
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("local forge: %w", errors.Join(problems...))
+	}
+	f := &Forge{
+		git:         gitPath,
+		mirrorDir:   opts.MirrorDir,
+		timeout:     opts.Timeout,
+		maxFileSize: opts.MaxFileSize,
+		protocols:   allowed,
+		env:         append([]string(nil), opts.Env...),
+		mirrors:     make(map[string]chan struct{}),
+	}
+	if f.timeout == 0 {
+		f.timeout = DefaultTimeout
+	}
+	if f.maxFileSize == 0 {
+		f.maxFileSize = DefaultMaxFileSize
+	}
+	return f, nil
+}
+
+// Name returns "local".
+func (f *Forge) Name() string { return Name }

@@ -1,0 +1,191 @@
+package local
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/simpleci/simpleci/libs/forge"
+)
+
+// Headers a local webhook delivery may carry besides forge.SignatureHeader.
+// The X-SimpleCI-* forms win over the X-GitHub-* forms.
+const (
+	HeaderEvent          = "X-SimpleCI-Event"
+	HeaderGitHubEvent    = "X-GitHub-Event"
+	HeaderDelivery       = "X-SimpleCI-Delivery"
+	HeaderGitHubDelivery = "X-GitHub-Delivery"
+)
+
+// MaxBodySize is the largest body ParseWebhook accepts (GitHub's own cap).
+const MaxBodySize = 25 << 20
+
+// Bounds on the free-text fields of a delivery.
+const (
+	maxActorLength      = 255
+	maxRepositoryLength = 1024
+	maxDeliveryLength   = 128
+)
+
+// payload is the part of the body ParseWebhook understands. Unknown fields are
+// kept in Trigger.Payload and otherwise ignored.
+type payload struct {
+	Ref     string `json:"ref"`
+	After   string `json:"after"`
+	Event   string `json:"event"`
+	Deleted bool   `json:"deleted"`
+	Sender  struct {
+		Login string `json:"login"`
+	} `json:"sender"`
+	Pusher struct {
+		Name string `json:"name"`
+	} `json:"pusher"`
+	Repository struct {
+		FullName string `json:"full_name"`
+	} `json:"repository"`
+}
+
+// ParseWebhook verifies and parses a delivery. The body is GitHub-push-like:
+//
+//	{"ref": "refs/heads/main", "after": "<40-hex sha>", "sender": {"login": "alice"}}
+//
+// with optional "event" (overrides the event header), "repository":
+// {"full_name": ...}, "pusher": {"name": ...} (actor when sender is absent) and
+// "deleted". Headers: forge.SignatureHeader ("sha256=" + hex HMAC-SHA256 of the
+// body with secret, see forge.Sign) is required and checked before the body is
+// parsed; the event comes from the body's "event", else X-SimpleCI-Event, else
+// X-GitHub-Event, else "push"; the delivery id from X-SimpleCI-Delivery or
+// X-GitHub-Delivery.
+//
+// A push of a refs/tags/ ref becomes a tag event. A "ping" event or a branch
+// deletion (all-zero "after", or "deleted": true) returns forge.ErrIgnoredEvent.
+func (f *Forge) ParseWebhook(header http.Header, body []byte, secret []byte) (forge.Trigger, error) {
+	if err := forge.VerifySignature(header.Get(forge.SignatureHeader), body, secret); err != nil {
+		return forge.Trigger{}, err
+	}
+	return parsePayload(header, body)
+}
+
+func parsePayload(header http.Header, body []byte) (forge.Trigger, error) {
+	bad := func(format string, args ...any) (forge.Trigger, error) {
+		return forge.Trigger{}, fmt.Errorf("%w: %s", forge.ErrBadPayload, fmt.Sprintf(format, args...))
+	}
+	if len(body) > MaxBodySize {
+		return bad("body is %d bytes, more than %d", len(body), MaxBodySize)
+	}
+
+	var raw map[string]any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil {
+		return bad("body is not a JSON object: %v", err)
+	}
+	if raw == nil {
+		return bad("body is not a JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return bad("body has data after the JSON object")
+	}
+	var p payload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return bad("%v", err)
+	}
+
+	event := firstNonEmpty(p.Event, header.Get(HeaderEvent), header.Get(HeaderGitHubEvent), forge.EventPush)
+	switch event {
+	case forge.EventPush, forge.EventPullRequest, forge.EventTag, forge.EventManual:
+	case "ping":
+		return forge.Trigger{}, fmt.Errorf("%w: ping", forge.ErrIgnoredEvent)
+	default:
+		if len(event) > 64 {
+			event = event[:64] + "..."
+		}
+		return bad("event %q is not one of push, pull_request, tag, manual", event)
+	}
+
+	if p.Ref == "" {
+		return bad(`"ref" is missing`)
+	}
+	if !strings.HasPrefix(p.Ref, "refs/") {
+		return bad(`"ref" must be a full ref such as refs/heads/main`)
+	}
+	if err := forge.ValidateRef(p.Ref); err != nil {
+		return bad("%v", err)
+	}
+	sha := strings.ToLower(p.After)
+	if sha == "" {
+		return bad(`"after" (the commit id) is missing`)
+	}
+	if err := forge.ValidateSHA(sha); err != nil {
+		return bad(`"after": %v`, err)
+	}
+	if p.Deleted || sha == strings.Repeat("0", 40) {
+		return forge.Trigger{}, fmt.Errorf("%w: %s was deleted", forge.ErrIgnoredEvent, p.Ref)
+	}
+
+	t := forge.Trigger{Event: event, Ref: p.Ref, SHA: sha, Payload: raw}
+	if tag, ok := strings.CutPrefix(p.Ref, "refs/tags/"); ok {
+		t.Tag = tag
+		if t.Event == forge.EventPush {
+			t.Event = forge.EventTag
+		}
+	} else if branch, ok := strings.CutPrefix(p.Ref, "refs/heads/"); ok {
+		t.Branch = branch
+	}
+	if t.Event == forge.EventTag && t.Tag == "" {
+		return bad("a tag event needs a refs/tags/ ref, got %q", p.Ref)
+	}
+
+	t.Actor = firstNonEmpty(p.Sender.Login, p.Pusher.Name)
+	if err := checkText(t.Actor, maxActorLength); err != nil {
+		return bad("actor: %v", err)
+	}
+	t.Repository = p.Repository.FullName
+	if err := checkText(t.Repository, maxRepositoryLength); err != nil {
+		return bad("repository: %v", err)
+	}
+	t.DeliveryID = firstNonEmpty(header.Get(HeaderDelivery), header.Get(HeaderGitHubDelivery))
+	if !validDeliveryID(t.DeliveryID) {
+		return bad("delivery id must be at most %d letters, digits and . _ : -", maxDeliveryLength)
+	}
+	return t, nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// checkText refuses over-long text and control characters, which have no
+// place in a login or repository name and would end up in logs and the UI.
+func checkText(s string, max int) error {
+	if len(s) > max {
+		return fmt.Errorf("longer than %d bytes", max)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return fmt.Errorf("contains a control character")
+		}
+	}
+	return nil
+}
+
+func validDeliveryID(s string) bool {
+	if len(s) > maxDeliveryLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("._:-", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,233 @@
+package pipeline
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+const file = ".simpleci/pipeline.json"
+
+func TestParseValid(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []Step // Condition compared by source only
+	}{
+		{
+			name: "seed format",
+			src: `{
+  "steps": [
+    {
+      "name": "Install dependencies",
+      "condition": "context.event == 'push'",
+      "run": ["echo \"Starting installation\"", "npm install"]
+    },
+    {
+      "name": "Run build",
+      "condition": "context.event == 'push' && env.ENABLE_TESTS == 'true'",
+      "run": "npm run test"
+    }
+  ]
+}`,
+			want: []Step{
+				{Index: 0, Name: "Install dependencies", ID: "install_dependencies", Run: []string{`echo "Starting installation"`, "npm install"}, Pos: Position{3, 5}},
+				{Index: 1, Name: "Run build", ID: "run_build", Run: []string{"npm run test"}, Pos: Position{8, 5}},
+			},
+		},
+		{
+			name: "every field",
+			src: `{"steps": [{"name": "Deploy", "id": "deploy_prod", "condition": "always()", "run": "make deploy",
+ "env": {"TARGET": "prod", "_X1": ""}, "timeout": "90s", "continueOnError": true, "workingDirectory": "./deploy//k8s/"}]}`,
+			want: []Step{{Name: "Deploy", ID: "deploy_prod", Run: []string{"make deploy"}, Env: map[string]string{"TARGET": "prod", "_X1": ""},
+				Timeout: 90 * time.Second, ContinueOnError: true, WorkingDirectory: "deploy/k8s", Pos: Position{1, 12}}},
+		},
+		{
+			name: "ids from names are unique",
+			src:  `{"steps": [{"name": "Build!", "run": "a"}, {"name": "build", "run": "b"}, {"name": "2nd", "run": "c"}, {"name": "¡¿", "run": "d"}, {"name": "x", "id": "build_2", "run": "e"}]}`,
+			want: []Step{
+				{Index: 0, Name: "Build!", ID: "build", Run: []string{"a"}, Pos: Position{1, 12}},
+				{Index: 1, Name: "build", ID: "build_3", Run: []string{"b"}, Pos: Position{1, 44}},
+				{Index: 2, Name: "2nd", ID: "step_2nd", Run: []string{"c"}, Pos: Position{1, 75}},
+				{Index: 3, Name: "¡¿", ID: "step_4", Run: []string{"d"}, Pos: Position{1, 104}},
+				{Index: 4, Name: "x", ID: "build_2", Run: []string{"e"}, Pos: Position{1, 132}},
+			},
+		},
+		{
+			name: "working directory dot is the checkout",
+			src:  `{"steps": [{"name": "a", "run": "x", "workingDirectory": "."}]}`,
+			want: []Step{{Name: "a", ID: "a", Run: []string{"x"}, Pos: Position{1, 12}}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Parse(file, []byte(tt.src))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if p.File != file {
+				t.Errorf("File %q", p.File)
+			}
+			if len(p.Steps) != len(tt.want) {
+				t.Fatalf("%d steps, want %d", len(p.Steps), len(tt.want))
+			}
+			for i, s := range p.Steps {
+				if s.Condition == nil {
+					t.Fatalf("step %d: nil condition", i)
+				}
+				got := *s
+				got.Condition = nil
+				want := tt.want[i]
+				want.Index = i
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("step %d:\n got %+v\nwant %+v", i, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []string
+	}{
+		{"empty file", "", []string{"1:1: empty file: expected a JSON object with \"steps\""}},
+		{"blank file", "  \n ", []string{"1:1: empty file: expected a JSON object with \"steps\""}},
+		{"not an object", `["a"]`, []string{`1:1: the pipeline must be a JSON object with "steps", not a list`}},
+		{"missing steps", `{}`, []string{`1:1: missing "steps": a pipeline needs a list of steps`}},
+		{"steps not a list", `{"steps": {}}`, []string{`1:11: "steps" must be a list of steps, not an object`}},
+		{"no steps", "{\n  \"steps\": []\n}", []string{`2:12: "steps" is empty: a pipeline needs at least one step`}},
+		{"unknown top field", `{"stpes": [], "steps": [{"name": "a", "run": "x"}]}`, []string{`1:2: unknown field "stpes", did you mean "steps"?`}},
+		{"step not an object", `{"steps": ["echo"]}`, []string{`1:12: step #1: a step must be an object with "name" and "run", not a string`}},
+		{"missing name and run", `{"steps": [{}]}`, []string{`1:12: step #1: missing "name"`, `1:12: step #1: missing "run": a command or a list of commands`}},
+		{"name not a string", `{"steps": [{"name": 1, "run": "x"}]}`, []string{`1:21: step #1: "name" must be a string, not a number`}},
+		{"name empty", `{"steps": [{"name": " ", "run": "x"}]}`, []string{`1:21: step #1: "name" is empty`}},
+		{"name multi-line", `{"steps": [{"name": "a\nb", "run": "x"}]}`, []string{`1:21: step "a\nb": "name" must be a single line`}},
+		{"duplicate name", "{\"steps\": [\n  {\"name\": \"Build\", \"run\": \"a\"},\n  {\"name\": \"Test\", \"run\": \"b\"},\n  {\"name\": \"Build\", \"run\": \"c\"}\n]}",
+			[]string{`4:12: step "Build": duplicate step name "Build": the first step with this name is at 2:12`}},
+		{"duplicate field", `{"steps": [{"name": "a", "run": "x", "run": "y"}]}`, []string{`1:38: step "a": duplicate field "run" (first at 1:26)`}},
+		{"id invalid", `{"steps": [{"name": "a", "id": "my-id", "run": "x"}]}`,
+			[]string{`1:32: step "a": "id" "my-id" must be a letter or _ followed by letters, digits or _ (at most 64), so that steps.my-id works in conditions`}},
+		{"id not a string", `{"steps": [{"name": "a", "id": 7, "run": "x"}]}`, []string{`1:32: step "a": "id" must be a string, not a number`}},
+		{"duplicate id", `{"steps": [{"name": "a", "id": "x", "run": "x"}, {"name": "b", "id": "x", "run": "x"}]}`,
+			[]string{`1:70: step "b": duplicate step id "x": the first step with this id is at 1:32`}},
+		{"run empty string", `{"steps": [{"name": "a", "run": "  "}]}`, []string{`1:33: step "a": "run" is empty`}},
+		{"run empty list", `{"steps": [{"name": "a", "run": []}]}`, []string{`1:33: step "a": "run" is an empty list: give at least one command`}},
+		{"run bad items", `{"steps": [{"name": "a", "run": ["ok", "", 1, null]}]}`, []string{
+			`1:40: step "a": "run" command 2 is empty`,
+			`1:44: step "a": "run" command 3 must be a string, not a number`,
+			`1:47: step "a": "run" command 4 must be a string, not null`}},
+		{"run wrong type", `{"steps": [{"name": "a", "run": true}]}`, []string{`1:33: step "a": "run" must be a command or a list of commands, not a boolean`}},
+		{"env not an object", `{"steps": [{"name": "a", "run": "x", "env": ["A=1"]}]}`, []string{`1:45: step "a": "env" must be an object of variable names to string values, not a list`}},
+		{"env bad name and value", `{"steps": [{"name": "a", "run": "x", "env": {"A-B": "1", "N": 1, "OK": "x"}}]}`, []string{
+			`1:46: step "a": env: "A-B" is not a valid variable name (letters, digits and _, not starting with a digit)`,
+			`1:63: step "a": env: the value of N must be a string, not a number (quote it)`}},
+		{"timeout unparsable", `{"steps": [{"name": "a", "run": "x", "timeout": "5 minutes"}]}`, []string{`1:49: step "a": timeout: "5 minutes" is not a duration such as "90s" or "5m"`}},
+		{"timeout zero", `{"steps": [{"name": "a", "run": "x", "timeout": "0s"}]}`, []string{`1:49: step "a": timeout: "0s" must be greater than zero`}},
+		{"timeout negative", `{"steps": [{"name": "a", "run": "x", "timeout": "-1m"}]}`, []string{`1:49: step "a": timeout: "-1m" must be greater than zero`}},
+		{"timeout number", `{"steps": [{"name": "a", "run": "x", "timeout": 90}]}`, []string{`1:49: step "a": "timeout" must be a duration string such as "90s" or "5m", not a number`}},
+		{"continueOnError not bool", `{"steps": [{"name": "a", "run": "x", "continueOnError": "yes"}]}`, []string{`1:57: step "a": "continueOnError" must be true or false, not a string`}},
+		{"workingDirectory absolute", `{"steps": [{"name": "a", "run": "x", "workingDirectory": "/etc"}]}`, []string{`1:58: step "a": workingDirectory "/etc" must be relative to the checkout`}},
+		{"workingDirectory escapes", `{"steps": [{"name": "a", "run": "x", "workingDirectory": "src/../../x"}]}`, []string{`1:58: step "a": workingDirectory "src/../../x" escapes the checkout`}},
+		{"workingDirectory not a string", `{"steps": [{"name": "a", "run": "x", "workingDirectory": 1}]}`, []string{`1:58: step "a": "workingDirectory" must be a string, not a number`}},
+		{"type not supported", `{"steps": [{"name": "a", "run": "x", "type": "cache-files"}]}`, []string{`1:46: step "a": step type "cache-files" is not supported yet`}},
+		{"type unknown", `{"steps": [{"name": "a", "run": "x", "type": "docker"}]}`, []string{`1:46: step "a": unknown step type "docker" (leave "type" out for a command step)`}},
+		{"unknown step field", `{"steps": [{"name": "a", "run": "x", "if": "true"}]}`, []string{
+			`1:38: step "a": unknown field "if", did you mean "condition"?`}},
+		{"unknown step field without a likely match", `{"steps": [{"name": "a", "run": "x", "image": "x"}]}`, []string{
+			`1:38: step "a": unknown field "image" (known: name, id, condition, run, env, timeout, continueOnError, workingDirectory, type)`}},
+		{"typo in step field", `{"steps": [{"name": "a", "run": "x", "continueOnErorr": true}]}`, []string{`1:38: step "a": unknown field "continueOnErorr", did you mean "continueOnError"?`}},
+		{"case typo", `{"steps": [{"name": "a", "run": "x", "WorkingDirectory": "."}]}`, []string{`1:38: step "a": unknown field "WorkingDirectory", did you mean "workingDirectory"?`}},
+		{"condition not a string", `{"steps": [{"name": "a", "run": "x", "condition": true}]}`, []string{`1:51: step "a": "condition" must be a string (a CEL expression), not a boolean`}},
+		{"condition undeclared", "{\n  \"steps\": [\n    {\n      \"name\": \"Run build\",\n      \"condition\": \"context.event == 'push' && enviroment.X == 'true'\",\n      \"run\": \"x\"\n    }\n  ]\n}",
+			[]string{`5:48: step "Run build": condition: undeclared reference to 'enviroment'`}},
+		{"condition not bool", `{"steps": [{"name": "a", "run": "x", "condition": "  'push'"}]}`, []string{`1:54: step "a": condition: must be a bool expression, this one is of type string`}},
+		{"condition syntax", `{"steps": [{"name": "a", "run": "x", "condition": "context.event = 'push'"}]}`, []string{
+			`1:66: step "a": condition: Syntax error: token recognition error at: '= '`,
+			`1:68: step "a": condition: Syntax error: extraneous input ''push'' expecting <EOF>`}},
+		{"condition unknown function", `{"steps": [{"name": "a", "run": "x", "condition": "succes()"}]}`, []string{
+			`1:58: step "a": condition: undeclared reference to 'succes' (did you mean 'success'?)`}},
+		{"condition position after escapes", `{"steps": [{"name": "a", "run": "x", "condition": "'\u00e9\"\t' == 'x' && nope"}]}`, []string{
+			`1:75: step "a": condition: undeclared reference to 'nope'`}},
+		{"condition position after non-ASCII", `{"steps": [{"name": "a", "run": "x", "condition": "'日本' == 'x' && nope"}]}`, []string{
+			`1:67: step "a": condition: undeclared reference to 'nope'`}},
+		{"condition second line", `{"steps": [{"name": "a", "run": "x", "condition": "true &&\n  nope"}]}`, []string{
+			`1:63: step "a": condition: undeclared reference to 'nope'`}},
+		{"condition type error", `{"steps": [{"name": "a", "run": "x", "condition": "env.X == 1"}]}`, []string{
+			`1:58: step "a": condition: found no matching overload for '_==_' applied to '(string, int)'`}},
+		{"several steps, all errors", "{\"steps\": [\n{\"name\": \"a\"},\n{\"run\": \"x\", \"timeout\": \"x\"},\n{\"name\": \"a\", \"run\": \"\"}\n]}", []string{
+			`2:1: step "a": missing "run": a command or a list of commands`,
+			`3:1: step #2: missing "name"`,
+			`3:25: step #2: timeout: "x" is not a duration such as "90s" or "5m"`,
+			`4:10: step "a": duplicate step name "a": the first step with this name is at 2:10`,
+			`4:22: step "a": "run" is empty`}},
+		{"malformed: trailing comma", "{\"steps\": [\n  {\"name\": \"a\", \"run\": \"x\",}\n]}", []string{
+			`2:28: invalid JSON: invalid character '}' looking for beginning of object key string`}},
+		{"malformed: missing comma", "{\"steps\": [\n  {\"name\": \"a\" \"run\": \"x\"}\n]}", []string{
+			`2:16: invalid JSON: invalid character '"' after object key:value pair`}},
+		{"malformed: truncated", `{"steps": [{"name": "a"`, []string{`1:24: invalid JSON: unexpected end of file`}},
+		{"malformed: trailing data", `{"steps": [{"name": "a", "run": "x"}]} {}`, []string{`1:40: invalid JSON: invalid character '{' after top-level value`}},
+		{"malformed: control character in string", "{\"steps\": [{\"name\": \"a\tb\", \"run\": \"x\"}]}", []string{
+			`1:23: invalid JSON: invalid character '\t' in string literal`}},
+		{"malformed: deep nesting", `{"steps": ` + strings.Repeat("[", 100), []string{`1:74: invalid JSON: nested deeper than 64 levels`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Parse(file, []byte(tt.src))
+			if err == nil {
+				t.Fatalf("Parse succeeded: %+v", p)
+			}
+			if p != nil {
+				t.Errorf("Parse returned a pipeline with an error")
+			}
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("error %T is not Errors", err)
+			}
+			var got []string
+			for _, e := range errs {
+				if e.File != file {
+					t.Errorf("File %q", e.File)
+				}
+				got = append(got, strings.TrimPrefix(e.Error(), file+":"))
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("errors:\n got %q\nwant %q", got, tt.want)
+			}
+			if err.Error() != strings.Join(prefixAll(tt.want), "\n") {
+				t.Errorf("Error() = %q", err.Error())
+			}
+		})
+	}
+}
+
+func prefixAll(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = file + ":" + l
+	}
+	return out
+}
+
+func TestErrorFields(t *testing.T) {
+	_, err := Parse(file, []byte("{\"steps\": [{\"name\": \"Run build\", \"run\": \"x\",\n \"condition\": \"enviroment == 'x'\"}]}"))
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) != 1 {
+		t.Fatalf("err %v", err)
+	}
+	want := &Error{File: file, Line: 2, Col: 16, Step: "Run build", Index: 0, Msg: "condition: undeclared reference to 'enviroment'"}
+	if !reflect.DeepEqual(errs[0], want) {
+		t.Errorf("got %+v, want %+v", errs[0], want)
+	}
+}
+
+func TestFileTooLarge(t *testing.T) {
+	_, err := Parse(file, make([]byte, MaxFileSize+1))
+	if err == nil || !strings.Contains(err.Error(), "larger than the limit") {
+		t.Errorf("err %v", err)
+	}
+}

@@ -1,0 +1,177 @@
+// Package auth authenticates gRPC callers: users by API token (verified by the auth
+// service) and peer services by the internal token shared by one deployment.
+package auth
+
+import (
+	"context"
+	"crypto/subtle"
+	"strings"
+	"sync"
+	"time"
+
+	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Verifier resolves a bearer token to the principal it belongs to.
+type Verifier interface {
+	VerifyToken(ctx context.Context, token string) (*authv1.Principal, error)
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p *authv1.Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the authenticated caller of the current call.
+func PrincipalFrom(ctx context.Context) (*authv1.Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(*authv1.Principal)
+	return p, ok
+}
+
+// InternalLogin is the login of the principal that peer services authenticate as.
+const InternalLogin = "internal"
+
+// IsInternal reports whether the caller is a peer service (not a user).
+func IsInternal(ctx context.Context) bool {
+	p, ok := PrincipalFrom(ctx)
+	return ok && p.GetLogin() == InternalLogin && p.GetUserId() == ""
+}
+
+// Authenticator checks the bearer token of every call. The zero value refuses everything.
+type Authenticator struct {
+	// Verifier checks user tokens; nil refuses them.
+	Verifier Verifier
+	// InternalToken is the token peer services present; empty disables it.
+	InternalToken string
+	// Public lists full method names callable without a token.
+	Public map[string]bool
+
+	mu    sync.Mutex
+	cache map[string]cached
+}
+
+type cached struct {
+	p       *authv1.Principal
+	expires time.Time
+}
+
+// cacheTTL bounds how long a verified token is trusted without asking auth again.
+const cacheTTL = 30 * time.Second
+
+// Authenticate resolves the token in ctx's incoming metadata.
+func (a *Authenticator) Authenticate(ctx context.Context) (context.Context, error) {
+	token := bearer(ctx)
+	if token == "" {
+		return nil, status.Error(codes.Unauthenticated, "missing bearer token: send 'Authorization: Bearer TOKEN'")
+	}
+	if a.InternalToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(a.InternalToken)) == 1 {
+		return WithPrincipal(ctx, &authv1.Principal{Login: InternalLogin, Admin: true}), nil
+	}
+	if a.Verifier == nil {
+		return nil, status.Error(codes.Unauthenticated, "invalid token")
+	}
+	now := time.Now()
+	a.mu.Lock()
+	if c, ok := a.cache[token]; ok && now.Before(c.expires) {
+		a.mu.Unlock()
+		return WithPrincipal(ctx, c.p), nil
+	}
+	a.mu.Unlock()
+	p, err := a.Verifier.VerifyToken(ctx, token)
+	if err != nil {
+		if status.Code(err) == codes.Unauthenticated {
+			return nil, status.Error(codes.Unauthenticated, "invalid token")
+		}
+		return nil, status.Errorf(codes.Unavailable, "verify token: %v", status.Convert(err).Message())
+	}
+	a.mu.Lock()
+	if a.cache == nil || len(a.cache) > 10000 {
+		a.cache = map[string]cached{}
+	}
+	a.cache[token] = cached{p: p, expires: now.Add(cacheTTL)}
+	a.mu.Unlock()
+	return WithPrincipal(ctx, p), nil
+}
+
+func bearer(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get("authorization") {
+		if t, ok := strings.CutPrefix(v, "Bearer "); ok {
+			return strings.TrimSpace(t)
+		}
+	}
+	return ""
+}
+
+// Unary is the server interceptor for unary calls.
+func (a *Authenticator) Unary() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if a.Public[info.FullMethod] {
+			return h(ctx, req)
+		}
+		ctx, err := a.Authenticate(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return h(ctx, req)
+	}
+}
+
+// Stream is the server interceptor for streaming calls.
+func (a *Authenticator) Stream() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		if a.Public[info.FullMethod] {
+			return h(srv, ss)
+		}
+		ctx, err := a.Authenticate(ss.Context())
+		if err != nil {
+			return err
+		}
+		return h(srv, &wrapped{ServerStream: ss, ctx: ctx})
+	}
+}
+
+type wrapped struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (w *wrapped) Context() context.Context { return w.ctx }
+
+// tokenCreds attaches a bearer token to every outgoing call.
+type tokenCreds string
+
+func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+
+func (tokenCreds) RequireTransportSecurity() bool { return false }
+
+// Dial connects to a peer service, presenting token on every call. Connections are lazy:
+// Dial does not wait for the peer.
+func Dial(addr, token string) (*grpc.ClientConn, error) {
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds(token)))
+	}
+	return grpc.NewClient(addr, opts...)
+}
+
+// RequireOrg returns the caller's organisation, or an error for callers without one.
+func RequireOrg(ctx context.Context) (string, error) {
+	p, ok := PrincipalFrom(ctx)
+	if !ok {
+		return "", status.Error(codes.Unauthenticated, "not authenticated")
+	}
+	if p.GetOrgId() == "" {
+		return "", status.Error(codes.PermissionDenied, "the caller belongs to no organisation")
+	}
+	return p.GetOrgId(), nil
+}

@@ -1,0 +1,144 @@
+// Package service is the auth service: users, organisations and API tokens (stored as
+// SHA-256 hashes, never in plain text), and the VerifyToken call every other service
+// uses to authenticate callers.
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/platform/id"
+	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Service implements authv1.AuthService.
+type Service struct {
+	authv1.UnimplementedAuthServiceServer
+	db *sqldb.DB
+}
+
+// New returns the service over db, creating its tables.
+func New(ctx context.Context, db *sqldb.DB) (*Service, error) {
+	if db == nil {
+		return nil, errors.New("auth: nil database")
+	}
+	err := db.Migrate(ctx,
+		`CREATE TABLE IF NOT EXISTS auth_orgs (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS auth_users (id TEXT PRIMARY KEY, org_id TEXT NOT NULL, login TEXT NOT NULL UNIQUE, admin BOOLEAN NOT NULL, created_at BIGINT NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS auth_tokens (hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, name TEXT NOT NULL, created_at BIGINT NOT NULL)`,
+	)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	return &Service{db: db}, nil
+}
+
+// Register adds the service to a gRPC server.
+func (s *Service) Register(g *grpc.Server) { authv1.RegisterAuthServiceServer(g, s) }
+
+// TokenPrefix starts every API token, so that secret scanners can recognise them.
+const TokenPrefix = "sci_"
+
+func hash(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}
+
+// Bootstrap makes sure an admin user exists and that the token in tokenFile is valid for
+// it. When tokenFile does not exist, a new token is generated and written there (0600).
+// It returns the token.
+func (s *Service) Bootstrap(ctx context.Context, tokenFile string) (string, error) {
+	var token string
+	b, err := os.ReadFile(tokenFile)
+	switch {
+	case err == nil:
+		token = strings.TrimSpace(string(b))
+		if !strings.HasPrefix(token, TokenPrefix) || len(token) < len(TokenPrefix)+32 {
+			return "", fmt.Errorf("admin token file %s: not a SimpleCI token (want %q and at least 32 more characters)", tokenFile, TokenPrefix)
+		}
+	case errors.Is(err, os.ErrNotExist):
+		token = TokenPrefix + id.Secret(24)
+		if err := os.MkdirAll(filepath.Dir(tokenFile), 0o700); err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("write admin token: %w", err)
+		}
+	default:
+		return "", fmt.Errorf("read admin token: %w", err)
+	}
+	now := time.Now().UnixNano()
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var orgID string
+		err := tx.QueryRowContext(ctx, s.db.Q(`SELECT id FROM auth_orgs WHERE name = ?`), "default").Scan(&orgID)
+		if errors.Is(err, sql.ErrNoRows) {
+			orgID = id.New()
+			_, err = tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_orgs (id, name, created_at) VALUES (?, ?, ?)`), orgID, "default", now)
+		}
+		if err != nil {
+			return err
+		}
+		var userID string
+		err = tx.QueryRowContext(ctx, s.db.Q(`SELECT id FROM auth_users WHERE login = ?`), "admin").Scan(&userID)
+		if errors.Is(err, sql.ErrNoRows) {
+			userID = id.New()
+			_, err = tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_users (id, org_id, login, admin, created_at) VALUES (?, ?, ?, ?, ?)`), userID, orgID, "admin", true, now)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_tokens (hash, user_id, name, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING`), hash(token), userID, "admin-bootstrap", now)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("bootstrap admin: %w", err)
+	}
+	return token, nil
+}
+
+// VerifyToken resolves a token to its user.
+func (s *Service) VerifyToken(ctx context.Context, req *authv1.VerifyTokenRequest) (*authv1.Principal, error) {
+	if !strings.HasPrefix(req.GetToken(), TokenPrefix) {
+		return nil, status.Error(codes.Unauthenticated, "invalid token")
+	}
+	p := &authv1.Principal{}
+	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT u.id, u.org_id, u.login, u.admin FROM auth_tokens t JOIN auth_users u ON u.id = t.user_id WHERE t.hash = ?`), hash(req.GetToken())).
+		Scan(&p.UserId, &p.OrgId, &p.Login, &p.Admin)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, status.Error(codes.Unauthenticated, "invalid token")
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "verify token: %v", err)
+	}
+	return p, nil
+}
+
+// Local adapts the service to auth.Verifier for callers in the same process.
+type Local struct{ S *Service }
+
+// VerifyToken calls the service directly.
+func (l Local) VerifyToken(ctx context.Context, token string) (*authv1.Principal, error) {
+	return l.S.VerifyToken(ctx, &authv1.VerifyTokenRequest{Token: token})
+}
+
+// Client adapts a gRPC client to auth.Verifier.
+type Client struct{ C authv1.AuthServiceClient }
+
+// VerifyToken asks the auth service, with a deadline.
+func (c Client) VerifyToken(ctx context.Context, token string) (*authv1.Principal, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return c.C.VerifyToken(ctx, &authv1.VerifyTokenRequest{Token: token})
+}

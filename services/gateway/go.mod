@@ -1,0 +1,3 @@
+module github.com/simpleci/simpleci/services/gateway
+
+go 1.26

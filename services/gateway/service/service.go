@@ -1,0 +1,210 @@
+// Package service is the gateway: the public HTTP edge. It serves the REST API
+// (grpc-gateway over the owning services' gRPC APIs, forwarding the caller's token),
+// the webhook intake that turns a verified delivery into RunRequested, and the live log
+// tail as server-sent events. It holds no domain state.
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/simpleci/simpleci/libs/bus"
+	"github.com/simpleci/simpleci/libs/forge"
+	"github.com/simpleci/simpleci/libs/platform/event"
+	"github.com/simpleci/simpleci/libs/platform/id"
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
+	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Config holds the gateway's peers. The API connections carry no credentials of their
+// own: the caller's token is forwarded. Internal carries the deployment's internal token.
+type Config struct {
+	Projects  *grpc.ClientConn
+	Scheduler *grpc.ClientConn
+	Logs      *grpc.ClientConn
+	Internal  apiv1.ProjectInternalServiceClient
+	Bus       bus.Bus
+	Forges    *forge.Registry
+	Log       *slog.Logger
+}
+
+// MaxWebhookBody is the largest webhook body accepted (413 above it).
+const MaxWebhookBody = 25 << 20
+
+// Register adds the gateway's routes to mux (which already serves health and metrics).
+func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
+	if cfg.Projects == nil || cfg.Scheduler == nil || cfg.Logs == nil || cfg.Internal == nil || cfg.Bus == nil || cfg.Forges == nil {
+		return errors.New("gateway: every peer, the bus and the forges are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	g := &gateway{cfg: cfg, log: cfg.Log.With("service", "gateway"), logs: apiv1.NewLogServiceClient(cfg.Logs)}
+	gw := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: false},
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}))
+	if err := apiv1.RegisterProjectServiceHandlerClient(ctx, gw, apiv1.NewProjectServiceClient(cfg.Projects)); err != nil {
+		return err
+	}
+	if err := apiv1.RegisterRunServiceHandlerClient(ctx, gw, apiv1.NewRunServiceClient(cfg.Scheduler)); err != nil {
+		return err
+	}
+	if err := apiv1.RegisterLogServiceHandlerClient(ctx, gw, g.logs); err != nil {
+		return err
+	}
+	mux.Handle("/api/", gw)
+	mux.HandleFunc("POST /api/v1/webhooks/{provider}/{project}", g.webhook)
+	mux.HandleFunc("GET /api/v1/runs/{run}/logs:stream", g.stream)
+	return nil
+}
+
+type gateway struct {
+	cfg  Config
+	log  *slog.Logger
+	logs apiv1.LogServiceClient
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// writeError writes the API's error shape: {"code", "message", "details"}.
+func writeError(w http.ResponseWriter, httpCode int, code codes.Code, msg string) {
+	writeJSON(w, httpCode, map[string]any{"code": int(code), "message": msg, "details": []any{}})
+}
+
+// webhook verifies a delivery with the project's secret and requests a run.
+func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
+	provider, project := r.PathValue("provider"), r.PathValue("project")
+	log := g.log.With("provider", provider, "project", project)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxWebhookBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument, fmt.Sprintf("webhook body larger than %d bytes", MaxWebhookBody))
+			return
+		}
+		writeError(w, http.StatusBadRequest, codes.InvalidArgument, "cannot read body")
+		return
+	}
+	f, err := g.cfg.Forges.Lookup(provider)
+	if err != nil {
+		writeError(w, http.StatusNotFound, codes.NotFound, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	res, err := g.cfg.Internal.ResolveProject(ctx, &apiv1.ResolveProjectRequest{Project: project})
+	if status.Code(err) == codes.NotFound || (err == nil && res.GetProject().GetProvider() != provider) {
+		writeError(w, http.StatusNotFound, codes.NotFound, fmt.Sprintf("no %s project %q", provider, project))
+		return
+	}
+	if err != nil {
+		log.Error("resolve project", "err", err)
+		writeError(w, http.StatusServiceUnavailable, codes.Unavailable, "project service unavailable, retry later")
+		return
+	}
+	p := res.GetProject()
+	tr, err := f.ParseWebhook(r.Header, body, []byte(res.GetWebhookSecret()))
+	switch {
+	case errors.Is(err, forge.ErrBadSignature):
+		log.Warn("webhook signature rejected")
+		writeError(w, http.StatusUnauthorized, codes.Unauthenticated, "bad or missing webhook signature")
+		return
+	case errors.Is(err, forge.ErrIgnoredEvent):
+		writeJSON(w, http.StatusOK, map[string]any{"ignored": err.Error()})
+		return
+	case err != nil:
+		writeError(w, http.StatusBadRequest, codes.InvalidArgument, err.Error())
+		return
+	}
+	if !slices.Contains(p.GetEvents(), tr.Event) {
+		writeJSON(w, http.StatusOK, map[string]any{"ignored": fmt.Sprintf("project %s does not run on %s events", p.GetName(), tr.Event)})
+		return
+	}
+	rr := &eventsv1.RunRequested{RunId: id.New(), OrgId: p.GetOrgId(), ProjectId: p.GetId(), Provider: p.GetProvider(),
+		Repository: p.GetRepository(), Ref: tr.Ref, Branch: tr.Branch, Sha: tr.SHA, Event: tr.Event, Actor: tr.Actor,
+		DeliveryId: tr.DeliveryID, RequestedAt: timestamppb.Now()}
+	if tr.Tag != "" {
+		rr.Context = map[string]string{"tag": tr.Tag}
+	}
+	m, err := event.Encode(rr.RunId, rr.RunId, rr)
+	if err == nil {
+		err = g.cfg.Bus.Publish(ctx, event.TopicRunRequests, m)
+	}
+	if err != nil {
+		log.Error("publish run request", "err", err)
+		writeError(w, http.StatusServiceUnavailable, codes.Unavailable, "cannot queue the run now, retry the delivery")
+		return
+	}
+	log.Info("run requested", "run", rr.RunId, "event", rr.Event, "ref", rr.Ref)
+	writeJSON(w, http.StatusAccepted, map[string]any{"runIds": []string{rr.RunId}})
+}
+
+// stream serves the live log tail as server-sent events: one "log" event per chunk
+// (id = sequence number, so a reconnecting client resumes with Last-Event-ID) and an
+// "end" event once the log is complete.
+func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, codes.Internal, "streaming unsupported")
+		return
+	}
+	after, _ := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
+	if a := r.URL.Query().Get("after"); a != "" {
+		after, _ = strconv.ParseInt(a, 10, 64)
+	}
+	ctx := r.Context()
+	if h := r.Header.Get("Authorization"); h != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", h)
+	}
+	tail, err := g.logs.TailLogs(ctx, &apiv1.TailLogsRequest{Run: r.PathValue("run"), After: after})
+	if err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	first, err := tail.Recv()
+	if err != nil && err != io.EOF {
+		writeGRPCError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	for c := first; err == nil; c, err = tail.Recv() {
+		b, _ := protojson.Marshal(c)
+		fmt.Fprintf(w, "id: %d\nevent: log\ndata: %s\n\n", c.Sequence, b)
+		flusher.Flush()
+	}
+	if err == io.EOF {
+		fmt.Fprint(w, "event: end\ndata: {}\n\n")
+	} else {
+		st := status.Convert(err)
+		fmt.Fprintf(w, "event: error\ndata: {\"message\":%q}\n\n", st.Message())
+	}
+	flusher.Flush()
+}
+
+func writeGRPCError(w http.ResponseWriter, err error) {
+	st := status.Convert(err)
+	writeError(w, runtime.HTTPStatusFromCode(st.Code()), st.Code(), st.Message())
+}

@@ -1,0 +1,11 @@
+// Command log runs SimpleCI's log service alone; it takes the flags of
+// `simpleci serve` (see docs/operations.md).
+package main
+
+import (
+	"os"
+
+	"github.com/simpleci/simpleci/services/simpleci/node"
+)
+
+func main() { os.Exit(node.Main(append([]string{"serve", "--service", "log"}, os.Args[1:]...))) }

@@ -1,0 +1,3 @@
+module github.com/simpleci/simpleci/services/log
+
+go 1.26

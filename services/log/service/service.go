@@ -1,0 +1,261 @@
+// Package service is the log service: it stores the LogEmitted chunks runners publish
+// (idempotent on run and sequence number), learns from RunFinished where a run's log
+// ends, and serves stored logs and a live tail.
+package service
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/bus"
+	"github.com/simpleci/simpleci/libs/platform/auth"
+	"github.com/simpleci/simpleci/libs/platform/event"
+	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
+	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Consumer groups of the log service (permanent once deployed).
+const (
+	GroupChunks = "log-chunks"
+	GroupRuns   = "log-runs"
+)
+
+// Service implements LogService.
+type Service struct {
+	apiv1.UnimplementedLogServiceServer
+	db  *sqldb.DB
+	bus bus.Bus
+	log *slog.Logger
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced when anything is stored
+}
+
+// New returns the service over db, creating its tables.
+func New(ctx context.Context, db *sqldb.DB, b bus.Bus, log *slog.Logger) (*Service, error) {
+	if db == nil || b == nil {
+		return nil, errors.New("log: database and bus are required")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	err := db.Migrate(ctx,
+		`CREATE TABLE IF NOT EXISTS log_chunks (
+			run_id TEXT NOT NULL,
+			seq BIGINT NOT NULL,
+			org_id TEXT NOT NULL,
+			project_id TEXT NOT NULL,
+			step INTEGER NOT NULL,
+			stream TEXT NOT NULL,
+			at BIGINT NOT NULL,
+			data BLOB NOT NULL,
+			PRIMARY KEY (run_id, seq))`,
+		`CREATE TABLE IF NOT EXISTS log_runs (run_id TEXT PRIMARY KEY, org_id TEXT NOT NULL, last_seq BIGINT NOT NULL)`,
+	)
+	if err != nil {
+		return nil, fmt.Errorf("log: %w", err)
+	}
+	return &Service{db: db, bus: b, log: log.With("service", "log"), changed: make(chan struct{})}, nil
+}
+
+// Register adds LogService to a gRPC server.
+func (s *Service) Register(g *grpc.Server) { apiv1.RegisterLogServiceServer(g, s) }
+
+// Start subscribes to chunks and run ends; the subscriptions stop with ctx.
+func (s *Service) Start(ctx context.Context) error {
+	if err := s.bus.Subscribe(ctx, event.TopicLogs, GroupChunks, s.onChunk); err != nil {
+		return fmt.Errorf("log: subscribe %s: %w", event.TopicLogs, err)
+	}
+	if err := s.bus.Subscribe(ctx, event.TopicRuns, GroupRuns, s.onRunEvent); err != nil {
+		return fmt.Errorf("log: subscribe %s: %w", event.TopicRuns, err)
+	}
+	return nil
+}
+
+func (s *Service) notify() {
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *Service) signal() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+var streams = map[eventsv1.LogStream]string{
+	eventsv1.LogStream_LOG_STREAM_STDOUT: "stdout",
+	eventsv1.LogStream_LOG_STREAM_STDERR: "stderr",
+	eventsv1.LogStream_LOG_STREAM_SYSTEM: "system",
+}
+
+func (s *Service) onChunk(ctx context.Context, m bus.Message) error {
+	ev, err := event.Decode(m.Type, m.Payload)
+	if err != nil {
+		s.log.Error("drop undecodable chunk", "id", m.ID, "err", err)
+		return nil
+	}
+	c, ok := ev.(*eventsv1.LogEmitted)
+	if !ok || c.RunId == "" || c.Sequence <= 0 {
+		return nil
+	}
+	_, err = s.db.ExecContext(ctx, s.db.Q(`INSERT INTO log_chunks (run_id, seq, org_id, project_id, step, stream, at, data)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, seq) DO NOTHING`),
+		c.RunId, c.Sequence, c.OrgId, c.ProjectId, c.StepIndex, streams[c.Stream], c.At.AsTime().UnixNano(), c.Data)
+	if err != nil {
+		return fmt.Errorf("store chunk %s/%d: %w", c.RunId, c.Sequence, err)
+	}
+	s.notify()
+	return nil
+}
+
+func (s *Service) onRunEvent(ctx context.Context, m bus.Message) error {
+	if m.Type != event.TypeOf(&eventsv1.RunFinished{}) {
+		return nil
+	}
+	ev, err := event.Decode(m.Type, m.Payload)
+	if err != nil {
+		s.log.Error("drop undecodable run event", "id", m.ID, "err", err)
+		return nil
+	}
+	f := ev.(*eventsv1.RunFinished)
+	_, err = s.db.ExecContext(ctx, s.db.Q(`INSERT INTO log_runs (run_id, org_id, last_seq) VALUES (?, ?, ?) ON CONFLICT (run_id) DO NOTHING`),
+		f.RunId, f.OrgId, f.LastLogSequence)
+	if err != nil {
+		return fmt.Errorf("record end of run %s: %w", f.RunId, err)
+	}
+	s.notify()
+	return nil
+}
+
+// maxPage bounds the chunks one GetLogs returns; clients page with after.
+const maxPage = 1000
+
+func (s *Service) chunks(ctx context.Context, org, run string, after int64, step *int32, limit int) ([]*apiv1.LogChunk, error) {
+	q := `SELECT seq, step, stream, at, data FROM log_chunks WHERE run_id = ? AND org_id = ? AND seq > ?`
+	args := []any{run, org, after}
+	if step != nil {
+		q += ` AND step = ?`
+		args = append(args, *step)
+	}
+	q += ` ORDER BY seq LIMIT ?`
+	args = append(args, limit)
+	rows, err := s.db.QueryContext(ctx, s.db.Q(q), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*apiv1.LogChunk
+	for rows.Next() {
+		var c apiv1.LogChunk
+		var at int64
+		var data []byte
+		if err := rows.Scan(&c.Sequence, &c.Step, &c.Stream, &at, &data); err != nil {
+			return nil, err
+		}
+		c.Time = timestamppb.New(time.Unix(0, at))
+		c.Text = strings.ToValidUTF8(string(data), "\uFFFD")
+		out = append(out, &c)
+	}
+	return out, rows.Err()
+}
+
+// complete reports whether run ended and every chunk up to its last is stored.
+func (s *Service) complete(ctx context.Context, org, run string) (bool, error) {
+	var last int64
+	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT last_seq FROM log_runs WHERE run_id = ? AND org_id = ?`), run, org).Scan(&last)
+	if err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return false, nil
+		}
+		return false, err
+	}
+	var n int64
+	if err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT COUNT(*) FROM log_chunks WHERE run_id = ? AND seq <= ?`), run, last).Scan(&n); err != nil {
+		return false, err
+	}
+	return n == last, nil
+}
+
+// GetLogs returns stored chunks in order.
+func (s *Service) GetLogs(ctx context.Context, req *apiv1.GetLogsRequest) (*apiv1.GetLogsResponse, error) {
+	org, err := auth.RequireOrg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var step *int32
+	if req.Step != nil {
+		v := req.GetStep()
+		step = &v
+	}
+	chunks, err := s.chunks(ctx, org, req.GetRun(), req.GetAfter(), step, maxPage)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "get logs: %v", err)
+	}
+	done, err := s.complete(ctx, org, req.GetRun())
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "get logs: %v", err)
+	}
+	if len(chunks) == maxPage {
+		done = false
+	}
+	return &apiv1.GetLogsResponse{Chunks: chunks, Complete: done}, nil
+}
+
+// TailLogs sends chunks as they are stored and returns once the log is complete.
+func (s *Service) TailLogs(req *apiv1.TailLogsRequest, stream grpc.ServerStreamingServer[apiv1.LogChunk]) error {
+	ctx := stream.Context()
+	org, err := auth.RequireOrg(ctx)
+	if err != nil {
+		return err
+	}
+	after := req.GetAfter()
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	for {
+		sig := s.signal()
+		chunks, err := s.chunks(ctx, org, req.GetRun(), after, nil, maxPage)
+		if err != nil {
+			return status.Errorf(codes.Internal, "tail logs: %v", err)
+		}
+		for _, c := range chunks {
+			if err := stream.Send(c); err != nil {
+				return err
+			}
+			after = c.Sequence
+		}
+		if len(chunks) == maxPage {
+			continue
+		}
+		done, err := s.complete(ctx, org, req.GetRun())
+		if err != nil {
+			return status.Errorf(codes.Internal, "tail logs: %v", err)
+		}
+		if done {
+			more, err := s.chunks(ctx, org, req.GetRun(), after, nil, 1)
+			if err == nil && len(more) == 0 {
+				return nil
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-sig:
+		case <-poll.C: // chunks stored by another replica
+		}
+	}
+}

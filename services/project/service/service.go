@@ -1,0 +1,222 @@
+// Package service is the project service: projects bound to a repository, the events
+// that trigger them, their runner tier and their webhook secret.
+package service
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/platform/auth"
+	"github.com/simpleci/simpleci/libs/platform/id"
+	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Service implements the public ProjectService and the peers' ProjectInternalService.
+type Service struct {
+	apiv1.UnimplementedProjectServiceServer
+	apiv1.UnimplementedProjectInternalServiceServer
+	db        *sqldb.DB
+	providers []string
+}
+
+// New returns the service over db, creating its tables. providers lists the forge names
+// projects may use.
+func New(ctx context.Context, db *sqldb.DB, providers []string) (*Service, error) {
+	if db == nil {
+		return nil, errors.New("project: nil database")
+	}
+	err := db.Migrate(ctx, `CREATE TABLE IF NOT EXISTS projects (
+		id TEXT PRIMARY KEY,
+		org_id TEXT NOT NULL,
+		name TEXT NOT NULL,
+		provider TEXT NOT NULL,
+		repository TEXT NOT NULL,
+		events TEXT NOT NULL,
+		tier TEXT NOT NULL,
+		webhook_secret TEXT NOT NULL,
+		created_at BIGINT NOT NULL,
+		UNIQUE (org_id, name))`)
+	if err != nil {
+		return nil, fmt.Errorf("project: %w", err)
+	}
+	return &Service{db: db, providers: providers}, nil
+}
+
+// Register adds both services to a gRPC server.
+func (s *Service) Register(g *grpc.Server) {
+	apiv1.RegisterProjectServiceServer(g, s)
+	apiv1.RegisterProjectInternalServiceServer(g, s)
+}
+
+var (
+	nameRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	events     = []string{"push", "pull_request", "tag", "manual", "schedule"}
+	tiers      = []string{"standard", "medium", "large"}
+	defaultEvs = []string{"push", "manual"}
+)
+
+// CreateProject validates and stores a project; the response carries the webhook secret.
+func (s *Service) CreateProject(ctx context.Context, req *apiv1.CreateProjectRequest) (*apiv1.Project, error) {
+	org, err := auth.RequireOrg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var problems []string
+	if !nameRE.MatchString(req.GetName()) {
+		problems = append(problems, fmt.Sprintf("name %q: use 1-63 lower-case letters, digits and '-', starting with a letter or digit", req.GetName()))
+	}
+	if !slices.Contains(s.providers, req.GetProvider()) {
+		problems = append(problems, fmt.Sprintf("provider %q: supported providers are %s", req.GetProvider(), strings.Join(s.providers, ", ")))
+	}
+	repo := strings.TrimSpace(req.GetRepository())
+	if repo == "" || len(repo) > 1024 {
+		problems = append(problems, "repository: required (owner/name, or a path or git URL for local), at most 1024 characters")
+	}
+	evs := req.GetEvents()
+	if len(evs) == 0 {
+		evs = defaultEvs
+	}
+	for _, e := range evs {
+		if !slices.Contains(events, e) {
+			problems = append(problems, fmt.Sprintf("events: %q is not one of %s", e, strings.Join(events, ", ")))
+		}
+	}
+	tier := req.GetTier()
+	if tier == "" {
+		tier = "standard"
+	}
+	if !slices.Contains(tiers, tier) {
+		problems = append(problems, fmt.Sprintf("tier %q: use one of %s", tier, strings.Join(tiers, ", ")))
+	}
+	if len(problems) > 0 {
+		return nil, status.Error(codes.InvalidArgument, strings.Join(problems, "; "))
+	}
+	p := &apiv1.Project{
+		Id: id.New(), OrgId: org, Name: req.GetName(), Provider: req.GetProvider(), Repository: repo,
+		Events: slices.Compact(slices.Sorted(slices.Values(evs))), Tier: tier, CreatedAt: timestamppb.Now(),
+	}
+	secret := id.Secret(32)
+	_, err = s.db.ExecContext(ctx, s.db.Q(`INSERT INTO projects (id, org_id, name, provider, repository, events, tier, webhook_secret, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		p.Id, p.OrgId, p.Name, p.Provider, p.Repository, strings.Join(p.Events, ","), p.Tier, secret, p.CreatedAt.AsTime().UnixNano())
+	if sqldb.IsUniqueViolation(err) {
+		return nil, status.Errorf(codes.AlreadyExists, "a project named %q already exists", p.Name)
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "create project: %v", err)
+	}
+	withPath(p)
+	p.WebhookSecret = secret
+	return p, nil
+}
+
+func withPath(p *apiv1.Project) {
+	p.WebhookPath = "/api/v1/webhooks/" + p.Provider + "/" + p.Id
+}
+
+const cols = `id, org_id, name, provider, repository, events, tier, webhook_secret, created_at`
+
+func scan(row interface{ Scan(...any) error }) (*apiv1.Project, string, error) {
+	var p apiv1.Project
+	var evs, secret string
+	var created int64
+	if err := row.Scan(&p.Id, &p.OrgId, &p.Name, &p.Provider, &p.Repository, &evs, &p.Tier, &secret, &created); err != nil {
+		return nil, "", err
+	}
+	if evs != "" {
+		p.Events = strings.Split(evs, ",")
+	}
+	p.CreatedAt = timestamppb.New(time.Unix(0, created))
+	withPath(&p)
+	return &p, secret, nil
+}
+
+// find looks a project up by id or name; org "" searches every organisation (for
+// webhooks, which arrive unauthenticated) and refuses a name that is not unique.
+func (s *Service) find(ctx context.Context, org, ref string) (*apiv1.Project, string, error) {
+	var row *sql.Row
+	if org == "" {
+		var n int
+		if err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT COUNT(*) FROM projects WHERE id = ? OR name = ?`), ref, ref).Scan(&n); err != nil {
+			return nil, "", status.Errorf(codes.Internal, "get project: %v", err)
+		}
+		if n > 1 {
+			return nil, "", status.Errorf(codes.FailedPrecondition, "project name %q is used by several organisations: use the project id", ref)
+		}
+		row = s.db.QueryRowContext(ctx, s.db.Q(`SELECT `+cols+` FROM projects WHERE id = ? OR name = ?`), ref, ref)
+	} else {
+		row = s.db.QueryRowContext(ctx, s.db.Q(`SELECT `+cols+` FROM projects WHERE org_id = ? AND (id = ? OR name = ?)`), org, ref, ref)
+	}
+	p, secret, err := scan(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, "", status.Errorf(codes.NotFound, "project %q not found", ref)
+	}
+	if err != nil {
+		return nil, "", status.Errorf(codes.Internal, "get project: %v", err)
+	}
+	return p, secret, nil
+}
+
+// GetProject returns a project of the caller's organisation.
+func (s *Service) GetProject(ctx context.Context, req *apiv1.GetProjectRequest) (*apiv1.Project, error) {
+	org, err := auth.RequireOrg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, _, err := s.find(ctx, org, req.GetProject())
+	return p, err
+}
+
+// ListProjects lists the caller's organisation's projects by name.
+func (s *Service) ListProjects(ctx context.Context, req *apiv1.ListProjectsRequest) (*apiv1.ListProjectsResponse, error) {
+	org, err := auth.RequireOrg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	size := int(req.GetPageSize())
+	if size <= 0 || size > 200 {
+		size = 50
+	}
+	offset, _ := strconv.Atoi(req.GetPageToken())
+	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT `+cols+` FROM projects WHERE org_id = ? ORDER BY name LIMIT ? OFFSET ?`), org, size+1, offset)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "list projects: %v", err)
+	}
+	defer rows.Close()
+	resp := &apiv1.ListProjectsResponse{}
+	for rows.Next() {
+		p, _, err := scan(rows)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "list projects: %v", err)
+		}
+		resp.Projects = append(resp.Projects, p)
+	}
+	if len(resp.Projects) > size {
+		resp.Projects = resp.Projects[:size]
+		resp.NextPageToken = strconv.Itoa(offset + size)
+	}
+	return resp, rows.Err()
+}
+
+// ResolveProject returns a project and its webhook secret to a peer service.
+func (s *Service) ResolveProject(ctx context.Context, req *apiv1.ResolveProjectRequest) (*apiv1.ResolvedProject, error) {
+	if !auth.IsInternal(ctx) {
+		return nil, status.Error(codes.PermissionDenied, "only SimpleCI services may resolve projects")
+	}
+	p, secret, err := s.find(ctx, req.GetOrgId(), req.GetProject())
+	if err != nil {
+		return nil, err
+	}
+	return &apiv1.ResolvedProject{Project: p, WebhookSecret: secret}, nil
+}

@@ -1,0 +1,3 @@
+module github.com/simpleci/simpleci/services/runner
+
+go 1.26

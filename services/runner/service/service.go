@@ -1,0 +1,270 @@
+// Package service is the runner: it pulls jobs of its tiers from the scheduler, checks
+// out the commit into a fresh workspace, runs the pipeline with the engine, streams the
+// output as LogEmitted chunks on the bus, reports step and run outcomes to the scheduler
+// and keeps its lease alive with heartbeats.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/bus"
+	"github.com/simpleci/simpleci/libs/engine"
+	"github.com/simpleci/simpleci/libs/forge"
+	"github.com/simpleci/simpleci/libs/pipeline"
+	"github.com/simpleci/simpleci/libs/platform/event"
+	"github.com/simpleci/simpleci/libs/platform/id"
+	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Config holds the runner's dependencies.
+type Config struct {
+	// ID names this runner (default: host name and a random suffix).
+	ID string
+	// Tiers the runner serves (default: standard).
+	Tiers []string
+	// WorkDir holds the job workspaces (default: a directory under the temp dir).
+	WorkDir   string
+	Scheduler runnerv1.RunnerServiceClient
+	Bus       bus.Bus
+	Forges    *forge.Registry
+	Log       *slog.Logger
+}
+
+// Runner executes jobs one at a time; run more runners for more parallelism.
+type Runner struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New checks cfg and prepares the work directory.
+func New(cfg Config) (*Runner, error) {
+	if cfg.Scheduler == nil || cfg.Bus == nil || cfg.Forges == nil {
+		return nil, errors.New("runner: scheduler client, bus and forges are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.ID == "" {
+		h, _ := os.Hostname()
+		cfg.ID = h + "-" + id.Secret(3)
+	}
+	if len(cfg.Tiers) == 0 {
+		cfg.Tiers = []string{"standard"}
+	}
+	if cfg.WorkDir == "" {
+		cfg.WorkDir = filepath.Join(os.TempDir(), "simpleci-runner-"+cfg.ID)
+	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
+		return nil, fmt.Errorf("runner: work dir: %w", err)
+	}
+	return &Runner{cfg: cfg, log: cfg.Log.With("service", "runner", "runner", cfg.ID)}, nil
+}
+
+// Run claims and executes jobs until ctx ends.
+func (r *Runner) Run(ctx context.Context) error {
+	r.log.Info("runner ready", "tiers", strings.Join(r.cfg.Tiers, ","))
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		cctx, cancel := context.WithTimeout(ctx, 35*time.Second)
+		resp, err := r.cfg.Scheduler.ClaimJob(cctx, &runnerv1.ClaimJobRequest{RunnerId: r.cfg.ID, Tiers: r.cfg.Tiers, Wait: durationpb.New(25 * time.Second)})
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			r.log.Warn("claim job", "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if resp.GetJob() != nil {
+			r.execute(ctx, resp.GetJob())
+		}
+	}
+	return nil
+}
+
+// execute runs one job to its end and reports it.
+func (r *Runner) execute(ctx context.Context, job *runnerv1.Job) {
+	log := r.log.With("run", job.RunId)
+	jctx, cancelJob := context.WithCancel(ctx)
+	defer cancelJob()
+	obs := &observer{r: r, job: job, ctx: jctx, log: log}
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); r.heartbeat(jctx, job, cancelJob, log) }()
+	defer wg.Wait()
+	defer cancelJob()
+
+	status, reason := r.runJob(jctx, job, obs)
+	if ctx.Err() != nil && status == string(engine.StatusCancelled) {
+		reason = "runner stopped"
+	}
+	obs.report(&runnerv1.ReportRequest{Event: &runnerv1.ReportRequest_RunFinished{RunFinished: &eventsv1.RunFinished{
+		Status: status, Reason: reason, FinishedAt: timestamppb.Now(), LastLogSequence: obs.lastSeq}}})
+	log.Info("job done", "status", status, "reason", reason)
+}
+
+func (r *Runner) runJob(ctx context.Context, job *runnerv1.Job, obs *observer) (string, string) {
+	dir, err := os.MkdirTemp(r.cfg.WorkDir, "job-")
+	if err != nil {
+		return string(engine.StatusErrored), "create workspace: " + err.Error()
+	}
+	defer os.RemoveAll(dir)
+	checkout := filepath.Join(dir, "src")
+	if err := os.Mkdir(checkout, 0o700); err != nil {
+		return string(engine.StatusErrored), "create workspace: " + err.Error()
+	}
+	f, err := r.cfg.Forges.Lookup(job.Provider)
+	if err != nil {
+		return string(engine.StatusErrored), err.Error()
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	err = f.Checkout(cctx, job.Repository, job.Sha, checkout)
+	cancel()
+	if err != nil {
+		return string(engine.StatusErrored), fmt.Sprintf("checkout %s at %s: %v", job.Repository, job.Sha, err)
+	}
+	pl, err := pipeline.Parse(job.PipelinePath, job.Pipeline)
+	if err != nil {
+		return string(engine.StatusErrored), "invalid pipeline: " + err.Error()
+	}
+	jc := map[string]any{}
+	for k, v := range job.Context {
+		jc[k] = v
+	}
+	res := engine.Run(ctx, engine.Job{Pipeline: pl, Dir: checkout, Env: job.Env, Context: jc, Timeout: job.Timeout.AsDuration()}, obs)
+	return string(res.Status), res.Reason
+}
+
+// heartbeat keeps the lease alive; a lost lease cancels the job.
+func (r *Runner) heartbeat(ctx context.Context, job *runnerv1.Job, cancel context.CancelFunc, log *slog.Logger) {
+	every := job.LeaseDuration.AsDuration() / 3
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		hctx, hcancel := context.WithTimeout(ctx, every)
+		resp, err := r.cfg.Scheduler.Heartbeat(hctx, &runnerv1.HeartbeatRequest{RunId: job.RunId, LeaseId: job.LeaseId})
+		hcancel()
+		switch {
+		case status.Code(err) == codes.FailedPrecondition:
+			log.Warn("lease lost; stopping the job", "err", err)
+			cancel()
+			return
+		case err != nil:
+			log.Warn("heartbeat", "err", err)
+		case resp.GetCancel():
+			log.Info("run cancelled")
+			cancel()
+			return
+		}
+	}
+}
+
+// observer turns the engine's observations into reports and log events.
+type observer struct {
+	r       *Runner
+	job     *runnerv1.Job
+	ctx     context.Context
+	log     *slog.Logger
+	lastSeq int64
+}
+
+func (o *observer) StepStarted(i int, name string, at time.Time) {
+	o.report(&runnerv1.ReportRequest{Event: &runnerv1.ReportRequest_StepStarted{StepStarted: &eventsv1.StepStarted{
+		StepIndex: int32(i), StepName: name, StartedAt: timestamppb.New(at)}}})
+}
+
+func (o *observer) StepSkipped(i int, name, reason string) {
+	o.report(&runnerv1.ReportRequest{Event: &runnerv1.ReportRequest_StepSkipped{StepSkipped: &eventsv1.StepSkipped{
+		StepIndex: int32(i), StepName: name, Reason: reason, At: timestamppb.Now()}}})
+}
+
+func (o *observer) StepFinished(i int, name string, res engine.StepResult) {
+	o.report(&runnerv1.ReportRequest{Event: &runnerv1.ReportRequest_StepFinished{StepFinished: &eventsv1.StepFinished{
+		StepIndex: int32(i), StepName: name, Status: string(res.Status), ExitCode: int32(res.ExitCode), Reason: res.Reason,
+		StartedAt: timestamppb.New(res.StartedAt), FinishedAt: timestamppb.New(res.FinishedAt)}}})
+}
+
+var streamOf = map[string]eventsv1.LogStream{"stdout": eventsv1.LogStream_LOG_STREAM_STDOUT, "stderr": eventsv1.LogStream_LOG_STREAM_STDERR}
+
+func (o *observer) Log(c engine.LogChunk) {
+	ev := &eventsv1.LogEmitted{RunId: o.job.RunId, OrgId: o.job.OrgId, ProjectId: o.job.ProjectId, StepIndex: int32(c.Step),
+		Sequence: c.Seq, Stream: streamOf[c.Stream], At: timestamppb.New(c.At), Data: c.Data}
+	m, err := event.Encode(fmt.Sprintf("%s-log-%d", o.job.RunId, c.Seq), o.job.RunId, ev)
+	if err == nil {
+		err = retry(context.WithoutCancel(o.ctx), func(ctx context.Context) error { return o.r.cfg.Bus.Publish(ctx, event.TopicLogs, m) })
+	}
+	if err != nil {
+		o.log.Error("publish log chunk", "seq", c.Seq, "err", err)
+	}
+	o.lastSeq = c.Seq
+}
+
+// report sends one observation, retrying transient failures; the event id makes the
+// retries idempotent.
+func (o *observer) report(req *runnerv1.ReportRequest) {
+	req.RunId, req.LeaseId, req.EventId = o.job.RunId, o.job.LeaseId, id.New()
+	err := retry(context.WithoutCancel(o.ctx), func(ctx context.Context) error {
+		_, err := o.r.cfg.Scheduler.Report(ctx, req)
+		switch status.Code(err) {
+		case codes.FailedPrecondition, codes.InvalidArgument, codes.NotFound, codes.PermissionDenied:
+			return permanent{err}
+		}
+		return err
+	})
+	if err != nil {
+		o.log.Error("report", "err", err)
+	}
+}
+
+type permanent struct{ error }
+
+// retry calls fn with a deadline per attempt until it succeeds, fails permanently or
+// a minute has passed.
+func retry(ctx context.Context, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	wait := 50 * time.Millisecond
+	for {
+		actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+		err := fn(actx)
+		acancel()
+		var p permanent
+		if err == nil || errors.As(err, &p) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 2*time.Second)
+	}
+}

@@ -1,0 +1,11 @@
+// Command scheduler runs SimpleCI's scheduler service alone; it takes the flags of
+// `simpleci serve` (see docs/operations.md).
+package main
+
+import (
+	"os"
+
+	"github.com/simpleci/simpleci/services/simpleci/node"
+)
+
+func main() { os.Exit(node.Main(append([]string{"serve", "--service", "scheduler"}, os.Args[1:]...))) }

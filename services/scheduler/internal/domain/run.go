@@ -1,0 +1,161 @@
+// Package domain holds the Run aggregate: its state is the fold of its events, and its
+// commands check that a transition is allowed before an event is recorded.
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// Run statuses (API.md).
+const (
+	RunQueued    = "queued"
+	RunRunning   = "running"
+	RunSucceeded = "succeeded"
+	RunFailed    = "failed"
+	RunCancelled = "cancelled"
+	RunTimedOut  = "timed_out"
+	RunErrored   = "errored"
+)
+
+// Step statuses (API.md).
+const (
+	StepPending = "pending"
+	StepRunning = "running"
+	StepSkipped = "skipped"
+)
+
+// ErrTransition is returned by a command the run's state does not allow.
+var ErrTransition = errors.New("transition not allowed")
+
+// StreamID is the event stream of run id.
+func StreamID(runID string) string { return "run-" + runID }
+
+// Step is the state of one step.
+type Step struct {
+	Index             int32
+	Name              string
+	Status            string
+	ExitCode          int32
+	Reason            string
+	Started, Finished time.Time
+}
+
+// Run is the state of a run, folded from its events.
+type Run struct {
+	ID, OrgID, ProjectID                       string
+	Number                                     int64
+	Status, Reason                             string
+	Tier, Provider, Repository                 string
+	Event, Ref, Branch, SHA, Actor, DeliveryID string
+	Created, Started, Finished                 time.Time
+	Steps                                      []Step
+	LeaseID, RunnerID                          string
+	// Queued holds the RunQueued event, which carries what a runner needs.
+	Queued *eventsv1.RunQueued
+	// Version is the stream version the state reflects.
+	Version int64
+}
+
+// Finished reports whether the run reached a final status.
+func (r *Run) Done() bool {
+	switch r.Status {
+	case RunSucceeded, RunFailed, RunCancelled, RunTimedOut, RunErrored:
+		return true
+	}
+	return false
+}
+
+// Apply folds one event into the state.
+func (r *Run) Apply(ev proto.Message, recorded time.Time) {
+	switch e := ev.(type) {
+	case *eventsv1.RunQueued:
+		r.ID, r.OrgID, r.ProjectID, r.Number = e.RunId, e.OrgId, e.ProjectId, e.Number
+		r.Status, r.Tier, r.Provider, r.Repository = RunQueued, e.Tier, e.Provider, e.Repository
+		r.Event, r.Ref, r.Branch, r.SHA, r.Actor, r.DeliveryID = e.Event, e.Ref, e.Branch, e.Sha, e.Actor, e.DeliveryId
+		r.Created = e.QueuedAt.AsTime()
+		r.Steps = make([]Step, len(e.StepNames))
+		for i, n := range e.StepNames {
+			r.Steps[i] = Step{Index: int32(i), Name: n, Status: StepPending}
+		}
+		r.Queued = e
+	case *eventsv1.RunStarted:
+		r.Status, r.Started, r.LeaseID, r.RunnerID = RunRunning, e.StartedAt.AsTime(), e.LeaseId, e.RunnerId
+	case *eventsv1.StepStarted:
+		if s := r.step(e.StepIndex); s != nil {
+			s.Status, s.Started = StepRunning, e.StartedAt.AsTime()
+		}
+	case *eventsv1.StepSkipped:
+		if s := r.step(e.StepIndex); s != nil {
+			s.Status, s.Reason = StepSkipped, e.Reason
+		}
+	case *eventsv1.StepFinished:
+		if s := r.step(e.StepIndex); s != nil {
+			s.Status, s.ExitCode, s.Reason, s.Finished = e.Status, e.ExitCode, e.Reason, e.FinishedAt.AsTime()
+			if e.StartedAt != nil && s.Started.IsZero() {
+				s.Started = e.StartedAt.AsTime()
+			}
+		}
+	case *eventsv1.RunFinished:
+		r.Status, r.Reason, r.Finished = e.Status, e.Reason, e.FinishedAt.AsTime()
+		if r.ID == "" {
+			r.ID, r.OrgID, r.ProjectID = e.RunId, e.OrgId, e.ProjectId
+		}
+		// Steps that never ran end with the run.
+		for i := range r.Steps {
+			switch r.Steps[i].Status {
+			case StepPending:
+				r.Steps[i].Status = StepSkipped
+				if r.Steps[i].Reason == "" {
+					r.Steps[i].Reason = "run ended: " + e.Status
+				}
+			case StepRunning:
+				r.Steps[i].Status = e.Status
+				if e.Status == RunErrored || e.Status == RunFailed {
+					r.Steps[i].Status = RunFailed
+				}
+				r.Steps[i].Reason = e.Reason
+				r.Steps[i].Finished = r.Finished
+			}
+		}
+	}
+	r.Version++
+}
+
+func (r *Run) step(i int32) *Step {
+	if i < 0 || int(i) >= len(r.Steps) {
+		return nil
+	}
+	return &r.Steps[i]
+}
+
+// CheckReport says whether a runner's observation may be recorded now.
+func (r *Run) CheckReport(ev proto.Message) error {
+	if r.Done() {
+		return fmt.Errorf("run %s already %s: %w", r.ID, r.Status, ErrTransition)
+	}
+	if r.Status != RunRunning {
+		return fmt.Errorf("run %s is %s, not running: %w", r.ID, r.Status, ErrTransition)
+	}
+	idx := int32(-1)
+	switch e := ev.(type) {
+	case *eventsv1.StepStarted:
+		idx = e.StepIndex
+	case *eventsv1.StepSkipped:
+		idx = e.StepIndex
+	case *eventsv1.StepFinished:
+		idx = e.StepIndex
+	case *eventsv1.RunFinished:
+		return nil
+	default:
+		return fmt.Errorf("unexpected report %T: %w", ev, ErrTransition)
+	}
+	if r.step(idx) == nil {
+		return fmt.Errorf("run %s has no step %d: %w", r.ID, idx, ErrTransition)
+	}
+	return nil
+}

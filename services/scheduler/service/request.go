@@ -1,0 +1,163 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/eventstore"
+	"github.com/simpleci/simpleci/libs/forge"
+	"github.com/simpleci/simpleci/libs/pipeline"
+	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
+	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// requestRun turns a RunRequested into a queued run (or an errored one when the
+// pipeline cannot be read or is invalid). A request whose run already exists changes
+// nothing, so redelivered requests are harmless.
+func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*domain.Run, error) {
+	log := s.log.With("run", req.GetRunId(), "project", req.GetProjectId())
+	if req.GetRunId() == "" || req.GetProjectId() == "" {
+		log.Error("drop run request without run or project id")
+		return nil, nil
+	}
+	if v, err := s.store.StreamVersion(ctx, domain.StreamID(req.RunId)); err != nil {
+		return nil, err
+	} else if v > 0 {
+		return s.load(ctx, req.RunId)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	proj, err := s.cfg.Projects.ResolveProject(pctx, &apiv1.ResolveProjectRequest{OrgId: req.OrgId, Project: req.ProjectId})
+	cancel()
+	if status.Code(err) == codes.NotFound {
+		// A project deleted after the request was published: nothing to run, and
+		// retrying would block the requests behind this one.
+		log.Warn("drop run request for unknown project")
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("resolve project %s: %w", req.ProjectId, err)
+	}
+	p := proj.GetProject()
+	tier, ok := s.cfg.Tiers[p.GetTier()]
+	if !ok {
+		tier = s.cfg.Tiers["standard"]
+	}
+	number, err := s.nextNumber(ctx, p.GetId())
+	if err != nil {
+		return nil, err
+	}
+	q := &eventsv1.RunQueued{
+		RunId: req.RunId, OrgId: p.GetOrgId(), ProjectId: p.GetId(), Number: number, Tier: tier.Name,
+		Provider: p.GetProvider(), Repository: p.GetRepository(), Ref: req.Ref, Branch: req.Branch, Sha: req.Sha,
+		Event: req.Event, Actor: req.Actor, Context: req.Context, QueuedAt: timestamppb.Now(),
+		Timeout: durationpb.New(tier.Timeout), PipelinePath: s.cfg.PipelinePath, DeliveryId: req.DeliveryId,
+	}
+	evs := []recorded{{newID(), q}}
+	reason := s.readPipeline(ctx, p.GetProvider(), p.GetRepository(), q)
+	if reason != "" {
+		log.Info("run errored before start", "reason", reason)
+		evs = append(evs, recorded{newID(), &eventsv1.RunFinished{RunId: q.RunId, OrgId: q.OrgId, ProjectId: q.ProjectId,
+			Status: domain.RunErrored, Reason: reason, FinishedAt: timestamppb.Now()}})
+	}
+	r := &domain.Run{}
+	if err := s.append(ctx, r, req.RunId, evs); err != nil {
+		if errors.Is(err, eventstore.ErrConcurrency) {
+			return s.load(ctx, req.RunId)
+		}
+		return nil, err
+	}
+	if reason == "" {
+		if err := s.enqueue(ctx, r); err != nil {
+			return nil, err
+		}
+		log.Info("run queued", "number", number, "tier", tier.Name)
+	}
+	return r, nil
+}
+
+// readPipeline fills q's sha, pipeline and step names, or returns why the run cannot start.
+func (s *Service) readPipeline(ctx context.Context, provider, repo string, q *eventsv1.RunQueued) string {
+	f, err := s.cfg.Forges.Lookup(provider)
+	if err != nil {
+		return err.Error()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if q.Sha == "" {
+		ref := q.Ref
+		if ref == "" {
+			ref = "HEAD"
+		}
+		sha, err := f.ResolveRef(ctx, repo, ref)
+		if err != nil {
+			return fmt.Sprintf("cannot resolve ref %q: %v", ref, err)
+		}
+		q.Sha = sha
+	}
+	data, err := f.ReadFile(ctx, repo, q.Sha, q.PipelinePath)
+	if errors.Is(err, forge.ErrNotFound) {
+		return fmt.Sprintf("%s: not found at commit %s", q.PipelinePath, q.Sha)
+	}
+	if err != nil {
+		return fmt.Sprintf("cannot read %s at commit %s: %v", q.PipelinePath, q.Sha, err)
+	}
+	pl, err := pipeline.Parse(q.PipelinePath, data)
+	if err != nil {
+		return "invalid pipeline: " + err.Error()
+	}
+	q.Pipeline = data
+	for _, st := range pl.Steps {
+		q.StepNames = append(q.StepNames, st.Name)
+	}
+	return ""
+}
+
+
+// TriggerRun is the manual trigger: it records the request and returns the run.
+func (s *Service) TriggerRun(ctx context.Context, req *apiv1.TriggerRunRequest) (*apiv1.Run, error) {
+	org, err := requireOrg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	proj, err := s.cfg.Projects.ResolveProject(pctx, &apiv1.ResolveProjectRequest{OrgId: org, Project: req.GetProject()})
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	ev := req.GetEvent()
+	if ev == "" {
+		ev = "manual"
+	}
+	ref := req.GetRef()
+	if ref != "" {
+		if err := forge.ValidateRef(ref); err != nil && forge.ValidateSHA(ref) != nil {
+			return nil, invalid("ref %q: %v", ref, err)
+		}
+	}
+	rr := &eventsv1.RunRequested{RunId: newID(), OrgId: org, ProjectId: proj.GetProject().GetId(),
+		Provider: proj.GetProject().GetProvider(), Repository: proj.GetProject().GetRepository(),
+		Ref: ref, Event: ev, Actor: actor(ctx), RequestedAt: timestamppb.Now()}
+	if forge.ValidateSHA(ref) == nil {
+		rr.Sha, rr.Ref = ref, ""
+	} else if b, ok := cutPrefix(ref, "refs/heads/"); ok {
+		rr.Branch = b
+	} else if ref != "" && !hasPrefix(ref, "refs/") {
+		rr.Branch = ref
+	}
+	r, err := s.requestRun(ctx, rr)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "start run: %v", err)
+	}
+	if r == nil {
+		return nil, status.Errorf(codes.NotFound, "project %q not found", req.GetProject())
+	}
+	return toAPI(r, true), nil
+}

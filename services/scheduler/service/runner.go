@@ -1,0 +1,209 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/platform/auth"
+	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
+	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+func requireRunner(ctx context.Context) error {
+	if !auth.IsInternal(ctx) {
+		return status.Error(codes.PermissionDenied, "only runners may call the runner protocol")
+	}
+	return nil
+}
+
+// maxClaimWait bounds one long poll.
+const maxClaimWait = 30 * time.Second
+
+// ClaimJob waits for a queued job of the runner's tiers. A runner waiting here is
+// woken the moment a job is queued in this process; a 1 s poll covers jobs queued by
+// other scheduler replicas.
+func (s *Service) ClaimJob(ctx context.Context, req *runnerv1.ClaimJobRequest) (*runnerv1.ClaimJobResponse, error) {
+	if err := requireRunner(ctx); err != nil {
+		return nil, err
+	}
+	if req.GetRunnerId() == "" || len(req.GetTiers()) == 0 {
+		return nil, invalid("runner_id and at least one tier are required")
+	}
+	wait := req.GetWait().AsDuration()
+	if wait <= 0 || wait > maxClaimWait {
+		wait = maxClaimWait
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	for {
+		signal := s.queuedSignal()
+		runID, lease, err := s.claim(ctx, req.RunnerId, req.Tiers)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "%v", err)
+		}
+		if runID != "" {
+			job, err := s.start(ctx, runID, lease, req.RunnerId)
+			if err != nil {
+				s.log.Error("start claimed job", "run", runID, "err", err)
+				s.deleteJob(context.WithoutCancel(ctx), runID)
+				continue
+			}
+			if job != nil {
+				return &runnerv1.ClaimJobResponse{Job: job}, nil
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		case <-deadline.C:
+			return &runnerv1.ClaimJobResponse{}, nil
+		case <-signal:
+		case <-poll.C:
+		}
+	}
+}
+
+// start records RunStarted for a claimed job and returns the job (nil: the run ended
+// meanwhile and the job was dropped).
+func (s *Service) start(ctx context.Context, runID, lease, runner string) (*runnerv1.Job, error) {
+	r, err := s.update(ctx, runID, func(r *domain.Run) ([]recorded, error) {
+		if r.Status != domain.RunQueued {
+			return nil, nil
+		}
+		return []recorded{{newID(), &eventsv1.RunStarted{RunId: runID, OrgId: r.OrgID, ProjectId: r.ProjectID,
+			RunnerId: runner, LeaseId: lease, StartedAt: timestamppb.Now()}}}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if r.Status != domain.RunRunning || r.LeaseID != lease {
+		return nil, s.deleteJob(ctx, runID)
+	}
+	s.log.Info("job claimed", "run", runID, "runner", runner)
+	return jobFor(r, lease, s.cfg.LeaseDuration), nil
+}
+
+// Heartbeat extends the lease of a running job.
+func (s *Service) Heartbeat(ctx context.Context, req *runnerv1.HeartbeatRequest) (*runnerv1.HeartbeatResponse, error) {
+	if err := requireRunner(ctx); err != nil {
+		return nil, err
+	}
+	ok, err := s.extend(ctx, req.GetRunId(), req.GetLeaseId())
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "heartbeat: %v", err)
+	}
+	if !ok {
+		return nil, status.Errorf(codes.FailedPrecondition, "lease %s of run %s is no longer held", req.GetLeaseId(), req.GetRunId())
+	}
+	return &runnerv1.HeartbeatResponse{}, nil
+}
+
+// Report records what a runner observed, under its lease. A retried report (same
+// event id) is recorded once.
+func (s *Service) Report(ctx context.Context, req *runnerv1.ReportRequest) (*runnerv1.ReportResponse, error) {
+	if err := requireRunner(ctx); err != nil {
+		return nil, err
+	}
+	if req.GetEventId() == "" || req.GetRunId() == "" {
+		return nil, invalid("run_id and event_id are required")
+	}
+	var ev proto.Message
+	switch e := req.GetEvent().(type) {
+	case *runnerv1.ReportRequest_StepStarted:
+		ev = e.StepStarted
+	case *runnerv1.ReportRequest_StepSkipped:
+		ev = e.StepSkipped
+	case *runnerv1.ReportRequest_StepFinished:
+		ev = e.StepFinished
+	case *runnerv1.ReportRequest_RunFinished:
+		f := e.RunFinished
+		if err := s.finishJob(ctx, req.RunId, req.EventId, f.Status, f.Reason, f.LastLogSequence); err != nil {
+			return nil, err
+		}
+		return &runnerv1.ReportResponse{}, nil
+	default:
+		return nil, invalid("report carries no event")
+	}
+	ok, err := s.leaseValid(ctx, req.RunId, req.LeaseId)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "%v", err)
+	}
+	if !ok {
+		return nil, status.Errorf(codes.FailedPrecondition, "lease %s of run %s is no longer held", req.LeaseId, req.RunId)
+	}
+	_, err = s.update(ctx, req.RunId, func(r *domain.Run) ([]recorded, error) {
+		if err := r.CheckReport(ev); err != nil {
+			return nil, status.Error(codes.FailedPrecondition, err.Error())
+		}
+		stamp(ev, r)
+		return []recorded{{req.EventId, ev}}, nil
+	})
+	if err != nil {
+		return nil, reportErr(err)
+	}
+	return &runnerv1.ReportResponse{}, nil
+}
+
+// stamp sets the run's identity on a runner's event, so a runner cannot write into
+// another tenant's run.
+func stamp(ev proto.Message, r *domain.Run) {
+	switch e := ev.(type) {
+	case *eventsv1.StepStarted:
+		e.RunId, e.OrgId, e.ProjectId = r.ID, r.OrgID, r.ProjectID
+	case *eventsv1.StepSkipped:
+		e.RunId, e.OrgId, e.ProjectId = r.ID, r.OrgID, r.ProjectID
+	case *eventsv1.StepFinished:
+		e.RunId, e.OrgId, e.ProjectId = r.ID, r.OrgID, r.ProjectID
+	}
+}
+
+func reportErr(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Errorf(codes.Internal, "%v", err)
+}
+
+// finishJob records a run's end (from its runner, or the reaper when the lease lapsed)
+// and removes its job. eventID "" generates one.
+func (s *Service) finishJob(ctx context.Context, runID, eventID, st, reason string, lastSeq int64) error {
+	if eventID == "" {
+		eventID = newID()
+	}
+	switch st {
+	case domain.RunSucceeded, domain.RunFailed, domain.RunCancelled, domain.RunTimedOut, domain.RunErrored:
+	default:
+		return invalid("run status %q is not a final status", st)
+	}
+	r, err := s.update(ctx, runID, func(r *domain.Run) ([]recorded, error) {
+		if r.Version == 0 {
+			return nil, status.Errorf(codes.NotFound, "run %s not found", runID)
+		}
+		if r.Done() {
+			return nil, nil
+		}
+		return []recorded{{eventID, &eventsv1.RunFinished{RunId: runID, OrgId: r.OrgID, ProjectId: r.ProjectID,
+			Status: st, Reason: reason, FinishedAt: timestamppb.Now(), LastLogSequence: lastSeq}}}, nil
+	})
+	if err != nil {
+		return reportErr(err)
+	}
+	if err := s.deleteJob(ctx, runID); err != nil {
+		return status.Errorf(codes.Internal, "remove job: %v", err)
+	}
+	s.log.Info("run finished", "run", runID, "status", r.Status, "reason", r.Reason)
+	return nil
+}
+
+var _ = errors.Is
+var _ = fmt.Sprint

@@ -1,0 +1,291 @@
+// Package service is the scheduler: it owns the Run aggregate (event-sourced), turns
+// RunRequested into queued jobs, hands jobs to runners that pull them under a lease,
+// records what runners report and publishes every recorded run event.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/bus"
+	"github.com/simpleci/simpleci/libs/eventstore"
+	"github.com/simpleci/simpleci/libs/eventstore/postgres"
+	"github.com/simpleci/simpleci/libs/eventstore/sqlite"
+	"github.com/simpleci/simpleci/libs/forge"
+	"github.com/simpleci/simpleci/libs/platform/event"
+	"github.com/simpleci/simpleci/libs/platform/id"
+	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
+	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
+	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// Tier is a runner class: its memory limit and run timeout.
+type Tier struct {
+	Name    string
+	Memory  int64
+	Timeout time.Duration
+}
+
+// DefaultTiers are the seed's tiers (PIPELINE.md).
+func DefaultTiers() map[string]Tier {
+	return map[string]Tier{
+		"standard": {Name: "standard", Memory: 1 << 30, Timeout: 150 * time.Second},
+		"medium":   {Name: "medium", Memory: 4 << 30, Timeout: 300 * time.Second},
+		"large":    {Name: "large", Memory: 8 << 30, Timeout: 540 * time.Second},
+	}
+}
+
+// Config holds the scheduler's dependencies.
+type Config struct {
+	DB       *sqldb.DB
+	Bus      bus.Bus
+	Forges   *forge.Registry
+	Projects apiv1.ProjectInternalServiceClient
+	Log      *slog.Logger
+	// Tiers by name; nil means DefaultTiers.
+	Tiers map[string]Tier
+	// LeaseDuration is how long a claimed job lives without a heartbeat (default 30 s).
+	LeaseDuration time.Duration
+	// PipelinePath is the file read at the commit (default .simpleci/pipeline.json).
+	PipelinePath string
+}
+
+// Service implements RunService and RunnerService.
+type Service struct {
+	apiv1.UnimplementedRunServiceServer
+	runnerv1.UnimplementedRunnerServiceServer
+	cfg   Config
+	db    *sqldb.DB
+	store eventstore.Store
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	queued chan struct{} // closed and replaced whenever a job is queued
+}
+
+// New checks cfg, opens the event store in cfg.DB and creates the scheduler's tables.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	var missing []string
+	if cfg.DB == nil {
+		missing = append(missing, "DB")
+	}
+	if cfg.Bus == nil {
+		missing = append(missing, "Bus")
+	}
+	if cfg.Forges == nil {
+		missing = append(missing, "Forges")
+	}
+	if cfg.Projects == nil {
+		missing = append(missing, "Projects")
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("scheduler: missing %s", strings.Join(missing, ", "))
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Tiers == nil {
+		cfg.Tiers = DefaultTiers()
+	}
+	if cfg.LeaseDuration <= 0 {
+		cfg.LeaseDuration = 30 * time.Second
+	}
+	if cfg.PipelinePath == "" {
+		cfg.PipelinePath = ".simpleci/pipeline.json"
+	}
+	s := &Service{cfg: cfg, db: cfg.DB, log: cfg.Log.With("service", "scheduler"), queued: make(chan struct{})}
+	switch cfg.DB.Dialect {
+	case sqldb.Postgres:
+		st := postgres.New(cfg.DB.Pool)
+		if err := st.Migrate(ctx); err != nil {
+			return nil, fmt.Errorf("scheduler: event store: %w", err)
+		}
+		s.store = st
+	default:
+		st := sqlite.New(cfg.DB.DB)
+		if err := st.Migrate(ctx); err != nil {
+			return nil, fmt.Errorf("scheduler: event store: %w", err)
+		}
+		s.store = st
+	}
+	if err := s.migrate(ctx); err != nil {
+		return nil, fmt.Errorf("scheduler: %w", err)
+	}
+	return s, nil
+}
+
+// Register adds RunService and RunnerService to a gRPC server.
+func (s *Service) Register(g *grpc.Server) {
+	apiv1.RegisterRunServiceServer(g, s)
+	runnerv1.RegisterRunnerServiceServer(g, s)
+}
+
+// Group is the scheduler's consumer group on the run-requests topic (permanent).
+const Group = "scheduler"
+
+// Start subscribes to run requests and starts the lease reaper; both stop with ctx.
+func (s *Service) Start(ctx context.Context) error {
+	err := s.cfg.Bus.Subscribe(ctx, event.TopicRunRequests, Group, func(ctx context.Context, m bus.Message) error {
+		ev, err := event.Decode(m.Type, m.Payload)
+		if err != nil {
+			s.log.Error("drop undecodable message", "id", m.ID, "err", err)
+			return nil
+		}
+		req, ok := ev.(*eventsv1.RunRequested)
+		if !ok {
+			return nil
+		}
+		if _, err := s.requestRun(ctx, req); err != nil {
+			s.log.Error("run request failed; will be redelivered", "run", req.GetRunId(), "err", err)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("scheduler: subscribe: %w", err)
+	}
+	go s.reapLeases(ctx)
+	return nil
+}
+
+// notifyQueued wakes runners waiting in ClaimJob.
+func (s *Service) notifyQueued() {
+	s.mu.Lock()
+	close(s.queued)
+	s.queued = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *Service) queuedSignal() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queued
+}
+
+// load folds a run's stream.
+func (s *Service) load(ctx context.Context, runID string) (*domain.Run, error) {
+	evs, err := s.store.ReadStream(ctx, domain.StreamID(runID), 1)
+	if err != nil {
+		return nil, fmt.Errorf("read run %s: %w", runID, err)
+	}
+	r := &domain.Run{}
+	for _, e := range evs {
+		m, err := event.Decode(e.Type, e.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("run %s version %d: %w", runID, e.Version, err)
+		}
+		r.Apply(m, e.RecordedAt)
+	}
+	return r, nil
+}
+
+// recorded is an event to append with its id.
+type recorded struct {
+	id  string
+	msg proto.Message
+}
+
+// update loads a run, lets decide choose the events to record, appends them with the
+// loaded version as the expected one (retrying on a concurrent writer), then publishes
+// them and refreshes the read model.
+func (s *Service) update(ctx context.Context, runID string, decide func(*domain.Run) ([]recorded, error)) (*domain.Run, error) {
+	for attempt := 0; ; attempt++ {
+		r, err := s.load(ctx, runID)
+		if err != nil {
+			return nil, err
+		}
+		evs, err := decide(r)
+		if err != nil || len(evs) == 0 {
+			return r, err
+		}
+		if err := s.append(ctx, r, runID, evs); err != nil {
+			if errors.Is(err, eventstore.ErrConcurrency) && attempt < 10 {
+				continue
+			}
+			return nil, err
+		}
+		return r, nil
+	}
+}
+
+// append records evs after r's version, folds them into r, publishes and projects.
+func (s *Service) append(ctx context.Context, r *domain.Run, runID string, evs []recorded) error {
+	stored := make([]eventstore.Event, len(evs))
+	for i, e := range evs {
+		b, err := proto.Marshal(e.msg)
+		if err != nil {
+			return err
+		}
+		stored[i] = eventstore.Event{ID: e.id, Type: event.TypeOf(e.msg), Payload: b,
+			Metadata: map[string]string{"run_id": runID, "org_id": r.OrgID, "project_id": r.ProjectID}}
+	}
+	if r.OrgID == "" { // the first event of a stream names the org and project itself
+		if q, ok := evs[0].msg.(interface {
+			GetOrgId() string
+			GetProjectId() string
+		}); ok {
+			for i := range stored {
+				stored[i].Metadata["org_id"], stored[i].Metadata["project_id"] = q.GetOrgId(), q.GetProjectId()
+			}
+		}
+	}
+	before := r.Version
+	if _, err := s.store.Append(ctx, domain.StreamID(runID), before, stored...); err != nil {
+		return fmt.Errorf("append to run %s: %w", runID, err)
+	}
+	now := time.Now()
+	msgs := make([]bus.Message, 0, len(evs))
+	for _, e := range evs {
+		r.Apply(e.msg, now)
+		m, err := event.Encode(e.id, runID, e.msg)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, m)
+	}
+	if err := s.project(ctx, r); err != nil {
+		s.log.Error("update run read model", "run", runID, "err", err)
+	}
+	// The store is the record; publication is best effort until the outbox lands
+	// (issue 4), so a failure here is logged, not returned.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.cfg.Bus.Publish(pctx, event.TopicRuns, msgs...); err != nil {
+		s.log.Error("publish run events", "run", runID, "err", err)
+	}
+	return nil
+}
+
+// reapLeases fails the runs whose runner stopped heartbeating, so that no run stays
+// "running" forever.
+func (s *Service) reapLeases(ctx context.Context) {
+	t := time.NewTicker(s.cfg.LeaseDuration / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		expired, err := s.expiredLeases(ctx)
+		if err != nil {
+			s.log.Error("find expired leases", "err", err)
+			continue
+		}
+		for _, runID := range expired {
+			s.finishJob(ctx, runID, "", domain.RunFailed, fmt.Sprintf("runner lost: no heartbeat for %s", s.cfg.LeaseDuration), 0)
+		}
+	}
+}
+
+// newID returns a fresh event id.
+func newID() string { return id.New() }

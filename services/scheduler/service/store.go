@@ -1,0 +1,339 @@
+package service
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/platform/auth"
+	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
+	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+func (s *Service) migrate(ctx context.Context) error {
+	return s.db.Migrate(ctx,
+		// The run list read model, projected from the run streams.
+		`CREATE TABLE IF NOT EXISTS sched_runs (
+			run_id TEXT PRIMARY KEY,
+			org_id TEXT NOT NULL,
+			project_id TEXT NOT NULL,
+			number BIGINT NOT NULL,
+			status TEXT NOT NULL,
+			reason TEXT NOT NULL,
+			event TEXT NOT NULL,
+			ref TEXT NOT NULL,
+			branch TEXT NOT NULL,
+			sha TEXT NOT NULL,
+			actor TEXT NOT NULL,
+			tier TEXT NOT NULL,
+			created_at BIGINT NOT NULL,
+			started_at BIGINT NOT NULL,
+			finished_at BIGINT NOT NULL,
+			version BIGINT NOT NULL)`,
+		`CREATE INDEX IF NOT EXISTS sched_runs_project_created ON sched_runs (org_id, project_id, created_at DESC, run_id DESC)`,
+		`CREATE TABLE IF NOT EXISTS sched_run_numbers (project_id TEXT PRIMARY KEY, last BIGINT NOT NULL)`,
+		// The job queue: one row per queued or running run.
+		`CREATE TABLE IF NOT EXISTS sched_jobs (
+			run_id TEXT PRIMARY KEY,
+			tier TEXT NOT NULL,
+			state TEXT NOT NULL,
+			created_at BIGINT NOT NULL,
+			runner_id TEXT NOT NULL,
+			lease_id TEXT NOT NULL,
+			lease_expires BIGINT NOT NULL)`,
+		`CREATE INDEX IF NOT EXISTS sched_jobs_state ON sched_jobs (state, tier, created_at)`,
+	)
+}
+
+func ns(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func ts(n int64) *timestamppb.Timestamp {
+	if n == 0 {
+		return nil
+	}
+	return timestamppb.New(time.Unix(0, n))
+}
+
+func tsOf(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+// project writes r's state into the run list; an older version never overwrites a newer.
+func (s *Service) project(ctx context.Context, r *domain.Run) error {
+	_, err := s.db.ExecContext(ctx, s.db.Q(`INSERT INTO sched_runs (run_id, org_id, project_id, number, status, reason, event, ref, branch, sha, actor, tier, created_at, started_at, finished_at, version)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, sha = excluded.sha,
+			started_at = excluded.started_at, finished_at = excluded.finished_at, version = excluded.version
+		WHERE sched_runs.version < excluded.version`),
+		r.ID, r.OrgID, r.ProjectID, r.Number, r.Status, r.Reason, r.Event, r.Ref, r.Branch, r.SHA, r.Actor, r.Tier,
+		ns(r.Created), ns(r.Started), ns(r.Finished), r.Version)
+	return err
+}
+
+func (s *Service) nextNumber(ctx context.Context, projectID string) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, s.db.Q(`INSERT INTO sched_run_numbers (project_id, last) VALUES (?, 1)
+		ON CONFLICT (project_id) DO UPDATE SET last = sched_run_numbers.last + 1 RETURNING last`), projectID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("next run number: %w", err)
+	}
+	return n, nil
+}
+
+func (s *Service) enqueue(ctx context.Context, r *domain.Run) error {
+	_, err := s.db.ExecContext(ctx, s.db.Q(`INSERT INTO sched_jobs (run_id, tier, state, created_at, runner_id, lease_id, lease_expires)
+		VALUES (?, ?, 'queued', ?, '', '', 0) ON CONFLICT (run_id) DO NOTHING`), r.ID, r.Tier, time.Now().UnixNano())
+	if err != nil {
+		return fmt.Errorf("queue job %s: %w", r.ID, err)
+	}
+	s.notifyQueued()
+	return nil
+}
+
+// claim takes the oldest queued job of one of tiers and leases it to runner.
+func (s *Service) claim(ctx context.Context, runner string, tiers []string) (runID, lease string, err error) {
+	if len(tiers) == 0 {
+		return "", "", nil
+	}
+	lease = newID()
+	marks := strings.TrimSuffix(strings.Repeat("?, ", len(tiers)), ", ")
+	lock := ""
+	if s.db.Dialect == sqldb.Postgres {
+		lock = " FOR UPDATE SKIP LOCKED"
+	}
+	args := []any{runner, lease, time.Now().Add(s.cfg.LeaseDuration).UnixNano()}
+	for _, t := range tiers {
+		args = append(args, t)
+	}
+	err = s.db.QueryRowContext(ctx, s.db.Q(`UPDATE sched_jobs SET state = 'running', runner_id = ?, lease_id = ?, lease_expires = ?
+		WHERE run_id = (SELECT run_id FROM sched_jobs WHERE state = 'queued' AND tier IN (`+marks+`) ORDER BY created_at LIMIT 1`+lock+`)
+		RETURNING run_id`), args...).Scan(&runID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", nil
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("claim job: %w", err)
+	}
+	return runID, lease, nil
+}
+
+// extend renews a lease; false means the lease is gone (expired or the job ended).
+func (s *Service) extend(ctx context.Context, runID, lease string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, s.db.Q(`UPDATE sched_jobs SET lease_expires = ? WHERE run_id = ? AND lease_id = ? AND state = 'running'`),
+		time.Now().Add(s.cfg.LeaseDuration).UnixNano(), runID, lease)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+func (s *Service) leaseValid(ctx context.Context, runID, lease string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT COUNT(*) FROM sched_jobs WHERE run_id = ? AND lease_id = ? AND state = 'running'`), runID, lease).Scan(&n)
+	return n == 1, err
+}
+
+func (s *Service) expiredLeases(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT run_id FROM sched_jobs WHERE state = 'running' AND lease_expires < ?`), time.Now().UnixNano())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+func (s *Service) deleteJob(ctx context.Context, runID string) error {
+	_, err := s.db.ExecContext(ctx, s.db.Q(`DELETE FROM sched_jobs WHERE run_id = ?`), runID)
+	return err
+}
+
+// jobFor builds the runner's view of a run.
+func jobFor(r *domain.Run, lease string, leaseDur time.Duration) *runnerv1.Job {
+	q := r.Queued
+	ctx := map[string]string{}
+	for k, v := range q.GetContext() {
+		ctx[k] = v
+	}
+	for k, v := range map[string]string{"event": q.Event, "provider": q.Provider, "repository": q.Repository,
+		"branch": q.Branch, "ref": q.Ref, "sha": q.Sha, "actor": q.Actor, "run_id": q.RunId,
+		"run_number": strconv.FormatInt(q.Number, 10)} {
+		ctx[k] = v
+	}
+	return &runnerv1.Job{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, LeaseId: lease, Provider: q.Provider,
+		Repository: q.Repository, Sha: q.Sha, PipelinePath: q.PipelinePath, Pipeline: q.Pipeline, Context: ctx,
+		Env: map[string]string{}, Timeout: q.Timeout, Tier: q.Tier, LeaseDuration: durationpb.New(leaseDur)}
+}
+
+// toAPI converts a run; steps only when asked (the list leaves them out).
+func toAPI(r *domain.Run, steps bool) *apiv1.Run {
+	out := &apiv1.Run{Id: r.ID, Number: r.Number, ProjectId: r.ProjectID, OrgId: r.OrgID, Status: r.Status, Reason: r.Reason,
+		Event: r.Event, Ref: r.Ref, Branch: r.Branch, Sha: r.SHA, Actor: r.Actor, Tier: r.Tier,
+		CreatedAt: tsOf(r.Created), StartedAt: tsOf(r.Started), FinishedAt: tsOf(r.Finished)}
+	if steps {
+		for _, st := range r.Steps {
+			out.Steps = append(out.Steps, &apiv1.Step{Index: st.Index, Name: st.Name, Status: st.Status, ExitCode: st.ExitCode,
+				StartedAt: tsOf(st.Started), FinishedAt: tsOf(st.Finished), Reason: st.Reason})
+		}
+	}
+	return out
+}
+
+func requireOrg(ctx context.Context) (string, error) { return auth.RequireOrg(ctx) }
+
+func actor(ctx context.Context) string {
+	if p, ok := auth.PrincipalFrom(ctx); ok {
+		return p.GetLogin()
+	}
+	return ""
+}
+
+func invalid(format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, args...)
+}
+
+func cutPrefix(s, p string) (string, bool) { return strings.CutPrefix(s, p) }
+func hasPrefix(s, p string) bool          { return strings.HasPrefix(s, p) }
+
+// GetRun returns a run with its steps, folded from its events.
+func (s *Service) GetRun(ctx context.Context, req *apiv1.GetRunRequest) (*apiv1.Run, error) {
+	org, err := requireOrg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.load(ctx, req.GetRun())
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "%v", err)
+	}
+	if r.Version == 0 || r.OrgID != org {
+		return nil, status.Errorf(codes.NotFound, "run %q not found", req.GetRun())
+	}
+	return toAPI(r, true), nil
+}
+
+// pageToken is the keyset position after the last run of a page.
+type pageToken struct {
+	created int64
+	id      string
+}
+
+func (p pageToken) encode() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(p.created, 10) + ":" + p.id))
+}
+
+func decodeToken(s string) (pageToken, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return pageToken{}, err
+	}
+	c, id, ok := strings.Cut(string(b), ":")
+	if !ok {
+		return pageToken{}, errors.New("malformed")
+	}
+	n, err := strconv.ParseInt(c, 10, 64)
+	return pageToken{n, id}, err
+}
+
+// ListRuns lists a project's runs newest first, filtered, a page at a time.
+func (s *Service) ListRuns(ctx context.Context, req *apiv1.ListRunsRequest) (*apiv1.ListRunsResponse, error) {
+	org, err := requireOrg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	proj, err := s.cfg.Projects.ResolveProject(pctx, &apiv1.ResolveProjectRequest{OrgId: org, Project: req.GetProject()})
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	where := []string{"org_id = ?", "project_id = ?"}
+	args := []any{org, proj.GetProject().GetId()}
+	for col, v := range map[string]string{"event": req.GetEvent(), "status": req.GetStatus(), "branch": req.GetBranch()} {
+		if v != "" {
+			where = append(where, col+" = ?")
+			args = append(args, v)
+		}
+	}
+	for _, b := range []struct {
+		v, op, name string
+	}{{req.GetSince(), ">=", "since"}, {req.GetUntil(), "<", "until"}} {
+		if b.v == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339, b.v)
+		if err != nil {
+			return nil, invalid("%s %q: want an RFC 3339 time such as 2026-01-02T15:04:05Z", b.name, b.v)
+		}
+		where = append(where, "created_at "+b.op+" ?")
+		args = append(args, t.UnixNano())
+	}
+	if req.GetPageToken() != "" {
+		tok, err := decodeToken(req.GetPageToken())
+		if err != nil {
+			return nil, invalid("page_token: not a token this server issued")
+		}
+		where = append(where, "(created_at < ? OR (created_at = ? AND run_id < ?))")
+		args = append(args, tok.created, tok.created, tok.id)
+	}
+	size := int(req.GetPageSize())
+	if size <= 0 || size > 200 {
+		size = 50
+	}
+	args = append(args, size+1)
+	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT run_id, org_id, project_id, number, status, reason, event, ref, branch, sha, actor, tier, created_at, started_at, finished_at
+		FROM sched_runs WHERE `+strings.Join(where, " AND ")+` ORDER BY created_at DESC, run_id DESC LIMIT ?`), args...)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "list runs: %v", err)
+	}
+	defer rows.Close()
+	resp := &apiv1.ListRunsResponse{}
+	var created []int64
+	for rows.Next() {
+		var r apiv1.Run
+		var c, st, fin int64
+		if err := rows.Scan(&r.Id, &r.OrgId, &r.ProjectId, &r.Number, &r.Status, &r.Reason, &r.Event, &r.Ref, &r.Branch, &r.Sha, &r.Actor, &r.Tier, &c, &st, &fin); err != nil {
+			return nil, status.Errorf(codes.Internal, "list runs: %v", err)
+		}
+		r.CreatedAt, r.StartedAt, r.FinishedAt = ts(c), ts(st), ts(fin)
+		resp.Runs = append(resp.Runs, &r)
+		created = append(created, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, status.Errorf(codes.Internal, "list runs: %v", err)
+	}
+	if len(resp.Runs) > size {
+		resp.Runs = resp.Runs[:size]
+		resp.NextPageToken = pageToken{created[size-1], resp.Runs[size-1].Id}.encode()
+	}
+	return resp, nil
+}
+
+var _ = proto.Clone

@@ -1,0 +1,53 @@
+package e2e_test
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDev runs `simpleci dev` (one process, SQLite, in-process bus, local runner) and
+// drives it over HTTP: the demo project's run, then the shared scenarios.
+func TestDev(t *testing.T) {
+	data := t.TempDir()
+	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
+	demo, _ := filepath.Abs("../../../docs/examples/demo")
+	start(t, "dev", nil, "dev", "--data", data, "--http", httpAddr, "--grpc", grpcAddr, "--demo", demo,
+		"--tier-timeouts", "standard="+tierTimeout.String())
+	var token string
+	eventually(t, 60*time.Second, "the admin token and the demo project", func() bool {
+		b, err := os.ReadFile(filepath.Join(data, "admin-token"))
+		token = strings.TrimSpace(string(b))
+		_, serr := os.Stat(filepath.Join(data, "demo-webhook-secret"))
+		return err == nil && serr == nil
+	})
+	a := &api{t: t, base: "http://" + httpAddr, token: token}
+	eventually(t, 10*time.Second, "readiness", func() bool {
+		code, _ := a.do("GET", "/readyz", nil, nil)
+		return code == http.StatusOK
+	})
+
+	t.Run("demo", func(t *testing.T) {
+		a := &api{t: t, base: a.base, token: token}
+		var r run
+		a.json("POST", "/api/v1/projects/demo/runs", map[string]string{"ref": "main"}, http.StatusOK, &r)
+		r = a.waitRun(r.ID, 60*time.Second)
+		if r.Status != "succeeded" {
+			t.Fatalf("demo run: %s (%s) %+v", r.Status, r.Reason, r.Steps)
+		}
+		if st := stepStatuses(r); st["Deploy (tags only)"] != "skipped" {
+			t.Fatalf("demo steps %v: the tag-only step should be skipped", st)
+		}
+		streams := map[string]bool{}
+		for _, c := range a.waitLogs(r.ID) {
+			streams[c.Stream] = true
+		}
+		if !streams["stdout"] || !streams["stderr"] {
+			t.Fatalf("demo logs should hold stdout and stderr, got %v", streams)
+		}
+	})
+	scenarios(t, a)
+}

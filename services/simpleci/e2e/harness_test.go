@@ -1,0 +1,265 @@
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// bin is the simpleci binary built once for all tests.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "simpleci-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "simpleci")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/simpleci/simpleci/services/simpleci/cmd/simpleci").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build simpleci: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// proc is a started simpleci process; its output goes to a file shown when the test fails.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+func start(t *testing.T, name string, env []string, args ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { cmd.Wait(); f.Close(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			lines := strings.Split(string(b), "\n")
+			if len(lines) > 60 {
+				lines = lines[len(lines)-60:]
+			}
+			t.Logf("---- %s log (last lines) ----\n%s", name, strings.Join(lines, "\n"))
+		}
+	})
+	return p
+}
+
+func (p *proc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// eventually polls cond until it returns true or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// api is a REST client of one gateway.
+type api struct {
+	t     *testing.T
+	base  string
+	token string
+}
+
+func (a *api) do(method, path string, body any, hdr map[string]string) (int, []byte) {
+	a.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (a *api) json(method, path string, body any, want int, out any) {
+	a.t.Helper()
+	code, b := a.do(method, path, body, nil)
+	if code != want {
+		a.t.Fatalf("%s %s: status %d, want %d: %s", method, path, code, want, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			a.t.Fatalf("%s %s: %v in %s", method, path, err, b)
+		}
+	}
+}
+
+type step struct {
+	Index    int    `json:"index"`
+	Name     string `json:"name"`
+	Status   string `json:"status"`
+	ExitCode int    `json:"exitCode"`
+	Reason   string `json:"reason"`
+	Started  string `json:"startedAt"`
+}
+
+type run struct {
+	ID       string `json:"id"`
+	Number   string `json:"number"`
+	Status   string `json:"status"`
+	Reason   string `json:"reason"`
+	Event    string `json:"event"`
+	Sha      string `json:"sha"`
+	Created  string `json:"createdAt"`
+	Finished string `json:"finishedAt"`
+	Steps    []step `json:"steps"`
+}
+
+type chunk struct {
+	Sequence string `json:"sequence"`
+	Step     int    `json:"step"`
+	Stream   string `json:"stream"`
+	Text     string `json:"text"`
+}
+
+var final = map[string]bool{"succeeded": true, "failed": true, "cancelled": true, "timed_out": true, "errored": true}
+
+// waitRun waits until the run has finished and returns it.
+func (a *api) waitRun(id string, within time.Duration) run {
+	a.t.Helper()
+	var r run
+	eventually(a.t, within, "run "+id+" to finish", func() bool {
+		code, b := a.do("GET", "/api/v1/runs/"+id, nil, nil)
+		if code == http.StatusNotFound {
+			return false // the scheduler has not consumed the request yet
+		}
+		if code != http.StatusOK {
+			a.t.Fatalf("get run: %d %s", code, b)
+		}
+		r = run{}
+		json.Unmarshal(b, &r)
+		return final[r.Status]
+	})
+	return r
+}
+
+// waitLogs waits until the run's log is complete and returns its chunks.
+func (a *api) waitLogs(id string) []chunk {
+	a.t.Helper()
+	var out struct {
+		Chunks   []chunk `json:"chunks"`
+		Complete bool    `json:"complete"`
+	}
+	eventually(a.t, 30*time.Second, "complete logs of run "+id, func() bool {
+		out.Chunks = nil
+		a.json("GET", "/api/v1/runs/"+id+"/logs", nil, http.StatusOK, &out)
+		return out.Complete
+	})
+	return out.Chunks
+}
+
+func stepStatuses(r run) map[string]string {
+	m := map[string]string{}
+	for _, s := range r.Steps {
+		m[s.Name] = s.Status
+	}
+	return m
+}
+
+// gitRepo makes a repository whose branches each hold a pipeline file; it returns the
+// repository path and each branch's head sha.
+func gitRepo(t *testing.T, branches map[string]string) (string, map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	git := func(args ...string) string {
+		cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.invalid"}, args...)...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q", "-b", "main")
+	os.WriteFile(filepath.Join(dir, "README"), []byte("test\n"), 0o644)
+	git("add", "-A")
+	git("commit", "-q", "-m", "init")
+	shas := map[string]string{}
+	for name, pipeline := range branches {
+		git("checkout", "-q", "-B", name, "main")
+		os.MkdirAll(filepath.Join(dir, ".simpleci"), 0o755)
+		os.WriteFile(filepath.Join(dir, ".simpleci", "pipeline.json"), []byte(pipeline), 0o644)
+		git("add", "-A")
+		git("commit", "-q", "-m", name)
+		shas[name] = git("rev-parse", "HEAD")
+	}
+	git("checkout", "-q", "main")
+	return dir, shas
+}
+
+var mu sync.Mutex

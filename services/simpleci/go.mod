@@ -1,0 +1,3 @@
+module github.com/simpleci/simpleci/services/simpleci
+
+go 1.26
