@@ -8,8 +8,6 @@ start=$(date +%s)
 
 eval "$(deploy/local/test-env.sh)"
 export SIMPLECI_TEST_POSTGRES_URL SIMPLECI_TEST_KAFKA_BROKERS
-# Tests that need the servers fail instead of skipping when this is set.
-export SIMPLECI_TEST_REQUIRE_SERVERS=1
 
 deploy/local/proto.sh check
 make --no-print-directory lint

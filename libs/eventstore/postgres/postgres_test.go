@@ -34,6 +34,7 @@ func newStore(t testing.TB) (*postgres.Store, *pgxpool.Pool) {
 }
 
 func TestConformance(t *testing.T) {
+	pgtest.AdminURL(t) // skip once, not in every subtest
 	eventstoretest.Run(t, func(t *testing.T) eventstore.Store {
 		s, _ := newStore(t)
 		return s

@@ -9,9 +9,9 @@ import (
 	"github.com/simpleci/simpleci/libs/eventstore"
 	"github.com/simpleci/simpleci/libs/forge"
 	"github.com/simpleci/simpleci/libs/pipeline"
-	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -118,7 +118,6 @@ func (s *Service) readPipeline(ctx context.Context, provider, repo string, q *ev
 	}
 	return ""
 }
-
 
 // TriggerRun is the manual trigger: it records the request and returns the run.
 func (s *Service) TriggerRun(ctx context.Context, req *apiv1.TriggerRunRequest) (*apiv1.Run, error) {

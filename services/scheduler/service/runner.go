@@ -2,14 +2,12 @@ package service
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/platform/auth"
-	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
+	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -205,5 +203,3 @@ func (s *Service) finishJob(ctx context.Context, runID, eventID, st, reason stri
 	return nil
 }
 
-var _ = errors.Is
-var _ = fmt.Sprint

@@ -20,10 +20,10 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/id"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
-	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
-	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
+	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )

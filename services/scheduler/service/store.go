@@ -12,12 +12,11 @@ import (
 
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
-	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
+	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -221,7 +220,7 @@ func invalid(format string, args ...any) error {
 }
 
 func cutPrefix(s, p string) (string, bool) { return strings.CutPrefix(s, p) }
-func hasPrefix(s, p string) bool          { return strings.HasPrefix(s, p) }
+func hasPrefix(s, p string) bool           { return strings.HasPrefix(s, p) }
 
 // GetRun returns a run with its steps, folded from its events.
 func (s *Service) GetRun(ctx context.Context, req *apiv1.GetRunRequest) (*apiv1.Run, error) {
@@ -336,4 +335,3 @@ func (s *Service) ListRuns(ctx context.Context, req *apiv1.ListRunsRequest) (*ap
 	return resp, nil
 }
 
-var _ = proto.Clone

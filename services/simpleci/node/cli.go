@@ -153,7 +153,9 @@ func Serve(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
-	cfg.Ready = func(info Info) { fmt.Fprintf(stdout, "serving %s: grpc %s http %s\n", strings.Join(services, ","), info.GRPCAddr, info.HTTPAddr) }
+	cfg.Ready = func(info Info) {
+		fmt.Fprintf(stdout, "serving %s: grpc %s http %s\n", strings.Join(services, ","), info.GRPCAddr, info.HTTPAddr)
+	}
 	return Run(ctx, cfg)
 }
 

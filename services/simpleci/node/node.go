@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,15 +24,15 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/server"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
+	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
+	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 	authsvc "github.com/simpleci/simpleci/services/auth/service"
 	gatewaysvc "github.com/simpleci/simpleci/services/gateway/service"
 	logsvc "github.com/simpleci/simpleci/services/log/service"
 	projectsvc "github.com/simpleci/simpleci/services/project/service"
 	runnersvc "github.com/simpleci/simpleci/services/runner/service"
 	schedsvc "github.com/simpleci/simpleci/services/scheduler/service"
-	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
-	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
-	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 	"google.golang.org/grpc"
 )
 
@@ -387,4 +386,3 @@ func newForges(dataDir string) (*forge.Registry, error) {
 	return forge.NewRegistry(l)
 }
 
-var _ http.Handler = (*http.ServeMux)(nil)
