@@ -202,4 +202,3 @@ func (s *Service) finishJob(ctx context.Context, runID, eventID, st, reason stri
 	s.log.Info("run finished", "run", runID, "status", r.Status, "reason", r.Reason)
 	return nil
 }
-

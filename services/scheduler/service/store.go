@@ -334,4 +334,3 @@ func (s *Service) ListRuns(ctx context.Context, req *apiv1.ListRunsRequest) (*ap
 	}
 	return resp, nil
 }
-

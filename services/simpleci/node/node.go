@@ -385,4 +385,3 @@ func newForges(dataDir string) (*forge.Registry, error) {
 	}
 	return forge.NewRegistry(l)
 }
-
