@@ -78,6 +78,9 @@ func kafkaFixture() fixture {
 			if err := bus.EnsureTopics(ctx, kafkaConfig(t), name); err != nil {
 				t.Fatal(err)
 			}
+			createdTopics.Lock()
+			createdTopics.names = append(createdTopics.names, name)
+			createdTopics.Unlock()
 			return name
 		},
 	}

@@ -9,9 +9,9 @@ import (
 	"time"
 )
 
-// TestDev runs `simpleci dev` (one process, SQLite, in-process bus, local runner) and
-// drives it over HTTP: the demo project's run, then the shared scenarios.
-func TestDev(t *testing.T) {
+// startDev starts `simpleci dev` (one process, SQLite, in-process bus, local runner)
+// and returns a client of its HTTP API with the admin token.
+func startDev(t testing.TB) *api {
 	data := t.TempDir()
 	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
 	demo, _ := filepath.Abs("../../../docs/examples/demo")
@@ -25,13 +25,16 @@ func TestDev(t *testing.T) {
 		return err == nil && serr == nil
 	})
 	a := &api{t: t, base: "http://" + httpAddr, token: token}
-	eventually(t, 10*time.Second, "readiness", func() bool {
-		code, _ := a.do("GET", "/readyz", nil, nil)
-		return code == http.StatusOK
-	})
+	eventually(t, 60*time.Second, "readiness", func() bool { return a.up("/readyz") })
+	return a
+}
 
+// TestDev drives `simpleci dev` over HTTP: the demo project's run, then the shared
+// scenarios.
+func TestDev(t *testing.T) {
+	a := startDev(t)
 	t.Run("demo", func(t *testing.T) {
-		a := &api{t: t, base: a.base, token: token}
+		a := &api{t: t, base: a.base, token: a.token}
 		var r run
 		a.json("POST", "/api/v1/projects/demo/runs", map[string]string{"ref": "main"}, http.StatusOK, &r)
 		r = a.waitRun(r.ID, 60*time.Second)

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -36,7 +35,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -54,7 +53,7 @@ type proc struct {
 	done chan struct{}
 }
 
-func start(t *testing.T, name string, env []string, args ...string) *proc {
+func start(t testing.TB, name string, env []string, args ...string) *proc {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	f, err := os.Create(logPath)
@@ -99,7 +98,7 @@ func (p *proc) stop() {
 }
 
 // eventually polls cond until it returns true or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
@@ -112,7 +111,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 
 // api is a REST client of one gateway.
 type api struct {
-	t     *testing.T
+	t     testing.TB
 	base  string
 	token string
 }
@@ -144,6 +143,19 @@ func (a *api) do(method, path string, body any, hdr map[string]string) (int, []b
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, b
+}
+
+// up reports whether GET path answers with 200, treating a refused connection as not yet.
+func (a *api) up(path string) bool {
+	req, _ := http.NewRequest("GET", a.base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 func (a *api) json(method, path string, body any, want int, out any) {
@@ -233,7 +245,7 @@ func stepStatuses(r run) map[string]string {
 
 // gitRepo makes a repository whose branches each hold a pipeline file; it returns the
 // repository path and each branch's head sha.
-func gitRepo(t *testing.T, branches map[string]string) (string, map[string]string) {
+func gitRepo(t testing.TB, branches map[string]string) (string, map[string]string) {
 	t.Helper()
 	dir := t.TempDir()
 	git := func(args ...string) string {
@@ -261,5 +273,3 @@ func gitRepo(t *testing.T, branches map[string]string) (string, map[string]strin
 	git("checkout", "-q", "main")
 	return dir, shas
 }
-
-var mu sync.Mutex

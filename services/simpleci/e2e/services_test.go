@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,12 @@ import (
 // and PostgreSQL (SIMPLECI_TEST_KAFKA_BROKERS, SIMPLECI_TEST_POSTGRES_URL; make test
 // starts both) and drives them through the gateway.
 func TestServices(t *testing.T) {
+	scenarios(t, startServices(t))
+}
+
+// startServices starts the six services as separate `simpleci serve` processes and
+// returns a client of the gateway with the admin token.
+func startServices(t testing.TB) *api {
 	brokers := os.Getenv("SIMPLECI_TEST_KAFKA_BROKERS")
 	if brokers == "" {
 		t.Skip("SIMPLECI_TEST_KAFKA_BROKERS not set: run via make test, or start deploy/local/kafka.sh")
@@ -56,9 +61,6 @@ func TestServices(t *testing.T) {
 		return err == nil && token != ""
 	})
 	a := &api{t: t, base: "http://" + gatewayHTTP, token: token}
-	eventually(t, 60*time.Second, "the gateway to answer", func() bool {
-		code, _ := a.do("GET", "/api/v1/projects", nil, nil)
-		return code == http.StatusOK
-	})
-	scenarios(t, a)
+	eventually(t, 60*time.Second, "the gateway to answer", func() bool { return a.up("/api/v1/projects") })
+	return a
 }
