@@ -58,26 +58,25 @@ func hash(token string) string {
 
 // Bootstrap makes sure an admin user exists and that the token in tokenFile is valid for
 // it. When tokenFile does not exist, a new token is generated and written there (0600).
-// It returns the token.
-func (s *Service) Bootstrap(ctx context.Context, tokenFile string) (string, error) {
-	var token string
+// It returns the token and whether it was created now.
+func (s *Service) Bootstrap(ctx context.Context, tokenFile string) (token string, created bool, err error) {
 	b, err := os.ReadFile(tokenFile)
 	switch {
 	case err == nil:
 		token = strings.TrimSpace(string(b))
 		if !strings.HasPrefix(token, TokenPrefix) || len(token) < len(TokenPrefix)+32 {
-			return "", fmt.Errorf("admin token file %s: not a SimpleCI token (want %q and at least 32 more characters)", tokenFile, TokenPrefix)
+			return "", false, fmt.Errorf("admin token file %s: not a SimpleCI token (want %q and at least 32 more characters)", tokenFile, TokenPrefix)
 		}
 	case errors.Is(err, os.ErrNotExist):
-		token = TokenPrefix + id.Secret(24)
+		token, created = TokenPrefix+id.Secret(24), true
 		if err := os.MkdirAll(filepath.Dir(tokenFile), 0o700); err != nil {
-			return "", err
+			return "", false, err
 		}
 		if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-			return "", fmt.Errorf("write admin token: %w", err)
+			return "", false, fmt.Errorf("write admin token: %w", err)
 		}
 	default:
-		return "", fmt.Errorf("read admin token: %w", err)
+		return "", false, fmt.Errorf("read admin token: %w", err)
 	}
 	now := time.Now().UnixNano()
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
@@ -103,9 +102,9 @@ func (s *Service) Bootstrap(ctx context.Context, tokenFile string) (string, erro
 		return err
 	})
 	if err != nil {
-		return "", fmt.Errorf("bootstrap admin: %w", err)
+		return "", false, fmt.Errorf("bootstrap admin: %w", err)
 	}
-	return token, nil
+	return token, created, nil
 }
 
 // VerifyToken resolves a token to its user.

@@ -98,9 +98,14 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 		src := *demo
 		cfg.OnStart = func(ctx context.Context, n *Node) error { return Demo(ctx, n, src) }
 	}
-	cfg.Ready = func(info Info) {
-		fmt.Fprintf(stdout, "SimpleCI is running: http://%s (gRPC %s)\n", display(info.HTTPAddr), info.GRPCAddr)
-		fmt.Fprintf(stdout, "Admin token in %s (export SIMPLECI_TOKEN=$(cat %s))\n", filepath.Join(dir, "admin-token"), filepath.Join(dir, "admin-token"))
+	cfg.Ready = func(n *Node) {
+		tokenFile := filepath.Join(dir, "admin-token")
+		fmt.Fprintf(stdout, "SimpleCI is running: http://%s (gRPC %s)\n", display(n.Info.HTTPAddr), n.Info.GRPCAddr)
+		if n.NewAdminToken != "" {
+			// Shown once, on the first start; it stays readable only in the 0600 file.
+			fmt.Fprintf(stdout, "Admin API token (first start): %s\n", n.NewAdminToken)
+		}
+		fmt.Fprintf(stdout, "The admin token is in %s: export SIMPLECI_TOKEN=$(cat %s)\n", tokenFile, tokenFile)
 	}
 	return Run(ctx, cfg)
 }
@@ -153,8 +158,8 @@ func Serve(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
-	cfg.Ready = func(info Info) {
-		fmt.Fprintf(stdout, "serving %s: grpc %s http %s\n", strings.Join(services, ","), info.GRPCAddr, info.HTTPAddr)
+	cfg.Ready = func(n *Node) {
+		fmt.Fprintf(stdout, "serving %s: grpc %s http %s\n", strings.Join(services, ","), n.Info.GRPCAddr, n.Info.HTTPAddr)
 	}
 	return Run(ctx, cfg)
 }

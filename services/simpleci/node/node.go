@@ -67,7 +67,7 @@ type Config struct {
 	// LeaseDuration of claimed jobs (scheduler).
 	LeaseDuration time.Duration
 	// Ready, when set, is called once the process serves.
-	Ready func(Info)
+	Ready func(*Node)
 	// OnStart, when set, runs after the services started (dev mode uses it for the demo).
 	OnStart func(ctx context.Context, n *Node) error
 	Log     *slog.Logger
@@ -82,6 +82,8 @@ type Node struct {
 	Auth     *authsvc.Service
 	Projects *projectsvc.Service
 	Info     Info
+	// NewAdminToken is the admin token when this start created it (else empty).
+	NewAdminToken string
 }
 
 func (c Config) has(s string) bool { return slices.Contains(c.Services, s) }
@@ -246,8 +248,12 @@ func Run(ctx context.Context, cfg Config) error {
 		if tokenFile == "" {
 			tokenFile = filepath.Join(cfg.DataDir, "admin-token")
 		}
-		if _, err := n.Auth.Bootstrap(ctx, tokenFile); err != nil {
+		tok, created, err := n.Auth.Bootstrap(ctx, tokenFile)
+		if err != nil {
 			return err
+		}
+		if created {
+			n.NewAdminToken = tok
 		}
 		authn.Verifier = authsvc.Local{S: n.Auth}
 		authn.Public = map[string]bool{authv1.AuthService_VerifyToken_FullMethodName: true}
@@ -366,7 +372,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	if cfg.Ready != nil {
-		cfg.Ready(n.Info)
+		cfg.Ready(n)
 	}
 	log.Info("simpleci started", "services", strings.Join(cfg.Services, ","), "grpc", n.Info.GRPCAddr, "http", n.Info.HTTPAddr)
 	err = <-serveErr
