@@ -2,7 +2,11 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -75,4 +79,61 @@ func BenchmarkAppendSingleParallel(b *testing.B) {
 func BenchmarkAppendBatch100Parallel(b *testing.B) {
 	s, _ := newStore(b)
 	eventstoretest.ParallelAppendBenchmark(b, s, 100, 4)
+}
+
+// TestCanceledAppends cancels appends at random points (waiting for the lock,
+// mid-insert, before the commit): afterwards no lock may be left behind, and
+// retrying every append with the same event ids must succeed, whether or not
+// the canceled attempt was committed.
+func TestCanceledAppends(t *testing.T) {
+	s, pool := newStore(t)
+	const (
+		workers = 4
+		appends = 50
+	)
+	var wg sync.WaitGroup
+	batches := make([][]eventstore.Event, workers*appends)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range appends {
+				n := w*appends + i
+				batches[n] = []eventstore.Event{
+					{ID: fmt.Sprintf("e%d-a", n), Type: "A"},
+					{ID: fmt.Sprintf("e%d-b", n), Type: "B"},
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rand.IntN(3000))*time.Microsecond)
+				_, _ = s.Append(ctx, fmt.Sprintf("run-%d", n%3), eventstore.ExpectAny, batches[n]...)
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+
+	ctx := context.Background()
+	for n, batch := range batches {
+		if _, err := s.Append(ctx, fmt.Sprintf("run-%d", n%3), eventstore.ExpectAny, batch...); err != nil {
+			t.Fatalf("retry of append %d: %v", n, err)
+		}
+	}
+	for stream := range 3 {
+		events, err := s.ReadStream(ctx, fmt.Sprintf("run-%d", stream), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, e := range events {
+			if e.Version != int64(i+1) {
+				t.Fatalf("run-%d: event %d has version %d", stream, i, e.Version)
+			}
+			if i%2 == 1 && (e.Type != "B" || events[i-1].ID[:len(e.ID)-1] != e.ID[:len(e.ID)-1]) {
+				t.Fatalf("run-%d: a batch was split at version %d", stream, e.Version)
+			}
+		}
+	}
+	var total int
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM events").Scan(&total); err != nil {
+		t.Fatal(err)
+	}
+	if total != 2*len(batches) {
+		t.Fatalf("%d events stored, want %d", total, 2*len(batches))
+	}
 }
