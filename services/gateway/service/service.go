@@ -140,7 +140,13 @@ func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"ignored": fmt.Sprintf("project %s does not run on %s events", p.GetName(), tr.Event)})
 		return
 	}
-	rr := &eventsv1.RunRequested{RunId: id.New(), OrgId: p.GetOrgId(), ProjectId: p.GetId(), Provider: p.GetProvider(),
+	// A delivery the forge retries (same delivery id) names the same run, and the
+	// scheduler starts a run id only once: no second run.
+	runID := id.New()
+	if tr.DeliveryID != "" {
+		runID = id.FromKey("webhook", p.GetId(), tr.DeliveryID)
+	}
+	rr := &eventsv1.RunRequested{RunId: runID, OrgId: p.GetOrgId(), ProjectId: p.GetId(), Provider: p.GetProvider(),
 		Repository: p.GetRepository(), Ref: tr.Ref, Branch: tr.Branch, Sha: tr.SHA, Event: tr.Event, Actor: tr.Actor,
 		DeliveryId: tr.DeliveryID, RequestedAt: timestamppb.Now()}
 	if tr.Tag != "" {

@@ -43,7 +43,7 @@ func (s *Service) ClaimJob(ctx context.Context, req *runnerv1.ClaimJobRequest) (
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
 	for {
-		signal := s.queuedSignal()
+		signal := s.queued.wait()
 		runID, lease, err := s.claim(ctx, req.RunnerId, req.Tiers)
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "%v", err)

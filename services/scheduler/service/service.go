@@ -68,8 +68,8 @@ type Service struct {
 	store eventstore.Store
 	log   *slog.Logger
 
-	mu     sync.Mutex
-	queued chan struct{} // closed and replaced whenever a job is queued
+	queued   signal // a job was queued
+	appended signal // events were appended to the store
 }
 
 // New checks cfg, opens the event store in cfg.DB and creates the scheduler's tables.
@@ -102,25 +102,31 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.PipelinePath == "" {
 		cfg.PipelinePath = ".simpleci/pipeline.json"
 	}
-	s := &Service{cfg: cfg, db: cfg.DB, log: cfg.Log.With("service", "scheduler"), queued: make(chan struct{})}
-	switch cfg.DB.Dialect {
-	case sqldb.Postgres:
-		st := postgres.New(cfg.DB.Pool)
-		if err := st.Migrate(ctx); err != nil {
-			return nil, fmt.Errorf("scheduler: event store: %w", err)
-		}
-		s.store = st
-	default:
-		st := sqlite.New(cfg.DB.DB)
-		if err := st.Migrate(ctx); err != nil {
-			return nil, fmt.Errorf("scheduler: event store: %w", err)
-		}
-		s.store = st
+	s := &Service{cfg: cfg, db: cfg.DB, log: cfg.Log.With("service", "scheduler")}
+	var err error
+	if s.store, err = openStore(ctx, cfg.DB); err != nil {
+		return nil, err
 	}
 	if err := s.migrate(ctx); err != nil {
 		return nil, fmt.Errorf("scheduler: %w", err)
 	}
 	return s, nil
+}
+
+// openStore opens the run event store kept in db.
+func openStore(ctx context.Context, db *sqldb.DB) (eventstore.Store, error) {
+	if db.Dialect == sqldb.Postgres {
+		st := postgres.New(db.Pool)
+		if err := st.Migrate(ctx); err != nil {
+			return nil, fmt.Errorf("scheduler: event store: %w", err)
+		}
+		return st, nil
+	}
+	st := sqlite.New(db.DB)
+	if err := st.Migrate(ctx); err != nil {
+		return nil, fmt.Errorf("scheduler: event store: %w", err)
+	}
+	return st, nil
 }
 
 // Register adds RunService and RunnerService to a gRPC server.
@@ -154,21 +160,33 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("scheduler: subscribe: %w", err)
 	}
 	go s.reapLeases(ctx)
+	go s.follow(ctx, "outbox", s.forward)
+	go s.follow(ctx, "run-list", s.projectBatch)
 	return nil
 }
 
-// notifyQueued wakes runners waiting in ClaimJob.
-func (s *Service) notifyQueued() {
-	s.mu.Lock()
-	close(s.queued)
-	s.queued = make(chan struct{})
-	s.mu.Unlock()
+// signal wakes every goroutine waiting on the channel returned by wait, once.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
 }
 
-func (s *Service) queuedSignal() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.queued
+func (g *signal) wait() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ch == nil {
+		g.ch = make(chan struct{})
+	}
+	return g.ch
+}
+
+func (g *signal) notify() {
+	g.mu.Lock()
+	if g.ch != nil {
+		close(g.ch)
+		g.ch = nil
+	}
+	g.mu.Unlock()
 }
 
 // load folds a run's stream.
@@ -217,7 +235,7 @@ func (s *Service) update(ctx context.Context, runID string, decide func(*domain.
 	}
 }
 
-// append records evs after r's version, folds them into r, publishes and projects.
+// append records evs after r's version and folds them into r.
 func (s *Service) append(ctx context.Context, r *domain.Run, runID string, evs []recorded) error {
 	stored := make([]eventstore.Event, len(evs))
 	for i, e := range evs {
@@ -243,25 +261,12 @@ func (s *Service) append(ctx context.Context, r *domain.Run, runID string, evs [
 		return fmt.Errorf("append to run %s: %w", runID, err)
 	}
 	now := time.Now()
-	msgs := make([]bus.Message, 0, len(evs))
 	for _, e := range evs {
 		r.Apply(e.msg, now)
-		m, err := event.Encode(e.id, runID, e.msg)
-		if err != nil {
-			return err
-		}
-		msgs = append(msgs, m)
 	}
-	if err := s.project(ctx, r); err != nil {
-		s.log.Error("update run read model", "run", runID, "err", err)
-	}
-	// The store is the record; publication is best effort until the outbox lands
-	// (issue 4), so a failure here is logged, not returned.
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := s.cfg.Bus.Publish(pctx, event.TopicRuns, msgs...); err != nil {
-		s.log.Error("publish run events", "run", runID, "err", err)
-	}
+	// The event store is the outbox: the forwarder publishes what was appended and the
+	// projector updates the run list, both from their stored positions (outbox.go).
+	s.appended.notify()
 	return nil
 }
 

@@ -11,13 +11,16 @@ import (
 	"time"
 
 	"github.com/simpleci/simpleci/libs/platform/auth"
+	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -42,6 +45,8 @@ func (s *Service) migrate(ctx context.Context) error {
 			finished_at BIGINT NOT NULL,
 			version BIGINT NOT NULL)`,
 		`CREATE INDEX IF NOT EXISTS sched_runs_project_created ON sched_runs (org_id, project_id, created_at DESC, run_id DESC)`,
+		// Where each follower of the event log is (outbox.go).
+		`CREATE TABLE IF NOT EXISTS sched_positions (name TEXT PRIMARY KEY, position BIGINT NOT NULL)`,
 		`CREATE TABLE IF NOT EXISTS sched_run_numbers (project_id TEXT PRIMARY KEY, last BIGINT NOT NULL)`,
 		// The job queue: one row per queued or running run.
 		`CREATE TABLE IF NOT EXISTS sched_jobs (
@@ -77,18 +82,6 @@ func tsOf(t time.Time) *timestamppb.Timestamp {
 	return timestamppb.New(t)
 }
 
-// project writes r's state into the run list; an older version never overwrites a newer.
-func (s *Service) project(ctx context.Context, r *domain.Run) error {
-	_, err := s.db.ExecContext(ctx, s.db.Q(`INSERT INTO sched_runs (run_id, org_id, project_id, number, status, reason, event, ref, branch, sha, actor, tier, created_at, started_at, finished_at, version)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, sha = excluded.sha,
-			started_at = excluded.started_at, finished_at = excluded.finished_at, version = excluded.version
-		WHERE sched_runs.version < excluded.version`),
-		r.ID, r.OrgID, r.ProjectID, r.Number, r.Status, r.Reason, r.Event, r.Ref, r.Branch, r.SHA, r.Actor, r.Tier,
-		ns(r.Created), ns(r.Started), ns(r.Finished), r.Version)
-	return err
-}
-
 func (s *Service) nextNumber(ctx context.Context, projectID string) (int64, error) {
 	var n int64
 	err := s.db.QueryRowContext(ctx, s.db.Q(`INSERT INTO sched_run_numbers (project_id, last) VALUES (?, 1)
@@ -105,7 +98,7 @@ func (s *Service) enqueue(ctx context.Context, r *domain.Run) error {
 	if err != nil {
 		return fmt.Errorf("queue job %s: %w", r.ID, err)
 	}
-	s.notifyQueued()
+	s.queued.notify()
 	return nil
 }
 
@@ -331,6 +324,39 @@ func (s *Service) ListRuns(ctx context.Context, req *apiv1.ListRunsRequest) (*ap
 	if len(resp.Runs) > size {
 		resp.Runs = resp.Runs[:size]
 		resp.NextPageToken = pageToken{created[size-1], resp.Runs[size-1].Id}.encode()
+	}
+	return resp, nil
+}
+
+// ListRunEvents returns a run's recorded events in order, payloads as JSON.
+func (s *Service) ListRunEvents(ctx context.Context, req *apiv1.ListRunEventsRequest) (*apiv1.ListRunEventsResponse, error) {
+	org, err := requireOrg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	evs, err := s.store.ReadStream(ctx, domain.StreamID(req.GetRun()), 1)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "read run events: %v", err)
+	}
+	if len(evs) == 0 || evs[0].Metadata["org_id"] != org {
+		return nil, status.Errorf(codes.NotFound, "run %q not found", req.GetRun())
+	}
+	resp := &apiv1.ListRunEventsResponse{}
+	for _, e := range evs {
+		m, err := event.Decode(e.Type, e.Payload)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "run event %d: %v", e.Version, err)
+		}
+		b, err := protojson.Marshal(m)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "run event %d: %v", e.Version, err)
+		}
+		payload := &structpb.Struct{}
+		if err := payload.UnmarshalJSON(b); err != nil {
+			return nil, status.Errorf(codes.Internal, "run event %d: %v", e.Version, err)
+		}
+		resp.Events = append(resp.Events, &apiv1.RunEvent{Id: e.ID, Version: e.Version, Type: e.Type,
+			Time: timestamppb.New(e.RecordedAt), Position: e.Position, Payload: payload})
 	}
 	return resp, nil
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,9 +36,15 @@ func sign(secret string, body []byte) string {
 // push delivers a signed push webhook and returns the run id.
 func (a *api) push(p project, branch, sha string) string {
 	a.t.Helper()
+	return a.deliver(p, branch, sha, fmt.Sprintf("d-%d", time.Now().UnixNano()))
+}
+
+// deliver sends a signed push webhook with the given delivery id and returns the run id.
+func (a *api) deliver(p project, branch, sha, delivery string) string {
+	a.t.Helper()
 	body, _ := json.Marshal(map[string]any{"ref": "refs/heads/" + branch, "after": sha, "sender": map[string]string{"login": "alice"}})
 	code, b := a.do("POST", p.WebhookPath, body, map[string]string{"X-Hub-Signature-256": sign(p.WebhookSecret, body),
-		"X-GitHub-Event": "push", "X-GitHub-Delivery": fmt.Sprintf("d-%d", time.Now().UnixNano())})
+		"X-GitHub-Event": "push", "X-GitHub-Delivery": delivery})
 	if code != http.StatusAccepted {
 		a.t.Fatalf("webhook: status %d: %s", code, b)
 	}
@@ -195,6 +202,64 @@ func scenarios(t *testing.T, a *api) {
 		a.waitRun(a.push(p, "good", shas["good"]), 60*time.Second)
 		if after := a.runCount(p); after != before+1 {
 			t.Fatalf("runs: %d before, %d after one good and three bad deliveries", before, after)
+		}
+	})
+
+	t.Run("the same delivery five times makes one run", func(t *testing.T) {
+		a := &api{t: t, base: a.base, token: a.token}
+		before := a.runCount(p)
+		delivery := fmt.Sprintf("dup-%d", time.Now().UnixNano())
+		ids := make(chan string, 5)
+		var wg sync.WaitGroup
+		for range 3 { // concurrently
+			wg.Add(1)
+			go func() { defer wg.Done(); ids <- a.deliver(p, "good", shas["good"], delivery) }()
+		}
+		wg.Wait()
+		for range 2 { // and in sequence, after the run exists
+			a.waitRun(a.deliver(p, "good", shas["good"], delivery), 60*time.Second)
+			ids <- a.deliver(p, "good", shas["good"], delivery)
+		}
+		close(ids)
+		first := ""
+		for id := range ids {
+			if first == "" {
+				first = id
+			}
+			if id != first {
+				t.Fatalf("deliveries with one id answered with different runs %s and %s", first, id)
+			}
+		}
+		a.waitRun(first, 60*time.Second)
+		if after := a.runCount(p); after != before+1 {
+			t.Fatalf("runs: %d before, %d after five deliveries of one webhook; want one more", before, after)
+		}
+	})
+
+	t.Run("the run's events are served in order", func(t *testing.T) {
+		a := &api{t: t, base: a.base, token: a.token}
+		r := a.waitRun(a.push(p, "good", shas["good"]), 60*time.Second)
+		var out struct {
+			Events []struct {
+				Version string         `json:"version"`
+				Type    string         `json:"type"`
+				Payload map[string]any `json:"payload"`
+			} `json:"events"`
+		}
+		a.json("GET", "/api/v1/runs/"+r.ID+"/events", nil, http.StatusOK, &out)
+		var types []string
+		for i, e := range out.Events {
+			if e.Version != strconv.Itoa(i+1) {
+				t.Fatalf("event %d has version %s", i, e.Version)
+			}
+			if e.Payload["runId"] != r.ID {
+				t.Fatalf("event %d payload %v does not name the run", i, e.Payload)
+			}
+			types = append(types, strings.TrimPrefix(e.Type, "simpleci.events.v1."))
+		}
+		want := "RunQueued RunStarted StepStarted StepFinished StepSkipped StepStarted StepFinished RunFinished"
+		if got := strings.Join(types, " "); got != want {
+			t.Fatalf("events %s, want %s", got, want)
 		}
 	})
 

@@ -10,6 +10,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -546,11 +547,190 @@ func (x *GetRunRequest) GetRun() string {
 	return ""
 }
 
+// ListRunEventsRequest names a run.
+type ListRunEventsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           string                 `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunEventsRequest) Reset() {
+	*x = ListRunEventsRequest{}
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunEventsRequest) ProtoMessage() {}
+
+func (x *ListRunEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListRunEventsRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListRunEventsRequest) GetRun() string {
+	if x != nil {
+		return x.Run
+	}
+	return ""
+}
+
+// ListRunEventsResponse is a run's event stream.
+type ListRunEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*RunEvent            `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunEventsResponse) Reset() {
+	*x = ListRunEventsResponse{}
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunEventsResponse) ProtoMessage() {}
+
+func (x *ListRunEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListRunEventsResponse) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListRunEventsResponse) GetEvents() []*RunEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// RunEvent is one recorded event of a run.
+type RunEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// version is the event's 1-based place in the run's stream.
+	Version int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// type is the permanent event type name, e.g. simpleci.events.v1.RunQueued.
+	Type string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	// position is the event's place in the whole log.
+	Position int64 `protobuf:"varint,5,opt,name=position,proto3" json:"position,omitempty"`
+	// payload is the event as JSON (protobuf JSON mapping).
+	Payload       *structpb.Struct `protobuf:"bytes,6,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunEvent) Reset() {
+	*x = RunEvent{}
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunEvent) ProtoMessage() {}
+
+func (x *RunEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunEvent.ProtoReflect.Descriptor instead.
+func (*RunEvent) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RunEvent) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RunEvent) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *RunEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *RunEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *RunEvent) GetPosition() int64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *RunEvent) GetPayload() *structpb.Struct {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
 var File_simpleci_api_v1_runs_proto protoreflect.FileDescriptor
 
 const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\n" +
-	"\x1asimpleci/api/v1/runs.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x03\n" +
+	"\x1asimpleci/api/v1/runs.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x03\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1d\n" +
@@ -601,13 +781,25 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\x04runs\x18\x01 \x03(\v2\x14.simpleci.api.v1.RunR\x04runs\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"!\n" +
 	"\rGetRunRequest\x12\x10\n" +
-	"\x03run\x18\x01 \x01(\tR\x03run2\xd6\x02\n" +
+	"\x03run\x18\x01 \x01(\tR\x03run\"(\n" +
+	"\x14ListRunEventsRequest\x12\x10\n" +
+	"\x03run\x18\x01 \x01(\tR\x03run\"J\n" +
+	"\x15ListRunEventsResponse\x121\n" +
+	"\x06events\x18\x01 \x03(\v2\x19.simpleci.api.v1.RunEventR\x06events\"\xc7\x01\n" +
+	"\bRunEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1a\n" +
+	"\bposition\x18\x05 \x01(\x03R\bposition\x121\n" +
+	"\apayload\x18\x06 \x01(\v2\x17.google.protobuf.StructR\apayload2\xda\x03\n" +
 	"\n" +
 	"RunService\x12r\n" +
 	"\n" +
 	"TriggerRun\x12\".simpleci.api.v1.TriggerRunRequest\x1a\x14.simpleci.api.v1.Run\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/api/v1/projects/{project}/runs\x12x\n" +
 	"\bListRuns\x12 .simpleci.api.v1.ListRunsRequest\x1a!.simpleci.api.v1.ListRunsResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/api/v1/projects/{project}/runs\x12Z\n" +
-	"\x06GetRun\x12\x1e.simpleci.api.v1.GetRunRequest\x1a\x14.simpleci.api.v1.Run\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/runs/{run}B:Z8github.com/simpleci/simpleci/proto/simpleci/api/v1;apiv1b\x06proto3"
+	"\x06GetRun\x12\x1e.simpleci.api.v1.GetRunRequest\x1a\x14.simpleci.api.v1.Run\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/runs/{run}\x12\x81\x01\n" +
+	"\rListRunEvents\x12%.simpleci.api.v1.ListRunEventsRequest\x1a&.simpleci.api.v1.ListRunEventsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/runs/{run}/eventsB:Z8github.com/simpleci/simpleci/proto/simpleci/api/v1;apiv1b\x06proto3"
 
 var (
 	file_simpleci_api_v1_runs_proto_rawDescOnce sync.Once
@@ -621,7 +813,7 @@ func file_simpleci_api_v1_runs_proto_rawDescGZIP() []byte {
 	return file_simpleci_api_v1_runs_proto_rawDescData
 }
 
-var file_simpleci_api_v1_runs_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_simpleci_api_v1_runs_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_simpleci_api_v1_runs_proto_goTypes = []any{
 	(*Run)(nil),                   // 0: simpleci.api.v1.Run
 	(*Step)(nil),                  // 1: simpleci.api.v1.Step
@@ -629,27 +821,36 @@ var file_simpleci_api_v1_runs_proto_goTypes = []any{
 	(*ListRunsRequest)(nil),       // 3: simpleci.api.v1.ListRunsRequest
 	(*ListRunsResponse)(nil),      // 4: simpleci.api.v1.ListRunsResponse
 	(*GetRunRequest)(nil),         // 5: simpleci.api.v1.GetRunRequest
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*ListRunEventsRequest)(nil),  // 6: simpleci.api.v1.ListRunEventsRequest
+	(*ListRunEventsResponse)(nil), // 7: simpleci.api.v1.ListRunEventsResponse
+	(*RunEvent)(nil),              // 8: simpleci.api.v1.RunEvent
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 10: google.protobuf.Struct
 }
 var file_simpleci_api_v1_runs_proto_depIdxs = []int32{
-	6,  // 0: simpleci.api.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	6,  // 1: simpleci.api.v1.Run.started_at:type_name -> google.protobuf.Timestamp
-	6,  // 2: simpleci.api.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	9,  // 0: simpleci.api.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	9,  // 1: simpleci.api.v1.Run.started_at:type_name -> google.protobuf.Timestamp
+	9,  // 2: simpleci.api.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
 	1,  // 3: simpleci.api.v1.Run.steps:type_name -> simpleci.api.v1.Step
-	6,  // 4: simpleci.api.v1.Step.started_at:type_name -> google.protobuf.Timestamp
-	6,  // 5: simpleci.api.v1.Step.finished_at:type_name -> google.protobuf.Timestamp
+	9,  // 4: simpleci.api.v1.Step.started_at:type_name -> google.protobuf.Timestamp
+	9,  // 5: simpleci.api.v1.Step.finished_at:type_name -> google.protobuf.Timestamp
 	0,  // 6: simpleci.api.v1.ListRunsResponse.runs:type_name -> simpleci.api.v1.Run
-	2,  // 7: simpleci.api.v1.RunService.TriggerRun:input_type -> simpleci.api.v1.TriggerRunRequest
-	3,  // 8: simpleci.api.v1.RunService.ListRuns:input_type -> simpleci.api.v1.ListRunsRequest
-	5,  // 9: simpleci.api.v1.RunService.GetRun:input_type -> simpleci.api.v1.GetRunRequest
-	0,  // 10: simpleci.api.v1.RunService.TriggerRun:output_type -> simpleci.api.v1.Run
-	4,  // 11: simpleci.api.v1.RunService.ListRuns:output_type -> simpleci.api.v1.ListRunsResponse
-	0,  // 12: simpleci.api.v1.RunService.GetRun:output_type -> simpleci.api.v1.Run
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	8,  // 7: simpleci.api.v1.ListRunEventsResponse.events:type_name -> simpleci.api.v1.RunEvent
+	9,  // 8: simpleci.api.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	10, // 9: simpleci.api.v1.RunEvent.payload:type_name -> google.protobuf.Struct
+	2,  // 10: simpleci.api.v1.RunService.TriggerRun:input_type -> simpleci.api.v1.TriggerRunRequest
+	3,  // 11: simpleci.api.v1.RunService.ListRuns:input_type -> simpleci.api.v1.ListRunsRequest
+	5,  // 12: simpleci.api.v1.RunService.GetRun:input_type -> simpleci.api.v1.GetRunRequest
+	6,  // 13: simpleci.api.v1.RunService.ListRunEvents:input_type -> simpleci.api.v1.ListRunEventsRequest
+	0,  // 14: simpleci.api.v1.RunService.TriggerRun:output_type -> simpleci.api.v1.Run
+	4,  // 15: simpleci.api.v1.RunService.ListRuns:output_type -> simpleci.api.v1.ListRunsResponse
+	0,  // 16: simpleci.api.v1.RunService.GetRun:output_type -> simpleci.api.v1.Run
+	7,  // 17: simpleci.api.v1.RunService.ListRunEvents:output_type -> simpleci.api.v1.ListRunEventsResponse
+	14, // [14:18] is the sub-list for method output_type
+	10, // [10:14] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_api_v1_runs_proto_init() }
@@ -663,7 +864,7 @@ func file_simpleci_api_v1_runs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_api_v1_runs_proto_rawDesc), len(file_simpleci_api_v1_runs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

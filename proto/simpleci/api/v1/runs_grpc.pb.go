@@ -19,9 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RunService_TriggerRun_FullMethodName = "/simpleci.api.v1.RunService/TriggerRun"
-	RunService_ListRuns_FullMethodName   = "/simpleci.api.v1.RunService/ListRuns"
-	RunService_GetRun_FullMethodName     = "/simpleci.api.v1.RunService/GetRun"
+	RunService_TriggerRun_FullMethodName    = "/simpleci.api.v1.RunService/TriggerRun"
+	RunService_ListRuns_FullMethodName      = "/simpleci.api.v1.RunService/ListRuns"
+	RunService_GetRun_FullMethodName        = "/simpleci.api.v1.RunService/GetRun"
+	RunService_ListRunEvents_FullMethodName = "/simpleci.api.v1.RunService/ListRunEvents"
 )
 
 // RunServiceClient is the client API for RunService service.
@@ -36,6 +37,8 @@ type RunServiceClient interface {
 	ListRuns(ctx context.Context, in *ListRunsRequest, opts ...grpc.CallOption) (*ListRunsResponse, error)
 	// GetRun returns a run with its steps.
 	GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*Run, error)
+	// ListRunEvents returns the run's events as recorded in its stream, in order.
+	ListRunEvents(ctx context.Context, in *ListRunEventsRequest, opts ...grpc.CallOption) (*ListRunEventsResponse, error)
 }
 
 type runServiceClient struct {
@@ -76,6 +79,16 @@ func (c *runServiceClient) GetRun(ctx context.Context, in *GetRunRequest, opts .
 	return out, nil
 }
 
+func (c *runServiceClient) ListRunEvents(ctx context.Context, in *ListRunEventsRequest, opts ...grpc.CallOption) (*ListRunEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRunEventsResponse)
+	err := c.cc.Invoke(ctx, RunService_ListRunEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RunServiceServer is the server API for RunService service.
 // All implementations must embed UnimplementedRunServiceServer
 // for forward compatibility.
@@ -88,6 +101,8 @@ type RunServiceServer interface {
 	ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error)
 	// GetRun returns a run with its steps.
 	GetRun(context.Context, *GetRunRequest) (*Run, error)
+	// ListRunEvents returns the run's events as recorded in its stream, in order.
+	ListRunEvents(context.Context, *ListRunEventsRequest) (*ListRunEventsResponse, error)
 	mustEmbedUnimplementedRunServiceServer()
 }
 
@@ -106,6 +121,9 @@ func (UnimplementedRunServiceServer) ListRuns(context.Context, *ListRunsRequest)
 }
 func (UnimplementedRunServiceServer) GetRun(context.Context, *GetRunRequest) (*Run, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetRun not implemented")
+}
+func (UnimplementedRunServiceServer) ListRunEvents(context.Context, *ListRunEventsRequest) (*ListRunEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRunEvents not implemented")
 }
 func (UnimplementedRunServiceServer) mustEmbedUnimplementedRunServiceServer() {}
 func (UnimplementedRunServiceServer) testEmbeddedByValue()                    {}
@@ -182,6 +200,24 @@ func _RunService_GetRun_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RunService_ListRunEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRunEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).ListRunEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunService_ListRunEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).ListRunEvents(ctx, req.(*ListRunEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RunService_ServiceDesc is the grpc.ServiceDesc for RunService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -200,6 +236,10 @@ var RunService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetRun",
 			Handler:    _RunService_GetRun_Handler,
+		},
+		{
+			MethodName: "ListRunEvents",
+			Handler:    _RunService_ListRunEvents_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

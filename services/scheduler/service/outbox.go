@@ -1,0 +1,204 @@
+package service
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/bus"
+	"github.com/simpleci/simpleci/libs/eventstore"
+	"github.com/simpleci/simpleci/libs/platform/event"
+	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+)
+
+// The event store is the scheduler's outbox and the source of its read models. Two
+// followers read it in position order from positions stored in sched_positions:
+//   - "outbox" publishes every event on the bus and then stores its position, so an
+//     event is published at least once even when the process dies in between, and
+//     never lost when the bus is down (it is retried until it is accepted);
+//   - "run-list" applies events to the run list in the same transaction that stores
+//     its position, so each event is applied exactly once and the run list can be
+//     rebuilt from the log at any time (RebuildRunList).
+
+// batchSize bounds the events one follower step reads.
+const batchSize = 500
+
+// follow runs step over the log from the stored position of name until ctx ends. It is
+// woken by appends in this process and polls for appends made elsewhere.
+func (s *Service) follow(ctx context.Context, name string, step func(context.Context, []eventstore.Event) error) {
+	log := s.log.With("follower", name)
+	var pos int64
+	for {
+		p, err := s.loadPosition(ctx, name)
+		if err == nil {
+			pos = p
+			break
+		}
+		log.Error("load position", "err", err)
+		if !sleep(ctx, time.Second) {
+			return
+		}
+	}
+	poll := time.NewTicker(250 * time.Millisecond)
+	defer poll.Stop()
+	backoff := 50 * time.Millisecond
+	retries := 0 // quick re-reads after a wake that found nothing (a commit in flight)
+	for ctx.Err() == nil {
+		wake := s.appended.wait()
+		evs, err := s.store.ReadAll(ctx, pos, batchSize)
+		if err == nil && len(evs) > 0 {
+			err = step(ctx, evs)
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error("follow the event log", "position", pos, "err", err, "retry_in", backoff)
+			}
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		if len(evs) > 0 {
+			pos = evs[len(evs)-1].Position
+			retries = 0
+			continue
+		}
+		if retries > 0 && retries < 6 {
+			sleep(ctx, time.Duration(5<<retries)*time.Millisecond)
+			retries++
+			continue
+		}
+		retries = 0
+		select {
+		case <-ctx.Done():
+		case <-wake:
+			retries = 1
+		case <-poll.C:
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (s *Service) loadPosition(ctx context.Context, name string) (int64, error) {
+	var pos int64
+	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT position FROM sched_positions WHERE name = ?`), name).Scan(&pos)
+	if err == sql.ErrNoRows {
+		return 0, nil
+	}
+	return pos, err
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func (s *Service) savePosition(ctx context.Context, x execer, name string, pos int64) error {
+	_, err := x.ExecContext(ctx, s.db.Q(`INSERT INTO sched_positions (name, position) VALUES (?, ?)
+		ON CONFLICT (name) DO UPDATE SET position = excluded.position`), name, pos)
+	return err
+}
+
+// forward publishes a batch of events on the runs topic, keyed by run id, then stores
+// the position after it.
+func (s *Service) forward(ctx context.Context, evs []eventstore.Event) error {
+	msgs := make([]bus.Message, 0, len(evs))
+	for _, e := range evs {
+		msgs = append(msgs, bus.Message{ID: e.ID, Key: e.Metadata["run_id"], Type: e.Type, Payload: e.Payload})
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s.cfg.Bus.Publish(pctx, event.TopicRuns, msgs...); err != nil {
+		return fmt.Errorf("publish %d run events: %w", len(msgs), err)
+	}
+	return s.savePosition(ctx, s.db, "outbox", evs[len(evs)-1].Position)
+}
+
+// projectBatch applies events to the run list and stores the position, atomically.
+func (s *Service) projectBatch(ctx context.Context, evs []eventstore.Event) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		for _, e := range evs {
+			if err := s.applyRunList(ctx, tx, e); err != nil {
+				return fmt.Errorf("project event %d (%s): %w", e.Position, e.Type, err)
+			}
+		}
+		return s.savePosition(ctx, tx, "run-list", evs[len(evs)-1].Position)
+	})
+}
+
+// applyRunList folds one event into the run list. Each update is guarded by the
+// stream version, so applying an event twice changes nothing.
+func (s *Service) applyRunList(ctx context.Context, tx *sql.Tx, e eventstore.Event) error {
+	m, err := event.Decode(e.Type, e.Payload)
+	if err != nil {
+		return err
+	}
+	switch ev := m.(type) {
+	case *eventsv1.RunQueued:
+		_, err = tx.ExecContext(ctx, s.db.Q(`INSERT INTO sched_runs (run_id, org_id, project_id, number, status, reason, event, ref, branch, sha, actor, tier, created_at, started_at, finished_at, version)
+			VALUES (?, ?, ?, ?, 'queued', '', ?, ?, ?, ?, ?, ?, ?, 0, 0, ?) ON CONFLICT (run_id) DO NOTHING`),
+			ev.RunId, ev.OrgId, ev.ProjectId, ev.Number, ev.Event, ev.Ref, ev.Branch, ev.Sha, ev.Actor, ev.Tier,
+			ev.QueuedAt.AsTime().UnixNano(), e.Version)
+	case *eventsv1.RunStarted:
+		_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE sched_runs SET status = 'running', started_at = ?, version = ? WHERE run_id = ? AND version < ?`),
+			ev.StartedAt.AsTime().UnixNano(), e.Version, ev.RunId, e.Version)
+	case *eventsv1.RunFinished:
+		_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE sched_runs SET status = ?, reason = ?, finished_at = ?, version = ? WHERE run_id = ? AND version < ?`),
+			ev.Status, ev.Reason, ev.FinishedAt.AsTime().UnixNano(), e.Version, ev.RunId, e.Version)
+	}
+	return err
+}
+
+// RebuildRunList rebuilds the run list from the event log and returns how many events
+// it applied. Run it while no scheduler is running against db (the live projector would
+// race it); `simpleci admin rebuild-projections` does.
+func RebuildRunList(ctx context.Context, db *sqldb.DB, log *slog.Logger) (int, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Service{db: db, log: log}
+	var err error
+	if s.store, err = openStore(ctx, db); err != nil {
+		return 0, err
+	}
+	if err := s.migrate(ctx); err != nil {
+		return 0, err
+	}
+	err = db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sched_runs`); err != nil {
+			return err
+		}
+		return s.savePosition(ctx, tx, "run-list", 0)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reset run list: %w", err)
+	}
+	var pos int64
+	n := 0
+	for {
+		evs, err := s.store.ReadAll(ctx, pos, batchSize)
+		if err != nil {
+			return n, err
+		}
+		if len(evs) == 0 {
+			return n, nil
+		}
+		if err := s.projectBatch(ctx, evs); err != nil {
+			return n, err
+		}
+		pos = evs[len(evs)-1].Position
+		n += len(evs)
+	}
+}
