@@ -53,6 +53,7 @@ func New(ctx context.Context, db *sqldb.DB, b bus.Bus, log *slog.Logger) (*Servi
 	err := db.Migrate(ctx,
 		`CREATE TABLE IF NOT EXISTS log_chunks (
 			run_id TEXT NOT NULL,
+			attempt INTEGER NOT NULL,
 			seq BIGINT NOT NULL,
 			org_id TEXT NOT NULL,
 			project_id TEXT NOT NULL,
@@ -60,8 +61,8 @@ func New(ctx context.Context, db *sqldb.DB, b bus.Bus, log *slog.Logger) (*Servi
 			stream TEXT NOT NULL,
 			at BIGINT NOT NULL,
 			data BLOB NOT NULL,
-			PRIMARY KEY (run_id, seq))`,
-		`CREATE TABLE IF NOT EXISTS log_runs (run_id TEXT PRIMARY KEY, org_id TEXT NOT NULL, last_seq BIGINT NOT NULL)`,
+			PRIMARY KEY (run_id, attempt, seq))`,
+		`CREATE TABLE IF NOT EXISTS log_runs (run_id TEXT PRIMARY KEY, org_id TEXT NOT NULL, attempt INTEGER NOT NULL, last_seq BIGINT NOT NULL)`,
 	)
 	if err != nil {
 		return nil, fmt.Errorf("log: %w", err)
@@ -112,9 +113,9 @@ func (s *Service) onChunk(ctx context.Context, m bus.Message) error {
 	if !ok || c.RunId == "" || c.Sequence <= 0 {
 		return nil
 	}
-	_, err = s.db.ExecContext(ctx, s.db.Q(`INSERT INTO log_chunks (run_id, seq, org_id, project_id, step, stream, at, data)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, seq) DO NOTHING`),
-		c.RunId, c.Sequence, c.OrgId, c.ProjectId, c.StepIndex, streams[c.Stream], c.At.AsTime().UnixNano(), c.Data)
+	_, err = s.db.ExecContext(ctx, s.db.Q(`INSERT INTO log_chunks (run_id, attempt, seq, org_id, project_id, step, stream, at, data)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, attempt, seq) DO NOTHING`),
+		c.RunId, attempt(c.Attempt), c.Sequence, c.OrgId, c.ProjectId, c.StepIndex, streams[c.Stream], c.At.AsTime().UnixNano(), c.Data)
 	if err != nil {
 		return fmt.Errorf("store chunk %s/%d: %w", c.RunId, c.Sequence, err)
 	}
@@ -132,8 +133,8 @@ func (s *Service) onRunEvent(ctx context.Context, m bus.Message) error {
 		return nil
 	}
 	f := ev.(*eventsv1.RunFinished)
-	_, err = s.db.ExecContext(ctx, s.db.Q(`INSERT INTO log_runs (run_id, org_id, last_seq) VALUES (?, ?, ?) ON CONFLICT (run_id) DO NOTHING`),
-		f.RunId, f.OrgId, f.LastLogSequence)
+	_, err = s.db.ExecContext(ctx, s.db.Q(`INSERT INTO log_runs (run_id, org_id, attempt, last_seq) VALUES (?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING`),
+		f.RunId, f.OrgId, attempt(f.Attempt), f.LastLogSequence)
 	if err != nil {
 		return fmt.Errorf("record end of run %s: %w", f.RunId, err)
 	}
@@ -144,9 +145,23 @@ func (s *Service) onRunEvent(ctx context.Context, m bus.Message) error {
 // maxPage bounds the chunks one GetLogs returns; clients page with after.
 const maxPage = 1000
 
-func (s *Service) chunks(ctx context.Context, org, run string, after int64, step *int32, limit int) ([]*apiv1.LogChunk, error) {
-	q := `SELECT seq, step, stream, at, data FROM log_chunks WHERE run_id = ? AND org_id = ? AND seq > ?`
-	args := []any{run, org, after}
+// attempt maps the zero value of older events to the first attempt.
+func attempt(a int32) int32 { return max(a, 1) }
+
+// latestAttempt is the run's newest attempt with output or with a recorded end.
+func (s *Service) latestAttempt(ctx context.Context, org, run string) (int32, error) {
+	var a sql.NullInt32
+	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT MAX(a) FROM (
+		SELECT MAX(attempt) AS a FROM log_chunks WHERE run_id = ? AND org_id = ?
+		UNION ALL SELECT attempt FROM log_runs WHERE run_id = ? AND org_id = ?) x`), run, org, run, org).Scan(&a)
+	return max(a.Int32, 1), err
+}
+
+// chunks returns the chunks of a run's attempt after a sequence number. A run that was
+// requeued after losing its runner shows the output of its latest attempt.
+func (s *Service) chunks(ctx context.Context, org, run string, att int32, after int64, step *int32, limit int) ([]*apiv1.LogChunk, error) {
+	q := `SELECT seq, step, stream, at, data FROM log_chunks WHERE run_id = ? AND org_id = ? AND attempt = ? AND seq > ?`
+	args := []any{run, org, att, after}
 	if step != nil {
 		q += ` AND step = ?`
 		args = append(args, *step)
@@ -168,15 +183,17 @@ func (s *Service) chunks(ctx context.Context, org, run string, after int64, step
 		}
 		c.Time = timestamppb.New(time.Unix(0, at))
 		c.Text = strings.ToValidUTF8(string(data), "\uFFFD")
+		c.Attempt = att
 		out = append(out, &c)
 	}
 	return out, rows.Err()
 }
 
-// complete reports whether run ended and every chunk up to its last is stored.
-func (s *Service) complete(ctx context.Context, org, run string) (bool, error) {
+// complete reports whether the run ended with attempt att and every chunk of that
+// attempt up to its last is stored.
+func (s *Service) complete(ctx context.Context, org, run string, att int32) (bool, error) {
 	var last int64
-	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT last_seq FROM log_runs WHERE run_id = ? AND org_id = ?`), run, org).Scan(&last)
+	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT last_seq FROM log_runs WHERE run_id = ? AND org_id = ? AND attempt = ?`), run, org, att).Scan(&last)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return false, nil
@@ -184,7 +201,7 @@ func (s *Service) complete(ctx context.Context, org, run string) (bool, error) {
 		return false, err
 	}
 	var n int64
-	if err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT COUNT(*) FROM log_chunks WHERE run_id = ? AND seq <= ?`), run, last).Scan(&n); err != nil {
+	if err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT COUNT(*) FROM log_chunks WHERE run_id = ? AND attempt = ? AND seq <= ?`), run, att, last).Scan(&n); err != nil {
 		return false, err
 	}
 	return n == last, nil
@@ -201,11 +218,15 @@ func (s *Service) GetLogs(ctx context.Context, req *apiv1.GetLogsRequest) (*apiv
 		v := req.GetStep()
 		step = &v
 	}
-	chunks, err := s.chunks(ctx, org, req.GetRun(), req.GetAfter(), step, maxPage)
+	att, err := s.latestAttempt(ctx, org, req.GetRun())
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "get logs: %v", err)
 	}
-	done, err := s.complete(ctx, org, req.GetRun())
+	chunks, err := s.chunks(ctx, org, req.GetRun(), att, req.GetAfter(), step, maxPage)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "get logs: %v", err)
+	}
+	done, err := s.complete(ctx, org, req.GetRun(), att)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "get logs: %v", err)
 	}
@@ -225,9 +246,19 @@ func (s *Service) TailLogs(req *apiv1.TailLogsRequest, stream grpc.ServerStreami
 	after := req.GetAfter()
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
+	var att int32
 	for {
 		sig := s.signal()
-		chunks, err := s.chunks(ctx, org, req.GetRun(), after, nil, maxPage)
+		latest, err := s.latestAttempt(ctx, org, req.GetRun())
+		if err != nil {
+			return status.Errorf(codes.Internal, "tail logs: %v", err)
+		}
+		if att != 0 && latest != att {
+			// The run was requeued: its output starts again under the new attempt.
+			after = 0
+		}
+		att = latest
+		chunks, err := s.chunks(ctx, org, req.GetRun(), att, after, nil, maxPage)
 		if err != nil {
 			return status.Errorf(codes.Internal, "tail logs: %v", err)
 		}
@@ -240,12 +271,12 @@ func (s *Service) TailLogs(req *apiv1.TailLogsRequest, stream grpc.ServerStreami
 		if len(chunks) == maxPage {
 			continue
 		}
-		done, err := s.complete(ctx, org, req.GetRun())
+		done, err := s.complete(ctx, org, req.GetRun(), att)
 		if err != nil {
 			return status.Errorf(codes.Internal, "tail logs: %v", err)
 		}
 		if done {
-			more, err := s.chunks(ctx, org, req.GetRun(), after, nil, 1)
+			more, err := s.chunks(ctx, org, req.GetRun(), att, after, nil, 1)
 			if err == nil && len(more) == 0 {
 				return nil
 			}

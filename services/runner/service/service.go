@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/bus"
@@ -35,18 +37,24 @@ type Config struct {
 	ID string
 	// Tiers the runner serves (default: standard).
 	Tiers []string
-	// WorkDir holds the job workspaces (default: a directory under the temp dir).
-	WorkDir   string
-	Scheduler runnerv1.RunnerServiceClient
-	Bus       bus.Bus
-	Forges    *forge.Registry
-	Log       *slog.Logger
+	// WorkDir holds the job workspaces (default: a directory under the temp dir named
+	// after the runner). One runner process per WorkDir: it is locked, and what an
+	// earlier, crashed runner left in it is removed at start.
+	WorkDir string
+	// DrainTimeout is how long the job in progress may still run after the runner was
+	// asked to stop (Run's ctx ended); it takes no new job meanwhile. 0 stops at once.
+	DrainTimeout time.Duration
+	Scheduler    runnerv1.RunnerServiceClient
+	Bus          bus.Bus
+	Forges       *forge.Registry
+	Log          *slog.Logger
 }
 
 // Runner executes jobs one at a time; run more runners for more parallelism.
 type Runner struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	log  *slog.Logger
+	lock *os.File
 }
 
 // New checks cfg and prepares the work directory.
@@ -59,7 +67,7 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.ID == "" {
 		h, _ := os.Hostname()
-		cfg.ID = h + "-" + id.Secret(3)
+		cfg.ID = h
 	}
 	if len(cfg.Tiers) == 0 {
 		cfg.Tiers = []string{"standard"}
@@ -70,7 +78,34 @@ func New(cfg Config) (*Runner, error) {
 	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
 		return nil, fmt.Errorf("runner: work dir: %w", err)
 	}
-	return &Runner{cfg: cfg, log: cfg.Log.With("service", "runner", "runner", cfg.ID)}, nil
+	r := &Runner{cfg: cfg, log: cfg.Log.With("service", "runner", "runner", cfg.ID)}
+	if err := r.lockWorkDir(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// lockWorkDir makes sure no other runner uses the work directory, then removes the
+// workspaces an earlier runner left behind (a crash, a SIGKILL).
+func (r *Runner) lockWorkDir() error {
+	f, err := os.OpenFile(filepath.Join(r.cfg.WorkDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("runner: lock work dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return fmt.Errorf("runner: work dir %s is used by another runner process; give each runner its own (--data)", r.cfg.WorkDir)
+	}
+	r.lock = f // held until the process exits
+	left, _ := filepath.Glob(filepath.Join(r.cfg.WorkDir, "job-*"))
+	for _, d := range left {
+		if err := os.RemoveAll(d); err != nil {
+			r.log.Warn("remove stale workspace", "dir", d, "err", err)
+			continue
+		}
+		r.log.Info("removed a workspace left by an earlier runner", "dir", d)
+	}
+	return nil
 }
 
 // Run claims and executes jobs until ctx ends.
@@ -95,10 +130,34 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		backoff = 100 * time.Millisecond
 		if resp.GetJob() != nil {
-			r.execute(ctx, resp.GetJob())
+			r.execute(r.drainContext(ctx), resp.GetJob())
 		}
 	}
 	return nil
+}
+
+// drainContext returns a context for a job that outlives ctx by the drain timeout, so
+// that a runner asked to stop finishes the job in progress.
+func (r *Runner) drainContext(ctx context.Context) context.Context {
+	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		defer cancel()
+		select {
+		case <-jctx.Done():
+			return
+		case <-ctx.Done():
+		}
+		if r.cfg.DrainTimeout > 0 {
+			r.log.Info("draining: finishing the job in progress", "limit", r.cfg.DrainTimeout)
+			t := time.NewTimer(r.cfg.DrainTimeout)
+			defer t.Stop()
+			select {
+			case <-jctx.Done():
+			case <-t.C:
+			}
+		}
+	}()
+	return jctx
 }
 
 // execute runs one job to its end and reports it.
@@ -110,16 +169,20 @@ func (r *Runner) execute(ctx context.Context, job *runnerv1.Job) {
 
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); r.heartbeat(jctx, job, cancelJob, log) }()
+	go func() { defer wg.Done(); r.heartbeat(jctx, job, obs, cancelJob, log) }()
 	defer wg.Wait()
 	defer cancelJob()
 
 	status, reason := r.runJob(jctx, job, obs)
-	if ctx.Err() != nil && status == string(engine.StatusCancelled) {
-		reason = "runner stopped"
+	if status == string(engine.StatusCancelled) {
+		if obs.cancelled.Load() {
+			reason = "cancelled"
+		} else if ctx.Err() != nil {
+			reason = "the runner stopped before the job finished"
+		}
 	}
 	obs.report(&runnerv1.ReportRequest{Event: &runnerv1.ReportRequest_RunFinished{RunFinished: &eventsv1.RunFinished{
-		Status: status, Reason: reason, FinishedAt: timestamppb.Now(), LastLogSequence: obs.lastSeq}}})
+		Status: status, Reason: reason, FinishedAt: timestamppb.Now(), LastLogSequence: obs.lastSeq, Attempt: job.Attempt}}})
 	log.Info("job done", "status", status, "reason", reason)
 }
 
@@ -151,36 +214,42 @@ func (r *Runner) runJob(ctx context.Context, job *runnerv1.Job, obs *observer) (
 	for k, v := range job.Context {
 		jc[k] = v
 	}
-	res := engine.Run(ctx, engine.Job{Pipeline: pl, Dir: checkout, Env: job.Env, Context: jc, Timeout: job.Timeout.AsDuration()}, obs)
+	// A one-second grace between SIGTERM and SIGKILL keeps a cancel within two seconds.
+	res := engine.Run(ctx, engine.Job{Pipeline: pl, Dir: checkout, Env: job.Env, Context: jc, Timeout: job.Timeout.AsDuration(), KillGrace: time.Second}, obs)
 	return string(res.Status), res.Reason
 }
 
-// heartbeat keeps the lease alive; a lost lease cancels the job.
-func (r *Runner) heartbeat(ctx context.Context, job *runnerv1.Job, cancel context.CancelFunc, log *slog.Logger) {
+// heartbeat keeps the lease alive and listens for a cancel: each call extends the lease
+// and then waits up to a third of it for a cancellation, which it reports at once.
+// A lost lease or a cancel stops the job.
+func (r *Runner) heartbeat(ctx context.Context, job *runnerv1.Job, obs *observer, cancel context.CancelFunc, log *slog.Logger) {
 	every := job.LeaseDuration.AsDuration() / 3
 	if every <= 0 {
 		every = 5 * time.Second
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		hctx, hcancel := context.WithTimeout(ctx, every)
-		resp, err := r.cfg.Scheduler.Heartbeat(hctx, &runnerv1.HeartbeatRequest{RunId: job.RunId, LeaseId: job.LeaseId})
+	for ctx.Err() == nil {
+		hctx, hcancel := context.WithTimeout(ctx, every+5*time.Second)
+		start := time.Now()
+		resp, err := r.cfg.Scheduler.Heartbeat(hctx, &runnerv1.HeartbeatRequest{RunId: job.RunId, LeaseId: job.LeaseId, Wait: durationpb.New(every)})
 		hcancel()
 		switch {
+		case ctx.Err() != nil:
+			return
 		case status.Code(err) == codes.FailedPrecondition:
 			log.Warn("lease lost; stopping the job", "err", err)
 			cancel()
 			return
 		case err != nil:
 			log.Warn("heartbeat", "err", err)
+			// Try again soon, but not in a tight loop against a failing scheduler.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(max(time.Second-time.Since(start), 0)):
+			}
 		case resp.GetCancel():
-			log.Info("run cancelled")
+			log.Info("run cancelled; stopping the job")
+			obs.cancelled.Store(true)
 			cancel()
 			return
 		}
@@ -194,6 +263,8 @@ type observer struct {
 	ctx     context.Context
 	log     *slog.Logger
 	lastSeq int64
+	// cancelled is set when the scheduler asked to stop the run.
+	cancelled atomic.Bool
 }
 
 func (o *observer) StepStarted(i int, name string, at time.Time) {
@@ -216,8 +287,8 @@ var streamOf = map[string]eventsv1.LogStream{"stdout": eventsv1.LogStream_LOG_ST
 
 func (o *observer) Log(c engine.LogChunk) {
 	ev := &eventsv1.LogEmitted{RunId: o.job.RunId, OrgId: o.job.OrgId, ProjectId: o.job.ProjectId, StepIndex: int32(c.Step),
-		Sequence: c.Seq, Stream: streamOf[c.Stream], At: timestamppb.New(c.At), Data: c.Data}
-	m, err := event.Encode(fmt.Sprintf("%s-log-%d", o.job.RunId, c.Seq), o.job.RunId, ev)
+		Sequence: c.Seq, Stream: streamOf[c.Stream], At: timestamppb.New(c.At), Data: c.Data, Attempt: o.job.Attempt}
+	m, err := event.Encode(fmt.Sprintf("%s-log-%d-%d", o.job.RunId, o.job.Attempt, c.Seq), o.job.RunId, ev)
 	if err == nil {
 		err = retry(context.WithoutCancel(o.ctx), func(ctx context.Context) error { return o.r.cfg.Bus.Publish(ctx, event.TopicLogs, m) })
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/simpleci/simpleci/libs/platform/auth"
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
@@ -37,6 +38,9 @@ func (s *Service) ClaimJob(ctx context.Context, req *runnerv1.ClaimJobRequest) (
 	wait := req.GetWait().AsDuration()
 	if wait <= 0 || wait > maxClaimWait {
 		wait = maxClaimWait
+	}
+	if err := s.seen(ctx, req.RunnerId, req.Tiers); err != nil {
+		return nil, status.Errorf(codes.Internal, "%v", err)
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
@@ -91,7 +95,12 @@ func (s *Service) start(ctx context.Context, runID, lease, runner string) (*runn
 	return jobFor(r, lease, s.cfg.LeaseDuration), nil
 }
 
-// Heartbeat extends the lease of a running job.
+// maxHeartbeatWait bounds how long one heartbeat waits for a cancellation.
+const maxHeartbeatWait = 10 * time.Second
+
+// Heartbeat extends the lease of a running job, then waits up to req.wait for the run to
+// be cancelled: a runner that heartbeats in a loop learns of a cancel at once (in this
+// process) or within a quarter second (requested through another scheduler replica).
 func (s *Service) Heartbeat(ctx context.Context, req *runnerv1.HeartbeatRequest) (*runnerv1.HeartbeatResponse, error) {
 	if err := requireRunner(ctx); err != nil {
 		return nil, err
@@ -103,7 +112,68 @@ func (s *Service) Heartbeat(ctx context.Context, req *runnerv1.HeartbeatRequest)
 	if !ok {
 		return nil, status.Errorf(codes.FailedPrecondition, "lease %s of run %s is no longer held", req.GetLeaseId(), req.GetRunId())
 	}
-	return &runnerv1.HeartbeatResponse{}, nil
+	wait := min(req.GetWait().AsDuration(), maxHeartbeatWait)
+	deadline := time.NewTimer(max(wait, 0))
+	defer deadline.Stop()
+	poll := time.NewTicker(250 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		wake := s.cancels.wait()
+		c, err := s.cancelRequested(ctx, req.GetRunId())
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "heartbeat: %v", err)
+		}
+		if c || wait <= 0 {
+			return &runnerv1.HeartbeatResponse{Cancel: c}, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		case <-deadline.C:
+			return &runnerv1.HeartbeatResponse{}, nil
+		case <-wake:
+		case <-poll.C:
+		}
+	}
+}
+
+// CancelRun stops a run: a queued one ends cancelled at once; a running one is marked,
+// its runner learns it from its heartbeat and stops the job.
+func (s *Service) CancelRun(ctx context.Context, req *apiv1.CancelRunRequest) (*apiv1.Run, error) {
+	org, err := requireOrg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	who := actor(ctx)
+	r, err := s.update(ctx, req.GetRun(), func(r *domain.Run) ([]recorded, error) {
+		if r.Version == 0 || r.OrgID != org {
+			return nil, status.Errorf(codes.NotFound, "run %q not found", req.GetRun())
+		}
+		if r.Done() || r.CancelRequested {
+			return nil, nil
+		}
+		evs := []recorded{{newID(), &eventsv1.RunCancelRequested{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, Actor: who, At: timestamppb.Now()}}}
+		if r.Status == domain.RunQueued {
+			evs = append(evs, recorded{newID(), &eventsv1.RunFinished{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID,
+				Status: domain.RunCancelled, Reason: "cancelled by " + who + " before it started", FinishedAt: timestamppb.Now()}})
+		}
+		return evs, nil
+	})
+	if err != nil {
+		return nil, reportErr(err)
+	}
+	switch {
+	case r.Status == domain.RunCancelled:
+		if err := s.deleteJob(ctx, r.ID); err != nil {
+			return nil, status.Errorf(codes.Internal, "remove job: %v", err)
+		}
+	case r.Status == domain.RunRunning && r.CancelRequested:
+		if err := s.requestCancel(ctx, r.ID); err != nil {
+			return nil, status.Errorf(codes.Internal, "cancel: %v", err)
+		}
+		s.log.Info("run cancel requested", "run", r.ID, "by", who)
+	}
+	return toAPI(r, true), nil
 }
 
 // Report records what a runner observed, under its lease. A retried report (same

@@ -26,6 +26,7 @@ import (
 	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Tier is a runner class: its memory limit and run timeout.
@@ -57,6 +58,9 @@ type Config struct {
 	LeaseDuration time.Duration
 	// PipelinePath is the file read at the commit (default .simpleci/pipeline.json).
 	PipelinePath string
+	// LostRunRetries is how many times a run whose runner was lost is run again on
+	// another runner before it fails with reason "runner lost" (default 1; negative: 0).
+	LostRunRetries int
 }
 
 // Service implements RunService and RunnerService.
@@ -70,6 +74,7 @@ type Service struct {
 
 	queued   signal // a job was queued
 	appended signal // events were appended to the store
+	cancels  signal // a running job was asked to stop
 }
 
 // New checks cfg, opens the event store in cfg.DB and creates the scheduler's tables.
@@ -98,6 +103,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if cfg.LeaseDuration <= 0 {
 		cfg.LeaseDuration = 30 * time.Second
+	}
+	if cfg.LostRunRetries < 0 {
+		cfg.LostRunRetries = 0
 	}
 	if cfg.PipelinePath == "" {
 		cfg.PipelinePath = ".simpleci/pipeline.json"
@@ -287,9 +295,37 @@ func (s *Service) reapLeases(ctx context.Context) {
 			continue
 		}
 		for _, runID := range expired {
-			s.finishJob(ctx, runID, "", domain.RunFailed, fmt.Sprintf("runner lost: no heartbeat for %s", s.cfg.LeaseDuration), 0)
+			if err := s.loseRunner(ctx, runID); err != nil {
+				s.log.Error("handle lost runner", "run", runID, "err", err)
+			}
 		}
 	}
+}
+
+// loseRunner handles a job whose lease lapsed: the run is requeued for another runner
+// while it has retries left, else it fails with reason "runner lost".
+func (s *Service) loseRunner(ctx context.Context, runID string) error {
+	lost := fmt.Sprintf("runner lost: no heartbeat for %s", s.cfg.LeaseDuration)
+	var attempt int32
+	r, err := s.update(ctx, runID, func(r *domain.Run) ([]recorded, error) {
+		if r.Status != domain.RunRunning || r.CancelRequested || int(r.Attempt) > s.cfg.LostRunRetries {
+			return nil, nil
+		}
+		attempt = r.Attempt + 1
+		return []recorded{{newID(), &eventsv1.RunRequeued{RunId: runID, OrgId: r.OrgID, ProjectId: r.ProjectID,
+			Reason: fmt.Sprintf("%s (runner %s); attempt %d on another runner", lost, r.RunnerID, attempt), Attempt: attempt, At: timestamppb.Now()}}}, nil
+	})
+	if err != nil {
+		return err
+	}
+	if attempt > 0 && r.Status == domain.RunQueued {
+		s.log.Warn("runner lost; run requeued", "run", runID, "attempt", attempt)
+		return s.requeueJob(ctx, runID, attempt)
+	}
+	if r.CancelRequested {
+		return s.finishJob(ctx, runID, "", domain.RunCancelled, "cancelled; the runner stopped answering", 0)
+	}
+	return s.finishJob(ctx, runID, "", domain.RunFailed, lost, 0)
 }
 
 // newID returns a fresh event id.

@@ -61,7 +61,11 @@ func (s *Service) migrate(ctx context.Context) error {
 			created_at BIGINT NOT NULL,
 			runner_id TEXT NOT NULL,
 			lease_id TEXT NOT NULL,
-			lease_expires BIGINT NOT NULL)`,
+			lease_expires BIGINT NOT NULL,
+			attempt INTEGER NOT NULL DEFAULT 1,
+			cancel_requested BOOLEAN NOT NULL DEFAULT FALSE)`,
+		// Runners seen claiming work, to tell why a queued run waits.
+		`CREATE TABLE IF NOT EXISTS sched_runners (runner_id TEXT PRIMARY KEY, tiers TEXT NOT NULL, last_seen BIGINT NOT NULL)`,
 		`CREATE INDEX IF NOT EXISTS sched_jobs_state ON sched_jobs (state, tier, created_at)`,
 	)
 }
@@ -168,6 +172,59 @@ func (s *Service) expiredLeases(ctx context.Context) ([]string, error) {
 	return ids, rows.Err()
 }
 
+// requeueJob puts a job whose runner was lost back in the queue for its next attempt.
+func (s *Service) requeueJob(ctx context.Context, runID string, attempt int32) error {
+	_, err := s.db.ExecContext(ctx, s.db.Q(`UPDATE sched_jobs SET state = 'queued', runner_id = '', lease_id = '', lease_expires = 0, attempt = ? WHERE run_id = ?`), attempt, runID)
+	if err == nil {
+		s.queued.notify()
+	}
+	return err
+}
+
+// requestCancel marks a running job so that its runner's next heartbeat says stop.
+func (s *Service) requestCancel(ctx context.Context, runID string) error {
+	_, err := s.db.ExecContext(ctx, s.db.Q(`UPDATE sched_jobs SET cancel_requested = TRUE WHERE run_id = ?`), runID)
+	if err == nil {
+		s.cancels.notify()
+	}
+	return err
+}
+
+func (s *Service) cancelRequested(ctx context.Context, runID string) (bool, error) {
+	var c bool
+	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT cancel_requested FROM sched_jobs WHERE run_id = ?`), runID).Scan(&c)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return c, err
+}
+
+// seen records that a runner serving tiers is connected.
+func (s *Service) seen(ctx context.Context, runner string, tiers []string) error {
+	_, err := s.db.ExecContext(ctx, s.db.Q(`INSERT INTO sched_runners (runner_id, tiers, last_seen) VALUES (?, ?, ?)
+		ON CONFLICT (runner_id) DO UPDATE SET tiers = excluded.tiers, last_seen = excluded.last_seen`),
+		runner, ","+strings.Join(tiers, ",")+",", time.Now().UnixNano())
+	return err
+}
+
+// runnerGone is how long after its last claim call a runner counts as disconnected
+// (a claim call waits up to maxClaimWait).
+const runnerGone = maxClaimWait + 15*time.Second
+
+// waitReason says why a queued run of tier waits.
+func (s *Service) waitReason(ctx context.Context, tier string) string {
+	var n int
+	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT COUNT(*) FROM sched_runners WHERE tiers LIKE ? AND last_seen > ?`),
+		"%,"+tier+",%", time.Now().Add(-runnerGone).UnixNano()).Scan(&n)
+	if err != nil {
+		return ""
+	}
+	if n == 0 {
+		return fmt.Sprintf("waiting: no runner for tier %s is connected", tier)
+	}
+	return fmt.Sprintf("waiting for a free runner of tier %s", tier)
+}
+
 func (s *Service) deleteJob(ctx context.Context, runID string) error {
 	_, err := s.db.ExecContext(ctx, s.db.Q(`DELETE FROM sched_jobs WHERE run_id = ?`), runID)
 	return err
@@ -187,14 +244,14 @@ func jobFor(r *domain.Run, lease string, leaseDur time.Duration) *runnerv1.Job {
 	}
 	return &runnerv1.Job{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, LeaseId: lease, Provider: q.Provider,
 		Repository: q.Repository, Sha: q.Sha, PipelinePath: q.PipelinePath, Pipeline: q.Pipeline, Context: ctx,
-		Env: map[string]string{}, Timeout: q.Timeout, Tier: q.Tier, LeaseDuration: durationpb.New(leaseDur)}
+		Env: map[string]string{}, Timeout: q.Timeout, Tier: q.Tier, LeaseDuration: durationpb.New(leaseDur), Attempt: r.Attempt}
 }
 
 // toAPI converts a run; steps only when asked (the list leaves them out).
 func toAPI(r *domain.Run, steps bool) *apiv1.Run {
 	out := &apiv1.Run{Id: r.ID, Number: r.Number, ProjectId: r.ProjectID, OrgId: r.OrgID, Status: r.Status, Reason: r.Reason,
 		Event: r.Event, Ref: r.Ref, Branch: r.Branch, Sha: r.SHA, Actor: r.Actor, Tier: r.Tier,
-		CreatedAt: tsOf(r.Created), StartedAt: tsOf(r.Started), FinishedAt: tsOf(r.Finished)}
+		CreatedAt: tsOf(r.Created), StartedAt: tsOf(r.Started), FinishedAt: tsOf(r.Finished), Attempt: r.Attempt}
 	if steps {
 		for _, st := range r.Steps {
 			out.Steps = append(out.Steps, &apiv1.Step{Index: st.Index, Name: st.Name, Status: st.Status, ExitCode: st.ExitCode,
@@ -233,7 +290,11 @@ func (s *Service) GetRun(ctx context.Context, req *apiv1.GetRunRequest) (*apiv1.
 	if r.Version == 0 || r.OrgID != org {
 		return nil, status.Errorf(codes.NotFound, "run %q not found", req.GetRun())
 	}
-	return toAPI(r, true), nil
+	out := toAPI(r, true)
+	if r.Status == domain.RunQueued {
+		out.Reason = s.waitReason(ctx, r.Tier)
+	}
+	return out, nil
 }
 
 // pageToken is the keyset position after the last run of a page.

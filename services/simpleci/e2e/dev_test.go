@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,10 +13,15 @@ import (
 // startDev starts `simpleci dev` (one process, SQLite, in-process bus, local runner)
 // and returns a client of its HTTP API with the admin token.
 func startDev(t testing.TB) *api {
-	data := t.TempDir()
+	a, _, _ := startDevIn(t, t.TempDir())
+	return a
+}
+
+// startDevIn starts `simpleci dev` with its data in data.
+func startDevIn(t testing.TB, data string) (*api, *proc, string) {
 	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
 	demo, _ := filepath.Abs("../../../docs/examples/demo")
-	start(t, "dev", nil, "dev", "--data", data, "--http", httpAddr, "--grpc", grpcAddr, "--demo", demo,
+	p := start(t, "dev", nil, "dev", "--data", data, "--http", httpAddr, "--grpc", grpcAddr, "--demo", demo,
 		"--tier-timeouts", "standard="+tierTimeout.String())
 	var token string
 	eventually(t, 60*time.Second, "the admin token and the demo project", func() bool {
@@ -26,13 +32,13 @@ func startDev(t testing.TB) *api {
 	})
 	a := &api{t: t, base: "http://" + httpAddr, token: token}
 	eventually(t, 60*time.Second, "readiness", func() bool { return a.up("/readyz") })
-	return a
+	return a, p, data
 }
 
 // TestDev drives `simpleci dev` over HTTP: the demo project's run, then the shared
 // scenarios.
 func TestDev(t *testing.T) {
-	a := startDev(t)
+	a, p, data := startDevIn(t, t.TempDir())
 	t.Run("demo", func(t *testing.T) {
 		a := &api{t: t, base: a.base, token: a.token}
 		var r run
@@ -53,4 +59,24 @@ func TestDev(t *testing.T) {
 		}
 	})
 	scenarios(t, a)
+
+	t.Run("the run list rebuilt from the event log equals the live one", func(t *testing.T) {
+		list := func(a *api) string {
+			_, b := a.do("GET", "/api/v1/projects/e2e/runs?page_size=200", nil, nil)
+			return string(b)
+		}
+		live := list(&api{t: t, base: a.base, token: a.token})
+		if !strings.Contains(live, `"status":"timed_out"`) {
+			t.Fatalf("the live list lacks the scenarios' runs: %s", live)
+		}
+		p.stop()
+		out, err := exec.Command(bin, "admin", "rebuild-projections", "--data", data).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "run list rebuilt from") {
+			t.Fatalf("rebuild-projections: %v\n%s", err, out)
+		}
+		again, _, _ := startDevIn(t, data)
+		if rebuilt := list(&api{t: t, base: again.base, token: again.token}); rebuilt != live {
+			t.Fatalf("rebuilt run list differs from the live one:\nlive:    %s\nrebuilt: %s", live, rebuilt)
+		}
+	})
 }

@@ -70,6 +70,7 @@ func (a *api) runCount(p project) int {
 // a project, signed webhooks, run and step outcomes, logs, and bad input.
 func scenarios(t *testing.T, a *api) {
 	pidFile := filepath.Join(t.TempDir(), "pids")
+	cancelPids := filepath.Join(t.TempDir(), "cancel-pids")
 	repo, shas := gitRepo(t, map[string]string{
 		"good": `{"steps": [
 			{"name": "out", "run": ["echo line-1", "echo line-2 >&2", "echo line-3"]},
@@ -81,6 +82,10 @@ func scenarios(t *testing.T, a *api) {
 			{"name": "after", "run": "echo after"}]}`,
 		"slow": `{"steps": [
 			{"name": "hang", "run": "sh -c 'sleep 1000 & echo $! >> ` + pidFile + `; sh -c \"sleep 1000 & echo \\$! >> ` + pidFile + `\" ; wait'"},
+			{"name": "never", "run": "echo never"}]}`,
+		"long": `{"steps": [
+			{"name": "started", "run": "echo started"},
+			{"name": "long", "run": "sleep 1000 & echo $! >> ` + cancelPids + `; echo $$ >> ` + cancelPids + `; wait"},
 			{"name": "never", "run": "echo never"}]}`,
 		"bad": "{\"steps\": [\n  {\"name\": \"a\", \"run\": \"true\", \"bogus\": 1}\n]}",
 	})
@@ -168,6 +173,56 @@ func scenarios(t *testing.T, a *api) {
 			eventually(t, 10*time.Second, "process "+s+" of the timed-out step to be gone", func() bool {
 				return syscall.Kill(pid, 0) == syscall.ESRCH || zombie(pid)
 			})
+		}
+	})
+
+	t.Run("cancelling a running run stops it and its processes", func(t *testing.T) {
+		a := &api{t: t, base: a.base, token: a.token}
+		id := a.push(p, "long", shas["long"])
+		eventually(t, 60*time.Second, "the long step to run", func() bool {
+			code, b := a.do("GET", "/api/v1/runs/"+id, nil, nil)
+			var r run
+			json.Unmarshal(b, &r)
+			return code == http.StatusOK && len(r.Steps) == 3 && r.Steps[1].Status == "running"
+		})
+		eventually(t, 10*time.Second, "the step's processes to start", func() bool {
+			b, _ := os.ReadFile(cancelPids)
+			return len(strings.Fields(string(b))) == 2
+		})
+		var r run
+		sent := time.Now()
+		a.json("POST", "/api/v1/runs/"+id+":cancel", map[string]any{}, http.StatusOK, &r)
+		r = a.waitRun(id, 30*time.Second)
+		took := time.Since(sent)
+		if r.Status != "cancelled" {
+			t.Fatalf("run: %s (%s), want cancelled", r.Status, r.Reason)
+		}
+		t.Logf("cancel to cancelled: %s", took)
+		if took > 2*time.Second {
+			t.Errorf("the run took %s to stop after the cancel, want within 2s", took)
+		}
+		want := map[string]string{"started": "succeeded", "long": "cancelled", "never": "skipped"}
+		if got := stepStatuses(r); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("steps %v, want %v", got, want)
+		}
+		b, _ := os.ReadFile(cancelPids)
+		for _, s := range strings.Fields(string(b)) {
+			pid, _ := strconv.Atoi(s)
+			eventually(t, 5*time.Second, "process "+s+" of the cancelled step to be gone", func() bool {
+				return syscall.Kill(pid, 0) == syscall.ESRCH || zombie(pid)
+			})
+		}
+		var logs strings.Builder
+		for _, c := range a.waitLogs(id) {
+			logs.WriteString(c.Text)
+		}
+		if !strings.Contains(logs.String(), "started") {
+			t.Fatalf("the logs before the cancel are lost: %q", logs.String())
+		}
+		// Cancelling again, or a finished run, changes nothing.
+		a.json("POST", "/api/v1/runs/"+id+":cancel", map[string]any{}, http.StatusOK, &r)
+		if r.Status != "cancelled" {
+			t.Fatalf("second cancel: %s", r.Status)
 		}
 	})
 

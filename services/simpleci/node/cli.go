@@ -13,6 +13,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	schedsvc "github.com/simpleci/simpleci/services/scheduler/service"
 )
 
 type listFlag []string
@@ -93,7 +96,7 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := signalContext()
 	defer cancel()
 	cfg := Config{Services: Services, DataDir: dir, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, TierTimeouts: tt,
-		Log: logger(stderr)}
+		LostRunRetries: 1, Log: logger(stderr)}
 	if *demo != "" {
 		src := *demo
 		cfg.OnStart = func(ctx context.Context, n *Node) error { return Demo(ctx, n, src) }
@@ -132,6 +135,9 @@ func Serve(args []string, stdout, stderr io.Writer) error {
 	tiers := fs.String("runner-tiers", env("SIMPLECI_RUNNER_TIERS", "standard"), "runner: tiers served, comma-separated")
 	timeouts := fs.String("tier-timeouts", env("SIMPLECI_TIER_TIMEOUTS", ""), "scheduler: override tier run timeouts, e.g. standard=60s")
 	lease := fs.Duration("lease", 30*time.Second, "scheduler: job lease duration")
+	retries := fs.Int("lost-run-retries", 1, "scheduler: how often a run whose runner was lost runs again on another runner (0: it fails)")
+	runnerID := fs.String("runner-id", env("SIMPLECI_RUNNER_ID", ""), "runner: its name (default: the host name)")
+	drain := fs.Duration("drain-timeout", 10*time.Minute, "runner: on SIGTERM, how long the job in progress may still run")
 	peers := map[string]*string{}
 	for _, s := range []string{"auth", "project", "scheduler", "log"} {
 		peers[s] = fs.String(s+"-addr", env("SIMPLECI_"+strings.ToUpper(s)+"_ADDR", ""), "gRPC address of the "+s+" service when it runs elsewhere")
@@ -149,7 +155,7 @@ func Serve(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := Config{Services: services, DatabaseURL: *dbURL, KafkaBrokers: split(*brokers), GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr,
 		DataDir: *data, InternalToken: *token, AdminTokenFile: *adminFile, RunnerTiers: split(*tiers), TierTimeouts: tt,
-		LeaseDuration: *lease, Peers: map[string]string{}, Log: logger(stderr)}
+		LeaseDuration: *lease, LostRunRetries: *retries, RunnerID: *runnerID, DrainTimeout: *drain, Peers: map[string]string{}, Log: logger(stderr)}
 	for s, v := range peers {
 		cfg.Peers[s] = *v
 	}
@@ -176,6 +182,8 @@ func Main(args []string) int {
 		err = Dev(args[1:], os.Stdout, os.Stderr)
 	case "serve":
 		err = Serve(args[1:], os.Stdout, os.Stderr)
+	case "admin":
+		err = Admin(args[1:], os.Stdout, os.Stderr)
 	case "help", "-h", "--help":
 		usage(os.Stdout)
 		return 0
@@ -199,5 +207,47 @@ func usage(w io.Writer) {
 commands:
   dev     every service in one process on the embedded default (SQLite, in-process bus, local runner)
   serve   the services named by --service, against Kafka and PostgreSQL
+  admin rebuild-projections [--data DIR | --database-url URL]
+          rebuild the read models from the event log (stop the scheduler first)
+  exec    run the pipeline in the current directory with the server's engine (exec -h for flags)
+  lint    validate the pipeline; with --event, show which steps would run (lint -h for flags)
 `)
+}
+
+// Admin runs `simpleci admin SUBCOMMAND`.
+func Admin(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "rebuild-projections" {
+		return errors.New("usage: simpleci admin rebuild-projections [--data DIR | --database-url URL]")
+	}
+	fs := flag.NewFlagSet("simpleci admin rebuild-projections", flag.ContinueOnError)
+	data := fs.String("data", env("SIMPLECI_DATA", ""), "data directory of `simpleci dev` (its scheduler.db)")
+	dbURL := fs.String("database-url", env("SIMPLECI_DATABASE_URL", ""), "PostgreSQL URL of the scheduler's database")
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	url := *dbURL
+	if url == "" {
+		if *data == "" {
+			return errors.New("rebuild-projections: give --data DIR or --database-url URL")
+		}
+		url = filepath.Join(*data, "scheduler.db")
+		if _, err := os.Stat(url); err != nil {
+			return fmt.Errorf("rebuild-projections: %w", err)
+		}
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	db, err := sqldb.Open(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	start := time.Now()
+	n, err := schedsvc.RebuildRunList(ctx, db, logger(stderr))
+	if err != nil {
+		return fmt.Errorf("rebuild run list: %w", err)
+	}
+	fmt.Fprintf(stdout, "run list rebuilt from %d events in %s\n", n, time.Since(start).Round(time.Millisecond))
+	return nil
 }

@@ -66,6 +66,12 @@ type Config struct {
 	TierTimeouts map[string]time.Duration
 	// LeaseDuration of claimed jobs (scheduler).
 	LeaseDuration time.Duration
+	// LostRunRetries is how often a run whose runner was lost runs again (scheduler).
+	LostRunRetries int
+	// RunnerID names the runner (default: the host name).
+	RunnerID string
+	// DrainTimeout is how long a stopping runner may finish its job in progress.
+	DrainTimeout time.Duration
 	// Ready, when set, is called once the process serves.
 	Ready func(*Node)
 	// OnStart, when set, runs after the services started (dev mode uses it for the demo).
@@ -292,7 +298,7 @@ func Run(ctx context.Context, cfg Config) error {
 			tiers[name] = t
 		}
 		s, err := schedsvc.New(ctx, schedsvc.Config{DB: db, Bus: b, Forges: forges, Projects: apiv1.NewProjectInternalServiceClient(pc),
-			Log: log, Tiers: tiers, LeaseDuration: cfg.LeaseDuration})
+			Log: log, Tiers: tiers, LeaseDuration: cfg.LeaseDuration, LostRunRetries: cfg.LostRunRetries})
 		if err != nil {
 			return err
 		}
@@ -350,8 +356,9 @@ func Run(ctx context.Context, cfg Config) error {
 		if cfg.DataDir != "" {
 			workDir = filepath.Join(cfg.DataDir, "workspaces")
 		}
-		r, err := runnersvc.New(runnersvc.Config{Tiers: cfg.RunnerTiers, WorkDir: workDir, Scheduler: runnerv1.NewRunnerServiceClient(sc),
-			Bus: b, Forges: forges, Log: log})
+		r, err := runnersvc.New(runnersvc.Config{ID: cfg.RunnerID, Tiers: cfg.RunnerTiers, WorkDir: workDir, DrainTimeout: cfg.DrainTimeout,
+			Scheduler: runnerv1.NewRunnerServiceClient(sc),
+			Bus:       b, Forges: forges, Log: log})
 		if err != nil {
 			return err
 		}

@@ -32,7 +32,9 @@ type LogChunk struct {
 	Stream string                 `protobuf:"bytes,3,opt,name=stream,proto3" json:"stream,omitempty"`
 	Time   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
 	// text is the output, with invalid UTF-8 replaced.
-	Text          string `protobuf:"bytes,5,opt,name=text,proto3" json:"text,omitempty"`
+	Text string `protobuf:"bytes,5,opt,name=text,proto3" json:"text,omitempty"`
+	// attempt is the run attempt that produced the chunk (1 unless the run was requeued).
+	Attempt       int32 `protobuf:"varint,6,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -100,6 +102,13 @@ func (x *LogChunk) GetText() string {
 		return x.Text
 	}
 	return ""
+}
+
+func (x *LogChunk) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
 }
 
 // GetLogsRequest selects chunks of a run.
@@ -276,13 +285,14 @@ var File_simpleci_api_v1_logs_proto protoreflect.FileDescriptor
 
 const file_simpleci_api_v1_logs_proto_rawDesc = "" +
 	"\n" +
-	"\x1asimpleci/api/v1/logs.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x01\n" +
+	"\x1asimpleci/api/v1/logs.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb0\x01\n" +
 	"\bLogChunk\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\x05R\x04step\x12\x16\n" +
 	"\x06stream\x18\x03 \x01(\tR\x06stream\x12.\n" +
 	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
-	"\x04text\x18\x05 \x01(\tR\x04text\"Z\n" +
+	"\x04text\x18\x05 \x01(\tR\x04text\x12\x18\n" +
+	"\aattempt\x18\x06 \x01(\x05R\aattempt\"Z\n" +
 	"\x0eGetLogsRequest\x12\x10\n" +
 	"\x03run\x18\x01 \x01(\tR\x03run\x12\x17\n" +
 	"\x04step\x18\x02 \x01(\x05H\x00R\x04step\x88\x01\x01\x12\x14\n" +

@@ -32,18 +32,20 @@ type Run struct {
 	ProjectId string                 `protobuf:"bytes,3,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
 	OrgId     string                 `protobuf:"bytes,4,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	// status: queued | running | succeeded | failed | cancelled | timed_out | errored.
-	Status        string                 `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
-	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
-	Event         string                 `protobuf:"bytes,7,opt,name=event,proto3" json:"event,omitempty"`
-	Ref           string                 `protobuf:"bytes,8,opt,name=ref,proto3" json:"ref,omitempty"`
-	Branch        string                 `protobuf:"bytes,9,opt,name=branch,proto3" json:"branch,omitempty"`
-	Sha           string                 `protobuf:"bytes,10,opt,name=sha,proto3" json:"sha,omitempty"`
-	Actor         string                 `protobuf:"bytes,11,opt,name=actor,proto3" json:"actor,omitempty"`
-	Tier          string                 `protobuf:"bytes,12,opt,name=tier,proto3" json:"tier,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
-	Steps         []*Step                `protobuf:"bytes,16,rep,name=steps,proto3" json:"steps,omitempty"`
+	Status     string                 `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
+	Reason     string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	Event      string                 `protobuf:"bytes,7,opt,name=event,proto3" json:"event,omitempty"`
+	Ref        string                 `protobuf:"bytes,8,opt,name=ref,proto3" json:"ref,omitempty"`
+	Branch     string                 `protobuf:"bytes,9,opt,name=branch,proto3" json:"branch,omitempty"`
+	Sha        string                 `protobuf:"bytes,10,opt,name=sha,proto3" json:"sha,omitempty"`
+	Actor      string                 `protobuf:"bytes,11,opt,name=actor,proto3" json:"actor,omitempty"`
+	Tier       string                 `protobuf:"bytes,12,opt,name=tier,proto3" json:"tier,omitempty"`
+	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	Steps      []*Step                `protobuf:"bytes,16,rep,name=steps,proto3" json:"steps,omitempty"`
+	// attempt is 1 unless the run was requeued after losing its runner.
+	Attempt       int32 `protobuf:"varint,17,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -188,6 +190,13 @@ func (x *Run) GetSteps() []*Step {
 		return x.Steps
 	}
 	return nil
+}
+
+func (x *Run) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
 }
 
 // Step is one step of a run.
@@ -726,11 +735,56 @@ func (x *RunEvent) GetPayload() *structpb.Struct {
 	return nil
 }
 
+// CancelRunRequest names the run to cancel.
+type CancelRunRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Run           string                 `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRunRequest) Reset() {
+	*x = CancelRunRequest{}
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRunRequest) ProtoMessage() {}
+
+func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
+func (*CancelRunRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CancelRunRequest) GetRun() string {
+	if x != nil {
+		return x.Run
+	}
+	return ""
+}
+
 var File_simpleci_api_v1_runs_proto protoreflect.FileDescriptor
 
 const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\n" +
-	"\x1asimpleci/api/v1/runs.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x03\n" +
+	"\x1asimpleci/api/v1/runs.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x04\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1d\n" +
@@ -752,7 +806,8 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"started_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12+\n" +
-	"\x05steps\x18\x10 \x03(\v2\x15.simpleci.api.v1.StepR\x05steps\"\xf5\x01\n" +
+	"\x05steps\x18\x10 \x03(\v2\x15.simpleci.api.v1.StepR\x05steps\x12\x18\n" +
+	"\aattempt\x18\x11 \x01(\x05R\aattempt\"\xf5\x01\n" +
 	"\x04Step\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -792,13 +847,16 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x12.\n" +
 	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1a\n" +
 	"\bposition\x18\x05 \x01(\x03R\bposition\x121\n" +
-	"\apayload\x18\x06 \x01(\v2\x17.google.protobuf.StructR\apayload2\xda\x03\n" +
+	"\apayload\x18\x06 \x01(\v2\x17.google.protobuf.StructR\apayload\"$\n" +
+	"\x10CancelRunRequest\x12\x10\n" +
+	"\x03run\x18\x01 \x01(\tR\x03run2\xc6\x04\n" +
 	"\n" +
 	"RunService\x12r\n" +
 	"\n" +
 	"TriggerRun\x12\".simpleci.api.v1.TriggerRunRequest\x1a\x14.simpleci.api.v1.Run\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/api/v1/projects/{project}/runs\x12x\n" +
 	"\bListRuns\x12 .simpleci.api.v1.ListRunsRequest\x1a!.simpleci.api.v1.ListRunsResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/api/v1/projects/{project}/runs\x12Z\n" +
-	"\x06GetRun\x12\x1e.simpleci.api.v1.GetRunRequest\x1a\x14.simpleci.api.v1.Run\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/runs/{run}\x12\x81\x01\n" +
+	"\x06GetRun\x12\x1e.simpleci.api.v1.GetRunRequest\x1a\x14.simpleci.api.v1.Run\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/runs/{run}\x12j\n" +
+	"\tCancelRun\x12!.simpleci.api.v1.CancelRunRequest\x1a\x14.simpleci.api.v1.Run\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/api/v1/runs/{run}:cancel\x12\x81\x01\n" +
 	"\rListRunEvents\x12%.simpleci.api.v1.ListRunEventsRequest\x1a&.simpleci.api.v1.ListRunEventsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/runs/{run}/eventsB:Z8github.com/simpleci/simpleci/proto/simpleci/api/v1;apiv1b\x06proto3"
 
 var (
@@ -813,7 +871,7 @@ func file_simpleci_api_v1_runs_proto_rawDescGZIP() []byte {
 	return file_simpleci_api_v1_runs_proto_rawDescData
 }
 
-var file_simpleci_api_v1_runs_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_simpleci_api_v1_runs_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_simpleci_api_v1_runs_proto_goTypes = []any{
 	(*Run)(nil),                   // 0: simpleci.api.v1.Run
 	(*Step)(nil),                  // 1: simpleci.api.v1.Step
@@ -824,30 +882,33 @@ var file_simpleci_api_v1_runs_proto_goTypes = []any{
 	(*ListRunEventsRequest)(nil),  // 6: simpleci.api.v1.ListRunEventsRequest
 	(*ListRunEventsResponse)(nil), // 7: simpleci.api.v1.ListRunEventsResponse
 	(*RunEvent)(nil),              // 8: simpleci.api.v1.RunEvent
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 10: google.protobuf.Struct
+	(*CancelRunRequest)(nil),      // 9: simpleci.api.v1.CancelRunRequest
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 11: google.protobuf.Struct
 }
 var file_simpleci_api_v1_runs_proto_depIdxs = []int32{
-	9,  // 0: simpleci.api.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	9,  // 1: simpleci.api.v1.Run.started_at:type_name -> google.protobuf.Timestamp
-	9,  // 2: simpleci.api.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	10, // 0: simpleci.api.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	10, // 1: simpleci.api.v1.Run.started_at:type_name -> google.protobuf.Timestamp
+	10, // 2: simpleci.api.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
 	1,  // 3: simpleci.api.v1.Run.steps:type_name -> simpleci.api.v1.Step
-	9,  // 4: simpleci.api.v1.Step.started_at:type_name -> google.protobuf.Timestamp
-	9,  // 5: simpleci.api.v1.Step.finished_at:type_name -> google.protobuf.Timestamp
+	10, // 4: simpleci.api.v1.Step.started_at:type_name -> google.protobuf.Timestamp
+	10, // 5: simpleci.api.v1.Step.finished_at:type_name -> google.protobuf.Timestamp
 	0,  // 6: simpleci.api.v1.ListRunsResponse.runs:type_name -> simpleci.api.v1.Run
 	8,  // 7: simpleci.api.v1.ListRunEventsResponse.events:type_name -> simpleci.api.v1.RunEvent
-	9,  // 8: simpleci.api.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	10, // 9: simpleci.api.v1.RunEvent.payload:type_name -> google.protobuf.Struct
+	10, // 8: simpleci.api.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	11, // 9: simpleci.api.v1.RunEvent.payload:type_name -> google.protobuf.Struct
 	2,  // 10: simpleci.api.v1.RunService.TriggerRun:input_type -> simpleci.api.v1.TriggerRunRequest
 	3,  // 11: simpleci.api.v1.RunService.ListRuns:input_type -> simpleci.api.v1.ListRunsRequest
 	5,  // 12: simpleci.api.v1.RunService.GetRun:input_type -> simpleci.api.v1.GetRunRequest
-	6,  // 13: simpleci.api.v1.RunService.ListRunEvents:input_type -> simpleci.api.v1.ListRunEventsRequest
-	0,  // 14: simpleci.api.v1.RunService.TriggerRun:output_type -> simpleci.api.v1.Run
-	4,  // 15: simpleci.api.v1.RunService.ListRuns:output_type -> simpleci.api.v1.ListRunsResponse
-	0,  // 16: simpleci.api.v1.RunService.GetRun:output_type -> simpleci.api.v1.Run
-	7,  // 17: simpleci.api.v1.RunService.ListRunEvents:output_type -> simpleci.api.v1.ListRunEventsResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
+	9,  // 13: simpleci.api.v1.RunService.CancelRun:input_type -> simpleci.api.v1.CancelRunRequest
+	6,  // 14: simpleci.api.v1.RunService.ListRunEvents:input_type -> simpleci.api.v1.ListRunEventsRequest
+	0,  // 15: simpleci.api.v1.RunService.TriggerRun:output_type -> simpleci.api.v1.Run
+	4,  // 16: simpleci.api.v1.RunService.ListRuns:output_type -> simpleci.api.v1.ListRunsResponse
+	0,  // 17: simpleci.api.v1.RunService.GetRun:output_type -> simpleci.api.v1.Run
+	0,  // 18: simpleci.api.v1.RunService.CancelRun:output_type -> simpleci.api.v1.Run
+	7,  // 19: simpleci.api.v1.RunService.ListRunEvents:output_type -> simpleci.api.v1.ListRunEventsResponse
+	15, // [15:20] is the sub-list for method output_type
+	10, // [10:15] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -864,7 +925,7 @@ func file_simpleci_api_v1_runs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_api_v1_runs_proto_rawDesc), len(file_simpleci_api_v1_runs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	RunService_TriggerRun_FullMethodName    = "/simpleci.api.v1.RunService/TriggerRun"
 	RunService_ListRuns_FullMethodName      = "/simpleci.api.v1.RunService/ListRuns"
 	RunService_GetRun_FullMethodName        = "/simpleci.api.v1.RunService/GetRun"
+	RunService_CancelRun_FullMethodName     = "/simpleci.api.v1.RunService/CancelRun"
 	RunService_ListRunEvents_FullMethodName = "/simpleci.api.v1.RunService/ListRunEvents"
 )
 
@@ -37,6 +38,9 @@ type RunServiceClient interface {
 	ListRuns(ctx context.Context, in *ListRunsRequest, opts ...grpc.CallOption) (*ListRunsResponse, error)
 	// GetRun returns a run with its steps.
 	GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*Run, error)
+	// CancelRun stops a run: a queued run ends at once, a running one within moments
+	// (its processes get SIGTERM, then SIGKILL). Cancelling a finished run changes nothing.
+	CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*Run, error)
 	// ListRunEvents returns the run's events as recorded in its stream, in order.
 	ListRunEvents(ctx context.Context, in *ListRunEventsRequest, opts ...grpc.CallOption) (*ListRunEventsResponse, error)
 }
@@ -79,6 +83,16 @@ func (c *runServiceClient) GetRun(ctx context.Context, in *GetRunRequest, opts .
 	return out, nil
 }
 
+func (c *runServiceClient) CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*Run, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Run)
+	err := c.cc.Invoke(ctx, RunService_CancelRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *runServiceClient) ListRunEvents(ctx context.Context, in *ListRunEventsRequest, opts ...grpc.CallOption) (*ListRunEventsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListRunEventsResponse)
@@ -101,6 +115,9 @@ type RunServiceServer interface {
 	ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error)
 	// GetRun returns a run with its steps.
 	GetRun(context.Context, *GetRunRequest) (*Run, error)
+	// CancelRun stops a run: a queued run ends at once, a running one within moments
+	// (its processes get SIGTERM, then SIGKILL). Cancelling a finished run changes nothing.
+	CancelRun(context.Context, *CancelRunRequest) (*Run, error)
 	// ListRunEvents returns the run's events as recorded in its stream, in order.
 	ListRunEvents(context.Context, *ListRunEventsRequest) (*ListRunEventsResponse, error)
 	mustEmbedUnimplementedRunServiceServer()
@@ -121,6 +138,9 @@ func (UnimplementedRunServiceServer) ListRuns(context.Context, *ListRunsRequest)
 }
 func (UnimplementedRunServiceServer) GetRun(context.Context, *GetRunRequest) (*Run, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetRun not implemented")
+}
+func (UnimplementedRunServiceServer) CancelRun(context.Context, *CancelRunRequest) (*Run, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelRun not implemented")
 }
 func (UnimplementedRunServiceServer) ListRunEvents(context.Context, *ListRunEventsRequest) (*ListRunEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRunEvents not implemented")
@@ -200,6 +220,24 @@ func _RunService_GetRun_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RunService_CancelRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).CancelRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunService_CancelRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).CancelRun(ctx, req.(*CancelRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RunService_ListRunEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListRunEventsRequest)
 	if err := dec(in); err != nil {
@@ -236,6 +274,10 @@ var RunService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetRun",
 			Handler:    _RunService_GetRun_Handler,
+		},
+		{
+			MethodName: "CancelRun",
+			Handler:    _RunService_CancelRun_Handler,
 		},
 		{
 			MethodName: "ListRunEvents",

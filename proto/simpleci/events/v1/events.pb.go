@@ -872,6 +872,93 @@ func (x *RunCancelRequested) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// RunRequeued records that a started run goes back to the queue to be run again from the
+// start by another runner (its runner was lost). Its steps are pending again.
+type RunRequeued struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RunId     string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	OrgId     string                 `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	ProjectId string                 `protobuf:"bytes,3,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
+	Reason    string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// attempt is the number of the attempt that starts next (the first attempt is 1).
+	Attempt       int32                  `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunRequeued) Reset() {
+	*x = RunRequeued{}
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunRequeued) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunRequeued) ProtoMessage() {}
+
+func (x *RunRequeued) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunRequeued.ProtoReflect.Descriptor instead.
+func (*RunRequeued) Descriptor() ([]byte, []int) {
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RunRequeued) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunRequeued) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *RunRequeued) GetProjectId() string {
+	if x != nil {
+		return x.ProjectId
+	}
+	return ""
+}
+
+func (x *RunRequeued) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RunRequeued) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *RunRequeued) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 // RunFinished records a run's final status: succeeded | failed | cancelled | timed_out | errored.
 type RunFinished struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -884,13 +971,15 @@ type RunFinished struct {
 	// last_log_sequence is the sequence number of the run's last log chunk (0: no output),
 	// so the log service knows when it holds the complete log.
 	LastLogSequence int64 `protobuf:"varint,7,opt,name=last_log_sequence,json=lastLogSequence,proto3" json:"last_log_sequence,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// attempt is the attempt whose output last_log_sequence counts.
+	Attempt       int32 `protobuf:"varint,8,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunFinished) Reset() {
 	*x = RunFinished{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[7]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +991,7 @@ func (x *RunFinished) String() string {
 func (*RunFinished) ProtoMessage() {}
 
 func (x *RunFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[7]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1004,7 @@ func (x *RunFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunFinished.ProtoReflect.Descriptor instead.
 func (*RunFinished) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RunFinished) GetRunId() string {
@@ -967,25 +1056,35 @@ func (x *RunFinished) GetLastLogSequence() int64 {
 	return 0
 }
 
+func (x *RunFinished) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
 // LogEmitted carries a chunk of a run's output (runner → log). Chunks are up to ~64 KiB or
 // ~100 ms of output; sequence numbers start at 1 per run and have no gaps.
 type LogEmitted struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	OrgId         string                 `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
-	ProjectId     string                 `protobuf:"bytes,3,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
-	StepIndex     int32                  `protobuf:"varint,4,opt,name=step_index,json=stepIndex,proto3" json:"step_index,omitempty"`
-	Sequence      int64                  `protobuf:"varint,5,opt,name=sequence,proto3" json:"sequence,omitempty"`
-	Stream        LogStream              `protobuf:"varint,6,opt,name=stream,proto3,enum=simpleci.events.v1.LogStream" json:"stream,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=at,proto3" json:"at,omitempty"`
-	Data          []byte                 `protobuf:"bytes,8,opt,name=data,proto3" json:"data,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RunId     string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	OrgId     string                 `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	ProjectId string                 `protobuf:"bytes,3,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
+	StepIndex int32                  `protobuf:"varint,4,opt,name=step_index,json=stepIndex,proto3" json:"step_index,omitempty"`
+	Sequence  int64                  `protobuf:"varint,5,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Stream    LogStream              `protobuf:"varint,6,opt,name=stream,proto3,enum=simpleci.events.v1.LogStream" json:"stream,omitempty"`
+	At        *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=at,proto3" json:"at,omitempty"`
+	Data      []byte                 `protobuf:"bytes,8,opt,name=data,proto3" json:"data,omitempty"`
+	// attempt numbers the run's attempts from 1; a requeued run's output starts again at
+	// sequence 1 under the next attempt.
+	Attempt       int32 `protobuf:"varint,9,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LogEmitted) Reset() {
 	*x = LogEmitted{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[8]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1096,7 @@ func (x *LogEmitted) String() string {
 func (*LogEmitted) ProtoMessage() {}
 
 func (x *LogEmitted) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[8]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1109,7 @@ func (x *LogEmitted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEmitted.ProtoReflect.Descriptor instead.
 func (*LogEmitted) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LogEmitted) GetRunId() string {
@@ -1067,6 +1166,13 @@ func (x *LogEmitted) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *LogEmitted) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
 }
 
 var File_simpleci_events_v1_events_proto protoreflect.FileDescriptor
@@ -1177,7 +1283,15 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"project_id\x18\x03 \x01(\tR\tprojectId\x12\x14\n" +
 	"\x05actor\x18\x04 \x01(\tR\x05actor\x12*\n" +
-	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xf3\x01\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xb8\x01\n" +
+	"\vRunRequeued\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
+	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
+	"\n" +
+	"project_id\x18\x03 \x01(\tR\tprojectId\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x18\n" +
+	"\aattempt\x18\x05 \x01(\x05R\aattempt\x12*\n" +
+	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\x8d\x02\n" +
 	"\vRunFinished\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -1187,7 +1301,8 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12;\n" +
 	"\vfinished_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12*\n" +
-	"\x11last_log_sequence\x18\a \x01(\x03R\x0flastLogSequence\"\x8b\x02\n" +
+	"\x11last_log_sequence\x18\a \x01(\x03R\x0flastLogSequence\x12\x18\n" +
+	"\aattempt\x18\b \x01(\x05R\aattempt\"\xa5\x02\n" +
 	"\n" +
 	"LogEmitted\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
@@ -1199,7 +1314,8 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\bsequence\x18\x05 \x01(\x03R\bsequence\x125\n" +
 	"\x06stream\x18\x06 \x01(\x0e2\x1d.simpleci.events.v1.LogStreamR\x06stream\x12*\n" +
 	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x12\n" +
-	"\x04data\x18\b \x01(\fR\x04data*l\n" +
+	"\x04data\x18\b \x01(\fR\x04data\x12\x18\n" +
+	"\aattempt\x18\t \x01(\x05R\aattempt*l\n" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
@@ -1219,7 +1335,7 @@ func file_simpleci_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_simpleci_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_simpleci_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_simpleci_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_simpleci_events_v1_events_proto_goTypes = []any{
 	(LogStream)(0),                // 0: simpleci.events.v1.LogStream
 	(*RunRequested)(nil),          // 1: simpleci.events.v1.RunRequested
@@ -1229,33 +1345,35 @@ var file_simpleci_events_v1_events_proto_goTypes = []any{
 	(*StepSkipped)(nil),           // 5: simpleci.events.v1.StepSkipped
 	(*StepFinished)(nil),          // 6: simpleci.events.v1.StepFinished
 	(*RunCancelRequested)(nil),    // 7: simpleci.events.v1.RunCancelRequested
-	(*RunFinished)(nil),           // 8: simpleci.events.v1.RunFinished
-	(*LogEmitted)(nil),            // 9: simpleci.events.v1.LogEmitted
-	nil,                           // 10: simpleci.events.v1.RunRequested.ContextEntry
-	nil,                           // 11: simpleci.events.v1.RunQueued.ContextEntry
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(*RunRequeued)(nil),           // 8: simpleci.events.v1.RunRequeued
+	(*RunFinished)(nil),           // 9: simpleci.events.v1.RunFinished
+	(*LogEmitted)(nil),            // 10: simpleci.events.v1.LogEmitted
+	nil,                           // 11: simpleci.events.v1.RunRequested.ContextEntry
+	nil,                           // 12: simpleci.events.v1.RunQueued.ContextEntry
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
 }
 var file_simpleci_events_v1_events_proto_depIdxs = []int32{
-	10, // 0: simpleci.events.v1.RunRequested.context:type_name -> simpleci.events.v1.RunRequested.ContextEntry
-	12, // 1: simpleci.events.v1.RunRequested.requested_at:type_name -> google.protobuf.Timestamp
-	13, // 2: simpleci.events.v1.RunQueued.timeout:type_name -> google.protobuf.Duration
-	11, // 3: simpleci.events.v1.RunQueued.context:type_name -> simpleci.events.v1.RunQueued.ContextEntry
-	12, // 4: simpleci.events.v1.RunQueued.queued_at:type_name -> google.protobuf.Timestamp
-	12, // 5: simpleci.events.v1.RunStarted.started_at:type_name -> google.protobuf.Timestamp
-	12, // 6: simpleci.events.v1.StepStarted.started_at:type_name -> google.protobuf.Timestamp
-	12, // 7: simpleci.events.v1.StepSkipped.at:type_name -> google.protobuf.Timestamp
-	12, // 8: simpleci.events.v1.StepFinished.started_at:type_name -> google.protobuf.Timestamp
-	12, // 9: simpleci.events.v1.StepFinished.finished_at:type_name -> google.protobuf.Timestamp
-	12, // 10: simpleci.events.v1.RunCancelRequested.at:type_name -> google.protobuf.Timestamp
-	12, // 11: simpleci.events.v1.RunFinished.finished_at:type_name -> google.protobuf.Timestamp
-	0,  // 12: simpleci.events.v1.LogEmitted.stream:type_name -> simpleci.events.v1.LogStream
-	12, // 13: simpleci.events.v1.LogEmitted.at:type_name -> google.protobuf.Timestamp
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	11, // 0: simpleci.events.v1.RunRequested.context:type_name -> simpleci.events.v1.RunRequested.ContextEntry
+	13, // 1: simpleci.events.v1.RunRequested.requested_at:type_name -> google.protobuf.Timestamp
+	14, // 2: simpleci.events.v1.RunQueued.timeout:type_name -> google.protobuf.Duration
+	12, // 3: simpleci.events.v1.RunQueued.context:type_name -> simpleci.events.v1.RunQueued.ContextEntry
+	13, // 4: simpleci.events.v1.RunQueued.queued_at:type_name -> google.protobuf.Timestamp
+	13, // 5: simpleci.events.v1.RunStarted.started_at:type_name -> google.protobuf.Timestamp
+	13, // 6: simpleci.events.v1.StepStarted.started_at:type_name -> google.protobuf.Timestamp
+	13, // 7: simpleci.events.v1.StepSkipped.at:type_name -> google.protobuf.Timestamp
+	13, // 8: simpleci.events.v1.StepFinished.started_at:type_name -> google.protobuf.Timestamp
+	13, // 9: simpleci.events.v1.StepFinished.finished_at:type_name -> google.protobuf.Timestamp
+	13, // 10: simpleci.events.v1.RunCancelRequested.at:type_name -> google.protobuf.Timestamp
+	13, // 11: simpleci.events.v1.RunRequeued.at:type_name -> google.protobuf.Timestamp
+	13, // 12: simpleci.events.v1.RunFinished.finished_at:type_name -> google.protobuf.Timestamp
+	0,  // 13: simpleci.events.v1.LogEmitted.stream:type_name -> simpleci.events.v1.LogStream
+	13, // 14: simpleci.events.v1.LogEmitted.at:type_name -> google.protobuf.Timestamp
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_events_v1_events_proto_init() }
@@ -1269,7 +1387,7 @@ func file_simpleci_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_events_v1_events_proto_rawDesc), len(file_simpleci_events_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -149,6 +149,8 @@ type Job struct {
 	Timeout       *durationpb.Duration   `protobuf:"bytes,12,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	Tier          string                 `protobuf:"bytes,13,opt,name=tier,proto3" json:"tier,omitempty"`
 	LeaseDuration *durationpb.Duration   `protobuf:"bytes,14,opt,name=lease_duration,json=leaseDuration,proto3" json:"lease_duration,omitempty"`
+	// attempt numbers this execution of the run (1 unless the run was requeued).
+	Attempt       int32 `protobuf:"varint,15,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -281,11 +283,19 @@ func (x *Job) GetLeaseDuration() *durationpb.Duration {
 	return nil
 }
 
+func (x *Job) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
 // HeartbeatRequest names the lease to extend.
 type HeartbeatRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
 	LeaseId       string                 `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Wait          *durationpb.Duration   `protobuf:"bytes,3,opt,name=wait,proto3" json:"wait,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -332,6 +342,13 @@ func (x *HeartbeatRequest) GetLeaseId() string {
 		return x.LeaseId
 	}
 	return ""
+}
+
+func (x *HeartbeatRequest) GetWait() *durationpb.Duration {
+	if x != nil {
+		return x.Wait
+	}
+	return nil
 }
 
 // HeartbeatResponse tells the runner whether to stop.
@@ -574,7 +591,7 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\x05tiers\x18\x02 \x03(\tR\x05tiers\x12-\n" +
 	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"=\n" +
 	"\x10ClaimJobResponse\x12)\n" +
-	"\x03job\x18\x01 \x01(\v2\x17.simpleci.runner.v1.JobR\x03job\"\xef\x04\n" +
+	"\x03job\x18\x01 \x01(\v2\x17.simpleci.runner.v1.JobR\x03job\"\x89\x05\n" +
 	"\x03Job\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -593,16 +610,18 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\x03env\x18\v \x03(\v2 .simpleci.runner.v1.Job.EnvEntryR\x03env\x123\n" +
 	"\atimeout\x18\f \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x12\n" +
 	"\x04tier\x18\r \x01(\tR\x04tier\x12@\n" +
-	"\x0elease_duration\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\x1a:\n" +
+	"\x0elease_duration\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\x12\x18\n" +
+	"\aattempt\x18\x0f \x01(\x05R\aattempt\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"D\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"s\n" +
 	"\x10HeartbeatRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n" +
-	"\blease_id\x18\x02 \x01(\tR\aleaseId\"+\n" +
+	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12-\n" +
+	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"+\n" +
 	"\x11HeartbeatResponse\x12\x16\n" +
 	"\x06cancel\x18\x01 \x01(\bR\x06cancel\"\x80\x03\n" +
 	"\rReportRequest\x12\x15\n" +
@@ -657,21 +676,22 @@ var file_simpleci_runner_v1_runner_proto_depIdxs = []int32{
 	8,  // 3: simpleci.runner.v1.Job.env:type_name -> simpleci.runner.v1.Job.EnvEntry
 	9,  // 4: simpleci.runner.v1.Job.timeout:type_name -> google.protobuf.Duration
 	9,  // 5: simpleci.runner.v1.Job.lease_duration:type_name -> google.protobuf.Duration
-	10, // 6: simpleci.runner.v1.ReportRequest.step_started:type_name -> simpleci.events.v1.StepStarted
-	11, // 7: simpleci.runner.v1.ReportRequest.step_skipped:type_name -> simpleci.events.v1.StepSkipped
-	12, // 8: simpleci.runner.v1.ReportRequest.step_finished:type_name -> simpleci.events.v1.StepFinished
-	13, // 9: simpleci.runner.v1.ReportRequest.run_finished:type_name -> simpleci.events.v1.RunFinished
-	0,  // 10: simpleci.runner.v1.RunnerService.ClaimJob:input_type -> simpleci.runner.v1.ClaimJobRequest
-	3,  // 11: simpleci.runner.v1.RunnerService.Heartbeat:input_type -> simpleci.runner.v1.HeartbeatRequest
-	5,  // 12: simpleci.runner.v1.RunnerService.Report:input_type -> simpleci.runner.v1.ReportRequest
-	1,  // 13: simpleci.runner.v1.RunnerService.ClaimJob:output_type -> simpleci.runner.v1.ClaimJobResponse
-	4,  // 14: simpleci.runner.v1.RunnerService.Heartbeat:output_type -> simpleci.runner.v1.HeartbeatResponse
-	6,  // 15: simpleci.runner.v1.RunnerService.Report:output_type -> simpleci.runner.v1.ReportResponse
-	13, // [13:16] is the sub-list for method output_type
-	10, // [10:13] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	9,  // 6: simpleci.runner.v1.HeartbeatRequest.wait:type_name -> google.protobuf.Duration
+	10, // 7: simpleci.runner.v1.ReportRequest.step_started:type_name -> simpleci.events.v1.StepStarted
+	11, // 8: simpleci.runner.v1.ReportRequest.step_skipped:type_name -> simpleci.events.v1.StepSkipped
+	12, // 9: simpleci.runner.v1.ReportRequest.step_finished:type_name -> simpleci.events.v1.StepFinished
+	13, // 10: simpleci.runner.v1.ReportRequest.run_finished:type_name -> simpleci.events.v1.RunFinished
+	0,  // 11: simpleci.runner.v1.RunnerService.ClaimJob:input_type -> simpleci.runner.v1.ClaimJobRequest
+	3,  // 12: simpleci.runner.v1.RunnerService.Heartbeat:input_type -> simpleci.runner.v1.HeartbeatRequest
+	5,  // 13: simpleci.runner.v1.RunnerService.Report:input_type -> simpleci.runner.v1.ReportRequest
+	1,  // 14: simpleci.runner.v1.RunnerService.ClaimJob:output_type -> simpleci.runner.v1.ClaimJobResponse
+	4,  // 15: simpleci.runner.v1.RunnerService.Heartbeat:output_type -> simpleci.runner.v1.HeartbeatResponse
+	6,  // 16: simpleci.runner.v1.RunnerService.Report:output_type -> simpleci.runner.v1.ReportResponse
+	14, // [14:17] is the sub-list for method output_type
+	11, // [11:14] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_runner_v1_runner_proto_init() }

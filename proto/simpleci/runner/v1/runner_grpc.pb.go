@@ -36,7 +36,9 @@ type RunnerServiceClient interface {
 	// ClaimJob waits (up to the call's deadline or wait) for a queued job of one of the
 	// runner's tiers and grants it with a lease. No job: an empty response (no job field).
 	ClaimJob(ctx context.Context, in *ClaimJobRequest, opts ...grpc.CallOption) (*ClaimJobResponse, error)
-	// Heartbeat extends a lease; the response says whether the run should be cancelled.
+	// Heartbeat extends a lease and then waits up to wait for a cancellation of the run,
+	// answering at once when one is requested: runners call it in a loop, so a cancel
+	// reaches them within moments.
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
 	// Report records one observation of a running job.
 	Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (*ReportResponse, error)
@@ -89,7 +91,9 @@ type RunnerServiceServer interface {
 	// ClaimJob waits (up to the call's deadline or wait) for a queued job of one of the
 	// runner's tiers and grants it with a lease. No job: an empty response (no job field).
 	ClaimJob(context.Context, *ClaimJobRequest) (*ClaimJobResponse, error)
-	// Heartbeat extends a lease; the response says whether the run should be cancelled.
+	// Heartbeat extends a lease and then waits up to wait for a cancellation of the run,
+	// answering at once when one is requested: runners call it in a loop, so a cancel
+	// reaches them within moments.
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
 	// Report records one observation of a running job.
 	Report(context.Context, *ReportRequest) (*ReportResponse, error)

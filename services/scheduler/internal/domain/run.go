@@ -55,6 +55,10 @@ type Run struct {
 	Created, Started, Finished                 time.Time
 	Steps                                      []Step
 	LeaseID, RunnerID                          string
+	// Attempt numbers the executions of the run from 1 (a requeued run runs again).
+	Attempt int32
+	// CancelRequested is set once someone asked to stop the run.
+	CancelRequested bool
 	// Queued holds the RunQueued event, which carries what a runner needs.
 	Queued *eventsv1.RunQueued
 	// Version is the stream version the state reflects.
@@ -83,6 +87,14 @@ func (r *Run) Apply(ev proto.Message, recorded time.Time) {
 			r.Steps[i] = Step{Index: int32(i), Name: n, Status: StepPending}
 		}
 		r.Queued = e
+		r.Attempt = 1
+	case *eventsv1.RunRequeued:
+		r.Status, r.Attempt, r.LeaseID, r.RunnerID, r.Started = RunQueued, e.Attempt, "", "", time.Time{}
+		for i := range r.Steps {
+			r.Steps[i] = Step{Index: r.Steps[i].Index, Name: r.Steps[i].Name, Status: StepPending}
+		}
+	case *eventsv1.RunCancelRequested:
+		r.CancelRequested = true
 	case *eventsv1.RunStarted:
 		r.Status, r.Started, r.LeaseID, r.RunnerID = RunRunning, e.StartedAt.AsTime(), e.LeaseId, e.RunnerId
 	case *eventsv1.StepStarted:
