@@ -117,9 +117,14 @@ func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, codes.NotFound, fmt.Sprintf("no %s project %q", provider, project))
 		return
 	}
-	if err != nil {
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Unknown, codes.Internal, codes.Canceled:
 		log.Error("resolve project", "err", err)
 		writeError(w, http.StatusServiceUnavailable, codes.Unavailable, "project service unavailable, retry later")
+		return
+	default: // a problem retrying will not solve, e.g. an ambiguous project name
+		writeGRPCError(w, err)
 		return
 	}
 	p := res.GetProject()

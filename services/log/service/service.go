@@ -142,6 +142,15 @@ func (s *Service) onRunEvent(ctx context.Context, m bus.Message) error {
 	return nil
 }
 
+// dbErr maps a failed query to a status: the caller's own cancellation or deadline as
+// such, anything else as Internal.
+func dbErr(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	return status.Errorf(codes.Internal, "%s: %v", what, err)
+}
+
 // maxPage bounds the chunks one GetLogs returns; clients page with after.
 const maxPage = 1000
 
@@ -220,15 +229,15 @@ func (s *Service) GetLogs(ctx context.Context, req *apiv1.GetLogsRequest) (*apiv
 	}
 	att, err := s.latestAttempt(ctx, org, req.GetRun())
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "get logs: %v", err)
+		return nil, dbErr(ctx, "get logs", err)
 	}
 	chunks, err := s.chunks(ctx, org, req.GetRun(), att, req.GetAfter(), step, maxPage)
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "get logs: %v", err)
+		return nil, dbErr(ctx, "get logs", err)
 	}
 	done, err := s.complete(ctx, org, req.GetRun(), att)
 	if err != nil {
-		return nil, status.Errorf(codes.Internal, "get logs: %v", err)
+		return nil, dbErr(ctx, "get logs", err)
 	}
 	if len(chunks) == maxPage {
 		done = false
@@ -251,7 +260,7 @@ func (s *Service) TailLogs(req *apiv1.TailLogsRequest, stream grpc.ServerStreami
 		sig := s.signal()
 		latest, err := s.latestAttempt(ctx, org, req.GetRun())
 		if err != nil {
-			return status.Errorf(codes.Internal, "tail logs: %v", err)
+			return dbErr(ctx, "tail logs", err)
 		}
 		if att != 0 && latest != att {
 			// The run was requeued: its output starts again under the new attempt.
@@ -260,7 +269,7 @@ func (s *Service) TailLogs(req *apiv1.TailLogsRequest, stream grpc.ServerStreami
 		att = latest
 		chunks, err := s.chunks(ctx, org, req.GetRun(), att, after, nil, maxPage)
 		if err != nil {
-			return status.Errorf(codes.Internal, "tail logs: %v", err)
+			return dbErr(ctx, "tail logs", err)
 		}
 		for _, c := range chunks {
 			if err := stream.Send(c); err != nil {
@@ -273,7 +282,7 @@ func (s *Service) TailLogs(req *apiv1.TailLogsRequest, stream grpc.ServerStreami
 		}
 		done, err := s.complete(ctx, org, req.GetRun(), att)
 		if err != nil {
-			return status.Errorf(codes.Internal, "tail logs: %v", err)
+			return dbErr(ctx, "tail logs", err)
 		}
 		if done {
 			more, err := s.chunks(ctx, org, req.GetRun(), att, after, nil, 1)

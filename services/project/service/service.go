@@ -142,23 +142,30 @@ func scan(row interface{ Scan(...any) error }) (*apiv1.Project, string, error) {
 	return &p, secret, nil
 }
 
-// find looks a project up by id or name; org "" searches every organisation (for
-// webhooks, which arrive unauthenticated) and refuses a name that is not unique.
+// find looks a project up by id, then by name; org "" searches every organisation (for
+// webhooks, which arrive unauthenticated) and refuses a name that is not unique. An id
+// always wins over a name, so no project can be shadowed by another one named like it.
 func (s *Service) find(ctx context.Context, org, ref string) (*apiv1.Project, string, error) {
-	var row *sql.Row
-	if org == "" {
-		var n int
-		if err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT COUNT(*) FROM projects WHERE id = ? OR name = ?`), ref, ref).Scan(&n); err != nil {
-			return nil, "", status.Errorf(codes.Internal, "get project: %v", err)
-		}
-		if n > 1 {
-			return nil, "", status.Errorf(codes.FailedPrecondition, "project name %q is used by several organisations: use the project id", ref)
-		}
-		row = s.db.QueryRowContext(ctx, s.db.Q(`SELECT `+cols+` FROM projects WHERE id = ? OR name = ?`), ref, ref)
-	} else {
-		row = s.db.QueryRowContext(ctx, s.db.Q(`SELECT `+cols+` FROM projects WHERE org_id = ? AND (id = ? OR name = ?)`), org, ref, ref)
+	byID, byName := `SELECT `+cols+` FROM projects WHERE id = ?`, `SELECT `+cols+` FROM projects WHERE name = ?`
+	args := []any{ref}
+	if org != "" {
+		byID += ` AND org_id = ?`
+		byName += ` AND org_id = ?`
+		args = append(args, org)
 	}
-	p, secret, err := scan(row)
+	p, secret, err := scan(s.db.QueryRowContext(ctx, s.db.Q(byID), args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		if org == "" {
+			var n int
+			if err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT COUNT(*) FROM projects WHERE name = ?`), ref).Scan(&n); err != nil {
+				return nil, "", status.Errorf(codes.Internal, "get project: %v", err)
+			}
+			if n > 1 {
+				return nil, "", status.Errorf(codes.FailedPrecondition, "project name %q is used by several organisations: use the project id", ref)
+			}
+		}
+		p, secret, err = scan(s.db.QueryRowContext(ctx, s.db.Q(byName), args...))
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, "", status.Errorf(codes.NotFound, "project %q not found", ref)
 	}
@@ -188,7 +195,14 @@ func (s *Service) ListProjects(ctx context.Context, req *apiv1.ListProjectsReque
 	if size <= 0 || size > 200 {
 		size = 50
 	}
-	offset, _ := strconv.Atoi(req.GetPageToken())
+	offset := 0
+	if t := req.GetPageToken(); t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 0 {
+			return nil, status.Error(codes.InvalidArgument, "page_token: not a token this server issued")
+		}
+		offset = n
+	}
 	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT `+cols+` FROM projects WHERE org_id = ? ORDER BY name LIMIT ? OFFSET ?`), org, size+1, offset)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "list projects: %v", err)

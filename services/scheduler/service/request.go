@@ -19,7 +19,7 @@ import (
 )
 
 // requestRun turns a RunRequested into a queued run (or an errored one when the
-// pipeline cannot be read or is invalid). A request whose run already exists changes
+// pipeline cannot be read or is invalid). A request whose run already exists records
 // nothing, so redelivered requests are harmless.
 func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*domain.Run, error) {
 	log := s.log.With("run", req.GetRunId(), "project", req.GetProjectId())
@@ -30,7 +30,7 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 	if v, err := s.store.StreamVersion(ctx, domain.StreamID(req.RunId)); err != nil {
 		return nil, err
 	} else if v > 0 {
-		return s.load(ctx, req.RunId)
+		return s.requestedAgain(ctx, req.RunId)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	proj, err := s.cfg.Projects.ResolveProject(pctx, &apiv1.ResolveProjectRequest{OrgId: req.OrgId, Project: req.ProjectId})
@@ -78,6 +78,24 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 			return nil, err
 		}
 		log.Info("run queued", "number", number, "tier", tier.Name)
+	}
+	return r, nil
+}
+
+// requestedAgain handles a request whose run is already recorded: a redelivery. RunQueued
+// is appended before the job row is written, so a scheduler that died in between (or
+// whose database went away in between, failing the request) left a queued run without
+// a job, which no runner would ever claim. The request was not acknowledged then, so it
+// comes back here: queue the job of a queued run again (enqueue is idempotent).
+func (s *Service) requestedAgain(ctx context.Context, runID string) (*domain.Run, error) {
+	r, err := s.load(ctx, runID)
+	if err != nil {
+		return nil, err
+	}
+	if r.Status == domain.RunQueued {
+		if err := s.enqueue(ctx, r); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }

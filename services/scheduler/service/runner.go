@@ -40,7 +40,7 @@ func (s *Service) ClaimJob(ctx context.Context, req *runnerv1.ClaimJobRequest) (
 		wait = maxClaimWait
 	}
 	if err := s.seen(ctx, req.RunnerId, req.Tiers); err != nil {
-		return nil, status.Errorf(codes.Internal, "%v", err)
+		return nil, dbErr(ctx, "claim job", err)
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
@@ -50,7 +50,7 @@ func (s *Service) ClaimJob(ctx context.Context, req *runnerv1.ClaimJobRequest) (
 		signal := s.queued.wait()
 		runID, lease, err := s.claim(ctx, req.RunnerId, req.Tiers)
 		if err != nil {
-			return nil, status.Errorf(codes.Internal, "%v", err)
+			return nil, dbErr(ctx, "claim job", err)
 		}
 		if runID != "" {
 			job, err := s.start(ctx, runID, lease, req.RunnerId)
@@ -185,6 +185,20 @@ func (s *Service) Report(ctx context.Context, req *runnerv1.ReportRequest) (*run
 	if req.GetEventId() == "" || req.GetRunId() == "" {
 		return nil, invalid("run_id and event_id are required")
 	}
+	ok, err := s.leaseValid(ctx, req.RunId, req.LeaseId)
+	if err != nil {
+		return nil, dbErr(ctx, "report", err)
+	}
+	if !ok {
+		// A retried end report whose first delivery already ended the run (and removed
+		// the job with its lease) is answered as a success: it changes nothing.
+		if _, end := req.GetEvent().(*runnerv1.ReportRequest_RunFinished); end {
+			if r, err := s.load(ctx, req.RunId); err == nil && r.Done() && r.LeaseID == req.LeaseId {
+				return &runnerv1.ReportResponse{}, nil
+			}
+		}
+		return nil, status.Errorf(codes.FailedPrecondition, "lease %s of run %s is no longer held", req.LeaseId, req.RunId)
+	}
 	var ev proto.Message
 	switch e := req.GetEvent().(type) {
 	case *runnerv1.ReportRequest_StepStarted:
@@ -201,13 +215,6 @@ func (s *Service) Report(ctx context.Context, req *runnerv1.ReportRequest) (*run
 		return &runnerv1.ReportResponse{}, nil
 	default:
 		return nil, invalid("report carries no event")
-	}
-	ok, err := s.leaseValid(ctx, req.RunId, req.LeaseId)
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "%v", err)
-	}
-	if !ok {
-		return nil, status.Errorf(codes.FailedPrecondition, "lease %s of run %s is no longer held", req.LeaseId, req.RunId)
 	}
 	_, err = s.update(ctx, req.RunId, func(r *domain.Run) ([]recorded, error) {
 		if err := r.CheckReport(ev); err != nil {
@@ -233,6 +240,15 @@ func stamp(ev proto.Message, r *domain.Run) {
 	case *eventsv1.StepFinished:
 		e.RunId, e.OrgId, e.ProjectId = r.ID, r.OrgID, r.ProjectID
 	}
+}
+
+// dbErr maps a failed query to a status: the caller's own cancellation or deadline as
+// such, anything else as Internal.
+func dbErr(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	return status.Errorf(codes.Internal, "%s: %v", what, err)
 }
 
 func reportErr(err error) error {

@@ -59,7 +59,8 @@ type Config struct {
 	// PipelinePath is the file read at the commit (default .simpleci/pipeline.json).
 	PipelinePath string
 	// LostRunRetries is how many times a run whose runner was lost is run again on
-	// another runner before it fails with reason "runner lost" (default 1; negative: 0).
+	// another runner before it fails with reason "runner lost"; 0 (the zero value) never
+	// retries. `simpleci serve` and `simpleci dev` default to 1 (--lost-run-retries).
 	LostRunRetries int
 }
 
@@ -265,12 +266,21 @@ func (s *Service) append(ctx context.Context, r *domain.Run, runID string, evs [
 		}
 	}
 	before := r.Version
-	if _, err := s.store.Append(ctx, domain.StreamID(runID), before, stored...); err != nil {
+	v, err := s.store.Append(ctx, domain.StreamID(runID), before, stored...)
+	if err != nil {
 		return fmt.Errorf("append to run %s: %w", runID, err)
 	}
-	now := time.Now()
-	for _, e := range evs {
-		r.Apply(e.msg, now)
+	if v == before+int64(len(evs)) {
+		now := time.Now()
+		for _, e := range evs {
+			r.Apply(e.msg, now)
+		}
+	} else { // a redelivered append that the store recognised by its event ids: reload
+		fresh, err := s.load(ctx, runID)
+		if err != nil {
+			return err
+		}
+		*r = *fresh
 	}
 	// The event store is the outbox: the forwarder publishes what was appended and the
 	// projector updates the run list, both from their stored positions (outbox.go).
