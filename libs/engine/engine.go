@@ -98,7 +98,9 @@ type LogChunk struct {
 	// Stream is "stdout" or "stderr".
 	Stream string
 	// Data is at most MaxChunkSize bytes, already masked. It belongs to
-	// the observer: the engine does not touch it after the call.
+	// the observer: the engine does not touch it after the call, unless
+	// the observer is a DataBorrower, for which Data is valid only
+	// during the call.
 	Data []byte
 	// At is when the chunk was flushed.
 	At time.Time
@@ -146,7 +148,7 @@ var (
 // gone (see the package doc for the limits of that).
 func Run(ctx context.Context, job Job, obs Observer) Result {
 	prepareProcess()
-	r := &jobRun{job: job, em: &emitter{obs: obs}, startedAt: time.Now()}
+	r := &jobRun{job: job, em: newEmitter(obs), startedAt: time.Now()}
 	if job.KillGrace <= 0 {
 		r.job.KillGrace = DefaultKillGrace
 	}
@@ -166,6 +168,7 @@ type jobRun struct {
 	masks     [][]byte
 	groups    []int // process groups the job created
 	dirReal   string
+	cio       *commandIO // made by the first command
 }
 
 func (r *jobRun) errored(format string, args ...any) Result {
@@ -232,11 +235,18 @@ func (r *jobRun) run(ctx context.Context) Result {
 			vars[step.ID] = pipeline.StepState{Status: pipeline.StatusSkipped, ExitCode: -1}
 			continue
 		}
-		env := mergeEnv(job.Env, step.Env)
-		ok, condErr := step.Condition.Eval(pipeline.Vars{
-			Env: env, Context: job.Context, Steps: vars,
-			Run: pipeline.RunState{Status: string(res.Status)},
-		})
+		// The step's env templates see the job's env; the condition and
+		// the commands see the job's env merged with the rendered step env.
+		sv := pipeline.Vars{Env: job.Env, Context: job.Context, Steps: vars, Run: pipeline.RunState{Status: string(res.Status)}}
+		env, envErr := step.Environment(sv)
+		if envErr != nil {
+			env = mergeEnv(job.Env)
+		}
+		sv.Env = env
+		ok, condErr := step.Condition.Eval(sv)
+		if envErr != nil && (ok || condErr != nil) {
+			condErr = envErr // the step would run: it fails with the template's error
+		}
 		if condErr == nil && !ok {
 			sr := StepResult{Status: StatusSkipped, ExitCode: -1, Reason: skipReason(step, res.Status)}
 			res.Steps[i] = sr
@@ -260,7 +270,7 @@ func (r *jobRun) run(ctx context.Context) Result {
 		if condErr != nil {
 			sr = StepResult{Status: StatusFailed, ExitCode: -1, Reason: condErr.Error()}
 		} else {
-			sr, infraErr = r.runStep(base, i, step, env)
+			sr, infraErr = r.runStep(base, i, step, sv)
 		}
 		sr.StartedAt, sr.FinishedAt = started, time.Now()
 		res.Steps[i] = sr
@@ -326,8 +336,11 @@ func skipReason(step *pipeline.Step, run Status) string {
 }
 
 // runStep runs the step's commands in order, stopping at the first one
-// that fails. A non-nil error means the engine could not run it at all.
-func (r *jobRun) runStep(base context.Context, index int, step *pipeline.Step, env map[string]string) (StepResult, error) {
+// that fails. sv is what the step's condition saw (sv.Env: the job's env
+// merged with the step's rendered env); the commands' templates are
+// rendered with it, all before the first command starts. A non-nil error
+// means the engine could not run it at all.
+func (r *jobRun) runStep(base context.Context, index int, step *pipeline.Step, sv pipeline.Vars) (StepResult, error) {
 	ctx := base
 	if step.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -341,10 +354,14 @@ func (r *jobRun) runStep(base context.Context, index int, step *pipeline.Step, e
 	if err := checkEnv(step.Env); err != nil {
 		return StepResult{Status: StatusFailed, ExitCode: -1, Reason: "env: " + err.Error()}, nil
 	}
-	envList := buildEnv(r.home, r.dirReal, env)
+	cmds, err := step.Commands(sv)
+	if err != nil {
+		return StepResult{Status: StatusFailed, ExitCode: -1, Reason: err.Error()}, nil
+	}
+	envList := buildEnv(r.home, r.dirReal, sv.Env)
 	sr := StepResult{Status: StatusSucceeded, ExitCode: 0}
 	interrupted := false // by a timeout or cancel, not by the command's own exit
-	for n, script := range step.Run {
+	for n, script := range cmds {
 		if ctx.Err() != nil {
 			interrupted = true
 			break
@@ -355,8 +372,8 @@ func (r *jobRun) runStep(base context.Context, index int, step *pipeline.Step, e
 		}
 		sr.ExitCode = cr.exitCode
 		which := ""
-		if len(step.Run) > 1 {
-			which = fmt.Sprintf(" (command %d of %d)", n+1, len(step.Run))
+		if len(cmds) > 1 {
+			which = fmt.Sprintf(" (command %d of %d)", n+1, len(cmds))
 		}
 		if cr.stopped {
 			interrupted = true

@@ -557,19 +557,3 @@ func TestErrored(t *testing.T) {
 		})
 	}
 }
-
-func BenchmarkRun50TrueSteps(b *testing.B) {
-	steps := make([]step, 50)
-	for i := range steps {
-		steps[i] = step{"name": fmt.Sprintf("step %d", i), "run": "true"}
-	}
-	p := mustPipeline(b, steps...)
-	dir := b.TempDir()
-	b.ResetTimer()
-	for b.Loop() {
-		if res := Run(context.Background(), Job{Pipeline: p, Dir: dir}, nil); res.Status != StatusSucceeded {
-			b.Fatal(res.Reason)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/50/1e6, "ms/step")
-}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/base64"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Output chunking limits.
@@ -24,12 +26,40 @@ const (
 // mask replaces a secret in the output.
 var mask = []byte("***")
 
+// MinSecretLength is the shortest secret value, in characters, that
+// callers should accept (the API at save time, `simpleci exec --secret`):
+// masking every occurrence of a shorter string would destroy the log while
+// hiding little. The engine itself masks whatever it is given. Lines of a
+// multi-line secret are masked on their own only when they are at least
+// this long.
+const MinSecretLength = 4
+
+// DataBorrower is implemented by an [Observer] that is done with
+// LogChunk.Data when Log returns: it writes the bytes out or copies what
+// it keeps. The engine then lends it its own buffer instead of a fresh
+// copy per chunk, so streaming output allocates nothing. BorrowsData is
+// asked once per job.
+type DataBorrower interface {
+	// BorrowsData reports whether Log never keeps LogChunk.Data (nor a
+	// slice of it) after it returns.
+	BorrowsData() bool
+}
+
 // emitter serialises every call to the observer and numbers the chunks.
 type emitter struct {
 	mu     sync.Mutex
 	obs    Observer
+	lend   bool // obs borrows LogChunk.Data
 	seq    int64
 	offset int64
+}
+
+func newEmitter(obs Observer) *emitter {
+	e := &emitter{obs: obs}
+	if b, ok := obs.(DataBorrower); ok {
+		e.lend = b.BorrowsData()
+	}
+	return e
 }
 
 func (e *emitter) stepStarted(i int, name string, at time.Time) {
@@ -59,66 +89,81 @@ func (e *emitter) stepFinished(i int, name string, r StepResult) {
 	e.obs.StepFinished(i, name, r)
 }
 
-// log delivers data as one chunk; e.mu is held.
+// log delivers data as one chunk; e.mu is held. data is lent to a
+// borrowing observer and copied for others.
 func (e *emitter) log(step int, stream string, data []byte) {
 	if len(data) == 0 {
 		return
 	}
 	e.seq++
-	c := LogChunk{Step: step, Seq: e.seq, Offset: e.offset, Stream: stream, Data: bytes.Clone(data), At: time.Now()}
+	off := e.offset
 	e.offset += int64(len(data))
-	if e.obs != nil {
-		e.obs.Log(c)
+	if e.obs == nil {
+		return
 	}
+	if !e.lend {
+		data = bytes.Clone(data)
+	}
+	e.obs.Log(LogChunk{Step: step, Seq: e.seq, Offset: off, Stream: stream, Data: data, At: time.Now()})
 }
 
-// stepOutput collects the output of one command. It holds at most one
-// pending chunk (of one stream) and, per stream, a possible beginning of a
-// secret.
+// Stream indexes of stepOutput.
+const (
+	stdout = 0
+	stderr = 1
+)
+
+var streamNames = [2]string{streamStdout, streamStderr}
+
+// stepOutput collects the output of the job's commands, one command at a
+// time: begin starts a command's output, close ends it. It holds at most
+// one pending chunk (of one stream) and, per stream, a possible beginning
+// of a secret. One stepOutput serves a whole job, so that its buffers and
+// its timer are made once.
 type stepOutput struct {
 	em      *emitter
 	step    int
 	pending []byte
-	stream  string // of pending
+	stream  int // of pending
 	timer   *time.Timer
 	armed   bool
 	closed  bool
-	maskers map[string]*masker
+	maskers [2]*masker
 }
 
-func (e *emitter) newStepOutput(step int, secrets [][]byte) *stepOutput {
-	o := &stepOutput{em: e, step: step, pending: make([]byte, 0, 4096), maskers: map[string]*masker{}}
-	for _, s := range []string{streamStdout, streamStderr} {
-		o.maskers[s] = newMasker(secrets)
+func (e *emitter) newStepOutput(secrets [][]byte) *stepOutput {
+	o := &stepOutput{em: e, pending: make([]byte, 0, MaxChunkSize), closed: true}
+	set := newMaskSet(secrets)
+	for s := range o.maskers {
+		o.maskers[s] = &masker{set: set}
 	}
 	o.timer = time.AfterFunc(time.Hour, o.timerFlush)
 	o.timer.Stop()
 	return o
 }
 
-type streamWriter struct {
-	o      *stepOutput
-	stream string
+// begin starts the output of a command of step.
+func (o *stepOutput) begin(step int) {
+	o.em.mu.Lock()
+	defer o.em.mu.Unlock()
+	o.step, o.closed = step, false
+	for _, m := range o.maskers {
+		m.reset()
+	}
 }
 
-func (o *stepOutput) writer(stream string) *streamWriter {
-	return &streamWriter{o: o, stream: stream}
-}
-
-// Write is called by exec's copying goroutines, one per stream.
-func (w *streamWriter) Write(p []byte) (int, error) {
-	o := w.o
+// write is called by the command's reading goroutines, one per stream.
+func (o *stepOutput) write(stream int, p []byte) {
 	o.em.mu.Lock()
 	defer o.em.mu.Unlock()
 	if o.closed {
-		return len(p), nil
+		return
 	}
-	o.maskers[w.stream].write(p, false, func(b []byte) { o.append(w.stream, b) })
-	return len(p), nil
+	o.maskers[stream].write(p, false, func(b []byte) { o.append(stream, b) })
 }
 
 // append adds masked output; em.mu is held.
-func (o *stepOutput) append(stream string, b []byte) {
+func (o *stepOutput) append(stream int, b []byte) {
 	if len(o.pending) > 0 && o.stream != stream {
 		o.flush()
 	}
@@ -139,7 +184,7 @@ func (o *stepOutput) append(stream string, b []byte) {
 
 // flush delivers the pending chunk; em.mu is held.
 func (o *stepOutput) flush() {
-	o.em.log(o.step, o.stream, o.pending)
+	o.em.log(o.step, streamNames[o.stream], o.pending)
 	o.pending = o.pending[:0]
 	if o.armed {
 		o.armed = false
@@ -156,24 +201,35 @@ func (o *stepOutput) timerFlush() {
 	}
 }
 
-// close delivers everything held back. Called once the command's output
-// goroutines are done.
+// close delivers everything held back. Called once the command's reading
+// goroutines are done; later writes are dropped until the next begin.
 func (o *stepOutput) close() {
 	o.em.mu.Lock()
 	defer o.em.mu.Unlock()
 	if o.closed {
 		return
 	}
-	for _, s := range []string{streamStdout, streamStderr} {
-		o.maskers[s].write(nil, true, func(b []byte) { o.append(s, b) })
+	for s, m := range o.maskers {
+		m.write(nil, true, func(b []byte) { o.append(s, b) })
 	}
 	o.flush()
+	o.closed = true
+}
+
+// stop releases the timer at the end of the job.
+func (o *stepOutput) stop() {
+	o.em.mu.Lock()
+	defer o.em.mu.Unlock()
 	o.closed = true
 	o.timer.Stop()
 }
 
-// maskValues lists the byte strings to mask: each secret and its base64
-// encodings, longest first.
+// maskValues lists the byte strings to mask, longest first: each secret,
+// its base64 encodings (standard and URL alphabets, padded and not) and,
+// for a multi-line secret, each of its lines (without the white space
+// around it) that has at least MinSecretLength characters, since a
+// program may print such a secret (a key, a certificate) line by line, or
+// indented.
 func maskValues(secrets []string) [][]byte {
 	seen := map[string]bool{}
 	var out [][]byte
@@ -184,41 +240,147 @@ func maskValues(secrets []string) [][]byte {
 		}
 	}
 	for _, s := range secrets {
+		if s == "" {
+			continue
+		}
 		add(s)
-		if s != "" {
-			add(base64.StdEncoding.EncodeToString([]byte(s)))
-			add(base64.RawStdEncoding.EncodeToString([]byte(s)))
-			add(base64.URLEncoding.EncodeToString([]byte(s)))
-			add(base64.RawURLEncoding.EncodeToString([]byte(s)))
+		add(base64.StdEncoding.EncodeToString([]byte(s)))
+		add(base64.RawStdEncoding.EncodeToString([]byte(s)))
+		add(base64.URLEncoding.EncodeToString([]byte(s)))
+		add(base64.RawURLEncoding.EncodeToString([]byte(s)))
+		if strings.ContainsAny(s, "\r\n") {
+			for _, line := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }) {
+				if line = strings.TrimSpace(line); utf8.RuneCountInString(line) >= MinSecretLength {
+					add(line)
+				}
+			}
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
 	return out
 }
 
+// maskSet is the secrets of a job, prepared for searching; the maskers of
+// a job's streams share it.
+//
+// The search is Wu-Manber's: a window as long as the shortest secret
+// slides over the output, and a table says, for the window's last two
+// bytes, how far it may move on without passing the start of a secret.
+// Over ordinary output the window moves by nearly its length, so most
+// bytes are never looked at. Only a position where a secret may start is
+// compared, and only with the secrets starting with its byte. With a
+// secret shorter than 3 bytes the window is too short to pay off, and
+// every position is checked against the first two bytes of the secrets.
+type maskSet struct {
+	secrets [][]byte // longest first
+	// byFirst lists, per first byte, the secrets starting with it,
+	// longest first.
+	byFirst [256][][]byte
+	first   [256]bool
+	// single marks the bytes that are whole one-byte secrets.
+	single [256]bool
+	// pairs has a bit for the first two bytes of each longer secret.
+	pairs [1 << 16 / 64]uint64
+	// window is the length of the shortest secret, at most 255.
+	window int
+	// shift is, per pair of bytes ending the window, how far the window
+	// may move; nil when window < 3.
+	shift *[1 << 16]uint8
+}
+
+func newMaskSet(secrets [][]byte) *maskSet {
+	ms := &maskSet{secrets: secrets, window: 255}
+	for _, s := range secrets { // longest first, as maskValues sorts them
+		ms.first[s[0]] = true
+		ms.byFirst[s[0]] = append(ms.byFirst[s[0]], s)
+		ms.window = min(ms.window, len(s))
+		if len(s) == 1 {
+			ms.single[s[0]] = true
+		} else {
+			k := uint(s[0])<<8 | uint(s[1])
+			ms.pairs[k/64] |= 1 << (k % 64)
+		}
+	}
+	if len(secrets) == 0 || ms.window < 3 {
+		return ms
+	}
+	w := ms.window
+	ms.shift = new([1 << 16]uint8)
+	for i := range ms.shift {
+		ms.shift[i] = uint8(w - 1)
+	}
+	for _, s := range secrets {
+		for j := 0; j+2 <= w; j++ {
+			k := uint(s[j])<<8 | uint(s[j+1])
+			ms.shift[k] = min(ms.shift[k], uint8(w-2-j))
+		}
+	}
+	return ms
+}
+
+// at looks for a secret at the start of rest: the length of the longest
+// one there, or partial when rest is the beginning of a longer secret
+// (only when more output may come, !final).
+func (ms *maskSet) at(rest []byte, final bool) (match int, partial bool) {
+	for _, s := range ms.byFirst[rest[0]] {
+		if len(s) > len(rest) {
+			if !final && bytes.HasPrefix(s, rest) {
+				return 0, true
+			}
+			continue
+		}
+		if bytes.Equal(rest[:len(s)], s) {
+			return len(s), false // the longest, as they are sorted
+		}
+	}
+	return 0, false
+}
+
+// next returns the first position at or after i where a secret may
+// start, or len(buf): the scan without a shift table.
+func (ms *maskSet) next(buf []byte, i int) int {
+	n := len(buf)
+	for ; i < n-1; i++ {
+		c := buf[i]
+		if !ms.first[c] {
+			continue
+		}
+		k := uint(c)<<8 | uint(buf[i+1])
+		if ms.pairs[k/64]&(1<<(k%64)) != 0 || ms.single[c] {
+			return i
+		}
+	}
+	if i == n-1 && ms.first[buf[i]] {
+		return i // a secret may start in the last byte
+	}
+	return n
+}
+
 // masker replaces secrets in a stream that arrives in pieces. It holds
 // back a tail of the stream that could be the beginning of a secret, so a
 // secret split across writes is still found. The tail is shorter than the
-// longest secret.
+// longest secret. At each position the longest secret that matches there
+// is replaced.
 type masker struct {
-	secrets [][]byte
-	first   [256]bool
+	set     *maskSet
 	held    []byte
 	scratch []byte
 }
 
 func newMasker(secrets [][]byte) *masker {
-	m := &masker{secrets: secrets}
-	for _, s := range secrets {
-		m.first[s[0]] = true
-	}
-	return m
+	return &masker{set: newMaskSet(secrets)}
+}
+
+// reset forgets a held tail, for the output of the next command.
+func (m *masker) reset() {
+	m.held = m.held[:0]
 }
 
 // write passes p on to emit with secrets replaced. With final set it also
 // releases the held tail.
 func (m *masker) write(p []byte, final bool, emit func([]byte)) {
-	if len(m.secrets) == 0 {
+	ms := m.set
+	if len(ms.secrets) == 0 {
 		if len(p) > 0 {
 			emit(p)
 		}
@@ -229,41 +391,72 @@ func (m *masker) write(p []byte, final bool, emit func([]byte)) {
 		m.scratch = append(append(m.scratch[:0], m.held...), p...)
 		buf = m.scratch
 	}
-	last := 0
-	i := 0
-	for i < len(buf) {
-		if !m.first[buf[i]] {
-			i++
-			continue
-		}
-		match, partial := 0, false
-		rest := buf[i:]
-		for _, s := range m.secrets {
-			if len(rest) >= len(s) {
-				if len(s) > match && bytes.Equal(rest[:len(s)], s) {
-					match = len(s)
+	n := len(buf)
+	last := 0 // buf[:last] is emitted
+	hold := n // buf[hold:] is held back
+	if ms.shift != nil {
+		w := ms.window
+		// e is the last byte of the window starting at e-w+1; every
+		// start before that has been ruled out or handled.
+		e := w - 1
+		for e < n {
+			if sh := ms.shift[uint(buf[e-1])<<8|uint(buf[e])]; sh > 0 {
+				e += int(sh)
+				continue
+			}
+			s := e - w + 1
+			match, partial := ms.at(buf[s:], final)
+			if partial {
+				hold = s
+				break
+			}
+			if match > 0 {
+				if s > last {
+					emit(buf[last:s])
 				}
-			} else if !final && bytes.HasPrefix(s, rest) {
-				partial = true
+				emit(mask)
+				last = s + match
+				e = last + w - 1
+				continue
+			}
+			e++
+		}
+		if hold == n && !final {
+			// The last starts, where no window fits: shorter than any
+			// secret, so they can only be the beginning of one.
+			for s := max(e-w+1, last); s < n; s++ {
+				if ms.first[buf[s]] {
+					if _, partial := ms.at(buf[s:], false); partial {
+						hold = s
+						break
+					}
+				}
 			}
 		}
-		if partial {
-			// Might be (a longer) secret: decide when more output comes.
-			break
-		}
-		if match > 0 {
-			if i > last {
-				emit(buf[last:i])
+	} else {
+		for i := 0; ; {
+			if i = ms.next(buf, i); i >= n {
+				break
 			}
-			emit(mask)
-			i += match
-			last = i
-			continue
+			match, partial := ms.at(buf[i:], final)
+			if partial {
+				hold = i
+				break
+			}
+			if match > 0 {
+				if i > last {
+					emit(buf[last:i])
+				}
+				emit(mask)
+				i += match
+				last = i
+				continue
+			}
+			i++
 		}
-		i++
 	}
-	if i > last {
-		emit(buf[last:i])
+	if hold > last {
+		emit(buf[last:hold])
 	}
-	m.held = append(m.held[:0], buf[i:]...)
+	m.held = append(m.held[:0], buf[hold:]...)
 }

@@ -40,13 +40,22 @@ func TestConditionEval(t *testing.T) {
 		{cond: "cancelled()", run: StatusCancelled, want: true},
 		{cond: "cancelled()", run: StatusFailed, want: false},
 		{cond: "steps.lint.status == 'succeeded' && steps.build.status == 'failed'", want: true},
+		{cond: "'build' in steps && has(steps.lint) && !has(steps.deploy) && size(steps) == 2", want: true},
+		{cond: "steps.exists(id, steps[id].status == 'failed' && id == 'build')", want: true},
+		{cond: "steps.all(id, steps[id].exit_code >= 0)", want: true},
+		{cond: "steps.build == {'status': 'failed', 'exit_code': 2} && steps != {}", want: true},
+		{cond: "steps['lint'].exit_code == 0 && steps.?deploy.orValue({'status': 'x'}).status == 'x'", want: true},
+		{cond: "steps.deploy.status == 'failed'", err: `no such key "deploy"; a key that may be missing needs a guard such as has(steps.deploy), 'deploy' in steps or steps.?deploy.orValue('')`},
+		{cond: "steps[dyn(1)] == 'x'", err: "no such key"},
 		{cond: "!success() || true", run: StatusFailed, want: true}, // calls success(): no implicit guard
 		{cond: "has(env.MISSING)", want: false},
 		{cond: "'MISSING' in env", want: false},
 		{cond: "env.?MISSING.orValue('x') == 'x'", want: true},
 		{cond: "env.EMPTY == ''", want: true},
 		{cond: "env.MISSING == 'x'", err: `no such key "MISSING"; a variable that may be unset needs a guard such as has(env.MISSING)`},
-		{cond: "context.nope == 'x'", err: `no such key "nope"`},
+		{cond: "context.nope == 'x'", err: `no such key "nope"; a key that may be missing needs a guard such as has(context.nope), 'nope' in context or context.?nope.orValue('')`},
+		{cond: "context.pull_request.draft", err: `no such key "draft"; a key that may be missing needs a guard such as has(context.pull_request.draft), 'draft' in context.pull_request or context.pull_request.?draft.orValue('')`},
+		{cond: "env['A-B'] == 'x'", err: `no such key "A-B"; a variable that may be unset needs a guard such as 'A-B' in env or env[?'A-B'].orValue('')`},
 		{cond: "context.event", err: "evaluated to string push, want a bool"},
 		{cond: "context.run_number / 0 == 1", err: "division by zero"},
 		{cond: "[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, [1,2,3,4,5,6,7,8,9,10].all(e, a+b+c+d+e > 0)))))", err: "too expensive to evaluate"},
@@ -110,19 +119,6 @@ func TestCompileConditionErrors(t *testing.T) {
 		_, err := CompileCondition(src)
 		if err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("%.40q: err %v, want prefix %q", src, err, want)
-		}
-	}
-}
-
-func BenchmarkConditionEval(b *testing.B) {
-	c, err := CompileCondition("context.event == 'push' && env.ENABLE_TESTS == 'true'")
-	if err != nil {
-		b.Fatal(err)
-	}
-	v := Vars{Env: map[string]string{"ENABLE_TESTS": "true"}, Context: map[string]any{"event": "push"}}
-	for b.Loop() {
-		if ok, err := c.Eval(v); !ok || err != nil {
-			b.Fatal(ok, err)
 		}
 	}
 }

@@ -10,79 +10,29 @@ import (
 	"unicode/utf8"
 )
 
-// maxDepth bounds the nesting of the JSON document; the pipeline format
-// needs 4 levels, the bound keeps hostile input from costing much.
+// maxDepth bounds the nesting of the document; the pipeline format needs
+// 4 levels, the bound keeps hostile input from costing much.
 const maxDepth = 64
-
-type jsonKind int
-
-const (
-	jsonNull jsonKind = iota
-	jsonBool
-	jsonNumber
-	jsonString
-	jsonArray
-	jsonObject
-)
-
-func (k jsonKind) String() string {
-	switch k {
-	case jsonBool:
-		return "a boolean"
-	case jsonNumber:
-		return "a number"
-	case jsonString:
-		return "a string"
-	case jsonArray:
-		return "a list"
-	case jsonObject:
-		return "an object"
-	}
-	return "null"
-}
-
-// jnode is a JSON value with the byte range it occupies in the file.
-type jnode struct {
-	kind    jsonKind
-	off     int // first byte (the quote of a string, the brace of an object)
-	end     int // one past the last byte
-	str     string
-	boolean bool
-	members []jmember
-	elems   []*jnode
-}
-
-type jmember struct {
-	key    string
-	keyOff int
-	val    *jnode
-}
 
 // jsonSyntaxError is malformed JSON at a byte offset.
 type jsonSyntaxError struct {
-	off   int
-	msg   string
-	first int // for a duplicate key: offset of the first occurrence, else -1
+	off int
+	msg string
 }
-
-func (e *jsonSyntaxError) Error() string { return e.msg }
 
 // parseJSON builds a tree of the document with byte offsets, using
 // encoding/json's tokenizer for the grammar and InputOffset for positions.
-// Duplicate object keys are reported as errors at the duplicate key.
-func parseJSON(data []byte) (*jnode, []*jsonSyntaxError) {
+// Objects keep duplicate keys; validation reports them.
+func parseJSON(data []byte) (*node, *jsonSyntaxError) {
 	p := &jsonParser{data: data, dec: json.NewDecoder(bytes.NewReader(data))}
 	p.dec.UseNumber()
 	root, err := p.value(0)
 	if err != nil {
-		return nil, []*jsonSyntaxError{err}
+		return nil, err
 	}
 	// Anything but whitespace after the top-level value is an error.
 	if _, terr := p.dec.Token(); terr != io.EOF {
-		return nil, []*jsonSyntaxError{p.syntax(nil)}
-	}
-	if len(p.dups) > 0 {
-		return root, p.dups
+		return nil, p.syntax(nil)
 	}
 	return root, nil
 }
@@ -91,7 +41,6 @@ type jsonParser struct {
 	data []byte
 	dec  *json.Decoder
 	prev int // offset just after the last token
-	dups []*jsonSyntaxError
 }
 
 // skip returns the offset of the first byte at or after off that is not
@@ -124,36 +73,26 @@ func (p *jsonParser) token() (json.Token, int, *jsonSyntaxError) {
 // offending byte.
 func (p *jsonParser) syntax(err error) *jsonSyntaxError {
 	if len(bytes.TrimSpace(p.data)) == 0 {
-		return &jsonSyntaxError{off: 0, msg: "empty file: expected a JSON object with \"steps\"", first: -1}
+		return &jsonSyntaxError{off: 0, msg: "empty file: expected a JSON object with \"steps\""}
 	}
 	var se *json.SyntaxError
 	if errors.As(json.Unmarshal(p.data, new(any)), &se) {
 		if strings.HasPrefix(se.Error(), "unexpected end") {
-			return &jsonSyntaxError{off: len(p.data), msg: "invalid JSON: unexpected end of file", first: -1}
+			return &jsonSyntaxError{off: len(p.data), msg: "invalid JSON: unexpected end of file"}
 		}
-		return &jsonSyntaxError{off: clamp(int(se.Offset)-1, len(p.data)), msg: "invalid JSON: " + se.Error(), first: -1}
+		return &jsonSyntaxError{off: clamp(int(se.Offset)-1, len(p.data)), msg: "invalid JSON: " + se.Error()}
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return &jsonSyntaxError{off: len(p.data), msg: "invalid JSON: unexpected end of file", first: -1}
+		return &jsonSyntaxError{off: len(p.data), msg: "invalid JSON: unexpected end of file"}
 	}
 	msg := "unexpected data after the top-level value"
 	if err != nil {
 		msg = err.Error()
 	}
-	return &jsonSyntaxError{off: clamp(p.skip(p.prev), len(p.data)), msg: "invalid JSON: " + msg, first: -1}
+	return &jsonSyntaxError{off: clamp(p.skip(p.prev), len(p.data)), msg: "invalid JSON: " + msg}
 }
 
-func clamp(off, n int) int {
-	if off < 0 {
-		return 0
-	}
-	if off > n {
-		return n
-	}
-	return off
-}
-
-func (p *jsonParser) value(depth int) (*jnode, *jsonSyntaxError) {
+func (p *jsonParser) value(depth int) (*node, *jsonSyntaxError) {
 	tok, start, err := p.token()
 	if err != nil {
 		return nil, err
@@ -161,17 +100,16 @@ func (p *jsonParser) value(depth int) (*jnode, *jsonSyntaxError) {
 	return p.valueFrom(tok, start, depth)
 }
 
-func (p *jsonParser) valueFrom(tok json.Token, start, depth int) (*jnode, *jsonSyntaxError) {
-	n := &jnode{off: start}
+func (p *jsonParser) valueFrom(tok json.Token, start, depth int) (*node, *jsonSyntaxError) {
+	n := &node{off: start}
 	switch t := tok.(type) {
 	case json.Delim:
 		if depth >= maxDepth {
-			return nil, &jsonSyntaxError{off: start, msg: fmt.Sprintf("invalid JSON: nested deeper than %d levels", maxDepth), first: -1}
+			return nil, &jsonSyntaxError{off: start, msg: fmt.Sprintf("invalid JSON: nested deeper than %d levels", maxDepth)}
 		}
 		switch t {
 		case '{':
-			n.kind = jsonObject
-			seen := map[string]int{}
+			n.kind = kindObject
 			for {
 				tok, koff, err := p.token()
 				if err != nil {
@@ -185,15 +123,10 @@ func (p *jsonParser) valueFrom(tok json.Token, start, depth int) (*jnode, *jsonS
 				if err != nil {
 					return nil, err
 				}
-				if first, dup := seen[key]; dup {
-					p.dups = append(p.dups, &jsonSyntaxError{off: koff, msg: fmt.Sprintf("duplicate field %q", key), first: first})
-					continue
-				}
-				seen[key] = koff
-				n.members = append(n.members, jmember{key: key, keyOff: koff, val: val})
+				n.members = append(n.members, member{key: key, keyOff: koff, val: val})
 			}
 		case '[':
-			n.kind = jsonArray
+			n.kind = kindArray
 			for {
 				tok, eoff, err := p.token()
 				if err != nil {
@@ -210,13 +143,13 @@ func (p *jsonParser) valueFrom(tok json.Token, start, depth int) (*jnode, *jsonS
 			}
 		}
 	case string:
-		n.kind, n.str = jsonString, t
+		n.kind, n.str = kindString, t
 	case json.Number:
-		n.kind, n.str = jsonNumber, string(t)
+		n.kind, n.str = kindNumber, string(t)
 	case bool:
-		n.kind, n.boolean = jsonBool, t
+		n.kind, n.boolean = kindBool, t
 	case nil:
-		n.kind = jsonNull
+		n.kind = kindNull
 	}
 	n.end = p.prev
 	return n, nil
@@ -282,34 +215,4 @@ func isHighSurrogate(b []byte) bool {
 func isLowSurrogate(b []byte) bool {
 	v, ok := hexVal(b)
 	return ok && v >= 0xDC00 && v < 0xE000
-}
-
-// lineIndex converts byte offsets to 1-based line and character columns.
-type lineIndex struct {
-	data   []byte
-	starts []int
-}
-
-func newLineIndex(data []byte) *lineIndex {
-	li := &lineIndex{data: data, starts: []int{0}}
-	for i, c := range data {
-		if c == '\n' {
-			li.starts = append(li.starts, i+1)
-		}
-	}
-	return li
-}
-
-func (li *lineIndex) pos(off int) Position {
-	off = clamp(off, len(li.data))
-	lo, hi := 0, len(li.starts)-1
-	for lo < hi {
-		mid := (lo + hi + 1) / 2
-		if li.starts[mid] <= off {
-			lo = mid
-		} else {
-			hi = mid - 1
-		}
-	}
-	return Position{Line: lo + 1, Col: utf8.RuneCount(li.data[li.starts[lo]:off]) + 1}
 }

@@ -12,16 +12,35 @@ import (
 // MaxFileSize is the largest pipeline file Parse accepts, in bytes.
 const MaxFileSize = 1 << 20
 
+// The fields the parser knows; the JSON Schema (Schema) lists the same.
 var (
-	topFields  = []string{"steps"}
+	topFields  = []string{"$schema", "steps"}
 	stepFields = []string{"name", "id", "condition", "run", "env", "timeout", "continueOnError", "workingDirectory", "type"}
 )
 
-// Parse parses, validates and compiles a pipeline file. filename is used
-// only in error positions. On failure the error is [Errors], holding every
-// problem found, in file order.
+// Options adjust validation to where the pipeline will run.
+type Options struct {
+	// MaxTimeout is the longest step timeout allowed, normally the run
+	// timeout of the runner tier the pipeline runs on; a step whose
+	// timeout is longer is an error. Zero means no limit.
+	MaxTimeout time.Duration
+	// Tier names the tier MaxTimeout comes from ("standard"), for the
+	// error message; may be empty.
+	Tier string
+}
+
+// Parse parses, validates and compiles a pipeline file with the default
+// Options (no timeout limit). A filename ending in .yaml or .yml is read as
+// YAML, any other as JSON; filename is otherwise used only in error
+// positions. On failure the error is [Errors], holding every problem
+// found, in file order.
 func Parse(filename string, data []byte) (*Pipeline, error) {
-	p := &parser{file: filename, data: data, li: newLineIndex(data)}
+	return ParseWithOptions(filename, data, Options{})
+}
+
+// ParseWithOptions is Parse with options.
+func ParseWithOptions(filename string, data []byte, opts Options) (*Pipeline, error) {
+	p := &parser{file: filename, data: data, li: newLineIndex(data), opts: opts, yaml: IsYAML(filename), cache: exprCache{}}
 	pl := p.parse()
 	if len(p.errs) > 0 {
 		return nil, p.errors()
@@ -29,22 +48,34 @@ func Parse(filename string, data []byte) (*Pipeline, error) {
 	return pl, nil
 }
 
+// IsYAML reports whether Parse reads filename as YAML (it ends in .yaml
+// or .yml, in any case).
+func IsYAML(filename string) bool {
+	ext := strings.ToLower(path.Ext(strings.ReplaceAll(filename, "\\", "/")))
+	return ext == ".yaml" || ext == ".yml"
+}
+
 type pendingError struct {
-	off int
-	msg string
+	off  int
+	msg  string
+	step int // index of the step the problem belongs to, or -1
 }
 
 type parser struct {
-	file  string
-	data  []byte
-	li    *lineIndex
-	errs  []pendingError
-	steps []*jnode // for attributing errors to steps
-	names []string
+	file      string
+	data      []byte
+	li        *lineIndex
+	opts      Options
+	yaml      bool
+	cache     exprCache
+	errs      []pendingError
+	names     []string
+	cur       int // index of the step being validated, or -1
+	templates int // placeholders compiled so far
 }
 
 func (p *parser) errorf(off int, format string, args ...any) {
-	p.errs = append(p.errs, pendingError{off: off, msg: fmt.Sprintf(format, args...)})
+	p.errs = append(p.errs, pendingError{off: off, msg: fmt.Sprintf(format, args...), step: p.cur})
 }
 
 func (p *parser) at(off int) string {
@@ -52,19 +83,21 @@ func (p *parser) at(off int) string {
 	return fmt.Sprintf("%d:%d", pos.Line, pos.Col)
 }
 
-// errors builds the final Errors in file order, each attributed to the
-// step whose object contains it.
+// kind names a value's type in the words of the file's format.
+func (p *parser) kind(n *node) string { return kindName(n.kind, p.yaml) }
+
+// object is "an object" in JSON, "a mapping" in YAML.
+func (p *parser) object() string { return kindName(kindObject, p.yaml) }
+
+// errors builds the final Errors in file order.
 func (p *parser) errors() Errors {
 	sort.SliceStable(p.errs, func(i, j int) bool { return p.errs[i].off < p.errs[j].off })
 	out := make(Errors, 0, len(p.errs))
 	for _, e := range p.errs {
 		pos := p.li.pos(e.off)
-		err := &Error{File: p.file, Line: pos.Line, Col: pos.Col, Index: -1, Msg: e.msg}
-		for i, s := range p.steps {
-			if e.off >= s.off && e.off < s.end {
-				err.Index, err.Step = i, p.names[i]
-				break
-			}
+		err := &Error{File: p.file, Line: pos.Line, Col: pos.Col, Index: e.step, Msg: e.msg}
+		if e.step >= 0 && e.step < len(p.names) {
+			err.Step = p.names[e.step]
 		}
 		out = append(out, err)
 	}
@@ -72,30 +105,46 @@ func (p *parser) errors() Errors {
 }
 
 func (p *parser) parse() *Pipeline {
+	p.cur = -1
 	if len(p.data) > MaxFileSize {
 		p.errorf(0, "file is %d bytes, larger than the limit of %d", len(p.data), MaxFileSize)
 		return nil
 	}
-	root, jerrs := parseJSON(p.data)
-	for _, e := range jerrs {
-		if e.first >= 0 {
-			p.errorf(e.off, "%s (first at %s)", e.msg, p.at(e.first))
-		} else {
-			p.errorf(e.off, "%s", e.msg)
+	var root *node
+	if p.yaml {
+		var issues []yamlIssue
+		root, issues = parseYAML(p.data, p.li)
+		for _, is := range issues {
+			p.errorf(is.off, "%s", is.msg)
+		}
+	} else {
+		var jerr *jsonSyntaxError
+		root, jerr = parseJSON(p.data)
+		if jerr != nil {
+			p.errorf(jerr.off, "%s", jerr.msg)
 		}
 	}
 	if root == nil {
 		return nil
 	}
-	if root.kind != jsonObject {
-		p.errorf(root.off, "the pipeline must be a JSON object with \"steps\", not %s", root.kind)
+	if root.kind != kindObject {
+		format := "a JSON object"
+		if p.yaml {
+			format = "a YAML mapping"
+		}
+		p.errorf(root.off, "the pipeline must be %s with \"steps\", not %s", format, p.kind(root))
 		return nil
 	}
-	var steps *jnode
-	for _, m := range root.members {
+	var steps *node
+	for _, m := range p.members(root, "field") {
 		switch m.key {
 		case "steps":
 			steps = m.val
+		case "$schema":
+			// The editor's schema reference; not part of the pipeline.
+			if m.val.kind != kindString {
+				p.wrongType("$schema", m.val, "a string (the schema's URL)")
+			}
 		default:
 			p.unknownField(m, topFields, nil)
 		}
@@ -104,36 +153,36 @@ func (p *parser) parse() *Pipeline {
 		p.errorf(root.off, "missing \"steps\": a pipeline needs a list of steps")
 		return nil
 	}
-	if steps.kind != jsonArray {
-		p.errorf(steps.off, "\"steps\" must be a list of steps, not %s", steps.kind)
+	if steps.kind != kindArray {
+		p.errorf(steps.off, "\"steps\" must be a list of steps, not %s", p.kind(steps))
 		return nil
 	}
 	if len(steps.elems) == 0 {
 		p.errorf(steps.off, "\"steps\" is empty: a pipeline needs at least one step")
 		return nil
 	}
-	p.steps = steps.elems
 	p.names = make([]string, len(steps.elems))
 	// Names first, so that every error inside a step can name it.
 	for i, el := range steps.elems {
-		if el.kind != jsonObject {
+		if el.kind != kindObject {
 			continue
 		}
-		if n := member(el, "name"); n != nil && n.kind == jsonString && strings.TrimSpace(n.str) != "" {
+		if n := first(el, "name"); n != nil && n.kind == kindString && strings.TrimSpace(n.str) != "" {
 			p.names[i] = n.str
 		}
 	}
 	pl := &Pipeline{File: p.file}
 	firstName := map[string]int{} // name -> offset of its first use
 	for i, el := range steps.elems {
-		if el.kind != jsonObject {
-			p.errorf(el.off, "a step must be an object with \"name\" and \"run\", not %s", el.kind)
+		p.cur = i
+		if el.kind != kindObject {
+			p.errorf(el.off, "a step must be %s with \"name\" and \"run\", not %s", p.object(), p.kind(el))
 			continue
 		}
 		s := p.step(i, el)
-		if n := member(el, "name"); n != nil && p.names[i] != "" {
-			if first, dup := firstName[p.names[i]]; dup {
-				p.errorf(n.off, "duplicate step name %q: the first step with this name is at %s", p.names[i], p.at(first))
+		if n := first(el, "name"); n != nil && p.names[i] != "" {
+			if at, dup := firstName[p.names[i]]; dup {
+				p.errorf(n.off, "duplicate step name %q: the first step with this name is at %s", p.names[i], p.at(at))
 			} else {
 				firstName[p.names[i]] = n.off
 			}
@@ -141,13 +190,31 @@ func (p *parser) parse() *Pipeline {
 		pl.Steps = append(pl.Steps, s)
 	}
 	p.assignIDs(steps.elems, pl.Steps)
+	p.cur = -1
 	if len(p.errs) > 0 {
 		return nil
 	}
 	return pl
 }
 
-func member(obj *jnode, key string) *jnode {
+// members returns obj's members, reporting every duplicate key (what says
+// what a key is: "field", "variable") and leaving the duplicates out.
+func (p *parser) members(obj *node, what string) []member {
+	seen := make(map[string]int, len(obj.members))
+	out := make([]member, 0, len(obj.members))
+	for _, m := range obj.members {
+		if at, dup := seen[m.key]; dup {
+			p.errorf(m.keyOff, "duplicate %s %q (first at %s)", what, m.key, p.at(at))
+			continue
+		}
+		seen[m.key] = m.keyOff
+		out = append(out, m)
+	}
+	return out
+}
+
+// first returns the value of obj's first member called key.
+func first(obj *node, key string) *node {
 	for _, m := range obj.members {
 		if m.key == key {
 			return m.val
@@ -163,7 +230,7 @@ var stepAliases = map[string]string{
 	"timeout-minutes": "timeout", "variables": "env", "environment": "env",
 }
 
-func (p *parser) unknownField(m jmember, known []string, aliases map[string]string) {
+func (p *parser) unknownField(m member, known []string, aliases map[string]string) {
 	if a, ok := aliases[m.key]; ok {
 		p.errorf(m.keyOff, "unknown field %q, did you mean %q?", m.key, a)
 		return
@@ -175,21 +242,21 @@ func (p *parser) unknownField(m jmember, known []string, aliases map[string]stri
 	p.errorf(m.keyOff, "unknown field %q (known: %s)", m.key, strings.Join(known, ", "))
 }
 
-func (p *parser) wrongType(field string, n *jnode, want string) {
-	p.errorf(n.off, "%q must be %s, not %s", field, want, n.kind)
+func (p *parser) wrongType(field string, n *node, want string) {
+	p.errorf(n.off, "%q must be %s, not %s", field, want, p.kind(n))
 }
 
-func (p *parser) step(i int, obj *jnode) *Step {
+func (p *parser) step(i int, obj *node) *Step {
 	s := &Step{Index: i, Name: p.names[i], Pos: p.li.pos(obj.off)}
 	var sawName, sawRun bool
-	var condition *jnode
-	for _, m := range obj.members {
+	var condition *node
+	for _, m := range p.members(obj, "field") {
 		v := m.val
 		switch m.key {
 		case "name":
 			sawName = true
 			switch {
-			case v.kind != jsonString:
+			case v.kind != kindString:
 				p.wrongType("name", v, "a string")
 			case strings.TrimSpace(v.str) == "":
 				p.errorf(v.off, "\"name\" is empty")
@@ -198,7 +265,7 @@ func (p *parser) step(i int, obj *jnode) *Step {
 			}
 		case "id":
 			switch {
-			case v.kind != jsonString:
+			case v.kind != kindString:
 				p.wrongType("id", v, "a string")
 			case !isIdentifier(v.str) || len(v.str) > 64:
 				p.errorf(v.off, "\"id\" %q must be a letter or _ followed by letters, digits or _ (at most 64), so that steps.%s works in conditions", v.str, v.str)
@@ -206,20 +273,20 @@ func (p *parser) step(i int, obj *jnode) *Step {
 				s.ID = v.str
 			}
 		case "condition":
-			if v.kind != jsonString {
+			if v.kind != kindString {
 				p.wrongType("condition", v, "a string (a CEL expression)")
 			} else {
 				condition = v
 			}
 		case "run":
 			sawRun = true
-			s.Run = p.run(v)
+			s.Run, s.run = p.run(v)
 		case "env":
-			s.Env = p.env(v)
+			s.Env, s.env = p.env(v)
 		case "timeout":
 			s.Timeout = p.timeout(v)
 		case "continueOnError":
-			if v.kind != jsonBool {
+			if v.kind != kindBool {
 				p.wrongType("continueOnError", v, "true or false")
 			} else {
 				s.ContinueOnError = v.boolean
@@ -228,7 +295,7 @@ func (p *parser) step(i int, obj *jnode) *Step {
 			s.WorkingDirectory = p.workingDirectory(v)
 		case "type":
 			switch {
-			case v.kind != jsonString:
+			case v.kind != kindString:
 				p.wrongType("type", v, "a string")
 			case v.str == "cache-files" || v.str == "store-files":
 				p.errorf(v.off, "step type %q is not supported yet", v.str)
@@ -253,61 +320,106 @@ func (p *parser) step(i int, obj *jnode) *Step {
 	return s
 }
 
-func (p *parser) run(v *jnode) []string {
+func (p *parser) run(v *node) ([]string, []*Template) {
 	switch v.kind {
-	case jsonString:
-		if strings.TrimSpace(v.str) == "" {
+	case kindString:
+		switch {
+		case strings.TrimSpace(v.str) == "":
 			p.errorf(v.off, "\"run\" is empty")
-			return nil
+			return nil, nil
+		case strings.ContainsRune(v.str, 0):
+			p.errorf(v.off, "\"run\" contains a NUL character")
+			return nil, nil
 		}
-		return []string{v.str}
-	case jsonArray:
+		return []string{v.str}, []*Template{p.template(v, "run", Shell)}
+	case kindArray:
 		if len(v.elems) == 0 {
 			p.errorf(v.off, "\"run\" is an empty list: give at least one command")
-			return nil
+			return nil, nil
 		}
 		cmds := make([]string, 0, len(v.elems))
+		tmpls := make([]*Template, 0, len(v.elems))
 		for i, el := range v.elems {
 			switch {
-			case el.kind != jsonString:
-				p.errorf(el.off, "\"run\" command %d must be a string, not %s", i+1, el.kind)
+			case el.kind != kindString:
+				p.errorf(el.off, "\"run\" command %d must be a string, not %s", i+1, p.kind(el))
 			case strings.TrimSpace(el.str) == "":
 				p.errorf(el.off, "\"run\" command %d is empty", i+1)
 			case strings.ContainsRune(el.str, 0):
 				p.errorf(el.off, "\"run\" command %d contains a NUL character", i+1)
 			default:
 				cmds = append(cmds, el.str)
+				tmpls = append(tmpls, p.template(el, fmt.Sprintf("run command %d", i+1), Shell))
 			}
 		}
-		return cmds
+		return cmds, tmpls
 	}
 	p.wrongType("run", v, "a command or a list of commands")
-	return nil
+	return nil, nil
 }
 
-func (p *parser) env(v *jnode) map[string]string {
-	if v.kind != jsonObject {
-		p.wrongType("env", v, "an object of variable names to string values")
-		return nil
+func (p *parser) env(v *node) (map[string]string, map[string]*Template) {
+	if v.kind != kindObject {
+		p.wrongType("env", v, p.object()+" of variable names to string values")
+		return nil, nil
 	}
 	env := make(map[string]string, len(v.members))
-	for _, m := range v.members {
+	tmpls := make(map[string]*Template, len(v.members))
+	for _, m := range p.members(v, "env variable") {
 		switch {
 		case !isIdentifier(m.key):
 			p.errorf(m.keyOff, "env: %q is not a valid variable name (letters, digits and _, not starting with a digit)", m.key)
-		case m.val.kind != jsonString:
-			p.errorf(m.val.off, "env: the value of %s must be a string, not %s (quote it)", m.key, m.val.kind)
+		case m.val.kind != kindString:
+			p.errorf(m.val.off, "env: the value of %s must be a string, not %s (quote it)", m.key, p.kind(m.val))
 		case strings.ContainsRune(m.val.str, 0):
 			p.errorf(m.val.off, "env: the value of %s contains a NUL character", m.key)
 		default:
 			env[m.key] = m.val.str
+			tmpls[m.key] = p.template(m.val, "env."+m.key, Raw)
 		}
 	}
-	return env
+	return env, tmpls
 }
 
-func (p *parser) timeout(v *jnode) time.Duration {
-	if v.kind != jsonString {
+// template compiles the string n as a template, reporting its problems
+// at their characters in the file.
+func (p *parser) template(n *node, field string, q Quoting) *Template {
+	if !strings.Contains(n.str, "{{") {
+		return &Template{source: n.str, quoting: q, parts: []templatePart{{lit: n.str}}}
+	}
+	if p.templates > MaxTemplates {
+		return nil
+	}
+	t, issues, count := compileTemplate(n.str, q, p.cache)
+	p.templates += count
+	if p.templates > MaxTemplates {
+		p.errorf(n.off, "too many templates: a pipeline may have at most %d", MaxTemplates)
+		return nil
+	}
+	if len(issues) > 0 {
+		offs := p.stringOffsets(n)
+		for _, is := range issues {
+			p.errorf(offs[min(max(is.char, 0), len(offs)-1)], "%s: %s", field, is.msg)
+		}
+		return nil
+	}
+	return t
+}
+
+// stringOffsets maps each character of the string n to the byte offset
+// where it is written, plus one for the end.
+func (p *parser) stringOffsets(n *node) []int {
+	if n.y != nil {
+		return yamlStringOffsets(p.data, n.off, n.y)
+	}
+	if n.end > n.off && n.end <= len(p.data) {
+		return stringRuneOffsets(p.data[n.off:n.end], n.off)
+	}
+	return []int{n.off}
+}
+
+func (p *parser) timeout(v *node) time.Duration {
+	if v.kind != kindString {
 		p.wrongType("timeout", v, `a duration string such as "90s" or "5m"`)
 		return 0
 	}
@@ -317,12 +429,27 @@ func (p *parser) timeout(v *jnode) time.Duration {
 		p.errorf(v.off, "timeout: %q is not a duration such as \"90s\" or \"5m\"", v.str)
 	case d <= 0:
 		p.errorf(v.off, "timeout: %q must be greater than zero", v.str)
+	case p.opts.MaxTimeout > 0 && d > p.opts.MaxTimeout:
+		whose := "the"
+		if p.opts.Tier != "" {
+			whose = "the " + p.opts.Tier + " tier's"
+		}
+		p.errorf(v.off, "timeout %s exceeds %s limit of %s", v.str, whose, formatDuration(p.opts.MaxTimeout))
 	}
 	return d
 }
 
-func (p *parser) workingDirectory(v *jnode) string {
-	if v.kind != jsonString {
+// formatDuration writes whole seconds as "150s", anything else as
+// time.Duration does.
+func formatDuration(d time.Duration) string {
+	if d%time.Second == 0 {
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	return d.String()
+}
+
+func (p *parser) workingDirectory(v *node) string {
+	if v.kind != kindString {
 		p.wrongType("workingDirectory", v, "a string")
 		return ""
 	}
@@ -343,12 +470,12 @@ func (p *parser) workingDirectory(v *jnode) string {
 	return clean
 }
 
-func (p *parser) condition(v *jnode) *Condition {
-	c, issues := compileCondition(v.str)
+func (p *parser) condition(v *node) *Condition {
+	c, issues := compileCondition(v.str, p.cache)
 	if len(issues) == 0 {
 		return c
 	}
-	offs := stringRuneOffsets(p.data[v.off:v.end], v.off)
+	offs := p.stringOffsets(v)
 	for _, is := range issues {
 		p.errorf(offs[min(max(is.char, 0), len(offs)-1)], "condition: %s", is.msg)
 	}
@@ -357,17 +484,17 @@ func (p *parser) condition(v *jnode) *Condition {
 
 // assignIDs gives every step its id: the explicit one, else a slug of its
 // name made unique. Explicit ids must be unique.
-func (p *parser) assignIDs(objs []*jnode, steps []*Step) {
+func (p *parser) assignIDs(objs []*node, steps []*Step) {
 	used := map[string]bool{}
 	firstID := map[string]int{}
 	for _, s := range steps {
 		if s.ID == "" {
 			continue
 		}
-		obj := objs[s.Index]
-		off := member(obj, "id").off
-		if first, dup := firstID[s.ID]; dup {
-			p.errorf(off, "duplicate step id %q: the first step with this id is at %s", s.ID, p.at(first))
+		p.cur = s.Index
+		off := first(objs[s.Index], "id").off
+		if at, dup := firstID[s.ID]; dup {
+			p.errorf(off, "duplicate step id %q: the first step with this id is at %s", s.ID, p.at(at))
 			continue
 		}
 		firstID[s.ID] = off

@@ -56,6 +56,13 @@ func TestParseValid(t *testing.T) {
 			},
 		},
 		{
+			name: "templates and $schema",
+			src: `{"$schema": "https://example.com/pipeline.schema.json", "steps": [{"name": "T", "run": ["node scripts/{{context.event}}.js", "echo {{ '}}' }} }}"],
+ "env": {"B": "{{ context.branch }}-x", "L": "{{ '{{' }}.Id}}"}}]}`,
+			want: []Step{{Name: "T", ID: "t", Run: []string{"node scripts/{{context.event}}.js", "echo {{ '}}' }} }}"},
+				Env: map[string]string{"B": "{{ context.branch }}-x", "L": "{{ '{{' }}.Id}}"}, Pos: Position{1, 67}}},
+		},
+		{
 			name: "working directory dot is the checkout",
 			src:  `{"steps": [{"name": "a", "run": "x", "workingDirectory": "."}]}`,
 			want: []Step{{Name: "a", ID: "a", Run: []string{"x"}, Pos: Position{1, 12}}},
@@ -77,8 +84,7 @@ func TestParseValid(t *testing.T) {
 				if s.Condition == nil {
 					t.Fatalf("step %d: nil condition", i)
 				}
-				got := *s
-				got.Condition = nil
+				got := exported(s)
 				want := tt.want[i]
 				want.Index = i
 				if !reflect.DeepEqual(got, want) {
@@ -87,6 +93,13 @@ func TestParseValid(t *testing.T) {
 			}
 		})
 	}
+}
+
+// exported copies the exported fields of s but Condition, for comparing
+// steps with reflect.DeepEqual.
+func exported(s *Step) Step {
+	return Step{Index: s.Index, Name: s.Name, ID: s.ID, Run: s.Run, Env: s.Env, Timeout: s.Timeout,
+		ContinueOnError: s.ContinueOnError, WorkingDirectory: s.WorkingDirectory, Pos: s.Pos}
 }
 
 func TestParseErrors(t *testing.T) {
@@ -165,6 +178,45 @@ func TestParseErrors(t *testing.T) {
 			`3:25: step #2: timeout: "x" is not a duration such as "90s" or "5m"`,
 			`4:10: step "a": duplicate step name "a": the first step with this name is at 2:10`,
 			`4:22: step "a": "run" is empty`}},
+		{"$schema not a string", `{"$schema": 1, "steps": [{"name": "a", "run": "x"}]}`, []string{`1:13: "$schema" must be a string (the schema's URL), not a number`}},
+		{"duplicate top field", `{"steps": [{"name": "a", "run": "x"}], "steps": []}`, []string{`1:40: duplicate field "steps" (first at 1:2)`}},
+		{"duplicate env variable", `{"steps": [{"name": "a", "run": "x", "env": {"A": "1", "A": "2"}}]}`, []string{`1:56: step "a": duplicate env variable "A" (first at 1:46)`}},
+		{"run NUL in a single command", `{"steps": [{"name": "a", "run": "x\u0000"}]}`, []string{`1:33: step "a": "run" contains a NUL character`}},
+		{"template unclosed", `{"steps": [{"name": "a", "run": "echo {{ context.x"}]}`, []string{
+			`1:39: step "a": run: unclosed template: "{{" without a matching "}}" (a literal "{{" is written {{ '{{' }})`}},
+		{"template empty", `{"steps": [{"name": "a", "run": "echo {{  }}"}]}`, []string{
+			`1:39: step "a": run: empty template "{{  }}" (a literal "{{" is written {{ '{{' }})`}},
+		{"template undeclared, after escapes", `{"steps": [{"name": "a", "run": "printf \"\\t\u00e9\" {{ contxt.x }}"}]}`, []string{
+			`1:58: step "a": run: template: undeclared reference to 'contxt' (did you mean 'context'?)`}},
+		{"template errors in several commands and env, all at once", "{\"steps\": [{\"name\": \"a\",\n \"run\": [\"echo ok\", \"echo {{ nope }} {{ context.x + }}\"],\n \"env\": {\"A\": \"{{ [1] }}\", \"B\": \"{{ steps.x.status }}\"}}]}", []string{
+			`2:30: step "a": run command 2: template: undeclared reference to 'nope'`,
+			`2:53: step "a": run command 2: template: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}`,
+			`3:19: step "a": env.A: cannot insert a value of type list(int): a template inserts strings, numbers and bools (pick an element, or join the list: .join(','))`}},
+		{"template that looks like a Go template", `{"steps": [{"name": "a", "run": "docker inspect --format '{{.Id}}' x"}]}`, []string{
+			`1:62: step "a": run: template: undeclared reference to '.Id' (a literal "{{" is written {{ '{{' }})`}},
+		{"template after $", `{"steps": [{"name": "a", "run": "echo ${{ context.branch }}"}]}`, []string{
+			`1:40: step "a": run: a template cannot follow $: templates are written {{ expr }}, without a $`}},
+		{"template after a backslash", `{"steps": [{"name": "a", "run": "echo \\{{ context.branch }}"}]}`, []string{
+			`1:41: step "a": run: a template cannot follow a backslash: it would escape the quote the value is inserted with`}},
+		{"template in backquotes", "{\"steps\": [{\"name\": \"a\", \"run\": \"echo `echo {{ context.branch }}`\"}]}", []string{
+			"1:45: step \"a\": run: a template cannot stand inside backquotes `...`: write $(...) instead"}},
+		{"template in ${...}", `{"steps": [{"name": "a", "run": "echo ${X:-{{ context.branch }}}"}]}`, []string{
+			`1:44: step "a": run: a template cannot stand inside ${...}; put the value in the step's env (NAME: "{{ ... }}") and use "$NAME" there instead`}},
+		{"template in $((...))", `{"steps": [{"name": "a", "run": "echo $((1 + {{ context.n }}))"}]}`, []string{
+			`1:46: step "a": run: a template cannot stand inside arithmetic ($((...)), ((...)), $[...] or an array subscript); put the value in the step's env (NAME: "{{ ... }}") and use "$NAME" there instead`}},
+		{"template in a comment", `{"steps": [{"name": "a", "run": "make # {{ context.branch }}"}]}`, []string{
+			`1:41: step "a": run: a template cannot stand in a shell comment (after #)`}},
+		{"template in a here-document", `{"steps": [{"name": "a", "run": "cat <<EOF\n{{ context.branch }}\nEOF\necho {{ context.branch }}"}]}`, []string{
+			`1:45: step "a": run: a template cannot stand inside a here-document; put the value in the step's env (NAME: "{{ ... }}") and use "$NAME" there instead`}},
+		{"template in $'...'", `{"steps": [{"name": "a", "run": "echo $'{{ context.branch }}'"}]}`, []string{
+			`1:41: step "a": run: a template cannot stand inside $'...'; put the value in the step's env (NAME: "{{ ... }}") and use "$NAME" there instead`}},
+		{"template after an uncertain construct", `{"steps": [{"name": "a", "run": "echo $'\\'' {{ context.branch }}"}]}`, []string{
+			`1:46: step "a": run: a template cannot follow a backslash inside $'...': how sh quotes the rest of the command cannot be told; put the value in the step's env (NAME: "{{ ... }}") and use "$NAME" there instead`}},
+		{"env template error positions past escapes", `{"steps": [{"name": "a", "run": "x", "env": {"A": "\"{{ env.X ++ }}\""}}]}`, []string{
+			`1:64: step "a": env.A: template: Syntax error: mismatched input '+' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}`,
+			`1:66: step "a": env.A: template: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}`}},
+		{"too many templates", `{"steps": [{"name": "a", "run": "echo ` + strings.Repeat("{{1}}", MaxTemplates+1) + `"}]}`, []string{
+			`1:33: step "a": too many templates: a pipeline may have at most 1000`}},
 		{"malformed: trailing comma", "{\"steps\": [\n  {\"name\": \"a\", \"run\": \"x\",}\n]}", []string{
 			`2:28: invalid JSON: invalid character '}' looking for beginning of object key string`}},
 		{"malformed: missing comma", "{\"steps\": [\n  {\"name\": \"a\" \"run\": \"x\"}\n]}", []string{

@@ -23,9 +23,12 @@ type Step struct {
 	// Condition decides whether the step runs. Never nil: an absent
 	// condition compiles to success().
 	Condition *Condition
-	// Run holds the commands, each run with sh -e -c, in order. Never empty.
+	// Run holds the commands as written, each run with sh -e -c, in
+	// order. Never empty. They may hold {{ }} templates: run what
+	// Commands returns, not these.
 	Run []string
-	// Env holds extra variables for this step (may be nil).
+	// Env holds extra variables for this step as written (may be nil).
+	// Values may hold {{ }} templates: use Environment.
 	Env map[string]string
 	// Timeout is the step's own limit; zero means only the job's limit applies.
 	Timeout time.Duration
@@ -36,6 +39,9 @@ type Step struct {
 	WorkingDirectory string
 	// Pos is where the step's object starts in the file.
 	Pos Position
+
+	run []*Template          // Run compiled, index for index
+	env map[string]*Template // Env compiled
 }
 
 // Position is a place in the pipeline file.
