@@ -19,6 +19,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/simpleci/simpleci/libs/bus"
 	"github.com/simpleci/simpleci/libs/forge"
+	"github.com/simpleci/simpleci/libs/pipeline"
 	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/id"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
@@ -71,6 +72,12 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 	mux.Handle("/api/", gw)
 	mux.HandleFunc("POST /api/v1/webhooks/{provider}/{project}", g.webhook)
 	mux.HandleFunc("GET /api/v1/runs/{run}/logs:stream", g.stream)
+	// The pipeline file's JSON Schema, for editors: public, like the documentation.
+	mux.HandleFunc("GET /api/v1/schema/pipeline.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/schema+json")
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		w.Write(pipeline.Schema)
+	})
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/eventstore"
@@ -60,7 +61,7 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 		Timeout: durationpb.New(tier.Timeout), PipelinePath: s.cfg.PipelinePath, DeliveryId: req.DeliveryId,
 	}
 	evs := []recorded{{newID(), q}}
-	reason := s.readPipeline(ctx, p.GetProvider(), p.GetRepository(), q)
+	reason := s.readPipeline(ctx, p.GetProvider(), p.GetRepository(), tier, q)
 	if reason != "" {
 		log.Info("run errored before start", "reason", reason)
 		evs = append(evs, recorded{newID(), &eventsv1.RunFinished{RunId: q.RunId, OrgId: q.OrgId, ProjectId: q.ProjectId,
@@ -100,8 +101,11 @@ func (s *Service) requestedAgain(ctx context.Context, runID string) (*domain.Run
 	return r, nil
 }
 
+// pipelineFiles are read in this order at the commit: JSON first, then YAML.
+var pipelineFiles = []string{".simpleci/pipeline.json", ".simpleci/pipeline.yaml", ".simpleci/pipeline.yml"}
+
 // readPipeline fills q's sha, pipeline and step names, or returns why the run cannot start.
-func (s *Service) readPipeline(ctx context.Context, provider, repo string, q *eventsv1.RunQueued) string {
+func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier Tier, q *eventsv1.RunQueued) string {
 	f, err := s.cfg.Forges.Lookup(provider)
 	if err != nil {
 		return err.Error()
@@ -119,14 +123,26 @@ func (s *Service) readPipeline(ctx context.Context, provider, repo string, q *ev
 		}
 		q.Sha = sha
 	}
-	data, err := f.ReadFile(ctx, repo, q.Sha, q.PipelinePath)
+	paths := []string{s.cfg.PipelinePath}
+	if s.cfg.PipelinePath == pipelineFiles[0] {
+		paths = pipelineFiles
+	}
+	var data []byte
+	for _, p := range paths {
+		data, err = f.ReadFile(ctx, repo, q.Sha, p)
+		if errors.Is(err, forge.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Sprintf("cannot read %s at commit %s: %v", p, q.Sha, err)
+		}
+		q.PipelinePath = p
+		break
+	}
 	if errors.Is(err, forge.ErrNotFound) {
-		return fmt.Sprintf("%s: not found at commit %s", q.PipelinePath, q.Sha)
+		return fmt.Sprintf("%s: not found at commit %s", strings.Join(paths, " or "), q.Sha)
 	}
-	if err != nil {
-		return fmt.Sprintf("cannot read %s at commit %s: %v", q.PipelinePath, q.Sha, err)
-	}
-	pl, err := pipeline.Parse(q.PipelinePath, data)
+	pl, err := pipeline.ParseWithOptions(q.PipelinePath, data, pipeline.Options{MaxTimeout: tier.Timeout, Tier: tier.Name})
 	if err != nil {
 		return "invalid pipeline: " + err.Error()
 	}

@@ -60,6 +60,14 @@ func TestDev(t *testing.T) {
 	})
 	scenarios(t, a)
 
+	t.Run("the pipeline schema is served to editors without a token", func(t *testing.T) {
+		anon := &api{t: t, base: a.base}
+		code, b := anon.do("GET", "/api/v1/schema/pipeline.json", nil, nil)
+		if code != http.StatusOK || !strings.Contains(string(b), `"$schema"`) || !strings.Contains(string(b), `"condition"`) {
+			t.Fatalf("schema: %d %.200s", code, b)
+		}
+	})
+
 	t.Run("the run list rebuilt from the event log equals the live one", func(t *testing.T) {
 		list := func(a *api) string {
 			_, b := a.do("GET", "/api/v1/projects/e2e/runs?page_size=200", nil, nil)
