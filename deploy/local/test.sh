@@ -15,6 +15,17 @@ make --no-print-directory lint
 pkgs=$(go list -m -f '{{.Path}}/...')
 # -p 2: this is a 2-core machine; the end-to-end tests start several processes.
 go test -count=1 -p 2 -timeout 20m $pkgs
+# Second phase, alone: the fault tests stop and restart the shared PostgreSQL and Kafka and
+# SIGKILL services mid-run (services/simpleci/e2e/faults_test.go), so nothing else may use
+# the servers meanwhile. Whatever their outcome, the servers are left running.
+fault_start=$(date +%s)
+fault_rc=0
+SIMPLECI_TEST_FAULTS=1 go test -count=1 -timeout 15m -run 'Fault' github.com/simpleci/simpleci/services/simpleci/e2e || fault_rc=$?
+deploy/local/test-env.sh >/dev/null
+if [ "$fault_rc" -ne 0 ]; then
+  exit "$fault_rc"
+fi
+echo "make test: fault tests passed in $(( $(date +%s) - fault_start ))s" >&2
 # Fuzz targets run briefly on every test run; `make fuzz` runs them longer.
 deploy/local/fuzz.sh 5s
 

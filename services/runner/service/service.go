@@ -165,7 +165,7 @@ func (r *Runner) execute(ctx context.Context, job *runnerv1.Job) {
 	log := r.log.With("run", job.RunId)
 	jctx, cancelJob := context.WithCancel(ctx)
 	defer cancelJob()
-	obs := &observer{r: r, job: job, ctx: jctx, log: log}
+	obs := &observer{r: r, job: job, ctx: jctx, log: log, logs: newLogQueue(r.cfg.Bus, log)}
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -174,6 +174,8 @@ func (r *Runner) execute(ctx context.Context, job *runnerv1.Job) {
 	defer cancelJob()
 
 	status, reason := r.runJob(jctx, job, obs)
+	// The run's end names its last log sequence number: publish the log first.
+	obs.logs.close()
 	if status == string(engine.StatusCancelled) {
 		if obs.cancelled.Load() {
 			reason = "cancelled"
@@ -262,6 +264,7 @@ type observer struct {
 	job     *runnerv1.Job
 	ctx     context.Context
 	log     *slog.Logger
+	logs    *logQueue
 	lastSeq int64
 	// cancelled is set when the scheduler asked to stop the run.
 	cancelled atomic.Bool
@@ -289,13 +292,102 @@ func (o *observer) Log(c engine.LogChunk) {
 	ev := &eventsv1.LogEmitted{RunId: o.job.RunId, OrgId: o.job.OrgId, ProjectId: o.job.ProjectId, StepIndex: int32(c.Step),
 		Sequence: c.Seq, Stream: streamOf[c.Stream], At: timestamppb.New(c.At), Data: c.Data, Attempt: o.job.Attempt}
 	m, err := event.Encode(fmt.Sprintf("%s-log-%d-%d", o.job.RunId, o.job.Attempt, c.Seq), o.job.RunId, ev)
-	if err == nil {
-		err = retry(context.WithoutCancel(o.ctx), func(ctx context.Context) error { return o.r.cfg.Bus.Publish(ctx, event.TopicLogs, m) })
-	}
 	if err != nil {
-		o.log.Error("publish log chunk", "seq", c.Seq, "err", err)
+		o.log.Error("encode log chunk", "seq", c.Seq, "err", err)
+	} else {
+		o.logs.push(m)
 	}
 	o.lastSeq = c.Seq
+}
+
+// Log chunks wait in a logQueue for the bus.
+const (
+	// maxQueuedLog bounds the output of a job waiting for the bus; beyond it, the job's
+	// output waits (and may be cut, see logQueue).
+	maxQueuedLog = 32 << 20
+	// logPatience is how long the queue retries while the bus accepts nothing, long
+	// enough for a broker restart; then it gives the chunks up, leaving the run's log
+	// incomplete.
+	logPatience = 10 * time.Minute
+)
+
+// logQueue publishes a job's log chunks in order from a goroutine of its own, so that the
+// engine never waits for the bus. It must not: while the observer's Log blocks, the engine
+// reads no output, and a command that exits meanwhile has its unread output cut off
+// after engine.WaitDelay, silently, with no gap in the sequence numbers.
+type logQueue struct {
+	bus    bus.Bus
+	log    *slog.Logger
+	mu     sync.Mutex
+	cond   *sync.Cond
+	msgs   []bus.Message
+	size   int // payload bytes in msgs and in flight
+	closed bool
+	done   chan struct{}
+}
+
+func newLogQueue(b bus.Bus, log *slog.Logger) *logQueue {
+	q := &logQueue{bus: b, log: log, done: make(chan struct{})}
+	q.cond = sync.NewCond(&q.mu)
+	go q.run()
+	return q
+}
+
+// push queues a chunk; it waits only while maxQueuedLog bytes are queued.
+func (q *logQueue) push(m bus.Message) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.size >= maxQueuedLog {
+		q.cond.Wait()
+	}
+	q.msgs = append(q.msgs, m)
+	q.size += len(m.Payload)
+	q.cond.Broadcast()
+}
+
+// close waits until every queued chunk was published (or given up).
+func (q *logQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.cond.Broadcast()
+	q.mu.Unlock()
+	<-q.done
+}
+
+func (q *logQueue) run() {
+	defer close(q.done)
+	var failingSince time.Time // since when the bus has taken no chunk (zero while it does)
+	for {
+		q.mu.Lock()
+		for len(q.msgs) == 0 && !q.closed {
+			q.cond.Wait()
+		}
+		if len(q.msgs) == 0 {
+			q.mu.Unlock()
+			return
+		}
+		m := q.msgs[0]
+		q.msgs[0] = bus.Message{}
+		q.msgs = q.msgs[1:]
+		q.mu.Unlock()
+		since := failingSince
+		if since.IsZero() {
+			since = time.Now()
+		}
+		err := retryFor(context.Background(), max(time.Until(since.Add(logPatience)), time.Second), func(ctx context.Context) error {
+			return q.bus.Publish(ctx, event.TopicLogs, m)
+		})
+		if err == nil {
+			failingSince = time.Time{}
+		} else {
+			failingSince = since
+			q.log.Error("publish log chunk: given up, the run's log stays incomplete", "id", m.ID, "err", err)
+		}
+		q.mu.Lock()
+		q.size -= len(m.Payload)
+		q.cond.Broadcast()
+		q.mu.Unlock()
+	}
 }
 
 // report sends one observation, retrying transient failures; the event id makes the
@@ -320,7 +412,12 @@ type permanent struct{ error }
 // retry calls fn with a deadline per attempt until it succeeds, fails permanently or
 // a minute has passed.
 func retry(ctx context.Context, fn func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	return retryFor(ctx, time.Minute, fn)
+}
+
+// retryFor is retry giving up after limit.
+func retryFor(ctx context.Context, limit time.Duration, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	wait := 50 * time.Millisecond
 	for {

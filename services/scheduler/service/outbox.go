@@ -42,6 +42,7 @@ func (s *Service) follow(ctx context.Context, name string, step func(context.Con
 			return
 		}
 	}
+	log.Info("following the event log", "from_position", pos)
 	poll := time.NewTicker(250 * time.Millisecond)
 	defer poll.Stop()
 	backoff := 50 * time.Millisecond

@@ -276,8 +276,10 @@ func (s *Service) finishJob(ctx context.Context, runID, eventID, st, reason stri
 		if r.Done() {
 			return nil, nil
 		}
+		// The attempt says whose output last_log_sequence counts: the log service judges
+		// the completeness of that attempt's log (a requeued run's log starts again).
 		return []recorded{{eventID, &eventsv1.RunFinished{RunId: runID, OrgId: r.OrgID, ProjectId: r.ProjectID,
-			Status: st, Reason: reason, FinishedAt: timestamppb.Now(), LastLogSequence: lastSeq}}}, nil
+			Status: st, Reason: reason, FinishedAt: timestamppb.Now(), LastLogSequence: lastSeq, Attempt: r.Attempt}}}, nil
 	})
 	if err != nil {
 		return reportErr(err)

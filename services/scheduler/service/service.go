@@ -291,6 +291,11 @@ func (s *Service) append(ctx context.Context, r *domain.Run, runID string, evs [
 // reapLeases fails the runs whose runner stopped heartbeating, so that no run stays
 // "running" forever.
 func (s *Service) reapLeases(ctx context.Context) {
+	// While no scheduler ran (a restart, a crash), runners could not heartbeat, and after
+	// it they need a moment to reconnect (gRPC backs off): leases are judged only once a
+	// whole lease has passed since this scheduler started, so that a scheduler restart
+	// does not pass for lost runners.
+	judgeFrom := time.Now().Add(s.cfg.LeaseDuration)
 	t := time.NewTicker(s.cfg.LeaseDuration / 3)
 	defer t.Stop()
 	for {
@@ -298,6 +303,9 @@ func (s *Service) reapLeases(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if time.Now().Before(judgeFrom) {
+			continue
 		}
 		expired, err := s.expiredLeases(ctx)
 		if err != nil {
@@ -328,9 +336,11 @@ func (s *Service) loseRunner(ctx context.Context, runID string) error {
 	if err != nil {
 		return err
 	}
-	if attempt > 0 && r.Status == domain.RunQueued {
-		s.log.Warn("runner lost; run requeued", "run", runID, "attempt", attempt)
-		return s.requeueJob(ctx, runID, attempt)
+	if r.Status == domain.RunQueued {
+		// Requeued now, or by an earlier pass whose job update failed (the job row still
+		// holds the lapsed lease), or never started: queue the job, do not fail the run.
+		s.log.Warn("runner lost; run requeued", "run", runID, "attempt", r.Attempt)
+		return s.requeueJob(ctx, runID, r.Attempt)
 	}
 	if r.CancelRequested {
 		return s.finishJob(ctx, runID, "", domain.RunCancelled, "cancelled; the runner stopped answering", 0)

@@ -48,6 +48,8 @@ func freeAddr(t testing.TB) string {
 // proc is a started simpleci process; its output goes to a file shown when the test fails.
 type proc struct {
 	name string
+	env  []string
+	args []string
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{}
@@ -55,23 +57,12 @@ type proc struct {
 
 func start(t testing.TB, name string, env []string, args ...string) *proc {
 	t.Helper()
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() { cmd.Wait(); f.Close(); close(p.done) }()
+	p := &proc{name: name, env: env, args: args, log: filepath.Join(t.TempDir(), name+".log")}
+	p.launch(t)
 	t.Cleanup(func() {
 		p.stop()
 		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
+			b, _ := os.ReadFile(p.log)
 			lines := strings.Split(string(b), "\n")
 			if len(lines) > 60 {
 				lines = lines[len(lines)-60:]
@@ -80,6 +71,25 @@ func start(t testing.TB, name string, env []string, args ...string) *proc {
 		}
 	})
 	return p
+}
+
+// launch starts the process, its output appended to its log.
+func (p *proc) launch(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, p.args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	p.cmd, p.done = cmd, done
+	go func() { cmd.Wait(); f.Close(); close(done) }()
 }
 
 func (p *proc) stop() {
@@ -95,6 +105,46 @@ func (p *proc) stop() {
 		p.cmd.Process.Kill()
 		<-p.done
 	}
+}
+
+// kill ends the process with SIGKILL, as a crash would (no graceful shutdown: nothing
+// flushed, no consumer group left, no offsets committed), and waits until it is gone.
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
+// restart starts a stopped or killed process again with the same arguments, so on the
+// same ports; its output goes on in the same log, after a marker line.
+func (p *proc) restart(t testing.TB) {
+	t.Helper()
+	p.stop()
+	if f, err := os.OpenFile(p.log, os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+		fmt.Fprintf(f, "---- restarted by the test at %s ----\n", time.Now().Format(time.RFC3339Nano))
+		f.Close()
+	}
+	p.launch(t)
+}
+
+// localServer runs deploy/local/SCRIPT ARGS (e.g. "kafka.sh", "stop") and returns its
+// combined output; the scripts are idempotent and bounded by their own timeouts.
+func localServer(script string, args ...string) (string, error) {
+	path, err := filepath.Abs(filepath.Join("..", "..", "..", "deploy", "local", script))
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("deploy/local/%s %s: %v\n%s", script, strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
 }
 
 // eventually polls cond until it returns true or the deadline passes.
