@@ -410,9 +410,10 @@ func (o *observer) report(req *runnerv1.ReportRequest) {
 type permanent struct{ error }
 
 // retry calls fn with a deadline per attempt until it succeeds, fails permanently or
-// a minute has passed.
+// ten minutes have passed: a scheduler that restarts, or whose database does, gets the
+// report late rather than never (the lease decides whether the run is still ours).
 func retry(ctx context.Context, fn func(context.Context) error) error {
-	return retryFor(ctx, time.Minute, fn)
+	return retryFor(ctx, logPatience, fn)
 }
 
 // retryFor is retry giving up after limit.
