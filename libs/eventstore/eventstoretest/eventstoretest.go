@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) eventstore.Store) {
 		{"ConcurrentExpectAny", testConcurrentExpectAny},
 		{"ReadAllOrderAndPaging", testReadAllOrderAndPaging},
 		{"ReadAllTailWhileAppending", testReadAllTailWhileAppending},
+		{"SubscribeFromPosition", testSubscribeFromPosition},
 		{"IdempotentAppend", testIdempotentAppend},
 		{"ConcurrentRedelivery", testConcurrentRedelivery},
 		{"RoundTripBytes", testRoundTripBytes},
@@ -763,5 +764,98 @@ func testCanceledContext(t *testing.T, s eventstore.Store) {
 	// The store still works afterwards (no lock or connection left behind).
 	if v := mustAppend(t, s, "run-cancel", eventstore.ExpectAny, newEvent("A", "")); v != 1 {
 		t.Errorf("Append after a canceled one = %d, want 1", v)
+	}
+}
+
+// testSubscribeFromPosition: a subscriber started at a position sees every later event
+// exactly once, in position order, while several writers append, with a handler that
+// fails now and then (the failed batch is passed again).
+func testSubscribeFromPosition(t *testing.T, s eventstore.Store) {
+	ctx := testContext(t)
+	for range 5 { // history before the subscription's position
+		if _, err := s.Append(ctx, "run-before", eventstore.ExpectAny, newEvent("E", "")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var start int64
+	for deadline := time.Now().Add(visibilityTimeout); ; {
+		evs, err := s.ReadAll(ctx, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 5 {
+			start = evs[4].Position
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the history did not become visible: %d events", len(evs))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	const writers, appends = 4, 30
+	want := map[string]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for a := range appends {
+				e := newEvent("E", "")
+				if _, err := s.Append(ctx, fmt.Sprintf("run-sub-%d", (w+a)%3), eventstore.ExpectAny, e); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				want[e.ID] = true
+				mu.Unlock()
+			}
+		})
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	got := map[string]int{}
+	last, calls := start, 0
+	done := make(chan error, 1)
+	go func() {
+		done <- eventstore.Subscribe(sctx, s, start, eventstore.SubscribeOptions{BatchSize: 7, Poll: 20 * time.Millisecond},
+			func(_ context.Context, evs []eventstore.Event) error {
+				calls++
+				if calls%5 == 0 {
+					return errors.New("transient") // this batch must come again
+				}
+				for _, e := range evs {
+					if e.Position <= last {
+						t.Errorf("position %d after %d: out of order or repeated", e.Position, last)
+					}
+					last = e.Position
+					mu.Lock()
+					got[e.ID]++
+					n := len(got)
+					mu.Unlock()
+					if n == writers*appends {
+						cancel()
+					}
+				}
+				return nil
+			})
+	}()
+	wg.Wait()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Subscribe returned %v, want context.Canceled", err)
+		}
+	case <-time.After(time.Minute + visibilityTimeout):
+		cancel()
+		t.Fatalf("the subscriber saw %d of %d events", len(got), writers*appends)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id := range want {
+		if got[id] != 1 {
+			t.Fatalf("event %s seen %d times, want once", id, got[id])
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("saw %d events, appended %d after the position", len(got), len(want))
 	}
 }

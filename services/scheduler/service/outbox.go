@@ -43,43 +43,8 @@ func (s *Service) follow(ctx context.Context, name string, step func(context.Con
 		}
 	}
 	log.Info("following the event log", "from_position", pos)
-	poll := time.NewTicker(250 * time.Millisecond)
-	defer poll.Stop()
-	backoff := 50 * time.Millisecond
-	retries := 0 // quick re-reads after a wake that found nothing (a commit in flight)
-	for ctx.Err() == nil {
-		wake := s.appended.wait()
-		evs, err := s.store.ReadAll(ctx, pos, batchSize)
-		if err == nil && len(evs) > 0 {
-			err = step(ctx, evs)
-		}
-		if err != nil {
-			if ctx.Err() == nil {
-				log.Error("follow the event log", "position", pos, "err", err, "retry_in", backoff)
-			}
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, 5*time.Second)
-			continue
-		}
-		backoff = 50 * time.Millisecond
-		if len(evs) > 0 {
-			pos = evs[len(evs)-1].Position
-			retries = 0
-			continue
-		}
-		if retries > 0 && retries < 6 {
-			sleep(ctx, time.Duration(5<<retries)*time.Millisecond)
-			retries++
-			continue
-		}
-		retries = 0
-		select {
-		case <-ctx.Done():
-		case <-wake:
-			retries = 1
-		case <-poll.C:
-		}
-	}
+	eventstore.Subscribe(ctx, s.store, pos, eventstore.SubscribeOptions{BatchSize: batchSize, Wake: s.appended.wait,
+		OnError: func(p int64, err error) { log.Error("follow the event log", "position", p, "err", err) }}, step)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
