@@ -1,0 +1,357 @@
+// Package client is the API client half of the simpleci command: runs, trigger and
+// projects, talking to a SimpleCI server's REST API (--server, --token or
+// SIMPLECI_SERVER, SIMPLECI_TOKEN).
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Commands lists the top-level commands this package handles.
+var Commands = []string{"runs", "trigger", "projects"}
+
+// IO is where a command reads and writes.
+type IO struct {
+	Out, Err io.Writer
+	Env      func(string) string
+}
+
+// Std is the process's standard IO and environment.
+func Std() IO { return IO{Out: os.Stdout, Err: os.Stderr, Env: os.Getenv} }
+
+type api struct {
+	server, token string
+	http          *http.Client
+	io            IO
+}
+
+// Main runs one client command (args[0] is the command) and returns the exit code:
+// 0 success, 1 a failed request or a failed run (runs wait), 2 usage.
+func Main(ctx context.Context, args []string, io IO) int {
+	fs := flag.NewFlagSet("simpleci "+args[0], flag.ContinueOnError)
+	fs.SetOutput(io.Err)
+	server := fs.String("server", def(io.Env("SIMPLECI_SERVER"), "http://localhost:8080"), "server URL (SIMPLECI_SERVER)")
+	token := fs.String("token", io.Env("SIMPLECI_TOKEN"), "API token (SIMPLECI_TOKEN)")
+	follow := fs.Bool("f", false, "logs: follow the live log until the run ends")
+	ref := fs.String("ref", "", "trigger: branch, tag or commit (default: the repository's HEAD)")
+	event := fs.String("event", "manual", "trigger: the event name")
+	status := fs.String("status", "", "runs list: only runs with this status")
+	branch := fs.String("branch", "", "runs list: only runs of this branch")
+	if err := fs.Parse(reorder(args[1:])); err != nil {
+		return 2
+	}
+	a := &api{server: strings.TrimRight(*server, "/"), token: *token, http: &http.Client{}, io: io}
+	if a.token == "" {
+		fmt.Fprintln(io.Err, "simpleci: no API token: pass --token or set SIMPLECI_TOKEN (simpleci dev writes one to .simpleci-data/admin-token)")
+		return 2
+	}
+	rest := fs.Args()
+	usage := func() int {
+		fmt.Fprint(io.Err, `usage:
+  simpleci runs list PROJECT [--status S] [--branch B]
+  simpleci runs show RUN
+  simpleci runs logs RUN [-f]
+  simpleci runs events RUN
+  simpleci runs cancel RUN
+  simpleci trigger PROJECT [--ref REF] [--event E]
+  simpleci projects list
+`)
+		return 2
+	}
+	var err error
+	switch {
+	case args[0] == "runs" && len(rest) == 2 && rest[0] == "list":
+		q := url.Values{}
+		for k, v := range map[string]string{"status": *status, "branch": *branch} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		err = a.listRuns(ctx, rest[1], q)
+	case args[0] == "runs" && len(rest) == 2 && rest[0] == "show":
+		err = a.showRun(ctx, rest[1])
+	case args[0] == "runs" && len(rest) == 2 && rest[0] == "logs":
+		err = a.logs(ctx, rest[1], *follow)
+	case args[0] == "runs" && len(rest) == 2 && rest[0] == "events":
+		err = a.events(ctx, rest[1])
+	case args[0] == "runs" && len(rest) == 2 && rest[0] == "cancel":
+		var r run
+		if err = a.do(ctx, "POST", "/api/v1/runs/"+url.PathEscape(rest[1])+":cancel", map[string]any{}, &r); err == nil {
+			fmt.Fprintf(io.Out, "run %s: %s\n", r.ID, r.Status)
+		}
+	case args[0] == "trigger" && len(rest) == 1:
+		var r run
+		body := map[string]string{"ref": *ref, "event": *event}
+		if err = a.do(ctx, "POST", "/api/v1/projects/"+url.PathEscape(rest[0])+"/runs", body, &r); err == nil {
+			fmt.Fprintf(io.Out, "run %s (#%s) %s at %s\n", r.ID, r.Number, r.Status, short(r.Sha))
+		}
+	case args[0] == "projects" && len(rest) == 1 && rest[0] == "list":
+		err = a.listProjects(ctx)
+	default:
+		return usage()
+	}
+	if err != nil {
+		fmt.Fprintln(io.Err, "simpleci:", err)
+		return 1
+	}
+	return 0
+}
+
+// reorder moves flags after positional arguments to the front, so that both
+// `runs logs RUN -f` and `runs logs -f RUN` work.
+func reorder(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		if strings.HasPrefix(args[i], "-") {
+			flags = append(flags, args[i])
+			if !strings.Contains(args[i], "=") && args[i] != "-f" && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, args[i])
+	}
+	return append(flags, pos...)
+}
+
+func def(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
+
+// apiError is the server's error body.
+type apiError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func (a *api) request(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.server+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, a.server, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		var e apiError
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &e) == nil && e.Message != "" {
+			return nil, fmt.Errorf("%s (HTTP %d)", e.Message, resp.StatusCode)
+		}
+		return nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return resp, nil
+}
+
+func (a *api) do(ctx context.Context, method, path string, body, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := a.request(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+type step struct {
+	Index    int    `json:"index"`
+	Name     string `json:"name"`
+	Status   string `json:"status"`
+	ExitCode int    `json:"exitCode"`
+	Reason   string `json:"reason"`
+	Started  string `json:"startedAt"`
+	Finished string `json:"finishedAt"`
+}
+
+type run struct {
+	ID       string `json:"id"`
+	Number   string `json:"number"`
+	Status   string `json:"status"`
+	Reason   string `json:"reason"`
+	Event    string `json:"event"`
+	Branch   string `json:"branch"`
+	Sha      string `json:"sha"`
+	Created  string `json:"createdAt"`
+	Started  string `json:"startedAt"`
+	Finished string `json:"finishedAt"`
+	Steps    []step `json:"steps"`
+}
+
+func duration(from, to string) string {
+	a, err1 := time.Parse(time.RFC3339Nano, from)
+	b, err2 := time.Parse(time.RFC3339Nano, to)
+	if err1 != nil || err2 != nil {
+		return ""
+	}
+	return b.Sub(a).Round(time.Millisecond).String()
+}
+
+func (a *api) listRuns(ctx context.Context, project string, q url.Values) error {
+	var out struct {
+		Runs []run `json:"runs"`
+	}
+	path := "/api/v1/projects/" + url.PathEscape(project) + "/runs"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	if err := a.do(ctx, "GET", path, nil, &out); err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(a.io.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "#\tRUN\tSTATUS\tEVENT\tBRANCH\tSHA\tCREATED\tDURATION")
+	for _, r := range out.Runs {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Number, r.ID, r.Status, r.Event, r.Branch, short(r.Sha), r.Created, duration(r.Started, r.Finished))
+	}
+	return w.Flush()
+}
+
+func (a *api) showRun(ctx context.Context, id string) error {
+	var r run
+	if err := a.do(ctx, "GET", "/api/v1/runs/"+url.PathEscape(id), nil, &r); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.io.Out, "run %s (#%s): %s", r.ID, r.Number, r.Status)
+	if r.Reason != "" {
+		fmt.Fprintf(a.io.Out, ": %s", r.Reason)
+	}
+	fmt.Fprintf(a.io.Out, "\nevent %s, branch %s, commit %s\n\n", r.Event, r.Branch, short(r.Sha))
+	w := tabwriter.NewWriter(a.io.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "STEP\tSTATUS\tEXIT\tDURATION\tREASON")
+	for _, s := range r.Steps {
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", s.Name, s.Status, s.ExitCode, duration(s.Started, s.Finished), s.Reason)
+	}
+	return w.Flush()
+}
+
+func (a *api) events(ctx context.Context, id string) error {
+	var out struct {
+		Events []struct {
+			Version string          `json:"version"`
+			Type    string          `json:"type"`
+			Time    string          `json:"time"`
+			Payload json.RawMessage `json:"payload"`
+		} `json:"events"`
+	}
+	if err := a.do(ctx, "GET", "/api/v1/runs/"+url.PathEscape(id)+"/events", nil, &out); err != nil {
+		return err
+	}
+	for _, e := range out.Events {
+		fmt.Fprintf(a.io.Out, "%s\t%s\t%s\t%s\n", e.Version, e.Time, strings.TrimPrefix(e.Type, "simpleci.events.v1."), e.Payload)
+	}
+	return nil
+}
+
+type chunk struct {
+	Sequence string `json:"sequence"`
+	Stream   string `json:"stream"`
+	Text     string `json:"text"`
+}
+
+// logs prints the stored log, or with follow the live tail (server-sent events) until
+// the log is complete.
+func (a *api) logs(ctx context.Context, id string, follow bool) error {
+	if !follow {
+		var out struct {
+			Chunks []chunk `json:"chunks"`
+		}
+		if err := a.do(ctx, "GET", "/api/v1/runs/"+url.PathEscape(id)+"/logs", nil, &out); err != nil {
+			return err
+		}
+		for _, c := range out.Chunks {
+			a.write(c)
+		}
+		return nil
+	}
+	resp, err := a.request(ctx, "GET", "/api/v1/runs/"+url.PathEscape(id)+"/logs:stream", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 8<<20)
+	var ev string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			ev = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: ") && ev == "log":
+			var c chunk
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &c); err == nil {
+				a.write(c)
+			}
+		case strings.HasPrefix(line, "data: ") && ev == "error":
+			return errors.New(strings.TrimPrefix(line, "data: "))
+		case ev == "end":
+			return nil
+		}
+	}
+	return sc.Err()
+}
+
+func (a *api) write(c chunk) {
+	if c.Stream == "stderr" {
+		io.WriteString(a.io.Err, c.Text)
+		return
+	}
+	io.WriteString(a.io.Out, c.Text)
+}
+
+func (a *api) listProjects(ctx context.Context) error {
+	var out struct {
+		Projects []struct {
+			ID         string   `json:"id"`
+			Name       string   `json:"name"`
+			Provider   string   `json:"provider"`
+			Repository string   `json:"repository"`
+			Events     []string `json:"events"`
+			Tier       string   `json:"tier"`
+		} `json:"projects"`
+	}
+	if err := a.do(ctx, "GET", "/api/v1/projects", nil, &out); err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(a.io.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tID\tPROVIDER\tREPOSITORY\tEVENTS\tTIER")
+	for _, p := range out.Projects {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.ID, p.Provider, p.Repository, strings.Join(p.Events, ","), p.Tier)
+	}
+	return w.Flush()
+}
