@@ -92,7 +92,11 @@ func (s *Service) start(ctx context.Context, runID, lease, runner string) (*runn
 		return nil, s.deleteJob(ctx, runID)
 	}
 	s.log.Info("job claimed", "run", runID, "runner", runner)
-	return jobFor(r, lease, s.cfg.LeaseDuration), nil
+	tier, ok := s.cfg.Tiers[r.Tier]
+	if !ok {
+		tier = s.cfg.Tiers["standard"]
+	}
+	return jobFor(r, lease, s.cfg.LeaseDuration, tier), nil
 }
 
 // maxHeartbeatWait bounds how long one heartbeat waits for a cancellation.

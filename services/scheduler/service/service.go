@@ -29,19 +29,22 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// Tier is a runner class: its memory limit and run timeout.
+// Tier is a runner class: the limits of a job and its run timeout.
 type Tier struct {
 	Name    string
-	Memory  int64
+	Memory  int64 // bytes
+	Pids    int64 // processes and threads
+	CPUs    float64
 	Timeout time.Duration
 }
 
-// DefaultTiers are the seed's tiers (PIPELINE.md).
+// DefaultTiers are the seed's tiers (PIPELINE.md: memory and run timeout); the process
+// and CPU limits are ours.
 func DefaultTiers() map[string]Tier {
 	return map[string]Tier{
-		"standard": {Name: "standard", Memory: 1 << 30, Timeout: 150 * time.Second},
-		"medium":   {Name: "medium", Memory: 4 << 30, Timeout: 300 * time.Second},
-		"large":    {Name: "large", Memory: 8 << 30, Timeout: 540 * time.Second},
+		"standard": {Name: "standard", Memory: 1 << 30, Pids: 1024, CPUs: 1, Timeout: 150 * time.Second},
+		"medium":   {Name: "medium", Memory: 4 << 30, Pids: 2048, CPUs: 2, Timeout: 300 * time.Second},
+		"large":    {Name: "large", Memory: 8 << 30, Pids: 4096, CPUs: 4, Timeout: 540 * time.Second},
 	}
 }
 

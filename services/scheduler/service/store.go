@@ -231,7 +231,7 @@ func (s *Service) deleteJob(ctx context.Context, runID string) error {
 }
 
 // jobFor builds the runner's view of a run.
-func jobFor(r *domain.Run, lease string, leaseDur time.Duration) *runnerv1.Job {
+func jobFor(r *domain.Run, lease string, leaseDur time.Duration, tier Tier) *runnerv1.Job {
 	q := r.Queued
 	ctx := map[string]string{}
 	for k, v := range q.GetContext() {
@@ -244,7 +244,10 @@ func jobFor(r *domain.Run, lease string, leaseDur time.Duration) *runnerv1.Job {
 	}
 	return &runnerv1.Job{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, LeaseId: lease, Provider: q.Provider,
 		Repository: q.Repository, Sha: q.Sha, PipelinePath: q.PipelinePath, Pipeline: q.Pipeline, Context: ctx,
-		Env: map[string]string{}, Timeout: q.Timeout, Tier: q.Tier, LeaseDuration: durationpb.New(leaseDur), Attempt: r.Attempt}
+		Env: map[string]string{}, Timeout: q.Timeout, Tier: q.Tier, LeaseDuration: durationpb.New(leaseDur), Attempt: r.Attempt,
+		MemoryBytes: tier.Memory, PidsLimit: tier.Pids, Cpus: tier.CPUs,
+		// Code from a fork's pull request gets no network (docs/security.md).
+		Network: !(q.Event == "pull_request" && ctx["fork"] == "true")}
 }
 
 // toAPI converts a run; steps only when asked (the list leaves them out).

@@ -22,7 +22,7 @@ func startDevIn(t testing.TB, data string) (*api, *proc, string) {
 	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
 	demo, _ := filepath.Abs("../../../docs/examples/demo")
 	p := start(t, "dev", nil, "dev", "--data", data, "--http", httpAddr, "--grpc", grpcAddr, "--demo", demo,
-		"--tier-timeouts", "standard="+tierTimeout.String())
+		"--tier", "standard:timeout="+tierTimeout.String())
 	var token string
 	eventually(t, 60*time.Second, "the admin token and the demo project", func() bool {
 		b, err := os.ReadFile(filepath.Join(data, "admin-token"))
@@ -59,6 +59,36 @@ func TestDev(t *testing.T) {
 		}
 	})
 	scenarios(t, a)
+
+	t.Run("the command-line client", func(t *testing.T) {
+		cli := func(args ...string) string {
+			cmd := exec.Command(bin, args...)
+			cmd.Env = append(os.Environ(), "SIMPLECI_SERVER="+a.base, "SIMPLECI_TOKEN="+a.token)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("simpleci %v: %v\n%s", args, err, out)
+			}
+			return string(out)
+		}
+		out := cli("trigger", "demo", "--ref", "main")
+		id := strings.Fields(out)[1]
+		logs := cli("runs", "logs", id, "-f") // follows until the log is complete
+		if !strings.Contains(logs, "build ok") || !strings.Contains(logs, "warning: this is a demo") {
+			t.Fatalf("runs logs -f: %s", logs)
+		}
+		if show := cli("runs", "show", id); !strings.Contains(show, "succeeded") || !strings.Contains(show, "Deploy (tags only)") {
+			t.Fatalf("runs show: %s", show)
+		}
+		if list := cli("runs", "list", "demo"); !strings.Contains(list, id) {
+			t.Fatalf("runs list: %s", list)
+		}
+		if evs := cli("runs", "events", id); !strings.Contains(evs, "RunQueued") || !strings.Contains(evs, "RunFinished") {
+			t.Fatalf("runs events: %s", evs)
+		}
+		if ps := cli("projects", "list"); !strings.Contains(ps, "demo") {
+			t.Fatalf("projects list: %s", ps)
+		}
+	})
 
 	t.Run("the pipeline schema is served to editors without a token", func(t *testing.T) {
 		anon := &api{t: t, base: a.base}

@@ -76,7 +76,7 @@ func startCluster(t *testing.T, runners int) *cluster {
 	}
 	extra := map[string][]string{
 		"auth":      {"--admin-token-file", tokenFile},
-		"scheduler": {"--tier-timeouts", "standard=60s", "--lease", "10s"},
+		"scheduler": {"--tier", "standard:timeout=60s", "--lease", "10s"},
 	}
 	for _, s := range []string{"auth", "project", "log", "scheduler", "gateway"} {
 		httpAddr := freeAddr(t)

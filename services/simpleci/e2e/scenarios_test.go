@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// tierTimeout is the standard tier's run timeout in these tests (--tier-timeouts).
+// tierTimeout is the standard tier's run timeout in these tests (--tier standard:timeout=...).
 const tierTimeout = 6 * time.Second
 
 type project struct {

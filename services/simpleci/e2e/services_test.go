@@ -43,7 +43,7 @@ func startServices(t testing.TB) *api {
 	}
 	extra := map[string][]string{
 		"auth":      {"--admin-token-file", tokenFile},
-		"scheduler": {"--tier-timeouts", "standard=" + tierTimeout.String(), "--lease", "10s"},
+		"scheduler": {"--tier", "standard:timeout=" + tierTimeout.String(), "--lease", "10s"},
 		"runner":    {"--data", filepath.Join(dir, "runner")},
 	}
 	for _, s := range []string{"auth", "project", "log", "scheduler", "runner", "gateway"} {

@@ -10,12 +10,15 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	schedsvc "github.com/simpleci/simpleci/services/scheduler/service"
+	"github.com/simpleci/simpleci/services/simpleci/client"
+	"github.com/simpleci/simpleci/services/simpleci/local"
 )
 
 type listFlag []string
@@ -47,18 +50,71 @@ func split(v string) []string {
 	return out
 }
 
-// parseTimeouts reads "standard=5s,large=10m".
-func parseTimeouts(v string) (map[string]time.Duration, error) {
-	out := map[string]time.Duration{}
-	for _, kv := range split(v) {
-		k, d, ok := strings.Cut(kv, "=")
-		dur, err := time.ParseDuration(d)
-		if !ok || err != nil || dur <= 0 {
-			return nil, fmt.Errorf("tier timeout %q: want TIER=DURATION such as standard=150s", kv)
+// parseTiers reads tier overrides, each "NAME:KEY=VALUE,..." with the keys timeout
+// (a duration), memory (bytes, or with KiB/MiB/GiB), pids and cpus, e.g.
+// "standard:timeout=60s,memory=2GiB". Several are separated by ";".
+func parseTiers(specs []string) (map[string]schedsvc.Tier, error) {
+	out := map[string]schedsvc.Tier{}
+	var problems []string
+	for _, spec := range specs {
+		for _, one := range strings.Split(spec, ";") {
+			if one = strings.TrimSpace(one); one == "" {
+				continue
+			}
+			name, kvs, ok := strings.Cut(one, ":")
+			if !ok || name == "" {
+				problems = append(problems, fmt.Sprintf("tier %q: want NAME:KEY=VALUE,... such as standard:timeout=60s,memory=2GiB", one))
+				continue
+			}
+			t := out[name]
+			t.Name = name
+			for _, kv := range strings.Split(kvs, ",") {
+				k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+				var err error
+				switch k {
+				case "timeout":
+					t.Timeout, err = time.ParseDuration(v)
+					if err == nil && t.Timeout <= 0 {
+						err = errors.New("must be positive")
+					}
+				case "memory":
+					t.Memory, err = parseSize(v)
+				case "pids":
+					t.Pids, err = strconv.ParseInt(v, 10, 64)
+				case "cpus":
+					t.CPUs, err = strconv.ParseFloat(v, 64)
+				default:
+					err = errors.New("unknown key (timeout, memory, pids, cpus)")
+				}
+				if err != nil {
+					problems = append(problems, fmt.Sprintf("tier %s: %s=%s: %v", name, k, v, err))
+				}
+			}
+			out[name] = t
 		}
-		out[k] = dur
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
 	}
 	return out, nil
+}
+
+// parseSize reads a byte count such as 1073741824, 512MiB or 2GiB.
+func parseSize(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"", 1}}
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			x, err := strconv.ParseInt(strings.TrimSpace(n), 10, 64)
+			if err != nil || x <= 0 {
+				return 0, fmt.Errorf("want a positive size such as 512MiB or 2GiB")
+			}
+			return x * u.mult, nil
+		}
+	}
+	return 0, nil
 }
 
 func logger(w io.Writer) *slog.Logger {
@@ -80,12 +136,13 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	httpAddr := fs.String("http", env("SIMPLECI_HTTP_ADDR", ":8080"), "HTTP address (UI, REST, webhooks)")
 	grpcAddr := fs.String("grpc", env("SIMPLECI_GRPC_ADDR", ":9090"), "gRPC address")
 	demo := fs.String("demo", env("SIMPLECI_DEMO", "docs/examples/demo"), "files of the demo project's repository (empty: no demo)")
-	timeouts := fs.String("tier-timeouts", env("SIMPLECI_TIER_TIMEOUTS", ""), "override tier run timeouts, e.g. standard=60s")
+	var tierSpecs listFlag
+	fs.Var(&tierSpecs, "tier", "override a tier (repeatable), e.g. standard:timeout=60s,memory=2GiB,pids=1024,cpus=1 (SIMPLECI_TIERS, ';'-separated)")
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	tt, err := parseTimeouts(*timeouts)
+	tt, err := parseTiers(append([]string{os.Getenv("SIMPLECI_TIERS")}, tierSpecs...))
 	if err != nil {
 		return err
 	}
@@ -95,7 +152,7 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
-	cfg := Config{Services: Services, DataDir: dir, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, TierTimeouts: tt,
+	cfg := Config{Services: Services, DataDir: dir, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, Tiers: tt,
 		LostRunRetries: 1, Log: logger(stderr)}
 	if *demo != "" {
 		src := *demo
@@ -133,7 +190,8 @@ func Serve(args []string, stdout, stderr io.Writer) error {
 	token := fs.String("internal-token", env("SIMPLECI_INTERNAL_TOKEN", ""), "token services present to each other")
 	adminFile := fs.String("admin-token-file", env("SIMPLECI_ADMIN_TOKEN_FILE", ""), "auth: file with the bootstrap admin token (created if missing)")
 	tiers := fs.String("runner-tiers", env("SIMPLECI_RUNNER_TIERS", "standard"), "runner: tiers served, comma-separated")
-	timeouts := fs.String("tier-timeouts", env("SIMPLECI_TIER_TIMEOUTS", ""), "scheduler: override tier run timeouts, e.g. standard=60s")
+	var tierSpecs listFlag
+	fs.Var(&tierSpecs, "tier", "scheduler: override a tier (repeatable), e.g. standard:timeout=60s,memory=2GiB,pids=1024,cpus=1 (SIMPLECI_TIERS, ';'-separated)")
 	lease := fs.Duration("lease", 30*time.Second, "scheduler: job lease duration")
 	retries := fs.Int("lost-run-retries", 1, "scheduler: how often a run whose runner was lost runs again on another runner (0: it fails)")
 	runnerID := fs.String("runner-id", env("SIMPLECI_RUNNER_ID", ""), "runner: its name (default: the host name)")
@@ -149,12 +207,12 @@ func Serve(args []string, stdout, stderr io.Writer) error {
 	if len(services) == 0 {
 		services = split(env("SIMPLECI_SERVICES", ""))
 	}
-	tt, err := parseTimeouts(*timeouts)
+	tt, err := parseTiers(append([]string{os.Getenv("SIMPLECI_TIERS")}, tierSpecs...))
 	if err != nil {
 		return err
 	}
 	cfg := Config{Services: services, DatabaseURL: *dbURL, KafkaBrokers: split(*brokers), GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr,
-		DataDir: *data, InternalToken: *token, AdminTokenFile: *adminFile, RunnerTiers: split(*tiers), TierTimeouts: tt,
+		DataDir: *data, InternalToken: *token, AdminTokenFile: *adminFile, RunnerTiers: split(*tiers), Tiers: tt,
 		LeaseDuration: *lease, LostRunRetries: *retries, RunnerID: *runnerID, DrainTimeout: *drain, Peers: map[string]string{}, Log: logger(stderr)}
 	for s, v := range peers {
 		cfg.Peers[s] = *v
@@ -182,8 +240,18 @@ func Main(args []string) int {
 		err = Dev(args[1:], os.Stdout, os.Stderr)
 	case "serve":
 		err = Serve(args[1:], os.Stdout, os.Stderr)
+	case "exec":
+		ctx, cancel := signalContext()
+		defer cancel()
+		return local.Exec(ctx, args[1:], local.Std())
+	case "lint":
+		return local.Lint(args[1:], local.Std())
 	case "admin":
 		err = Admin(args[1:], os.Stdout, os.Stderr)
+	case "runs", "trigger", "projects":
+		ctx, cancel := signalContext()
+		defer cancel()
+		return client.Main(ctx, args, client.Std())
 	case "help", "-h", "--help":
 		usage(os.Stdout)
 		return 0
@@ -207,6 +275,10 @@ func usage(w io.Writer) {
 commands:
   dev     every service in one process on the embedded default (SQLite, in-process bus, local runner)
   serve   the services named by --service, against Kafka and PostgreSQL
+  runs list PROJECT | show RUN | logs RUN [-f] | events RUN | cancel RUN
+  trigger PROJECT [--ref REF]
+  projects list
+          API client: --server URL --token TOKEN, or SIMPLECI_SERVER and SIMPLECI_TOKEN
   admin rebuild-projections [--data DIR | --database-url URL]
           rebuild the read models from the event log (stop the scheduler first)
   exec    run the pipeline in the current directory with the server's engine (exec -h for flags)

@@ -62,8 +62,9 @@ type Config struct {
 	AdminTokenFile string
 	// RunnerTiers are the tiers the runner serves.
 	RunnerTiers []string
-	// TierTimeouts overrides tiers' run timeouts.
-	TierTimeouts map[string]time.Duration
+	// Tiers overrides the default tiers: a field left zero keeps the default; a new name
+	// adds a tier.
+	Tiers map[string]schedsvc.Tier
 	// LeaseDuration of claimed jobs (scheduler).
 	LeaseDuration time.Duration
 	// LostRunRetries is how often a run whose runner was lost runs again (scheduler).
@@ -292,9 +293,24 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		tiers := schedsvc.DefaultTiers()
-		for name, d := range cfg.TierTimeouts {
+		for name, o := range cfg.Tiers {
 			t := tiers[name]
-			t.Name, t.Timeout = name, d
+			t.Name = name
+			if o.Timeout > 0 {
+				t.Timeout = o.Timeout
+			}
+			if o.Memory > 0 {
+				t.Memory = o.Memory
+			}
+			if o.Pids > 0 {
+				t.Pids = o.Pids
+			}
+			if o.CPUs > 0 {
+				t.CPUs = o.CPUs
+			}
+			if t.Timeout <= 0 {
+				return fmt.Errorf("tier %s: a new tier needs a timeout", name)
+			}
 			tiers[name] = t
 		}
 		s, err := schedsvc.New(ctx, schedsvc.Config{DB: db, Bus: b, Forges: forges, Projects: apiv1.NewProjectInternalServiceClient(pc),

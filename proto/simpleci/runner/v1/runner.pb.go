@@ -150,7 +150,13 @@ type Job struct {
 	Tier          string                 `protobuf:"bytes,13,opt,name=tier,proto3" json:"tier,omitempty"`
 	LeaseDuration *durationpb.Duration   `protobuf:"bytes,14,opt,name=lease_duration,json=leaseDuration,proto3" json:"lease_duration,omitempty"`
 	// attempt numbers this execution of the run (1 unless the run was requeued).
-	Attempt       int32 `protobuf:"varint,15,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Attempt int32 `protobuf:"varint,15,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// The tier's limits for the whole job: memory in bytes, processes, CPUs (0: none).
+	MemoryBytes int64   `protobuf:"varint,16,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	PidsLimit   int64   `protobuf:"varint,17,opt,name=pids_limit,json=pidsLimit,proto3" json:"pids_limit,omitempty"`
+	Cpus        float64 `protobuf:"fixed64,18,opt,name=cpus,proto3" json:"cpus,omitempty"`
+	// network says whether the job may reach the network (not for pull requests from forks).
+	Network       bool `protobuf:"varint,19,opt,name=network,proto3" json:"network,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -288,6 +294,34 @@ func (x *Job) GetAttempt() int32 {
 		return x.Attempt
 	}
 	return 0
+}
+
+func (x *Job) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *Job) GetPidsLimit() int64 {
+	if x != nil {
+		return x.PidsLimit
+	}
+	return 0
+}
+
+func (x *Job) GetCpus() float64 {
+	if x != nil {
+		return x.Cpus
+	}
+	return 0
+}
+
+func (x *Job) GetNetwork() bool {
+	if x != nil {
+		return x.Network
+	}
+	return false
 }
 
 // HeartbeatRequest names the lease to extend.
@@ -591,7 +625,7 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\x05tiers\x18\x02 \x03(\tR\x05tiers\x12-\n" +
 	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"=\n" +
 	"\x10ClaimJobResponse\x12)\n" +
-	"\x03job\x18\x01 \x01(\v2\x17.simpleci.runner.v1.JobR\x03job\"\x89\x05\n" +
+	"\x03job\x18\x01 \x01(\v2\x17.simpleci.runner.v1.JobR\x03job\"\xf9\x05\n" +
 	"\x03Job\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -611,7 +645,12 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\atimeout\x18\f \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x12\n" +
 	"\x04tier\x18\r \x01(\tR\x04tier\x12@\n" +
 	"\x0elease_duration\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\x12\x18\n" +
-	"\aattempt\x18\x0f \x01(\x05R\aattempt\x1a:\n" +
+	"\aattempt\x18\x0f \x01(\x05R\aattempt\x12!\n" +
+	"\fmemory_bytes\x18\x10 \x01(\x03R\vmemoryBytes\x12\x1d\n" +
+	"\n" +
+	"pids_limit\x18\x11 \x01(\x03R\tpidsLimit\x12\x12\n" +
+	"\x04cpus\x18\x12 \x01(\x01R\x04cpus\x12\x18\n" +
+	"\anetwork\x18\x13 \x01(\bR\anetwork\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
