@@ -83,7 +83,7 @@ func Exec(ctx context.Context, args []string, std Stdio) int {
 	}
 	job := engine.Job{Pipeline: pl, Dir: dir, Env: envMap(o.env, o.secrets), Context: jobCtx, Timeout: *timeout, Secrets: secrets}
 
-	p := newPrinter(std.Stdout, newPalette(std.Color), len(pl.Steps))
+	p := newPrinter(std.Stdout, newPalette(std.Color))
 	p.intro(name, len(pl.Steps), jobCtx)
 	res := engine.Run(ctx, job, p)
 	p.summary(pl.Steps, res)
@@ -99,11 +99,10 @@ type printer struct {
 	pal     palette
 	midLine bool   // the last output did not end a line
 	buf     []byte // reused for colored chunks
-	failed  []string
 }
 
-func newPrinter(w io.Writer, pal palette, steps int) *printer {
-	return &printer{w: w, pal: pal, failed: make([]string, steps)}
+func newPrinter(w io.Writer, pal palette) *printer {
+	return &printer{w: w, pal: pal}
 }
 
 func (p *printer) intro(file string, steps int, ctx map[string]any) {
@@ -160,7 +159,13 @@ func (p *printer) Log(c engine.LogChunk) {
 	}
 	data := c.Data
 	if c.Stream == "stderr" && p.pal.red != "" {
-		p.buf = append(append(append(p.buf[:0], p.pal.red...), data...), p.pal.reset...)
+		// The reset goes before a final newline, so that no color
+		// bleeds into the next line (a header, the other stream).
+		body, nl := data, ""
+		if body[len(body)-1] == '\n' {
+			body, nl = body[:len(body)-1], "\n"
+		}
+		p.buf = append(append(append(append(p.buf[:0], p.pal.red...), body...), p.pal.reset...), nl...)
 		data = p.buf
 	}
 	p.w.Write(data)

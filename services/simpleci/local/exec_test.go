@@ -87,7 +87,7 @@ func TestExec(t *testing.T) {
 		},
 		{
 			name: "colors on a terminal", args: []string{"--env", "VAR=v"}, color: true,
-			stdout: []string{"\x1b[1m\x1b[36m==> Hello\x1b[0m\n", "hello\n\x1b[31mto-stderr\n\x1b[0m", "\x1b[32msucceeded"},
+			stdout: []string{"\x1b[1m\x1b[36m==> Hello\x1b[0m\n", "hello\n\x1b[31mto-stderr\x1b[0m\n", "\x1b[32msucceeded"},
 		},
 		{
 			name: "secret and env from the caller's environment", args: []string{"--env", "VAR", "--secret", "TOKEN"},
