@@ -468,7 +468,10 @@ func TestWebhookBusClosed(t *testing.T) {
 }
 
 // directProjects calls the fake in process, as the internal principal.
-type directProjects struct{ f *fakeProjects }
+type directProjects struct {
+	apiv1.ProjectInternalServiceClient
+	f *fakeProjects
+}
 
 func (d *directProjects) ResolveProject(ctx context.Context, in *apiv1.ResolveProjectRequest, _ ...grpc.CallOption) (*apiv1.ResolvedProject, error) {
 	return d.f.ResolveProject(auth.WithPrincipal(ctx, &authv1.Principal{Login: auth.InternalLogin, Admin: true}), in)

@@ -17,6 +17,7 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/id"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
+	"github.com/simpleci/simpleci/services/project/seal"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -29,6 +30,7 @@ type Service struct {
 	apiv1.UnimplementedProjectInternalServiceServer
 	db        *sqldb.DB
 	providers []string
+	keys      *seal.Keyring // nil: secrets disabled
 }
 
 // New returns the service over db, creating its tables. providers lists the forge names

@@ -217,7 +217,7 @@ func (r *Runner) runJob(ctx context.Context, job *runnerv1.Job, obs *observer) (
 		jc[k] = v
 	}
 	// A one-second grace between SIGTERM and SIGKILL keeps a cancel within two seconds.
-	res := engine.Run(ctx, engine.Job{Pipeline: pl, Dir: checkout, Env: job.Env, Context: jc, Timeout: job.Timeout.AsDuration(), KillGrace: time.Second}, obs)
+	res := engine.Run(ctx, engine.Job{Pipeline: pl, Dir: checkout, Env: jobEnv(job), Secrets: secretValues(job), Context: jc, Timeout: job.Timeout.AsDuration(), KillGrace: time.Second}, obs)
 	return string(res.Status), res.Reason
 }
 
@@ -436,4 +436,25 @@ func retryFor(ctx context.Context, limit time.Duration, fn func(context.Context)
 		}
 		wait = min(wait*2, 2*time.Second)
 	}
+}
+
+// jobEnv is the job's environment: its variables and its secrets (a secret wins).
+func jobEnv(job *runnerv1.Job) map[string]string {
+	env := make(map[string]string, len(job.Env)+len(job.Secrets))
+	for k, v := range job.Env {
+		env[k] = v
+	}
+	for k, v := range job.Secrets {
+		env[k] = v
+	}
+	return env
+}
+
+// secretValues are what the engine masks in the output.
+func secretValues(job *runnerv1.Job) []string {
+	out := make([]string, 0, len(job.Secrets))
+	for _, v := range job.Secrets {
+		out = append(out, v)
+	}
+	return out
 }

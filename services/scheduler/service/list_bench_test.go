@@ -16,7 +16,10 @@ import (
 )
 
 // oneProject resolves every name to the same project.
-type oneProject struct{ p *apiv1.Project }
+type oneProject struct {
+	apiv1.ProjectInternalServiceClient
+	p *apiv1.Project
+}
 
 func (o oneProject) ResolveProject(context.Context, *apiv1.ResolveProjectRequest, ...grpc.CallOption) (*apiv1.ResolvedProject, error) {
 	return &apiv1.ResolvedProject{Project: o.p}, nil
@@ -31,7 +34,7 @@ func BenchmarkListRuns(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	s := &Service{db: db, cfg: Config{Projects: oneProject{&apiv1.Project{Id: "p1", OrgId: "o1"}}}}
+	s := &Service{db: db, cfg: Config{Projects: oneProject{p: &apiv1.Project{Id: "p1", OrgId: "o1"}}}}
 	if err := s.migrate(ctx); err != nil {
 		b.Fatal(err)
 	}

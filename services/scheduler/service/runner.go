@@ -96,7 +96,23 @@ func (s *Service) start(ctx context.Context, runID, lease, runner string) (*runn
 	if !ok {
 		tier = s.cfg.Tiers["standard"]
 	}
-	return jobFor(r, lease, s.cfg.LeaseDuration, tier), nil
+	job := jobFor(r, lease, s.cfg.LeaseDuration, tier)
+	// Secrets travel only here, to the runner holding the lease: never on the bus or
+	// in the event store. A fork's pull request gets none.
+	if job.Network { // off exactly for a fork's pull request
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		sec, err := s.cfg.Projects.JobSecrets(sctx, &apiv1.JobSecretsRequest{ProjectId: r.ProjectID})
+		cancel()
+		if err != nil {
+			reason := "cannot read the project's secrets: " + status.Convert(err).Message()
+			if ferr := s.finishJob(context.WithoutCancel(ctx), runID, "", domain.RunErrored, reason, 0); ferr != nil {
+				return nil, ferr
+			}
+			return nil, nil
+		}
+		job.Secrets = sec.GetSecrets()
+	}
+	return job, nil
 }
 
 // maxHeartbeatWait bounds how long one heartbeat waits for a cancellation.

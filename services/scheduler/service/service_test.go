@@ -102,6 +102,11 @@ func makeRepo(dir string) (testRepo, error) {
 // fakeProjects implements the project service's internal client over a fixed set.
 type fakeProjects struct {
 	projects []*apiv1.ResolvedProject
+	secrets  map[string]string // every project's secrets
+}
+
+func (f *fakeProjects) JobSecrets(context.Context, *apiv1.JobSecretsRequest, ...grpc.CallOption) (*apiv1.JobSecretsResponse, error) {
+	return &apiv1.JobSecretsResponse{Secrets: f.secrets}, nil
 }
 
 func (f *fakeProjects) ResolveProject(_ context.Context, in *apiv1.ResolveProjectRequest, _ ...grpc.CallOption) (*apiv1.ResolvedProject, error) {

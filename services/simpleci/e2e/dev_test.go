@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"encoding/base64"
 	"net/http"
 	"os"
 	"os/exec"
@@ -59,6 +60,43 @@ func TestDev(t *testing.T) {
 		}
 	})
 	scenarios(t, a)
+
+	t.Run("project secrets reach the steps, masked, and are never shown", func(t *testing.T) {
+		a := &api{t: t, base: a.base, token: a.token}
+		const value = "hunter2-very-secret"
+		var sec struct {
+			Name string `json:"name"`
+		}
+		a.json("PUT", "/api/v1/projects/demo/secrets/DEPLOY_TOKEN", map[string]string{"value": value}, http.StatusOK, &sec)
+		if code, b := a.do("PUT", "/api/v1/projects/demo/secrets/SHORT", map[string]string{"value": "abc"}, nil); code != http.StatusBadRequest || !strings.Contains(string(b), "cannot be masked") {
+			t.Fatalf("a 3-character secret: %d %s, want 400 saying why", code, b)
+		}
+		code, b := a.do("GET", "/api/v1/projects/demo/secrets", nil, nil)
+		if code != http.StatusOK || !strings.Contains(string(b), "DEPLOY_TOKEN") || strings.Contains(string(b), value) {
+			t.Fatalf("list secrets: %d %s", code, b)
+		}
+		// The demo's Greet step prints nothing secret; a run of a pipeline that echoes
+		// the variable must show *** instead.
+		repo, shas := gitRepo(t, map[string]string{"main2": `{"steps": [{"name": "leak", "run": "echo token=$DEPLOY_TOKEN; printf '%s' \"$DEPLOY_TOKEN\" | base64"}]}`})
+		var p project
+		a.json("POST", "/api/v1/projects", map[string]any{"name": "secrets", "provider": "local", "repository": repo, "events": []string{"push"}}, http.StatusOK, &p)
+		a.json("PUT", "/api/v1/projects/secrets/secrets/DEPLOY_TOKEN", map[string]string{"value": value}, http.StatusOK, nil)
+		r := a.waitRun(a.push(p, "main2", shas["main2"]), 60*time.Second)
+		var text strings.Builder
+		for _, c := range a.waitLogs(r.ID) {
+			text.WriteString(c.Text)
+		}
+		if r.Status != "succeeded" || !strings.Contains(text.String(), "token=***") || strings.Contains(text.String(), value) ||
+			strings.Contains(text.String(), base64.StdEncoding.EncodeToString([]byte(value))) {
+			t.Fatalf("run %s, log %q: want the secret in the step's env and masked (also base64)", r.Status, text.String())
+		}
+		if code, b := a.do("GET", "/api/v1/runs/"+r.ID+"/events", nil, nil); code != http.StatusOK || strings.Contains(string(b), value) {
+			t.Fatalf("the run's events hold the secret: %d", code)
+		}
+		if code, _ := a.do("DELETE", "/api/v1/projects/demo/secrets/DEPLOY_TOKEN", nil, nil); code != http.StatusOK {
+			t.Fatalf("delete secret: %d", code)
+		}
+	})
 
 	t.Run("the command-line client", func(t *testing.T) {
 		cli := func(args ...string) string {

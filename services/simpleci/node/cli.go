@@ -189,6 +189,7 @@ func Serve(args []string, stdout, stderr io.Writer) error {
 	data := fs.String("data", env("SIMPLECI_DATA", ""), "data directory (mirrors, workspaces)")
 	token := fs.String("internal-token", env("SIMPLECI_INTERNAL_TOKEN", ""), "token services present to each other")
 	adminFile := fs.String("admin-token-file", env("SIMPLECI_ADMIN_TOKEN_FILE", ""), "auth: file with the bootstrap admin token (created if missing)")
+	keyring := fs.String("secrets-keyring", env("SIMPLECI_SECRETS_KEYRING", ""), "project: file of the keys that seal project secrets (ID:BASE64 per line; created if missing)")
 	tiers := fs.String("runner-tiers", env("SIMPLECI_RUNNER_TIERS", "standard"), "runner: tiers served, comma-separated")
 	var tierSpecs listFlag
 	fs.Var(&tierSpecs, "tier", "scheduler: override a tier (repeatable), e.g. standard:timeout=60s,memory=2GiB,pids=1024,cpus=1 (SIMPLECI_TIERS, ';'-separated)")
@@ -213,7 +214,7 @@ func Serve(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := Config{Services: services, DatabaseURL: *dbURL, KafkaBrokers: split(*brokers), GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr,
 		DataDir: *data, InternalToken: *token, AdminTokenFile: *adminFile, RunnerTiers: split(*tiers), Tiers: tt,
-		LeaseDuration: *lease, LostRunRetries: *retries, RunnerID: *runnerID, DrainTimeout: *drain, Peers: map[string]string{}, Log: logger(stderr)}
+		LeaseDuration: *lease, LostRunRetries: *retries, RunnerID: *runnerID, DrainTimeout: *drain, SecretsKeyring: *keyring, Peers: map[string]string{}, Log: logger(stderr)}
 	for s, v := range peers {
 		cfg.Peers[s] = *v
 	}

@@ -30,6 +30,7 @@ import (
 	authsvc "github.com/simpleci/simpleci/services/auth/service"
 	gatewaysvc "github.com/simpleci/simpleci/services/gateway/service"
 	logsvc "github.com/simpleci/simpleci/services/log/service"
+	"github.com/simpleci/simpleci/services/project/seal"
 	projectsvc "github.com/simpleci/simpleci/services/project/service"
 	runnersvc "github.com/simpleci/simpleci/services/runner/service"
 	schedsvc "github.com/simpleci/simpleci/services/scheduler/service"
@@ -73,6 +74,10 @@ type Config struct {
 	RunnerID string
 	// DrainTimeout is how long a stopping runner may finish its job in progress.
 	DrainTimeout time.Duration
+	// SecretsKeyring is the file of keys that seal project secrets (project service);
+	// default DataDir/secrets.keyring, created when missing; no file and no DataDir
+	// disables secrets.
+	SecretsKeyring string
 	// Ready, when set, is called once the process serves.
 	Ready func(*Node)
 	// OnStart, when set, runs after the services started (dev mode uses it for the demo).
@@ -279,6 +284,21 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		if n.Projects, err = projectsvc.New(ctx, db, forges.Names()); err != nil {
 			return err
+		}
+		keyring := cfg.SecretsKeyring
+		if keyring == "" && cfg.DataDir != "" {
+			keyring = filepath.Join(cfg.DataDir, "secrets.keyring")
+		}
+		if keyring == "" {
+			log.Warn("project secrets disabled: give --secrets-keyring (or --data)")
+		} else {
+			keys, err := seal.LoadOrCreate(keyring)
+			if err != nil {
+				return err
+			}
+			if err := n.Projects.WithKeys(ctx, keys); err != nil {
+				return err
+			}
 		}
 		n.Projects.Register(gs)
 	}

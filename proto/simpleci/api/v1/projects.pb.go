@@ -13,6 +13,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	emptypb "google.golang.org/protobuf/types/known/emptypb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -482,11 +483,360 @@ func (x *ResolvedProject) GetWebhookSecret() string {
 	return ""
 }
 
+// Secret is a project secret's name and when it was last set; never its value.
+type Secret struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Secret) Reset() {
+	*x = Secret{}
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Secret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Secret) ProtoMessage() {}
+
+func (x *Secret) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Secret.ProtoReflect.Descriptor instead.
+func (*Secret) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Secret) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Secret) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+// SetSecretRequest is the body of PUT /api/v1/projects/{project}/secrets/{name}.
+type SetSecretRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Project string                 `protobuf:"bytes,1,opt,name=project,proto3" json:"project,omitempty"`
+	// name: upper-case letters, digits and '_', not starting with a digit; the step
+	// environment variable it becomes.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Value         string `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSecretRequest) Reset() {
+	*x = SetSecretRequest{}
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSecretRequest) ProtoMessage() {}
+
+func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSecretRequest.ProtoReflect.Descriptor instead.
+func (*SetSecretRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SetSecretRequest) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
+func (x *SetSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetSecretRequest) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// ListSecretsRequest names a project.
+type ListSecretsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Project       string                 `protobuf:"bytes,1,opt,name=project,proto3" json:"project,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsRequest) Reset() {
+	*x = ListSecretsRequest{}
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsRequest) ProtoMessage() {}
+
+func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
+func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListSecretsRequest) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
+// ListSecretsResponse lists secret names.
+type ListSecretsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secrets       []*Secret              `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsResponse) Reset() {
+	*x = ListSecretsResponse{}
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsResponse) ProtoMessage() {}
+
+func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
+func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListSecretsResponse) GetSecrets() []*Secret {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+// DeleteSecretRequest names a secret.
+type DeleteSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Project       string                 `protobuf:"bytes,1,opt,name=project,proto3" json:"project,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSecretRequest) Reset() {
+	*x = DeleteSecretRequest{}
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSecretRequest) ProtoMessage() {}
+
+func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DeleteSecretRequest) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
+func (x *DeleteSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// JobSecretsRequest names a project by id.
+type JobSecretsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProjectId     string                 `protobuf:"bytes,1,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobSecretsRequest) Reset() {
+	*x = JobSecretsRequest{}
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobSecretsRequest) ProtoMessage() {}
+
+func (x *JobSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobSecretsRequest.ProtoReflect.Descriptor instead.
+func (*JobSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *JobSecretsRequest) GetProjectId() string {
+	if x != nil {
+		return x.ProjectId
+	}
+	return ""
+}
+
+// JobSecretsResponse holds secrets by name.
+type JobSecretsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secrets       map[string]string      `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobSecretsResponse) Reset() {
+	*x = JobSecretsResponse{}
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobSecretsResponse) ProtoMessage() {}
+
+func (x *JobSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobSecretsResponse.ProtoReflect.Descriptor instead.
+func (*JobSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *JobSecretsResponse) GetSecrets() map[string]string {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
 var File_simpleci_api_v1_projects_proto protoreflect.FileDescriptor
 
 const file_simpleci_api_v1_projects_proto_rawDesc = "" +
 	"\n" +
-	"\x1esimpleci/api/v1/projects.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x02\n" +
+	"\x1esimpleci/api/v1/projects.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x02\n" +
 	"\aProject\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x12\n" +
@@ -524,14 +874,42 @@ const file_simpleci_api_v1_projects_proto_rawDesc = "" +
 	"\aproject\x18\x02 \x01(\tR\aproject\"l\n" +
 	"\x0fResolvedProject\x122\n" +
 	"\aproject\x18\x01 \x01(\v2\x18.simpleci.api.v1.ProjectR\aproject\x12%\n" +
-	"\x0ewebhook_secret\x18\x02 \x01(\tR\rwebhookSecret2\xe6\x02\n" +
+	"\x0ewebhook_secret\x18\x02 \x01(\tR\rwebhookSecret\"W\n" +
+	"\x06Secret\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
+	"\n" +
+	"updated_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"V\n" +
+	"\x10SetSecretRequest\x12\x18\n" +
+	"\aproject\x18\x01 \x01(\tR\aproject\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\tR\x05value\".\n" +
+	"\x12ListSecretsRequest\x12\x18\n" +
+	"\aproject\x18\x01 \x01(\tR\aproject\"H\n" +
+	"\x13ListSecretsResponse\x121\n" +
+	"\asecrets\x18\x01 \x03(\v2\x17.simpleci.api.v1.SecretR\asecrets\"C\n" +
+	"\x13DeleteSecretRequest\x12\x18\n" +
+	"\aproject\x18\x01 \x01(\tR\aproject\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"2\n" +
+	"\x11JobSecretsRequest\x12\x1d\n" +
+	"\n" +
+	"project_id\x18\x01 \x01(\tR\tprojectId\"\x9c\x01\n" +
+	"\x12JobSecretsResponse\x12J\n" +
+	"\asecrets\x18\x01 \x03(\v20.simpleci.api.v1.JobSecretsResponse.SecretsEntryR\asecrets\x1a:\n" +
+	"\fSecretsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xed\x05\n" +
 	"\x0eProjectService\x12m\n" +
 	"\rCreateProject\x12%.simpleci.api.v1.CreateProjectRequest\x1a\x18.simpleci.api.v1.Project\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/api/v1/projects\x12u\n" +
 	"\fListProjects\x12$.simpleci.api.v1.ListProjectsRequest\x1a%.simpleci.api.v1.ListProjectsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/projects\x12n\n" +
 	"\n" +
-	"GetProject\x12\".simpleci.api.v1.GetProjectRequest\x1a\x18.simpleci.api.v1.Project\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/v1/projects/{project}2t\n" +
+	"GetProject\x12\".simpleci.api.v1.GetProjectRequest\x1a\x18.simpleci.api.v1.Project\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/v1/projects/{project}\x12}\n" +
+	"\tSetSecret\x12!.simpleci.api.v1.SetSecretRequest\x1a\x17.simpleci.api.v1.Secret\"4\x82\xd3\xe4\x93\x02.:\x01*\x1a)/api/v1/projects/{project}/secrets/{name}\x12\x84\x01\n" +
+	"\vListSecrets\x12#.simpleci.api.v1.ListSecretsRequest\x1a$.simpleci.api.v1.ListSecretsResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/api/v1/projects/{project}/secrets\x12\x7f\n" +
+	"\fDeleteSecret\x12$.simpleci.api.v1.DeleteSecretRequest\x1a\x16.google.protobuf.Empty\"1\x82\xd3\xe4\x93\x02+*)/api/v1/projects/{project}/secrets/{name}2\xcb\x01\n" +
 	"\x16ProjectInternalService\x12Z\n" +
-	"\x0eResolveProject\x12&.simpleci.api.v1.ResolveProjectRequest\x1a .simpleci.api.v1.ResolvedProjectB:Z8github.com/simpleci/simpleci/proto/simpleci/api/v1;apiv1b\x06proto3"
+	"\x0eResolveProject\x12&.simpleci.api.v1.ResolveProjectRequest\x1a .simpleci.api.v1.ResolvedProject\x12U\n" +
+	"\n" +
+	"JobSecrets\x12\".simpleci.api.v1.JobSecretsRequest\x1a#.simpleci.api.v1.JobSecretsResponseB:Z8github.com/simpleci/simpleci/proto/simpleci/api/v1;apiv1b\x06proto3"
 
 var (
 	file_simpleci_api_v1_projects_proto_rawDescOnce sync.Once
@@ -545,7 +923,7 @@ func file_simpleci_api_v1_projects_proto_rawDescGZIP() []byte {
 	return file_simpleci_api_v1_projects_proto_rawDescData
 }
 
-var file_simpleci_api_v1_projects_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_simpleci_api_v1_projects_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_simpleci_api_v1_projects_proto_goTypes = []any{
 	(*Project)(nil),               // 0: simpleci.api.v1.Project
 	(*CreateProjectRequest)(nil),  // 1: simpleci.api.v1.CreateProjectRequest
@@ -554,25 +932,45 @@ var file_simpleci_api_v1_projects_proto_goTypes = []any{
 	(*GetProjectRequest)(nil),     // 4: simpleci.api.v1.GetProjectRequest
 	(*ResolveProjectRequest)(nil), // 5: simpleci.api.v1.ResolveProjectRequest
 	(*ResolvedProject)(nil),       // 6: simpleci.api.v1.ResolvedProject
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*Secret)(nil),                // 7: simpleci.api.v1.Secret
+	(*SetSecretRequest)(nil),      // 8: simpleci.api.v1.SetSecretRequest
+	(*ListSecretsRequest)(nil),    // 9: simpleci.api.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),   // 10: simpleci.api.v1.ListSecretsResponse
+	(*DeleteSecretRequest)(nil),   // 11: simpleci.api.v1.DeleteSecretRequest
+	(*JobSecretsRequest)(nil),     // 12: simpleci.api.v1.JobSecretsRequest
+	(*JobSecretsResponse)(nil),    // 13: simpleci.api.v1.JobSecretsResponse
+	nil,                           // 14: simpleci.api.v1.JobSecretsResponse.SecretsEntry
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),         // 16: google.protobuf.Empty
 }
 var file_simpleci_api_v1_projects_proto_depIdxs = []int32{
-	7, // 0: simpleci.api.v1.Project.created_at:type_name -> google.protobuf.Timestamp
-	0, // 1: simpleci.api.v1.ListProjectsResponse.projects:type_name -> simpleci.api.v1.Project
-	0, // 2: simpleci.api.v1.ResolvedProject.project:type_name -> simpleci.api.v1.Project
-	1, // 3: simpleci.api.v1.ProjectService.CreateProject:input_type -> simpleci.api.v1.CreateProjectRequest
-	2, // 4: simpleci.api.v1.ProjectService.ListProjects:input_type -> simpleci.api.v1.ListProjectsRequest
-	4, // 5: simpleci.api.v1.ProjectService.GetProject:input_type -> simpleci.api.v1.GetProjectRequest
-	5, // 6: simpleci.api.v1.ProjectInternalService.ResolveProject:input_type -> simpleci.api.v1.ResolveProjectRequest
-	0, // 7: simpleci.api.v1.ProjectService.CreateProject:output_type -> simpleci.api.v1.Project
-	3, // 8: simpleci.api.v1.ProjectService.ListProjects:output_type -> simpleci.api.v1.ListProjectsResponse
-	0, // 9: simpleci.api.v1.ProjectService.GetProject:output_type -> simpleci.api.v1.Project
-	6, // 10: simpleci.api.v1.ProjectInternalService.ResolveProject:output_type -> simpleci.api.v1.ResolvedProject
-	7, // [7:11] is the sub-list for method output_type
-	3, // [3:7] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	15, // 0: simpleci.api.v1.Project.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 1: simpleci.api.v1.ListProjectsResponse.projects:type_name -> simpleci.api.v1.Project
+	0,  // 2: simpleci.api.v1.ResolvedProject.project:type_name -> simpleci.api.v1.Project
+	15, // 3: simpleci.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	7,  // 4: simpleci.api.v1.ListSecretsResponse.secrets:type_name -> simpleci.api.v1.Secret
+	14, // 5: simpleci.api.v1.JobSecretsResponse.secrets:type_name -> simpleci.api.v1.JobSecretsResponse.SecretsEntry
+	1,  // 6: simpleci.api.v1.ProjectService.CreateProject:input_type -> simpleci.api.v1.CreateProjectRequest
+	2,  // 7: simpleci.api.v1.ProjectService.ListProjects:input_type -> simpleci.api.v1.ListProjectsRequest
+	4,  // 8: simpleci.api.v1.ProjectService.GetProject:input_type -> simpleci.api.v1.GetProjectRequest
+	8,  // 9: simpleci.api.v1.ProjectService.SetSecret:input_type -> simpleci.api.v1.SetSecretRequest
+	9,  // 10: simpleci.api.v1.ProjectService.ListSecrets:input_type -> simpleci.api.v1.ListSecretsRequest
+	11, // 11: simpleci.api.v1.ProjectService.DeleteSecret:input_type -> simpleci.api.v1.DeleteSecretRequest
+	5,  // 12: simpleci.api.v1.ProjectInternalService.ResolveProject:input_type -> simpleci.api.v1.ResolveProjectRequest
+	12, // 13: simpleci.api.v1.ProjectInternalService.JobSecrets:input_type -> simpleci.api.v1.JobSecretsRequest
+	0,  // 14: simpleci.api.v1.ProjectService.CreateProject:output_type -> simpleci.api.v1.Project
+	3,  // 15: simpleci.api.v1.ProjectService.ListProjects:output_type -> simpleci.api.v1.ListProjectsResponse
+	0,  // 16: simpleci.api.v1.ProjectService.GetProject:output_type -> simpleci.api.v1.Project
+	7,  // 17: simpleci.api.v1.ProjectService.SetSecret:output_type -> simpleci.api.v1.Secret
+	10, // 18: simpleci.api.v1.ProjectService.ListSecrets:output_type -> simpleci.api.v1.ListSecretsResponse
+	16, // 19: simpleci.api.v1.ProjectService.DeleteSecret:output_type -> google.protobuf.Empty
+	6,  // 20: simpleci.api.v1.ProjectInternalService.ResolveProject:output_type -> simpleci.api.v1.ResolvedProject
+	13, // 21: simpleci.api.v1.ProjectInternalService.JobSecrets:output_type -> simpleci.api.v1.JobSecretsResponse
+	14, // [14:22] is the sub-list for method output_type
+	6,  // [6:14] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_api_v1_projects_proto_init() }
@@ -586,7 +984,7 @@ func file_simpleci_api_v1_projects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_api_v1_projects_proto_rawDesc), len(file_simpleci_api_v1_projects_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

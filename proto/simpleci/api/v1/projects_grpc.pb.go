@@ -14,6 +14,7 @@ import (
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
+	emptypb "google.golang.org/protobuf/types/known/emptypb"
 )
 
 // This is a compile-time assertion to ensure that this generated file
@@ -25,6 +26,9 @@ const (
 	ProjectService_CreateProject_FullMethodName = "/simpleci.api.v1.ProjectService/CreateProject"
 	ProjectService_ListProjects_FullMethodName  = "/simpleci.api.v1.ProjectService/ListProjects"
 	ProjectService_GetProject_FullMethodName    = "/simpleci.api.v1.ProjectService/GetProject"
+	ProjectService_SetSecret_FullMethodName     = "/simpleci.api.v1.ProjectService/SetSecret"
+	ProjectService_ListSecrets_FullMethodName   = "/simpleci.api.v1.ProjectService/ListSecrets"
+	ProjectService_DeleteSecret_FullMethodName  = "/simpleci.api.v1.ProjectService/DeleteSecret"
 )
 
 // ProjectServiceClient is the client API for ProjectService service.
@@ -39,6 +43,14 @@ type ProjectServiceClient interface {
 	ListProjects(ctx context.Context, in *ListProjectsRequest, opts ...grpc.CallOption) (*ListProjectsResponse, error)
 	// GetProject returns a project by id or name.
 	GetProject(ctx context.Context, in *GetProjectRequest, opts ...grpc.CallOption) (*Project, error)
+	// SetSecret stores (or replaces) a project secret, encrypted. Secrets are write-only:
+	// no call returns a value. Values shorter than 4 characters are refused (they could
+	// not be masked in logs without destroying them).
+	SetSecret(ctx context.Context, in *SetSecretRequest, opts ...grpc.CallOption) (*Secret, error)
+	// ListSecrets lists a project's secrets: names and update times, never values.
+	ListSecrets(ctx context.Context, in *ListSecretsRequest, opts ...grpc.CallOption) (*ListSecretsResponse, error)
+	// DeleteSecret removes a project secret.
+	DeleteSecret(ctx context.Context, in *DeleteSecretRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 }
 
 type projectServiceClient struct {
@@ -79,6 +91,36 @@ func (c *projectServiceClient) GetProject(ctx context.Context, in *GetProjectReq
 	return out, nil
 }
 
+func (c *projectServiceClient) SetSecret(ctx context.Context, in *SetSecretRequest, opts ...grpc.CallOption) (*Secret, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Secret)
+	err := c.cc.Invoke(ctx, ProjectService_SetSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *projectServiceClient) ListSecrets(ctx context.Context, in *ListSecretsRequest, opts ...grpc.CallOption) (*ListSecretsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSecretsResponse)
+	err := c.cc.Invoke(ctx, ProjectService_ListSecrets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *projectServiceClient) DeleteSecret(ctx context.Context, in *DeleteSecretRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(emptypb.Empty)
+	err := c.cc.Invoke(ctx, ProjectService_DeleteSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProjectServiceServer is the server API for ProjectService service.
 // All implementations must embed UnimplementedProjectServiceServer
 // for forward compatibility.
@@ -91,6 +133,14 @@ type ProjectServiceServer interface {
 	ListProjects(context.Context, *ListProjectsRequest) (*ListProjectsResponse, error)
 	// GetProject returns a project by id or name.
 	GetProject(context.Context, *GetProjectRequest) (*Project, error)
+	// SetSecret stores (or replaces) a project secret, encrypted. Secrets are write-only:
+	// no call returns a value. Values shorter than 4 characters are refused (they could
+	// not be masked in logs without destroying them).
+	SetSecret(context.Context, *SetSecretRequest) (*Secret, error)
+	// ListSecrets lists a project's secrets: names and update times, never values.
+	ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error)
+	// DeleteSecret removes a project secret.
+	DeleteSecret(context.Context, *DeleteSecretRequest) (*emptypb.Empty, error)
 	mustEmbedUnimplementedProjectServiceServer()
 }
 
@@ -109,6 +159,15 @@ func (UnimplementedProjectServiceServer) ListProjects(context.Context, *ListProj
 }
 func (UnimplementedProjectServiceServer) GetProject(context.Context, *GetProjectRequest) (*Project, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetProject not implemented")
+}
+func (UnimplementedProjectServiceServer) SetSecret(context.Context, *SetSecretRequest) (*Secret, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetSecret not implemented")
+}
+func (UnimplementedProjectServiceServer) ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSecrets not implemented")
+}
+func (UnimplementedProjectServiceServer) DeleteSecret(context.Context, *DeleteSecretRequest) (*emptypb.Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteSecret not implemented")
 }
 func (UnimplementedProjectServiceServer) mustEmbedUnimplementedProjectServiceServer() {}
 func (UnimplementedProjectServiceServer) testEmbeddedByValue()                        {}
@@ -185,6 +244,60 @@ func _ProjectService_GetProject_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ProjectService_SetSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProjectServiceServer).SetSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProjectService_SetSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProjectServiceServer).SetSecret(ctx, req.(*SetSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProjectService_ListSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSecretsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProjectServiceServer).ListSecrets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProjectService_ListSecrets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProjectServiceServer).ListSecrets(ctx, req.(*ListSecretsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProjectService_DeleteSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProjectServiceServer).DeleteSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProjectService_DeleteSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProjectServiceServer).DeleteSecret(ctx, req.(*DeleteSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ProjectService_ServiceDesc is the grpc.ServiceDesc for ProjectService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -204,6 +317,18 @@ var ProjectService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetProject",
 			Handler:    _ProjectService_GetProject_Handler,
 		},
+		{
+			MethodName: "SetSecret",
+			Handler:    _ProjectService_SetSecret_Handler,
+		},
+		{
+			MethodName: "ListSecrets",
+			Handler:    _ProjectService_ListSecrets_Handler,
+		},
+		{
+			MethodName: "DeleteSecret",
+			Handler:    _ProjectService_DeleteSecret_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "simpleci/api/v1/projects.proto",
@@ -211,6 +336,7 @@ var ProjectService_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	ProjectInternalService_ResolveProject_FullMethodName = "/simpleci.api.v1.ProjectInternalService/ResolveProject"
+	ProjectInternalService_JobSecrets_FullMethodName     = "/simpleci.api.v1.ProjectInternalService/JobSecrets"
 )
 
 // ProjectInternalServiceClient is the client API for ProjectInternalService service.
@@ -223,6 +349,9 @@ type ProjectInternalServiceClient interface {
 	// ResolveProject returns a project by id or name within an organisation, or by id
 	// alone when org_id is empty, with its webhook secret.
 	ResolveProject(ctx context.Context, in *ResolveProjectRequest, opts ...grpc.CallOption) (*ResolvedProject, error)
+	// JobSecrets returns a project's secrets in plain text, for the scheduler to hand to
+	// the runner that claimed a job (over gRPC, never on the bus or in the event store).
+	JobSecrets(ctx context.Context, in *JobSecretsRequest, opts ...grpc.CallOption) (*JobSecretsResponse, error)
 }
 
 type projectInternalServiceClient struct {
@@ -243,6 +372,16 @@ func (c *projectInternalServiceClient) ResolveProject(ctx context.Context, in *R
 	return out, nil
 }
 
+func (c *projectInternalServiceClient) JobSecrets(ctx context.Context, in *JobSecretsRequest, opts ...grpc.CallOption) (*JobSecretsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JobSecretsResponse)
+	err := c.cc.Invoke(ctx, ProjectInternalService_JobSecrets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProjectInternalServiceServer is the server API for ProjectInternalService service.
 // All implementations must embed UnimplementedProjectInternalServiceServer
 // for forward compatibility.
@@ -253,6 +392,9 @@ type ProjectInternalServiceServer interface {
 	// ResolveProject returns a project by id or name within an organisation, or by id
 	// alone when org_id is empty, with its webhook secret.
 	ResolveProject(context.Context, *ResolveProjectRequest) (*ResolvedProject, error)
+	// JobSecrets returns a project's secrets in plain text, for the scheduler to hand to
+	// the runner that claimed a job (over gRPC, never on the bus or in the event store).
+	JobSecrets(context.Context, *JobSecretsRequest) (*JobSecretsResponse, error)
 	mustEmbedUnimplementedProjectInternalServiceServer()
 }
 
@@ -265,6 +407,9 @@ type UnimplementedProjectInternalServiceServer struct{}
 
 func (UnimplementedProjectInternalServiceServer) ResolveProject(context.Context, *ResolveProjectRequest) (*ResolvedProject, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResolveProject not implemented")
+}
+func (UnimplementedProjectInternalServiceServer) JobSecrets(context.Context, *JobSecretsRequest) (*JobSecretsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method JobSecrets not implemented")
 }
 func (UnimplementedProjectInternalServiceServer) mustEmbedUnimplementedProjectInternalServiceServer() {
 }
@@ -306,6 +451,24 @@ func _ProjectInternalService_ResolveProject_Handler(srv interface{}, ctx context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ProjectInternalService_JobSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JobSecretsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProjectInternalServiceServer).JobSecrets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProjectInternalService_JobSecrets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProjectInternalServiceServer).JobSecrets(ctx, req.(*JobSecretsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ProjectInternalService_ServiceDesc is the grpc.ServiceDesc for ProjectInternalService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -316,6 +479,10 @@ var ProjectInternalService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResolveProject",
 			Handler:    _ProjectInternalService_ResolveProject_Handler,
+		},
+		{
+			MethodName: "JobSecrets",
+			Handler:    _ProjectInternalService_JobSecrets_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

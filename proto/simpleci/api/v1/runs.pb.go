@@ -45,7 +45,11 @@ type Run struct {
 	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	Steps      []*Step                `protobuf:"bytes,16,rep,name=steps,proto3" json:"steps,omitempty"`
 	// attempt is 1 unless the run was requeued after losing its runner.
-	Attempt       int32 `protobuf:"varint,17,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Attempt int32 `protobuf:"varint,17,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// isolation names the isolation layers the runner gave the current attempt's job (the
+	// first line of its log), e.g. "isolation: cgroup=v1+v2 memory,pids,cpu,freezer; namespaces=...;
+	// user=uid 64001; fs=bubblewrap; ..."; empty until the runner reported it.
+	Isolation     string `protobuf:"bytes,18,opt,name=isolation,proto3" json:"isolation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -197,6 +201,13 @@ func (x *Run) GetAttempt() int32 {
 		return x.Attempt
 	}
 	return 0
+}
+
+func (x *Run) GetIsolation() string {
+	if x != nil {
+		return x.Isolation
+	}
+	return ""
 }
 
 // Step is one step of a run.
@@ -784,7 +795,7 @@ var File_simpleci_api_v1_runs_proto protoreflect.FileDescriptor
 
 const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\n" +
-	"\x1asimpleci/api/v1/runs.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x04\n" +
+	"\x1asimpleci/api/v1/runs.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x04\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1d\n" +
@@ -807,7 +818,8 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\vfinished_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12+\n" +
 	"\x05steps\x18\x10 \x03(\v2\x15.simpleci.api.v1.StepR\x05steps\x12\x18\n" +
-	"\aattempt\x18\x11 \x01(\x05R\aattempt\"\xf5\x01\n" +
+	"\aattempt\x18\x11 \x01(\x05R\aattempt\x12\x1c\n" +
+	"\tisolation\x18\x12 \x01(\tR\tisolation\"\xf5\x01\n" +
 	"\x04Step\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +

@@ -499,6 +499,88 @@ func (x *RunStarted) GetStartedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// RunIsolation records which isolation layers the runner's sandbox gave the run's job, as
+// detected on the runner's machine (runner → scheduler, before the first step). isolation
+// is the line the run's log starts with, e.g. "isolation: cgroup=v1+v2 memory,pids,cpu,freezer;
+// namespaces=user,mount,pid,net,ipc,uts,cgroup; user=uid 64001; fs=bubblewrap; ..." or
+// "isolation: weak (...): ..." (docs/security.md).
+type RunIsolation struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RunId     string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	OrgId     string                 `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	ProjectId string                 `protobuf:"bytes,3,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
+	Isolation string                 `protobuf:"bytes,4,opt,name=isolation,proto3" json:"isolation,omitempty"`
+	// attempt is the attempt whose job the line describes.
+	Attempt       int32 `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunIsolation) Reset() {
+	*x = RunIsolation{}
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunIsolation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunIsolation) ProtoMessage() {}
+
+func (x *RunIsolation) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunIsolation.ProtoReflect.Descriptor instead.
+func (*RunIsolation) Descriptor() ([]byte, []int) {
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RunIsolation) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunIsolation) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *RunIsolation) GetProjectId() string {
+	if x != nil {
+		return x.ProjectId
+	}
+	return ""
+}
+
+func (x *RunIsolation) GetIsolation() string {
+	if x != nil {
+		return x.Isolation
+	}
+	return ""
+}
+
+func (x *RunIsolation) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
 // StepStarted records that a step began executing.
 type StepStarted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -514,7 +596,7 @@ type StepStarted struct {
 
 func (x *StepStarted) Reset() {
 	*x = StepStarted{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[3]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +608,7 @@ func (x *StepStarted) String() string {
 func (*StepStarted) ProtoMessage() {}
 
 func (x *StepStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[3]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +621,7 @@ func (x *StepStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepStarted.ProtoReflect.Descriptor instead.
 func (*StepStarted) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StepStarted) GetRunId() string {
@@ -600,7 +682,7 @@ type StepSkipped struct {
 
 func (x *StepSkipped) Reset() {
 	*x = StepSkipped{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[4]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +694,7 @@ func (x *StepSkipped) String() string {
 func (*StepSkipped) ProtoMessage() {}
 
 func (x *StepSkipped) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[4]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +707,7 @@ func (x *StepSkipped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepSkipped.ProtoReflect.Descriptor instead.
 func (*StepSkipped) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StepSkipped) GetRunId() string {
@@ -697,7 +779,7 @@ type StepFinished struct {
 
 func (x *StepFinished) Reset() {
 	*x = StepFinished{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[5]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +791,7 @@ func (x *StepFinished) String() string {
 func (*StepFinished) ProtoMessage() {}
 
 func (x *StepFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[5]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +804,7 @@ func (x *StepFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepFinished.ProtoReflect.Descriptor instead.
 func (*StepFinished) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StepFinished) GetRunId() string {
@@ -809,7 +891,7 @@ type RunCancelRequested struct {
 
 func (x *RunCancelRequested) Reset() {
 	*x = RunCancelRequested{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[6]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +903,7 @@ func (x *RunCancelRequested) String() string {
 func (*RunCancelRequested) ProtoMessage() {}
 
 func (x *RunCancelRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[6]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +916,7 @@ func (x *RunCancelRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunCancelRequested.ProtoReflect.Descriptor instead.
 func (*RunCancelRequested) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RunCancelRequested) GetRunId() string {
@@ -889,7 +971,7 @@ type RunRequeued struct {
 
 func (x *RunRequeued) Reset() {
 	*x = RunRequeued{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[7]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +983,7 @@ func (x *RunRequeued) String() string {
 func (*RunRequeued) ProtoMessage() {}
 
 func (x *RunRequeued) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[7]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +996,7 @@ func (x *RunRequeued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequeued.ProtoReflect.Descriptor instead.
 func (*RunRequeued) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RunRequeued) GetRunId() string {
@@ -979,7 +1061,7 @@ type RunFinished struct {
 
 func (x *RunFinished) Reset() {
 	*x = RunFinished{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[8]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1073,7 @@ func (x *RunFinished) String() string {
 func (*RunFinished) ProtoMessage() {}
 
 func (x *RunFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[8]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1086,7 @@ func (x *RunFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunFinished.ProtoReflect.Descriptor instead.
 func (*RunFinished) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RunFinished) GetRunId() string {
@@ -1084,7 +1166,7 @@ type LogEmitted struct {
 
 func (x *LogEmitted) Reset() {
 	*x = LogEmitted{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[9]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1178,7 @@ func (x *LogEmitted) String() string {
 func (*LogEmitted) ProtoMessage() {}
 
 func (x *LogEmitted) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[9]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1191,7 @@ func (x *LogEmitted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEmitted.ProtoReflect.Descriptor instead.
 func (*LogEmitted) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LogEmitted) GetRunId() string {
@@ -1240,7 +1322,14 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\trunner_id\x18\x04 \x01(\tR\brunnerId\x12\x19\n" +
 	"\blease_id\x18\x05 \x01(\tR\aleaseId\x129\n" +
 	"\n" +
-	"started_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\xd1\x01\n" +
+	"started_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\x93\x01\n" +
+	"\fRunIsolation\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
+	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
+	"\n" +
+	"project_id\x18\x03 \x01(\tR\tprojectId\x12\x1c\n" +
+	"\tisolation\x18\x04 \x01(\tR\tisolation\x12\x18\n" +
+	"\aattempt\x18\x05 \x01(\x05R\aattempt\"\xd1\x01\n" +
 	"\vStepStarted\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -1335,40 +1424,41 @@ func file_simpleci_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_simpleci_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_simpleci_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_simpleci_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_simpleci_events_v1_events_proto_goTypes = []any{
 	(LogStream)(0),                // 0: simpleci.events.v1.LogStream
 	(*RunRequested)(nil),          // 1: simpleci.events.v1.RunRequested
 	(*RunQueued)(nil),             // 2: simpleci.events.v1.RunQueued
 	(*RunStarted)(nil),            // 3: simpleci.events.v1.RunStarted
-	(*StepStarted)(nil),           // 4: simpleci.events.v1.StepStarted
-	(*StepSkipped)(nil),           // 5: simpleci.events.v1.StepSkipped
-	(*StepFinished)(nil),          // 6: simpleci.events.v1.StepFinished
-	(*RunCancelRequested)(nil),    // 7: simpleci.events.v1.RunCancelRequested
-	(*RunRequeued)(nil),           // 8: simpleci.events.v1.RunRequeued
-	(*RunFinished)(nil),           // 9: simpleci.events.v1.RunFinished
-	(*LogEmitted)(nil),            // 10: simpleci.events.v1.LogEmitted
-	nil,                           // 11: simpleci.events.v1.RunRequested.ContextEntry
-	nil,                           // 12: simpleci.events.v1.RunQueued.ContextEntry
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
+	(*RunIsolation)(nil),          // 4: simpleci.events.v1.RunIsolation
+	(*StepStarted)(nil),           // 5: simpleci.events.v1.StepStarted
+	(*StepSkipped)(nil),           // 6: simpleci.events.v1.StepSkipped
+	(*StepFinished)(nil),          // 7: simpleci.events.v1.StepFinished
+	(*RunCancelRequested)(nil),    // 8: simpleci.events.v1.RunCancelRequested
+	(*RunRequeued)(nil),           // 9: simpleci.events.v1.RunRequeued
+	(*RunFinished)(nil),           // 10: simpleci.events.v1.RunFinished
+	(*LogEmitted)(nil),            // 11: simpleci.events.v1.LogEmitted
+	nil,                           // 12: simpleci.events.v1.RunRequested.ContextEntry
+	nil,                           // 13: simpleci.events.v1.RunQueued.ContextEntry
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
 }
 var file_simpleci_events_v1_events_proto_depIdxs = []int32{
-	11, // 0: simpleci.events.v1.RunRequested.context:type_name -> simpleci.events.v1.RunRequested.ContextEntry
-	13, // 1: simpleci.events.v1.RunRequested.requested_at:type_name -> google.protobuf.Timestamp
-	14, // 2: simpleci.events.v1.RunQueued.timeout:type_name -> google.protobuf.Duration
-	12, // 3: simpleci.events.v1.RunQueued.context:type_name -> simpleci.events.v1.RunQueued.ContextEntry
-	13, // 4: simpleci.events.v1.RunQueued.queued_at:type_name -> google.protobuf.Timestamp
-	13, // 5: simpleci.events.v1.RunStarted.started_at:type_name -> google.protobuf.Timestamp
-	13, // 6: simpleci.events.v1.StepStarted.started_at:type_name -> google.protobuf.Timestamp
-	13, // 7: simpleci.events.v1.StepSkipped.at:type_name -> google.protobuf.Timestamp
-	13, // 8: simpleci.events.v1.StepFinished.started_at:type_name -> google.protobuf.Timestamp
-	13, // 9: simpleci.events.v1.StepFinished.finished_at:type_name -> google.protobuf.Timestamp
-	13, // 10: simpleci.events.v1.RunCancelRequested.at:type_name -> google.protobuf.Timestamp
-	13, // 11: simpleci.events.v1.RunRequeued.at:type_name -> google.protobuf.Timestamp
-	13, // 12: simpleci.events.v1.RunFinished.finished_at:type_name -> google.protobuf.Timestamp
+	12, // 0: simpleci.events.v1.RunRequested.context:type_name -> simpleci.events.v1.RunRequested.ContextEntry
+	14, // 1: simpleci.events.v1.RunRequested.requested_at:type_name -> google.protobuf.Timestamp
+	15, // 2: simpleci.events.v1.RunQueued.timeout:type_name -> google.protobuf.Duration
+	13, // 3: simpleci.events.v1.RunQueued.context:type_name -> simpleci.events.v1.RunQueued.ContextEntry
+	14, // 4: simpleci.events.v1.RunQueued.queued_at:type_name -> google.protobuf.Timestamp
+	14, // 5: simpleci.events.v1.RunStarted.started_at:type_name -> google.protobuf.Timestamp
+	14, // 6: simpleci.events.v1.StepStarted.started_at:type_name -> google.protobuf.Timestamp
+	14, // 7: simpleci.events.v1.StepSkipped.at:type_name -> google.protobuf.Timestamp
+	14, // 8: simpleci.events.v1.StepFinished.started_at:type_name -> google.protobuf.Timestamp
+	14, // 9: simpleci.events.v1.StepFinished.finished_at:type_name -> google.protobuf.Timestamp
+	14, // 10: simpleci.events.v1.RunCancelRequested.at:type_name -> google.protobuf.Timestamp
+	14, // 11: simpleci.events.v1.RunRequeued.at:type_name -> google.protobuf.Timestamp
+	14, // 12: simpleci.events.v1.RunFinished.finished_at:type_name -> google.protobuf.Timestamp
 	0,  // 13: simpleci.events.v1.LogEmitted.stream:type_name -> simpleci.events.v1.LogStream
-	13, // 14: simpleci.events.v1.LogEmitted.at:type_name -> google.protobuf.Timestamp
+	14, // 14: simpleci.events.v1.LogEmitted.at:type_name -> google.protobuf.Timestamp
 	15, // [15:15] is the sub-list for method output_type
 	15, // [15:15] is the sub-list for method input_type
 	15, // [15:15] is the sub-list for extension type_name
@@ -1387,7 +1477,7 @@ func file_simpleci_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_events_v1_events_proto_rawDesc), len(file_simpleci_events_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

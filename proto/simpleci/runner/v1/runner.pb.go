@@ -156,7 +156,11 @@ type Job struct {
 	PidsLimit   int64   `protobuf:"varint,17,opt,name=pids_limit,json=pidsLimit,proto3" json:"pids_limit,omitempty"`
 	Cpus        float64 `protobuf:"fixed64,18,opt,name=cpus,proto3" json:"cpus,omitempty"`
 	// network says whether the job may reach the network (not for pull requests from forks).
-	Network       bool `protobuf:"varint,19,opt,name=network,proto3" json:"network,omitempty"`
+	Network bool `protobuf:"varint,19,opt,name=network,proto3" json:"network,omitempty"`
+	// secrets are the project's secrets (none for pull requests from forks): environment
+	// variables of every step, masked in the output. They exist only in this response,
+	// the job's processes and the masker.
+	Secrets       map[string]string `protobuf:"bytes,20,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -324,6 +328,13 @@ func (x *Job) GetNetwork() bool {
 	return false
 }
 
+func (x *Job) GetSecrets() map[string]string {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
 // HeartbeatRequest names the lease to extend.
 type HeartbeatRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -443,6 +454,7 @@ type ReportRequest struct {
 	//	*ReportRequest_StepSkipped
 	//	*ReportRequest_StepFinished
 	//	*ReportRequest_RunFinished
+	//	*ReportRequest_RunIsolation
 	Event         isReportRequest_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -542,6 +554,15 @@ func (x *ReportRequest) GetRunFinished() *v1.RunFinished {
 	return nil
 }
 
+func (x *ReportRequest) GetRunIsolation() *v1.RunIsolation {
+	if x != nil {
+		if x, ok := x.Event.(*ReportRequest_RunIsolation); ok {
+			return x.RunIsolation
+		}
+	}
+	return nil
+}
+
 type isReportRequest_Event interface {
 	isReportRequest_Event()
 }
@@ -562,6 +583,11 @@ type ReportRequest_RunFinished struct {
 	RunFinished *v1.RunFinished `protobuf:"bytes,7,opt,name=run_finished,json=runFinished,proto3,oneof"`
 }
 
+type ReportRequest_RunIsolation struct {
+	// run_isolation names the job's isolation layers; reported once, before the first step.
+	RunIsolation *v1.RunIsolation `protobuf:"bytes,8,opt,name=run_isolation,json=runIsolation,proto3,oneof"`
+}
+
 func (*ReportRequest_StepStarted) isReportRequest_Event() {}
 
 func (*ReportRequest_StepSkipped) isReportRequest_Event() {}
@@ -569,6 +595,8 @@ func (*ReportRequest_StepSkipped) isReportRequest_Event() {}
 func (*ReportRequest_StepFinished) isReportRequest_Event() {}
 
 func (*ReportRequest_RunFinished) isReportRequest_Event() {}
+
+func (*ReportRequest_RunIsolation) isReportRequest_Event() {}
 
 // ReportResponse acknowledges a report.
 type ReportResponse struct {
@@ -625,7 +653,7 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\x05tiers\x18\x02 \x03(\tR\x05tiers\x12-\n" +
 	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"=\n" +
 	"\x10ClaimJobResponse\x12)\n" +
-	"\x03job\x18\x01 \x01(\v2\x17.simpleci.runner.v1.JobR\x03job\"\xf9\x05\n" +
+	"\x03job\x18\x01 \x01(\v2\x17.simpleci.runner.v1.JobR\x03job\"\xf5\x06\n" +
 	"\x03Job\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -650,11 +678,15 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\n" +
 	"pids_limit\x18\x11 \x01(\x03R\tpidsLimit\x12\x12\n" +
 	"\x04cpus\x18\x12 \x01(\x01R\x04cpus\x12\x18\n" +
-	"\anetwork\x18\x13 \x01(\bR\anetwork\x1a:\n" +
+	"\anetwork\x18\x13 \x01(\bR\anetwork\x12>\n" +
+	"\asecrets\x18\x14 \x03(\v2$.simpleci.runner.v1.Job.SecretsEntryR\asecrets\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
+	"\fSecretsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"s\n" +
 	"\x10HeartbeatRequest\x12\x15\n" +
@@ -662,7 +694,7 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12-\n" +
 	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"+\n" +
 	"\x11HeartbeatResponse\x12\x16\n" +
-	"\x06cancel\x18\x01 \x01(\bR\x06cancel\"\x80\x03\n" +
+	"\x06cancel\x18\x01 \x01(\bR\x06cancel\"\xc9\x03\n" +
 	"\rReportRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x19\n" +
@@ -670,7 +702,8 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\fstep_started\x18\x04 \x01(\v2\x1f.simpleci.events.v1.StepStartedH\x00R\vstepStarted\x12D\n" +
 	"\fstep_skipped\x18\x05 \x01(\v2\x1f.simpleci.events.v1.StepSkippedH\x00R\vstepSkipped\x12G\n" +
 	"\rstep_finished\x18\x06 \x01(\v2 .simpleci.events.v1.StepFinishedH\x00R\fstepFinished\x12D\n" +
-	"\frun_finished\x18\a \x01(\v2\x1f.simpleci.events.v1.RunFinishedH\x00R\vrunFinishedB\a\n" +
+	"\frun_finished\x18\a \x01(\v2\x1f.simpleci.events.v1.RunFinishedH\x00R\vrunFinished\x12G\n" +
+	"\rrun_isolation\x18\b \x01(\v2 .simpleci.events.v1.RunIsolationH\x00R\frunIsolationB\a\n" +
 	"\x05event\"(\n" +
 	"\x0eReportResponse\x12\x16\n" +
 	"\x06cancel\x18\x01 \x01(\bR\x06cancel2\x91\x02\n" +
@@ -691,7 +724,7 @@ func file_simpleci_runner_v1_runner_proto_rawDescGZIP() []byte {
 	return file_simpleci_runner_v1_runner_proto_rawDescData
 }
 
-var file_simpleci_runner_v1_runner_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_simpleci_runner_v1_runner_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_simpleci_runner_v1_runner_proto_goTypes = []any{
 	(*ClaimJobRequest)(nil),     // 0: simpleci.runner.v1.ClaimJobRequest
 	(*ClaimJobResponse)(nil),    // 1: simpleci.runner.v1.ClaimJobResponse
@@ -702,35 +735,39 @@ var file_simpleci_runner_v1_runner_proto_goTypes = []any{
 	(*ReportResponse)(nil),      // 6: simpleci.runner.v1.ReportResponse
 	nil,                         // 7: simpleci.runner.v1.Job.ContextEntry
 	nil,                         // 8: simpleci.runner.v1.Job.EnvEntry
-	(*durationpb.Duration)(nil), // 9: google.protobuf.Duration
-	(*v1.StepStarted)(nil),      // 10: simpleci.events.v1.StepStarted
-	(*v1.StepSkipped)(nil),      // 11: simpleci.events.v1.StepSkipped
-	(*v1.StepFinished)(nil),     // 12: simpleci.events.v1.StepFinished
-	(*v1.RunFinished)(nil),      // 13: simpleci.events.v1.RunFinished
+	nil,                         // 9: simpleci.runner.v1.Job.SecretsEntry
+	(*durationpb.Duration)(nil), // 10: google.protobuf.Duration
+	(*v1.StepStarted)(nil),      // 11: simpleci.events.v1.StepStarted
+	(*v1.StepSkipped)(nil),      // 12: simpleci.events.v1.StepSkipped
+	(*v1.StepFinished)(nil),     // 13: simpleci.events.v1.StepFinished
+	(*v1.RunFinished)(nil),      // 14: simpleci.events.v1.RunFinished
+	(*v1.RunIsolation)(nil),     // 15: simpleci.events.v1.RunIsolation
 }
 var file_simpleci_runner_v1_runner_proto_depIdxs = []int32{
-	9,  // 0: simpleci.runner.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
+	10, // 0: simpleci.runner.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 1: simpleci.runner.v1.ClaimJobResponse.job:type_name -> simpleci.runner.v1.Job
 	7,  // 2: simpleci.runner.v1.Job.context:type_name -> simpleci.runner.v1.Job.ContextEntry
 	8,  // 3: simpleci.runner.v1.Job.env:type_name -> simpleci.runner.v1.Job.EnvEntry
-	9,  // 4: simpleci.runner.v1.Job.timeout:type_name -> google.protobuf.Duration
-	9,  // 5: simpleci.runner.v1.Job.lease_duration:type_name -> google.protobuf.Duration
-	9,  // 6: simpleci.runner.v1.HeartbeatRequest.wait:type_name -> google.protobuf.Duration
-	10, // 7: simpleci.runner.v1.ReportRequest.step_started:type_name -> simpleci.events.v1.StepStarted
-	11, // 8: simpleci.runner.v1.ReportRequest.step_skipped:type_name -> simpleci.events.v1.StepSkipped
-	12, // 9: simpleci.runner.v1.ReportRequest.step_finished:type_name -> simpleci.events.v1.StepFinished
-	13, // 10: simpleci.runner.v1.ReportRequest.run_finished:type_name -> simpleci.events.v1.RunFinished
-	0,  // 11: simpleci.runner.v1.RunnerService.ClaimJob:input_type -> simpleci.runner.v1.ClaimJobRequest
-	3,  // 12: simpleci.runner.v1.RunnerService.Heartbeat:input_type -> simpleci.runner.v1.HeartbeatRequest
-	5,  // 13: simpleci.runner.v1.RunnerService.Report:input_type -> simpleci.runner.v1.ReportRequest
-	1,  // 14: simpleci.runner.v1.RunnerService.ClaimJob:output_type -> simpleci.runner.v1.ClaimJobResponse
-	4,  // 15: simpleci.runner.v1.RunnerService.Heartbeat:output_type -> simpleci.runner.v1.HeartbeatResponse
-	6,  // 16: simpleci.runner.v1.RunnerService.Report:output_type -> simpleci.runner.v1.ReportResponse
-	14, // [14:17] is the sub-list for method output_type
-	11, // [11:14] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	10, // 4: simpleci.runner.v1.Job.timeout:type_name -> google.protobuf.Duration
+	10, // 5: simpleci.runner.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	9,  // 6: simpleci.runner.v1.Job.secrets:type_name -> simpleci.runner.v1.Job.SecretsEntry
+	10, // 7: simpleci.runner.v1.HeartbeatRequest.wait:type_name -> google.protobuf.Duration
+	11, // 8: simpleci.runner.v1.ReportRequest.step_started:type_name -> simpleci.events.v1.StepStarted
+	12, // 9: simpleci.runner.v1.ReportRequest.step_skipped:type_name -> simpleci.events.v1.StepSkipped
+	13, // 10: simpleci.runner.v1.ReportRequest.step_finished:type_name -> simpleci.events.v1.StepFinished
+	14, // 11: simpleci.runner.v1.ReportRequest.run_finished:type_name -> simpleci.events.v1.RunFinished
+	15, // 12: simpleci.runner.v1.ReportRequest.run_isolation:type_name -> simpleci.events.v1.RunIsolation
+	0,  // 13: simpleci.runner.v1.RunnerService.ClaimJob:input_type -> simpleci.runner.v1.ClaimJobRequest
+	3,  // 14: simpleci.runner.v1.RunnerService.Heartbeat:input_type -> simpleci.runner.v1.HeartbeatRequest
+	5,  // 15: simpleci.runner.v1.RunnerService.Report:input_type -> simpleci.runner.v1.ReportRequest
+	1,  // 16: simpleci.runner.v1.RunnerService.ClaimJob:output_type -> simpleci.runner.v1.ClaimJobResponse
+	4,  // 17: simpleci.runner.v1.RunnerService.Heartbeat:output_type -> simpleci.runner.v1.HeartbeatResponse
+	6,  // 18: simpleci.runner.v1.RunnerService.Report:output_type -> simpleci.runner.v1.ReportResponse
+	16, // [16:19] is the sub-list for method output_type
+	13, // [13:16] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_runner_v1_runner_proto_init() }
@@ -743,6 +780,7 @@ func file_simpleci_runner_v1_runner_proto_init() {
 		(*ReportRequest_StepSkipped)(nil),
 		(*ReportRequest_StepFinished)(nil),
 		(*ReportRequest_RunFinished)(nil),
+		(*ReportRequest_RunIsolation)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -750,7 +788,7 @@ func file_simpleci_runner_v1_runner_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_runner_v1_runner_proto_rawDesc), len(file_simpleci_runner_v1_runner_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
