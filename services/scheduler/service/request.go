@@ -155,13 +155,7 @@ func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier 
 
 // TriggerRun is the manual trigger: it records the request and returns the run.
 func (s *Service) TriggerRun(ctx context.Context, req *apiv1.TriggerRunRequest) (*apiv1.Run, error) {
-	org, err := requireOrg(ctx)
-	if err != nil {
-		return nil, err
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	proj, err := s.cfg.Projects.ResolveProject(pctx, &apiv1.ResolveProjectRequest{OrgId: org, Project: req.GetProject()})
-	cancel()
+	org, proj, err := s.callersProject(ctx, req.GetProject())
 	if err != nil {
 		return nil, err
 	}

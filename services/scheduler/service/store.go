@@ -254,7 +254,8 @@ func jobFor(r *domain.Run, lease string, leaseDur time.Duration, tier Tier) *run
 func toAPI(r *domain.Run, steps bool) *apiv1.Run {
 	out := &apiv1.Run{Id: r.ID, Number: r.Number, ProjectId: r.ProjectID, OrgId: r.OrgID, Status: r.Status, Reason: r.Reason,
 		Event: r.Event, Ref: r.Ref, Branch: r.Branch, Sha: r.SHA, Actor: r.Actor, Tier: r.Tier,
-		CreatedAt: tsOf(r.Created), StartedAt: tsOf(r.Started), FinishedAt: tsOf(r.Finished), Attempt: r.Attempt}
+		CreatedAt: tsOf(r.Created), StartedAt: tsOf(r.Started), FinishedAt: tsOf(r.Finished), Attempt: r.Attempt,
+		Isolation: r.Isolation}
 	if steps {
 		for _, st := range r.Steps {
 			out.Steps = append(out.Steps, &apiv1.Step{Index: st.Index, Name: st.Name, Status: st.Status, ExitCode: st.ExitCode,
@@ -325,13 +326,7 @@ func decodeToken(s string) (pageToken, error) {
 
 // ListRuns lists a project's runs newest first, filtered, a page at a time.
 func (s *Service) ListRuns(ctx context.Context, req *apiv1.ListRunsRequest) (*apiv1.ListRunsResponse, error) {
-	org, err := requireOrg(ctx)
-	if err != nil {
-		return nil, err
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	proj, err := s.cfg.Projects.ResolveProject(pctx, &apiv1.ResolveProjectRequest{OrgId: org, Project: req.GetProject()})
-	cancel()
+	org, proj, err := s.callersProject(ctx, req.GetProject())
 	if err != nil {
 		return nil, err
 	}
@@ -428,4 +423,17 @@ func (s *Service) ListRunEvents(ctx context.Context, req *apiv1.ListRunEventsReq
 			Time: timestamppb.New(e.RecordedAt), Position: e.Position, Payload: payload})
 	}
 	return resp, nil
+}
+
+// callersProject resolves a project of the caller's organisation through the project
+// service.
+func (s *Service) callersProject(ctx context.Context, project string) (string, *apiv1.ResolvedProject, error) {
+	org, err := requireOrg(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	proj, err := s.cfg.Projects.ResolveProject(pctx, &apiv1.ResolveProjectRequest{OrgId: org, Project: project})
+	return org, proj, err
 }
