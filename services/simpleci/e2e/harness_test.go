@@ -323,3 +323,6 @@ func gitRepo(t testing.TB, branches map[string]string) (string, map[string]strin
 	git("checkout", "-q", "main")
 	return dir, shas
 }
+
+// jsonInto decodes b into v and reports whether it could.
+func jsonInto(b []byte, v any) bool { return json.Unmarshal(b, v) == nil }
