@@ -5,13 +5,21 @@
 //
 // # Isolation
 //
-// This package provides the floor that works everywhere; the runner adds
-// cgroups, users and namespaces where the machine allows them.
+// This package provides the floor that works everywhere; a [Sandbox] in
+// [Job.Sandbox] (the runner's libs/sandbox) adds cgroups, an unprivileged
+// user, no_new_privs and namespaces where the machine allows them: every
+// command is then started by the sandbox's ForkExec, HOME and TMPDIR are
+// the sandbox's, a failed step's reason names a memory or pids limit the
+// kernel enforced ("exit code 137: memory limit (1 GiB) exceeded: ..."),
+// and at the end of the job, after the process groups, the sandbox kills
+// whatever of the job is left, setsid and double-forked processes included.
 //
 //   - Environment: a step sees only PATH, HOME, CI=true, SIMPLECI=true,
-//     SIMPLECI_WORKSPACE, then [Job.Env], then the step's env. Nothing of
-//     the calling process's environment leaks through.
-//   - HOME is a fresh temporary directory per job, removed at the end.
+//     SIMPLECI_WORKSPACE (and TMPDIR with a sandbox), then [Job.Env], then
+//     the step's env. Nothing of the calling process's environment leaks
+//     through.
+//   - HOME is a fresh temporary directory per job, removed at the end (the
+//     sandbox's, with a sandbox).
 //   - File descriptors: only stdin (/dev/null), stdout and stderr reach a
 //     command. Run marks every other descriptor the process inherited
 //     close-on-exec (descriptors opened by Go already are).
@@ -26,8 +34,9 @@
 //     re-parented to it and reaped by the engine (it waits only for
 //     processes in the job's own groups). Without that, orphans would be
 //     left as zombies on machines whose PID 1 does not reap.
-//   - Not covered here: a process that leaves its group (setsid, setpgid)
-//     escapes the group kill; the runner's cgroup layer catches those.
+//   - Not covered without a sandbox: a process that leaves its group
+//     (setsid, setpgid) escapes the group kill; the sandbox's Kill catches
+//     those.
 //
 // A command that leaves a background process holding its stdout or stderr
 // gets [WaitDelay] after it exits; then the engine stops reading that
@@ -40,7 +49,8 @@
 // [FlushInterval], when the other stream produces output (so the
 // interleaving of the two streams is kept as it arrives) and when a
 // command ends. Lines may be split between chunks. Sequence numbers start
-// at 1 and increase by one per chunk across the whole job. Memory is
+// at 1 and increase by one per chunk across the whole job; a [Job.Preamble]
+// comes first, as stream "system" for step -1. Memory is
 // bounded: a chunk is the largest buffer, whatever the volume of output.
 // A command that writes in bulk has its pipe enlarged to 1 MiB and read
 // about once a millisecond rather than at every 4 KiB write, which halves

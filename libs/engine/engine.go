@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/pipeline"
@@ -65,6 +66,39 @@ type Job struct {
 	// out or was cancelled (always() steps); zero means
 	// DefaultCleanupTimeout.
 	CleanupTimeout time.Duration
+	// Sandbox, when not nil, runs every command of the job (see [Sandbox]);
+	// nil runs them as children of the calling process with the floor of
+	// isolation described in the package doc.
+	Sandbox Sandbox
+	// Preamble, when not empty, is delivered before anything else as the
+	// job's first chunk(s), with Stream "system" and Step -1: the runner's
+	// own lines, such as the isolation report. It is not masked.
+	Preamble []byte
+}
+
+// Sandbox isolates the processes of one job (the runner's libs/sandbox
+// implements it). The engine starts every command through ForkExec, sets
+// HOME and TMPDIR to Home and TempDir, adds Reason to the reason of a step
+// whose command failed (or timed out, or was cancelled), and calls Kill at
+// the end of the job after the process groups were stopped. Closing the
+// sandbox is the caller's.
+type Sandbox interface {
+	// ForkExec is syscall.ForkExec inside the sandbox. attr.Sys has
+	// Setpgid; the sandbox may start a new session instead (the child
+	// still leads a process group whose id is its pid).
+	ForkExec(argv0 string, argv []string, attr *syscall.ProcAttr) (pid int, err error)
+	// Home is the job's HOME, made and removed by the sandbox.
+	Home() string
+	// TempDir is the job's temporary directory (TMPDIR unless the job's
+	// env sets one).
+	TempDir() string
+	// Reason says why the kernel killed or refused processes of the job
+	// since the last ForkExec ("memory limit (1 GiB) exceeded: ...",
+	// "pids limit (1024) reached: ..."), or "".
+	Reason() string
+	// Kill kills every process of the job, also those that left their
+	// process group (setsid, double fork).
+	Kill() error
 }
 
 // StepResult is the outcome of one step.
@@ -87,7 +121,7 @@ type StepResult struct {
 
 // LogChunk is a piece of a step's output.
 type LogChunk struct {
-	// Step is the index of the step in the pipeline.
+	// Step is the index of the step in the pipeline; -1 for [Job.Preamble].
 	Step int
 	// Seq numbers the chunks of a job: 1, 2, 3, ... without gaps.
 	Seq int64
@@ -95,7 +129,7 @@ type LogChunk struct {
 	// steps, both streams): a chunk's Offset is the previous chunk's
 	// Offset plus its length.
 	Offset int64
-	// Stream is "stdout" or "stderr".
+	// Stream is "stdout" or "stderr", or "system" for [Job.Preamble].
 	Stream string
 	// Data is at most MaxChunkSize bytes, already masked. It belongs to
 	// the observer: the engine does not touch it after the call, unless
@@ -165,6 +199,7 @@ type jobRun struct {
 	em        *emitter
 	startedAt time.Time
 	home      string
+	tmp       string // TMPDIR by default; "" leaves it unset
 	masks     [][]byte
 	groups    []int // process groups the job created
 	dirReal   string
@@ -183,6 +218,7 @@ func (r *jobRun) errored(format string, args ...any) Result {
 
 func (r *jobRun) run(ctx context.Context) Result {
 	job := r.job
+	r.em.system(job.Preamble)
 	if job.Pipeline == nil || len(job.Pipeline.Steps) == 0 {
 		return r.errored("no pipeline or no steps")
 	}
@@ -206,12 +242,18 @@ func (r *jobRun) run(ctx context.Context) Result {
 	if err := checkEnv(job.Env); err != nil {
 		return r.errored("job env: %v", err)
 	}
-	home, err := os.MkdirTemp("", "simpleci-home-")
-	if err != nil {
-		return r.errored("create HOME: %v", err)
+	if job.Sandbox != nil {
+		// The sandbox's HOME and temporary directory are the job user's, and
+		// the sandbox removes them.
+		r.home, r.tmp = job.Sandbox.Home(), job.Sandbox.TempDir()
+	} else {
+		home, err := os.MkdirTemp("", "simpleci-home-")
+		if err != nil {
+			return r.errored("create HOME: %v", err)
+		}
+		r.home = home
+		defer os.RemoveAll(home)
 	}
-	r.home = home
-	defer os.RemoveAll(home)
 	r.masks = maskValues(job.Secrets)
 	defer r.killAll()
 
@@ -358,9 +400,10 @@ func (r *jobRun) runStep(base context.Context, index int, step *pipeline.Step, s
 	if err != nil {
 		return StepResult{Status: StatusFailed, ExitCode: -1, Reason: err.Error()}, nil
 	}
-	envList := buildEnv(r.home, r.dirReal, sv.Env)
+	envList := buildEnv(r.home, r.tmp, r.dirReal, sv.Env)
 	sr := StepResult{Status: StatusSucceeded, ExitCode: 0}
 	interrupted := false // by a timeout or cancel, not by the command's own exit
+	kernel := ""         // what the sandbox says of an interrupted command
 	for n, script := range cmds {
 		if ctx.Err() != nil {
 			interrupted = true
@@ -377,6 +420,7 @@ func (r *jobRun) runStep(base context.Context, index int, step *pipeline.Step, s
 		}
 		if cr.stopped {
 			interrupted = true
+			kernel = r.sandboxReason()
 			break
 		}
 		if cr.exitCode != 0 {
@@ -385,6 +429,9 @@ func (r *jobRun) runStep(base context.Context, index int, step *pipeline.Step, s
 				sr.Reason = "killed by signal " + cr.signal + which
 			} else {
 				sr.Reason = fmt.Sprintf("exit code %d%s", cr.exitCode, which)
+			}
+			if why := r.sandboxReason(); why != "" {
+				sr.Reason += ": " + why
 			}
 			return sr, nil
 		}
@@ -401,8 +448,20 @@ func (r *jobRun) runStep(base context.Context, index int, step *pipeline.Step, s
 		default:
 			sr.Status, sr.Reason = StatusCancelled, "the run was cancelled"
 		}
+		if kernel != "" {
+			sr.Reason += "; " + kernel
+		}
 	}
 	return sr, nil
+}
+
+// sandboxReason is what the job's sandbox says about the command that just
+// ended (a memory or pids limit), or "".
+func (r *jobRun) sandboxReason() string {
+	if r.job.Sandbox == nil {
+		return ""
+	}
+	return r.job.Sandbox.Reason()
 }
 
 // stepDir resolves the step's working directory, refusing one that leaves

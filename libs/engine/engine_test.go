@@ -90,11 +90,18 @@ func (r *recorder) Log(c LogChunk) {
 	if len(c.Data) == 0 || len(c.Data) > MaxChunkSize {
 		r.errs = append(r.errs, fmt.Sprintf("chunk %d has %d bytes", c.Seq, len(c.Data)))
 	}
-	if c.Stream != "stdout" && c.Stream != "stderr" {
+	switch {
+	case c.Stream == "system":
+		// The job's preamble: before any step, for no step.
+		if c.Step != -1 || len(r.events) > 0 {
+			r.errs = append(r.errs, fmt.Sprintf("system chunk %d for step %d after %d events", c.Seq, c.Step, len(r.events)))
+		}
+	case c.Stream != "stdout" && c.Stream != "stderr":
 		r.errs = append(r.errs, fmt.Sprintf("chunk %d stream %q", c.Seq, c.Stream))
-	}
-	if n := len(r.events); n == 0 || r.events[n-1].kind != "started" || r.events[n-1].index != c.Step {
-		r.errs = append(r.errs, fmt.Sprintf("chunk %d for step %d outside that step's start/finish", c.Seq, c.Step))
+	default:
+		if n := len(r.events); n == 0 || r.events[n-1].kind != "started" || r.events[n-1].index != c.Step {
+			r.errs = append(r.errs, fmt.Sprintf("chunk %d for step %d outside that step's start/finish", c.Seq, c.Step))
+		}
 	}
 	r.nextSeq++
 	r.offset += int64(len(c.Data))

@@ -21,6 +21,7 @@ const (
 const (
 	streamStdout = "stdout"
 	streamStderr = "stderr"
+	streamSystem = "system"
 )
 
 // mask replaces a secret in the output.
@@ -87,6 +88,18 @@ func (e *emitter) stepFinished(i int, name string, r StepResult) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.obs.StepFinished(i, name, r)
+}
+
+// system delivers data (the job's preamble) as chunks of stream "system"
+// for no step (-1).
+func (e *emitter) system(data []byte) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for len(data) > 0 {
+		n := min(len(data), MaxChunkSize)
+		e.log(-1, streamSystem, data[:n])
+		data = data[n:]
+	}
 }
 
 // log delivers data as one chunk; e.mu is held. data is lent to a

@@ -312,7 +312,11 @@ func (r *jobRun) runCommand(ctx context.Context, step int, script, dir string, e
 			return commandResult{exitCode: -1}, err
 		}
 	}
-	pid, err := syscall.ForkExec(shell, []string{shell, "-e", "-c", script}, &syscall.ProcAttr{
+	forkExec := syscall.ForkExec
+	if r.job.Sandbox != nil {
+		forkExec = r.job.Sandbox.ForkExec
+	}
+	pid, err := forkExec(shell, []string{shell, "-e", "-c", script}, &syscall.ProcAttr{
 		Dir:   dir,
 		Env:   env,
 		Files: []uintptr{uintptr(cio.devNull), uintptr(wrs[stdout]), uintptr(wrs[stderr])},
@@ -430,8 +434,9 @@ func signalGroups(pgids []int, sig syscall.Signal) {
 }
 
 // killAll stops every process group the job created: background
-// processes that outlived their command, and releases the job's I/O.
-// Every leader has been waited for.
+// processes that outlived their command, then, with a sandbox, every
+// process of the job (also those that left their group), and releases the
+// job's I/O. Every leader has been waited for.
 func (r *jobRun) killAll() {
 	defer r.releaseIO()
 	var alive []int
@@ -443,6 +448,11 @@ func (r *jobRun) killAll() {
 	}
 	if len(alive) > 0 {
 		r.stopGroups(nil, alive)
+	}
+	if r.job.Sandbox != nil {
+		// An error (a process that survives SIGKILL) is the sandbox's to
+		// report: its Close kills again and says so.
+		_ = r.job.Sandbox.Kill()
 	}
 }
 
@@ -499,17 +509,22 @@ func mergeEnv(layers ...map[string]string) map[string]string {
 	return out
 }
 
-// buildEnv is the whole environment of a command: the defaults, then the
-// granted variables (which may override them). Never nil, so exec does not
-// fall back to inheriting the engine's environment.
-func buildEnv(home, dir string, granted map[string]string) []string {
-	all := mergeEnv(map[string]string{
+// buildEnv is the whole environment of a command: the defaults (TMPDIR only
+// when tmp is set), then the granted variables (which may override them).
+// Never nil, so exec does not fall back to inheriting the engine's
+// environment.
+func buildEnv(home, tmp, dir string, granted map[string]string) []string {
+	defaults := map[string]string{
 		"PATH":               DefaultPath,
 		"HOME":               home,
 		"CI":                 "true",
 		"SIMPLECI":           "true",
 		"SIMPLECI_WORKSPACE": dir,
-	}, granted)
+	}
+	if tmp != "" {
+		defaults["TMPDIR"] = tmp
+	}
+	all := mergeEnv(defaults, granted)
 	env := make([]string, 0, len(all))
 	for k, v := range all {
 		env = append(env, k+"="+v)

@@ -1,13 +1,21 @@
 // Package service is the runner: it pulls jobs of its tiers from the scheduler, checks
-// out the commit into a fresh workspace, runs the pipeline with the engine, streams the
+// out the commit into a fresh workspace, runs the pipeline with the engine inside a
+// per-job sandbox (libs/sandbox: cgroup limits of the job's tier, an unprivileged user,
+// namespaces, a minimal filesystem view, as far as the machine allows), streams the
 // output as LogEmitted chunks on the bus, reports step and run outcomes to the scheduler
 // and keeps its lease alive with heartbeats.
+//
+// The run's log starts with the sandbox's isolation line (stream system), which the
+// runner also reports as a RunIsolation event for the run detail.
 package service
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -23,6 +31,7 @@ import (
 	"github.com/simpleci/simpleci/libs/pipeline"
 	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/id"
+	"github.com/simpleci/simpleci/libs/sandbox"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 	"google.golang.org/grpc/codes"
@@ -39,7 +48,10 @@ type Config struct {
 	Tiers []string
 	// WorkDir holds the job workspaces (default: a directory under the temp dir named
 	// after the runner). One runner process per WorkDir: it is locked, and what an
-	// earlier, crashed runner left in it is removed at start.
+	// earlier, crashed runner left in it is removed at start. A root runner runs jobs as
+	// unprivileged users, who must be able to traverse every parent of WorkDir; when
+	// they cannot (a private data directory), the workspaces go to a directory of the
+	// runner's own under the temp dir instead (see jobsDirFor).
 	WorkDir string
 	// DrainTimeout is how long the job in progress may still run after the runner was
 	// asked to stop (Run's ctx ended); it takes no new job meanwhile. 0 stops at once.
@@ -55,6 +67,9 @@ type Runner struct {
 	cfg  Config
 	log  *slog.Logger
 	lock *os.File
+	// jobsDir is where the job directories are made: WorkDir, or the fallback of
+	// jobsDirFor.
+	jobsDir string
 }
 
 // New checks cfg and prepares the work directory.
@@ -75,7 +90,11 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.WorkDir == "" {
 		cfg.WorkDir = filepath.Join(os.TempDir(), "simpleci-runner-"+cfg.ID)
 	}
-	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
+	// 0711: the jobs' users may pass through to their own workspace, not list the others.
+	if err := os.MkdirAll(cfg.WorkDir, 0o711); err != nil {
+		return nil, fmt.Errorf("runner: work dir: %w", err)
+	}
+	if err := os.Chmod(cfg.WorkDir, 0o711); err != nil {
 		return nil, fmt.Errorf("runner: work dir: %w", err)
 	}
 	r := &Runner{cfg: cfg, log: cfg.Log.With("service", "runner", "runner", cfg.ID)}
@@ -83,6 +102,58 @@ func New(cfg Config) (*Runner, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// jobsDirFor returns the directory for job directories: workDir when the jobs' users can
+// reach it (every parent traversable by others) or the jobs run as the runner's own user
+// (a runner that is not root); otherwise a directory of the runner's own, mode 0711,
+// under the temp dir, named after workDir (so one per runner, covered by its lock).
+func jobsDirFor(workDir string) (dir, why string, err error) {
+	real, err := filepath.EvalSymlinks(workDir)
+	if err != nil {
+		return "", "", err
+	}
+	if os.Geteuid() != 0 {
+		return workDir, "", nil
+	}
+	blocked := untraversableParent(real)
+	if blocked == "" {
+		return workDir, "", nil
+	}
+	sum := sha256.Sum256([]byte(real))
+	dir = filepath.Join(os.TempDir(), "simpleci-jobs-"+hex.EncodeToString(sum[:8]))
+	if err := os.Mkdir(dir, 0o711); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", "", err
+	}
+	// The temp dir is shared: use the directory only if it is ours.
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return "", "", err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.IsDir() || !ok || st.Uid != 0 {
+		return "", "", fmt.Errorf("%s is not a directory owned by root", dir)
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return "", "", err
+	}
+	if b := untraversableParent(dir); b != "" {
+		return "", "", fmt.Errorf("neither %s nor %s can be reached by the jobs' users (%s is not traversable by others)", real, dir, b)
+	}
+	return dir, blocked + " is not traversable by others", nil
+}
+
+// untraversableParent returns the first parent of dir that others may not traverse
+// (no o+x), or "".
+func untraversableParent(dir string) string {
+	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return p
+		}
+		if p == "/" || p == "." {
+			return ""
+		}
+	}
 }
 
 // lockWorkDir makes sure no other runner uses the work directory, then removes the
@@ -97,7 +168,24 @@ func (r *Runner) lockWorkDir() error {
 		return fmt.Errorf("runner: work dir %s is used by another runner process; give each runner its own (--data)", r.cfg.WorkDir)
 	}
 	r.lock = f // held until the process exits
+	dir, why, err := jobsDirFor(r.cfg.WorkDir)
+	if err != nil {
+		return fmt.Errorf("runner: work dir: %w", err)
+	}
+	r.jobsDir = dir
+	if why != "" {
+		r.log.Info("job workspaces go elsewhere: the jobs' users cannot reach the work directory", "work_dir", r.cfg.WorkDir, "why", why, "workspaces", dir)
+	}
+	// The processes, cgroups and sandbox state an earlier runner left (after a crash or a
+	// SIGKILL) go first, then its workspaces.
+	if err := sandbox.CleanupStale(r.log); err != nil {
+		r.log.Warn("clean up what earlier sandboxes left", "err", err)
+	}
 	left, _ := filepath.Glob(filepath.Join(r.cfg.WorkDir, "job-*"))
+	if r.jobsDir != r.cfg.WorkDir {
+		more, _ := filepath.Glob(filepath.Join(r.jobsDir, "job-*"))
+		left = append(left, more...)
+	}
 	for _, d := range left {
 		if err := os.RemoveAll(d); err != nil {
 			r.log.Warn("remove stale workspace", "dir", d, "err", err)
@@ -111,6 +199,9 @@ func (r *Runner) lockWorkDir() error {
 // Run claims and executes jobs until ctx ends.
 func (r *Runner) Run(ctx context.Context) error {
 	r.log.Info("runner ready", "tiers", strings.Join(r.cfg.Tiers, ","))
+	if r.jobsDir != r.cfg.WorkDir {
+		defer os.Remove(r.jobsDir) // the fallback under the temp dir, when empty
+	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		cctx, cancel := context.WithTimeout(ctx, 35*time.Second)
@@ -189,11 +280,15 @@ func (r *Runner) execute(ctx context.Context, job *runnerv1.Job) {
 }
 
 func (r *Runner) runJob(ctx context.Context, job *runnerv1.Job, obs *observer) (string, string) {
-	dir, err := os.MkdirTemp(r.cfg.WorkDir, "job-")
+	dir, err := os.MkdirTemp(r.jobsDir, "job-")
 	if err != nil {
 		return string(engine.StatusErrored), "create workspace: " + err.Error()
 	}
 	defer os.RemoveAll(dir)
+	// The job's user passes through to src, which the sandbox gives it.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return string(engine.StatusErrored), "create workspace: " + err.Error()
+	}
 	checkout := filepath.Join(dir, "src")
 	if err := os.Mkdir(checkout, 0o700); err != nil {
 		return string(engine.StatusErrored), "create workspace: " + err.Error()
@@ -216,8 +311,24 @@ func (r *Runner) runJob(ctx context.Context, job *runnerv1.Job, obs *observer) (
 	for k, v := range job.Context {
 		jc[k] = v
 	}
+	// The sandbox takes the checkout (it gives it to the job's user); it is closed (every
+	// process of the job killed, its cgroups, HOME and /tmp removed) before the
+	// workspace is removed and before the run's end is reported.
+	sb, err := sandbox.New(job.RunId, sandbox.Options{Workspace: checkout, Network: job.Network,
+		Limits: sandbox.Limits{Memory: job.MemoryBytes, Pids: job.PidsLimit, CPU: job.Cpus}}, obs.log)
+	if err != nil {
+		return string(engine.StatusErrored), err.Error()
+	}
+	defer func() {
+		if err := sb.Close(); err != nil {
+			obs.log.Error("close the job's sandbox", "err", err)
+		}
+	}()
+	isolation := sb.Layers().String()
+	obs.report(&runnerv1.ReportRequest{Event: &runnerv1.ReportRequest_RunIsolation{RunIsolation: &eventsv1.RunIsolation{Isolation: isolation}}})
 	// A one-second grace between SIGTERM and SIGKILL keeps a cancel within two seconds.
-	res := engine.Run(ctx, engine.Job{Pipeline: pl, Dir: checkout, Env: jobEnv(job), Secrets: secretValues(job), Context: jc, Timeout: job.Timeout.AsDuration(), KillGrace: time.Second}, obs)
+	res := engine.Run(ctx, engine.Job{Pipeline: pl, Dir: checkout, Env: jobEnv(job), Secrets: secretValues(job), Context: jc,
+		Timeout: job.Timeout.AsDuration(), KillGrace: time.Second, Sandbox: sb, Preamble: []byte(isolation + "\n")}, obs)
 	return string(res.Status), res.Reason
 }
 
@@ -286,7 +397,8 @@ func (o *observer) StepFinished(i int, name string, res engine.StepResult) {
 		StartedAt: timestamppb.New(res.StartedAt), FinishedAt: timestamppb.New(res.FinishedAt)}}})
 }
 
-var streamOf = map[string]eventsv1.LogStream{"stdout": eventsv1.LogStream_LOG_STREAM_STDOUT, "stderr": eventsv1.LogStream_LOG_STREAM_STDERR}
+var streamOf = map[string]eventsv1.LogStream{"stdout": eventsv1.LogStream_LOG_STREAM_STDOUT, "stderr": eventsv1.LogStream_LOG_STREAM_STDERR,
+	"system": eventsv1.LogStream_LOG_STREAM_SYSTEM}
 
 func (o *observer) Log(c engine.LogChunk) {
 	ev := &eventsv1.LogEmitted{RunId: o.job.RunId, OrgId: o.job.OrgId, ProjectId: o.job.ProjectId, StepIndex: int32(c.Step),

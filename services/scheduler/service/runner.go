@@ -227,6 +227,8 @@ func (s *Service) Report(ctx context.Context, req *runnerv1.ReportRequest) (*run
 		ev = e.StepSkipped
 	case *runnerv1.ReportRequest_StepFinished:
 		ev = e.StepFinished
+	case *runnerv1.ReportRequest_RunIsolation:
+		ev = e.RunIsolation
 	case *runnerv1.ReportRequest_RunFinished:
 		f := e.RunFinished
 		if err := s.finishJob(ctx, req.RunId, req.EventId, f.Status, f.Reason, f.LastLogSequence); err != nil {
@@ -259,6 +261,8 @@ func stamp(ev proto.Message, r *domain.Run) {
 		e.RunId, e.OrgId, e.ProjectId = r.ID, r.OrgID, r.ProjectID
 	case *eventsv1.StepFinished:
 		e.RunId, e.OrgId, e.ProjectId = r.ID, r.OrgID, r.ProjectID
+	case *eventsv1.RunIsolation:
+		e.RunId, e.OrgId, e.ProjectId, e.Attempt = r.ID, r.OrgID, r.ProjectID, r.Attempt
 	}
 }
 

@@ -243,6 +243,8 @@ func (e *env) report(job *runnerv1.Job, eventID string, ev any) error {
 		req.Event = &runnerv1.ReportRequest_StepFinished{StepFinished: ev}
 	case *eventsv1.RunFinished:
 		req.Event = &runnerv1.ReportRequest_RunFinished{RunFinished: ev}
+	case *eventsv1.RunIsolation:
+		req.Event = &runnerv1.ReportRequest_RunIsolation{RunIsolation: ev}
 	case nil:
 	default:
 		e.t.Fatalf("cannot report %T", ev)
@@ -703,6 +705,24 @@ func TestReportStampsTenant(t *testing.T) {
 	evs := e.storedEvents(r.GetId())
 	ss, ok := evs[len(evs)-1].(*eventsv1.StepStarted)
 	if !ok || ss.GetRunId() != r.GetId() || ss.GetOrgId() != "org1" || ss.GetProjectId() != "p-app" {
+		t.Fatalf("stored %v", evs[len(evs)-1])
+	}
+}
+
+// TestReportIsolation: the runner's isolation line is recorded (stamped with
+// the run's identity and attempt) and shown in the run detail.
+func TestReportIsolation(t *testing.T) {
+	e := newEnv(t)
+	r := e.trigger("main", "")
+	job := e.mustClaim()
+	const line = "isolation: cgroup=v1+v2 memory,pids,cpu,freezer; namespaces=user,mount,pid,net,ipc,uts,cgroup; user=uid 64001; fs=bubblewrap"
+	e.mustReport(job, &eventsv1.RunIsolation{RunId: "someone-else", OrgId: "org2", Isolation: line})
+	if g := e.get(r.GetId()); g.GetIsolation() != line || g.GetStatus() != "running" {
+		t.Fatalf("run %s isolation %q, want running with %q", g.GetStatus(), g.GetIsolation(), line)
+	}
+	evs := e.storedEvents(r.GetId())
+	ri, ok := evs[len(evs)-1].(*eventsv1.RunIsolation)
+	if !ok || ri.GetRunId() != r.GetId() || ri.GetOrgId() != "org1" || ri.GetProjectId() != "p-app" || ri.GetAttempt() != 1 {
 		t.Fatalf("stored %v", evs[len(evs)-1])
 	}
 }

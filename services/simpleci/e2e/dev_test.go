@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -20,10 +21,17 @@ func startDev(t testing.TB) *api {
 
 // startDevIn starts `simpleci dev` with its data in data.
 func startDevIn(t testing.TB, data string) (*api, *proc, string) {
+	a, p := startDevWith(t, nil, data, nil, "--tier", "standard:timeout="+tierTimeout.String())
+	return a, p, data
+}
+
+// startDevWith starts `simpleci dev` as the user cred (nil: the test's), with its data in
+// data, env added to its environment and more flags.
+func startDevWith(t testing.TB, cred *syscall.Credential, data string, env []string, flags ...string) (*api, *proc) {
 	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
 	demo, _ := filepath.Abs("../../../docs/examples/demo")
-	p := start(t, "dev", nil, "dev", "--data", data, "--http", httpAddr, "--grpc", grpcAddr, "--demo", demo,
-		"--tier", "standard:timeout="+tierTimeout.String())
+	args := append([]string{"dev", "--data", data, "--http", httpAddr, "--grpc", grpcAddr, "--demo", demo}, flags...)
+	p := startAs(t, cred, "dev", env, args...)
 	var token string
 	eventually(t, 60*time.Second, "the admin token and the demo project", func() bool {
 		b, err := os.ReadFile(filepath.Join(data, "admin-token"))
@@ -33,7 +41,7 @@ func startDevIn(t testing.TB, data string) (*api, *proc, string) {
 	})
 	a := &api{t: t, base: "http://" + httpAddr, token: token}
 	eventually(t, 60*time.Second, "readiness", func() bool { return a.up("/readyz") })
-	return a, p, data
+	return a, p
 }
 
 // TestDev drives `simpleci dev` over HTTP: the demo project's run, then the shared

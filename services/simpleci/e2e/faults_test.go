@@ -53,6 +53,11 @@ type cluster struct {
 }
 
 func startCluster(t *testing.T, runners int) *cluster {
+	return startClusterWith(t, runners, "--tier", "standard:timeout=60s", "--lease", "10s")
+}
+
+// startClusterWith is startCluster with the scheduler's flags.
+func startClusterWith(t *testing.T, runners int, schedulerArgs ...string) *cluster {
 	brokers := os.Getenv("SIMPLECI_TEST_KAFKA_BROKERS")
 	if brokers == "" {
 		t.Skip("SIMPLECI_TEST_KAFKA_BROKERS not set: run via make test, or start deploy/local/kafka.sh")
@@ -76,7 +81,7 @@ func startCluster(t *testing.T, runners int) *cluster {
 	}
 	extra := map[string][]string{
 		"auth":      {"--admin-token-file", tokenFile},
-		"scheduler": {"--tier", "standard:timeout=60s", "--lease", "10s"},
+		"scheduler": schedulerArgs,
 	}
 	for _, s := range []string{"auth", "project", "log", "scheduler", "gateway"} {
 		httpAddr := freeAddr(t)
@@ -244,6 +249,7 @@ func (c *cluster) checkLogs(ids []string, within time.Duration) {
 	type logs struct {
 		Chunks []struct {
 			Sequence string `json:"sequence"`
+			Stream   string `json:"stream"`
 			Text     string `json:"text"`
 		} `json:"chunks"`
 		Complete bool `json:"complete"`
@@ -275,7 +281,9 @@ func (c *cluster) checkLogs(ids []string, within time.Duration) {
 				c.t.Errorf("run %s: chunk %d has sequence %s: a gap or disorder", id, i, ch.Sequence)
 				break
 			}
-			text.WriteString(ch.Text)
+			if ch.Stream != "system" { // the runner's isolation line
+				text.WriteString(ch.Text)
+			}
 		}
 		if text.String() != faultLog {
 			c.t.Errorf("run %s: log %q, want %q", id, text.String(), faultLog)
@@ -284,7 +292,7 @@ func (c *cluster) checkLogs(ids []string, within time.Duration) {
 }
 
 // wantEvents is the event stream of a run of faultPipeline: each fact exactly once.
-const wantEvents = "RunQueued RunStarted StepStarted StepFinished StepStarted StepFinished RunFinished"
+const wantEvents = "RunQueued RunStarted RunIsolation StepStarted StepFinished StepStarted StepFinished RunFinished"
 
 // checkEvents checks each run's recorded events: versions 1..N and each fact once.
 func (c *cluster) checkEvents(ids []string) {

@@ -11,7 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -24,6 +27,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	// Others may run it: a test starts it as an unprivileged user (isolation_test.go).
+	os.Chmod(dir, 0o755)
 	bin = filepath.Join(dir, "simpleci")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/simpleci/simpleci/services/simpleci/cmd/simpleci").CombinedOutput()
 	if err != nil {
@@ -35,14 +40,23 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// handedOut are the addresses freeAddr returned: the kernel may offer a port again once
+// its probe listener is closed, before the process it was meant for listens on it.
+var handedOut sync.Map
+
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
+			return addr
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // proc is a started simpleci process; its output goes to a file shown when the test fails.
@@ -50,6 +64,8 @@ type proc struct {
 	name string
 	env  []string
 	args []string
+	// cred, when set, runs the process as another user.
+	cred *syscall.Credential
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{}
@@ -57,7 +73,13 @@ type proc struct {
 
 func start(t testing.TB, name string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, env: env, args: args, log: filepath.Join(t.TempDir(), name+".log")}
+	return startAs(t, nil, name, env, args...)
+}
+
+// startAs is start as the user cred (nil: the test's own).
+func startAs(t testing.TB, cred *syscall.Credential, name string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, env: env, args: args, cred: cred, log: filepath.Join(t.TempDir(), name+".log")}
 	p.launch(t)
 	t.Cleanup(func() {
 		p.stop()
@@ -83,6 +105,9 @@ func (p *proc) launch(t testing.TB) {
 	cmd := exec.Command(bin, p.args...)
 	cmd.Env = append(os.Environ(), p.env...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if p.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
+	}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		t.Fatal(err)
@@ -145,6 +170,41 @@ func localServer(script string, args ...string) (string, error) {
 		return string(out), fmt.Errorf("deploy/local/%s %s: %v\n%s", script, strings.Join(args, " "), err, out)
 	}
 	return string(out), nil
+}
+
+// processesWith returns the command lines of the host's processes whose command line
+// contains marker (zombies have none), as the host sees them: also the processes of a
+// job inside its PID namespace.
+func processesWith(marker string) []string {
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	self := strconv.Itoa(os.Getpid())
+	for _, e := range entries {
+		if e.Name() == self || e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		cmdline := strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+		if strings.Contains(cmdline, marker) {
+			out = append(out, e.Name()+": "+cmdline)
+		}
+	}
+	return out
+}
+
+// countExactly counts the command lines (as processesWith returns them) that are exactly
+// cmdline.
+func countExactly(procs []string, cmdline string) int {
+	n := 0
+	for _, p := range procs {
+		if _, c, _ := strings.Cut(p, ": "); c == cmdline {
+			n++
+		}
+	}
+	return n
 }
 
 // eventually polls cond until it returns true or the deadline passes.
@@ -231,15 +291,17 @@ type step struct {
 }
 
 type run struct {
-	ID       string `json:"id"`
-	Number   string `json:"number"`
-	Status   string `json:"status"`
-	Reason   string `json:"reason"`
-	Event    string `json:"event"`
-	Sha      string `json:"sha"`
-	Created  string `json:"createdAt"`
-	Finished string `json:"finishedAt"`
-	Steps    []step `json:"steps"`
+	ID        string `json:"id"`
+	Number    string `json:"number"`
+	Status    string `json:"status"`
+	Reason    string `json:"reason"`
+	Event     string `json:"event"`
+	Sha       string `json:"sha"`
+	Created   string `json:"createdAt"`
+	Finished  string `json:"finishedAt"`
+	Steps     []step `json:"steps"`
+	Attempt   int    `json:"attempt"`
+	Isolation string `json:"isolation"`
 }
 
 type chunk struct {

@@ -6,13 +6,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -69,8 +67,10 @@ func (a *api) runCount(p project) int {
 // scenarios drives a running SimpleCI through the gateway at a, the way a user would:
 // a project, signed webhooks, run and step outcomes, logs, and bad input.
 func scenarios(t *testing.T, a *api) {
-	pidFile := filepath.Join(t.TempDir(), "pids")
-	cancelPids := filepath.Join(t.TempDir(), "cancel-pids")
+	// The steps run as users of their own in a PID namespace of their own: they cannot
+	// write the test's files, and the pids they see are not the host's. Their processes
+	// are found on the host by a command line no other process has.
+	slowSleep, longSleep := uniqueSleep(), uniqueSleep()
 	repo, shas := gitRepo(t, map[string]string{
 		"good": `{"steps": [
 			{"name": "out", "run": ["echo line-1", "echo line-2 >&2", "echo line-3"]},
@@ -81,11 +81,11 @@ func scenarios(t *testing.T, a *api) {
 			{"name": "breaks", "run": ["echo breaking", "exit 3", "echo unreachable"]},
 			{"name": "after", "run": "echo after"}]}`,
 		"slow": `{"steps": [
-			{"name": "hang", "run": "sh -c 'sleep 1000 & echo $! >> ` + pidFile + `; sh -c \"sleep 1000 & echo \\$! >> ` + pidFile + `\" ; wait'"},
+			{"name": "hang", "run": "sh -c '` + slowSleep + ` & sh -c \"` + slowSleep + ` & wait\" ; wait'"},
 			{"name": "never", "run": "echo never"}]}`,
 		"long": `{"steps": [
 			{"name": "started", "run": "echo started"},
-			{"name": "long", "run": "sleep 1000 & echo $! >> ` + cancelPids + `; echo $$ >> ` + cancelPids + `; wait"},
+			{"name": "long", "run": "` + longSleep + ` & wait"},
 			{"name": "never", "run": "echo never"}]}`,
 		"bad": "{\"steps\": [\n  {\"name\": \"a\", \"run\": \"true\", \"bogus\": 1}\n]}",
 	})
@@ -112,12 +112,19 @@ func scenarios(t *testing.T, a *api) {
 		}
 		var text strings.Builder
 		streams := map[string]bool{}
-		for i, c := range a.waitLogs(id) {
+		chunks := a.waitLogs(id)
+		for i, c := range chunks {
 			if c.Sequence != strconv.Itoa(i+1) {
 				t.Fatalf("chunk %d has sequence %s: gap or disorder", i, c.Sequence)
 			}
 			streams[c.Stream] = true
-			text.WriteString(c.Text)
+			if c.Stream != "system" {
+				text.WriteString(c.Text)
+			}
+		}
+		// The runner's isolation line comes first.
+		if len(chunks) == 0 || chunks[0].Stream != "system" || !strings.HasPrefix(chunks[0].Text, "isolation: ") {
+			t.Fatalf("the log does not start with the isolation line: %+v", chunks)
 		}
 		if got, want := text.String(), "line-1\nline-2\nline-3\ndone\n"; got != want {
 			t.Fatalf("logs %q, want %q", got, want)
@@ -149,30 +156,24 @@ func scenarios(t *testing.T, a *api) {
 		}
 	})
 
-	// Processes that leave the job's process group (setsid) are reached only by the
-	// cgroup layer of the runner's isolation (issue 5), not tested here.
+	// Processes that leave the job's process group (setsid, a double fork) are
+	// isolation_test.go's.
 	t.Run("a step outliving the timeout is killed with its children", func(t *testing.T) {
 		a := &api{t: t, base: a.base, token: a.token}
-		r := a.waitRun(a.push(p, "slow", shas["slow"]), tierTimeout+60*time.Second)
+		id := a.push(p, "slow", shas["slow"])
+		eventually(t, 60*time.Second, "the step's two background processes to run", func() bool {
+			return countExactly(processesWith(slowSleep), slowSleep) == 2
+		})
+		r := a.waitRun(id, tierTimeout+60*time.Second)
 		if r.Status != "timed_out" {
 			t.Fatalf("run: %s (%s), want timed_out", r.Status, r.Reason)
 		}
 		if got := stepStatuses(r); got["hang"] != "timed_out" || got["never"] != "skipped" {
 			t.Fatalf("steps %v, want hang timed_out and never skipped", got)
 		}
-		b, err := os.ReadFile(pidFile)
-		if err != nil {
-			t.Fatalf("the step did not record its children: %v", err)
-		}
-		pids := strings.Fields(string(b))
-		if len(pids) < 2 {
-			t.Fatalf("want the pids of the background children, got %q", b)
-		}
-		for _, s := range pids {
-			pid, _ := strconv.Atoi(s)
-			eventually(t, 10*time.Second, "process "+s+" of the timed-out step to be gone", func() bool {
-				return syscall.Kill(pid, 0) == syscall.ESRCH || zombie(pid)
-			})
+		// The runner reports the run's end once every process of the job is gone.
+		if left := processesWith(slowSleep); len(left) > 0 {
+			t.Fatalf("processes of the timed-out step survived the run: %q", left)
 		}
 	})
 
@@ -185,9 +186,8 @@ func scenarios(t *testing.T, a *api) {
 			json.Unmarshal(b, &r)
 			return code == http.StatusOK && len(r.Steps) == 3 && r.Steps[1].Status == "running"
 		})
-		eventually(t, 10*time.Second, "the step's processes to start", func() bool {
-			b, _ := os.ReadFile(cancelPids)
-			return len(strings.Fields(string(b))) == 2
+		eventually(t, 10*time.Second, "the step's background process to start", func() bool {
+			return countExactly(processesWith(longSleep), longSleep) == 1
 		})
 		var r run
 		sent := time.Now()
@@ -205,12 +205,8 @@ func scenarios(t *testing.T, a *api) {
 		if got := stepStatuses(r); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("steps %v, want %v", got, want)
 		}
-		b, _ := os.ReadFile(cancelPids)
-		for _, s := range strings.Fields(string(b)) {
-			pid, _ := strconv.Atoi(s)
-			eventually(t, 5*time.Second, "process "+s+" of the cancelled step to be gone", func() bool {
-				return syscall.Kill(pid, 0) == syscall.ESRCH || zombie(pid)
-			})
+		if left := processesWith(longSleep); len(left) > 0 {
+			t.Fatalf("processes of the cancelled step survived the run: %q", left)
 		}
 		var logs strings.Builder
 		for _, c := range a.waitLogs(id) {
@@ -312,7 +308,7 @@ func scenarios(t *testing.T, a *api) {
 			}
 			types = append(types, strings.TrimPrefix(e.Type, "simpleci.events.v1."))
 		}
-		want := "RunQueued RunStarted StepStarted StepFinished StepSkipped StepStarted StepFinished RunFinished"
+		want := "RunQueued RunStarted RunIsolation StepStarted StepFinished StepSkipped StepStarted StepFinished RunFinished"
 		if got := strings.Join(types, " "); got != want {
 			t.Fatalf("events %s, want %s", got, want)
 		}
@@ -330,12 +326,8 @@ func scenarios(t *testing.T, a *api) {
 	})
 }
 
-// zombie reports whether pid is an exited process not yet reaped by its parent.
-func zombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	f := strings.Fields(string(b))
-	return len(f) > 2 && f[2] == "Z"
+// uniqueSleep returns a sleep command of about 11 days whose command line no other
+// process has, to find its processes on the host.
+func uniqueSleep() string {
+	return fmt.Sprintf("sleep 1%06d", rand.IntN(1000000))
 }

@@ -33,6 +33,15 @@ func (l *listFlag) Set(v string) error {
 	return nil
 }
 
+// specsFlag is a repeatable flag whose values are kept whole (a tier spec has commas).
+type specsFlag []string
+
+func (l *specsFlag) String() string { return strings.Join(*l, ";") }
+func (l *specsFlag) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}
+
 func env(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
@@ -136,7 +145,7 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	httpAddr := fs.String("http", env("SIMPLECI_HTTP_ADDR", ":8080"), "HTTP address (UI, REST, webhooks)")
 	grpcAddr := fs.String("grpc", env("SIMPLECI_GRPC_ADDR", ":9090"), "gRPC address")
 	demo := fs.String("demo", env("SIMPLECI_DEMO", "docs/examples/demo"), "files of the demo project's repository (empty: no demo)")
-	var tierSpecs listFlag
+	var tierSpecs specsFlag
 	fs.Var(&tierSpecs, "tier", "override a tier (repeatable), e.g. standard:timeout=60s,memory=2GiB,pids=1024,cpus=1 (SIMPLECI_TIERS, ';'-separated)")
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
@@ -191,7 +200,7 @@ func Serve(args []string, stdout, stderr io.Writer) error {
 	adminFile := fs.String("admin-token-file", env("SIMPLECI_ADMIN_TOKEN_FILE", ""), "auth: file with the bootstrap admin token (created if missing)")
 	keyring := fs.String("secrets-keyring", env("SIMPLECI_SECRETS_KEYRING", ""), "project: file of the keys that seal project secrets (ID:BASE64 per line; created if missing)")
 	tiers := fs.String("runner-tiers", env("SIMPLECI_RUNNER_TIERS", "standard"), "runner: tiers served, comma-separated")
-	var tierSpecs listFlag
+	var tierSpecs specsFlag
 	fs.Var(&tierSpecs, "tier", "scheduler: override a tier (repeatable), e.g. standard:timeout=60s,memory=2GiB,pids=1024,cpus=1 (SIMPLECI_TIERS, ';'-separated)")
 	lease := fs.Duration("lease", 30*time.Second, "scheduler: job lease duration")
 	retries := fs.Int("lost-run-retries", 1, "scheduler: how often a run whose runner was lost runs again on another runner (0: it fails)")

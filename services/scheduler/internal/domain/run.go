@@ -57,6 +57,8 @@ type Run struct {
 	LeaseID, RunnerID                          string
 	// Attempt numbers the executions of the run from 1 (a requeued run runs again).
 	Attempt int32
+	// Isolation is the current attempt's isolation line, as its runner reported it.
+	Isolation string
 	// CancelRequested is set once someone asked to stop the run.
 	CancelRequested bool
 	// Queued holds the RunQueued event, which carries what a runner needs.
@@ -90,6 +92,7 @@ func (r *Run) Apply(ev proto.Message, recorded time.Time) {
 		r.Attempt = 1
 	case *eventsv1.RunRequeued:
 		r.Status, r.Attempt, r.LeaseID, r.RunnerID, r.Started = RunQueued, e.Attempt, "", "", time.Time{}
+		r.Isolation = ""
 		for i := range r.Steps {
 			r.Steps[i] = Step{Index: r.Steps[i].Index, Name: r.Steps[i].Name, Status: StepPending}
 		}
@@ -97,6 +100,8 @@ func (r *Run) Apply(ev proto.Message, recorded time.Time) {
 		r.CancelRequested = true
 	case *eventsv1.RunStarted:
 		r.Status, r.Started, r.LeaseID, r.RunnerID = RunRunning, e.StartedAt.AsTime(), e.LeaseId, e.RunnerId
+	case *eventsv1.RunIsolation:
+		r.Isolation = e.Isolation
 	case *eventsv1.StepStarted:
 		if s := r.step(e.StepIndex); s != nil {
 			s.Status, s.Started = StepRunning, e.StartedAt.AsTime()
@@ -161,7 +166,7 @@ func (r *Run) CheckReport(ev proto.Message) error {
 		idx = e.StepIndex
 	case *eventsv1.StepFinished:
 		idx = e.StepIndex
-	case *eventsv1.RunFinished:
+	case *eventsv1.RunFinished, *eventsv1.RunIsolation:
 		return nil
 	default:
 		return fmt.Errorf("unexpected report %T: %w", ev, ErrTransition)

@@ -243,6 +243,8 @@ func TestCheckReport(t *testing.T) {
 		{"step skipped last", running, &eventsv1.StepSkipped{StepIndex: 1}, ""},
 		{"step finished", running, &eventsv1.StepFinished{StepIndex: 1, Status: "succeeded"}, ""},
 		{"run finished", running, &eventsv1.RunFinished{Status: domain.RunSucceeded}, ""},
+		{"isolation", running, &eventsv1.RunIsolation{Isolation: "isolation: weak"}, ""},
+		{"isolation of a queued run", func() *domain.Run { return fold(queued("a")) }, &eventsv1.RunIsolation{}, "not running"},
 		{"step started index too big", running, &eventsv1.StepStarted{StepIndex: 2}, "no step 2"},
 		{"step skipped negative index", running, &eventsv1.StepSkipped{StepIndex: -1}, "no step -1"},
 		{"step finished index too big", running, &eventsv1.StepFinished{StepIndex: 99}, "no step 99"},
@@ -281,6 +283,25 @@ func TestCheckReport(t *testing.T) {
 				t.Fatalf("CheckReport changed the run: %+v", r)
 			}
 		})
+	}
+}
+
+// TestIsolationFold: the runner's isolation line is kept for the current
+// attempt; a requeued run forgets it until its next runner reports one.
+func TestIsolationFold(t *testing.T) {
+	r := fold(queued("a"), started(), &eventsv1.RunIsolation{Isolation: "isolation: cgroup=v1 memory"})
+	if r.Isolation != "isolation: cgroup=v1 memory" || r.Status != domain.RunRunning || r.Version != 3 {
+		t.Fatalf("isolation %q status %q version %d", r.Isolation, r.Status, r.Version)
+	}
+	r.Apply(&eventsv1.RunRequeued{Attempt: 2}, time.Now())
+	if r.Isolation != "" {
+		t.Fatalf("a requeued run keeps the lost runner's isolation %q", r.Isolation)
+	}
+	r.Apply(started(), time.Now())
+	r.Apply(&eventsv1.RunIsolation{Isolation: "isolation: weak (runs as the runner's user): ..."}, time.Now())
+	r.Apply(&eventsv1.RunFinished{Status: domain.RunSucceeded}, time.Now())
+	if r.Isolation != "isolation: weak (runs as the runner's user): ..." {
+		t.Fatalf("isolation %q after the second attempt", r.Isolation)
 	}
 }
 
