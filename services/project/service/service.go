@@ -49,6 +49,7 @@ func New(ctx context.Context, db *sqldb.DB, providers []string) (*Service, error
 		tier TEXT NOT NULL,
 		webhook_secret TEXT NOT NULL,
 		created_at BIGINT NOT NULL,
+		network TEXT NOT NULL DEFAULT 'default',
 		UNIQUE (org_id, name))`)
 	if err != nil {
 		return nil, fmt.Errorf("project: %w", err)
@@ -66,6 +67,7 @@ var (
 	nameRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	events     = []string{"push", "pull_request", "tag", "manual", "schedule"}
 	tiers      = []string{"standard", "medium", "large"}
+	networks   = []string{"default", "on", "off"}
 	defaultEvs = []string{"push", "manual"}
 )
 
@@ -102,16 +104,23 @@ func (s *Service) CreateProject(ctx context.Context, req *apiv1.CreateProjectReq
 	if !slices.Contains(tiers, tier) {
 		problems = append(problems, fmt.Sprintf("tier %q: use one of %s", tier, strings.Join(tiers, ", ")))
 	}
+	network := req.GetNetwork()
+	if network == "" {
+		network = "default"
+	}
+	if !slices.Contains(networks, network) {
+		problems = append(problems, fmt.Sprintf("network %q: use default (on, except for pull requests from forks), on or off", network))
+	}
 	if len(problems) > 0 {
 		return nil, status.Error(codes.InvalidArgument, strings.Join(problems, "; "))
 	}
 	p := &apiv1.Project{
 		Id: id.New(), OrgId: org, Name: req.GetName(), Provider: req.GetProvider(), Repository: repo,
-		Events: slices.Compact(slices.Sorted(slices.Values(evs))), Tier: tier, CreatedAt: timestamppb.Now(),
+		Events: slices.Compact(slices.Sorted(slices.Values(evs))), Tier: tier, CreatedAt: timestamppb.Now(), Network: network,
 	}
 	secret := id.Secret(32)
-	_, err = s.db.ExecContext(ctx, s.db.Q(`INSERT INTO projects (id, org_id, name, provider, repository, events, tier, webhook_secret, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		p.Id, p.OrgId, p.Name, p.Provider, p.Repository, strings.Join(p.Events, ","), p.Tier, secret, p.CreatedAt.AsTime().UnixNano())
+	_, err = s.db.ExecContext(ctx, s.db.Q(`INSERT INTO projects (id, org_id, name, provider, repository, events, tier, webhook_secret, created_at, network) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		p.Id, p.OrgId, p.Name, p.Provider, p.Repository, strings.Join(p.Events, ","), p.Tier, secret, p.CreatedAt.AsTime().UnixNano(), p.Network)
 	if sqldb.IsUniqueViolation(err) {
 		return nil, status.Errorf(codes.AlreadyExists, "a project named %q already exists", p.Name)
 	}
@@ -127,13 +136,13 @@ func withPath(p *apiv1.Project) {
 	p.WebhookPath = "/api/v1/webhooks/" + p.Provider + "/" + p.Id
 }
 
-const cols = `id, org_id, name, provider, repository, events, tier, webhook_secret, created_at`
+const cols = `id, org_id, name, provider, repository, events, tier, webhook_secret, created_at, network`
 
 func scan(row interface{ Scan(...any) error }) (*apiv1.Project, string, error) {
 	var p apiv1.Project
 	var evs, secret string
 	var created int64
-	if err := row.Scan(&p.Id, &p.OrgId, &p.Name, &p.Provider, &p.Repository, &evs, &p.Tier, &secret, &created); err != nil {
+	if err := row.Scan(&p.Id, &p.OrgId, &p.Name, &p.Provider, &p.Repository, &evs, &p.Tier, &secret, &created, &p.Network); err != nil {
 		return nil, "", err
 	}
 	if evs != "" {

@@ -59,6 +59,7 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 		Provider: p.GetProvider(), Repository: p.GetRepository(), Ref: req.Ref, Branch: req.Branch, Sha: req.Sha,
 		Event: req.Event, Actor: req.Actor, Context: req.Context, QueuedAt: timestamppb.Now(),
 		Timeout: durationpb.New(tier.Timeout), PipelinePath: s.cfg.PipelinePath, DeliveryId: req.DeliveryId,
+		Network: p.GetNetwork(),
 	}
 	evs := []recorded{{newID(), q}}
 	reason := s.readPipeline(ctx, p.GetProvider(), p.GetRepository(), tier, q)

@@ -99,7 +99,7 @@ func (s *Service) start(ctx context.Context, runID, lease, runner string) (*runn
 	job := jobFor(r, lease, s.cfg.LeaseDuration, tier)
 	// Secrets travel only here, to the runner holding the lease: never on the bus or
 	// in the event store. A fork's pull request gets none.
-	if job.Network { // off exactly for a fork's pull request
+	if !(job.Context["event"] == "pull_request" && job.Context["fork"] == "true") {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		sec, err := s.cfg.Projects.JobSecrets(sctx, &apiv1.JobSecretsRequest{ProjectId: r.ProjectID})
 		cancel()

@@ -246,8 +246,20 @@ func jobFor(r *domain.Run, lease string, leaseDur time.Duration, tier Tier) *run
 		Repository: q.Repository, Sha: q.Sha, PipelinePath: q.PipelinePath, Pipeline: q.Pipeline, Context: ctx,
 		Env: map[string]string{}, Timeout: q.Timeout, Tier: q.Tier, LeaseDuration: durationpb.New(leaseDur), Attempt: r.Attempt,
 		MemoryBytes: tier.Memory, PidsLimit: tier.Pids, Cpus: tier.CPUs,
-		// Code from a fork's pull request gets no network (docs/security.md).
-		Network: !(q.Event == "pull_request" && ctx["fork"] == "true")}
+		Network: network(q.Network, q.Event == "pull_request" && ctx["fork"] == "true")}
+}
+
+// network applies a project's network setting: "on" always, "off" never, and by default
+// every run but a fork's pull request, whose code nobody on the project reviewed yet
+// (docs/security.md).
+func network(setting string, fork bool) bool {
+	switch setting {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	return !fork
 }
 
 // toAPI converts a run; steps only when asked (the list leaves them out).

@@ -44,7 +44,10 @@ type Project struct {
 	// webhook_secret is set only in the response to CreateProject.
 	WebhookSecret string `protobuf:"bytes,9,opt,name=webhook_secret,json=webhookSecret,proto3" json:"webhook_secret,omitempty"`
 	// webhook_path is where the forge should deliver webhooks for this project.
-	WebhookPath   string `protobuf:"bytes,10,opt,name=webhook_path,json=webhookPath,proto3" json:"webhook_path,omitempty"`
+	WebhookPath string `protobuf:"bytes,10,opt,name=webhook_path,json=webhookPath,proto3" json:"webhook_path,omitempty"`
+	// network says whether jobs may reach the network: "default" (yes, except for pull
+	// requests from forks), "on" (always, forks too) or "off" (never).
+	Network       string `protobuf:"bytes,11,opt,name=network,proto3" json:"network,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -149,14 +152,23 @@ func (x *Project) GetWebhookPath() string {
 	return ""
 }
 
+func (x *Project) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
 // CreateProjectRequest is the body of POST /api/v1/projects.
 type CreateProjectRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Provider      string                 `protobuf:"bytes,2,opt,name=provider,proto3" json:"provider,omitempty"`
-	Repository    string                 `protobuf:"bytes,3,opt,name=repository,proto3" json:"repository,omitempty"`
-	Events        []string               `protobuf:"bytes,4,rep,name=events,proto3" json:"events,omitempty"`
-	Tier          string                 `protobuf:"bytes,5,opt,name=tier,proto3" json:"tier,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Provider   string                 `protobuf:"bytes,2,opt,name=provider,proto3" json:"provider,omitempty"`
+	Repository string                 `protobuf:"bytes,3,opt,name=repository,proto3" json:"repository,omitempty"`
+	Events     []string               `protobuf:"bytes,4,rep,name=events,proto3" json:"events,omitempty"`
+	Tier       string                 `protobuf:"bytes,5,opt,name=tier,proto3" json:"tier,omitempty"`
+	// network: "default" (empty), "on" or "off"; see Project.network.
+	Network       string `protobuf:"bytes,6,opt,name=network,proto3" json:"network,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -222,6 +234,13 @@ func (x *CreateProjectRequest) GetEvents() []string {
 func (x *CreateProjectRequest) GetTier() string {
 	if x != nil {
 		return x.Tier
+	}
+	return ""
+}
+
+func (x *CreateProjectRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
 	}
 	return ""
 }
@@ -836,7 +855,7 @@ var File_simpleci_api_v1_projects_proto protoreflect.FileDescriptor
 
 const file_simpleci_api_v1_projects_proto_rawDesc = "" +
 	"\n" +
-	"\x1esimpleci/api/v1/projects.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x02\n" +
+	"\x1esimpleci/api/v1/projects.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x02\n" +
 	"\aProject\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x12\n" +
@@ -851,7 +870,8 @@ const file_simpleci_api_v1_projects_proto_rawDesc = "" +
 	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12%\n" +
 	"\x0ewebhook_secret\x18\t \x01(\tR\rwebhookSecret\x12!\n" +
 	"\fwebhook_path\x18\n" +
-	" \x01(\tR\vwebhookPath\"\x92\x01\n" +
+	" \x01(\tR\vwebhookPath\x12\x18\n" +
+	"\anetwork\x18\v \x01(\tR\anetwork\"\xac\x01\n" +
 	"\x14CreateProjectRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x1e\n" +
@@ -859,7 +879,8 @@ const file_simpleci_api_v1_projects_proto_rawDesc = "" +
 	"repository\x18\x03 \x01(\tR\n" +
 	"repository\x12\x16\n" +
 	"\x06events\x18\x04 \x03(\tR\x06events\x12\x12\n" +
-	"\x04tier\x18\x05 \x01(\tR\x04tier\"Q\n" +
+	"\x04tier\x18\x05 \x01(\tR\x04tier\x12\x18\n" +
+	"\anetwork\x18\x06 \x01(\tR\anetwork\"Q\n" +
 	"\x13ListProjectsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +

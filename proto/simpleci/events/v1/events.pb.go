@@ -241,12 +241,14 @@ type RunQueued struct {
 	// step_names lists the pipeline's steps in order.
 	StepNames []string `protobuf:"bytes,13,rep,name=step_names,json=stepNames,proto3" json:"step_names,omitempty"`
 	// pipeline is the pipeline file as read at the commit; pipeline_path where it was read.
-	Pipeline      []byte                 `protobuf:"bytes,14,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
-	PipelinePath  string                 `protobuf:"bytes,15,opt,name=pipeline_path,json=pipelinePath,proto3" json:"pipeline_path,omitempty"`
-	Timeout       *durationpb.Duration   `protobuf:"bytes,16,opt,name=timeout,proto3" json:"timeout,omitempty"`
-	Context       map[string]string      `protobuf:"bytes,17,rep,name=context,proto3" json:"context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	QueuedAt      *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=queued_at,json=queuedAt,proto3" json:"queued_at,omitempty"`
-	DeliveryId    string                 `protobuf:"bytes,19,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	Pipeline     []byte                 `protobuf:"bytes,14,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	PipelinePath string                 `protobuf:"bytes,15,opt,name=pipeline_path,json=pipelinePath,proto3" json:"pipeline_path,omitempty"`
+	Timeout      *durationpb.Duration   `protobuf:"bytes,16,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	Context      map[string]string      `protobuf:"bytes,17,rep,name=context,proto3" json:"context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	QueuedAt     *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=queued_at,json=queuedAt,proto3" json:"queued_at,omitempty"`
+	DeliveryId   string                 `protobuf:"bytes,19,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	// network is the project's network setting when the run was queued: default|on|off.
+	Network       string `protobuf:"bytes,20,opt,name=network,proto3" json:"network,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -410,6 +412,13 @@ func (x *RunQueued) GetQueuedAt() *timestamppb.Timestamp {
 func (x *RunQueued) GetDeliveryId() string {
 	if x != nil {
 		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *RunQueued) GetNetwork() string {
+	if x != nil {
+		return x.Network
 	}
 	return ""
 }
@@ -1283,7 +1292,7 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\frequested_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x99\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\x05\n" +
 	"\tRunQueued\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -1309,7 +1318,8 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\acontext\x18\x11 \x03(\v2*.simpleci.events.v1.RunQueued.ContextEntryR\acontext\x127\n" +
 	"\tqueued_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\bqueuedAt\x12\x1f\n" +
 	"\vdelivery_id\x18\x13 \x01(\tR\n" +
-	"deliveryId\x1a:\n" +
+	"deliveryId\x12\x18\n" +
+	"\anetwork\x18\x14 \x01(\tR\anetwork\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\x01\n" +
