@@ -46,7 +46,7 @@ var faultSteps = []string{"count", "tail"}
 // cluster is the six services as separate processes (startServices), with handles on
 // the processes so a test can kill and restart them, and any number of runners.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	api   *api
 	dbURL string
 	procs map[string]*proc // by service name; runners are runner-1, runner-2, ...
@@ -57,7 +57,7 @@ func startCluster(t *testing.T, runners int) *cluster {
 }
 
 // startClusterWith is startCluster with the scheduler's flags.
-func startClusterWith(t *testing.T, runners int, schedulerArgs ...string) *cluster {
+func startClusterWith(t testing.TB, runners int, schedulerArgs ...string) *cluster {
 	brokers := os.Getenv("SIMPLECI_TEST_KAFKA_BROKERS")
 	if brokers == "" {
 		t.Skip("SIMPLECI_TEST_KAFKA_BROKERS not set: run via make test, or start deploy/local/kafka.sh")
