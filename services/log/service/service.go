@@ -10,17 +10,16 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/bus"
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	"github.com/simpleci/simpleci/libs/platform/wake"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -38,8 +37,7 @@ type Service struct {
 	bus bus.Bus
 	log *slog.Logger
 
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced when anything is stored
+	stored wake.Signal // a chunk or a run's end was stored
 }
 
 // New returns the service over db, creating its tables.
@@ -67,7 +65,7 @@ func New(ctx context.Context, db *sqldb.DB, b bus.Bus, log *slog.Logger) (*Servi
 	if err != nil {
 		return nil, fmt.Errorf("log: %w", err)
 	}
-	return &Service{db: db, bus: b, log: log.With("service", "log"), changed: make(chan struct{})}, nil
+	return &Service{db: db, bus: b, log: log.With("service", "log")}, nil
 }
 
 // Register adds LogService to a gRPC server.
@@ -82,19 +80,6 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("log: subscribe %s: %w", event.TopicRuns, err)
 	}
 	return nil
-}
-
-func (s *Service) notify() {
-	s.mu.Lock()
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
-}
-
-func (s *Service) signal() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.changed
 }
 
 var streams = map[eventsv1.LogStream]string{
@@ -119,7 +104,7 @@ func (s *Service) onChunk(ctx context.Context, m bus.Message) error {
 	if err != nil {
 		return fmt.Errorf("store chunk %s/%d: %w", c.RunId, c.Sequence, err)
 	}
-	s.notify()
+	s.stored.Notify()
 	return nil
 }
 
@@ -138,17 +123,8 @@ func (s *Service) onRunEvent(ctx context.Context, m bus.Message) error {
 	if err != nil {
 		return fmt.Errorf("record end of run %s: %w", f.RunId, err)
 	}
-	s.notify()
+	s.stored.Notify()
 	return nil
-}
-
-// dbErr maps a failed query to a status: the caller's own cancellation or deadline as
-// such, anything else as Internal.
-func dbErr(ctx context.Context, what string, err error) error {
-	if ctx.Err() != nil {
-		return status.FromContextError(ctx.Err()).Err()
-	}
-	return status.Errorf(codes.Internal, "%s: %v", what, err)
 }
 
 // maxPage bounds the chunks one GetLogs returns; clients page with after.
@@ -229,15 +205,15 @@ func (s *Service) GetLogs(ctx context.Context, req *apiv1.GetLogsRequest) (*apiv
 	}
 	att, err := s.latestAttempt(ctx, org, req.GetRun())
 	if err != nil {
-		return nil, dbErr(ctx, "get logs", err)
+		return nil, sqldb.Status(ctx, "get logs", err)
 	}
 	chunks, err := s.chunks(ctx, org, req.GetRun(), att, req.GetAfter(), step, maxPage)
 	if err != nil {
-		return nil, dbErr(ctx, "get logs", err)
+		return nil, sqldb.Status(ctx, "get logs", err)
 	}
 	done, err := s.complete(ctx, org, req.GetRun(), att)
 	if err != nil {
-		return nil, dbErr(ctx, "get logs", err)
+		return nil, sqldb.Status(ctx, "get logs", err)
 	}
 	if len(chunks) == maxPage {
 		done = false
@@ -257,10 +233,10 @@ func (s *Service) TailLogs(req *apiv1.TailLogsRequest, stream grpc.ServerStreami
 	defer poll.Stop()
 	var att int32
 	for {
-		sig := s.signal()
+		sig := s.stored.Wait()
 		latest, err := s.latestAttempt(ctx, org, req.GetRun())
 		if err != nil {
-			return dbErr(ctx, "tail logs", err)
+			return sqldb.Status(ctx, "tail logs", err)
 		}
 		if att != 0 && latest != att {
 			// The run was requeued: its output starts again under the new attempt.
@@ -269,7 +245,7 @@ func (s *Service) TailLogs(req *apiv1.TailLogsRequest, stream grpc.ServerStreami
 		att = latest
 		chunks, err := s.chunks(ctx, org, req.GetRun(), att, after, nil, maxPage)
 		if err != nil {
-			return dbErr(ctx, "tail logs", err)
+			return sqldb.Status(ctx, "tail logs", err)
 		}
 		for _, c := range chunks {
 			if err := stream.Send(c); err != nil {
@@ -282,7 +258,7 @@ func (s *Service) TailLogs(req *apiv1.TailLogsRequest, stream grpc.ServerStreami
 		}
 		done, err := s.complete(ctx, org, req.GetRun(), att)
 		if err != nil {
-			return dbErr(ctx, "tail logs", err)
+			return sqldb.Status(ctx, "tail logs", err)
 		}
 		if done {
 			more, err := s.chunks(ctx, org, req.GetRun(), att, after, nil, 1)

@@ -43,7 +43,7 @@ func (s *Service) follow(ctx context.Context, name string, step func(context.Con
 		}
 	}
 	log.Info("following the event log", "from_position", pos)
-	eventstore.Subscribe(ctx, s.store, pos, eventstore.SubscribeOptions{BatchSize: batchSize, Wake: s.appended.wait,
+	eventstore.Subscribe(ctx, s.store, pos, eventstore.SubscribeOptions{BatchSize: batchSize, Wake: s.appended.Wait,
 		OnError: func(p int64, err error) { log.Error("follow the event log", "position", p, "err", err) }}, step)
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/simpleci/simpleci/libs/platform/auth"
+	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
@@ -40,17 +41,17 @@ func (s *Service) ClaimJob(ctx context.Context, req *runnerv1.ClaimJobRequest) (
 		wait = maxClaimWait
 	}
 	if err := s.seen(ctx, req.RunnerId, req.Tiers); err != nil {
-		return nil, dbErr(ctx, "claim job", err)
+		return nil, sqldb.Status(ctx, "claim job", err)
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
 	for {
-		signal := s.queued.wait()
+		signal := s.queued.Wait()
 		runID, lease, err := s.claim(ctx, req.RunnerId, req.Tiers)
 		if err != nil {
-			return nil, dbErr(ctx, "claim job", err)
+			return nil, sqldb.Status(ctx, "claim job", err)
 		}
 		if runID != "" {
 			job, err := s.start(ctx, runID, lease, req.RunnerId)
@@ -138,7 +139,7 @@ func (s *Service) Heartbeat(ctx context.Context, req *runnerv1.HeartbeatRequest)
 	poll := time.NewTicker(250 * time.Millisecond)
 	defer poll.Stop()
 	for {
-		wake := s.cancels.wait()
+		wake := s.cancels.Wait()
 		c, err := s.cancelRequested(ctx, req.GetRunId())
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "heartbeat: %v", err)
@@ -207,7 +208,7 @@ func (s *Service) Report(ctx context.Context, req *runnerv1.ReportRequest) (*run
 	}
 	ok, err := s.leaseValid(ctx, req.RunId, req.LeaseId)
 	if err != nil {
-		return nil, dbErr(ctx, "report", err)
+		return nil, sqldb.Status(ctx, "report", err)
 	}
 	if !ok {
 		// A retried end report whose first delivery already ended the run (and removed
@@ -264,15 +265,6 @@ func stamp(ev proto.Message, r *domain.Run) {
 	case *eventsv1.RunIsolation:
 		e.RunId, e.OrgId, e.ProjectId, e.Attempt = r.ID, r.OrgID, r.ProjectID, r.Attempt
 	}
-}
-
-// dbErr maps a failed query to a status: the caller's own cancellation or deadline as
-// such, anything else as Internal.
-func dbErr(ctx context.Context, what string, err error) error {
-	if ctx.Err() != nil {
-		return status.FromContextError(ctx.Err()).Err()
-	}
-	return status.Errorf(codes.Internal, "%s: %v", what, err)
 }
 
 func reportErr(err error) error {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/bus"
@@ -20,6 +19,7 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/id"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	"github.com/simpleci/simpleci/libs/platform/wake"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
@@ -76,9 +76,9 @@ type Service struct {
 	store eventstore.Store
 	log   *slog.Logger
 
-	queued   signal // a job was queued
-	appended signal // events were appended to the store
-	cancels  signal // a running job was asked to stop
+	queued   wake.Signal // a job was queued
+	appended wake.Signal // events were appended to the store
+	cancels  wake.Signal // a running job was asked to stop
 }
 
 // New checks cfg, opens the event store in cfg.DB and creates the scheduler's tables.
@@ -177,30 +177,6 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
-// signal wakes every goroutine waiting on the channel returned by wait, once.
-type signal struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func (g *signal) wait() <-chan struct{} {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.ch == nil {
-		g.ch = make(chan struct{})
-	}
-	return g.ch
-}
-
-func (g *signal) notify() {
-	g.mu.Lock()
-	if g.ch != nil {
-		close(g.ch)
-		g.ch = nil
-	}
-	g.mu.Unlock()
-}
-
 // load folds a run's stream.
 func (s *Service) load(ctx context.Context, runID string) (*domain.Run, error) {
 	evs, err := s.store.ReadStream(ctx, domain.StreamID(runID), 1)
@@ -287,7 +263,7 @@ func (s *Service) append(ctx context.Context, r *domain.Run, runID string, evs [
 	}
 	// The event store is the outbox: the forwarder publishes what was appended and the
 	// projector updates the run list, both from their stored positions (outbox.go).
-	s.appended.notify()
+	s.appended.Notify()
 	return nil
 }
 

@@ -107,7 +107,7 @@ func (s *Service) enqueue(ctx context.Context, r *domain.Run) error {
 	if err != nil {
 		return fmt.Errorf("queue job %s: %w", r.ID, err)
 	}
-	s.queued.notify()
+	s.queued.Notify()
 	return nil
 }
 
@@ -176,7 +176,7 @@ func (s *Service) expiredLeases(ctx context.Context) ([]string, error) {
 func (s *Service) requeueJob(ctx context.Context, runID string, attempt int32) error {
 	_, err := s.db.ExecContext(ctx, s.db.Q(`UPDATE sched_jobs SET state = 'queued', runner_id = '', lease_id = '', lease_expires = 0, attempt = ? WHERE run_id = ?`), attempt, runID)
 	if err == nil {
-		s.queued.notify()
+		s.queued.Notify()
 	}
 	return err
 }
@@ -185,7 +185,7 @@ func (s *Service) requeueJob(ctx context.Context, runID string, attempt int32) e
 func (s *Service) requestCancel(ctx context.Context, runID string) error {
 	_, err := s.db.ExecContext(ctx, s.db.Q(`UPDATE sched_jobs SET cancel_requested = TRUE WHERE run_id = ?`), runID)
 	if err == nil {
-		s.cancels.notify()
+		s.cancels.Notify()
 	}
 	return err
 }
