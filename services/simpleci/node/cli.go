@@ -59,6 +59,18 @@ func split(v string) []string {
 	return out
 }
 
+// tierFlag adds the repeatable --tier flag to fs; its parse also reads SIMPLECI_TIERS.
+func tierFlag(fs *flag.FlagSet, usagePrefix string) *specsFlag {
+	var specs specsFlag
+	fs.Var(&specs, "tier", usagePrefix+"override a tier (repeatable), e.g. standard:timeout=60s,memory=2GiB,pids=1024,cpus=1 (SIMPLECI_TIERS, ';'-separated)")
+	return &specs
+}
+
+// parse reads the tiers of SIMPLECI_TIERS, then of the flags.
+func (f *specsFlag) parse() (map[string]schedsvc.Tier, error) {
+	return parseTiers(append([]string{os.Getenv("SIMPLECI_TIERS")}, *f...))
+}
+
 // parseTiers reads tier overrides, each "NAME:KEY=VALUE,..." with the keys timeout
 // (a duration), memory (bytes, or with KiB/MiB/GiB), pids and cpus, e.g.
 // "standard:timeout=60s,memory=2GiB". Several are separated by ";".
@@ -145,13 +157,12 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	httpAddr := fs.String("http", env("SIMPLECI_HTTP_ADDR", ":8080"), "HTTP address (UI, REST, webhooks)")
 	grpcAddr := fs.String("grpc", env("SIMPLECI_GRPC_ADDR", ":9090"), "gRPC address")
 	demo := fs.String("demo", env("SIMPLECI_DEMO", "docs/examples/demo"), "files of the demo project's repository (empty: no demo)")
-	var tierSpecs specsFlag
-	fs.Var(&tierSpecs, "tier", "override a tier (repeatable), e.g. standard:timeout=60s,memory=2GiB,pids=1024,cpus=1 (SIMPLECI_TIERS, ';'-separated)")
+	tierSpecs := tierFlag(fs, "")
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	tt, err := parseTiers(append([]string{os.Getenv("SIMPLECI_TIERS")}, tierSpecs...))
+	tt, err := tierSpecs.parse()
 	if err != nil {
 		return err
 	}
@@ -200,8 +211,7 @@ func Serve(args []string, stdout, stderr io.Writer) error {
 	adminFile := fs.String("admin-token-file", env("SIMPLECI_ADMIN_TOKEN_FILE", ""), "auth: file with the bootstrap admin token (created if missing)")
 	keyring := fs.String("secrets-keyring", env("SIMPLECI_SECRETS_KEYRING", ""), "project: file of the keys that seal project secrets (ID:BASE64 per line; created if missing)")
 	tiers := fs.String("runner-tiers", env("SIMPLECI_RUNNER_TIERS", "standard"), "runner: tiers served, comma-separated")
-	var tierSpecs specsFlag
-	fs.Var(&tierSpecs, "tier", "scheduler: override a tier (repeatable), e.g. standard:timeout=60s,memory=2GiB,pids=1024,cpus=1 (SIMPLECI_TIERS, ';'-separated)")
+	tierSpecs := tierFlag(fs, "scheduler: ")
 	lease := fs.Duration("lease", 30*time.Second, "scheduler: job lease duration")
 	retries := fs.Int("lost-run-retries", 1, "scheduler: how often a run whose runner was lost runs again on another runner (0: it fails)")
 	runnerID := fs.String("runner-id", env("SIMPLECI_RUNNER_ID", ""), "runner: its name (default: the host name)")
@@ -217,7 +227,7 @@ func Serve(args []string, stdout, stderr io.Writer) error {
 	if len(services) == 0 {
 		services = split(env("SIMPLECI_SERVICES", ""))
 	}
-	tt, err := parseTiers(append([]string{os.Getenv("SIMPLECI_TIERS")}, tierSpecs...))
+	tt, err := tierSpecs.parse()
 	if err != nil {
 		return err
 	}
