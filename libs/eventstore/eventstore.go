@@ -14,6 +14,7 @@ package eventstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"time"
 )
@@ -77,6 +78,11 @@ var (
 	// below ExpectAny, metadata that is not valid UTF-8 or contains NUL, a
 	// non-positive ReadAll limit). Nothing was written.
 	ErrInvalidArgument = errors.New("eventstore: invalid argument")
+
+	// ErrNotFirstWrite means an append through TxStore.WithTx came after the
+	// transaction had already written something else (PostgreSQL). Nothing
+	// was written; append first, then write the rows derived from the events.
+	ErrNotFirstWrite = errors.New("eventstore: an append must be its transaction's first write")
 )
 
 // Store is an append-only log of event streams.
@@ -125,4 +131,25 @@ type Store interface {
 	// StreamVersion returns the current version of streamID: the Version of
 	// its last event, or 0 if it has none.
 	StreamVersion(ctx context.Context, streamID string) (int64, error)
+}
+
+// TxStore is a Store whose appends and reads can join a database transaction
+// the caller owns, so that a decision's events and the rows derived from them
+// (a job queue, a projection's position) commit together or not at all.
+type TxStore interface {
+	Store
+	// WithTx returns the store inside tx, a transaction on the database the
+	// store was opened on. Appends through it become visible when tx commits
+	// and vanish when it rolls back; reads through it see tx's own appends.
+	// The returned Store must not be used after tx ends.
+	//
+	// Rules for the caller (PostgreSQL; SQLite accepts anything):
+	//   - an append must be tx's first write: read what you need, append,
+	//     then write the derived rows. Otherwise the append fails with
+	//     ErrNotFirstWrite (see package postgres for why). A read that locks
+	//     rows (SELECT ... FOR UPDATE) counts as a write.
+	//   - one append per transaction; after an append that returned an error,
+	//     roll tx back. A lost race returns ErrConcurrency even with
+	//     ExpectAny: retry the whole transaction.
+	WithTx(tx *sql.Tx) Store
 }

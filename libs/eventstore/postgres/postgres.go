@@ -35,7 +35,9 @@
 //
 // Consequence for writers: only this package may insert into events. An
 // insert from a transaction that already had an id (one that wrote something
-// else first) would break the ordering argument.
+// else first) would break the ordering argument, so an append that joins a
+// caller's transaction (WithTx, see tx.go) must be that transaction's first
+// write, and is refused with eventstore.ErrNotFirstWrite otherwise.
 //
 // Consequence for readers: a transaction that stays open anywhere on the
 // server (any database) holds back xmin, and with it ReadAll. Keep write

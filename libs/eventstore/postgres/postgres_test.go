@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/simpleci/simpleci/libs/eventstore"
 	"github.com/simpleci/simpleci/libs/eventstore/eventstoretest"
@@ -43,6 +46,54 @@ func TestConformance(t *testing.T) {
 		s, _ := newStore(t)
 		return s
 	})
+}
+
+func TestConformanceTx(t *testing.T) {
+	pgtest.AdminURL(t)
+	eventstoretest.RunTx(t, func(t *testing.T) (eventstore.TxStore, *sql.DB) {
+		s, pool := newStore(t)
+		db := stdlib.OpenDBFromPool(pool)
+		t.Cleanup(func() { _ = db.Close() })
+		return s, db
+	})
+}
+
+// TestTxAppendMustBeFirstWrite: an append after another write of the same
+// transaction is refused (its transaction id was not taken inside the append
+// lock, which ReadAll's ordering needs), leaves no lock behind and the
+// transaction usable.
+func TestTxAppendMustBeFirstWrite(t *testing.T) {
+	s, pool := newStore(t)
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, `CREATE TABLE side (id text PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO side VALUES ('x')`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.WithTx(tx).Append(ctx, "run-1", eventstore.ExpectNoStream, eventstore.Event{ID: "e1", Type: "A"})
+	if !errors.Is(err, eventstore.ErrNotFirstWrite) {
+		t.Fatalf("append after a write = %v, want ErrNotFirstWrite", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO side VALUES ('y')`); err != nil {
+		t.Fatalf("transaction unusable after the refused append: %v", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.StreamVersion(ctx, "run-1"); v != 0 {
+		t.Fatalf("version = %d, want 0", v)
+	}
+	if _, err := s.Append(ctx, "run-1", eventstore.ExpectNoStream, eventstore.Event{ID: "e1", Type: "A"}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestMigrateTwiceConcurrently(t *testing.T) {

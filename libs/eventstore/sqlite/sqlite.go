@@ -117,72 +117,36 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// Append implements eventstore.Store.
-func (s *Store) Append(ctx context.Context, streamID string, expected int64, events ...eventstore.Event) (int64, error) {
+// encode validates an append and encodes its events' metadata.
+func encode(streamID string, expected int64, events []eventstore.Event) ([][]byte, error) {
 	if err := record.Validate(streamID, expected, events); err != nil {
-		return 0, fmt.Errorf("append to %s: %w", streamID, err)
+		return nil, fmt.Errorf("append to %s: %w", streamID, err)
 	}
 	metadata := make([][]byte, len(events))
 	for i, e := range events {
 		m, err := record.EncodeMetadata(e.Metadata)
 		if err != nil {
-			return 0, fmt.Errorf("append to %s: event %s: %w", streamID, e.ID, err)
+			return nil, fmt.Errorf("append to %s: event %s: %w", streamID, e.ID, err)
 		}
 		metadata[i] = m
+	}
+	return metadata, nil
+}
+
+// Append implements eventstore.Store.
+func (s *Store) Append(ctx context.Context, streamID string, expected int64, events ...eventstore.Event) (int64, error) {
+	metadata, err := encode(streamID, expected, events)
+	if err != nil {
+		return 0, err
 	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var version int64
-	err := s.writeTx(ctx, func(conn *sql.Conn) error {
-		current, err := streamVersion(ctx, conn, streamID)
-		if err != nil {
-			return err
-		}
-		if len(events) > 0 {
-			stored, err := storedIDs(ctx, conn, record.IDs(events))
-			if err != nil {
-				return err
-			}
-			outcome, err := record.Classify(streamID, record.IDs(events), stored)
-			switch outcome {
-			case record.Redelivered:
-				version = current
-				return errNoChange
-			case record.Duplicate:
-				return err
-			}
-		}
-		if expected != eventstore.ExpectAny && current != expected {
-			return fmt.Errorf("expected version %d, stream is at %d: %w", expected, current, eventstore.ErrConcurrency)
-		}
-		if len(events) == 0 {
-			version = current
-			return errNoChange
-		}
-		stmt, err := conn.PrepareContext(ctx, `INSERT INTO events
-			(stream_id, stream_version, event_id, type, payload, metadata, recorded_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return fmt.Errorf("prepare insert: %w", err)
-		}
-		defer stmt.Close()
-		now := time.Now().UnixMicro()
-		for i, e := range events {
-			var md any
-			if metadata[i] != nil {
-				md = string(metadata[i])
-			}
-			payload := e.Payload
-			if payload == nil {
-				payload = []byte{}
-			}
-			if _, err := stmt.ExecContext(ctx, streamID, current+int64(i)+1, e.ID, e.Type, payload, md, now); err != nil {
-				return fmt.Errorf("insert event %s: %w", e.ID, mapConstraint(err))
-			}
-		}
-		version = current + int64(len(events))
-		return nil
+	err = s.writeTx(ctx, func(conn *sql.Conn) error {
+		var err error
+		version, err = appendOn(ctx, conn, streamID, expected, events, metadata)
+		return err
 	})
 	if errors.Is(err, errNoChange) {
 		return version, nil
@@ -191,6 +155,64 @@ func (s *Store) Append(ctx context.Context, streamID string, expected int64, eve
 		return 0, fmt.Errorf("append to %s: %w", streamID, err)
 	}
 	return version, nil
+}
+
+// conn is what an append needs of a connection or a transaction.
+type conn interface {
+	querier
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+}
+
+// appendOn appends inside a write transaction that is already open on c and
+// returns the stream's version. errNoChange means nothing was written (a
+// redelivery, or no events) and the version is current.
+func appendOn(ctx context.Context, c conn, streamID string, expected int64, events []eventstore.Event, metadata [][]byte) (int64, error) {
+	current, err := streamVersion(ctx, c, streamID)
+	if err != nil {
+		return 0, err
+	}
+	if len(events) > 0 {
+		stored, err := storedIDs(ctx, c, record.IDs(events))
+		if err != nil {
+			return 0, err
+		}
+		outcome, err := record.Classify(streamID, record.IDs(events), stored)
+		switch outcome {
+		case record.Redelivered:
+			return current, errNoChange
+		case record.Duplicate:
+			return 0, err
+		}
+	}
+	if expected != eventstore.ExpectAny && current != expected {
+		return 0, fmt.Errorf("expected version %d, stream is at %d: %w", expected, current, eventstore.ErrConcurrency)
+	}
+	if len(events) == 0 {
+		return current, errNoChange
+	}
+	stmt, err := c.PrepareContext(ctx, `INSERT INTO events
+		(stream_id, stream_version, event_id, type, payload, metadata, recorded_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return 0, fmt.Errorf("prepare insert: %w", err)
+	}
+	defer stmt.Close()
+	now := time.Now().UnixMicro()
+	for i, e := range events {
+		var md any
+		if metadata[i] != nil {
+			md = string(metadata[i])
+		}
+		payload := e.Payload
+		if payload == nil {
+			payload = []byte{}
+		}
+		if _, err := stmt.ExecContext(ctx, streamID, current+int64(i)+1, e.ID, e.Type, payload, md, now); err != nil {
+			return 0, fmt.Errorf("insert event %s: %w", e.ID, mapConstraint(err))
+		}
+	}
+	return current + int64(len(events)), nil
 }
 
 // errNoChange rolls back a write transaction that had nothing to write.
@@ -292,7 +314,11 @@ const selectColumns = `position, stream_id, stream_version, event_id, type, payl
 
 // ReadStream implements eventstore.Store.
 func (s *Store) ReadStream(ctx context.Context, streamID string, fromVersion int64) ([]eventstore.Event, error) {
-	rows, err := s.db.QueryContext(ctx,
+	return readStream(ctx, s.db, streamID, fromVersion)
+}
+
+func readStream(ctx context.Context, q querier, streamID string, fromVersion int64) ([]eventstore.Event, error) {
+	rows, err := q.QueryContext(ctx,
 		`SELECT `+selectColumns+` FROM events WHERE stream_id = ? AND stream_version >= ? ORDER BY stream_version`,
 		streamID, fromVersion)
 	if err != nil {
@@ -307,10 +333,14 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, fromVersion int
 
 // ReadAll implements eventstore.Store.
 func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]eventstore.Event, error) {
+	return readAll(ctx, s.db, after, limit)
+}
+
+func readAll(ctx context.Context, q querier, after int64, limit int) ([]eventstore.Event, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("read all after %d: %w: limit %d must be positive", after, eventstore.ErrInvalidArgument, limit)
 	}
-	rows, err := s.db.QueryContext(ctx,
+	rows, err := q.QueryContext(ctx,
 		`SELECT `+selectColumns+` FROM events WHERE position > ? ORDER BY position LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read all after %d: %w", after, err)
@@ -354,4 +384,44 @@ func scanEvents(rows *sql.Rows) ([]eventstore.Event, error) {
 		return nil, err
 	}
 	return events, nil
+}
+
+var _ eventstore.TxStore = (*Store)(nil)
+
+// WithTx implements eventstore.TxStore. tx must be a write transaction on the
+// store's database (BEGIN IMMEDIATE: Open and sqldb set _txlock=immediate), so
+// that the version check and the insert cannot interleave with another writer.
+func (s *Store) WithTx(tx *sql.Tx) eventstore.Store { return &txStore{tx: tx} }
+
+type txStore struct{ tx *sql.Tx }
+
+// Append implements eventstore.Store inside the transaction.
+func (s *txStore) Append(ctx context.Context, streamID string, expected int64, events ...eventstore.Event) (int64, error) {
+	metadata, err := encode(streamID, expected, events)
+	if err != nil {
+		return 0, err
+	}
+	v, err := appendOn(ctx, s.tx, streamID, expected, events, metadata)
+	if errors.Is(err, errNoChange) {
+		return v, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("append to %s: %w", streamID, err)
+	}
+	return v, nil
+}
+
+// ReadStream implements eventstore.Store inside the transaction.
+func (s *txStore) ReadStream(ctx context.Context, streamID string, fromVersion int64) ([]eventstore.Event, error) {
+	return readStream(ctx, s.tx, streamID, fromVersion)
+}
+
+// ReadAll implements eventstore.Store inside the transaction.
+func (s *txStore) ReadAll(ctx context.Context, after int64, limit int) ([]eventstore.Event, error) {
+	return readAll(ctx, s.tx, after, limit)
+}
+
+// StreamVersion implements eventstore.Store inside the transaction.
+func (s *txStore) StreamVersion(ctx context.Context, streamID string) (int64, error) {
+	return streamVersion(ctx, s.tx, streamID)
 }

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -28,6 +29,21 @@ func newStore(t testing.TB) *sqlite.Store {
 
 func TestConformance(t *testing.T) {
 	eventstoretest.Run(t, func(t *testing.T) eventstore.Store { return newStore(t) })
+}
+
+func TestConformanceTx(t *testing.T) {
+	eventstoretest.RunTx(t, func(t *testing.T) (eventstore.TxStore, *sql.DB) {
+		db, err := sqlite.Open(filepath.Join(t.TempDir(), "events.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		s := sqlite.New(db)
+		if err := s.Migrate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return s, db
+	})
 }
 
 // TestConformanceTwoHandles runs the suite with every call going, in turn,
