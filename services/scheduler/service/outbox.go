@@ -127,14 +127,14 @@ func (s *Service) applyRunList(ctx context.Context, tx *sql.Tx, e eventstore.Eve
 	return err
 }
 
-// RebuildRunList rebuilds the run list from the event log and returns how many events
-// it applied. Run it while no scheduler is running against db (the live projector would
+// RebuildRunList rebuilds the job queue, the run numbers and the run list from the
+// event log and returns how many events it applied to the run list. Run it while no scheduler is running against db (the live projector would
 // race it); `simpleci admin rebuild-projections` does.
 func RebuildRunList(ctx context.Context, db *sqldb.DB, log *slog.Logger) (int, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Service{db: db, log: log}
+	s := &Service{db: db, log: log, cfg: Config{LeaseDuration: 30 * time.Second}}
 	var err error
 	if s.store, err = openStore(ctx, db); err != nil {
 		return 0, err
@@ -142,14 +142,20 @@ func RebuildRunList(ctx context.Context, db *sqldb.DB, log *slog.Logger) (int, e
 	if err := s.migrate(ctx); err != nil {
 		return 0, err
 	}
+	// The job queue and run numbers are written with the events (jobs.go), so they
+	// never need rebuilding after a crash; rebuilding them too makes this command the
+	// one way to recreate every derived table from the log.
 	err = db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.rebuildJobs(ctx, tx); err != nil {
+			return fmt.Errorf("job queue: %w", err)
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM sched_runs`); err != nil {
 			return err
 		}
 		return s.savePosition(ctx, tx, "run-list", 0)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("reset run list: %w", err)
+		return 0, fmt.Errorf("reset derived tables: %w", err)
 	}
 	var pos int64
 	n := 0

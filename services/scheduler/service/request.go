@@ -2,12 +2,12 @@ package service
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/simpleci/simpleci/libs/eventstore"
 	"github.com/simpleci/simpleci/libs/forge"
 	"github.com/simpleci/simpleci/libs/pipeline"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
@@ -15,13 +15,15 @@ import (
 	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // requestRun turns a RunRequested into a queued run (or an errored one when the
-// pipeline cannot be read or is invalid). A request whose run already exists records
-// nothing, so redelivered requests are harmless.
+// pipeline cannot be read or is invalid, or the project's tier is not served). A request
+// whose run already exists records nothing, so redelivered requests are harmless: the
+// run's job was queued in the transaction that recorded the run.
 func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*domain.Run, error) {
 	log := s.log.With("run", req.GetRunId(), "project", req.GetProjectId())
 	if req.GetRunId() == "" || req.GetProjectId() == "" {
@@ -31,7 +33,7 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 	if v, err := s.store.StreamVersion(ctx, domain.StreamID(req.RunId)); err != nil {
 		return nil, err
 	} else if v > 0 {
-		return s.requestedAgain(ctx, req.RunId)
+		return load(ctx, s.store, req.RunId)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	proj, err := s.cfg.Projects.ResolveProject(pctx, &apiv1.ResolveProjectRequest{OrgId: req.OrgId, Project: req.ProjectId})
@@ -46,58 +48,43 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 		return nil, fmt.Errorf("resolve project %s: %w", req.ProjectId, err)
 	}
 	p := proj.GetProject()
-	tier, ok := s.cfg.Tiers[p.GetTier()]
-	if !ok {
-		tier = s.cfg.Tiers["standard"]
-	}
-	number, err := s.nextNumber(ctx, p.GetId())
-	if err != nil {
-		return nil, err
-	}
 	q := &eventsv1.RunQueued{
-		RunId: req.RunId, OrgId: p.GetOrgId(), ProjectId: p.GetId(), Number: number, Tier: tier.Name,
+		RunId: req.RunId, OrgId: p.GetOrgId(), ProjectId: p.GetId(), Tier: p.GetTier(),
 		Provider: p.GetProvider(), Repository: p.GetRepository(), Ref: req.Ref, Branch: req.Branch, Sha: req.Sha,
 		Event: req.Event, Actor: req.Actor, Context: req.Context, QueuedAt: timestamppb.Now(),
-		Timeout: durationpb.New(tier.Timeout), PipelinePath: s.cfg.PipelinePath, DeliveryId: req.DeliveryId,
-		Network: p.GetNetwork(),
+		PipelinePath: s.cfg.PipelinePath, DeliveryId: req.DeliveryId, Network: p.GetNetwork(),
 	}
-	evs := []recorded{{newID(), q}}
-	reason := s.readPipeline(ctx, p.GetProvider(), p.GetRepository(), tier, q)
-	if reason != "" {
-		log.Info("run errored before start", "reason", reason)
-		evs = append(evs, recorded{newID(), &eventsv1.RunFinished{RunId: q.RunId, OrgId: q.OrgId, ProjectId: q.ProjectId,
-			Status: domain.RunErrored, Reason: reason, FinishedAt: timestamppb.Now()}})
+	var reason string
+	if tier, ok := s.cfg.Tiers[p.GetTier()]; ok {
+		q.Timeout = durationpb.New(tier.Timeout)
+		reason = s.readPipeline(ctx, p.GetProvider(), p.GetRepository(), tier, q)
+	} else {
+		reason = fmt.Sprintf("tier %q is not served by this deployment (served: %s)", p.GetTier(), strings.Join(s.tierNames(), ", "))
 	}
-	r := &domain.Run{}
-	if err := s.append(ctx, r, req.RunId, evs); err != nil {
-		if errors.Is(err, eventstore.ErrConcurrency) {
-			return s.load(ctx, req.RunId)
+	r, err := s.decideTx(ctx, req.RunId, func(tx *sql.Tx, r *domain.Run) ([]recorded, error) {
+		if r.Version > 0 { // recorded meanwhile (a concurrent redelivery)
+			return nil, nil
 		}
-		return nil, err
-	}
-	if reason == "" {
-		if err := s.enqueue(ctx, r); err != nil {
+		n, err := s.lastNumber(ctx, tx, p.GetId())
+		if err != nil {
 			return nil, err
 		}
-		log.Info("run queued", "number", number, "tier", tier.Name)
-	}
-	return r, nil
-}
-
-// requestedAgain handles a request whose run is already recorded: a redelivery. RunQueued
-// is appended before the job row is written, so a scheduler that died in between (or
-// whose database went away in between, failing the request) left a queued run without
-// a job, which no runner would ever claim. The request was not acknowledged then, so it
-// comes back here: queue the job of a queued run again (enqueue is idempotent).
-func (s *Service) requestedAgain(ctx context.Context, runID string) (*domain.Run, error) {
-	r, err := s.load(ctx, runID)
+		q := proto.Clone(q).(*eventsv1.RunQueued)
+		q.Number = n + 1
+		evs := []recorded{{newID(), q}}
+		if reason != "" {
+			evs = append(evs, recorded{newID(), &eventsv1.RunFinished{RunId: q.RunId, OrgId: q.OrgId, ProjectId: q.ProjectId,
+				Status: domain.RunErrored, Reason: reason, FinishedAt: timestamppb.Now(), Attempt: 1}})
+		}
+		return evs, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	if r.Status == domain.RunQueued {
-		if err := s.enqueue(ctx, r); err != nil {
-			return nil, err
-		}
+	if reason != "" {
+		log.Info("run errored before start", "reason", reason)
+	} else {
+		log.Info("run queued", "number", r.Number, "tier", r.Tier)
 	}
 	return r, nil
 }

@@ -2,18 +2,19 @@ package service
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
+	"github.com/simpleci/simpleci/libs/eventstore"
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
-	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 func requireRunner(ctx context.Context) error {
@@ -49,15 +50,14 @@ func (s *Service) ClaimJob(ctx context.Context, req *runnerv1.ClaimJobRequest) (
 	defer poll.Stop()
 	for {
 		signal := s.queued.Wait()
-		runID, lease, err := s.claim(ctx, req.RunnerId, req.Tiers)
+		r, lease, err := s.claim(ctx, req.RunnerId, req.Tiers)
 		if err != nil {
 			return nil, sqldb.Status(ctx, "claim job", err)
 		}
-		if runID != "" {
-			job, err := s.start(ctx, runID, lease, req.RunnerId)
+		if r != nil {
+			job, err := s.start(ctx, r, lease)
 			if err != nil {
-				s.log.Error("start claimed job", "run", runID, "err", err)
-				s.deleteJob(context.WithoutCancel(ctx), runID)
+				s.log.Error("start claimed job", "run", r.ID, "err", err)
 				continue
 			}
 			if job != nil {
@@ -76,26 +76,47 @@ func (s *Service) ClaimJob(ctx context.Context, req *runnerv1.ClaimJobRequest) (
 	}
 }
 
-// start records RunStarted for a claimed job and returns the job (nil: the run ended
-// meanwhile and the job was dropped).
-func (s *Service) start(ctx context.Context, runID, lease, runner string) (*runnerv1.Job, error) {
-	r, err := s.update(ctx, runID, func(r *domain.Run) ([]recorded, error) {
-		if r.Status != domain.RunQueued {
-			return nil, nil
+// claim starts the oldest queued run of tiers on runner under a new lease (nil: no
+// queued run). The job queue only says which run is oldest; domain.Run.Start decides,
+// and the run's stream version settles a race between schedulers: the loser's append
+// fails and it tries the next job.
+func (s *Service) claim(ctx context.Context, runner string, tiers []string) (*domain.Run, string, error) {
+	// Claims of one process go one at a time, so that the runners it wakes together do
+	// not all race for the same job.
+	s.claimMu.Lock()
+	defer s.claimMu.Unlock()
+	for range maxDecisionAttempts {
+		runID, err := s.oldestQueued(ctx, tiers)
+		if err != nil || runID == "" {
+			return nil, "", err
 		}
-		return []recorded{{newID(), &eventsv1.RunStarted{RunId: runID, OrgId: r.OrgID, ProjectId: r.ProjectID,
-			RunnerId: runner, LeaseId: lease, StartedAt: timestamppb.Now()}}}, nil
-	})
-	if err != nil {
-		return nil, err
+		lease := newID()
+		r, err := s.decide(ctx, runID, func(r *domain.Run) ([]recorded, error) {
+			ev, err := r.Start(runner, lease, time.Now())
+			if err != nil {
+				return nil, err
+			}
+			return []recorded{{newID(), ev}}, nil
+		})
+		if errors.Is(err, domain.ErrTransition) || errors.Is(err, eventstore.ErrConcurrency) {
+			continue // started or ended by another scheduler meanwhile
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		s.log.Info("job claimed", "run", runID, "runner", runner)
+		return r, lease, nil
 	}
-	if r.Status != domain.RunRunning || r.LeaseID != lease {
-		return nil, s.deleteJob(ctx, runID)
-	}
-	s.log.Info("job claimed", "run", runID, "runner", runner)
+	return nil, "", nil
+}
+
+// start builds the job of a run just claimed (nil: the run could not be handed over and
+// was ended).
+func (s *Service) start(ctx context.Context, r *domain.Run, lease string) (*runnerv1.Job, error) {
 	tier, ok := s.cfg.Tiers[r.Tier]
 	if !ok {
-		tier = s.cfg.Tiers["standard"]
+		return nil, s.finish(context.WithoutCancel(ctx), r.ID, "", "", domain.RunErrored,
+			fmt.Sprintf("tier %q is not served by this deployment", r.Tier), 0)
 	}
 	job := jobFor(r, lease, s.cfg.LeaseDuration, tier)
 	// Secrets travel only here, to the runner holding the lease: never on the bus or
@@ -106,10 +127,7 @@ func (s *Service) start(ctx context.Context, runID, lease, runner string) (*runn
 		cancel()
 		if err != nil {
 			reason := "cannot read the project's secrets: " + status.Convert(err).Message()
-			if ferr := s.finishJob(context.WithoutCancel(ctx), runID, "", domain.RunErrored, reason, 0); ferr != nil {
-				return nil, ferr
-			}
-			return nil, nil
+			return nil, s.finish(context.WithoutCancel(ctx), r.ID, "", "", domain.RunErrored, reason, 0)
 		}
 		job.Secrets = sec.GetSecrets()
 	}
@@ -159,66 +177,49 @@ func (s *Service) Heartbeat(ctx context.Context, req *runnerv1.HeartbeatRequest)
 }
 
 // CancelRun stops a run: a queued one ends cancelled at once; a running one is marked,
-// its runner learns it from its heartbeat and stops the job.
+// its runner learns it from its heartbeat and stops the job (domain.Run.Cancel).
 func (s *Service) CancelRun(ctx context.Context, req *apiv1.CancelRunRequest) (*apiv1.Run, error) {
 	org, err := requireOrg(ctx)
 	if err != nil {
 		return nil, err
 	}
 	who := actor(ctx)
-	r, err := s.update(ctx, req.GetRun(), func(r *domain.Run) ([]recorded, error) {
-		if r.Version == 0 || r.OrgID != org {
-			return nil, status.Errorf(codes.NotFound, "run %q not found", req.GetRun())
+	r, err := s.decide(ctx, req.GetRun(), func(r *domain.Run) ([]recorded, error) {
+		if r.OrgID != org {
+			return nil, fmt.Errorf("run %q: %w", req.GetRun(), domain.ErrNotFound)
 		}
-		if r.Done() || r.CancelRequested {
-			return nil, nil
-		}
-		evs := []recorded{{newID(), &eventsv1.RunCancelRequested{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, Actor: who, At: timestamppb.Now()}}}
-		if r.Status == domain.RunQueued {
-			evs = append(evs, recorded{newID(), &eventsv1.RunFinished{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID,
-				Status: domain.RunCancelled, Reason: "cancelled by " + who + " before it started", FinishedAt: timestamppb.Now()}})
-		}
-		return evs, nil
+		msgs, err := r.Cancel(who, time.Now())
+		return withIDs(msgs...), err
 	})
 	if err != nil {
-		return nil, reportErr(err)
+		return nil, err
 	}
-	switch {
-	case r.Status == domain.RunCancelled:
-		if err := s.deleteJob(ctx, r.ID); err != nil {
-			return nil, status.Errorf(codes.Internal, "remove job: %v", err)
-		}
-	case r.Status == domain.RunRunning && r.CancelRequested:
-		if err := s.requestCancel(ctx, r.ID); err != nil {
-			return nil, status.Errorf(codes.Internal, "cancel: %v", err)
-		}
+	if r.Status == domain.RunRunning && r.CancelRequested {
 		s.log.Info("run cancel requested", "run", r.ID, "by", who)
 	}
 	return toAPI(r, true), nil
 }
 
-// Report records what a runner observed, under its lease. A retried report (same
-// event id) is recorded once.
+// withIDs gives each event a fresh id.
+func withIDs(msgs ...proto.Message) []recorded {
+	out := make([]recorded, 0, len(msgs))
+	for _, m := range msgs {
+		if m != nil {
+			out = append(out, recorded{newID(), m})
+		}
+	}
+	return out
+}
+
+// Report records what a runner observed, under its lease (domain.Run.Observe and
+// Finish hold the rules). A retried report (same event id) is recorded once and answered
+// as a success.
 func (s *Service) Report(ctx context.Context, req *runnerv1.ReportRequest) (*runnerv1.ReportResponse, error) {
 	if err := requireRunner(ctx); err != nil {
 		return nil, err
 	}
 	if req.GetEventId() == "" || req.GetRunId() == "" {
 		return nil, invalid("run_id and event_id are required")
-	}
-	ok, err := s.leaseValid(ctx, req.RunId, req.LeaseId)
-	if err != nil {
-		return nil, sqldb.Status(ctx, "report", err)
-	}
-	if !ok {
-		// A retried end report whose first delivery already ended the run (and removed
-		// the job with its lease) is answered as a success: it changes nothing.
-		if _, end := req.GetEvent().(*runnerv1.ReportRequest_RunFinished); end {
-			if r, err := s.load(ctx, req.RunId); err == nil && r.Done() && r.LeaseID == req.LeaseId {
-				return &runnerv1.ReportResponse{}, nil
-			}
-		}
-		return nil, status.Errorf(codes.FailedPrecondition, "lease %s of run %s is no longer held", req.LeaseId, req.RunId)
 	}
 	var ev proto.Message
 	switch e := req.GetEvent().(type) {
@@ -232,76 +233,46 @@ func (s *Service) Report(ctx context.Context, req *runnerv1.ReportRequest) (*run
 		ev = e.RunIsolation
 	case *runnerv1.ReportRequest_RunFinished:
 		f := e.RunFinished
-		if err := s.finishJob(ctx, req.RunId, req.EventId, f.Status, f.Reason, f.LastLogSequence); err != nil {
+		if err := s.finish(ctx, req.RunId, req.LeaseId, req.EventId, f.Status, f.Reason, f.LastLogSequence); err != nil {
 			return nil, err
 		}
 		return &runnerv1.ReportResponse{}, nil
 	default:
 		return nil, invalid("report carries no event")
 	}
-	_, err = s.update(ctx, req.RunId, func(r *domain.Run) ([]recorded, error) {
-		if err := r.CheckReport(ev); err != nil {
-			return nil, status.Error(codes.FailedPrecondition, err.Error())
+	_, err := s.decide(ctx, req.RunId, func(r *domain.Run) ([]recorded, error) {
+		if r.Has(req.EventId) {
+			return nil, nil
 		}
-		stamp(ev, r)
+		if err := r.Observe(req.LeaseId, ev); err != nil {
+			return nil, err
+		}
 		return []recorded{{req.EventId, ev}}, nil
 	})
 	if err != nil {
-		return nil, reportErr(err)
+		return nil, err
 	}
 	return &runnerv1.ReportResponse{}, nil
 }
 
-// stamp sets the run's identity on a runner's event, so a runner cannot write into
-// another tenant's run.
-func stamp(ev proto.Message, r *domain.Run) {
-	switch e := ev.(type) {
-	case *eventsv1.StepStarted:
-		e.RunId, e.OrgId, e.ProjectId = r.ID, r.OrgID, r.ProjectID
-	case *eventsv1.StepSkipped:
-		e.RunId, e.OrgId, e.ProjectId = r.ID, r.OrgID, r.ProjectID
-	case *eventsv1.StepFinished:
-		e.RunId, e.OrgId, e.ProjectId = r.ID, r.OrgID, r.ProjectID
-	case *eventsv1.RunIsolation:
-		e.RunId, e.OrgId, e.ProjectId, e.Attempt = r.ID, r.OrgID, r.ProjectID, r.Attempt
-	}
-}
-
-func reportErr(err error) error {
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	return status.Errorf(codes.Internal, "%v", err)
-}
-
-// finishJob records a run's end (from its runner, or the reaper when the lease lapsed)
-// and removes its job. eventID "" generates one.
-func (s *Service) finishJob(ctx context.Context, runID, eventID, st, reason string, lastSeq int64) error {
+// finish records a run's end: reported by its runner under lease, or decided by the
+// scheduler itself (lease ""). eventID "" generates one.
+func (s *Service) finish(ctx context.Context, runID, lease, eventID, st, reason string, lastSeq int64) error {
 	if eventID == "" {
 		eventID = newID()
 	}
-	switch st {
-	case domain.RunSucceeded, domain.RunFailed, domain.RunCancelled, domain.RunTimedOut, domain.RunErrored:
-	default:
-		return invalid("run status %q is not a final status", st)
-	}
-	r, err := s.update(ctx, runID, func(r *domain.Run) ([]recorded, error) {
-		if r.Version == 0 {
-			return nil, status.Errorf(codes.NotFound, "run %s not found", runID)
-		}
-		if r.Done() {
+	r, err := s.decide(ctx, runID, func(r *domain.Run) ([]recorded, error) {
+		if r.Has(eventID) {
 			return nil, nil
 		}
-		// The attempt says whose output last_log_sequence counts: the log service judges
-		// the completeness of that attempt's log (a requeued run's log starts again).
-		return []recorded{{eventID, &eventsv1.RunFinished{RunId: runID, OrgId: r.OrgID, ProjectId: r.ProjectID,
-			Status: st, Reason: reason, FinishedAt: timestamppb.Now(), LastLogSequence: lastSeq, Attempt: r.Attempt}}}, nil
+		ev, err := r.Finish(lease, st, reason, lastSeq, time.Now())
+		if err != nil || ev == nil {
+			return nil, err
+		}
+		return []recorded{{eventID, ev}}, nil
 	})
 	if err != nil {
-		return reportErr(err)
-	}
-	if err := s.deleteJob(ctx, runID); err != nil {
-		return status.Errorf(codes.Internal, "remove job: %v", err)
+		return err
 	}
 	s.log.Info("run finished", "run", runID, "status", r.Status, "reason", r.Reason)
 	return nil

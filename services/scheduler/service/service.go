@@ -5,10 +5,12 @@ package service
 
 import (
 	"context"
-	"errors"
+	"database/sql"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/bus"
@@ -24,9 +26,6 @@ import (
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
-	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Tier is a runner class: the limits of a job and its run timeout.
@@ -73,12 +72,17 @@ type Service struct {
 	runnerv1.UnimplementedRunnerServiceServer
 	cfg   Config
 	db    *sqldb.DB
-	store eventstore.Store
+	store eventstore.TxStore
 	log   *slog.Logger
 
 	queued   wake.Signal // a job was queued
+	claimMu  sync.Mutex  // claims of this process, one at a time (runner.go)
 	appended wake.Signal // events were appended to the store
 	cancels  wake.Signal // a running job was asked to stop
+
+	// afterAppend, when set (tests only), runs inside every decision's transaction
+	// between the append and the derived rows: a fault injected there must leave nothing.
+	afterAppend func(context.Context, *sql.Tx) error
 }
 
 // New checks cfg, opens the event store in cfg.DB and creates the scheduler's tables.
@@ -125,8 +129,18 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	return s, nil
 }
 
+// tierNames lists the served tiers, sorted.
+func (s *Service) tierNames() []string {
+	names := make([]string, 0, len(s.cfg.Tiers))
+	for n := range s.cfg.Tiers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
 // openStore opens the run event store kept in db.
-func openStore(ctx context.Context, db *sqldb.DB) (eventstore.Store, error) {
+func openStore(ctx context.Context, db *sqldb.DB) (eventstore.TxStore, error) {
 	if db.Dialect == sqldb.Postgres {
 		st := postgres.New(db.Pool)
 		if err := st.Migrate(ctx); err != nil {
@@ -139,12 +153,6 @@ func openStore(ctx context.Context, db *sqldb.DB) (eventstore.Store, error) {
 		return nil, fmt.Errorf("scheduler: event store: %w", err)
 	}
 	return st, nil
-}
-
-// Register adds RunService and RunnerService to a gRPC server.
-func (s *Service) Register(g *grpc.Server) {
-	apiv1.RegisterRunServiceServer(g, s)
-	runnerv1.RegisterRunnerServiceServer(g, s)
 }
 
 // Group is the scheduler's consumer group on the run-requests topic (permanent).
@@ -177,96 +185,6 @@ func (s *Service) Start(ctx context.Context) error {
 	return nil
 }
 
-// load folds a run's stream.
-func (s *Service) load(ctx context.Context, runID string) (*domain.Run, error) {
-	evs, err := s.store.ReadStream(ctx, domain.StreamID(runID), 1)
-	if err != nil {
-		return nil, fmt.Errorf("read run %s: %w", runID, err)
-	}
-	r := &domain.Run{}
-	for _, e := range evs {
-		m, err := event.Decode(e.Type, e.Payload)
-		if err != nil {
-			return nil, fmt.Errorf("run %s version %d: %w", runID, e.Version, err)
-		}
-		r.Apply(m, e.RecordedAt)
-	}
-	return r, nil
-}
-
-// recorded is an event to append with its id.
-type recorded struct {
-	id  string
-	msg proto.Message
-}
-
-// update loads a run, lets decide choose the events to record, appends them with the
-// loaded version as the expected one (retrying on a concurrent writer), then publishes
-// them and refreshes the read model.
-func (s *Service) update(ctx context.Context, runID string, decide func(*domain.Run) ([]recorded, error)) (*domain.Run, error) {
-	for attempt := 0; ; attempt++ {
-		r, err := s.load(ctx, runID)
-		if err != nil {
-			return nil, err
-		}
-		evs, err := decide(r)
-		if err != nil || len(evs) == 0 {
-			return r, err
-		}
-		if err := s.append(ctx, r, runID, evs); err != nil {
-			if errors.Is(err, eventstore.ErrConcurrency) && attempt < 10 {
-				continue
-			}
-			return nil, err
-		}
-		return r, nil
-	}
-}
-
-// append records evs after r's version and folds them into r.
-func (s *Service) append(ctx context.Context, r *domain.Run, runID string, evs []recorded) error {
-	stored := make([]eventstore.Event, len(evs))
-	for i, e := range evs {
-		b, err := proto.Marshal(e.msg)
-		if err != nil {
-			return err
-		}
-		stored[i] = eventstore.Event{ID: e.id, Type: event.TypeOf(e.msg), Payload: b,
-			Metadata: map[string]string{"run_id": runID, "org_id": r.OrgID, "project_id": r.ProjectID}}
-	}
-	if r.OrgID == "" { // the first event of a stream names the org and project itself
-		if q, ok := evs[0].msg.(interface {
-			GetOrgId() string
-			GetProjectId() string
-		}); ok {
-			for i := range stored {
-				stored[i].Metadata["org_id"], stored[i].Metadata["project_id"] = q.GetOrgId(), q.GetProjectId()
-			}
-		}
-	}
-	before := r.Version
-	v, err := s.store.Append(ctx, domain.StreamID(runID), before, stored...)
-	if err != nil {
-		return fmt.Errorf("append to run %s: %w", runID, err)
-	}
-	if v == before+int64(len(evs)) {
-		now := time.Now()
-		for _, e := range evs {
-			r.Apply(e.msg, now)
-		}
-	} else { // a redelivered append that the store recognised by its event ids: reload
-		fresh, err := s.load(ctx, runID)
-		if err != nil {
-			return err
-		}
-		*r = *fresh
-	}
-	// The event store is the outbox: the forwarder publishes what was appended and the
-	// projector updates the run list, both from their stored positions (outbox.go).
-	s.appended.Notify()
-	return nil
-}
-
 // reapLeases fails the runs whose runner stopped heartbeating, so that no run stays
 // "running" forever.
 func (s *Service) reapLeases(ctx context.Context) {
@@ -291,40 +209,33 @@ func (s *Service) reapLeases(ctx context.Context) {
 			s.log.Error("find expired leases", "err", err)
 			continue
 		}
-		for _, runID := range expired {
-			if err := s.loseRunner(ctx, runID); err != nil {
-				s.log.Error("handle lost runner", "run", runID, "err", err)
+		for _, j := range expired {
+			if err := s.loseRunner(ctx, j.runID, j.lease); err != nil {
+				s.log.Error("handle lost runner", "run", j.runID, "err", err)
 			}
 		}
 	}
 }
 
-// loseRunner handles a job whose lease lapsed: the run is requeued for another runner
-// while it has retries left, else it fails with reason "runner lost".
-func (s *Service) loseRunner(ctx context.Context, runID string) error {
-	lost := fmt.Sprintf("runner lost: no heartbeat for %s", s.cfg.LeaseDuration)
-	var attempt int32
-	r, err := s.update(ctx, runID, func(r *domain.Run) ([]recorded, error) {
-		if r.Status != domain.RunRunning || r.CancelRequested || int(r.Attempt) > s.cfg.LostRunRetries {
+// loseRunner handles a lease that lapsed: the run is requeued for another runner while
+// it has retries left, else it fails with reason "runner lost" (domain.Run.LoseRunner).
+func (s *Service) loseRunner(ctx context.Context, runID, lease string) error {
+	r, err := s.decide(ctx, runID, func(r *domain.Run) ([]recorded, error) {
+		ev := r.LoseRunner(lease, s.cfg.LostRunRetries, s.cfg.LeaseDuration, time.Now())
+		if ev == nil {
 			return nil, nil
 		}
-		attempt = r.Attempt + 1
-		return []recorded{{newID(), &eventsv1.RunRequeued{RunId: runID, OrgId: r.OrgID, ProjectId: r.ProjectID,
-			Reason: fmt.Sprintf("%s (runner %s); attempt %d on another runner", lost, r.RunnerID, attempt), Attempt: attempt, At: timestamppb.Now()}}}, nil
+		return []recorded{{newID(), ev}}, nil
 	})
 	if err != nil {
 		return err
 	}
 	if r.Status == domain.RunQueued {
-		// Requeued now, or by an earlier pass whose job update failed (the job row still
-		// holds the lapsed lease), or never started: queue the job, do not fail the run.
 		s.log.Warn("runner lost; run requeued", "run", runID, "attempt", r.Attempt)
-		return s.requeueJob(ctx, runID, r.Attempt)
+	} else if r.Done() {
+		s.log.Warn("runner lost; run ended", "run", runID, "status", r.Status, "reason", r.Reason)
 	}
-	if r.CancelRequested {
-		return s.finishJob(ctx, runID, "", domain.RunCancelled, "cancelled; the runner stopped answering", 0)
-	}
-	return s.finishJob(ctx, runID, "", domain.RunFailed, lost, 0)
+	return nil
 }
 
 // newID returns a fresh event id.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/simpleci/simpleci/libs/bus"
+	"github.com/simpleci/simpleci/libs/eventstore/pgtest"
 	"github.com/simpleci/simpleci/libs/forge"
 	"github.com/simpleci/simpleci/libs/forge/local"
 	"github.com/simpleci/simpleci/libs/platform/auth"
@@ -128,6 +129,18 @@ type env struct {
 	repo testRepo
 }
 
+// testDatabase is where a test's scheduler keeps its tables: a fresh database on the
+// real PostgreSQL when SIMPLECI_TEST_POSTGRES_URL is set (make test always sets it, so CI
+// checks the production dialect), else a SQLite file (plain go test; the embedded mode's
+// dialect is also checked end to end by services/simpleci/e2e). SIMPLECI_TEST_SCHEDULER_DB=sqlite
+// forces SQLite.
+func testDatabase(t *testing.T) string {
+	if os.Getenv(pgtest.EnvURL) != "" && os.Getenv("SIMPLECI_TEST_SCHEDULER_DB") != "sqlite" {
+		return pgtest.NewDatabase(t)
+	}
+	return filepath.Join(t.TempDir(), "x.db")
+}
+
 // newEnv starts a scheduler over a fresh database, bus and repository; opts adjust its Config.
 func newEnv(t *testing.T, opts ...func(*service.Config)) *env {
 	t.Helper()
@@ -137,7 +150,7 @@ func newEnv(t *testing.T, opts ...func(*service.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "x.db"))
+	db, err := sqldb.Open(ctx, testDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +311,7 @@ func (e *env) listStatus(runID string) string {
 // storedEvents returns the types of the events in the run's stream, in order.
 func (e *env) storedEvents(runID string) []proto.Message {
 	e.t.Helper()
-	rows, err := e.db.QueryContext(e.ctx, `SELECT type, payload FROM events WHERE stream_id = ? ORDER BY stream_version`, "run-"+runID)
+	rows, err := e.db.QueryContext(e.ctx, e.db.Q(`SELECT type, payload FROM events WHERE stream_id = ? ORDER BY stream_version`), "run-"+runID)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -395,7 +408,7 @@ func TestTriggerRun(t *testing.T) {
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				e := e.at(t)
-				if _, err := e.svc.TriggerRun(tt.ctx, tt.req); status.Code(err) != tt.want {
+				if _, err := e.svc.TriggerRun(tt.ctx, tt.req); code(err) != tt.want {
 					t.Fatalf("TriggerRun: %v, want %s", err, tt.want)
 				}
 			})
@@ -528,7 +541,7 @@ func TestClaimJob(t *testing.T) {
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				e := e.at(t)
-				if _, err := e.svc.ClaimJob(tt.ctx, tt.req); status.Code(err) != tt.want {
+				if _, err := e.svc.ClaimJob(tt.ctx, tt.req); code(err) != tt.want {
 					t.Fatalf("ClaimJob: %v, want %s", err, tt.want)
 				}
 			})
@@ -587,7 +600,7 @@ func TestClaimJob(t *testing.T) {
 		ctx, cancel := context.WithCancel(e.internal())
 		cancel()
 		_, err := e.svc.ClaimJob(ctx, &runnerv1.ClaimJobRequest{RunnerId: "r3", Tiers: []string{"standard"}, Wait: durationpb.New(wait)})
-		if status.Code(err) != codes.Canceled {
+		if code(err) != codes.Canceled {
 			t.Fatalf("ClaimJob with a cancelled context: %v, want Canceled", err)
 		}
 	})
@@ -684,10 +697,10 @@ func TestReportLifecycle(t *testing.T) {
 	})
 	t.Run("the lease ends with the run", func(t *testing.T) {
 		e := e.at(t)
-		if _, err := e.svc.Heartbeat(e.internal(), &runnerv1.HeartbeatRequest{RunId: job.GetRunId(), LeaseId: job.GetLeaseId()}); status.Code(err) != codes.FailedPrecondition {
+		if _, err := e.svc.Heartbeat(e.internal(), &runnerv1.HeartbeatRequest{RunId: job.GetRunId(), LeaseId: job.GetLeaseId()}); code(err) != codes.FailedPrecondition {
 			t.Fatalf("Heartbeat after the end: %v, want FailedPrecondition", err)
 		}
-		if err := e.report(job, id.New(), &eventsv1.StepStarted{StepIndex: 0}); status.Code(err) != codes.FailedPrecondition {
+		if err := e.report(job, id.New(), &eventsv1.StepStarted{StepIndex: 0}); code(err) != codes.FailedPrecondition {
 			t.Fatalf("Report after the end: %v, want FailedPrecondition", err)
 		}
 		if got := e.get(r.GetId()); got.GetStatus() != "failed" || !slices.Equal(stepStatuses(got), []string{"succeeded", "failed"}) {
@@ -753,7 +766,7 @@ func TestReportWrongLease(t *testing.T) {
 			stale := proto.Clone(job).(*runnerv1.Job)
 			stale.LeaseId = tt.lease
 			err := e.report(stale, id.New(), tt.ev)
-			if status.Code(err) != codes.FailedPrecondition {
+			if code(err) != codes.FailedPrecondition {
 				t.Fatalf("Report with lease %q: %v, want FailedPrecondition", tt.lease, err)
 			}
 			g := e.get(r.GetId())
@@ -765,7 +778,7 @@ func TestReportWrongLease(t *testing.T) {
 	t.Run("heartbeat with a wrong lease", func(t *testing.T) {
 		e := e.at(t)
 		_, err := e.svc.Heartbeat(e.internal(), &runnerv1.HeartbeatRequest{RunId: r.GetId(), LeaseId: otherJob.GetLeaseId()})
-		if status.Code(err) != codes.FailedPrecondition {
+		if code(err) != codes.FailedPrecondition {
 			t.Fatalf("Heartbeat: %v, want FailedPrecondition", err)
 		}
 	})
@@ -809,7 +822,7 @@ func TestReportValidation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := e.at(t)
-			if _, err := e.svc.Report(tt.ctx, tt.req); status.Code(err) != tt.want {
+			if _, err := e.svc.Report(tt.ctx, tt.req); code(err) != tt.want {
 				t.Fatalf("Report: %v, want %s", err, tt.want)
 			}
 		})
@@ -1017,7 +1030,7 @@ func TestListRuns(t *testing.T) {
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				e := e.at(t)
-				if _, err := e.svc.ListRuns(tt.ctx, tt.req); status.Code(err) != tt.want {
+				if _, err := e.svc.ListRuns(tt.ctx, tt.req); code(err) != tt.want {
 					t.Fatalf("ListRuns: %v, want %s", err, tt.want)
 				}
 			})
@@ -1025,10 +1038,10 @@ func TestListRuns(t *testing.T) {
 	})
 	t.Run("GetRun is organisation-scoped", func(t *testing.T) {
 		e := e.at(t)
-		if _, err := e.svc.GetRun(e.user("org2"), &apiv1.GetRunRequest{Run: runs[0].GetId()}); status.Code(err) != codes.NotFound {
+		if _, err := e.svc.GetRun(e.user("org2"), &apiv1.GetRunRequest{Run: runs[0].GetId()}); code(err) != codes.NotFound {
 			t.Fatalf("GetRun by another org: %v, want NotFound", err)
 		}
-		if _, err := e.svc.GetRun(e.user("org1"), &apiv1.GetRunRequest{Run: "no-such-run"}); status.Code(err) != codes.NotFound {
+		if _, err := e.svc.GetRun(e.user("org1"), &apiv1.GetRunRequest{Run: "no-such-run"}); code(err) != codes.NotFound {
 			t.Fatalf("GetRun of an unknown run: %v, want NotFound", err)
 		}
 	})
@@ -1113,12 +1126,12 @@ func TestExpiredLeaseEndsRun(t *testing.T) {
 	// The job row is removed just after RunFinished is recorded.
 	e.eventually("the lost lease to be refused", func() bool {
 		_, err := e.svc.Heartbeat(e.internal(), &runnerv1.HeartbeatRequest{RunId: job.GetRunId(), LeaseId: job.GetLeaseId()})
-		if err != nil && status.Code(err) != codes.FailedPrecondition {
+		if err != nil && code(err) != codes.FailedPrecondition {
 			t.Fatalf("Heartbeat of the lost lease: %v, want FailedPrecondition", err)
 		}
 		return err != nil
 	})
-	if err := e.report(job, id.New(), &eventsv1.StepFinished{StepIndex: 0, Status: "succeeded"}); status.Code(err) != codes.FailedPrecondition {
+	if err := e.report(job, id.New(), &eventsv1.StepFinished{StepIndex: 0, Status: "succeeded"}); code(err) != codes.FailedPrecondition {
 		t.Fatalf("Report under the lost lease: %v, want FailedPrecondition", err)
 	}
 	if j := e.claim(100 * time.Millisecond); j != nil {
@@ -1204,3 +1217,6 @@ func TestNewRequiresDependencies(t *testing.T) {
 		}
 	}
 }
+
+// code is the status code a gRPC client sees for a handler's error.
+func code(err error) codes.Code { return status.Code(service.GRPCError(context.Background(), err)) }

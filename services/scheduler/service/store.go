@@ -12,7 +12,6 @@ import (
 
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/event"
-	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
@@ -91,51 +90,18 @@ func tsOf(t time.Time) *timestamppb.Timestamp {
 	return timestamppb.New(t)
 }
 
-func (s *Service) nextNumber(ctx context.Context, projectID string) (int64, error) {
+// lastNumber returns the last run number taken in a project (0 before its first run).
+// It only reads: the decision that records the next run advances it (applyJobs).
+func (s *Service) lastNumber(ctx context.Context, tx *sql.Tx, projectID string) (int64, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, s.db.Q(`INSERT INTO sched_run_numbers (project_id, last) VALUES (?, 1)
-		ON CONFLICT (project_id) DO UPDATE SET last = sched_run_numbers.last + 1 RETURNING last`), projectID).Scan(&n)
+	err := tx.QueryRowContext(ctx, s.db.Q(`SELECT last FROM sched_run_numbers WHERE project_id = ?`), projectID).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
 	if err != nil {
-		return 0, fmt.Errorf("next run number: %w", err)
+		return 0, fmt.Errorf("last run number: %w", err)
 	}
 	return n, nil
-}
-
-func (s *Service) enqueue(ctx context.Context, r *domain.Run) error {
-	_, err := s.db.ExecContext(ctx, s.db.Q(`INSERT INTO sched_jobs (run_id, tier, state, created_at, runner_id, lease_id, lease_expires)
-		VALUES (?, ?, 'queued', ?, '', '', 0) ON CONFLICT (run_id) DO NOTHING`), r.ID, r.Tier, time.Now().UnixNano())
-	if err != nil {
-		return fmt.Errorf("queue job %s: %w", r.ID, err)
-	}
-	s.queued.Notify()
-	return nil
-}
-
-// claim takes the oldest queued job of one of tiers and leases it to runner.
-func (s *Service) claim(ctx context.Context, runner string, tiers []string) (runID, lease string, err error) {
-	if len(tiers) == 0 {
-		return "", "", nil
-	}
-	lease = newID()
-	marks := strings.TrimSuffix(strings.Repeat("?, ", len(tiers)), ", ")
-	lock := ""
-	if s.db.Dialect == sqldb.Postgres {
-		lock = " FOR UPDATE SKIP LOCKED"
-	}
-	args := []any{runner, lease, time.Now().Add(s.cfg.LeaseDuration).UnixNano()}
-	for _, t := range tiers {
-		args = append(args, t)
-	}
-	err = s.db.QueryRowContext(ctx, s.db.Q(`UPDATE sched_jobs SET state = 'running', runner_id = ?, lease_id = ?, lease_expires = ?
-		WHERE run_id = (SELECT run_id FROM sched_jobs WHERE state = 'queued' AND tier IN (`+marks+`) ORDER BY created_at LIMIT 1`+lock+`)
-		RETURNING run_id`), args...).Scan(&runID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", "", nil
-	}
-	if err != nil {
-		return "", "", fmt.Errorf("claim job: %w", err)
-	}
-	return runID, lease, nil
 }
 
 // extend renews a lease; false means the lease is gone (expired or the job ended).
@@ -149,45 +115,24 @@ func (s *Service) extend(ctx context.Context, runID, lease string) (bool, error)
 	return n == 1, err
 }
 
-func (s *Service) leaseValid(ctx context.Context, runID, lease string) (bool, error) {
-	var n int
-	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT COUNT(*) FROM sched_jobs WHERE run_id = ? AND lease_id = ? AND state = 'running'`), runID, lease).Scan(&n)
-	return n == 1, err
-}
+// lapsed is a running job whose lease expired.
+type lapsed struct{ runID, lease string }
 
-func (s *Service) expiredLeases(ctx context.Context) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT run_id FROM sched_jobs WHERE state = 'running' AND lease_expires < ?`), time.Now().UnixNano())
+func (s *Service) expiredLeases(ctx context.Context) ([]lapsed, error) {
+	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT run_id, lease_id FROM sched_jobs WHERE state = 'running' AND lease_expires < ?`), time.Now().UnixNano())
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var ids []string
+	var out []lapsed
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var j lapsed
+		if err := rows.Scan(&j.runID, &j.lease); err != nil {
 			return nil, err
 		}
-		ids = append(ids, id)
+		out = append(out, j)
 	}
-	return ids, rows.Err()
-}
-
-// requeueJob puts a job whose runner was lost back in the queue for its next attempt.
-func (s *Service) requeueJob(ctx context.Context, runID string, attempt int32) error {
-	_, err := s.db.ExecContext(ctx, s.db.Q(`UPDATE sched_jobs SET state = 'queued', runner_id = '', lease_id = '', lease_expires = 0, attempt = ? WHERE run_id = ?`), attempt, runID)
-	if err == nil {
-		s.queued.Notify()
-	}
-	return err
-}
-
-// requestCancel marks a running job so that its runner's next heartbeat says stop.
-func (s *Service) requestCancel(ctx context.Context, runID string) error {
-	_, err := s.db.ExecContext(ctx, s.db.Q(`UPDATE sched_jobs SET cancel_requested = TRUE WHERE run_id = ?`), runID)
-	if err == nil {
-		s.cancels.Notify()
-	}
-	return err
+	return out, rows.Err()
 }
 
 func (s *Service) cancelRequested(ctx context.Context, runID string) (bool, error) {
@@ -223,11 +168,6 @@ func (s *Service) waitReason(ctx context.Context, tier string) string {
 		return fmt.Sprintf("waiting: no runner for tier %s is connected", tier)
 	}
 	return fmt.Sprintf("waiting for a free runner of tier %s", tier)
-}
-
-func (s *Service) deleteJob(ctx context.Context, runID string) error {
-	_, err := s.db.ExecContext(ctx, s.db.Q(`DELETE FROM sched_jobs WHERE run_id = ?`), runID)
-	return err
 }
 
 // jobFor builds the runner's view of a run.
@@ -299,7 +239,7 @@ func (s *Service) GetRun(ctx context.Context, req *apiv1.GetRunRequest) (*apiv1.
 	if err != nil {
 		return nil, err
 	}
-	r, err := s.load(ctx, req.GetRun())
+	r, err := load(ctx, s.store, req.GetRun())
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "%v", err)
 	}

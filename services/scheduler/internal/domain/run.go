@@ -4,7 +4,6 @@ package domain
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
@@ -65,16 +64,28 @@ type Run struct {
 	Queued *eventsv1.RunQueued
 	// Version is the stream version the state reflects.
 	Version int64
+	// ids are the ids of the events folded with ApplyEvent.
+	ids map[string]struct{}
 }
 
-// Finished reports whether the run reached a final status.
-func (r *Run) Done() bool {
-	switch r.Status {
-	case RunSucceeded, RunFailed, RunCancelled, RunTimedOut, RunErrored:
-		return true
+// ApplyEvent folds one recorded event and remembers its id (see Has).
+func (r *Run) ApplyEvent(id string, ev proto.Message, recorded time.Time) {
+	if r.ids == nil {
+		r.ids = map[string]struct{}{}
 	}
-	return false
+	r.ids[id] = struct{}{}
+	r.Apply(ev, recorded)
 }
+
+// Has reports whether an event with id was folded into the state: a command whose
+// event is already recorded (a retried report) is answered without checking it again.
+func (r *Run) Has(id string) bool {
+	_, ok := r.ids[id]
+	return ok
+}
+
+// Done reports whether the run reached a final status.
+func (r *Run) Done() bool { return finalStatus(r.Status) }
 
 // Apply folds one event into the state.
 func (r *Run) Apply(ev proto.Message, recorded time.Time) {
@@ -148,31 +159,4 @@ func (r *Run) step(i int32) *Step {
 		return nil
 	}
 	return &r.Steps[i]
-}
-
-// CheckReport says whether a runner's observation may be recorded now.
-func (r *Run) CheckReport(ev proto.Message) error {
-	if r.Done() {
-		return fmt.Errorf("run %s already %s: %w", r.ID, r.Status, ErrTransition)
-	}
-	if r.Status != RunRunning {
-		return fmt.Errorf("run %s is %s, not running: %w", r.ID, r.Status, ErrTransition)
-	}
-	idx := int32(-1)
-	switch e := ev.(type) {
-	case *eventsv1.StepStarted:
-		idx = e.StepIndex
-	case *eventsv1.StepSkipped:
-		idx = e.StepIndex
-	case *eventsv1.StepFinished:
-		idx = e.StepIndex
-	case *eventsv1.RunFinished, *eventsv1.RunIsolation:
-		return nil
-	default:
-		return fmt.Errorf("unexpected report %T: %w", ev, ErrTransition)
-	}
-	if r.step(idx) == nil {
-		return fmt.Errorf("run %s has no step %d: %w", r.ID, idx, ErrTransition)
-	}
-	return nil
 }

@@ -231,58 +231,177 @@ func TestDone(t *testing.T) {
 	}
 }
 
-func TestCheckReport(t *testing.T) {
-	running := func() *domain.Run { return fold(queued("a", "b"), started()) }
+func TestObserve(t *testing.T) {
+	running := func() *domain.Run { return fold(queued("a", "b", "c"), started()) }
+	at := func(evs ...proto.Message) func() *domain.Run {
+		return func() *domain.Run { return fold(append([]proto.Message{queued("a", "b", "c"), started()}, evs...)...) }
+	}
 	tests := []struct {
 		name    string
 		run     func() *domain.Run
+		lease   string
 		ev      proto.Message
-		wantErr string // "" means allowed
+		wantErr error // nil means allowed
+		wantMsg string
 	}{
-		{"step started", running, &eventsv1.StepStarted{StepIndex: 0}, ""},
-		{"step skipped last", running, &eventsv1.StepSkipped{StepIndex: 1}, ""},
-		{"step finished", running, &eventsv1.StepFinished{StepIndex: 1, Status: "succeeded"}, ""},
-		{"run finished", running, &eventsv1.RunFinished{Status: domain.RunSucceeded}, ""},
-		{"isolation", running, &eventsv1.RunIsolation{Isolation: "isolation: weak"}, ""},
-		{"isolation of a queued run", func() *domain.Run { return fold(queued("a")) }, &eventsv1.RunIsolation{}, "not running"},
-		{"step started index too big", running, &eventsv1.StepStarted{StepIndex: 2}, "no step 2"},
-		{"step skipped negative index", running, &eventsv1.StepSkipped{StepIndex: -1}, "no step -1"},
-		{"step finished index too big", running, &eventsv1.StepFinished{StepIndex: 99}, "no step 99"},
-		{"unexpected event", running, &eventsv1.RunStarted{}, "unexpected report"},
-		{"queued run", func() *domain.Run { return fold(queued("a")) }, &eventsv1.StepStarted{StepIndex: 0}, "not running"},
-		{"queued run finish", func() *domain.Run { return fold(queued("a")) }, &eventsv1.RunFinished{Status: domain.RunFailed}, "not running"},
-		{"empty run", func() *domain.Run { return &domain.Run{} }, &eventsv1.StepStarted{}, "not running"},
+		{"first step started", running, "lease-1", &eventsv1.StepStarted{StepIndex: 0}, nil, ""},
+		{"first step skipped", running, "lease-1", &eventsv1.StepSkipped{StepIndex: 0}, nil, ""},
+		{"running step finished", at(&eventsv1.StepStarted{StepIndex: 0}), "lease-1", &eventsv1.StepFinished{StepIndex: 0, Status: "succeeded"}, nil, ""},
+		{"next step after a skip", at(&eventsv1.StepSkipped{StepIndex: 0}), "lease-1", &eventsv1.StepStarted{StepIndex: 1}, nil, ""},
+		{"isolation", running, "lease-1", &eventsv1.RunIsolation{Isolation: "isolation: weak"}, nil, ""},
+		{"step out of order", running, "lease-1", &eventsv1.StepStarted{StepIndex: 1}, domain.ErrTransition, "before step 0"},
+		{"step while another runs", at(&eventsv1.StepStarted{StepIndex: 0}), "lease-1", &eventsv1.StepSkipped{StepIndex: 1}, domain.ErrTransition, "before step 0 (running) ended"},
+		{"step started twice", at(&eventsv1.StepStarted{StepIndex: 0}), "lease-1", &eventsv1.StepStarted{StepIndex: 0}, domain.ErrTransition, "already running"},
+		{"finished without start", running, "lease-1", &eventsv1.StepFinished{StepIndex: 0}, domain.ErrTransition, "not running"},
+		{"finished twice", at(&eventsv1.StepStarted{StepIndex: 0}, &eventsv1.StepFinished{StepIndex: 0, Status: "succeeded"}), "lease-1",
+			&eventsv1.StepFinished{StepIndex: 0}, domain.ErrTransition, "not running"},
+		{"step index too big", running, "lease-1", &eventsv1.StepStarted{StepIndex: 3}, domain.ErrTransition, "no step 3"},
+		{"negative index", running, "lease-1", &eventsv1.StepSkipped{StepIndex: -1}, domain.ErrTransition, "no step -1"},
+		{"finish index too big", running, "lease-1", &eventsv1.StepFinished{StepIndex: 99}, domain.ErrTransition, "no step 99"},
+		{"unexpected event", running, "lease-1", &eventsv1.RunStarted{}, domain.ErrInvalid, "unexpected report"},
+		{"another lease", running, "lease-2", &eventsv1.StepStarted{StepIndex: 0}, domain.ErrLeaseLost, "lease-2"},
+		{"no lease", running, "", &eventsv1.StepStarted{StepIndex: 0}, domain.ErrLeaseLost, ""},
+		{"queued run", func() *domain.Run { return fold(queued("a")) }, "lease-1", &eventsv1.StepStarted{StepIndex: 0}, domain.ErrLeaseLost, "queued"},
+		{"empty run", func() *domain.Run { return &domain.Run{} }, "lease-1", &eventsv1.StepStarted{}, domain.ErrNotFound, ""},
 		{"finished run", func() *domain.Run {
 			return fold(queued("a"), started(), &eventsv1.RunFinished{Status: domain.RunSucceeded})
-		}, &eventsv1.StepFinished{StepIndex: 0}, "already succeeded"},
-		{"finished run finish again", func() *domain.Run {
-			return fold(queued("a"), started(), &eventsv1.RunFinished{Status: domain.RunFailed})
-		}, &eventsv1.RunFinished{Status: domain.RunSucceeded}, "already failed"},
-		{"errored run", func() *domain.Run {
-			return fold(queued(), &eventsv1.RunFinished{Status: domain.RunErrored})
-		}, &eventsv1.StepStarted{StepIndex: 0}, "already errored"},
+		}, "lease-1", &eventsv1.StepFinished{StepIndex: 0}, domain.ErrLeaseLost, "succeeded"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := tt.run()
 			before := *r
-			err := r.CheckReport(tt.ev)
-			if tt.wantErr == "" {
+			err := r.Observe(tt.lease, tt.ev)
+			if tt.wantErr == nil {
 				if err != nil {
-					t.Fatalf("CheckReport: %v, want nil", err)
+					t.Fatalf("Observe: %v, want nil", err)
 				}
 			} else {
-				if !errors.Is(err, domain.ErrTransition) {
-					t.Fatalf("CheckReport: %v, want ErrTransition", err)
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Observe: %v, want %v", err, tt.wantErr)
 				}
-				if !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("CheckReport: %q, want it to mention %q", err, tt.wantErr)
+				if !strings.Contains(err.Error(), tt.wantMsg) {
+					t.Fatalf("Observe: %q, want it to mention %q", err, tt.wantMsg)
 				}
 			}
 			if r.Version != before.Version || r.Status != before.Status {
-				t.Fatalf("CheckReport changed the run: %+v", r)
+				t.Fatalf("Observe changed the run: %+v", r)
 			}
 		})
+	}
+}
+
+func TestObserveStampsIdentity(t *testing.T) {
+	r := fold(queued("a"), started())
+	ev := &eventsv1.StepStarted{RunId: "other", OrgId: "other-org", ProjectId: "other-project", StepIndex: 0}
+	if err := r.Observe("lease-1", ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.RunId != "run1" || ev.OrgId != "org1" || ev.ProjectId != "proj1" {
+		t.Fatalf("identity not stamped: %+v", ev)
+	}
+}
+
+func TestStart(t *testing.T) {
+	r := fold(queued("a"))
+	ev, err := r.Start("runner-b", "lease-9", at(3))
+	if err != nil || ev.LeaseId != "lease-9" || ev.RunnerId != "runner-b" || ev.RunId != "run1" {
+		t.Fatalf("Start = %+v, %v", ev, err)
+	}
+	for name, r := range map[string]*domain.Run{
+		"running":   fold(queued("a"), started()),
+		"finished":  fold(queued("a"), &eventsv1.RunFinished{Status: domain.RunErrored}),
+		"cancelled": fold(queued("a"), &eventsv1.RunCancelRequested{}),
+	} {
+		if _, err := r.Start("runner-b", "lease-9", at(3)); !errors.Is(err, domain.ErrTransition) {
+			t.Errorf("Start of a %s run: %v, want ErrTransition", name, err)
+		}
+	}
+	if _, err := (&domain.Run{}).Start("r", "l", at(3)); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("Start of no run: %v, want ErrNotFound", err)
+	}
+}
+
+func TestFinish(t *testing.T) {
+	running := fold(queued("a"), started())
+	ev, err := running.Finish("lease-1", domain.RunSucceeded, "", 12, at(9))
+	if err != nil || ev.Status != domain.RunSucceeded || ev.LastLogSequence != 12 || ev.Attempt != 1 {
+		t.Fatalf("Finish = %+v, %v", ev, err)
+	}
+	if _, err := running.Finish("lease-2", domain.RunSucceeded, "", 0, at(9)); !errors.Is(err, domain.ErrLeaseLost) {
+		t.Errorf("Finish under another lease: %v, want ErrLeaseLost", err)
+	}
+	if _, err := running.Finish("lease-1", domain.RunRunning, "", 0, at(9)); !errors.Is(err, domain.ErrInvalid) {
+		t.Errorf("Finish with a status that is not final: %v, want ErrInvalid", err)
+	}
+	if ev, err := running.Finish("", domain.RunFailed, "runner lost", 0, at(9)); err != nil || ev == nil {
+		t.Errorf("Finish by the scheduler: %v, %v", ev, err)
+	}
+	done := fold(queued("a"), started(), &eventsv1.RunFinished{Status: domain.RunSucceeded})
+	if ev, err := done.Finish("lease-1", domain.RunSucceeded, "", 0, at(9)); ev != nil || err != nil {
+		t.Errorf("a retried end report = %v, %v; want nothing recorded, no error", ev, err)
+	}
+	if _, err := done.Finish("lease-2", domain.RunSucceeded, "", 0, at(9)); !errors.Is(err, domain.ErrLeaseLost) {
+		t.Errorf("an end report of another lease after the end: %v, want ErrLeaseLost", err)
+	}
+	if _, err := fold(queued("a")).Finish("lease-1", domain.RunSucceeded, "", 0, at(9)); !errors.Is(err, domain.ErrLeaseLost) {
+		t.Errorf("Finish of a queued run by a runner: %v, want ErrLeaseLost", err)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	evs, err := fold(queued("a")).Cancel("alice", at(2))
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("Cancel of a queued run = %v, %v; want a request and the end", evs, err)
+	}
+	if f := evs[1].(*eventsv1.RunFinished); f.Status != domain.RunCancelled || !strings.Contains(f.Reason, "alice") {
+		t.Fatalf("end = %+v", f)
+	}
+	evs, err = fold(queued("a"), started()).Cancel("alice", at(2))
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("Cancel of a running run = %v, %v; want only the request", evs, err)
+	}
+	for name, r := range map[string]*domain.Run{
+		"already requested": fold(queued("a"), started(), &eventsv1.RunCancelRequested{}),
+		"finished":          fold(queued("a"), &eventsv1.RunFinished{Status: domain.RunErrored}),
+	} {
+		if evs, err := r.Cancel("bob", at(3)); evs != nil || err != nil {
+			t.Errorf("Cancel of a %s run = %v, %v; want nothing", name, evs, err)
+		}
+	}
+	if _, err := (&domain.Run{}).Cancel("bob", at(3)); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("Cancel of no run: %v", err)
+	}
+}
+
+func TestLoseRunner(t *testing.T) {
+	running := fold(queued("a"), started())
+	if ev := running.LoseRunner("lease-other", 1, 30*time.Second, at(40)); ev != nil {
+		t.Fatalf("another lease lapsed: %v, want nothing", ev)
+	}
+	rq, ok := running.LoseRunner("lease-1", 1, 30*time.Second, at(40)).(*eventsv1.RunRequeued)
+	if !ok || rq.Attempt != 2 || !strings.Contains(rq.Reason, "runner lost") {
+		t.Fatalf("first loss = %v, want RunRequeued attempt 2", rq)
+	}
+	again := fold(queued("a"), started(), rq, &eventsv1.RunStarted{LeaseId: "lease-2", StartedAt: pb(50)})
+	f, ok := again.LoseRunner("lease-2", 1, 30*time.Second, at(90)).(*eventsv1.RunFinished)
+	if !ok || f.Status != domain.RunFailed || !strings.HasPrefix(f.Reason, "runner lost") || f.Attempt != 2 {
+		t.Fatalf("second loss = %v, want failed: runner lost", f)
+	}
+	cancelling := fold(queued("a"), started(), &eventsv1.RunCancelRequested{})
+	if f, ok := cancelling.LoseRunner("lease-1", 1, 30*time.Second, at(40)).(*eventsv1.RunFinished); !ok || f.Status != domain.RunCancelled {
+		t.Fatalf("loss while cancelling = %v, want cancelled", f)
+	}
+	if ev := fold(queued("a")).LoseRunner("", 1, 30*time.Second, at(40)); ev != nil {
+		t.Fatalf("queued run: %v, want nothing", ev)
+	}
+}
+
+func TestHas(t *testing.T) {
+	r := &domain.Run{}
+	r.ApplyEvent("e1", queued("a"), time.Now())
+	if !r.Has("e1") || r.Has("e2") {
+		t.Fatalf("Has(e1) = %v, Has(e2) = %v", r.Has("e1"), r.Has("e2"))
 	}
 }
 

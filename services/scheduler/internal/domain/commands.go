@@ -1,0 +1,169 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// The domain's errors. Commands wrap one of them; the scheduler's gRPC interceptor maps
+// each to one status code (NotFound, FailedPrecondition, FailedPrecondition,
+// InvalidArgument), so handlers never choose codes for rule violations themselves.
+var (
+	// ErrNotFound: the run does not exist (or belongs to another organisation).
+	ErrNotFound = errors.New("not found")
+	// ErrLeaseLost: the caller's lease is not the run's current one (it lapsed, the run
+	// was requeued or it ended).
+	ErrLeaseLost = errors.New("lease no longer held")
+	// ErrInvalid: the command itself is malformed (e.g. a status that is not final).
+	ErrInvalid = errors.New("invalid")
+)
+
+// Start hands a queued run to runner under lease.
+func (r *Run) Start(runner, lease string, now time.Time) (*eventsv1.RunStarted, error) {
+	if r.Version == 0 {
+		return nil, fmt.Errorf("run %s: %w", r.ID, ErrNotFound)
+	}
+	if r.Status != RunQueued || r.CancelRequested {
+		return nil, fmt.Errorf("run %s is %s, not queued: %w", r.ID, r.Status, ErrTransition)
+	}
+	return &eventsv1.RunStarted{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID,
+		RunnerId: runner, LeaseId: lease, StartedAt: timestamppb.New(now)}, nil
+}
+
+// Observe checks a runner's observation (StepStarted, StepSkipped, StepFinished,
+// RunIsolation) against the run and stamps the run's identity on it, so that a runner
+// cannot write into another tenant's run. The run must be running under lease; steps
+// are reported in order: a step starts or is skipped only once every step before it is
+// decided and none is running, and only a running step finishes.
+func (r *Run) Observe(lease string, ev proto.Message) error {
+	if r.Version == 0 {
+		return fmt.Errorf("run %s: %w", r.ID, ErrNotFound)
+	}
+	if lease == "" || lease != r.LeaseID || r.Status != RunRunning {
+		return fmt.Errorf("lease %s of run %s (now %s): %w", lease, r.ID, r.Status, ErrLeaseLost)
+	}
+	switch e := ev.(type) {
+	case *eventsv1.StepStarted:
+		if err := r.canBegin(e.StepIndex); err != nil {
+			return err
+		}
+		e.RunId, e.OrgId, e.ProjectId = r.ID, r.OrgID, r.ProjectID
+	case *eventsv1.StepSkipped:
+		if err := r.canBegin(e.StepIndex); err != nil {
+			return err
+		}
+		e.RunId, e.OrgId, e.ProjectId = r.ID, r.OrgID, r.ProjectID
+	case *eventsv1.StepFinished:
+		s := r.step(e.StepIndex)
+		if s == nil {
+			return fmt.Errorf("run %s has no step %d: %w", r.ID, e.StepIndex, ErrTransition)
+		}
+		if s.Status != StepRunning {
+			return fmt.Errorf("step %d of run %s is %s, not running: %w", e.StepIndex, r.ID, s.Status, ErrTransition)
+		}
+		e.RunId, e.OrgId, e.ProjectId = r.ID, r.OrgID, r.ProjectID
+	case *eventsv1.RunIsolation:
+		e.RunId, e.OrgId, e.ProjectId, e.Attempt = r.ID, r.OrgID, r.ProjectID, r.Attempt
+	default:
+		return fmt.Errorf("unexpected report %T: %w", ev, ErrInvalid)
+	}
+	return nil
+}
+
+// canBegin says whether step i may start or be skipped now.
+func (r *Run) canBegin(i int32) error {
+	s := r.step(i)
+	if s == nil {
+		return fmt.Errorf("run %s has no step %d: %w", r.ID, i, ErrTransition)
+	}
+	if s.Status != StepPending {
+		return fmt.Errorf("step %d of run %s is already %s: %w", i, r.ID, s.Status, ErrTransition)
+	}
+	for _, before := range r.Steps[:i] {
+		if before.Status == StepPending || before.Status == StepRunning {
+			return fmt.Errorf("step %d of run %s reported before step %d (%s) ended: %w", i, r.ID, before.Index, before.Status, ErrTransition)
+		}
+	}
+	return nil
+}
+
+// finalStatus reports whether st ends a run.
+func finalStatus(st string) bool {
+	switch st {
+	case RunSucceeded, RunFailed, RunCancelled, RunTimedOut, RunErrored:
+		return true
+	}
+	return false
+}
+
+// Finish ends the run. lease is the reporting runner's ("" when the scheduler itself
+// ends it: a lost runner, a failure to hand the job over). Finishing a run that already
+// ended returns no event and no error, so a retried end report changes nothing.
+func (r *Run) Finish(lease, st, reason string, lastLogSeq int64, now time.Time) (*eventsv1.RunFinished, error) {
+	if !finalStatus(st) {
+		return nil, fmt.Errorf("run status %q is not a final status: %w", st, ErrInvalid)
+	}
+	if r.Version == 0 {
+		return nil, fmt.Errorf("run %s: %w", r.ID, ErrNotFound)
+	}
+	if r.Done() {
+		if lease != "" && lease != r.LeaseID {
+			return nil, fmt.Errorf("lease %s of run %s (now %s): %w", lease, r.ID, r.Status, ErrLeaseLost)
+		}
+		return nil, nil
+	}
+	if lease != "" && (lease != r.LeaseID || r.Status != RunRunning) {
+		return nil, fmt.Errorf("lease %s of run %s (now %s): %w", lease, r.ID, r.Status, ErrLeaseLost)
+	}
+	// The attempt says whose output last_log_sequence counts: the log service judges the
+	// completeness of that attempt's log (a requeued run's log starts again).
+	return &eventsv1.RunFinished{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, Status: st, Reason: reason,
+		FinishedAt: timestamppb.New(now), LastLogSequence: lastLogSeq, Attempt: r.Attempt}, nil
+}
+
+// Cancel asks the run to stop: a queued run ends cancelled at once; a running one is
+// marked, and its runner stops it. Cancelling an ended run, or one already being
+// cancelled, records nothing.
+func (r *Run) Cancel(actor string, now time.Time) ([]proto.Message, error) {
+	if r.Version == 0 {
+		return nil, fmt.Errorf("run %s: %w", r.ID, ErrNotFound)
+	}
+	if r.Done() || r.CancelRequested {
+		return nil, nil
+	}
+	evs := []proto.Message{&eventsv1.RunCancelRequested{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, Actor: actor, At: timestamppb.New(now)}}
+	if r.Status == RunQueued {
+		evs = append(evs, &eventsv1.RunFinished{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, Status: RunCancelled,
+			Reason: "cancelled by " + actor + " before it started", FinishedAt: timestamppb.New(now), Attempt: r.Attempt})
+	}
+	return evs, nil
+}
+
+// LoseRunner handles a lease that lapsed (lease is the lapsed one): the run goes back to
+// the queue for another runner while it has retries left (Attempt <= retries), else it
+// fails with reason "runner lost"; a run being cancelled ends cancelled. A run no longer
+// running under that lease records nothing.
+func (r *Run) LoseRunner(lease string, retries int, leaseDuration time.Duration, now time.Time) proto.Message {
+	if r.Status != RunRunning || r.LeaseID != lease {
+		return nil
+	}
+	lost := fmt.Sprintf("runner lost: no heartbeat for %s", leaseDuration)
+	end := func(st, reason string) proto.Message {
+		return &eventsv1.RunFinished{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, Status: st, Reason: reason,
+			FinishedAt: timestamppb.New(now), Attempt: r.Attempt}
+	}
+	switch {
+	case r.CancelRequested:
+		return end(RunCancelled, "cancelled; the runner stopped answering")
+	case int(r.Attempt) > retries:
+		return end(RunFailed, lost)
+	}
+	next := r.Attempt + 1
+	return &eventsv1.RunRequeued{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID,
+		Reason: fmt.Sprintf("%s (runner %s); attempt %d on another runner", lost, r.RunnerID, next), Attempt: next, At: timestamppb.New(now)}
+}

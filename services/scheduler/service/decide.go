@@ -1,0 +1,156 @@
+package service
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/eventstore"
+	"github.com/simpleci/simpleci/libs/platform/event"
+	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
+	"google.golang.org/protobuf/proto"
+)
+
+// A decision is one unit of work (docs/adr/0006-one-transaction-per-decision.md): in one
+// database transaction the run is loaded, a method of domain.Run chooses the events, the
+// events are appended (the transaction's first write), and every row derived from them
+// (the job queue, leases, run numbers) is written; then it commits. A crash at any
+// point leaves either all of it or none of it. The run list is the one read model that
+// follows the log asynchronously (outbox.go), from a position stored with it.
+
+// recorded is an event to append with its id.
+type recorded struct {
+	id  string
+	msg proto.Message
+}
+
+// errRetry makes decide run the decision again from a fresh load: another writer
+// changed what the decision read (a concurrent append, a run number taken).
+var errRetry = errors.New("retry the decision")
+
+// maxDecisionAttempts bounds the retries of one decision on conflicts. Each conflict
+// means another decision committed, so running out means heavy contention on one run.
+const maxDecisionAttempts = 10
+
+// decide runs one decision on run runID. choose gets the run as stored (Version 0 when
+// it does not exist) and returns the events to record (none: nothing to write); it may
+// be called again after a conflict, so it must not have side effects. decide returns
+// the run with the events folded in.
+func (s *Service) decide(ctx context.Context, runID string, choose func(r *domain.Run) ([]recorded, error)) (*domain.Run, error) {
+	return s.decideTx(ctx, runID, func(_ *sql.Tx, r *domain.Run) ([]recorded, error) { return choose(r) })
+}
+
+// decideTx is decide for a choice that reads more than the run: it reads through tx
+// (with SQLite, the transaction holds the database's only connection).
+func (s *Service) decideTx(ctx context.Context, runID string, choose func(tx *sql.Tx, r *domain.Run) ([]recorded, error)) (*domain.Run, error) {
+	for attempt := 1; ; attempt++ {
+		var out *domain.Run
+		var wrote []recorded
+		err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+			st := s.store.WithTx(tx)
+			r, err := load(ctx, st, runID)
+			if err != nil {
+				return err
+			}
+			evs, err := choose(tx, r)
+			if err != nil || len(evs) == 0 {
+				out = r
+				return err
+			}
+			if err := s.appendTo(ctx, st, r, runID, evs); err != nil {
+				return err
+			}
+			if s.afterAppend != nil { // fault injection in tests (export_test.go)
+				if err := s.afterAppend(ctx, tx); err != nil {
+					return err
+				}
+			}
+			if err := s.applyJobs(ctx, tx, evs); err != nil {
+				return err
+			}
+			out, wrote = r, evs
+			return nil
+		})
+		if err != nil {
+			if (errors.Is(err, eventstore.ErrConcurrency) || errors.Is(err, errRetry)) && attempt < maxDecisionAttempts {
+				continue
+			}
+			return nil, err
+		}
+		if len(wrote) > 0 {
+			s.committed(wrote)
+		}
+		return out, nil
+	}
+}
+
+// committed wakes whoever waits for what the events changed: the followers of the log,
+// runners waiting for a job, heartbeats waiting for a cancel.
+func (s *Service) committed(evs []recorded) {
+	s.appended.Notify()
+	for _, e := range evs {
+		switch e.msg.(type) {
+		case *eventsv1.RunQueued, *eventsv1.RunRequeued:
+			s.queued.Notify()
+		case *eventsv1.RunCancelRequested:
+			s.cancels.Notify()
+		}
+	}
+}
+
+// load folds a run's stream as st sees it.
+func load(ctx context.Context, st eventstore.Store, runID string) (*domain.Run, error) {
+	evs, err := st.ReadStream(ctx, domain.StreamID(runID), 1)
+	if err != nil {
+		return nil, fmt.Errorf("read run %s: %w", runID, err)
+	}
+	r := &domain.Run{ID: runID}
+	for _, e := range evs {
+		m, err := event.Decode(e.Type, e.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("run %s version %d: %w", runID, e.Version, err)
+		}
+		r.ApplyEvent(e.ID, m, e.RecordedAt)
+	}
+	return r, nil
+}
+
+// appendTo appends evs after r's version through st and folds them into r.
+func (s *Service) appendTo(ctx context.Context, st eventstore.Store, r *domain.Run, runID string, evs []recorded) error {
+	stored := make([]eventstore.Event, len(evs))
+	org, project := r.OrgID, r.ProjectID
+	if r.Version == 0 { // the first event of a stream names the org and project itself
+		if q, ok := evs[0].msg.(interface {
+			GetOrgId() string
+			GetProjectId() string
+		}); ok {
+			org, project = q.GetOrgId(), q.GetProjectId()
+		}
+	}
+	for i, e := range evs {
+		b, err := proto.Marshal(e.msg)
+		if err != nil {
+			return err
+		}
+		stored[i] = eventstore.Event{ID: e.id, Type: event.TypeOf(e.msg), Payload: b,
+			Metadata: map[string]string{"run_id": runID, "org_id": org, "project_id": project}}
+	}
+	before := r.Version
+	v, err := st.Append(ctx, domain.StreamID(runID), before, stored...)
+	if err != nil {
+		return fmt.Errorf("append to run %s: %w", runID, err)
+	}
+	if v != before+int64(len(evs)) {
+		// Every id was already stored (a redelivered command) yet the loaded run did
+		// not hold them: only possible if the stream changed since the load.
+		return errRetry
+	}
+	now := time.Now()
+	for _, e := range evs {
+		r.ApplyEvent(e.id, e.msg, now)
+	}
+	return nil
+}
