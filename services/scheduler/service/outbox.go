@@ -71,9 +71,11 @@ type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
+// savePosition stores where a follower is. A position never moves backwards: a leader
+// that lost its leadership and has not noticed yet cannot undo its successor's progress.
 func (s *Service) savePosition(ctx context.Context, x execer, name string, pos int64) error {
 	_, err := x.ExecContext(ctx, s.db.Q(`INSERT INTO sched_positions (name, position) VALUES (?, ?)
-		ON CONFLICT (name) DO UPDATE SET position = excluded.position`), name, pos)
+		ON CONFLICT (name) DO UPDATE SET position = excluded.position WHERE sched_positions.position < excluded.position`), name, pos)
 	return err
 }
 
@@ -152,7 +154,8 @@ func RebuildRunList(ctx context.Context, db *sqldb.DB, log *slog.Logger) (int, e
 		if _, err := tx.ExecContext(ctx, `DELETE FROM sched_runs`); err != nil {
 			return err
 		}
-		return s.savePosition(ctx, tx, "run-list", 0)
+		_, err := tx.ExecContext(ctx, s.db.Q(`DELETE FROM sched_positions WHERE name = ?`), "run-list")
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("reset derived tables: %w", err)

@@ -20,6 +20,7 @@ import (
 	"github.com/simpleci/simpleci/libs/forge"
 	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/id"
+	"github.com/simpleci/simpleci/libs/platform/leader"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	"github.com/simpleci/simpleci/libs/platform/wake"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
@@ -180,8 +181,16 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("scheduler: subscribe: %w", err)
 	}
 	go s.reapLeases(ctx)
-	go s.follow(ctx, "outbox", s.forward)
-	go s.follow(ctx, "run-list", s.projectBatch)
+	// The followers of the log run once per deployment: on the scheduler replica that
+	// holds the leadership (libs/platform/leader); another takes over within seconds
+	// when it dies.
+	go leader.Run(ctx, s.db, "scheduler-followers", leader.Options{Log: s.log}, func(ctx context.Context) {
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); s.follow(ctx, "outbox", s.forward) }()
+		go func() { defer wg.Done(); s.follow(ctx, "run-list", s.projectBatch) }()
+		wg.Wait()
+	})
 	return nil
 }
 

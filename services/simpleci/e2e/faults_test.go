@@ -50,6 +50,8 @@ type cluster struct {
 	api   *api
 	dbURL string
 	procs map[string]*proc // by service name; runners are runner-1, runner-2, ...
+	// common is every process's environment; schedulerArgs the scheduler's flags.
+	common, schedulerArgs []string
 }
 
 func startCluster(t *testing.T, runners int) *cluster {
@@ -62,7 +64,7 @@ func startClusterWith(t testing.TB, runners int, schedulerArgs ...string) *clust
 	if brokers == "" {
 		t.Skip("SIMPLECI_TEST_KAFKA_BROKERS not set: run via make test, or start deploy/local/kafka.sh")
 	}
-	c := &cluster{t: t, dbURL: pgtest.NewDatabase(t), procs: map[string]*proc{}}
+	c := &cluster{t: t, dbURL: pgtest.NewDatabase(t), procs: map[string]*proc{}, schedulerArgs: schedulerArgs}
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "admin-token")
 	grpc := map[string]string{}
@@ -79,6 +81,7 @@ func startClusterWith(t testing.TB, runners int, schedulerArgs ...string) *clust
 		"SIMPLECI_SCHEDULER_ADDR=" + grpc["scheduler"],
 		"SIMPLECI_LOG_ADDR=" + grpc["log"],
 	}
+	c.common = common
 	extra := map[string][]string{
 		"auth":      {"--admin-token-file", tokenFile},
 		"scheduler": schedulerArgs,
@@ -544,6 +547,15 @@ func TestFaultServiceKill(t *testing.T) {
 	})
 
 	// The live run list equals the one rebuilt from the event log.
+	c.checkRebuild(p, len(ids))
+}
+
+// checkRebuild stops the schedulers, rebuilds the derived tables from the event log and
+// starts the scheduler again: the run list must be the same as the live one, which shows
+// n succeeded runs.
+func (c *cluster) checkRebuild(p project, n int) {
+	t := c.t
+	t.Helper()
 	listJSON := func() string {
 		var out json.RawMessage
 		eventually(t, 60*time.Second, "the run list", func() bool {
@@ -552,16 +564,19 @@ func TestFaultServiceKill(t *testing.T) {
 		return string(out)
 	}
 	live := listJSON()
-	if n := strings.Count(live, `"status":"succeeded"`); n != len(ids) {
-		t.Fatalf("the live run list shows %d succeeded runs, want %d: %s", n, len(ids), live)
+	if got := strings.Count(live, `"status":"succeeded"`); got != n {
+		t.Fatalf("the live run list shows %d succeeded runs, want %d: %s", got, n, live)
 	}
-	sched := c.procs["scheduler"]
-	sched.stop()
+	for name, pr := range c.procs {
+		if strings.HasPrefix(name, "scheduler") {
+			pr.stop()
+		}
+	}
 	out, err := execSimpleci("admin", "rebuild-projections", "--database-url", c.dbURL)
 	if err != nil || !strings.Contains(out, "run list rebuilt from") {
 		t.Fatalf("rebuild-projections: %v\n%s", err, out)
 	}
-	sched.restart(t)
+	c.procs["scheduler"].restart(t)
 	if rebuilt := listJSON(); rebuilt != live {
 		t.Fatalf("the rebuilt run list differs from the live one:\nlive:    %s\nrebuilt: %s", live, rebuilt)
 	}

@@ -1,0 +1,135 @@
+package e2e_test
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/bus"
+	"github.com/simpleci/simpleci/libs/platform/event"
+	"github.com/simpleci/simpleci/libs/platform/id"
+)
+
+// leads reports whether p's log (since its last restart) says it leads the scheduler's
+// followers of the event log.
+func leads(p *proc) bool {
+	b, _ := os.ReadFile(p.log)
+	text := string(b)
+	if i := strings.LastIndex(text, "---- restarted by the test"); i >= 0 {
+		text = text[i:]
+	}
+	state := false
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.Contains(line, "leadership=scheduler-followers") {
+			continue
+		}
+		switch {
+		case strings.Contains(line, "msg=leading "):
+			state = true
+		case strings.Contains(line, `msg="no longer leading"`):
+			state = false
+		}
+	}
+	return state
+}
+
+// TestFaultLeaderKill: two schedulers share the work; the one leading the outbox and
+// run-list followers is killed with SIGKILL while 50 runs are in flight. The other takes
+// the followers over within seconds, every run finishes with its complete log, every
+// event of every run reaches Kafka at least once, and the run list equals one rebuilt
+// from the event log.
+func TestFaultLeaderKill(t *testing.T) {
+	requireFaults(t)
+	c := startCluster(t, 2)
+	c.procs["scheduler-2"] = start(t, "scheduler-2", c.common,
+		append([]string{"serve", "--service", "scheduler", "--grpc", freeAddr(t), "--http", freeAddr(t)}, c.schedulerArgs...)...)
+	var lead, other string
+	eventually(t, 60*time.Second, "one scheduler to lead the followers", func() bool {
+		a, b := leads(c.procs["scheduler"]), leads(c.procs["scheduler-2"])
+		switch {
+		case a && !b:
+			lead, other = "scheduler", "scheduler-2"
+		case b && !a:
+			lead, other = "scheduler-2", "scheduler"
+		}
+		return a != b
+	})
+	t.Logf("%s leads", lead)
+
+	// Every event published on the runs topic, seen by a consumer group of the test's own.
+	seen := map[string]bool{}
+	var mu sync.Mutex
+	kb, err := bus.NewKafka(bus.KafkaConfig{Brokers: strings.Split(os.Getenv("SIMPLECI_TEST_KAFKA_BROKERS"), ","), ClientID: "e2e-leader"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kb.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := kb.Subscribe(ctx, event.TopicRuns, "e2e-leader-"+id.New(), func(_ context.Context, m bus.Message) error {
+		mu.Lock()
+		seen[m.ID] = true
+		mu.Unlock()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	p, sha := c.project("leader")
+	var ids []string
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // pushes keep arriving through the takeover
+		defer wg.Done()
+		ids = c.pushes(p, sha, 50)
+	}()
+	eventually(t, 60*time.Second, "runs to be running", func() bool {
+		var out struct{ Runs []run }
+		return c.get("/api/v1/projects/"+p.Name+"/runs?status=running", &out) && len(out.Runs) > 0
+	})
+	killed := time.Now()
+	c.procs[lead].kill()
+	if lead == "scheduler" {
+		// The gateway and the runners talk to this one: the other leads while it is down,
+		// then it comes back as a follower of the election.
+		eventually(t, 15*time.Second, other+" to take the followers over", func() bool { return leads(c.procs[other]) })
+		c.procs[lead].restart(t)
+	} else {
+		eventually(t, 15*time.Second, other+" to take the followers over", func() bool { return leads(c.procs[other]) })
+	}
+	t.Logf("followers taken over %s after the kill", time.Since(killed).Round(100*time.Millisecond))
+	wg.Wait()
+
+	c.checkRuns(c.waitRuns(ids, 180*time.Second))
+	c.checkLogs(ids, 60*time.Second)
+	c.checkEvents(ids)
+
+	// Each run's events reached Kafka at least once.
+	var want []string
+	for _, rid := range ids {
+		var out struct {
+			Events []struct {
+				ID string `json:"id"`
+			} `json:"events"`
+		}
+		c.api.json("GET", "/api/v1/runs/"+rid+"/events", nil, http.StatusOK, &out)
+		for _, e := range out.Events {
+			want = append(want, e.ID)
+		}
+	}
+	eventually(t, 60*time.Second, "every run event on Kafka", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, w := range want {
+			if !seen[w] {
+				return false
+			}
+		}
+		return true
+	})
+	c.checkRebuild(p, len(ids))
+}
