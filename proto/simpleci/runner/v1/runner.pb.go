@@ -643,6 +643,104 @@ func (x *ReportResponse) GetCancel() bool {
 	return false
 }
 
+// ReleaseJobRequest names the lease given up and says why.
+type ReleaseJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	LeaseId       string                 `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseJobRequest) Reset() {
+	*x = ReleaseJobRequest{}
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseJobRequest) ProtoMessage() {}
+
+func (x *ReleaseJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseJobRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseJobRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReleaseJobRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ReleaseJobRequest) GetLeaseId() string {
+	if x != nil {
+		return x.LeaseId
+	}
+	return ""
+}
+
+func (x *ReleaseJobRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ReleaseJobResponse acknowledges a release.
+type ReleaseJobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseJobResponse) Reset() {
+	*x = ReleaseJobResponse{}
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseJobResponse) ProtoMessage() {}
+
+func (x *ReleaseJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseJobResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseJobResponse) Descriptor() ([]byte, []int) {
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{8}
+}
+
 var File_simpleci_runner_v1_runner_proto protoreflect.FileDescriptor
 
 const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
@@ -706,11 +804,18 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\rrun_isolation\x18\b \x01(\v2 .simpleci.events.v1.RunIsolationH\x00R\frunIsolationB\a\n" +
 	"\x05event\"(\n" +
 	"\x0eReportResponse\x12\x16\n" +
-	"\x06cancel\x18\x01 \x01(\bR\x06cancel2\x91\x02\n" +
+	"\x06cancel\x18\x01 \x01(\bR\x06cancel\"]\n" +
+	"\x11ReleaseJobRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n" +
+	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x14\n" +
+	"\x12ReleaseJobResponse2\xee\x02\n" +
 	"\rRunnerService\x12U\n" +
 	"\bClaimJob\x12#.simpleci.runner.v1.ClaimJobRequest\x1a$.simpleci.runner.v1.ClaimJobResponse\x12X\n" +
 	"\tHeartbeat\x12$.simpleci.runner.v1.HeartbeatRequest\x1a%.simpleci.runner.v1.HeartbeatResponse\x12O\n" +
-	"\x06Report\x12!.simpleci.runner.v1.ReportRequest\x1a\".simpleci.runner.v1.ReportResponseB@Z>github.com/simpleci/simpleci/proto/simpleci/runner/v1;runnerv1b\x06proto3"
+	"\x06Report\x12!.simpleci.runner.v1.ReportRequest\x1a\".simpleci.runner.v1.ReportResponse\x12[\n" +
+	"\n" +
+	"ReleaseJob\x12%.simpleci.runner.v1.ReleaseJobRequest\x1a&.simpleci.runner.v1.ReleaseJobResponseB@Z>github.com/simpleci/simpleci/proto/simpleci/runner/v1;runnerv1b\x06proto3"
 
 var (
 	file_simpleci_runner_v1_runner_proto_rawDescOnce sync.Once
@@ -724,7 +829,7 @@ func file_simpleci_runner_v1_runner_proto_rawDescGZIP() []byte {
 	return file_simpleci_runner_v1_runner_proto_rawDescData
 }
 
-var file_simpleci_runner_v1_runner_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_simpleci_runner_v1_runner_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_simpleci_runner_v1_runner_proto_goTypes = []any{
 	(*ClaimJobRequest)(nil),     // 0: simpleci.runner.v1.ClaimJobRequest
 	(*ClaimJobResponse)(nil),    // 1: simpleci.runner.v1.ClaimJobResponse
@@ -733,38 +838,42 @@ var file_simpleci_runner_v1_runner_proto_goTypes = []any{
 	(*HeartbeatResponse)(nil),   // 4: simpleci.runner.v1.HeartbeatResponse
 	(*ReportRequest)(nil),       // 5: simpleci.runner.v1.ReportRequest
 	(*ReportResponse)(nil),      // 6: simpleci.runner.v1.ReportResponse
-	nil,                         // 7: simpleci.runner.v1.Job.ContextEntry
-	nil,                         // 8: simpleci.runner.v1.Job.EnvEntry
-	nil,                         // 9: simpleci.runner.v1.Job.SecretsEntry
-	(*durationpb.Duration)(nil), // 10: google.protobuf.Duration
-	(*v1.StepStarted)(nil),      // 11: simpleci.events.v1.StepStarted
-	(*v1.StepSkipped)(nil),      // 12: simpleci.events.v1.StepSkipped
-	(*v1.StepFinished)(nil),     // 13: simpleci.events.v1.StepFinished
-	(*v1.RunFinished)(nil),      // 14: simpleci.events.v1.RunFinished
-	(*v1.RunIsolation)(nil),     // 15: simpleci.events.v1.RunIsolation
+	(*ReleaseJobRequest)(nil),   // 7: simpleci.runner.v1.ReleaseJobRequest
+	(*ReleaseJobResponse)(nil),  // 8: simpleci.runner.v1.ReleaseJobResponse
+	nil,                         // 9: simpleci.runner.v1.Job.ContextEntry
+	nil,                         // 10: simpleci.runner.v1.Job.EnvEntry
+	nil,                         // 11: simpleci.runner.v1.Job.SecretsEntry
+	(*durationpb.Duration)(nil), // 12: google.protobuf.Duration
+	(*v1.StepStarted)(nil),      // 13: simpleci.events.v1.StepStarted
+	(*v1.StepSkipped)(nil),      // 14: simpleci.events.v1.StepSkipped
+	(*v1.StepFinished)(nil),     // 15: simpleci.events.v1.StepFinished
+	(*v1.RunFinished)(nil),      // 16: simpleci.events.v1.RunFinished
+	(*v1.RunIsolation)(nil),     // 17: simpleci.events.v1.RunIsolation
 }
 var file_simpleci_runner_v1_runner_proto_depIdxs = []int32{
-	10, // 0: simpleci.runner.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
+	12, // 0: simpleci.runner.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 1: simpleci.runner.v1.ClaimJobResponse.job:type_name -> simpleci.runner.v1.Job
-	7,  // 2: simpleci.runner.v1.Job.context:type_name -> simpleci.runner.v1.Job.ContextEntry
-	8,  // 3: simpleci.runner.v1.Job.env:type_name -> simpleci.runner.v1.Job.EnvEntry
-	10, // 4: simpleci.runner.v1.Job.timeout:type_name -> google.protobuf.Duration
-	10, // 5: simpleci.runner.v1.Job.lease_duration:type_name -> google.protobuf.Duration
-	9,  // 6: simpleci.runner.v1.Job.secrets:type_name -> simpleci.runner.v1.Job.SecretsEntry
-	10, // 7: simpleci.runner.v1.HeartbeatRequest.wait:type_name -> google.protobuf.Duration
-	11, // 8: simpleci.runner.v1.ReportRequest.step_started:type_name -> simpleci.events.v1.StepStarted
-	12, // 9: simpleci.runner.v1.ReportRequest.step_skipped:type_name -> simpleci.events.v1.StepSkipped
-	13, // 10: simpleci.runner.v1.ReportRequest.step_finished:type_name -> simpleci.events.v1.StepFinished
-	14, // 11: simpleci.runner.v1.ReportRequest.run_finished:type_name -> simpleci.events.v1.RunFinished
-	15, // 12: simpleci.runner.v1.ReportRequest.run_isolation:type_name -> simpleci.events.v1.RunIsolation
+	9,  // 2: simpleci.runner.v1.Job.context:type_name -> simpleci.runner.v1.Job.ContextEntry
+	10, // 3: simpleci.runner.v1.Job.env:type_name -> simpleci.runner.v1.Job.EnvEntry
+	12, // 4: simpleci.runner.v1.Job.timeout:type_name -> google.protobuf.Duration
+	12, // 5: simpleci.runner.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	11, // 6: simpleci.runner.v1.Job.secrets:type_name -> simpleci.runner.v1.Job.SecretsEntry
+	12, // 7: simpleci.runner.v1.HeartbeatRequest.wait:type_name -> google.protobuf.Duration
+	13, // 8: simpleci.runner.v1.ReportRequest.step_started:type_name -> simpleci.events.v1.StepStarted
+	14, // 9: simpleci.runner.v1.ReportRequest.step_skipped:type_name -> simpleci.events.v1.StepSkipped
+	15, // 10: simpleci.runner.v1.ReportRequest.step_finished:type_name -> simpleci.events.v1.StepFinished
+	16, // 11: simpleci.runner.v1.ReportRequest.run_finished:type_name -> simpleci.events.v1.RunFinished
+	17, // 12: simpleci.runner.v1.ReportRequest.run_isolation:type_name -> simpleci.events.v1.RunIsolation
 	0,  // 13: simpleci.runner.v1.RunnerService.ClaimJob:input_type -> simpleci.runner.v1.ClaimJobRequest
 	3,  // 14: simpleci.runner.v1.RunnerService.Heartbeat:input_type -> simpleci.runner.v1.HeartbeatRequest
 	5,  // 15: simpleci.runner.v1.RunnerService.Report:input_type -> simpleci.runner.v1.ReportRequest
-	1,  // 16: simpleci.runner.v1.RunnerService.ClaimJob:output_type -> simpleci.runner.v1.ClaimJobResponse
-	4,  // 17: simpleci.runner.v1.RunnerService.Heartbeat:output_type -> simpleci.runner.v1.HeartbeatResponse
-	6,  // 18: simpleci.runner.v1.RunnerService.Report:output_type -> simpleci.runner.v1.ReportResponse
-	16, // [16:19] is the sub-list for method output_type
-	13, // [13:16] is the sub-list for method input_type
+	7,  // 16: simpleci.runner.v1.RunnerService.ReleaseJob:input_type -> simpleci.runner.v1.ReleaseJobRequest
+	1,  // 17: simpleci.runner.v1.RunnerService.ClaimJob:output_type -> simpleci.runner.v1.ClaimJobResponse
+	4,  // 18: simpleci.runner.v1.RunnerService.Heartbeat:output_type -> simpleci.runner.v1.HeartbeatResponse
+	6,  // 19: simpleci.runner.v1.RunnerService.Report:output_type -> simpleci.runner.v1.ReportResponse
+	8,  // 20: simpleci.runner.v1.RunnerService.ReleaseJob:output_type -> simpleci.runner.v1.ReleaseJobResponse
+	17, // [17:21] is the sub-list for method output_type
+	13, // [13:17] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -788,7 +897,7 @@ func file_simpleci_runner_v1_runner_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_runner_v1_runner_proto_rawDesc), len(file_simpleci_runner_v1_runner_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

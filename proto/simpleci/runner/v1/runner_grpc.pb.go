@@ -22,9 +22,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RunnerService_ClaimJob_FullMethodName  = "/simpleci.runner.v1.RunnerService/ClaimJob"
-	RunnerService_Heartbeat_FullMethodName = "/simpleci.runner.v1.RunnerService/Heartbeat"
-	RunnerService_Report_FullMethodName    = "/simpleci.runner.v1.RunnerService/Report"
+	RunnerService_ClaimJob_FullMethodName   = "/simpleci.runner.v1.RunnerService/ClaimJob"
+	RunnerService_Heartbeat_FullMethodName  = "/simpleci.runner.v1.RunnerService/Heartbeat"
+	RunnerService_Report_FullMethodName     = "/simpleci.runner.v1.RunnerService/Report"
+	RunnerService_ReleaseJob_FullMethodName = "/simpleci.runner.v1.RunnerService/ReleaseJob"
 )
 
 // RunnerServiceClient is the client API for RunnerService service.
@@ -42,6 +43,11 @@ type RunnerServiceClient interface {
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
 	// Report records one observation of a running job.
 	Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (*ReportResponse, error)
+	// ReleaseJob hands a job back unfinished: the runner had to stop at once (a second
+	// interrupt), stopped the job's processes and gives up its lease, and the run is
+	// queued again at once for another runner (RunRequeued) instead of waiting for the
+	// lease to lapse. A lease no longer held is refused (FailedPrecondition).
+	ReleaseJob(ctx context.Context, in *ReleaseJobRequest, opts ...grpc.CallOption) (*ReleaseJobResponse, error)
 }
 
 type runnerServiceClient struct {
@@ -82,6 +88,16 @@ func (c *runnerServiceClient) Report(ctx context.Context, in *ReportRequest, opt
 	return out, nil
 }
 
+func (c *runnerServiceClient) ReleaseJob(ctx context.Context, in *ReleaseJobRequest, opts ...grpc.CallOption) (*ReleaseJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseJobResponse)
+	err := c.cc.Invoke(ctx, RunnerService_ReleaseJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RunnerServiceServer is the server API for RunnerService service.
 // All implementations must embed UnimplementedRunnerServiceServer
 // for forward compatibility.
@@ -97,6 +113,11 @@ type RunnerServiceServer interface {
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
 	// Report records one observation of a running job.
 	Report(context.Context, *ReportRequest) (*ReportResponse, error)
+	// ReleaseJob hands a job back unfinished: the runner had to stop at once (a second
+	// interrupt), stopped the job's processes and gives up its lease, and the run is
+	// queued again at once for another runner (RunRequeued) instead of waiting for the
+	// lease to lapse. A lease no longer held is refused (FailedPrecondition).
+	ReleaseJob(context.Context, *ReleaseJobRequest) (*ReleaseJobResponse, error)
 	mustEmbedUnimplementedRunnerServiceServer()
 }
 
@@ -115,6 +136,9 @@ func (UnimplementedRunnerServiceServer) Heartbeat(context.Context, *HeartbeatReq
 }
 func (UnimplementedRunnerServiceServer) Report(context.Context, *ReportRequest) (*ReportResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Report not implemented")
+}
+func (UnimplementedRunnerServiceServer) ReleaseJob(context.Context, *ReleaseJobRequest) (*ReleaseJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseJob not implemented")
 }
 func (UnimplementedRunnerServiceServer) mustEmbedUnimplementedRunnerServiceServer() {}
 func (UnimplementedRunnerServiceServer) testEmbeddedByValue()                       {}
@@ -191,6 +215,24 @@ func _RunnerService_Report_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RunnerService_ReleaseJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunnerServiceServer).ReleaseJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunnerService_ReleaseJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunnerServiceServer).ReleaseJob(ctx, req.(*ReleaseJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RunnerService_ServiceDesc is the grpc.ServiceDesc for RunnerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -209,6 +251,10 @@ var RunnerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Report",
 			Handler:    _RunnerService_Report_Handler,
+		},
+		{
+			MethodName: "ReleaseJob",
+			Handler:    _RunnerService_ReleaseJob_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
