@@ -7,6 +7,7 @@ require (
 	github.com/oklog/ulid/v2 v2.1.2
 	github.com/prometheus/client_golang v1.23.0
 	github.com/simpleci/simpleci/libs/bus v0.0.0
+	github.com/simpleci/simpleci/libs/forge v0.0.0
 	github.com/simpleci/simpleci/proto v0.0.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
@@ -67,5 +68,6 @@ require (
 
 replace (
 	github.com/simpleci/simpleci/libs/bus => ../bus
+	github.com/simpleci/simpleci/libs/forge => ../forge
 	github.com/simpleci/simpleci/proto => ../../proto
 )

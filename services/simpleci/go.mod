@@ -3,10 +3,8 @@ module github.com/simpleci/simpleci/services/simpleci
 go 1.26.0
 
 require (
-	github.com/simpleci/simpleci/libs/bus v0.0.0
 	github.com/simpleci/simpleci/libs/engine v0.0.0
 	github.com/simpleci/simpleci/libs/eventstore v0.0.0
-	github.com/simpleci/simpleci/libs/forge v0.0.0
 	github.com/simpleci/simpleci/libs/pipeline v0.0.0
 	github.com/simpleci/simpleci/libs/platform v0.0.0
 	github.com/simpleci/simpleci/proto v0.0.0
@@ -71,6 +69,8 @@ require (
 	github.com/prometheus/procfs v0.17.0 // indirect
 	github.com/rcrowley/go-metrics v0.0.0-20250401214520-65e299d6c5c9 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
+	github.com/simpleci/simpleci/libs/bus v0.0.0 // indirect
+	github.com/simpleci/simpleci/libs/forge v0.0.0 // indirect
 	github.com/simpleci/simpleci/libs/sandbox v0.0.0 // indirect
 	github.com/sirupsen/logrus v1.9.3 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
@@ -103,10 +103,10 @@ replace (
 	github.com/simpleci/simpleci/libs/platform => ../../libs/platform
 	github.com/simpleci/simpleci/libs/sandbox => ../../libs/sandbox
 	github.com/simpleci/simpleci/proto => ../../proto
-	github.com/simpleci/simpleci/services/auth => ../../services/auth
-	github.com/simpleci/simpleci/services/gateway => ../../services/gateway
-	github.com/simpleci/simpleci/services/log => ../../services/log
-	github.com/simpleci/simpleci/services/project => ../../services/project
-	github.com/simpleci/simpleci/services/runner => ../../services/runner
-	github.com/simpleci/simpleci/services/scheduler => ../../services/scheduler
+	github.com/simpleci/simpleci/services/auth => ../auth
+	github.com/simpleci/simpleci/services/gateway => ../gateway
+	github.com/simpleci/simpleci/services/log => ../log
+	github.com/simpleci/simpleci/services/project => ../project
+	github.com/simpleci/simpleci/services/runner => ../runner
+	github.com/simpleci/simpleci/services/scheduler => ../scheduler
 )

@@ -183,3 +183,13 @@ func RequireOrg(ctx context.Context) (string, error) {
 	}
 	return p.GetOrgId(), nil
 }
+
+// ServiceVerifier verifies user tokens with the auth service over gRPC.
+type ServiceVerifier struct{ C authv1.AuthServiceClient }
+
+// VerifyToken asks the auth service, with a deadline.
+func (v ServiceVerifier) VerifyToken(ctx context.Context, token string) (*authv1.Principal, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return v.C.VerifyToken(ctx, &authv1.VerifyTokenRequest{Token: token})
+}

@@ -4,11 +4,15 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,13 +22,18 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
-// Checks is a set of named readiness checks.
+// CheckTimeout bounds each readiness check: a dependency that does not answer within
+// it counts as down.
+const CheckTimeout = 2 * time.Second
+
+// Checks is a set of named readiness checks, and whether the process is draining.
 type Checks struct {
-	mu     sync.Mutex
-	checks map[string]func(context.Context) error
+	mu       sync.Mutex
+	checks   map[string]func(context.Context) error
+	draining bool
 }
 
-// Add registers a readiness check.
+// Add registers a readiness check; a later Add of the same name replaces it.
 func (c *Checks) Add(name string, fn func(context.Context) error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -34,20 +43,67 @@ func (c *Checks) Add(name string, fn func(context.Context) error) {
 	c.checks[name] = fn
 }
 
-// Run runs every check and returns the first failure.
-func (c *Checks) Run(ctx context.Context) error {
+// Drain marks the process as stopping: from now on it is not ready, whatever the
+// checks say, so load balancers send it nothing new.
+func (c *Checks) Drain() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for name, fn := range c.checks {
-		if err := fn(ctx); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-	}
-	return nil
+	c.draining = true
 }
 
-// Mux returns an HTTP mux serving /healthz (the process is up), /readyz (its checks pass)
-// and /metrics (Prometheus); callers add their own routes to it.
+// Failures runs every check at once, each with CheckTimeout, and returns the failed
+// ones by name (nil when ready). A draining process fails "draining".
+func (c *Checks) Failures(ctx context.Context) map[string]string {
+	c.mu.Lock()
+	checks := maps.Clone(c.checks)
+	draining := c.draining
+	c.mu.Unlock()
+	failed := map[string]string{}
+	if draining {
+		failed["draining"] = "the process is shutting down"
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, fn := range checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, CheckTimeout)
+			defer cancel()
+			err := fn(cctx)
+			if err == nil && cctx.Err() != nil {
+				err = cctx.Err()
+			}
+			if err != nil {
+				mu.Lock()
+				failed[name] = err.Error()
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(failed) == 0 {
+		return nil
+	}
+	return failed
+}
+
+// Run runs every check and returns an error naming each failure (nil when ready).
+func (c *Checks) Run(ctx context.Context) error {
+	failed := c.Failures(ctx)
+	if failed == nil {
+		return nil
+	}
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(failed)) {
+		parts = append(parts, name+": "+failed[name])
+	}
+	return errors.New(strings.Join(parts, "; "))
+}
+
+// Mux returns an HTTP mux serving /healthz (liveness: the process is up and serving),
+// /readyz (its checks pass: 200, else 503 with {"status":"unavailable","failed":{NAME:
+// REASON}}) and /metrics (Prometheus); callers add their own routes to it.
 func Mux(checks *Checks) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -55,12 +111,11 @@ func Mux(checks *Checks) *http.ServeMux {
 		w.Write([]byte(`{"status":"ok"}`))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-		defer cancel()
 		w.Header().Set("Content-Type", "application/json")
-		if err := checks.Run(ctx); err != nil {
+		w.Header().Set("Cache-Control", "no-store")
+		if failed := checks.Failures(r.Context()); failed != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, `{"status":"unavailable","reason":%q}`, err.Error())
+			json.NewEncoder(w).Encode(map[string]any{"status": "unavailable", "failed": failed})
 			return
 		}
 		w.Write([]byte(`{"status":"ready"}`))

@@ -196,8 +196,14 @@ func (r *Runner) lockWorkDir() error {
 	return nil
 }
 
-// Run claims and executes jobs until ctx ends.
-func (r *Runner) Run(ctx context.Context) error {
+// Run claims and executes jobs until ctx ends, then lets the job in progress finish
+// (for at most DrainTimeout) and returns. When abort ends, the job in progress is
+// stopped at once and handed back to the scheduler (ReleaseJob), which queues its run
+// again for another runner. A nil abort never ends.
+func (r *Runner) Run(ctx, abort context.Context) error {
+	if abort == nil {
+		abort = context.Background()
+	}
 	r.log.Info("runner ready", "tiers", strings.Join(r.cfg.Tiers, ","))
 	if r.jobsDir != r.cfg.WorkDir {
 		defer os.Remove(r.jobsDir) // the fallback under the temp dir, when empty
@@ -221,38 +227,47 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		backoff = 100 * time.Millisecond
 		if resp.GetJob() != nil {
-			r.execute(r.drainContext(ctx), resp.GetJob())
+			jctx, handBack := r.drainContext(ctx, abort)
+			r.execute(jctx, resp.GetJob(), handBack)
 		}
 	}
 	return nil
 }
 
 // drainContext returns a context for a job that outlives ctx by the drain timeout, so
-// that a runner asked to stop finishes the job in progress.
-func (r *Runner) drainContext(ctx context.Context) context.Context {
+// that a runner asked to stop finishes the job in progress; it ends at once when abort
+// ends, and handBack then reports true: the job is to be given back, not finished.
+func (r *Runner) drainContext(ctx, abort context.Context) (context.Context, func() bool) {
 	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var aborted atomic.Bool
 	go func() {
 		defer cancel()
 		select {
 		case <-jctx.Done():
 			return
+		case <-abort.Done():
+			aborted.Store(true)
+			return
 		case <-ctx.Done():
 		}
-		if r.cfg.DrainTimeout > 0 {
-			r.log.Info("draining: finishing the job in progress", "limit", r.cfg.DrainTimeout)
-			t := time.NewTimer(r.cfg.DrainTimeout)
-			defer t.Stop()
-			select {
-			case <-jctx.Done():
-			case <-t.C:
-			}
+		if r.cfg.DrainTimeout <= 0 {
+			return
+		}
+		r.log.Info("draining: finishing the job in progress (interrupt again to hand it back)", "limit", r.cfg.DrainTimeout)
+		t := time.NewTimer(r.cfg.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-jctx.Done():
+		case <-t.C:
+		case <-abort.Done():
+			aborted.Store(true)
 		}
 	}()
-	return jctx
+	return jctx, aborted.Load
 }
 
 // execute runs one job to its end and reports it.
-func (r *Runner) execute(ctx context.Context, job *runnerv1.Job) {
+func (r *Runner) execute(ctx context.Context, job *runnerv1.Job, handBack func() bool) {
 	log := r.log.With("run", job.RunId)
 	jctx, cancelJob := context.WithCancel(ctx)
 	defer cancelJob()
@@ -267,6 +282,10 @@ func (r *Runner) execute(ctx context.Context, job *runnerv1.Job) {
 	status, reason := r.runJob(jctx, job, obs)
 	// The run's end names its last log sequence number: publish the log first.
 	obs.logs.close()
+	if handBack() && !obs.cancelled.Load() {
+		r.release(job, log)
+		return
+	}
 	if status == string(engine.StatusCancelled) {
 		if obs.cancelled.Load() {
 			reason = "cancelled"
@@ -277,6 +296,20 @@ func (r *Runner) execute(ctx context.Context, job *runnerv1.Job) {
 	obs.report(&runnerv1.ReportRequest{Event: &runnerv1.ReportRequest_RunFinished{RunFinished: &eventsv1.RunFinished{
 		Status: status, Reason: reason, FinishedAt: timestamppb.Now(), LastLogSequence: obs.lastSeq, Attempt: job.Attempt}}})
 	log.Info("job done", "status", status, "reason", reason)
+}
+
+// release hands the job back (its processes are gone): the scheduler requeues the run at
+// once. A release that fails leaves the run to the lease reaper, as a lost runner would.
+func (r *Runner) release(job *runnerv1.Job, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := r.cfg.Scheduler.ReleaseJob(ctx, &runnerv1.ReleaseJobRequest{RunId: job.RunId, LeaseId: job.LeaseId,
+		Reason: "the runner was stopped at once"})
+	if err != nil {
+		log.Warn("hand the job back; its lease will lapse instead", "err", err)
+		return
+	}
+	log.Info("job handed back to the scheduler")
 }
 
 func (r *Runner) runJob(ctx context.Context, job *runnerv1.Job, obs *observer) (string, string) {

@@ -41,7 +41,7 @@ func (s *Service) ReleaseJob(ctx context.Context, req *runnerv1.ReleaseJobReques
 		}
 		next := r.Attempt + 1
 		return []recorded{{newID(), &eventsv1.RunRequeued{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID,
-			Reason: fmt.Sprintf("handed back by runner %s (%s); attempt %d on another runner", r.RunnerID, why, next),
+			Reason:  fmt.Sprintf("handed back by runner %s (%s); attempt %d on another runner", r.RunnerID, why, next),
 			Attempt: next, At: timestamppb.Now()}}}, nil
 	})
 	if err != nil {

@@ -10,12 +10,18 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	platform "github.com/simpleci/simpleci/libs/platform/node"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	authsvc "github.com/simpleci/simpleci/services/auth/service"
+	gatewaysvc "github.com/simpleci/simpleci/services/gateway/service"
+	logsvc "github.com/simpleci/simpleci/services/log/service"
+	projectsvc "github.com/simpleci/simpleci/services/project/service"
+	runnersvc "github.com/simpleci/simpleci/services/runner/service"
 	schedsvc "github.com/simpleci/simpleci/services/scheduler/service"
 	"github.com/simpleci/simpleci/services/simpleci/client"
 	"github.com/simpleci/simpleci/services/simpleci/local"
@@ -25,126 +31,31 @@ type listFlag []string
 
 func (l *listFlag) String() string { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error {
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			*l = append(*l, s)
-		}
-	}
+	*l = append(*l, platform.Split(v)...)
 	return nil
 }
 
-// specsFlag is a repeatable flag whose values are kept whole (a tier spec has commas).
-type specsFlag []string
+// Services lists every service name, in the order a process initialises them.
+var Services = []string{"auth", "project", "scheduler", "log", "gateway", "runner"}
 
-func (l *specsFlag) String() string { return strings.Join(*l, ";") }
-func (l *specsFlag) Set(v string) error {
-	*l = append(*l, v)
-	return nil
+// components are the six services' components, in the order of Services.
+type components struct {
+	auth      *authsvc.Component
+	project   *projectsvc.Component
+	scheduler *schedsvc.Component
+	runner    *runnersvc.Component
 }
 
-func env(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
+func (c *components) all() []platform.Component {
+	return []platform.Component{c.auth, c.project, c.scheduler, logsvc.Component{}, gatewaysvc.Component{}, c.runner}
 }
 
-func split(v string) []string {
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
+func newComponents() *components {
+	return &components{auth: &authsvc.Component{}, project: &projectsvc.Component{}, scheduler: &schedsvc.Component{},
+		runner: &runnersvc.Component{}}
 }
 
-// tierFlag adds the repeatable --tier flag to fs; its parse also reads SIMPLECI_TIERS.
-func tierFlag(fs *flag.FlagSet, usagePrefix string) *specsFlag {
-	var specs specsFlag
-	fs.Var(&specs, "tier", usagePrefix+"override a tier (repeatable), e.g. standard:timeout=60s,memory=2GiB,pids=1024,cpus=1 (SIMPLECI_TIERS, ';'-separated)")
-	return &specs
-}
-
-// parse reads the tiers of SIMPLECI_TIERS, then of the flags.
-func (f *specsFlag) parse() (map[string]schedsvc.Tier, error) {
-	return parseTiers(append([]string{os.Getenv("SIMPLECI_TIERS")}, *f...))
-}
-
-// parseTiers reads tier overrides, each "NAME:KEY=VALUE,..." with the keys timeout
-// (a duration), memory (bytes, or with KiB/MiB/GiB), pids and cpus, e.g.
-// "standard:timeout=60s,memory=2GiB". Several are separated by ";".
-func parseTiers(specs []string) (map[string]schedsvc.Tier, error) {
-	out := map[string]schedsvc.Tier{}
-	var problems []string
-	for _, spec := range specs {
-		for _, one := range strings.Split(spec, ";") {
-			if one = strings.TrimSpace(one); one == "" {
-				continue
-			}
-			name, kvs, ok := strings.Cut(one, ":")
-			if !ok || name == "" {
-				problems = append(problems, fmt.Sprintf("tier %q: want NAME:KEY=VALUE,... such as standard:timeout=60s,memory=2GiB", one))
-				continue
-			}
-			t := out[name]
-			t.Name = name
-			for _, kv := range strings.Split(kvs, ",") {
-				k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
-				var err error
-				switch k {
-				case "timeout":
-					t.Timeout, err = time.ParseDuration(v)
-					if err == nil && t.Timeout <= 0 {
-						err = errors.New("must be positive")
-					}
-				case "memory":
-					t.Memory, err = parseSize(v)
-				case "pids":
-					t.Pids, err = strconv.ParseInt(v, 10, 64)
-				case "cpus":
-					t.CPUs, err = strconv.ParseFloat(v, 64)
-				default:
-					err = errors.New("unknown key (timeout, memory, pids, cpus)")
-				}
-				if err != nil {
-					problems = append(problems, fmt.Sprintf("tier %s: %s=%s: %v", name, k, v, err))
-				}
-			}
-			out[name] = t
-		}
-	}
-	if len(problems) > 0 {
-		return nil, errors.New(strings.Join(problems, "; "))
-	}
-	return out, nil
-}
-
-// parseSize reads a byte count such as 1073741824, 512MiB or 2GiB.
-func parseSize(v string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"", 1}}
-	for _, u := range units {
-		if n, ok := strings.CutSuffix(v, u.suffix); ok {
-			x, err := strconv.ParseInt(strings.TrimSpace(n), 10, 64)
-			if err != nil || x <= 0 {
-				return 0, fmt.Errorf("want a positive size such as 512MiB or 2GiB")
-			}
-			return x * u.mult, nil
-		}
-	}
-	return 0, nil
-}
-
-func logger(w io.Writer) *slog.Logger {
-	level := slog.LevelInfo
-	if os.Getenv("SIMPLECI_DEBUG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-}
+func logger(w io.Writer) *slog.Logger { return platform.Logger(w) }
 
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -153,41 +64,43 @@ func signalContext() (context.Context, context.CancelFunc) {
 // Dev runs `simpleci dev`: every service in one process on the embedded default.
 func Dev(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simpleci dev", flag.ContinueOnError)
-	data := fs.String("data", env("SIMPLECI_DATA", ".simpleci-data"), "data directory (SQLite files, admin token, workspaces)")
-	httpAddr := fs.String("http", env("SIMPLECI_HTTP_ADDR", ":8080"), "HTTP address (UI, REST, webhooks)")
-	grpcAddr := fs.String("grpc", env("SIMPLECI_GRPC_ADDR", ":9090"), "gRPC address")
-	demo := fs.String("demo", env("SIMPLECI_DEMO", "docs/examples/demo"), "files of the demo project's repository (empty: no demo)")
-	tierSpecs := tierFlag(fs, "")
+	data := fs.String("data", platform.Getenv("SIMPLECI_DATA", ".simpleci-data"), "data directory (SQLite files, admin token, workspaces)")
+	httpAddr := fs.String("http", platform.Getenv("SIMPLECI_HTTP_ADDR", ":8080"), "HTTP address (UI, REST, webhooks)")
+	grpcAddr := fs.String("grpc", platform.Getenv("SIMPLECI_GRPC_ADDR", ":9090"), "gRPC address")
+	demo := fs.String("demo", platform.Getenv("SIMPLECI_DEMO", "docs/examples/demo"), "files of the demo project's repository (empty: no demo)")
+	comps := newComponents()
+	comps.scheduler.TierFlag(fs, "")
+	comps.scheduler.LostRunRetries = 1
+	fs.DurationVar(&comps.runner.DrainTimeout, "drain-timeout", 10*time.Minute, "on the first interrupt, how long the job in progress may still run (a second interrupt hands it back)")
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	tt, err := tierSpecs.parse()
-	if err != nil {
 		return err
 	}
 	dir, err := filepath.Abs(*data)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := signalContext()
-	defer cancel()
-	cfg := Config{Services: Services, DataDir: dir, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, Tiers: tt,
-		LostRunRetries: 1, Log: logger(stderr)}
+	stop, abort, release := platform.Signals()
+	defer release()
+	log := logger(stderr)
+	cfg := platform.Config{DataDir: dir, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, Abort: abort, Log: log}
 	if *demo != "" {
 		src := *demo
-		cfg.OnStart = func(ctx context.Context, n *Node) error { return Demo(ctx, n, src) }
+		cfg.OnStart = func(ctx context.Context) error {
+			return Demo(ctx, comps.auth.Service, comps.project.Service, dir, src, log)
+		}
 	}
-	cfg.Ready = func(n *Node) {
+	cfg.Ready = func(info platform.Info) {
 		tokenFile := filepath.Join(dir, "admin-token")
-		fmt.Fprintf(stdout, "SimpleCI is running: http://%s (gRPC %s)\n", display(n.Info.HTTPAddr), n.Info.GRPCAddr)
-		if n.NewAdminToken != "" {
+		fmt.Fprintf(stdout, "SimpleCI is running: http://%s (gRPC %s)\n", display(info.HTTPAddr), info.GRPCAddr)
+		if comps.auth.NewAdminToken != "" {
 			// Shown once, on the first start; it stays readable only in the 0600 file.
-			fmt.Fprintf(stdout, "Admin API token (first start): %s\n", n.NewAdminToken)
+			fmt.Fprintf(stdout, "Admin API token (first start): %s\n", comps.auth.NewAdminToken)
 		}
 		fmt.Fprintf(stdout, "The admin token is in %s: export SIMPLECI_TOKEN=$(cat %s)\n", tokenFile, tokenFile)
+		fmt.Fprintln(stdout, "Ctrl-C stops after the job in progress; a second Ctrl-C stops at once and hands the job back.")
 	}
-	return Run(ctx, cfg)
+	return platform.Run(stop, cfg, comps.all()...)
 }
 
 func display(addr string) string {
@@ -199,53 +112,36 @@ func display(addr string) string {
 
 // Serve runs `simpleci serve --service NAME ...` against Kafka and PostgreSQL.
 func Serve(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("simpleci serve", flag.ContinueOnError)
-	var services listFlag
-	fs.Var(&services, "service", "service to run (repeatable or comma-separated): "+strings.Join(Services, ", "))
-	dbURL := fs.String("database-url", env("SIMPLECI_DATABASE_URL", ""), "PostgreSQL URL (postgres://...)")
-	brokers := fs.String("kafka-brokers", env("SIMPLECI_KAFKA_BROKERS", ""), "Kafka brokers, comma-separated (empty: in-process bus)")
-	grpcAddr := fs.String("grpc", env("SIMPLECI_GRPC_ADDR", ":9090"), "gRPC address")
-	httpAddr := fs.String("http", env("SIMPLECI_HTTP_ADDR", ":8080"), "HTTP address (REST, webhooks, health, metrics)")
-	data := fs.String("data", env("SIMPLECI_DATA", ""), "data directory (mirrors, workspaces)")
-	token := fs.String("internal-token", env("SIMPLECI_INTERNAL_TOKEN", ""), "token services present to each other")
-	adminFile := fs.String("admin-token-file", env("SIMPLECI_ADMIN_TOKEN_FILE", ""), "auth: file with the bootstrap admin token (created if missing)")
-	keyring := fs.String("secrets-keyring", env("SIMPLECI_SECRETS_KEYRING", ""), "project: file of the keys that seal project secrets (ID:BASE64 per line; created if missing)")
-	tiers := fs.String("runner-tiers", env("SIMPLECI_RUNNER_TIERS", "standard"), "runner: tiers served, comma-separated")
-	tierSpecs := tierFlag(fs, "scheduler: ")
-	lease := fs.Duration("lease", 30*time.Second, "scheduler: job lease duration")
-	retries := fs.Int("lost-run-retries", 1, "scheduler: how often a run whose runner was lost runs again on another runner (0: it fails)")
-	runnerID := fs.String("runner-id", env("SIMPLECI_RUNNER_ID", ""), "runner: its name (default: the host name)")
-	drain := fs.Duration("drain-timeout", 10*time.Minute, "runner: on SIGTERM, how long the job in progress may still run")
-	peers := map[string]*string{}
-	for _, s := range []string{"auth", "project", "scheduler", "log"} {
-		peers[s] = fs.String(s+"-addr", env("SIMPLECI_"+strings.ToUpper(s)+"_ADDR", ""), "gRPC address of the "+s+" service when it runs elsewhere")
-	}
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if len(services) == 0 {
-		services = split(env("SIMPLECI_SERVICES", ""))
-	}
-	tt, err := tierSpecs.parse()
-	if err != nil {
-		return err
-	}
-	cfg := Config{Services: services, DatabaseURL: *dbURL, KafkaBrokers: split(*brokers), GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr,
-		DataDir: *data, InternalToken: *token, AdminTokenFile: *adminFile, RunnerTiers: split(*tiers), Tiers: tt,
-		LeaseDuration: *lease, LostRunRetries: *retries, RunnerID: *runnerID, DrainTimeout: *drain, SecretsKeyring: *keyring, Peers: map[string]string{}, Log: logger(stderr)}
-	for s, v := range peers {
-		cfg.Peers[s] = *v
-	}
-	if cfg.has("auth") && cfg.AdminTokenFile == "" && cfg.DataDir == "" {
-		return errors.New("configuration: the auth service needs --admin-token-file or --data")
-	}
-	ctx, cancel := signalContext()
-	defer cancel()
-	cfg.Ready = func(n *Node) {
-		fmt.Fprintf(stdout, "serving %s: grpc %s http %s\n", strings.Join(services, ","), n.Info.GRPCAddr, n.Info.HTTPAddr)
-	}
-	return Run(ctx, cfg)
+	comps := newComponents()
+	all := comps.all()
+	return platform.Command{Name: "simpleci serve", Components: all, Select: func(fs *flag.FlagSet) func() ([]platform.Component, error) {
+		var services listFlag
+		fs.Var(&services, "service", "service to run (repeatable or comma-separated): "+strings.Join(Services, ", "))
+		return func() ([]platform.Component, error) {
+			if len(services) == 0 {
+				services = platform.Split(platform.Getenv("SIMPLECI_SERVICES", ""))
+			}
+			var chosen []platform.Component
+			var problems []string
+			for _, s := range services {
+				if !slices.Contains(Services, s) {
+					problems = append(problems, fmt.Sprintf("unknown service %q (known: %s)", s, strings.Join(Services, ", ")))
+				}
+			}
+			if len(services) == 0 {
+				problems = append(problems, "no service selected (--service NAME, one of "+strings.Join(Services, ", ")+")")
+			}
+			if len(problems) > 0 {
+				return nil, errors.New("configuration:\n  - " + strings.Join(problems, "\n  - "))
+			}
+			for _, c := range all { // in the order of Services, however they were given
+				if slices.Contains(services, c.Name()) {
+					chosen = append(chosen, c)
+				}
+			}
+			return chosen, nil
+		}
+	}}.Run(args, stdout, stderr)
 }
 
 // Main dispatches the simpleci command line and returns the exit code.
@@ -312,8 +208,8 @@ func Admin(args []string, stdout, stderr io.Writer) error {
 		return errors.New("usage: simpleci admin rebuild-projections [--data DIR | --database-url URL]")
 	}
 	fs := flag.NewFlagSet("simpleci admin rebuild-projections", flag.ContinueOnError)
-	data := fs.String("data", env("SIMPLECI_DATA", ""), "data directory of `simpleci dev` (its scheduler.db)")
-	dbURL := fs.String("database-url", env("SIMPLECI_DATABASE_URL", ""), "PostgreSQL URL of the scheduler's database")
+	data := fs.String("data", platform.Getenv("SIMPLECI_DATA", ""), "data directory of `simpleci dev` (its scheduler.db)")
+	dbURL := fs.String("database-url", platform.Getenv("SIMPLECI_DATABASE_URL", ""), "PostgreSQL URL of the scheduler's database")
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err

@@ -2,10 +2,9 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,39 +13,35 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
+	authsvc "github.com/simpleci/simpleci/services/auth/service"
+	projectsvc "github.com/simpleci/simpleci/services/project/service"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
-func randomHex() string {
-	b := make([]byte, 24)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // Demo creates, once, a project "demo" bound to a local git repository made from the
 // files in src, and writes its webhook secret to DIR/demo-webhook-secret.
-func Demo(ctx context.Context, n *Node, src string) error {
-	if n.Auth == nil || n.Projects == nil {
+func Demo(ctx context.Context, auths *authsvc.Service, projects *projectsvc.Service, dataDir, src string, log *slog.Logger) error {
+	if auths == nil || projects == nil {
 		return nil
 	}
 	if st, err := os.Stat(src); err != nil || !st.IsDir() {
-		n.Cfg.Log.Warn("no demo project: demo files not found", "dir", src)
+		log.Warn("no demo project: demo files not found", "dir", src)
 		return nil
 	}
-	token, err := os.ReadFile(filepath.Join(n.Cfg.DataDir, "admin-token"))
+	token, err := os.ReadFile(filepath.Join(dataDir, "admin-token"))
 	if err != nil {
 		return err
 	}
-	p, err := n.Auth.VerifyToken(ctx, &authv1.VerifyTokenRequest{Token: strings.TrimSpace(string(token))})
+	p, err := auths.VerifyToken(ctx, &authv1.VerifyTokenRequest{Token: strings.TrimSpace(string(token))})
 	if err != nil {
 		return err
 	}
 	actx := auth.WithPrincipal(ctx, p)
-	if _, err := n.Projects.GetProject(actx, &apiv1.GetProjectRequest{Project: "demo"}); status.Code(err) != codes.NotFound {
+	if _, err := projects.GetProject(actx, &apiv1.GetProjectRequest{Project: "demo"}); status.Code(err) != codes.NotFound {
 		return err
 	}
-	repo := filepath.Join(n.Cfg.DataDir, "demo-repo")
+	repo := filepath.Join(dataDir, "demo-repo")
 	if err := os.RemoveAll(repo); err != nil {
 		return err
 	}
@@ -61,15 +56,15 @@ func Demo(ctx context.Context, n *Node, src string) error {
 			return fmt.Errorf("demo repository: git %s: %v: %s", args[0], err, out)
 		}
 	}
-	proj, err := n.Projects.CreateProject(actx, &apiv1.CreateProjectRequest{Name: "demo", Provider: "local", Repository: repo,
+	proj, err := projects.CreateProject(actx, &apiv1.CreateProjectRequest{Name: "demo", Provider: "local", Repository: repo,
 		Events: []string{"push", "manual"}, Tier: "standard"})
 	if err != nil {
 		return fmt.Errorf("demo project: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(n.Cfg.DataDir, "demo-webhook-secret"), []byte(proj.WebhookSecret+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dataDir, "demo-webhook-secret"), []byte(proj.WebhookSecret+"\n"), 0o600); err != nil {
 		return err
 	}
-	n.Cfg.Log.Info("demo project created", "repository", repo)
+	log.Info("demo project created", "repository", repo)
 	return nil
 }
 

@@ -1,11 +1,15 @@
-// Command auth runs SimpleCI's auth service alone; it takes the flags of
-// `simpleci serve` (see docs/operations.md).
+// Command auth runs SimpleCI's auth service alone. It takes the flags of `simpleci
+// serve` that concern it: the common ones and the auth service's own (see
+// docs/operations.md); it links only the auth service.
 package main
 
 import (
 	"os"
 
-	"github.com/simpleci/simpleci/services/simpleci/node"
+	"github.com/simpleci/simpleci/libs/platform/node"
+	"github.com/simpleci/simpleci/services/auth/service"
 )
 
-func main() { os.Exit(node.Main(append([]string{"serve", "--service", "auth"}, os.Args[1:]...))) }
+func main() {
+	os.Exit(node.Command{Name: "auth", Components: []node.Component{&service.Component{}}}.Main())
+}

@@ -1,11 +1,15 @@
-// Command log runs SimpleCI's log service alone; it takes the flags of
-// `simpleci serve` (see docs/operations.md).
+// Command log runs SimpleCI's log service alone. It takes the flags of `simpleci
+// serve` that concern it: the common ones and the log service's own (see
+// docs/operations.md); it links only the log service.
 package main
 
 import (
 	"os"
 
-	"github.com/simpleci/simpleci/services/simpleci/node"
+	"github.com/simpleci/simpleci/libs/platform/node"
+	"github.com/simpleci/simpleci/services/log/service"
 )
 
-func main() { os.Exit(node.Main(append([]string{"serve", "--service", "log"}, os.Args[1:]...))) }
+func main() {
+	os.Exit(node.Command{Name: "log", Components: []node.Component{service.Component{}}}.Main())
+}

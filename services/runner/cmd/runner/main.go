@@ -1,11 +1,15 @@
-// Command runner runs SimpleCI's runner service alone; it takes the flags of
-// `simpleci serve` (see docs/operations.md).
+// Command runner runs SimpleCI's runner service alone. It takes the flags of `simpleci
+// serve` that concern it: the common ones and the runner service's own (see
+// docs/operations.md); it links only the runner service.
 package main
 
 import (
 	"os"
 
-	"github.com/simpleci/simpleci/services/simpleci/node"
+	"github.com/simpleci/simpleci/libs/platform/node"
+	"github.com/simpleci/simpleci/services/runner/service"
 )
 
-func main() { os.Exit(node.Main(append([]string{"serve", "--service", "runner"}, os.Args[1:]...))) }
+func main() {
+	os.Exit(node.Command{Name: "runner", Components: []node.Component{&service.Component{}}}.Main())
+}

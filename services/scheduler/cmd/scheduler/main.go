@@ -1,11 +1,15 @@
-// Command scheduler runs SimpleCI's scheduler service alone; it takes the flags of
-// `simpleci serve` (see docs/operations.md).
+// Command scheduler runs SimpleCI's scheduler service alone. It takes the flags of `simpleci
+// serve` that concern it: the common ones and the scheduler service's own (see
+// docs/operations.md); it links only the scheduler service.
 package main
 
 import (
 	"os"
 
-	"github.com/simpleci/simpleci/services/simpleci/node"
+	"github.com/simpleci/simpleci/libs/platform/node"
+	"github.com/simpleci/simpleci/services/scheduler/service"
 )
 
-func main() { os.Exit(node.Main(append([]string{"serve", "--service", "scheduler"}, os.Args[1:]...))) }
+func main() {
+	os.Exit(node.Command{Name: "scheduler", Components: []node.Component{&service.Component{}}}.Main())
+}

@@ -1,0 +1,96 @@
+package node
+
+import (
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// Getenv returns the environment variable name, or def when it is unset or empty.
+func Getenv(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// Split splits a comma-separated list, dropping empty items.
+func Split(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// PeerServices are the services whose address a process may be given (--NAME-addr).
+var PeerServices = []string{"auth", "project", "scheduler", "log"}
+
+// ServeFlags registers the flags every `serve` process takes (the services' own come
+// from their components) and returns a function that fills cfg after parsing.
+func ServeFlags(fs *flag.FlagSet) func() Config {
+	dbURL := fs.String("database-url", Getenv("SIMPLECI_DATABASE_URL", ""), "PostgreSQL URL (postgres://...)")
+	brokers := fs.String("kafka-brokers", Getenv("SIMPLECI_KAFKA_BROKERS", ""), "Kafka brokers, comma-separated (empty: in-process bus)")
+	grpcAddr := fs.String("grpc", Getenv("SIMPLECI_GRPC_ADDR", ":9090"), "gRPC address")
+	httpAddr := fs.String("http", Getenv("SIMPLECI_HTTP_ADDR", ":8080"), "HTTP address (REST, webhooks, health, metrics)")
+	data := fs.String("data", Getenv("SIMPLECI_DATA", ""), "data directory (mirrors, workspaces)")
+	token := fs.String("internal-token", Getenv("SIMPLECI_INTERNAL_TOKEN", ""), "token services present to each other")
+	peers := map[string]*string{}
+	for _, s := range PeerServices {
+		peers[s] = fs.String(s+"-addr", Getenv("SIMPLECI_"+strings.ToUpper(s)+"_ADDR", ""), "gRPC address of the "+s+" service when it runs elsewhere")
+	}
+	return func() Config {
+		cfg := Config{DatabaseURL: *dbURL, KafkaBrokers: Split(*brokers), GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr,
+			DataDir: *data, InternalToken: *token, Peers: map[string]string{}}
+		for s, v := range peers {
+			cfg.Peers[s] = *v
+		}
+		return cfg
+	}
+}
+
+// Logger returns the process's text logger on w (debug with SIMPLECI_DEBUG set).
+func Logger(w io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	if os.Getenv("SIMPLECI_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// Signals returns stop, which ends at the first SIGINT or SIGTERM, and abort, which
+// ends at the second; release stops listening (a later signal then kills the process).
+func Signals() (stop, abort context.Context, release func()) {
+	stop, stopCancel := context.WithCancel(context.Background())
+	abort, abortCancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		for n := 0; n < 2; n++ {
+			select {
+			case <-ch:
+			case <-done:
+				return
+			}
+			if n == 0 {
+				stopCancel()
+			} else {
+				abortCancel()
+			}
+		}
+	}()
+	return stop, abort, func() {
+		signal.Stop(ch)
+		close(done)
+		stopCancel()
+		abortCancel()
+	}
+}

@@ -1,0 +1,32 @@
+// Package nodeforge gives a node process's services one registry of git providers,
+// with the repository mirrors in the data directory.
+package nodeforge
+
+import (
+	"os"
+	"path/filepath"
+
+	"github.com/simpleci/simpleci/libs/forge"
+	"github.com/simpleci/simpleci/libs/forge/local"
+	"github.com/simpleci/simpleci/libs/platform/node"
+)
+
+// Open returns the process's forge registry (made on first use).
+func Open(env *node.Env) (*forge.Registry, error) {
+	v, err := env.Shared("forges", node.CloseStore, func() (any, func(), error) {
+		mirrors := filepath.Join(os.TempDir(), "simpleci-mirrors")
+		if env.Config.DataDir != "" {
+			mirrors = filepath.Join(env.Config.DataDir, "mirrors")
+		}
+		l, err := local.New(local.Options{MirrorDir: mirrors})
+		if err != nil {
+			return nil, nil, err
+		}
+		r, err := forge.NewRegistry(l)
+		return r, nil, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*forge.Registry), nil
+}

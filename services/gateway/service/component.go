@@ -1,0 +1,85 @@
+package service
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/simpleci/simpleci/libs/platform/node"
+	"github.com/simpleci/simpleci/libs/platform/node/nodebus"
+	"github.com/simpleci/simpleci/libs/platform/node/nodeforge"
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
+	"google.golang.org/grpc/codes"
+)
+
+// Component runs the gateway in a node process: the REST API and webhook intake on the
+// process's HTTP server.
+type Component struct{}
+
+// Name implements node.Component.
+func (Component) Name() string { return "gateway" }
+
+// Validate implements node.Validator.
+func (Component) Validate(cfg *node.Config) []string {
+	return cfg.RequirePeers("gateway", "auth", "project", "scheduler", "log")
+}
+
+// Init implements node.Component.
+func (Component) Init(ctx context.Context, env *node.Env) error {
+	var cfg Config
+	var err error
+	if cfg.Projects, err = env.DialForwarding("project"); err != nil {
+		return err
+	}
+	if cfg.Scheduler, err = env.DialForwarding("scheduler"); err != nil {
+		return err
+	}
+	if cfg.Logs, err = env.DialForwarding("log"); err != nil {
+		return err
+	}
+	ic, err := env.Dial("project")
+	if err != nil {
+		return err
+	}
+	cfg.Internal = apiv1.NewProjectInternalServiceClient(ic)
+	if cfg.Bus, err = nodebus.Open(ctx, env); err != nil {
+		return err
+	}
+	if cfg.Forges, err = nodeforge.Open(env); err != nil {
+		return err
+	}
+	cfg.Log = env.Log
+	api := http.NewServeMux()
+	if err := Register(ctx, api, cfg); err != nil {
+		return err
+	}
+	env.Mux.Handle("/", intakeGate(api, env.Draining()))
+	return nil
+}
+
+// intakeGate refuses new work (webhooks, manual triggers) once the process drains, with
+// 503 and Retry-After, so that nothing new starts while it stops; reads and cancels
+// still pass.
+func intakeGate(next http.Handler, draining <-chan struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && isIntake(r.URL.Path) {
+			select {
+			case <-draining:
+				w.Header().Set("Retry-After", "5")
+				writeError(w, http.StatusServiceUnavailable, codes.Unavailable, "SimpleCI is shutting down and takes no new runs here: retry in a few seconds")
+				return
+			default:
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// isIntake reports whether path starts a run: a webhook or a manual trigger.
+func isIntake(path string) bool {
+	if strings.HasPrefix(path, "/api/v1/webhooks/") {
+		return true
+	}
+	rest, ok := strings.CutPrefix(path, "/api/v1/projects/")
+	return ok && strings.HasSuffix(rest, "/runs") && strings.Count(rest, "/") == 1
+}

@@ -1,0 +1,66 @@
+package service
+
+import (
+	"context"
+	"flag"
+	"path/filepath"
+
+	"github.com/simpleci/simpleci/libs/platform/node"
+	"github.com/simpleci/simpleci/libs/platform/node/nodeforge"
+	"github.com/simpleci/simpleci/libs/platform/node/nodesql"
+	"github.com/simpleci/simpleci/services/project/seal"
+)
+
+// Component runs the project service in a node process.
+type Component struct {
+	// SecretsKeyring is the file of the keys that seal project secrets (default
+	// DATA/secrets.keyring; no file and no data directory disable secrets).
+	SecretsKeyring string
+	// Service is the running service (set by Init).
+	Service *Service
+}
+
+// Name implements node.Component.
+func (c *Component) Name() string { return "project" }
+
+// Flags implements node.Flagger.
+func (c *Component) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.SecretsKeyring, "secrets-keyring", node.Getenv("SIMPLECI_SECRETS_KEYRING", ""), "project: file of the keys that seal project secrets (ID:BASE64 per line; created if missing)")
+}
+
+// Validate implements node.Validator.
+func (c *Component) Validate(cfg *node.Config) []string {
+	return append(cfg.RequireDatabase("project"), cfg.RequirePeers("project", "auth")...)
+}
+
+// Init implements node.Component.
+func (c *Component) Init(ctx context.Context, env *node.Env) error {
+	db, err := nodesql.Open(ctx, env, "project")
+	if err != nil {
+		return err
+	}
+	forges, err := nodeforge.Open(env)
+	if err != nil {
+		return err
+	}
+	if c.Service, err = New(ctx, db, forges.Names()); err != nil {
+		return err
+	}
+	keyring := c.SecretsKeyring
+	if keyring == "" && env.Config.DataDir != "" {
+		keyring = filepath.Join(env.Config.DataDir, "secrets.keyring")
+	}
+	if keyring == "" {
+		env.Log.Warn("project secrets disabled: give --secrets-keyring (or --data)")
+	} else {
+		keys, err := seal.LoadOrCreate(keyring)
+		if err != nil {
+			return err
+		}
+		if err := c.Service.WithKeys(ctx, keys); err != nil {
+			return err
+		}
+	}
+	c.Service.Register(env.GRPC)
+	return nil
+}

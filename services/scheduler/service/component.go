@@ -1,0 +1,184 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/platform/node"
+	"github.com/simpleci/simpleci/libs/platform/node/nodebus"
+	"github.com/simpleci/simpleci/libs/platform/node/nodeforge"
+	"github.com/simpleci/simpleci/libs/platform/node/nodesql"
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
+)
+
+// Component runs the scheduler in a node process.
+type Component struct {
+	// TierSpecs override or add tiers (see ParseTiers); SIMPLECI_TIERS comes first.
+	TierSpecs []string
+	// LeaseDuration of claimed jobs (default 30 s).
+	LeaseDuration time.Duration
+	// LostRunRetries: see Config.
+	LostRunRetries int
+	// Service is the running service (set by Init).
+	Service *Service
+}
+
+// Name implements node.Component.
+func (c *Component) Name() string { return "scheduler" }
+
+// TierFlag adds the repeatable --tier flag (shared by `simpleci dev` and `serve`).
+func (c *Component) TierFlag(fs *flag.FlagSet, usagePrefix string) {
+	fs.Func("tier", usagePrefix+"override a tier (repeatable), e.g. standard:timeout=60s,memory=2GiB,pids=1024,cpus=1 (SIMPLECI_TIERS, ';'-separated)",
+		func(v string) error { c.TierSpecs = append(c.TierSpecs, v); return nil })
+}
+
+// Flags implements node.Flagger.
+func (c *Component) Flags(fs *flag.FlagSet) {
+	c.TierFlag(fs, "scheduler: ")
+	fs.DurationVar(&c.LeaseDuration, "lease", 30*time.Second, "scheduler: job lease duration")
+	fs.IntVar(&c.LostRunRetries, "lost-run-retries", 1, "scheduler: how often a run whose runner was lost runs again on another runner (0: it fails)")
+}
+
+// Tiers returns the default tiers with SIMPLECI_TIERS and TierSpecs applied.
+func (c *Component) Tiers() (map[string]Tier, error) {
+	overrides, err := ParseTiers(append([]string{os.Getenv("SIMPLECI_TIERS")}, c.TierSpecs...))
+	if err != nil {
+		return nil, err
+	}
+	tiers := DefaultTiers()
+	for name, o := range overrides {
+		t := tiers[name]
+		t.Name = name
+		if o.Timeout > 0 {
+			t.Timeout = o.Timeout
+		}
+		if o.Memory > 0 {
+			t.Memory = o.Memory
+		}
+		if o.Pids > 0 {
+			t.Pids = o.Pids
+		}
+		if o.CPUs > 0 {
+			t.CPUs = o.CPUs
+		}
+		if t.Timeout <= 0 {
+			return nil, fmt.Errorf("tier %s: a new tier needs a timeout", name)
+		}
+		tiers[name] = t
+	}
+	return tiers, nil
+}
+
+// Validate implements node.Validator.
+func (c *Component) Validate(cfg *node.Config) []string {
+	problems := append(cfg.RequireDatabase("scheduler"), cfg.RequirePeers("scheduler", "project", "auth")...)
+	if _, err := c.Tiers(); err != nil {
+		problems = append(problems, err.Error())
+	}
+	return problems
+}
+
+// Init implements node.Component.
+func (c *Component) Init(ctx context.Context, env *node.Env) error {
+	tiers, err := c.Tiers()
+	if err != nil {
+		return err
+	}
+	db, err := nodesql.Open(ctx, env, "scheduler")
+	if err != nil {
+		return err
+	}
+	b, err := nodebus.Open(ctx, env)
+	if err != nil {
+		return err
+	}
+	forges, err := nodeforge.Open(env)
+	if err != nil {
+		return err
+	}
+	pc, err := env.Dial("project")
+	if err != nil {
+		return err
+	}
+	c.Service, err = New(ctx, Config{DB: db, Bus: b, Forges: forges, Projects: apiv1.NewProjectInternalServiceClient(pc),
+		Log: env.Log, Tiers: tiers, LeaseDuration: c.LeaseDuration, LostRunRetries: c.LostRunRetries})
+	if err != nil {
+		return err
+	}
+	c.Service.Register(env.GRPC)
+	env.OnStart(c.Service.Start)
+	return nil
+}
+
+// ParseTiers reads tier overrides, each "NAME:KEY=VALUE,..." with the keys timeout
+// (a duration), memory (bytes, or with KiB/MiB/GiB), pids and cpus, e.g.
+// "standard:timeout=60s,memory=2GiB". Several are separated by ";".
+func ParseTiers(specs []string) (map[string]Tier, error) {
+	out := map[string]Tier{}
+	var problems []string
+	for _, spec := range specs {
+		for _, one := range strings.Split(spec, ";") {
+			if one = strings.TrimSpace(one); one == "" {
+				continue
+			}
+			name, kvs, ok := strings.Cut(one, ":")
+			if !ok || name == "" {
+				problems = append(problems, fmt.Sprintf("tier %q: want NAME:KEY=VALUE,... such as standard:timeout=60s,memory=2GiB", one))
+				continue
+			}
+			t := out[name]
+			t.Name = name
+			for _, kv := range strings.Split(kvs, ",") {
+				k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+				var err error
+				switch k {
+				case "timeout":
+					t.Timeout, err = time.ParseDuration(v)
+					if err == nil && t.Timeout <= 0 {
+						err = errors.New("must be positive")
+					}
+				case "memory":
+					t.Memory, err = parseSize(v)
+				case "pids":
+					t.Pids, err = strconv.ParseInt(v, 10, 64)
+				case "cpus":
+					t.CPUs, err = strconv.ParseFloat(v, 64)
+				default:
+					err = errors.New("unknown key (timeout, memory, pids, cpus)")
+				}
+				if err != nil {
+					problems = append(problems, fmt.Sprintf("tier %s: %s=%s: %v", name, k, v, err))
+				}
+			}
+			out[name] = t
+		}
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
+	}
+	return out, nil
+}
+
+// parseSize reads a byte count such as 1073741824, 512MiB or 2GiB.
+func parseSize(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"", 1}}
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			x, err := strconv.ParseInt(strings.TrimSpace(n), 10, 64)
+			if err != nil || x <= 0 {
+				return 0, fmt.Errorf("want a positive size such as 512MiB or 2GiB")
+			}
+			return x * u.mult, nil
+		}
+	}
+	return 0, nil
+}
