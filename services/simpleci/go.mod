@@ -3,6 +3,7 @@ module github.com/simpleci/simpleci/services/simpleci
 go 1.26.0
 
 require (
+	github.com/simpleci/simpleci/libs/bus v0.0.0
 	github.com/simpleci/simpleci/libs/engine v0.0.0
 	github.com/simpleci/simpleci/libs/eventstore v0.0.0
 	github.com/simpleci/simpleci/libs/pipeline v0.0.0
@@ -69,7 +70,6 @@ require (
 	github.com/prometheus/procfs v0.17.0 // indirect
 	github.com/rcrowley/go-metrics v0.0.0-20250401214520-65e299d6c5c9 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
-	github.com/simpleci/simpleci/libs/bus v0.0.0 // indirect
 	github.com/simpleci/simpleci/libs/forge v0.0.0 // indirect
 	github.com/simpleci/simpleci/libs/sandbox v0.0.0 // indirect
 	github.com/sirupsen/logrus v1.9.3 // indirect
