@@ -4,10 +4,12 @@ import (
 	"context"
 	"flag"
 	"path/filepath"
+	"time"
 
 	"github.com/simpleci/simpleci/libs/platform/node"
 	"github.com/simpleci/simpleci/libs/platform/node/nodeforge"
 	"github.com/simpleci/simpleci/libs/platform/node/nodesql"
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	"github.com/simpleci/simpleci/services/project/seal"
 )
 
@@ -30,7 +32,7 @@ func (c *Component) Flags(fs *flag.FlagSet) {
 
 // Validate implements node.Validator.
 func (c *Component) Validate(cfg *node.Config) []string {
-	return append(cfg.RequireDatabase("project"), cfg.RequirePeers("project", "auth")...)
+	return append(cfg.RequireDatabase("project"), cfg.RequirePeers("project", "auth", "scheduler")...)
 }
 
 // Init implements node.Component.
@@ -61,6 +63,11 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 			return err
 		}
 	}
+	sc, err := env.Dial("scheduler")
+	if err != nil {
+		return err
+	}
+	c.Service.WithTiers(SchedulerTiers(apiv1.NewRunServiceClient(sc), 10*time.Second))
 	c.Service.Register(env.GRPC)
 	return nil
 }

@@ -31,6 +31,8 @@ type Service struct {
 	db        *sqldb.DB
 	providers []string
 	keys      *seal.Keyring // nil: secrets disabled
+	// tierSource lists the served tiers (tiers.go).
+	tierSource TierSource
 }
 
 // New returns the service over db, creating its tables. providers lists the forge names
@@ -66,7 +68,6 @@ func (s *Service) Register(g *grpc.Server) {
 var (
 	nameRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	events     = []string{"push", "pull_request", "tag", "manual", "schedule"}
-	tiers      = []string{"standard", "medium", "large"}
 	networks   = []string{"default", "on", "off"}
 	defaultEvs = []string{"push", "manual"}
 )
@@ -97,12 +98,12 @@ func (s *Service) CreateProject(ctx context.Context, req *apiv1.CreateProjectReq
 			problems = append(problems, fmt.Sprintf("events: %q is not one of %s", e, strings.Join(events, ", ")))
 		}
 	}
-	tier := req.GetTier()
-	if tier == "" {
-		tier = "standard"
+	tier, problem, err := s.checkTier(ctx, req.GetTier())
+	if err != nil {
+		return nil, err
 	}
-	if !slices.Contains(tiers, tier) {
-		problems = append(problems, fmt.Sprintf("tier %q: use one of %s", tier, strings.Join(tiers, ", ")))
+	if problem != "" {
+		problems = append(problems, problem)
 	}
 	network := req.GetNetwork()
 	if network == "" {

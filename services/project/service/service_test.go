@@ -36,6 +36,7 @@ func newService(t *testing.T) *service.Service {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.WithTiers(func(context.Context) ([]string, error) { return []string{"large", "medium", "standard"}, nil })
 	return s
 }
 
@@ -401,5 +402,34 @@ func TestListProjectsBadPageToken(t *testing.T) {
 func TestNewNilDB(t *testing.T) {
 	if _, err := service.New(context.Background(), nil, []string{"local"}); err == nil {
 		t.Fatal("New(nil) succeeded")
+	}
+}
+
+// TestTiersFromTheScheduler: a project takes exactly the tiers the scheduler serves,
+// added ones too; an unknown tier is refused with the served list; when the scheduler
+// cannot say, creating a project is Unavailable (never silently "standard").
+func TestTiersFromTheScheduler(t *testing.T) {
+	s := newService(t)
+	served := []string{"gpu", "standard"}
+	var down bool
+	s.WithTiers(func(context.Context) ([]string, error) {
+		if down {
+			return nil, status.Error(codes.Unavailable, "connection refused")
+		}
+		return served, nil
+	})
+	ctx := user(t, "org1", "alice")
+	p, err := s.CreateProject(ctx, &apiv1.CreateProjectRequest{Name: "a", Provider: "local", Repository: "/r", Tier: "gpu"})
+	if err != nil || p.GetTier() != "gpu" {
+		t.Fatalf("a tier the scheduler added: %v, %v", p, err)
+	}
+	_, err = s.CreateProject(ctx, &apiv1.CreateProjectRequest{Name: "b", Provider: "local", Repository: "/r", Tier: "large"})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "serves gpu, standard") {
+		t.Fatalf("a tier the scheduler does not serve: %v", err)
+	}
+	down = true
+	_, err = s.CreateProject(ctx, &apiv1.CreateProjectRequest{Name: "c", Provider: "local", Repository: "/r"})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("scheduler down: %v, want Unavailable", err)
 	}
 }

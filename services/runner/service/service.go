@@ -217,12 +217,22 @@ func (r *Runner) Run(ctx, abort context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
-			r.log.Warn("claim job", "err", err, "retry_in", backoff)
+			if status.Code(err) == codes.InvalidArgument {
+				// A configuration the scheduler refuses (a tier it does not serve): say so
+				// loudly; it will not fix itself, but the scheduler's may change.
+				r.log.Error("the scheduler refuses this runner's claims; fix its configuration", "err", err)
+				backoff = 30 * time.Second
+			} else {
+				r.log.Warn("claim job", "err", err, "retry_in", backoff)
+			}
 			select {
 			case <-ctx.Done():
 			case <-time.After(backoff):
 			}
 			backoff = min(backoff*2, 5*time.Second)
+			if status.Code(err) == codes.InvalidArgument {
+				backoff = 30 * time.Second
+			}
 			continue
 		}
 		backoff = 100 * time.Millisecond

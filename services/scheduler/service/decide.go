@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/eventstore"
@@ -76,6 +77,9 @@ func (s *Service) decideTx(ctx context.Context, runID string, choose func(tx *sq
 		})
 		if err != nil {
 			if (errors.Is(err, eventstore.ErrConcurrency) || errors.Is(err, errRetry)) && attempt < maxDecisionAttempts {
+				// Another decision won; let it commit before trying again, jittered so
+				// that the losers do not collide again in step.
+				time.Sleep(time.Duration(rand.Int64N(int64(attempt) * int64(2*time.Millisecond))))
 				continue
 			}
 			return nil, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/forge"
@@ -61,6 +62,11 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 	} else {
 		reason = fmt.Sprintf("tier %q is not served by this deployment (served: %s)", p.GetTier(), strings.Join(s.tierNames(), ", "))
 	}
+	// Runs of one project take consecutive numbers: this process queues them one at a
+	// time, so that only other scheduler replicas can race for a number.
+	mu, _ := s.numbering.LoadOrStore(p.GetId(), &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	r, err := s.decideTx(ctx, req.RunId, func(tx *sql.Tx, r *domain.Run) ([]recorded, error) {
 		if r.Version > 0 { // recorded meanwhile (a concurrent redelivery)
 			return nil, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/eventstore"
@@ -36,6 +37,11 @@ func (s *Service) ClaimJob(ctx context.Context, req *runnerv1.ClaimJobRequest) (
 	}
 	if req.GetRunnerId() == "" || len(req.GetTiers()) == 0 {
 		return nil, invalid("runner_id and at least one tier are required")
+	}
+	for _, t := range req.GetTiers() {
+		if _, ok := s.cfg.Tiers[t]; !ok {
+			return nil, invalid("tier %q is not served by this deployment (served: %s): fix the runner's --runner-tiers", t, strings.Join(s.tierNames(), ", "))
+		}
 	}
 	wait := req.GetWait().AsDuration()
 	if wait <= 0 || wait > maxClaimWait {

@@ -76,10 +76,13 @@ type Service struct {
 	store eventstore.TxStore
 	log   *slog.Logger
 
-	queued   wake.Signal // a job was queued
-	claimMu  sync.Mutex  // claims of this process, one at a time (runner.go)
-	appended wake.Signal // events were appended to the store
-	cancels  wake.Signal // a running job was asked to stop
+	queued  wake.Signal // a job was queued
+	claimMu sync.Mutex  // claims of this process, one at a time (runner.go)
+	// numbering holds a mutex per project id: runs of one project are queued one at a
+	// time in this process (request.go).
+	numbering sync.Map
+	appended  wake.Signal // events were appended to the store
+	cancels   wake.Signal // a running job was asked to stop
 
 	// afterAppend, when set (tests only), runs inside every decision's transaction
 	// between the append and the derived rows: a fault injected there must leave nothing.

@@ -10,6 +10,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -23,6 +24,169 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// ListTiersRequest is empty.
+type ListTiersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTiersRequest) Reset() {
+	*x = ListTiersRequest{}
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTiersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTiersRequest) ProtoMessage() {}
+
+func (x *ListTiersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTiersRequest.ProtoReflect.Descriptor instead.
+func (*ListTiersRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{0}
+}
+
+// ListTiersResponse holds every served tier, sorted by name.
+type ListTiersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tiers         []*Tier                `protobuf:"bytes,1,rep,name=tiers,proto3" json:"tiers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTiersResponse) Reset() {
+	*x = ListTiersResponse{}
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTiersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTiersResponse) ProtoMessage() {}
+
+func (x *ListTiersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTiersResponse.ProtoReflect.Descriptor instead.
+func (*ListTiersResponse) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListTiersResponse) GetTiers() []*Tier {
+	if x != nil {
+		return x.Tiers
+	}
+	return nil
+}
+
+// Tier is a class of runner: the limits of each job and of each run.
+type Tier struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// memory_bytes limits a job's memory (RAM and swap).
+	MemoryBytes int64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// pids limits a job's processes and threads.
+	Pids int64 `protobuf:"varint,3,opt,name=pids,proto3" json:"pids,omitempty"`
+	// cpus is the CPU time a job may use, in CPUs.
+	Cpus float64 `protobuf:"fixed64,4,opt,name=cpus,proto3" json:"cpus,omitempty"`
+	// timeout limits a run, and every step's own timeout.
+	Timeout       *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Tier) Reset() {
+	*x = Tier{}
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tier) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tier) ProtoMessage() {}
+
+func (x *Tier) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tier.ProtoReflect.Descriptor instead.
+func (*Tier) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Tier) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Tier) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *Tier) GetPids() int64 {
+	if x != nil {
+		return x.Pids
+	}
+	return 0
+}
+
+func (x *Tier) GetCpus() float64 {
+	if x != nil {
+		return x.Cpus
+	}
+	return 0
+}
+
+func (x *Tier) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
 
 // Run is one execution of a project's pipeline at a commit.
 type Run struct {
@@ -56,7 +220,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[0]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -68,7 +232,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[0]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -81,7 +245,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{0}
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Run) GetId() string {
@@ -227,7 +391,7 @@ type Step struct {
 
 func (x *Step) Reset() {
 	*x = Step{}
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[1]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -239,7 +403,7 @@ func (x *Step) String() string {
 func (*Step) ProtoMessage() {}
 
 func (x *Step) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[1]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -252,7 +416,7 @@ func (x *Step) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Step.ProtoReflect.Descriptor instead.
 func (*Step) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{1}
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Step) GetIndex() int32 {
@@ -318,7 +482,7 @@ type TriggerRunRequest struct {
 
 func (x *TriggerRunRequest) Reset() {
 	*x = TriggerRunRequest{}
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[2]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -330,7 +494,7 @@ func (x *TriggerRunRequest) String() string {
 func (*TriggerRunRequest) ProtoMessage() {}
 
 func (x *TriggerRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[2]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -343,7 +507,7 @@ func (x *TriggerRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerRunRequest.ProtoReflect.Descriptor instead.
 func (*TriggerRunRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{2}
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TriggerRunRequest) GetProject() string {
@@ -385,7 +549,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[3]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -397,7 +561,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[3]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -410,7 +574,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{3}
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListRunsRequest) GetProject() string {
@@ -480,7 +644,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[4]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +656,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[4]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +669,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{4}
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -532,7 +696,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[5]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +708,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[5]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +721,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{5}
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetRunRequest) GetRun() string {
@@ -577,7 +741,7 @@ type ListRunEventsRequest struct {
 
 func (x *ListRunEventsRequest) Reset() {
 	*x = ListRunEventsRequest{}
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[6]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +753,7 @@ func (x *ListRunEventsRequest) String() string {
 func (*ListRunEventsRequest) ProtoMessage() {}
 
 func (x *ListRunEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[6]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +766,7 @@ func (x *ListRunEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunEventsRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{6}
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListRunEventsRequest) GetRun() string {
@@ -622,7 +786,7 @@ type ListRunEventsResponse struct {
 
 func (x *ListRunEventsResponse) Reset() {
 	*x = ListRunEventsResponse{}
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[7]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +798,7 @@ func (x *ListRunEventsResponse) String() string {
 func (*ListRunEventsResponse) ProtoMessage() {}
 
 func (x *ListRunEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[7]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,7 +811,7 @@ func (x *ListRunEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunEventsResponse) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{7}
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListRunEventsResponse) GetEvents() []*RunEvent {
@@ -676,7 +840,7 @@ type RunEvent struct {
 
 func (x *RunEvent) Reset() {
 	*x = RunEvent{}
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[8]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +852,7 @@ func (x *RunEvent) String() string {
 func (*RunEvent) ProtoMessage() {}
 
 func (x *RunEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[8]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +865,7 @@ func (x *RunEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunEvent.ProtoReflect.Descriptor instead.
 func (*RunEvent) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{8}
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RunEvent) GetId() string {
@@ -756,7 +920,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[9]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +932,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[9]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +945,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{9}
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelRunRequest) GetRun() string {
@@ -795,7 +959,16 @@ var File_simpleci_api_v1_runs_proto protoreflect.FileDescriptor
 
 const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\n" +
-	"\x1asimpleci/api/v1/runs.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x04\n" +
+	"\x1asimpleci/api/v1/runs.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
+	"\x10ListTiersRequest\"@\n" +
+	"\x11ListTiersResponse\x12+\n" +
+	"\x05tiers\x18\x01 \x03(\v2\x15.simpleci.api.v1.TierR\x05tiers\"\x9a\x01\n" +
+	"\x04Tier\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x12\n" +
+	"\x04pids\x18\x03 \x01(\x03R\x04pids\x12\x12\n" +
+	"\x04cpus\x18\x04 \x01(\x01R\x04cpus\x123\n" +
+	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"\xa7\x04\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1d\n" +
@@ -861,7 +1034,7 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\bposition\x18\x05 \x01(\x03R\bposition\x121\n" +
 	"\apayload\x18\x06 \x01(\v2\x17.google.protobuf.StructR\apayload\"$\n" +
 	"\x10CancelRunRequest\x12\x10\n" +
-	"\x03run\x18\x01 \x01(\tR\x03run2\xc6\x04\n" +
+	"\x03run\x18\x01 \x01(\tR\x03run2\xb1\x05\n" +
 	"\n" +
 	"RunService\x12r\n" +
 	"\n" +
@@ -869,7 +1042,8 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\bListRuns\x12 .simpleci.api.v1.ListRunsRequest\x1a!.simpleci.api.v1.ListRunsResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/api/v1/projects/{project}/runs\x12Z\n" +
 	"\x06GetRun\x12\x1e.simpleci.api.v1.GetRunRequest\x1a\x14.simpleci.api.v1.Run\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/runs/{run}\x12j\n" +
 	"\tCancelRun\x12!.simpleci.api.v1.CancelRunRequest\x1a\x14.simpleci.api.v1.Run\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/api/v1/runs/{run}:cancel\x12\x81\x01\n" +
-	"\rListRunEvents\x12%.simpleci.api.v1.ListRunEventsRequest\x1a&.simpleci.api.v1.ListRunEventsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/runs/{run}/eventsB:Z8github.com/simpleci/simpleci/proto/simpleci/api/v1;apiv1b\x06proto3"
+	"\rListRunEvents\x12%.simpleci.api.v1.ListRunEventsRequest\x1a&.simpleci.api.v1.ListRunEventsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/runs/{run}/events\x12i\n" +
+	"\tListTiers\x12!.simpleci.api.v1.ListTiersRequest\x1a\".simpleci.api.v1.ListTiersResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/tiersB:Z8github.com/simpleci/simpleci/proto/simpleci/api/v1;apiv1b\x06proto3"
 
 var (
 	file_simpleci_api_v1_runs_proto_rawDescOnce sync.Once
@@ -883,47 +1057,55 @@ func file_simpleci_api_v1_runs_proto_rawDescGZIP() []byte {
 	return file_simpleci_api_v1_runs_proto_rawDescData
 }
 
-var file_simpleci_api_v1_runs_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_simpleci_api_v1_runs_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_simpleci_api_v1_runs_proto_goTypes = []any{
-	(*Run)(nil),                   // 0: simpleci.api.v1.Run
-	(*Step)(nil),                  // 1: simpleci.api.v1.Step
-	(*TriggerRunRequest)(nil),     // 2: simpleci.api.v1.TriggerRunRequest
-	(*ListRunsRequest)(nil),       // 3: simpleci.api.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 4: simpleci.api.v1.ListRunsResponse
-	(*GetRunRequest)(nil),         // 5: simpleci.api.v1.GetRunRequest
-	(*ListRunEventsRequest)(nil),  // 6: simpleci.api.v1.ListRunEventsRequest
-	(*ListRunEventsResponse)(nil), // 7: simpleci.api.v1.ListRunEventsResponse
-	(*RunEvent)(nil),              // 8: simpleci.api.v1.RunEvent
-	(*CancelRunRequest)(nil),      // 9: simpleci.api.v1.CancelRunRequest
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 11: google.protobuf.Struct
+	(*ListTiersRequest)(nil),      // 0: simpleci.api.v1.ListTiersRequest
+	(*ListTiersResponse)(nil),     // 1: simpleci.api.v1.ListTiersResponse
+	(*Tier)(nil),                  // 2: simpleci.api.v1.Tier
+	(*Run)(nil),                   // 3: simpleci.api.v1.Run
+	(*Step)(nil),                  // 4: simpleci.api.v1.Step
+	(*TriggerRunRequest)(nil),     // 5: simpleci.api.v1.TriggerRunRequest
+	(*ListRunsRequest)(nil),       // 6: simpleci.api.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),      // 7: simpleci.api.v1.ListRunsResponse
+	(*GetRunRequest)(nil),         // 8: simpleci.api.v1.GetRunRequest
+	(*ListRunEventsRequest)(nil),  // 9: simpleci.api.v1.ListRunEventsRequest
+	(*ListRunEventsResponse)(nil), // 10: simpleci.api.v1.ListRunEventsResponse
+	(*RunEvent)(nil),              // 11: simpleci.api.v1.RunEvent
+	(*CancelRunRequest)(nil),      // 12: simpleci.api.v1.CancelRunRequest
+	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 15: google.protobuf.Struct
 }
 var file_simpleci_api_v1_runs_proto_depIdxs = []int32{
-	10, // 0: simpleci.api.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	10, // 1: simpleci.api.v1.Run.started_at:type_name -> google.protobuf.Timestamp
-	10, // 2: simpleci.api.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
-	1,  // 3: simpleci.api.v1.Run.steps:type_name -> simpleci.api.v1.Step
-	10, // 4: simpleci.api.v1.Step.started_at:type_name -> google.protobuf.Timestamp
-	10, // 5: simpleci.api.v1.Step.finished_at:type_name -> google.protobuf.Timestamp
-	0,  // 6: simpleci.api.v1.ListRunsResponse.runs:type_name -> simpleci.api.v1.Run
-	8,  // 7: simpleci.api.v1.ListRunEventsResponse.events:type_name -> simpleci.api.v1.RunEvent
-	10, // 8: simpleci.api.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	11, // 9: simpleci.api.v1.RunEvent.payload:type_name -> google.protobuf.Struct
-	2,  // 10: simpleci.api.v1.RunService.TriggerRun:input_type -> simpleci.api.v1.TriggerRunRequest
-	3,  // 11: simpleci.api.v1.RunService.ListRuns:input_type -> simpleci.api.v1.ListRunsRequest
-	5,  // 12: simpleci.api.v1.RunService.GetRun:input_type -> simpleci.api.v1.GetRunRequest
-	9,  // 13: simpleci.api.v1.RunService.CancelRun:input_type -> simpleci.api.v1.CancelRunRequest
-	6,  // 14: simpleci.api.v1.RunService.ListRunEvents:input_type -> simpleci.api.v1.ListRunEventsRequest
-	0,  // 15: simpleci.api.v1.RunService.TriggerRun:output_type -> simpleci.api.v1.Run
-	4,  // 16: simpleci.api.v1.RunService.ListRuns:output_type -> simpleci.api.v1.ListRunsResponse
-	0,  // 17: simpleci.api.v1.RunService.GetRun:output_type -> simpleci.api.v1.Run
-	0,  // 18: simpleci.api.v1.RunService.CancelRun:output_type -> simpleci.api.v1.Run
-	7,  // 19: simpleci.api.v1.RunService.ListRunEvents:output_type -> simpleci.api.v1.ListRunEventsResponse
-	15, // [15:20] is the sub-list for method output_type
-	10, // [10:15] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	2,  // 0: simpleci.api.v1.ListTiersResponse.tiers:type_name -> simpleci.api.v1.Tier
+	13, // 1: simpleci.api.v1.Tier.timeout:type_name -> google.protobuf.Duration
+	14, // 2: simpleci.api.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	14, // 3: simpleci.api.v1.Run.started_at:type_name -> google.protobuf.Timestamp
+	14, // 4: simpleci.api.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	4,  // 5: simpleci.api.v1.Run.steps:type_name -> simpleci.api.v1.Step
+	14, // 6: simpleci.api.v1.Step.started_at:type_name -> google.protobuf.Timestamp
+	14, // 7: simpleci.api.v1.Step.finished_at:type_name -> google.protobuf.Timestamp
+	3,  // 8: simpleci.api.v1.ListRunsResponse.runs:type_name -> simpleci.api.v1.Run
+	11, // 9: simpleci.api.v1.ListRunEventsResponse.events:type_name -> simpleci.api.v1.RunEvent
+	14, // 10: simpleci.api.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	15, // 11: simpleci.api.v1.RunEvent.payload:type_name -> google.protobuf.Struct
+	5,  // 12: simpleci.api.v1.RunService.TriggerRun:input_type -> simpleci.api.v1.TriggerRunRequest
+	6,  // 13: simpleci.api.v1.RunService.ListRuns:input_type -> simpleci.api.v1.ListRunsRequest
+	8,  // 14: simpleci.api.v1.RunService.GetRun:input_type -> simpleci.api.v1.GetRunRequest
+	12, // 15: simpleci.api.v1.RunService.CancelRun:input_type -> simpleci.api.v1.CancelRunRequest
+	9,  // 16: simpleci.api.v1.RunService.ListRunEvents:input_type -> simpleci.api.v1.ListRunEventsRequest
+	0,  // 17: simpleci.api.v1.RunService.ListTiers:input_type -> simpleci.api.v1.ListTiersRequest
+	3,  // 18: simpleci.api.v1.RunService.TriggerRun:output_type -> simpleci.api.v1.Run
+	7,  // 19: simpleci.api.v1.RunService.ListRuns:output_type -> simpleci.api.v1.ListRunsResponse
+	3,  // 20: simpleci.api.v1.RunService.GetRun:output_type -> simpleci.api.v1.Run
+	3,  // 21: simpleci.api.v1.RunService.CancelRun:output_type -> simpleci.api.v1.Run
+	10, // 22: simpleci.api.v1.RunService.ListRunEvents:output_type -> simpleci.api.v1.ListRunEventsResponse
+	1,  // 23: simpleci.api.v1.RunService.ListTiers:output_type -> simpleci.api.v1.ListTiersResponse
+	18, // [18:24] is the sub-list for method output_type
+	12, // [12:18] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_api_v1_runs_proto_init() }
@@ -937,7 +1119,7 @@ func file_simpleci_api_v1_runs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_api_v1_runs_proto_rawDesc), len(file_simpleci_api_v1_runs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	RunService_GetRun_FullMethodName        = "/simpleci.api.v1.RunService/GetRun"
 	RunService_CancelRun_FullMethodName     = "/simpleci.api.v1.RunService/CancelRun"
 	RunService_ListRunEvents_FullMethodName = "/simpleci.api.v1.RunService/ListRunEvents"
+	RunService_ListTiers_FullMethodName     = "/simpleci.api.v1.RunService/ListTiers"
 )
 
 // RunServiceClient is the client API for RunService service.
@@ -43,6 +44,9 @@ type RunServiceClient interface {
 	CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*Run, error)
 	// ListRunEvents returns the run's events as recorded in its stream, in order.
 	ListRunEvents(ctx context.Context, in *ListRunEventsRequest, opts ...grpc.CallOption) (*ListRunEventsResponse, error)
+	// ListTiers lists the runner tiers this deployment serves, with their limits: the one
+	// definition of the tier names that projects may use.
+	ListTiers(ctx context.Context, in *ListTiersRequest, opts ...grpc.CallOption) (*ListTiersResponse, error)
 }
 
 type runServiceClient struct {
@@ -103,6 +107,16 @@ func (c *runServiceClient) ListRunEvents(ctx context.Context, in *ListRunEventsR
 	return out, nil
 }
 
+func (c *runServiceClient) ListTiers(ctx context.Context, in *ListTiersRequest, opts ...grpc.CallOption) (*ListTiersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTiersResponse)
+	err := c.cc.Invoke(ctx, RunService_ListTiers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RunServiceServer is the server API for RunService service.
 // All implementations must embed UnimplementedRunServiceServer
 // for forward compatibility.
@@ -120,6 +134,9 @@ type RunServiceServer interface {
 	CancelRun(context.Context, *CancelRunRequest) (*Run, error)
 	// ListRunEvents returns the run's events as recorded in its stream, in order.
 	ListRunEvents(context.Context, *ListRunEventsRequest) (*ListRunEventsResponse, error)
+	// ListTiers lists the runner tiers this deployment serves, with their limits: the one
+	// definition of the tier names that projects may use.
+	ListTiers(context.Context, *ListTiersRequest) (*ListTiersResponse, error)
 	mustEmbedUnimplementedRunServiceServer()
 }
 
@@ -144,6 +161,9 @@ func (UnimplementedRunServiceServer) CancelRun(context.Context, *CancelRunReques
 }
 func (UnimplementedRunServiceServer) ListRunEvents(context.Context, *ListRunEventsRequest) (*ListRunEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRunEvents not implemented")
+}
+func (UnimplementedRunServiceServer) ListTiers(context.Context, *ListTiersRequest) (*ListTiersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTiers not implemented")
 }
 func (UnimplementedRunServiceServer) mustEmbedUnimplementedRunServiceServer() {}
 func (UnimplementedRunServiceServer) testEmbeddedByValue()                    {}
@@ -256,6 +276,24 @@ func _RunService_ListRunEvents_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RunService_ListTiers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTiersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).ListTiers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunService_ListTiers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).ListTiers(ctx, req.(*ListTiersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RunService_ServiceDesc is the grpc.ServiceDesc for RunService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -282,6 +320,10 @@ var RunService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListRunEvents",
 			Handler:    _RunService_ListRunEvents_Handler,
+		},
+		{
+			MethodName: "ListTiers",
+			Handler:    _RunService_ListTiers_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
