@@ -3,6 +3,7 @@ module github.com/simpleci/simpleci/services/simpleci
 go 1.26.0
 
 require (
+	github.com/jackc/pgx/v5 v5.13.0
 	github.com/simpleci/simpleci/libs/bus v0.0.0
 	github.com/simpleci/simpleci/libs/engine v0.0.0
 	github.com/simpleci/simpleci/libs/eventstore v0.0.0
@@ -47,7 +48,6 @@ require (
 	github.com/hashicorp/go-uuid v1.0.3 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
-	github.com/jackc/pgx/v5 v5.13.0 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/jcmturner/aescts/v2 v2.0.0 // indirect
 	github.com/jcmturner/dnsutils/v2 v2.0.0 // indirect
