@@ -46,7 +46,8 @@ type Migration struct {
 type MigrationState struct {
 	Schema string
 	// Current is the highest version applied; 0 when none is (a new database, or one made
-	// before versioning, which migration 1 adopts).
+	// before versioning, which migration 1 adopts). Above Latest: a newer build migrated
+	// the database, and this one should not run on it.
 	Current int64
 	// Latest is the highest version this build knows.
 	Latest int64
@@ -146,13 +147,15 @@ func (db *DB) MigrationState(ctx context.Context, s Schema) (MigrationState, err
 	}
 	state := MigrationState{Schema: s.Name}
 	for _, m := range st {
-		v := m.Source.Version
-		state.Latest = max(state.Latest, v)
-		if m.State == goose.StateApplied {
-			state.Current = max(state.Current, v)
-		} else {
+		state.Latest = max(state.Latest, m.Source.Version)
+		if m.State != goose.StateApplied {
 			state.Pending = append(state.Pending, migration(m.Source))
 		}
+	}
+	// From the version table, not from the files: a database migrated by a newer build
+	// shows a version above Latest.
+	if state.Current, err = p.GetDBVersion(ctx); err != nil {
+		return MigrationState{}, fmt.Errorf("migration status of %s: %w", s.Name, err)
 	}
 	return state, nil
 }

@@ -161,6 +161,8 @@ func TestApplyMigrations(t *testing.T) {
 				if name != "one" || string(data) != "\x00\x01" || colour != "none" {
 					t.Fatalf("row after migrating: %q %q %q", name, data, colour)
 				}
+				// An older build sees the newer version, not its own latest.
+				checkState(t, db, v1, 2, 1)
 			})
 
 			t.Run("a failed migration is rolled back and named", func(t *testing.T) {
