@@ -3,7 +3,7 @@
 //
 // # Schema
 //
-// One table, events (see Migrate): a bigserial global position, the stream id
+// One table, events (migrations in libs/eventstore/schema): a bigserial global position, the stream id
 // and version (UNIQUE together: that constraint is the optimistic concurrency
 // check), a globally unique event id, type, payload (bytea), metadata (jsonb),
 // recorded_at, and transaction_id, the xid8 of the appending transaction.
@@ -53,18 +53,20 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/simpleci/simpleci/libs/eventstore"
 	"github.com/simpleci/simpleci/libs/eventstore/internal/record"
+	"github.com/simpleci/simpleci/libs/eventstore/schema"
+	"github.com/simpleci/simpleci/libs/platform/sqldb"
 )
 
-// Advisory lock keys, pg_advisory_lock(lockClass, lockAppend) and
-// pg_advisory_xact_lock(lockClass, lockMigrate). lockClass is "SCI1" in ASCII,
-// so it does not collide with other users of advisory locks by accident.
+// Advisory lock key, pg_advisory_lock(lockClass, lockAppend). lockClass is
+// "SCI1" in ASCII, so it does not collide with other users of advisory locks
+// by accident.
 const (
-	lockClass   int32 = 0x53434931
-	lockAppend  int32 = 1
-	lockMigrate int32 = 2
+	lockClass  int32 = 0x53434931
+	lockAppend int32 = 1
 )
 
 // maxAnyAttempts bounds the retries of an ExpectAny append that lost a race
@@ -86,37 +88,13 @@ func New(pool *pgxpool.Pool) *Store {
 	return &Store{pool: pool}
 }
 
-const schemaSQL = `
-CREATE TABLE IF NOT EXISTS events (
-	position       bigserial   PRIMARY KEY,
-	stream_id      text        NOT NULL,
-	stream_version bigint      NOT NULL,
-	event_id       text        NOT NULL,
-	type           text        NOT NULL,
-	payload        bytea       NOT NULL,
-	metadata       jsonb,
-	recorded_at    timestamptz NOT NULL DEFAULT now(),
-	transaction_id xid8        NOT NULL DEFAULT pg_current_xact_id(),
-	CONSTRAINT events_event_id_key UNIQUE (event_id),
-	CONSTRAINT events_stream_version_key UNIQUE (stream_id, stream_version),
-	CONSTRAINT events_stream_version_positive CHECK (stream_version > 0)
-)`
-
-// Migrate creates the events table and its indexes if they do not exist. It
-// is safe to call from several processes at once.
+// Migrate brings the events table to the latest version of schema.Migrations,
+// creating it in a new database. It is safe to call from several processes at
+// once: they take turns under an advisory lock.
 func (s *Store) Migrate(ctx context.Context) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// Concurrent CREATE TABLE IF NOT EXISTS can still fail on the catalog's
-		// unique index; serialise migrations.
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, $2)", lockClass, lockMigrate); err != nil {
-			return fmt.Errorf("lock: %w", err)
-		}
-		if _, err := tx.Exec(ctx, schemaSQL); err != nil {
-			return fmt.Errorf("create table events: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
+	db := stdlib.OpenDBFromPool(s.pool) // closing it leaves the pool open
+	defer db.Close()
+	if _, err := (&sqldb.DB{DB: db, Dialect: sqldb.Postgres, Pool: s.pool}).ApplyMigrations(ctx, schema.Migrations); err != nil {
 		return fmt.Errorf("migrate eventstore: %w", err)
 	}
 	return nil

@@ -30,6 +30,8 @@ import (
 
 	"github.com/simpleci/simpleci/libs/eventstore"
 	"github.com/simpleci/simpleci/libs/eventstore/internal/record"
+	"github.com/simpleci/simpleci/libs/eventstore/schema"
+	"github.com/simpleci/simpleci/libs/platform/sqldb"
 )
 
 // BusyTimeout is how long a connection opened by Open waits for another
@@ -96,23 +98,11 @@ func New(db *sql.DB) *Store {
 	return &Store{db: db}
 }
 
-const schemaSQL = `
-CREATE TABLE IF NOT EXISTS events (
-	position       INTEGER PRIMARY KEY AUTOINCREMENT,
-	stream_id      TEXT    NOT NULL,
-	stream_version INTEGER NOT NULL CHECK (stream_version > 0),
-	event_id       TEXT    NOT NULL UNIQUE,
-	type           TEXT    NOT NULL,
-	payload        BLOB    NOT NULL,
-	metadata       TEXT,
-	recorded_at    INTEGER NOT NULL, -- Unix microseconds, UTC
-	UNIQUE (stream_id, stream_version)
-)`
-
-// Migrate creates the events table if it does not exist.
+// Migrate brings the events table to the latest version of schema.Migrations,
+// creating it in a new database.
 func (s *Store) Migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, schemaSQL); err != nil {
-		return fmt.Errorf("migrate eventstore: create table events: %w", err)
+	if _, err := (&sqldb.DB{DB: s.db, Dialect: sqldb.SQLite}).ApplyMigrations(ctx, schema.Migrations); err != nil {
+		return fmt.Errorf("migrate eventstore: %w", err)
 	}
 	return nil
 }

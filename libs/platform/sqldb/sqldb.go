@@ -1,21 +1,25 @@
 // Package sqldb opens the SQL database a service keeps its tables in: PostgreSQL through
 // pgx (production) or SQLite through a pure-Go driver (the embedded default). Queries are
-// written once with `?` placeholders; DB rebinds them for PostgreSQL.
+// written once with `?` placeholders; DB rebinds them for PostgreSQL. Each owner of tables
+// keeps its schema as versioned migrations (Schema, ApplyMigrations).
 package sqldb
 
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+	"modernc.org/sqlite" // also the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Dialect names the SQL flavour behind a DB.
@@ -101,35 +105,24 @@ func (db *DB) Q(query string) string {
 	return b.String()
 }
 
-// Migrate runs each statement in order; statements must be idempotent (IF NOT EXISTS).
-func (db *DB) Migrate(ctx context.Context, stmts ...string) error {
-	for _, s := range stmts {
-		if db.Dialect == Postgres {
-			s = strings.ReplaceAll(s, "BLOB", "BYTEA")
-		}
-		if _, err := db.ExecContext(ctx, s); err != nil {
-			return fmt.Errorf("migrate: %w (in %q)", err, firstLine(s))
-		}
-	}
-	return nil
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
-// IsUniqueViolation reports whether err is a unique-constraint violation in either dialect.
+// IsUniqueViolation reports whether err is (or wraps) a unique-constraint or primary-key
+// violation, recognised by the driver's error code: SQLSTATE 23505 on PostgreSQL,
+// SQLITE_CONSTRAINT_UNIQUE or SQLITE_CONSTRAINT_PRIMARYKEY on SQLite.
 func IsUniqueViolation(err error) bool {
-	if err == nil {
-		return false
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == pgUniqueViolation
 	}
-	msg := err.Error()
-	return strings.Contains(msg, "SQLSTATE 23505") || strings.Contains(msg, "UNIQUE constraint failed")
+	var liteErr *sqlite.Error
+	if errors.As(err, &liteErr) {
+		code := liteErr.Code()
+		return code == sqlite3.SQLITE_CONSTRAINT_UNIQUE || code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
 }
+
+// pgUniqueViolation is PostgreSQL's SQLSTATE unique_violation.
+const pgUniqueViolation = "23505"
 
 // Tx runs fn in a transaction, committing when it returns nil.
 func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) error {

@@ -34,12 +34,7 @@ func New(ctx context.Context, db *sqldb.DB) (*Service, error) {
 	if db == nil {
 		return nil, errors.New("auth: nil database")
 	}
-	err := db.Migrate(ctx,
-		`CREATE TABLE IF NOT EXISTS auth_orgs (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL)`,
-		`CREATE TABLE IF NOT EXISTS auth_users (id TEXT PRIMARY KEY, org_id TEXT NOT NULL, login TEXT NOT NULL UNIQUE, admin BOOLEAN NOT NULL, created_at BIGINT NOT NULL)`,
-		`CREATE TABLE IF NOT EXISTS auth_tokens (hash TEXT PRIMARY KEY, user_id TEXT NOT NULL, name TEXT NOT NULL, created_at BIGINT NOT NULL)`,
-	)
-	if err != nil {
+	if _, err := db.ApplyMigrations(ctx, Schema); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
 	return &Service{db: db}, nil

@@ -48,21 +48,7 @@ func New(ctx context.Context, db *sqldb.DB, b bus.Bus, log *slog.Logger) (*Servi
 	if log == nil {
 		log = slog.Default()
 	}
-	err := db.Migrate(ctx,
-		`CREATE TABLE IF NOT EXISTS log_chunks (
-			run_id TEXT NOT NULL,
-			attempt INTEGER NOT NULL,
-			seq BIGINT NOT NULL,
-			org_id TEXT NOT NULL,
-			project_id TEXT NOT NULL,
-			step INTEGER NOT NULL,
-			stream TEXT NOT NULL,
-			at BIGINT NOT NULL,
-			data BLOB NOT NULL,
-			PRIMARY KEY (run_id, attempt, seq))`,
-		`CREATE TABLE IF NOT EXISTS log_runs (run_id TEXT PRIMARY KEY, org_id TEXT NOT NULL, attempt INTEGER NOT NULL, last_seq BIGINT NOT NULL)`,
-	)
-	if err != nil {
+	if _, err := db.ApplyMigrations(ctx, Schema); err != nil {
 		return nil, fmt.Errorf("log: %w", err)
 	}
 	return &Service{db: db, bus: b, log: log.With("service", "log")}, nil

@@ -28,13 +28,7 @@ var secretNameRE = regexp.MustCompile(`^[A-Z_][A-Z0-9_]{0,127}$`)
 // FailedPrecondition.
 func (s *Service) WithKeys(ctx context.Context, keys *seal.Keyring) error {
 	s.keys = keys
-	return s.db.Migrate(ctx, `CREATE TABLE IF NOT EXISTS project_secrets (
-		project_id TEXT NOT NULL,
-		name TEXT NOT NULL,
-		key_id TEXT NOT NULL,
-		sealed BLOB NOT NULL,
-		updated_at BIGINT NOT NULL,
-		PRIMARY KEY (project_id, name))`)
+	return nil // project_secrets is in Schema, made by New
 }
 
 func (s *Service) secretsProject(ctx context.Context, ref string) (*apiv1.Project, error) {

@@ -41,19 +41,7 @@ func New(ctx context.Context, db *sqldb.DB, providers []string) (*Service, error
 	if db == nil {
 		return nil, errors.New("project: nil database")
 	}
-	err := db.Migrate(ctx, `CREATE TABLE IF NOT EXISTS projects (
-		id TEXT PRIMARY KEY,
-		org_id TEXT NOT NULL,
-		name TEXT NOT NULL,
-		provider TEXT NOT NULL,
-		repository TEXT NOT NULL,
-		events TEXT NOT NULL,
-		tier TEXT NOT NULL,
-		webhook_secret TEXT NOT NULL,
-		created_at BIGINT NOT NULL,
-		network TEXT NOT NULL DEFAULT 'default',
-		UNIQUE (org_id, name))`)
-	if err != nil {
+	if _, err := db.ApplyMigrations(ctx, Schema); err != nil {
 		return nil, fmt.Errorf("project: %w", err)
 	}
 	return &Service{db: db, providers: providers}, nil

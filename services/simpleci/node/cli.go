@@ -197,6 +197,8 @@ commands:
           API client: --server URL --token TOKEN, or SIMPLECI_SERVER and SIMPLECI_TOKEN
   admin rebuild-projections [--data DIR | --database-url URL]
           rebuild the read models from the event log (stop the scheduler first)
+  admin migrate [--status] [--data DIR | --database-url URL]
+          apply the services' pending schema migrations (they also run at start); --status lists them
   exec    run the pipeline in the current directory with the server's engine (exec -h for flags)
   lint    validate the pipeline; with --event, show which steps would run (lint -h for flags)
 `)
@@ -204,8 +206,11 @@ commands:
 
 // Admin runs `simpleci admin SUBCOMMAND`.
 func Admin(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "migrate" {
+		return adminMigrate(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "rebuild-projections" {
-		return errors.New("usage: simpleci admin rebuild-projections [--data DIR | --database-url URL]")
+		return errors.New("usage: simpleci admin rebuild-projections|migrate [--data DIR | --database-url URL]")
 	}
 	fs := flag.NewFlagSet("simpleci admin rebuild-projections", flag.ContinueOnError)
 	data := fs.String("data", platform.Getenv("SIMPLECI_DATA", ""), "data directory of `simpleci dev` (its scheduler.db)")
@@ -238,4 +243,22 @@ func Admin(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "run list rebuilt from %d events in %s\n", n, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// adminMigrate runs `simpleci admin migrate [--status]`.
+func adminMigrate(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("simpleci admin migrate", flag.ContinueOnError)
+	status := fs.Bool("status", false, "print each service's schema version and pending migrations; apply nothing")
+	data := fs.String("data", platform.Getenv("SIMPLECI_DATA", ""), "data directory of `simpleci dev` (its SERVICE.db files)")
+	dbURL := fs.String("database-url", platform.Getenv("SIMPLECI_DATABASE_URL", ""), "PostgreSQL URL of the services' database")
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dbURL == "" && *data == "" {
+		return errors.New("migrate: give --data DIR or --database-url URL")
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	return Migrate(ctx, *data, *dbURL, *status, stdout)
 }
