@@ -8,6 +8,7 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/node"
 	"github.com/simpleci/simpleci/libs/platform/node/nodebus"
 	"github.com/simpleci/simpleci/libs/platform/node/nodeforge"
+	"github.com/simpleci/simpleci/libs/platform/node/nodesql"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	"google.golang.org/grpc/codes"
 )
@@ -21,7 +22,7 @@ func (Component) Name() string { return "gateway" }
 
 // Validate implements node.Validator.
 func (Component) Validate(cfg *node.Config) []string {
-	return cfg.RequirePeers("gateway", "auth", "project", "scheduler", "log")
+	return append(cfg.RequireDatabase("gateway"), cfg.RequirePeers("gateway", "auth", "project", "scheduler", "log")...)
 }
 
 // Init implements node.Component.
@@ -48,6 +49,10 @@ func (Component) Init(ctx context.Context, env *node.Env) error {
 	if cfg.Forges, err = nodeforge.Open(env); err != nil {
 		return err
 	}
+	// Accepted deliveries wait in the gateway's database until the bus takes them.
+	if cfg.DB, err = nodesql.Open(ctx, env, "gateway"); err != nil {
+		return err
+	}
 	cfg.Log = env.Log
 	api := http.NewServeMux()
 	if err := Register(ctx, api, cfg); err != nil {
@@ -57,12 +62,13 @@ func (Component) Init(ctx context.Context, env *node.Env) error {
 	return nil
 }
 
-// intakeGate refuses new work (webhooks, manual triggers) once the process drains, with
-// 503 and Retry-After, so that nothing new starts while it stops; reads and cancels
-// still pass.
+// intakeGate refuses manual triggers once the process drains, with 503 and Retry-After,
+// so that nothing new starts while it stops; reads and cancels still pass. Webhooks are
+// still accepted: they are recorded in the gateway's database (intake.go) and forwarded
+// once a gateway runs again, and a forge such as GitHub does not retry a refused delivery.
 func intakeGate(next http.Handler, draining <-chan struct{}) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && isIntake(r.URL.Path) {
+		if r.Method == http.MethodPost && isTrigger(r.URL.Path) {
 			select {
 			case <-draining:
 				w.Header().Set("Retry-After", "5")
@@ -75,11 +81,8 @@ func intakeGate(next http.Handler, draining <-chan struct{}) http.Handler {
 	})
 }
 
-// isIntake reports whether path starts a run: a webhook or a manual trigger.
-func isIntake(path string) bool {
-	if strings.HasPrefix(path, "/api/v1/webhooks/") {
-		return true
-	}
+// isTrigger reports whether path is a manual trigger.
+func isTrigger(path string) bool {
 	rest, ok := strings.CutPrefix(path, "/api/v1/projects/")
 	return ok && strings.HasSuffix(rest, "/runs") && strings.Count(rest, "/") == 1
 }

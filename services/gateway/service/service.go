@@ -22,6 +22,7 @@ import (
 	"github.com/simpleci/simpleci/libs/pipeline"
 	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/id"
+	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 	"google.golang.org/grpc"
@@ -42,6 +43,9 @@ type Config struct {
 	Bus       bus.Bus
 	Forges    *forge.Registry
 	Log       *slog.Logger
+	// DB keeps accepted deliveries until the bus took them (intake.go). Without it a
+	// delivery is published directly and refused (503) while the bus is down.
+	DB *sqldb.DB
 }
 
 // MaxWebhookBody is the largest webhook body accepted (413 above it).
@@ -56,6 +60,13 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 		cfg.Log = slog.Default()
 	}
 	g := &gateway{cfg: cfg, log: cfg.Log.With("service", "gateway"), logs: apiv1.NewLogServiceClient(cfg.Logs)}
+	g.intake = &intake{db: cfg.DB, bus: cfg.Bus, log: g.log}
+	if cfg.DB != nil {
+		if _, err := cfg.DB.ApplyMigrations(ctx, Schema); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		go g.intake.forward(ctx) // stops with ctx, the process's
+	}
 	gw := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: false},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
@@ -82,9 +93,10 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 }
 
 type gateway struct {
-	cfg  Config
-	log  *slog.Logger
-	logs apiv1.LogServiceClient
+	cfg    Config
+	log    *slog.Logger
+	logs   apiv1.LogServiceClient
+	intake *intake
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -165,15 +177,16 @@ func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 		rr.Context = map[string]string{"tag": tr.Tag}
 	}
 	m, err := event.Encode(rr.RunId, rr.RunId, rr)
+	var via string
 	if err == nil {
-		err = g.cfg.Bus.Publish(ctx, event.TopicRunRequests, m)
+		via, err = g.intake.accept(ctx, event.TopicRunRequests, m)
 	}
 	if err != nil {
-		log.Error("publish run request", "err", err)
-		writeError(w, http.StatusServiceUnavailable, codes.Unavailable, "cannot queue the run now, retry the delivery")
+		log.Error("accept run request", "err", fmt.Errorf("%w: %v", errNoDurablePath, err))
+		writeError(w, http.StatusServiceUnavailable, codes.Unavailable, "cannot accept the delivery now, retry it")
 		return
 	}
-	log.Info("run requested", "run", rr.RunId, "event", rr.Event, "ref", rr.Ref)
+	log.Info("run requested", "run", rr.RunId, "event", rr.Event, "ref", rr.Ref, "via", via)
 	writeJSON(w, http.StatusAccepted, map[string]any{"runIds": []string{rr.RunId}})
 }
 

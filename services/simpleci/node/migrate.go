@@ -14,6 +14,7 @@ import (
 	"github.com/simpleci/simpleci/libs/eventstore/schema"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	authsvc "github.com/simpleci/simpleci/services/auth/service"
+	gatewaysvc "github.com/simpleci/simpleci/services/gateway/service"
 	logsvc "github.com/simpleci/simpleci/services/log/service"
 	projectsvc "github.com/simpleci/simpleci/services/project/service"
 	schedsvc "github.com/simpleci/simpleci/services/scheduler/service"
@@ -32,6 +33,7 @@ var ServiceSchemas = []ServiceSchema{
 	{"project", []sqldb.Schema{projectsvc.Schema}},
 	{"scheduler", []sqldb.Schema{schema.Migrations, schedsvc.Schema}},
 	{"log", []sqldb.Schema{logsvc.Schema}},
+	{"gateway", []sqldb.Schema{gatewaysvc.Schema}},
 }
 
 // Migrate applies every service's pending migrations (with statusOnly: reports them and

@@ -3,6 +3,7 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -75,6 +76,9 @@ func openDB(t *testing.T, url string) *sqldb.DB {
 func loadSQLite(t *testing.T) databases {
 	dir := t.TempDir()
 	for _, ss := range node.ServiceSchemas {
+		if _, err := os.Stat(filepath.Join("testdata/schema-v0/sqlite", ss.Service+".sql")); errors.Is(err, fs.ErrNotExist) {
+			continue // a service that kept no tables then (the gateway): it starts from nothing
+		}
 		db := openDB(t, filepath.Join(dir, ss.Service+".db"))
 		if _, err := db.ExecContext(testCtx(t), fixture(t, "sqlite/"+ss.Service+".sql")); err != nil {
 			t.Fatalf("load %s fixture: %v", ss.Service, err)
@@ -240,6 +244,9 @@ func TestUpgradeFromUnversionedSchema(t *testing.T) {
 			checkLatest(t, d)
 			after := snapshot(t, d)
 			for table := range mergedKeys(before, after) {
+				if _, existed := before[table]; !existed && len(after[table]) <= 1 {
+					continue // a table a later migration added (only its header): nothing to keep
+				}
 				if !slices.Equal(before[table], after[table]) {
 					t.Errorf("%s changed in the upgrade:\nbefore %q\nafter  %q", table, before[table], after[table])
 				}

@@ -1,0 +1,152 @@
+package service
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/bus"
+	"github.com/simpleci/simpleci/libs/platform/leader"
+	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	"github.com/simpleci/simpleci/libs/platform/wake"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// Schema is the gateway's one table, gw_outbox, as versioned migrations; its versions are
+// kept in gateway_schema_migrations.
+var Schema = sqldb.Schema{Name: "gateway", Migrations: migrations, Dir: "migrations"}
+
+// intake makes an accepted delivery durable before the gateway answers 202
+// (docs/adr: durable webhook intake): the message goes into gw_outbox, and a forwarder
+// publishes what is there in order and removes it once the bus accepted it, retrying
+// while the bus is down. When the database cannot take the message, it is published
+// directly; only when neither works is the delivery refused (503).
+type intake struct {
+	db    *sqldb.DB
+	bus   bus.Bus
+	log   *slog.Logger
+	added wake.Signal
+}
+
+// forwardBatch bounds the messages one publish carries.
+const forwardBatch = 100
+
+// accept makes m durable: in the outbox, else on the bus. It says which.
+func (in *intake) accept(ctx context.Context, topic string, m bus.Message) (string, error) {
+	if in.db != nil {
+		_, err := in.db.ExecContext(ctx, in.db.Q(`INSERT INTO gw_outbox (message_id, topic, msg_key, msg_type, payload, created_at)
+			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING`), m.ID, topic, m.Key, m.Type, m.Payload, time.Now().UnixNano())
+		if err == nil {
+			in.added.Notify()
+			return "outbox", nil
+		}
+		in.log.Error("record delivery in the outbox; publishing directly", "err", err)
+	}
+	if err := in.bus.Publish(ctx, topic, m); err != nil {
+		return "", fmt.Errorf("publish: %w", err)
+	}
+	return "bus", nil
+}
+
+// forward publishes the outbox until ctx ends, on one gateway of the deployment at a time
+// (libs/platform/leader); another takes over when it dies.
+func (in *intake) forward(ctx context.Context) {
+	leader.Run(ctx, in.db, "gateway-outbox", leader.Options{Log: in.log}, func(ctx context.Context) {
+		backoff := 100 * time.Millisecond
+		for ctx.Err() == nil {
+			signal := in.added.Wait()
+			n, err := in.forwardOnce(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				in.log.Warn("forward accepted deliveries; retrying", "err", err, "retry_in", backoff)
+				sleep(ctx, backoff)
+				backoff = min(backoff*2, 5*time.Second)
+				continue
+			case n == forwardBatch:
+				continue // more waiting
+			}
+			backoff = 100 * time.Millisecond
+			t := time.NewTimer(time.Second) // deliveries accepted by other gateways
+			select {
+			case <-ctx.Done():
+			case <-signal:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	})
+}
+
+// forwardOnce publishes the oldest messages of the outbox and removes them.
+func (in *intake) forwardOnce(ctx context.Context) (int, error) {
+	rows, err := in.db.QueryContext(ctx, in.db.Q(`SELECT seq, message_id, topic, msg_key, msg_type, payload FROM gw_outbox ORDER BY seq LIMIT ?`), forwardBatch)
+	if err != nil {
+		return 0, err
+	}
+	type pending struct {
+		seq   int64
+		topic string
+		msg   bus.Message
+	}
+	var batch []pending
+	for rows.Next() {
+		var p pending
+		if err := rows.Scan(&p.seq, &p.msg.ID, &p.topic, &p.msg.Key, &p.msg.Type, &p.msg.Payload); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		batch = append(batch, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(batch) == 0 {
+		return 0, err
+	}
+	// One publish per run of messages of the same topic, in order.
+	for start := 0; start < len(batch); {
+		end := start
+		var msgs []bus.Message
+		for end < len(batch) && batch[end].topic == batch[start].topic {
+			msgs = append(msgs, batch[end].msg)
+			end++
+		}
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := in.bus.Publish(pctx, batch[start].topic, msgs...)
+		cancel()
+		if err != nil {
+			return 0, fmt.Errorf("publish %d messages on %s: %w", len(msgs), batch[start].topic, err)
+		}
+		// By sequence number, one by one in a transaction: a message another gateway
+		// recorded with a lower number that committed after the read was not published.
+		err = in.db.Tx(ctx, func(tx *sql.Tx) error {
+			for _, p := range batch[start:end] {
+				if _, err := tx.ExecContext(ctx, in.db.Q(`DELETE FROM gw_outbox WHERE seq = ?`), p.seq); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, fmt.Errorf("remove forwarded messages: %w", err)
+		}
+		start = end
+	}
+	return len(batch), nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// errNoDurablePath is what the webhook answers 503 for.
+var errNoDurablePath = errors.New("neither the gateway's database nor the bus accepted the delivery")
