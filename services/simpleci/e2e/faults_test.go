@@ -581,3 +581,54 @@ func (c *cluster) checkRebuild(p project, n int) {
 		t.Fatalf("the rebuilt run list differs from the live one:\nlive:    %s\nrebuilt: %s", live, rebuilt)
 	}
 }
+
+// TestFaultKafkaOutageIntake (issue 8): Kafka is stopped for 30 s while signed webhooks
+// keep arriving, two a second: every delivery is answered 202 (the gateway records it
+// and forwards it when the broker is back), every run finishes with its complete log.
+func TestFaultKafkaOutageIntake(t *testing.T) {
+	requireFaults(t)
+	c := startCluster(t, 2)
+	p, sha := c.project("kafka-outage-intake")
+	var mu sync.Mutex
+	var ids []string
+	var refused []string
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			body, _ := json.Marshal(map[string]any{"ref": "refs/heads/main2", "after": sha, "sender": map[string]string{"login": "alice"}})
+			code, b := c.api.do("POST", p.WebhookPath, body, map[string]string{"X-Hub-Signature-256": sign(p.WebhookSecret, body),
+				"X-GitHub-Event": "push", "X-GitHub-Delivery": fmt.Sprintf("outage-%d", i)})
+			var out struct {
+				RunIDs []string `json:"runIds"`
+			}
+			mu.Lock()
+			if code != http.StatusAccepted || json.Unmarshal(b, &out) != nil || len(out.RunIDs) != 1 {
+				refused = append(refused, fmt.Sprintf("delivery %d at %s: %d %s", i, time.Now().Format("15:04:05.000"), code, b))
+			} else {
+				ids = append(ids, out.RunIDs[0])
+			}
+			mu.Unlock()
+		}
+	}()
+	time.Sleep(3 * time.Second) // deliveries before the outage
+	outage(t, "kafka.sh", 30*time.Second)
+	time.Sleep(3 * time.Second) // and after it
+	close(stop)
+	<-done
+	if len(refused) > 0 {
+		t.Fatalf("%d deliveries were not accepted:\n%s", len(refused), strings.Join(refused, "\n"))
+	}
+	t.Logf("%d deliveries, every one answered 202", len(ids))
+	c.checkRuns(c.waitRuns(ids, 300*time.Second))
+	c.checkLogs(ids, 120*time.Second)
+	c.checkEvents(ids)
+}
