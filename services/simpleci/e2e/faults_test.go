@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,6 +54,8 @@ type cluster struct {
 	procs map[string]*proc // by service name; runners are runner-1, runner-2, ...
 	// common is every process's environment; schedulerArgs the scheduler's flags.
 	common, schedulerArgs []string
+	// http is each service's HTTP address (health, readiness, metrics).
+	http map[string]string
 }
 
 func startCluster(t *testing.T, runners int) *cluster {
@@ -64,7 +68,7 @@ func startClusterWith(t testing.TB, runners int, schedulerArgs ...string) *clust
 	if brokers == "" {
 		t.Skip("SIMPLECI_TEST_KAFKA_BROKERS not set: run via make test, or start deploy/local/kafka.sh")
 	}
-	c := &cluster{t: t, dbURL: pgtest.NewDatabase(t), procs: map[string]*proc{}, schedulerArgs: schedulerArgs}
+	c := &cluster{t: t, dbURL: pgtest.NewDatabase(t), procs: map[string]*proc{}, schedulerArgs: schedulerArgs, http: map[string]string{}}
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "admin-token")
 	grpc := map[string]string{}
@@ -91,6 +95,7 @@ func startClusterWith(t testing.TB, runners int, schedulerArgs ...string) *clust
 		if s == "gateway" {
 			httpAddr = gatewayHTTP
 		}
+		c.http[s] = httpAddr
 		args := append([]string{"serve", "--service", s, "--grpc", grpc[s], "--http", httpAddr}, extra[s]...)
 		c.procs[s] = start(t, s, common, args...)
 	}
@@ -401,7 +406,47 @@ func TestFaultPostgresRestart(t *testing.T) {
 	p, sha := c.project("postgres-restart")
 	ids := c.pushes(p, sha, 30)
 	c.waitStarted(ids, 2, 60*time.Second)
-	outage(t, "postgres.sh", 2*time.Second)
+	// The scheduler's /readyz follows its database: unready while PostgreSQL is down,
+	// ready again after.
+	var unready atomic.Value
+	stop := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		cl := &http.Client{Timeout: 3 * time.Second}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			resp, err := cl.Get("http://" + c.http["scheduler"] + "/readyz")
+			if err != nil {
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(b), "database") {
+				unready.Store(string(b))
+			}
+		}
+	}()
+	outage(t, "postgres.sh", 3*time.Second)
+	close(stop)
+	<-polled
+	if body, _ := unready.Load().(string); body == "" {
+		t.Errorf("the scheduler's /readyz never said its database failed while PostgreSQL was down")
+	} else {
+		t.Logf("/readyz while PostgreSQL was down: %s", body)
+	}
+	eventually(t, 30*time.Second, "the scheduler to be ready again", func() bool {
+		resp, err := http.Get("http://" + c.http["scheduler"] + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 	c.checkRuns(c.waitRuns(ids, 120*time.Second))
 	c.checkLogs(ids, 60*time.Second)
 	c.checkEvents(ids)
