@@ -339,6 +339,7 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, fromVersion int
 	if err != nil {
 		return nil, fmt.Errorf("read stream %s: %w", streamID, err)
 	}
+	defer rows.Close()
 	events, err := scanEvents(rows)
 	if err != nil {
 		return nil, fmt.Errorf("read stream %s: %w", streamID, err)
@@ -362,6 +363,7 @@ func (s *Store) ReadAll(ctx context.Context, after int64, limit int) ([]eventsto
 	if err != nil {
 		return nil, fmt.Errorf("read all after %d: %w", after, err)
 	}
+	defer rows.Close()
 	events, err := scanEvents(rows)
 	if err != nil {
 		return nil, fmt.Errorf("read all after %d: %w", after, err)
@@ -380,8 +382,15 @@ func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, erro
 	return v, nil
 }
 
-func scanEvents(rows pgx.Rows) ([]eventstore.Event, error) {
-	defer rows.Close()
+// rows is what scanEvents needs of pgx.Rows and *sql.Rows.
+type rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanEvents reads events from rows; the caller closes them.
+func scanEvents(rows rows) ([]eventstore.Event, error) {
 	var events []eventstore.Event
 	for rows.Next() {
 		var (

@@ -209,26 +209,5 @@ func (s *txStore) StreamVersion(ctx context.Context, streamID string) (int64, er
 
 func scanSQLEvents(rows *sql.Rows) ([]eventstore.Event, error) {
 	defer rows.Close()
-	var events []eventstore.Event
-	for rows.Next() {
-		var (
-			e        eventstore.Event
-			metadata []byte
-		)
-		if err := rows.Scan(&e.Position, &e.StreamID, &e.Version, &e.ID, &e.Type, &e.Payload, &metadata, &e.RecordedAt); err != nil {
-			return nil, fmt.Errorf("scan event: %w", err)
-		}
-		m, err := record.DecodeMetadata(metadata)
-		if err != nil {
-			return nil, fmt.Errorf("event %s: %w", e.ID, err)
-		}
-		e.Metadata = m
-		e.Payload = record.Payload(e.Payload)
-		e.RecordedAt = e.RecordedAt.UTC()
-		events = append(events, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return events, nil
+	return scanEvents(rows)
 }
