@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"runtime/debug"
 	"strings"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -35,9 +34,12 @@ type Message struct {
 	Metadata map[string]string
 }
 
-// Handler processes one message. A returned error (or a panic) nacks the message: it is
-// delivered again after a short delay, and the messages behind it on the same partition
-// wait, so per-key order holds. ctx is cancelled when the subscription ends.
+// Handler processes one message. A returned error (or a panic) is retried in place with
+// exponential backoff (RetryPolicy), holding back the messages behind it on the same
+// partition, so per-key order holds. When the retries are used up, or at once for an error
+// made by Permanent, the message goes to the poison queue (PoisonQueue) with the error, and
+// the partition goes on. ctx is cancelled when the subscription ends; a handler that fails
+// because of that is not poisoned: the message is delivered again to the group's next member.
 type Handler func(ctx context.Context, m Message) error
 
 // Bus publishes messages and runs handlers for consumer groups. Its methods are safe for
@@ -49,9 +51,12 @@ type Bus interface {
 	Publish(ctx context.Context, topic string, msgs ...Message) error
 	// Subscribe consumes topic as consumer group `group` (names are permanent once deployed)
 	// until ctx is done or Close; it returns once the subscription is established (so callers
-	// can subscribe before publishing), and runs the handler in a goroutine it owns. Several
-	// subscriptions of one group share the topic's messages; each group gets every message.
+	// can subscribe before publishing), and runs the handler on a Watermill message.Router
+	// (recoverer, retry, poison queue) in goroutines it owns. Several subscriptions of one
+	// group share the topic's messages; each group gets every message.
 	Subscribe(ctx context.Context, topic, group string, h Handler) error
+	// Poison is the bus's poison queue: the messages its handlers gave up on.
+	Poison() PoisonQueue
 	// Close ends every subscription, waits for running handlers to return and releases the
 	// connections. Publish and Subscribe fail afterwards. Calling Close again returns nil.
 	Close() error
@@ -119,22 +124,6 @@ func fromWatermill(wm *message.Message) Message {
 		delete(m.Metadata, metaType)
 	}
 	return m
-}
-
-// handle runs h on wm and reports the outcome; it never panics. The caller acks or nacks.
-func handle(ctx context.Context, logger *slog.Logger, topic, group string, h Handler, wm *message.Message) (err error) {
-	m := fromWatermill(wm)
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panicked: %v\n%s", r, debug.Stack())
-		}
-		if err != nil {
-			logger.LogAttrs(ctx, slog.LevelWarn, "bus: handler failed, message will be delivered again",
-				slog.String("topic", topic), slog.String("group", group), slog.String("message_id", m.ID),
-				slog.String("type", m.Type), slog.String("key", m.Key), slog.Any("err", err))
-		}
-	}()
-	return h(ctx, m)
 }
 
 func orDiscard(logger *slog.Logger) *slog.Logger {

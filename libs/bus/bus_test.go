@@ -30,10 +30,17 @@ type fixture struct {
 	topic func(t testing.TB) string
 }
 
-func goChannelFixture() fixture {
+// testRetry keeps the suite fast: a failing message is poisoned after about 40 ms.
+var testRetry = bus.RetryPolicy{MaxRetries: 3, InitialInterval: 5 * time.Millisecond, MaxInterval: 20 * time.Millisecond}
+
+func goChannelFixture(opts ...func(t testing.TB) bus.GoChannelOption) fixture {
 	return fixture{
 		newBus: func(t testing.TB) bus.Bus {
-			b := bus.NewGoChannel(testLogger(t))
+			o := []bus.GoChannelOption{bus.WithRetry(testRetry)}
+			for _, f := range opts {
+				o = append(o, f(t))
+			}
+			b := bus.NewGoChannel(testLogger(t), o...)
 			t.Cleanup(func() { _ = b.Close() })
 			return b
 		},
@@ -58,13 +65,29 @@ func kafkaConfig(t testing.TB) bus.KafkaConfig {
 		Version:    os.Getenv("SIMPLECI_TEST_KAFKA_VERSION"), // empty: bus.DefaultKafkaVersion
 		Partitions: 4,
 		NackDelay:  10 * time.Millisecond,
+		Retry:      testRetry,
 	}
+}
+
+// ensureTestTopic creates topic on the test broker and has it deleted after the tests.
+func ensureTestTopic(t testing.TB, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := bus.EnsureTopics(ctx, kafkaConfig(t), name); err != nil {
+		t.Fatal(err)
+	}
+	createdTopics.Lock()
+	createdTopics.names = append(createdTopics.names, name)
+	createdTopics.Unlock()
 }
 
 func kafkaFixture() fixture {
 	return fixture{
 		newBus: func(t testing.TB) bus.Bus {
-			b, err := bus.NewKafka(kafkaConfig(t), testLogger(t))
+			cfg := kafkaConfig(t)
+			cfg.PoisonTopic = uniqueName("poison") // this bus's own: other tests poison too
+			ensureTestTopic(t, cfg.PoisonTopic)
+			b, err := bus.NewKafka(cfg, testLogger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,20 +96,18 @@ func kafkaFixture() fixture {
 		},
 		topic: func(t testing.TB) string {
 			name := uniqueName("topic")
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := bus.EnsureTopics(ctx, kafkaConfig(t), name); err != nil {
-				t.Fatal(err)
-			}
-			createdTopics.Lock()
-			createdTopics.names = append(createdTopics.names, name)
-			createdTopics.Unlock()
+			ensureTestTopic(t, name)
 			return name
 		},
 	}
 }
 
 func TestGoChannel(t *testing.T) { runConformance(t, goChannelFixture()) }
+
+// TestGoChannelPoisonDir is the embedded mode's bus: its poison queue in a directory.
+func TestGoChannelPoisonDir(t *testing.T) {
+	runConformance(t, goChannelFixture(func(t testing.TB) bus.GoChannelOption { return bus.WithPoisonDir(t.TempDir()) }))
+}
 
 func TestKafka(t *testing.T) {
 	kafkaConfig(t) // skips without a broker
@@ -104,6 +125,8 @@ func runConformance(t *testing.T, f fixture) {
 	t.Run("subscription ends with its context", func(t *testing.T) { testSubscriptionContext(t, f) })
 	t.Run("close stops goroutines", func(t *testing.T) { testClose(t, f) })
 	t.Run("rejects invalid input", func(t *testing.T) { testInvalid(t, f) })
+	t.Run("a message that keeps failing is poisoned and replayed", func(t *testing.T) { testPoison(t, f) })
+	t.Run("a message whose subscription ends is not poisoned", func(t *testing.T) { testNotPoisonedOnStop(t, f) })
 }
 
 func testRoundtrip(t *testing.T, f fixture) {
@@ -395,6 +418,158 @@ func testInvalid(t *testing.T, f fixture) {
 		if c.err == nil {
 			t.Errorf("%s: no error", c.name)
 		}
+	}
+}
+
+func testPoison(t *testing.T, f fixture) {
+	b, topic, ctx := f.newBus(t), f.topic(t), testContext(t)
+	rec := newRecorder()
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	healed := false // once set, "fails" succeeds: a message failing at the time, replayed later
+	h := func(ctx context.Context, m bus.Message) error {
+		mu.Lock()
+		attempts[m.ID]++
+		ok := healed
+		mu.Unlock()
+		switch {
+		case m.ID == "fails" && !ok:
+			return errors.New("database on fire")
+		case m.ID == "undecodable":
+			return bus.Permanent(errors.New("cannot parse payload"))
+		case m.ID == "panics" && !ok:
+			panic("handler bug")
+		}
+		return rec.handler(ctx, m)
+	}
+	if err := b.Subscribe(ctx, topic, "poison-group", h); err != nil {
+		t.Fatal(err)
+	}
+	fails := bus.Message{ID: "fails", Key: "k", Type: "simpleci.run.v1.RunRequested", Payload: []byte{1, 2, 3},
+		Metadata: map[string]string{"org_id": "org-1"}}
+	err := b.Publish(ctx, topic, fails,
+		bus.Message{ID: "after-fails", Key: "k", Type: "t"},
+		bus.Message{ID: "undecodable", Key: "k", Type: "t", Payload: []byte("garbage")},
+		bus.Message{ID: "panics", Key: "k", Type: "t"},
+		bus.Message{ID: "after-all", Key: "k", Type: "t"},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The partition goes on past the poisoned messages, in order.
+	if ids := idsOf(rec.waitCount(t, 2)); !reflect.DeepEqual(ids, []string{"after-fails", "after-all"}) {
+		t.Fatalf("handled %v, want after-fails, after-all", ids)
+	}
+	mu.Lock()
+	want := map[string]int{"fails": testRetry.MaxRetries + 1, "undecodable": 1, "panics": testRetry.MaxRetries + 1}
+	for id, n := range want {
+		if attempts[id] != n {
+			t.Errorf("%s handled %d times, want %d (bounded retries; a permanent error is not retried)", id, attempts[id], n)
+		}
+	}
+	mu.Unlock()
+
+	q := b.Poison()
+	var got []bus.Poisoned
+	waitFor(t, "the poison queue to hold 3 messages", func() bool {
+		all, err := q.List(ctx, topic, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = all
+		return len(all) >= 3
+	})
+	if len(got) != 3 {
+		t.Fatalf("poisoned %v, want 3", poisonIDs(got))
+	}
+	byMsg := map[string]bus.Poisoned{}
+	ids := map[string]bool{}
+	for _, p := range got {
+		byMsg[p.Message.ID] = p
+		ids[p.ID] = true
+		if p.Topic != topic || p.Group != "poison-group" || p.ID == "" || time.Since(p.At) > time.Minute || time.Since(p.At) < 0 {
+			t.Errorf("record %+v: want topic %s, group poison-group, an id and the time it was poisoned", p, topic)
+		}
+	}
+	if len(ids) != 3 {
+		t.Errorf("record ids %v are not unique", poisonIDs(got))
+	}
+	if p := byMsg["fails"]; !reflect.DeepEqual(p.Message, fails) || !strings.Contains(p.Error, "database on fire") {
+		t.Errorf("poisoned %+v, want the original %+v and its error", p, fails)
+	}
+	if p := byMsg["undecodable"]; string(p.Message.Payload) != "garbage" || !strings.Contains(p.Error, "cannot parse payload") {
+		t.Errorf("poisoned %+v, want the payload and the error", p)
+	}
+	if p := byMsg["panics"]; !strings.Contains(p.Error, "handler bug") {
+		t.Errorf("poisoned %+v, want the panic as the error", p)
+	}
+	if last, err := q.List(ctx, topic, 1); err != nil || len(last) != 1 || last[0].ID != got[2].ID {
+		t.Errorf("List limit 1: %v %v, want the newest %s", poisonIDs(last), err, got[2].ID)
+	}
+	if other, err := q.List(ctx, "another-topic", 0); err != nil || len(other) != 0 {
+		t.Errorf("List of another topic: %v %v, want none", poisonIDs(other), err)
+	}
+
+	// Replay: the cause is gone, so the message now succeeds.
+	mu.Lock()
+	healed = true
+	mu.Unlock()
+	if err := q.Replay(ctx, byMsg["fails"]); err != nil {
+		t.Fatal(err)
+	}
+	if m := rec.waitCount(t, 3)[2]; !reflect.DeepEqual(m, fails) {
+		t.Fatalf("replayed %+v, want %+v", m, fails)
+	}
+	if err := q.Replay(ctx, bus.Poisoned{ID: "x", Message: bus.Message{ID: "y"}}); err == nil {
+		t.Error("Replay of a record without its topic: no error")
+	}
+}
+
+func testNotPoisonedOnStop(t *testing.T, f fixture) {
+	b, topic, ctx := f.newBus(t), f.topic(t), testContext(t)
+	subCtx, cancel := context.WithCancel(ctx)
+	started := make(chan struct{})
+	var once sync.Once
+	blocking := func(ctx context.Context, m bus.Message) error {
+		once.Do(func() { close(started) })
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	if err := b.Subscribe(subCtx, topic, "stop", blocking); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, ctx, b, topic, 1, "stop")
+	waitClosed(t, started)
+	cancel()
+	rec := newRecorder()
+	if err := b.Subscribe(ctx, topic, "stop", rec.handler); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.waitCount(t, 1); got[0].ID != "stop-0" {
+		t.Fatalf("the group's next member got %v, want stop-0", idsOf(got))
+	}
+	if p, err := b.Poison().List(ctx, topic, 0); err != nil || len(p) != 0 {
+		t.Fatalf("poisoned %v (%v): a message whose handler was stopped is not poisoned", poisonIDs(p), err)
+	}
+}
+
+func poisonIDs(ps []bus.Poisoned) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.ID + ":" + p.Message.ID
+	}
+	return out
+}
+
+// waitFor polls cond until it holds, failing after 60 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 60 s waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

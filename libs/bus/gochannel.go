@@ -19,19 +19,35 @@ const (
 	goChannelNackDelay = 100 * time.Millisecond
 )
 
+// GoChannelOption configures NewGoChannel.
+type GoChannelOption func(*goChannelBus)
+
+// WithPoisonDir keeps the poison queue in dir (a PoisonDir), where `simpleci admin poison`
+// reads it, and makes the bus carry out the replay requests filed there. Without it the
+// poison queue is kept in memory and lost with the process.
+func WithPoisonDir(dir string) GoChannelOption {
+	return func(b *goChannelBus) { b.poisonDir = OpenPoisonDir(dir) }
+}
+
+// WithRetry sets how often a failing handler runs again before its message is poisoned.
+func WithRetry(p RetryPolicy) GoChannelOption {
+	return func(b *goChannelBus) { b.retry = p }
+}
+
 // NewGoChannel returns the in-process bus of the embedded mode: one shared Watermill
 // gochannel.GoChannel with BlockPublishUntilSubscriberAck, so a topic has one message in
-// flight at a time and per-key order holds. It keeps nothing: a message reaches only the
-// groups subscribed when it is delivered, and what is queued is lost on Close or a crash.
+// flight at a time and per-key order holds. It keeps nothing but the poison queue: a
+// message reaches only the groups subscribed when it is delivered, and what is queued is
+// lost on Close or a crash.
 //
 // Publish queues the messages and returns; one goroutine per topic hands them to the
 // GoChannel in order. That decoupling is what lets a handler publish (even to its own topic)
 // without deadlocking: the GoChannel's Publish holds the topic's lock until every subscriber
 // acked. Several subscriptions of one group compete for the group's messages, as on Kafka.
 // A nil logger discards logs.
-func NewGoChannel(logger *slog.Logger) Bus {
+func NewGoChannel(logger *slog.Logger, opts ...GoChannelOption) Bus {
 	logger = orDiscard(logger)
-	return &goChannelBus{
+	b := &goChannelBus{
 		logger: logger,
 		gc: gochannel.NewGoChannel(gochannel.Config{
 			BlockPublishUntilSubscriberAck: true,
@@ -41,11 +57,30 @@ func NewGoChannel(logger *slog.Logger) Bus {
 		groups:  make(map[groupKey]*goChannelGroup),
 		members: make(map[*goChannelMember]struct{}),
 	}
+	for _, o := range opts {
+		o(b)
+	}
+	if b.poisonDir != nil {
+		b.poison, b.poisonPub = b.poisonDir, b.poisonDir
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.poisonDir.serveReplays(b, logger, b.closing)
+		}()
+	} else {
+		mem := &memoryPoison{bus: b}
+		b.poison, b.poisonPub = mem, mem
+	}
+	return b
 }
 
 type goChannelBus struct {
-	logger *slog.Logger
-	gc     *gochannel.GoChannel
+	logger    *slog.Logger
+	gc        *gochannel.GoChannel
+	retry     RetryPolicy
+	poisonDir *PoisonDir
+	poison    PoisonQueue
+	poisonPub message.Publisher
 
 	mu      sync.Mutex
 	closed  bool
@@ -53,8 +88,10 @@ type goChannelBus struct {
 	topics  map[string]chan *message.Message // queue per topic, drained by dispatch
 	groups  map[groupKey]*goChannelGroup
 	members map[*goChannelMember]struct{}
-	wg      sync.WaitGroup // dispatchers and members
+	wg      sync.WaitGroup // dispatchers, members and the replay server
 }
+
+func (b *goChannelBus) Poison() PoisonQueue { return b.poison }
 
 type groupKey struct{ topic, group string }
 
@@ -171,7 +208,8 @@ func (b *goChannelBus) Subscribe(ctx context.Context, topic, group string, h Han
 	return nil
 }
 
-// consume runs h for the messages of g until ctx is done or g's subscription ends.
+// consume runs h on a router for the messages of g until ctx is done or g's subscription
+// ends.
 func (b *goChannelBus) consume(ctx context.Context, m *goChannelMember, key groupKey, g *goChannelGroup, h Handler) {
 	defer b.wg.Done()
 	defer func() {
@@ -187,34 +225,54 @@ func (b *goChannelBus) consume(ctx context.Context, m *goChannelMember, key grou
 			}
 		}
 	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case wm, ok := <-g.msgs:
-			if !ok {
-				return
-			}
-			if ctx.Err() != nil {
-				// Leaving: another member of the group (if any) gets it.
-				wm.Nack()
-				return
-			}
-			if err := handle(ctx, b.logger, key.topic, key.group, h, wm); err != nil {
-				// GoChannel redelivers a nacked message at once: space the attempts.
-				t := time.NewTimer(goChannelNackDelay)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					t.Stop()
-				}
-				wm.Nack()
-				continue
-			}
-			wm.Ack()
-		}
+	r, err := newRouter(consumer{
+		topic: key.topic, group: key.group, h: h, logger: b.logger, retry: b.retry,
+		poison: stampingPublisher{pub: b.poisonPub, logger: b.logger}, poisonTopic: DefaultPoisonTopic,
+		nackDelay: goChannelNackDelay,
+	}, memberSubscriber{g: g})
+	if err != nil {
+		b.logger.Error("bus: consumer router", slog.String("topic", key.topic), slog.String("group", key.group), slog.Any("err", err))
+		return
 	}
+	runRouter(ctx, r, b.logger, key.topic, key.group)
 }
+
+// memberSubscriber is one member's view of its group's GoChannel subscription, as the
+// message.Subscriber a router consumes.
+type memberSubscriber struct{ g *goChannelGroup }
+
+// Subscribe forwards the group's messages, each with ctx as its context, until ctx is done
+// or the group's subscription ends; a message taken while leaving is nacked for another member.
+func (s memberSubscriber) Subscribe(ctx context.Context, _ string) (<-chan *message.Message, error) {
+	out := make(chan *message.Message)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case wm, ok := <-s.g.msgs:
+				if !ok {
+					return
+				}
+				if ctx.Err() != nil {
+					wm.Nack()
+					return
+				}
+				wm.SetContext(ctx)
+				select {
+				case out <- wm:
+				case <-ctx.Done():
+					wm.Nack()
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+func (memberSubscriber) Close() error { return nil }
 
 func (b *goChannelBus) Close() error {
 	b.mu.Lock()
@@ -228,6 +286,7 @@ func (b *goChannelBus) Close() error {
 		m.cancel()
 	}
 	b.mu.Unlock()
+	// The members' routers return once their handlers did.
 	// Closing the GoChannel releases a dispatcher waiting for an ack and ends the subscriptions.
 	err := b.gc.Close()
 	b.wg.Wait()

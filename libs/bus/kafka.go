@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -35,9 +36,13 @@ type KafkaConfig struct {
 	// SubscribeTimeout bounds how long Subscribe waits for the group to assign partitions.
 	// Default 30 s.
 	SubscribeTimeout time.Duration
-	// NackDelay is the wait before a message whose handler failed is delivered again.
-	// Default 100 ms.
+	// NackDelay is the wait before a nacked message is delivered again (after its retries,
+	// only when the poison topic could not be written). Default 100 ms.
 	NackDelay time.Duration
+	// Retry bounds the retries of a failing handler before its message is poisoned.
+	Retry RetryPolicy
+	// PoisonTopic receives the messages the consumers gave up on. Default DefaultPoisonTopic.
+	PoisonTopic string
 }
 
 func (c KafkaConfig) withDefaults() (KafkaConfig, sarama.KafkaVersion, error) {
@@ -58,6 +63,9 @@ func (c KafkaConfig) withDefaults() (KafkaConfig, sarama.KafkaVersion, error) {
 	}
 	if c.NackDelay == 0 {
 		c.NackDelay = 100 * time.Millisecond
+	}
+	if c.PoisonTopic == "" {
+		c.PoisonTopic = DefaultPoisonTopic
 	}
 	var problems []string
 	if len(c.Brokers) == 0 {
@@ -197,6 +205,23 @@ func (b *kafkaBus) Publish(ctx context.Context, topic string, msgs ...Message) e
 	return nil
 }
 
+// pubOrClosed is the producer as a message.Publisher for the poison middleware: it fails
+// with ErrClosed once Close began, so the message is nacked, not lost.
+func (b *kafkaBus) pubOrClosed() message.Publisher { return guardedPublisher{b} }
+
+type guardedPublisher struct{ b *kafkaBus }
+
+func (g guardedPublisher) Publish(topic string, msgs ...*message.Message) error {
+	g.b.pubMu.RLock()
+	defer g.b.pubMu.RUnlock()
+	if g.b.pubClosed {
+		return ErrClosed
+	}
+	return g.b.pub.Publish(topic, msgs...)
+}
+
+func (g guardedPublisher) Close() error { return nil }
+
 func (b *kafkaBus) Subscribe(ctx context.Context, topic, group string, h Handler) error {
 	if err := validateSubscribe(topic, group, h); err != nil {
 		return err
@@ -227,34 +252,27 @@ func (b *kafkaBus) Subscribe(ctx context.Context, topic, group string, h Handler
 	b.wg.Add(1)
 	b.mu.Unlock()
 
-	subCtx, cancel := context.WithCancel(ctx)
-	msgs, err := sub.Subscribe(subCtx, topic)
+	r, err := newRouter(consumer{
+		topic: topic, group: group, h: h, logger: b.logger, retry: b.cfg.Retry,
+		poison: stampingPublisher{pub: b.pubOrClosed(), logger: b.logger}, poisonTopic: b.cfg.PoisonTopic,
+	}, sub)
 	if err != nil {
-		cancel()
 		b.forget(sub)
 		b.wg.Done()
 		return fmt.Errorf("bus: subscribe to %s as %s: %w", topic, group, err)
 	}
+	subCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer b.wg.Done()
 		defer close(done)
 		defer b.forget(sub)
 		defer cancel()
-		// Watermill closes msgs when the subscription ends (ctx done or sub closed); a handler
-		// whose subscription ended mid-message acks into the void, and the message, not
-		// committed, goes to the partition's next owner.
-		for wm := range msgs {
-			if subCtx.Err() != nil {
-				wm.Nack() // ended: run no more handlers; Watermill stops redelivering
-				continue
-			}
-			if err := handle(wm.Context(), b.logger, topic, group, h, wm); err != nil {
-				wm.Nack()
-				continue
-			}
-			wm.Ack()
-		}
+		// The router subscribes and runs a handler per message; Watermill's Kafka subscriber
+		// hands a partition's next message over only after the ack or nack of the one before.
+		// A handler whose subscription ended mid-message nacks; the message, not committed,
+		// goes to the partition's next owner.
+		runRouter(subCtx, r, b.logger, topic, group)
 	}()
 
 	timer := time.NewTimer(b.cfg.SubscribeTimeout)
@@ -262,6 +280,8 @@ func (b *kafkaBus) Subscribe(ctx context.Context, topic, group string, h Handler
 	select {
 	case <-ready.ch:
 		return nil
+	case <-done:
+		err = fmt.Errorf("bus: subscribe to %s as %s: the subscription ended before it was established (see the logs)", topic, group)
 	case <-timer.C:
 		err = fmt.Errorf("bus: subscribe to %s as %s: no partitions assigned within %s (is the broker up? see the logs)",
 			topic, group, b.cfg.SubscribeTimeout)
@@ -435,3 +455,88 @@ func leaderless(admin sarama.ClusterAdmin, topics []string) ([]string, error) {
 	}
 	return pending, nil
 }
+
+func (b *kafkaBus) Poison() PoisonQueue { return kafkaPoison{b} }
+
+// kafkaPoison reads the poison topic as a plain consumer of every partition (no group, no
+// committed offsets: listing changes nothing) and replays through the bus's producer.
+type kafkaPoison struct{ b *kafkaBus }
+
+// List reads the poison topic from its oldest retained record up to the end it had when
+// List began; ctx bounds the whole read (a partition that cannot be read fails the list).
+func (q kafkaPoison) List(ctx context.Context, topic string, limit int) ([]Poisoned, error) {
+	sc := saramaConfig(q.b.cfg, q.b.version)
+	client, err := sarama.NewClient(q.b.cfg.Brokers, sc)
+	if err != nil {
+		return nil, fmt.Errorf("bus: poison list: connect to kafka: %w", err)
+	}
+	defer client.Close()
+	poisonTopic := q.b.cfg.PoisonTopic
+	parts, err := client.Partitions(poisonTopic)
+	if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bus: poison list: %s: %w", poisonTopic, err)
+	}
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return nil, fmt.Errorf("bus: poison list: %w", err)
+	}
+	defer consumer.Close()
+	var all []Poisoned
+	for _, p := range parts {
+		oldest, err := client.GetOffset(poisonTopic, p, sarama.OffsetOldest)
+		if err != nil {
+			return nil, fmt.Errorf("bus: poison list: %s/%d: %w", poisonTopic, p, err)
+		}
+		end, err := client.GetOffset(poisonTopic, p, sarama.OffsetNewest)
+		if err != nil {
+			return nil, fmt.Errorf("bus: poison list: %s/%d: %w", poisonTopic, p, err)
+		}
+		if end <= oldest {
+			continue
+		}
+		recs, err := readPartition(ctx, consumer, poisonTopic, p, oldest, end)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, recs...)
+	}
+	slices.SortStableFunc(all, func(a, b Poisoned) int { return a.At.Compare(b.At) })
+	return pick(all, topic, limit), nil
+}
+
+// readPartition returns the poison records of partition p in [from, end).
+func readPartition(ctx context.Context, consumer sarama.Consumer, topic string, p int32, from, end int64) ([]Poisoned, error) {
+	pc, err := consumer.ConsumePartition(topic, p, from)
+	if err != nil {
+		return nil, fmt.Errorf("bus: poison list: %s/%d: %w", topic, p, err)
+	}
+	defer pc.Close()
+	var out []Poisoned
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bus: poison list: %s/%d: read up to offset %d of %d: %w", topic, p, from, end, ctx.Err())
+		case err := <-pc.Errors():
+			return nil, fmt.Errorf("bus: poison list: %s/%d: %w", topic, p, err)
+		case km := <-pc.Messages():
+			// Transaction markers and compacted records leave gaps: the end is an offset bound.
+			if wm, err := marshaler.Unmarshal(km); err == nil {
+				rec := poisonRecord(fmt.Sprintf("%d-%d", p, km.Offset), wm)
+				if rec.At.IsZero() {
+					rec.At = km.Timestamp
+				}
+				out = append(out, rec)
+			}
+			from = km.Offset + 1
+			if from >= end {
+				return out, nil
+			}
+		}
+	}
+}
+
+// Replay publishes p's message to its original topic.
+func (q kafkaPoison) Replay(ctx context.Context, p Poisoned) error { return replay(ctx, q.b, p) }
