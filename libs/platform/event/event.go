@@ -20,10 +20,14 @@ const (
 	TopicRuns = "simpleci.runs"
 	// TopicLogs carries LogEmitted (runner → log).
 	TopicLogs = "simpleci.logs"
+	// TopicPoison carries the messages a consumer group gave up on (a payload that does not
+	// decode, or a handler that kept failing), each with its original topic, group and
+	// error as metadata; `simpleci admin poison` lists and replays them.
+	TopicPoison = bus.DefaultPoisonTopic
 )
 
 // Topics lists every topic, for creating them up front.
-var Topics = []string{TopicRunRequests, TopicRuns, TopicLogs}
+var Topics = []string{TopicRunRequests, TopicRuns, TopicLogs, TopicPoison}
 
 // TypeOf returns the permanent type name of an event: its protobuf full name.
 func TypeOf(m proto.Message) string { return string(m.ProtoReflect().Descriptor().FullName()) }

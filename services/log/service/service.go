@@ -59,10 +59,10 @@ func (s *Service) Register(g *grpc.Server) { apiv1.RegisterLogServiceServer(g, s
 
 // Start subscribes to chunks and run ends; the subscriptions stop with ctx.
 func (s *Service) Start(ctx context.Context) error {
-	if err := s.bus.Subscribe(ctx, event.TopicLogs, GroupChunks, s.onChunk); err != nil {
+	if err := s.bus.Subscribe(ctx, event.TopicLogs, GroupChunks, event.Consumer(event.On(s.onChunk))); err != nil {
 		return fmt.Errorf("log: subscribe %s: %w", event.TopicLogs, err)
 	}
-	if err := s.bus.Subscribe(ctx, event.TopicRuns, GroupRuns, s.onRunEvent); err != nil {
+	if err := s.bus.Subscribe(ctx, event.TopicRuns, GroupRuns, event.Consumer(event.On(s.onRunFinished))); err != nil {
 		return fmt.Errorf("log: subscribe %s: %w", event.TopicRuns, err)
 	}
 	return nil
@@ -74,17 +74,11 @@ var streams = map[eventsv1.LogStream]string{
 	eventsv1.LogStream_LOG_STREAM_SYSTEM: "system",
 }
 
-func (s *Service) onChunk(ctx context.Context, m bus.Message) error {
-	ev, err := event.Decode(m.Type, m.Payload)
-	if err != nil {
-		s.log.Error("drop undecodable chunk", "id", m.ID, "err", err)
+func (s *Service) onChunk(ctx context.Context, c *eventsv1.LogEmitted) error {
+	if c.RunId == "" || c.Sequence <= 0 {
 		return nil
 	}
-	c, ok := ev.(*eventsv1.LogEmitted)
-	if !ok || c.RunId == "" || c.Sequence <= 0 {
-		return nil
-	}
-	_, err = s.db.ExecContext(ctx, s.db.Q(`INSERT INTO log_chunks (run_id, attempt, seq, org_id, project_id, step, stream, at, data)
+	_, err := s.db.ExecContext(ctx, s.db.Q(`INSERT INTO log_chunks (run_id, attempt, seq, org_id, project_id, step, stream, at, data)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, attempt, seq) DO NOTHING`),
 		c.RunId, attempt(c.Attempt), c.Sequence, c.OrgId, c.ProjectId, c.StepIndex, streams[c.Stream], c.At.AsTime().UnixNano(), c.Data)
 	if err != nil {
@@ -94,17 +88,8 @@ func (s *Service) onChunk(ctx context.Context, m bus.Message) error {
 	return nil
 }
 
-func (s *Service) onRunEvent(ctx context.Context, m bus.Message) error {
-	if m.Type != event.TypeOf(&eventsv1.RunFinished{}) {
-		return nil
-	}
-	ev, err := event.Decode(m.Type, m.Payload)
-	if err != nil {
-		s.log.Error("drop undecodable run event", "id", m.ID, "err", err)
-		return nil
-	}
-	f := ev.(*eventsv1.RunFinished)
-	_, err = s.db.ExecContext(ctx, s.db.Q(`INSERT INTO log_runs (run_id, org_id, attempt, last_seq) VALUES (?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING`),
+func (s *Service) onRunFinished(ctx context.Context, f *eventsv1.RunFinished) error {
+	_, err := s.db.ExecContext(ctx, s.db.Q(`INSERT INTO log_runs (run_id, org_id, attempt, last_seq) VALUES (?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING`),
 		f.RunId, f.OrgId, attempt(f.Attempt), f.LastLogSequence)
 	if err != nil {
 		return fmt.Errorf("record end of run %s: %w", f.RunId, err)

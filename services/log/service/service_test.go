@@ -176,7 +176,10 @@ func TestDropsMalformedChunks(t *testing.T) {
 	e.emit(chunk("", "org1", 1, 0, eventsv1.LogStream_LOG_STREAM_STDOUT, "no run"))
 	e.emit(chunk("run1", "org1", 0, 0, eventsv1.LogStream_LOG_STREAM_STDOUT, "sequence 0"))
 	e.emit(chunk("run1", "org1", -3, 0, eventsv1.LogStream_LOG_STREAM_STDOUT, "negative"))
-	if err := e.bus.Publish(e.ctx, event.TopicLogs, bus.Message{ID: id.New(), Key: "run1", Type: "simpleci.events.v1.Nope", Payload: []byte{1}}); err != nil {
+	// Undecodable: an unknown type and a payload that is no LogEmitted go to the poison queue.
+	unknown := bus.Message{ID: id.New(), Key: "run1", Type: "simpleci.events.v1.Nope", Payload: []byte{1}}
+	garbage := bus.Message{ID: id.New(), Key: "run1", Type: event.TypeOf(&eventsv1.LogEmitted{}), Payload: []byte{0xff, 0xff}}
+	if err := e.bus.Publish(e.ctx, event.TopicLogs, unknown, garbage); err != nil {
 		t.Fatal(err)
 	}
 	e.emit(chunk("run1", "org1", 1, 0, eventsv1.LogStream_LOG_STREAM_STDOUT, "ok"))
@@ -184,6 +187,14 @@ func TestDropsMalformedChunks(t *testing.T) {
 	var n int
 	if err := e.db.QueryRowContext(e.ctx, `SELECT COUNT(*) FROM log_chunks`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("%d chunks stored (%v), want only the valid one", n, err)
+	}
+	poisoned, err := e.bus.Poison().List(e.ctx, event.TopicLogs, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(poisoned) != 2 || poisoned[0].Message.ID != unknown.ID || poisoned[1].Message.ID != garbage.ID ||
+		poisoned[0].Group != service.GroupChunks {
+		t.Fatalf("poisoned %+v, want the two undecodable messages, by %s", poisoned, service.GroupChunks)
 	}
 }
 

@@ -164,22 +164,14 @@ const Group = "scheduler"
 
 // Start subscribes to run requests and starts the lease reaper; both stop with ctx.
 func (s *Service) Start(ctx context.Context) error {
-	err := s.cfg.Bus.Subscribe(ctx, event.TopicRunRequests, Group, func(ctx context.Context, m bus.Message) error {
-		ev, err := event.Decode(m.Type, m.Payload)
-		if err != nil {
-			s.log.Error("drop undecodable message", "id", m.ID, "err", err)
+	err := s.cfg.Bus.Subscribe(ctx, event.TopicRunRequests, Group, event.Consumer(
+		event.On(func(ctx context.Context, req *eventsv1.RunRequested) error {
+			if _, err := s.requestRun(ctx, req); err != nil {
+				s.log.Warn("run request failed; retried, then poisoned", "run", req.GetRunId(), "err", err)
+				return err
+			}
 			return nil
-		}
-		req, ok := ev.(*eventsv1.RunRequested)
-		if !ok {
-			return nil
-		}
-		if _, err := s.requestRun(ctx, req); err != nil {
-			s.log.Error("run request failed; will be redelivered", "run", req.GetRunId(), "err", err)
-			return err
-		}
-		return nil
-	})
+		})))
 	if err != nil {
 		return fmt.Errorf("scheduler: subscribe: %w", err)
 	}
