@@ -13,9 +13,12 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
+	"github.com/simpleci/simpleci/libs/bus"
 	platform "github.com/simpleci/simpleci/libs/platform/node"
+	"github.com/simpleci/simpleci/libs/platform/node/nodebus"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	authsvc "github.com/simpleci/simpleci/services/auth/service"
 	gatewaysvc "github.com/simpleci/simpleci/services/gateway/service"
@@ -199,6 +202,8 @@ commands:
           rebuild the read models from the event log (stop the scheduler first)
   admin migrate [--status] [--data DIR | --database-url URL]
           apply the services' pending schema migrations (they also run at start); --status lists them
+  admin poison list [--topic T] [--limit N] | replay ID... | --all
+          messages the consumers gave up on; replay re-publishes them (--data DIR | --kafka-brokers B)
   exec    run the pipeline in the current directory with the server's engine (exec -h for flags)
   lint    validate the pipeline; with --event, show which steps would run (lint -h for flags)
 `)
@@ -208,6 +213,9 @@ commands:
 func Admin(args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "migrate" {
 		return adminMigrate(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "poison" {
+		return AdminPoison(args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "rebuild-projections" {
 		return errors.New("usage: simpleci admin rebuild-projections|migrate [--data DIR | --database-url URL]")
@@ -261,4 +269,113 @@ func adminMigrate(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := signalContext()
 	defer cancel()
 	return Migrate(ctx, *data, *dbURL, *status, stdout)
+}
+
+const poisonUsage = `usage: simpleci admin poison list [--topic T] [--limit N] [--data DIR | --kafka-brokers B]
+       simpleci admin poison replay ID... | --all [--topic T] [--data DIR | --kafka-brokers B]`
+
+// AdminPoison runs `simpleci admin poison list|replay`: the messages consumers gave up on.
+func AdminPoison(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "replay") {
+		return errors.New(poisonUsage)
+	}
+	fs := flag.NewFlagSet("simpleci admin poison "+args[0], flag.ContinueOnError)
+	data := fs.String("data", platform.Getenv("SIMPLECI_DATA", ""), "data directory of `simpleci dev` (its poison queue)")
+	brokers := fs.String("kafka-brokers", platform.Getenv("SIMPLECI_KAFKA_BROKERS", ""), "Kafka brokers, comma-separated (the split deployment)")
+	topic := fs.String("topic", "", "only messages poisoned on this topic")
+	limit := fs.Int("limit", 100, "list: at most this many, the newest (0: all)")
+	all := fs.Bool("all", false, "replay: every poisoned message (of --topic)")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up reading the poison queue after this long")
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	q, closeQ, err := openPoison(*data, platform.Split(*brokers), logger(stderr))
+	if err != nil {
+		return err
+	}
+	defer closeQ()
+	lctx, lcancel := context.WithTimeout(ctx, *timeout)
+	defer lcancel()
+	if args[0] == "list" {
+		return poisonList(lctx, q, *topic, *limit, stdout)
+	}
+	return poisonReplay(lctx, q, *topic, fs.Args(), *all, stdout)
+}
+
+// openPoison opens the poison queue of a Kafka deployment or of a `simpleci dev` data directory.
+func openPoison(data string, brokers []string, log *slog.Logger) (bus.PoisonQueue, func(), error) {
+	switch {
+	case len(brokers) > 0:
+		b, err := bus.NewKafka(bus.KafkaConfig{Brokers: brokers, ClientID: "simpleci-admin"}, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return b.Poison(), func() { b.Close() }, nil
+	case data != "":
+		if _, err := os.Stat(data); err != nil {
+			return nil, nil, fmt.Errorf("poison: %w", err)
+		}
+		return bus.OpenPoisonDir(nodebus.PoisonDir(data)), func() {}, nil
+	}
+	return nil, nil, errors.New("poison: give --kafka-brokers B (or SIMPLECI_KAFKA_BROKERS) or --data DIR of `simpleci dev`")
+}
+
+// poisonList prints the poisoned messages, oldest first.
+func poisonList(ctx context.Context, q bus.PoisonQueue, topic string, limit int, stdout io.Writer) error {
+	ps, err := q.List(ctx, topic, limit)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tTOPIC\tGROUP\tTYPE\tMESSAGE\tPOISONED AT\tERROR")
+	for _, p := range ps {
+		msg, _, _ := strings.Cut(p.Error, "\n")
+		if len(msg) > 120 {
+			msg = msg[:117] + "..."
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.Topic, p.Group, p.Message.Type, p.Message.ID,
+			p.At.UTC().Format(time.RFC3339), msg)
+	}
+	return w.Flush()
+}
+
+// poisonReplay re-publishes the poisoned messages named by ids (or all of topic) to their
+// original topics.
+func poisonReplay(ctx context.Context, q bus.PoisonQueue, topic string, ids []string, all bool, stdout io.Writer) error {
+	if all == (len(ids) > 0) {
+		return errors.New(poisonUsage)
+	}
+	ps, err := q.List(ctx, topic, 0)
+	if err != nil {
+		return err
+	}
+	byID := make(map[string]bus.Poisoned, len(ps))
+	for _, p := range ps {
+		byID[p.ID] = p
+	}
+	if !all {
+		ps = ps[:0]
+		for _, id := range ids {
+			p, ok := byID[id]
+			if !ok {
+				return fmt.Errorf("poison: no poisoned message %s (see simpleci admin poison list)", id)
+			}
+			ps = append(ps, p)
+		}
+	}
+	_, deferred := q.(*bus.PoisonDir)
+	for _, p := range ps {
+		if err := q.Replay(ctx, p); err != nil {
+			return err
+		}
+		if deferred {
+			fmt.Fprintf(stdout, "%s: message %s queued for replay to %s (by the running simpleci dev, or the next one started on this directory)\n", p.ID, p.Message.ID, p.Topic)
+		} else {
+			fmt.Fprintf(stdout, "%s: message %s replayed to %s\n", p.ID, p.Message.ID, p.Topic)
+		}
+	}
+	return nil
 }

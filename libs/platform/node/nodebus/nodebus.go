@@ -6,6 +6,7 @@ package nodebus
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/bus"
@@ -19,7 +20,7 @@ func Open(ctx context.Context, env *node.Env) (bus.Bus, error) {
 	v, err := env.Shared("bus", node.CloseTransport, func() (any, func(), error) {
 		brokers := env.Config.KafkaBrokers
 		if len(brokers) == 0 {
-			b := bus.NewGoChannel(env.Log)
+			b := bus.NewGoChannel(env.Log, EmbeddedOptions(env.Config.DataDir)...)
 			return b, func() { b.Close() }, nil
 		}
 		kc := bus.KafkaConfig{Brokers: brokers, ClientID: "simpleci"}
@@ -40,4 +41,17 @@ func Open(ctx context.Context, env *node.Env) (bus.Bus, error) {
 		return nil, err
 	}
 	return v.(bus.Bus), nil
+}
+
+// PoisonDir is where the in-process bus of a data directory keeps its poison queue, for
+// `simpleci admin poison --data` to read from another process.
+func PoisonDir(dataDir string) string { return filepath.Join(dataDir, "poison") }
+
+// EmbeddedOptions configures the in-process bus: with a data directory, its poison queue
+// is kept there (bus.WithPoisonDir); without one, in memory.
+func EmbeddedOptions(dataDir string) []bus.GoChannelOption {
+	if dataDir == "" {
+		return nil
+	}
+	return []bus.GoChannelOption{bus.WithPoisonDir(PoisonDir(dataDir))}
 }

@@ -1,0 +1,180 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/bus"
+	"github.com/simpleci/simpleci/libs/platform/event"
+	"github.com/simpleci/simpleci/libs/platform/id"
+	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// kafkaPartitions is the partition count `simpleci serve` gives the topics it creates.
+const kafkaPartitions = 12
+
+// keysOnEveryPartition returns one key per partition of a topic with n partitions, as
+// Sarama's default hash partitioner places keyed records (FNV-1a, modulo n).
+func keysOnEveryPartition(prefix string, n int) []string {
+	keys := make([]string, n)
+	found := 0
+	for i := 0; found < n; i++ {
+		k := fmt.Sprintf("%s-%d", prefix, i)
+		h := fnv.New32a()
+		h.Write([]byte(k))
+		p := int32(h.Sum32()) % int32(n)
+		if p < 0 {
+			p = -p
+		}
+		if keys[p] == "" {
+			keys[p] = k
+			found++
+		}
+	}
+	return keys
+}
+
+// TestPoisonServices is issue 8's "a malformed message on each consumed topic lands in the
+// poison topic and the runs behind it still finish; poison replay re-delivers it", on the
+// split deployment over the real Kafka and PostgreSQL.
+func TestPoisonServices(t *testing.T) {
+	c := startClusterWith(t, 1, "--tier", "standard:timeout="+tierTimeout.String(), "--lease", "10s")
+	brokers := os.Getenv("SIMPLECI_TEST_KAFKA_BROKERS")
+	b, err := bus.NewKafka(bus.KafkaConfig{Brokers: strings.Split(brokers, ","), ClientID: "simpleci-e2e"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	admin := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, append([]string{"admin", "poison"}, args...)...)
+		cmd.Env = append(os.Environ(), "SIMPLECI_KAFKA_BROKERS="+brokers)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("simpleci admin poison %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+
+	// A payload that is no protobuf of its type, ahead of the runs on every partition of
+	// each consumed topic (one key per partition).
+	consumed := map[string]struct{ typ, group string }{
+		event.TopicRunRequests: {event.TypeOf(&eventsv1.RunRequested{}), "scheduler"},
+		event.TopicRuns:        {event.TypeOf(&eventsv1.RunFinished{}), "log-runs"},
+		event.TopicLogs:        {event.TypeOf(&eventsv1.LogEmitted{}), "log-chunks"},
+	}
+	malformed := map[string]string{} // message id → topic
+	for topic, cg := range consumed {
+		var msgs []bus.Message
+		for _, key := range keysOnEveryPartition("malformed-"+id.New(), kafkaPartitions) {
+			m := bus.Message{ID: "malformed-" + id.New(), Key: key, Type: cg.typ, Payload: []byte{0xff, 0xff, 0xff}}
+			malformed[m.ID] = topic
+			msgs = append(msgs, m)
+		}
+		if err := b.Publish(ctx, topic, msgs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	p, sha := c.project("poison")
+	var runs []string
+	for range 3 {
+		runs = append(runs, c.api.push(p, "main2", sha))
+	}
+	for _, rid := range runs {
+		if r := c.api.waitRun(rid, 90*time.Second); r.Status != "succeeded" {
+			t.Fatalf("run %s behind the malformed messages: %s (%s)", rid, r.Status, r.Reason)
+		}
+		if text := logText(c.api.waitLogs(rid)); !strings.Contains(text, "line-5") || !strings.Contains(text, "done") {
+			t.Fatalf("run %s log %q, want the pipeline's output", rid, text)
+		}
+	}
+
+	// Every malformed message is in the poison topic with where it came from.
+	var listed string
+	eventually(t, 60*time.Second, "every malformed message in the poison topic", func() bool {
+		listed = admin("list", "--limit", "0")
+		for mid := range malformed {
+			if !strings.Contains(listed, mid) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, line := range strings.Split(listed, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 {
+			continue
+		}
+		if topic, ok := malformed[f[4]]; ok {
+			if f[1] != topic || f[2] != consumed[topic].group || f[3] != consumed[topic].typ || !strings.Contains(line, "decode") {
+				t.Errorf("poison record %q: want topic %s, group %s, type %s and the decode error", line, topic, consumed[topic].group, consumed[topic].typ)
+			}
+		}
+	}
+	if out := admin("list", "--topic", event.TopicLogs, "--limit", "0"); strings.Contains(out, event.TopicRunRequests) {
+		t.Errorf("list --topic %s shows other topics:\n%s", event.TopicLogs, out)
+	}
+
+	// A request that fails at the time: the project service is down, so the scheduler
+	// cannot resolve the project; after its retries the request is poisoned, and the
+	// partition goes on. Replayed once the project service is back, the run happens.
+	var proj struct {
+		ID         string `json:"id"`
+		OrgID      string `json:"orgId"`
+		Repository string `json:"repository"`
+	}
+	c.api.json("GET", "/api/v1/projects/poison", nil, http.StatusOK, &proj)
+	c.procs["project"].stop()
+	req := &eventsv1.RunRequested{RunId: id.New(), OrgId: proj.OrgID, ProjectId: proj.ID, Provider: "local",
+		Repository: proj.Repository, Ref: "refs/heads/main2", Branch: "main2", Sha: sha, Event: "push",
+		Actor: "alice", DeliveryId: "replay-" + id.New(), RequestedAt: timestamppb.Now()}
+	m, err := event.Encode(req.RunId, req.RunId, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, event.TopicRunRequests, m); err != nil {
+		t.Fatal(err)
+	}
+	var recordID string
+	eventually(t, 120*time.Second, "the request to be poisoned after its retries", func() bool {
+		for _, line := range strings.Split(admin("list", "--topic", event.TopicRunRequests, "--limit", "0"), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && f[4] == req.RunId {
+				recordID = f[0]
+				return strings.Contains(line, "resolve project")
+			}
+		}
+		return false
+	})
+	c.procs["project"].restart(t)
+	eventually(t, 60*time.Second, "the project service to answer again", func() bool {
+		code, _ := c.api.do("GET", "/api/v1/projects/poison", nil, nil)
+		return code == http.StatusOK
+	})
+	if out := admin("replay", recordID); !strings.Contains(out, req.RunId) {
+		t.Fatalf("replay: %s", out)
+	}
+	if r := c.api.waitRun(req.RunId, 90*time.Second); r.Status != "succeeded" {
+		t.Fatalf("replayed run: %s (%s)", r.Status, r.Reason)
+	}
+}
+
+func logText(chunks []chunk) string {
+	var b strings.Builder
+	for _, c := range chunks {
+		if c.Stream != "system" {
+			b.WriteString(c.Text)
+		}
+	}
+	return b.String()
+}
