@@ -4,7 +4,9 @@
 //
 // Delivery is at least once on Kafka: a crash, a rebalance or a failed handler delivers a
 // message again, so every handler must be idempotent (dedupe on Message.ID). Messages with
-// the same Key are delivered in the order they were published.
+// the same Key are delivered in the order they were published. Consumers run on Watermill's
+// message.Router: a failing message is retried in place with backoff, then set aside in the
+// poison queue (Bus.Poison) so that the messages behind it go on.
 package bus
 
 import (
