@@ -56,22 +56,33 @@ type poisonFile struct {
 
 // Publish stores poisoned messages (the poison middleware's publisher).
 func (d *PoisonDir) Publish(_ string, msgs ...*message.Message) error {
-	if err := os.MkdirAll(filepath.Join(d.dir, "replay"), 0o700); err != nil {
-		return fmt.Errorf("bus: poison dir: %w", err)
-	}
 	for _, wm := range msgs {
-		id := fmt.Sprintf("%d-%d", time.Now().UnixNano(), d.n.Add(1))
-		p := poisonRecord(id, wm)
-		b, err := json.Marshal(poisonFile{ID: id, Topic: p.Topic, Group: p.Group, Error: p.Error, At: p.At,
-			Message: p.Message.ID, Key: p.Message.Key, Type: p.Message.Type, Payload: p.Message.Payload, Metadata: p.Message.Metadata})
-		if err != nil {
+		if _, err := d.Add(poisonRecord("", wm)); err != nil {
 			return err
-		}
-		if err := writeAtomic(filepath.Join(d.dir, id+".json"), b); err != nil {
-			return fmt.Errorf("bus: poison dir: %w", err)
 		}
 	}
 	return nil
+}
+
+// Add stores p as a new record and returns it with its id (p.ID is ignored). The bus adds
+// what its consumers give up on; Add is for tools that move records between queues.
+func (d *PoisonDir) Add(p Poisoned) (Poisoned, error) {
+	if err := os.MkdirAll(filepath.Join(d.dir, "replay"), 0o700); err != nil {
+		return p, fmt.Errorf("bus: poison dir: %w", err)
+	}
+	if p.At.IsZero() {
+		p.At = time.Now().UTC()
+	}
+	p.ID = fmt.Sprintf("%d-%d", time.Now().UnixNano(), d.n.Add(1))
+	b, err := json.Marshal(poisonFile{ID: p.ID, Topic: p.Topic, Group: p.Group, Error: p.Error, At: p.At,
+		Message: p.Message.ID, Key: p.Message.Key, Type: p.Message.Type, Payload: p.Message.Payload, Metadata: p.Message.Metadata})
+	if err != nil {
+		return p, err
+	}
+	if err := writeAtomic(filepath.Join(d.dir, p.ID+".json"), b); err != nil {
+		return p, fmt.Errorf("bus: poison dir: %w", err)
+	}
+	return p, nil
 }
 
 // Close implements message.Publisher; there is nothing to release.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -167,6 +168,61 @@ func TestPoisonServices(t *testing.T) {
 	if r := c.api.waitRun(req.RunId, 90*time.Second); r.Status != "succeeded" {
 		t.Fatalf("replayed run: %s (%s)", r.Status, r.Reason)
 	}
+}
+
+// TestPoisonDev: `simpleci dev` keeps its poison queue in DATA/poison, where `simpleci
+// admin poison list --data` reads it from another process, and the running dev carries out
+// `replay`. The in-process bus cannot be reached from the test, so the record is put in the
+// queue as the bus would have, for a run request that failed at the time.
+func TestPoisonDev(t *testing.T) {
+	a, _, data := startDevIn(t, t.TempDir())
+	admin := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(bin, append(append([]string{"admin", "poison"}, args...), "--data", data)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("simpleci admin poison %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := admin("list"); strings.Count(out, "\n") != 1 {
+		t.Fatalf("a fresh dev's poison queue: %q, want the header only", out)
+	}
+	var proj struct {
+		ID         string `json:"id"`
+		OrgID      string `json:"orgId"`
+		Repository string `json:"repository"`
+	}
+	a.json("GET", "/api/v1/projects/demo", nil, http.StatusOK, &proj)
+	sha, err := exec.Command("git", "-C", proj.Repository, "rev-parse", "main").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &eventsv1.RunRequested{RunId: id.New(), OrgId: proj.OrgID, ProjectId: proj.ID, Provider: "local",
+		Repository: proj.Repository, Ref: "refs/heads/main", Branch: "main", Sha: strings.TrimSpace(string(sha)),
+		Event: "push", Actor: "alice", RequestedAt: timestamppb.Now()}
+	m, err := event.Encode(req.RunId, req.RunId, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := bus.OpenPoisonDir(filepath.Join(data, "poison")).Add(bus.Poisoned{Message: m,
+		Topic: event.TopicRunRequests, Group: "scheduler", Error: "resolve project: unavailable"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := admin("list", "--topic", event.TopicRunRequests)
+	if !strings.Contains(out, rec.ID) || !strings.Contains(out, req.RunId) || !strings.Contains(out, "resolve project: unavailable") {
+		t.Fatalf("list:\n%s\nwant record %s of message %s with its error", out, rec.ID, req.RunId)
+	}
+	if out := admin("replay", rec.ID); !strings.Contains(out, "queued for replay") {
+		t.Fatalf("replay: %s", out)
+	}
+	if r := a.waitRun(req.RunId, 60*time.Second); r.Status != "succeeded" {
+		t.Fatalf("replayed run: %s (%s)", r.Status, r.Reason)
+	}
+	eventually(t, 10*time.Second, "the replay request to be carried out and removed", func() bool {
+		entries, err := os.ReadDir(filepath.Join(data, "poison", "replay"))
+		return err == nil && len(entries) == 0
+	})
 }
 
 func logText(chunks []chunk) string {

@@ -287,8 +287,18 @@ func AdminPoison(args []string, stdout, stderr io.Writer) error {
 	all := fs.Bool("all", false, "replay: every poisoned message (of --topic)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up reading the poison queue after this long")
 	fs.SetOutput(stderr)
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
+	var ids []string // flags may follow the ids: replay ID --data DIR
+	for rest := args[1:]; ; {
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		if rest = fs.Args(); len(rest) == 0 {
+			break
+		}
+		ids, rest = append(ids, rest[0]), rest[1:]
+	}
+	if args[0] == "list" && len(ids) > 0 {
+		return errors.New(poisonUsage)
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
@@ -302,7 +312,7 @@ func AdminPoison(args []string, stdout, stderr io.Writer) error {
 	if args[0] == "list" {
 		return poisonList(lctx, q, *topic, *limit, stdout)
 	}
-	return poisonReplay(lctx, q, *topic, fs.Args(), *all, stdout)
+	return poisonReplay(lctx, q, *topic, ids, *all, stdout)
 }
 
 // openPoison opens the poison queue of a Kafka deployment or of a `simpleci dev` data directory.

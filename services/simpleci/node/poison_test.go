@@ -89,7 +89,8 @@ func TestAdminPoisonEmbedded(t *testing.T) {
 	}
 
 	healed.Store(true)
-	if out := admin("replay", "--data", data, recordID); !strings.Contains(out, "queued for replay") {
+	// Flags after the id, as people type it.
+	if out := admin("replay", recordID, "--data", data); !strings.Contains(out, "queued for replay") {
 		t.Fatalf("replay: %q", out)
 	}
 	select {
