@@ -101,27 +101,37 @@ func TestPoisonServices(t *testing.T) {
 		}
 	}
 
-	// Every malformed message is in the poison topic with where it came from.
-	var listed string
+	// Every malformed message is in the poison topic with where it came from (polled in
+	// process, then listed once with the command).
 	eventually(t, 60*time.Second, "every malformed message in the poison topic", func() bool {
-		listed = admin("list", "--limit", "0")
-		for mid := range malformed {
-			if !strings.Contains(listed, mid) {
-				return false
+		ps, err := b.Poison().List(ctx, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, p := range ps {
+			if _, ok := malformed[p.Message.ID]; ok {
+				n++
 			}
 		}
-		return true
+		return n >= len(malformed)
 	})
+	listed := admin("list", "--limit", "0")
+	seen := map[string]bool{}
 	for _, line := range strings.Split(listed, "\n") {
 		f := strings.Fields(line)
 		if len(f) < 6 {
 			continue
 		}
 		if topic, ok := malformed[f[4]]; ok {
+			seen[f[4]] = true
 			if f[1] != topic || f[2] != consumed[topic].group || f[3] != consumed[topic].typ || !strings.Contains(line, "decode") {
 				t.Errorf("poison record %q: want topic %s, group %s, type %s and the decode error", line, topic, consumed[topic].group, consumed[topic].typ)
 			}
 		}
+	}
+	if len(seen) != len(malformed) {
+		t.Errorf("simpleci admin poison list shows %d of the %d malformed messages:\n%s", len(seen), len(malformed), listed)
 	}
 	if out := admin("list", "--topic", event.TopicLogs, "--limit", "0"); strings.Contains(out, event.TopicRunRequests) {
 		t.Errorf("list --topic %s shows other topics:\n%s", event.TopicLogs, out)
@@ -149,14 +159,24 @@ func TestPoisonServices(t *testing.T) {
 	}
 	var recordID string
 	eventually(t, 120*time.Second, "the request to be poisoned after its retries", func() bool {
-		for _, line := range strings.Split(admin("list", "--topic", event.TopicRunRequests, "--limit", "0"), "\n") {
-			if f := strings.Fields(line); len(f) > 4 && f[4] == req.RunId {
-				recordID = f[0]
-				return strings.Contains(line, "resolve project")
+		ps, err := b.Poison().List(ctx, event.TopicRunRequests, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps {
+			if p.Message.ID == req.RunId {
+				if !strings.Contains(p.Error, "resolve project") || p.Group != "scheduler" {
+					t.Fatalf("poisoned %+v: want the scheduler's error resolving the project", p)
+				}
+				recordID = p.ID
+				return true
 			}
 		}
 		return false
 	})
+	if out := admin("list", "--topic", event.TopicRunRequests, "--limit", "0"); !strings.Contains(out, recordID) {
+		t.Fatalf("list --topic %s does not show record %s:\n%s", event.TopicRunRequests, recordID, out)
+	}
 	c.procs["project"].restart(t)
 	eventually(t, 60*time.Second, "the project service to answer again", func() bool {
 		code, _ := c.api.do("GET", "/api/v1/projects/poison", nil, nil)
