@@ -169,9 +169,12 @@ func nackDelay(d time.Duration) message.HandlerMiddleware {
 // runRouter runs r until ctx ends or r is closed; it is the subscription goroutine's body.
 func runRouter(ctx context.Context, r *message.Router, logger *slog.Logger, topic, group string) {
 	if err := r.Run(ctx); err != nil {
+		// The subscription failed (the bus closed meanwhile): no handler ever ran, and
+		// Close would wait its CloseTimeout for one.
 		logger.Error("bus: consumer router", slog.String("topic", topic), slog.String("group", group), slog.Any("err", err))
+		return
 	}
-	// Run returns when its context ends; Close waits for running handlers.
+	// Run returns once its context ended and the handlers stopped; Close is then immediate.
 	if err := r.Close(); err != nil {
 		logger.Warn("bus: close consumer router", slog.String("topic", topic), slog.String("group", group), slog.Any("err", err))
 	}
