@@ -127,6 +127,39 @@ func runConformance(t *testing.T, f fixture) {
 	t.Run("rejects invalid input", func(t *testing.T) { testInvalid(t, f) })
 	t.Run("a message that keeps failing is poisoned and replayed", func(t *testing.T) { testPoison(t, f) })
 	t.Run("a message whose subscription ends is not poisoned", func(t *testing.T) { testNotPoisonedOnStop(t, f) })
+	t.Run("a dependency outage outlasting the retries poisons nothing", func(t *testing.T) { testUnavailableNotPoisoned(t, f) })
+}
+
+func testUnavailableNotPoisoned(t *testing.T, f fixture) {
+	b, topic, ctx := f.newBus(t), f.topic(t), testContext(t)
+	rec := newRecorder()
+	var mu sync.Mutex
+	attempts := 0
+	// The database is down for three times the retries' budget, then back.
+	h := func(ctx context.Context, m bus.Message) error {
+		if m.ID == "first" {
+			mu.Lock()
+			attempts++
+			n := attempts
+			mu.Unlock()
+			if n <= 3*(testRetry.MaxRetries+1) {
+				return bus.Unavailable(errors.New("dial tcp 127.0.0.1:54329: connect: connection refused"))
+			}
+		}
+		return rec.handler(ctx, m)
+	}
+	if err := b.Subscribe(ctx, topic, "unavailable-group", h); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, topic, bus.Message{ID: "first", Key: "k", Type: "t"}, bus.Message{ID: "second", Key: "k", Type: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	if ids := idsOf(rec.waitCount(t, 2)); !reflect.DeepEqual(ids, []string{"first", "second"}) {
+		t.Fatalf("handled %v, want first, second: in order, after the outage", ids)
+	}
+	if got, err := b.Poison().List(ctx, topic, 0); err != nil || len(got) != 0 {
+		t.Fatalf("poisoned %v (%v), want nothing", poisonIDs(got), err)
+	}
 }
 
 func testRoundtrip(t *testing.T, f fixture) {

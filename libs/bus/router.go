@@ -52,6 +52,26 @@ type permanentError struct{ err error }
 func (e permanentError) Error() string { return e.err.Error() }
 func (e permanentError) Unwrap() error { return e.err }
 
+// Unavailable marks err as the failure of a dependency (a database, a peer service) that
+// is down, not of the message: when the retries run out the message is not poisoned but
+// delivered again later (after the nack delay), so an outage of any length delays the
+// partition instead of filling the poison queue. A handler that cannot tell should check
+// its dependencies (a database ping) before it says so.
+func Unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return unavailableError{err}
+}
+
+// IsUnavailable reports whether err was made by Unavailable.
+func IsUnavailable(err error) bool { return errors.As(err, new(unavailableError)) }
+
+type unavailableError struct{ err error }
+
+func (e unavailableError) Error() string { return "dependency unavailable: " + e.err.Error() }
+func (e unavailableError) Unwrap() error { return e.err }
+
 // stoppingError is a failure while the subscription was ending: neither retried nor
 // poisoned, the message is nacked and goes to the group's next member.
 type stoppingError struct{ err error }
@@ -77,7 +97,8 @@ type consumer struct {
 //	[nack delay] → poison queue → stop guard → retry (exponential backoff) → recoverer → c.h
 //
 // so a panic becomes an error, an error is retried in place (holding back the partition),
-// and a message that still fails is published to the poison topic and acked. An error that
+// and a message that still fails is published to the poison topic and acked, unless its
+// error says a dependency is down (Unavailable): then it is nacked and delivered again. An error that
 // happens because the subscription is ending (its context is done) skips the retries and the
 // poison queue and nacks the message, for the group's next member to handle.
 func newRouter(c consumer, sub message.Subscriber) (*message.Router, error) {
@@ -87,7 +108,7 @@ func newRouter(c consumer, sub message.Subscriber) (*message.Router, error) {
 		return nil, err
 	}
 	poison, err := middleware.PoisonQueueWithFilter(c.poison, c.poisonTopic, func(err error) bool {
-		return !errors.As(err, new(stoppingError))
+		return !errors.As(err, new(stoppingError)) && !IsUnavailable(err)
 	})
 	if err != nil {
 		return nil, err

@@ -3,8 +3,11 @@ package event
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/simpleci/simpleci/libs/bus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -63,4 +66,25 @@ func Consumer(handlers ...Handler) bus.Handler {
 		}
 		return h.handle(ctx, e)
 	}
+}
+
+// Transient returns err marked bus.Unavailable when a dependency that is down caused it:
+// a peer answered Unavailable or DeadlineExceeded, or ping (the consumer's database)
+// fails now. Such a message is retried for as long as the outage lasts instead of being
+// poisoned; any other failure is the message's own and poisoned after the retries.
+func Transient(ctx context.Context, err error, ping func(context.Context) error) error {
+	if err == nil || bus.IsPermanent(err) || bus.IsUnavailable(err) {
+		return err
+	}
+	if st, ok := status.FromError(err); ok && (st.Code() == codes.Unavailable || st.Code() == codes.DeadlineExceeded) {
+		return bus.Unavailable(err)
+	}
+	if ping != nil && ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if perr := ping(pctx); perr != nil {
+			return bus.Unavailable(fmt.Errorf("%w (and the database does not answer: %v)", err, perr))
+		}
+	}
+	return err
 }

@@ -3,11 +3,14 @@ package event_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/simpleci/simpleci/libs/bus"
 	"github.com/simpleci/simpleci/libs/platform/event"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestConsumer(t *testing.T) {
@@ -86,4 +89,35 @@ func TestConsumerRefusesTwoHandlersOfOneType(t *testing.T) {
 	}()
 	h := event.On(func(context.Context, *eventsv1.RunRequested) error { return nil })
 	event.Consumer(h, h)
+}
+
+func TestTransient(t *testing.T) {
+	ctx := context.Background()
+	up := func(context.Context) error { return nil }
+	down := func(context.Context) error { return errors.New("connection refused") }
+	plain := errors.New("constraint violated")
+	tests := []struct {
+		name        string
+		err         error
+		ping        func(context.Context) error
+		unavailable bool
+	}{
+		{"peer unavailable", fmt.Errorf("resolve project: %w", status.Error(codes.Unavailable, "connection refused")), up, true},
+		{"peer deadline", status.Error(codes.DeadlineExceeded, "slow"), up, true},
+		{"database down", plain, down, true},
+		{"the message's own failure", plain, up, false},
+		{"a peer refusing the request", status.Error(codes.InvalidArgument, "bad"), up, false},
+		{"permanent stays permanent", bus.Permanent(plain), down, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := event.Transient(ctx, tt.err, tt.ping)
+			if bus.IsUnavailable(got) != tt.unavailable || !errors.Is(got, tt.err) && !bus.IsPermanent(tt.err) {
+				t.Fatalf("Transient(%v) = %v, unavailable %v; want %v and the error kept", tt.err, got, bus.IsUnavailable(got), tt.unavailable)
+			}
+		})
+	}
+	if event.Transient(ctx, nil, down) != nil {
+		t.Fatal("Transient(nil) != nil")
+	}
 }

@@ -82,7 +82,7 @@ func (s *Service) onChunk(ctx context.Context, c *eventsv1.LogEmitted) error {
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, attempt, seq) DO NOTHING`),
 		c.RunId, attempt(c.Attempt), c.Sequence, c.OrgId, c.ProjectId, c.StepIndex, streams[c.Stream], c.At.AsTime().UnixNano(), c.Data)
 	if err != nil {
-		return fmt.Errorf("store chunk %s/%d: %w", c.RunId, c.Sequence, err)
+		return event.Transient(ctx, fmt.Errorf("store chunk %s/%d: %w", c.RunId, c.Sequence, err), s.db.PingContext)
 	}
 	s.stored.Notify()
 	return nil
@@ -92,7 +92,7 @@ func (s *Service) onRunFinished(ctx context.Context, f *eventsv1.RunFinished) er
 	_, err := s.db.ExecContext(ctx, s.db.Q(`INSERT INTO log_runs (run_id, org_id, attempt, last_seq) VALUES (?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING`),
 		f.RunId, f.OrgId, attempt(f.Attempt), f.LastLogSequence)
 	if err != nil {
-		return fmt.Errorf("record end of run %s: %w", f.RunId, err)
+		return event.Transient(ctx, fmt.Errorf("record end of run %s: %w", f.RunId, err), s.db.PingContext)
 	}
 	s.stored.Notify()
 	return nil

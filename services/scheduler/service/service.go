@@ -167,8 +167,10 @@ func (s *Service) Start(ctx context.Context) error {
 	err := s.cfg.Bus.Subscribe(ctx, event.TopicRunRequests, Group, event.Consumer(
 		event.On(func(ctx context.Context, req *eventsv1.RunRequested) error {
 			if _, err := s.requestRun(ctx, req); err != nil {
-				s.log.Warn("run request failed; retried, then poisoned", "run", req.GetRunId(), "err", err)
-				return err
+				// Retried; poisoned only when it fails while the database and the project
+				// service answer (an outage just delays the request).
+				s.log.Warn("run request failed; will be retried", "run", req.GetRunId(), "err", err)
+				return event.Transient(ctx, err, s.db.PingContext)
 			}
 			return nil
 		})))
