@@ -145,7 +145,8 @@ func (r *Run) Cancel(actor string, now time.Time) ([]proto.Message, error) {
 }
 
 // LoseRunner handles a lease that lapsed (lease is the lapsed one): the run goes back to
-// the queue for another runner while it has retries left (Attempt <= retries), else it
+// the queue for another runner while it has retries left (fewer than retries runners were
+// lost before; hand-backs do not count), else it
 // fails with reason "runner lost"; a run being cancelled ends cancelled. A run no longer
 // running under that lease records nothing.
 func (r *Run) LoseRunner(lease string, retries int, leaseDuration time.Duration, now time.Time) proto.Message {
@@ -160,7 +161,7 @@ func (r *Run) LoseRunner(lease string, retries int, leaseDuration time.Duration,
 	switch {
 	case r.CancelRequested:
 		return end(RunCancelled, "cancelled; the runner stopped answering")
-	case int(r.Attempt) > retries:
+	case int(r.Lost) >= retries:
 		return end(RunFailed, lost)
 	}
 	next := r.Attempt + 1

@@ -31,5 +31,5 @@ func (r *Run) Release(lease, why string, now time.Time) (proto.Message, error) {
 	next := r.Attempt + 1
 	return &eventsv1.RunRequeued{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID,
 		Reason:  fmt.Sprintf("handed back by runner %s (%s); attempt %d on another runner", r.RunnerID, why, next),
-		Attempt: next, At: timestamppb.New(now)}, nil
+		Attempt: next, At: timestamppb.New(now), HandedBack: true}, nil
 }

@@ -56,6 +56,8 @@ type Run struct {
 	LeaseID, RunnerID                          string
 	// Attempt numbers the executions of the run from 1 (a requeued run runs again).
 	Attempt int32
+	// Lost counts the attempts whose runner was lost (not those handed back).
+	Lost int32
 	// Isolation is the current attempt's isolation line, as its runner reported it.
 	Isolation string
 	// CancelRequested is set once someone asked to stop the run.
@@ -103,6 +105,9 @@ func (r *Run) Apply(ev proto.Message, recorded time.Time) {
 		r.Attempt = 1
 	case *eventsv1.RunRequeued:
 		r.Status, r.Attempt, r.LeaseID, r.RunnerID, r.Started = RunQueued, e.Attempt, "", "", time.Time{}
+		if !e.HandedBack {
+			r.Lost++
+		}
 		r.Isolation = ""
 		for i := range r.Steps {
 			r.Steps[i] = Step{Index: r.Steps[i].Index, Name: r.Steps[i].Name, Status: StepPending}

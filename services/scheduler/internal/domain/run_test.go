@@ -395,6 +395,12 @@ func TestLoseRunner(t *testing.T) {
 	if ev := fold(queued("a")).LoseRunner("", 1, 30*time.Second, at(40)); ev != nil {
 		t.Fatalf("queued run: %v, want nothing", ev)
 	}
+	// A hand-back (the runner had to stop) does not use up the lost-runner retries.
+	handed := fold(queued("a"), started(), &eventsv1.RunRequeued{Attempt: 2, HandedBack: true},
+		&eventsv1.RunStarted{LeaseId: "lease-2", StartedAt: pb(50)})
+	if rq, ok := handed.LoseRunner("lease-2", 1, 30*time.Second, at(90)).(*eventsv1.RunRequeued); !ok || rq.Attempt != 3 {
+		t.Fatalf("loss after a hand-back = %v, want RunRequeued attempt 3", rq)
+	}
 }
 
 func TestHas(t *testing.T) {
