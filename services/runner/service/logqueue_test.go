@@ -38,6 +38,7 @@ func (b *stuckBus) Publish(ctx context.Context, topic string, msgs ...bus.Messag
 
 func (b *stuckBus) Subscribe(context.Context, string, string, bus.Handler) error { return nil }
 func (b *stuckBus) Close() error                                                 { return nil }
+func (b *stuckBus) Poison() bus.PoisonQueue                                      { return nil }
 
 // The engine calls Log with its output lock held: while Log waits, no output is read,
 // and a command that exits meanwhile loses its unread output after engine.WaitDelay.
