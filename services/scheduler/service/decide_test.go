@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/id"
@@ -235,4 +237,37 @@ func TestConcurrentTriggersNumbers(t *testing.T) {
 	if t.Failed() {
 		t.Log(fmt.Sprint(seen))
 	}
+}
+
+// TestOverdueRunTimesOut: a runner that keeps heartbeating but never ends its run past
+// the run's timeout (and the grace) has the run ended timed_out by the scheduler.
+func TestOverdueRunTimesOut(t *testing.T) {
+	e := newEnv(t, withLease(600*time.Millisecond), func(c *service.Config) {
+		c.Tiers = map[string]service.Tier{"standard": {Name: "standard", Memory: 1 << 30, Pids: 100, CPUs: 1, Timeout: time.Second}}
+		c.TimeoutGrace = 200 * time.Millisecond
+	})
+	r := e.trigger("main", "")
+	job := e.mustClaim()
+	e.mustReport(job, &eventsv1.StepStarted{StepIndex: 0, StartedAt: timestamppb.Now()})
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // the runner's heartbeats go on: its lease never lapses
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			e.svc.Heartbeat(e.internal(), &runnerv1.HeartbeatRequest{RunId: job.GetRunId(), LeaseId: job.GetLeaseId()})
+		}
+	}()
+	var g *apiv1.Run
+	e.eventually("the overdue run to end", func() bool {
+		g = e.get(r.GetId())
+		return g.GetStatus() != domain.RunRunning
+	})
+	if g.GetStatus() != domain.RunTimedOut || !strings.Contains(g.GetReason(), "exceeded its timeout of 1s") {
+		t.Fatalf("run %s %q, want timed_out past its timeout", g.GetStatus(), g.GetReason())
+	}
+	e.consistent()
 }

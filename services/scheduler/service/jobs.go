@@ -45,14 +45,18 @@ func (s *Service) applyJob(ctx context.Context, tx execer, m proto.Message) erro
 			if n, _ := res.RowsAffected(); n != 1 {
 				return errRetry
 			}
-			_, err = tx.ExecContext(ctx, s.db.Q(`INSERT INTO sched_jobs (run_id, tier, state, created_at, runner_id, lease_id, lease_expires)
-				VALUES (?, ?, 'queued', ?, '', '', 0) ON CONFLICT (run_id) DO NOTHING`), ev.RunId, ev.Tier, ev.QueuedAt.AsTime().UnixNano())
+			_, err = tx.ExecContext(ctx, s.db.Q(`INSERT INTO sched_jobs (run_id, tier, state, created_at, runner_id, lease_id, lease_expires, timeout_ns)
+				VALUES (?, ?, 'queued', ?, '', '', 0, ?) ON CONFLICT (run_id) DO NOTHING`), ev.RunId, ev.Tier, ev.QueuedAt.AsTime().UnixNano(),
+				ev.GetTimeout().AsDuration().Nanoseconds())
 		}
 	case *eventsv1.RunStarted:
-		_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE sched_jobs SET state = 'running', runner_id = ?, lease_id = ?, lease_expires = ? WHERE run_id = ?`),
-			ev.RunnerId, ev.LeaseId, time.Now().Add(s.cfg.LeaseDuration).UnixNano(), ev.RunId)
+		// The deadline: the run's timeout and a grace after it started, when the runner
+		// should long have ended it (0 without a timeout).
+		_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE sched_jobs SET state = 'running', runner_id = ?, lease_id = ?, lease_expires = ?,
+			deadline = CASE WHEN timeout_ns > 0 THEN ? + timeout_ns ELSE 0 END WHERE run_id = ?`),
+			ev.RunnerId, ev.LeaseId, time.Now().Add(s.cfg.LeaseDuration).UnixNano(), ev.StartedAt.AsTime().Add(s.cfg.TimeoutGrace).UnixNano(), ev.RunId)
 	case *eventsv1.RunRequeued:
-		_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE sched_jobs SET state = 'queued', runner_id = '', lease_id = '', lease_expires = 0, attempt = ? WHERE run_id = ?`),
+		_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE sched_jobs SET state = 'queued', runner_id = '', lease_id = '', lease_expires = 0, deadline = 0, attempt = ? WHERE run_id = ?`),
 			ev.Attempt, ev.RunId)
 	case *eventsv1.RunCancelRequested:
 		_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE sched_jobs SET cancel_requested = TRUE WHERE run_id = ?`), ev.RunId)

@@ -65,6 +65,10 @@ type Config struct {
 	// another runner before it fails with reason "runner lost"; 0 (the zero value) never
 	// retries. `simpleci serve` and `simpleci dev` default to 1 (--lost-run-retries).
 	LostRunRetries int
+	// TimeoutGrace is how long after a run's timeout the scheduler ends a run whose runner
+	// still did not (it stopped reporting but heartbeats, or its clock is wrong): the run
+	// ends timed_out. Default 1 minute.
+	TimeoutGrace time.Duration
 }
 
 // Service implements RunService and RunnerService.
@@ -115,6 +119,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if cfg.LeaseDuration <= 0 {
 		cfg.LeaseDuration = 30 * time.Second
+	}
+	if cfg.TimeoutGrace <= 0 {
+		cfg.TimeoutGrace = time.Minute
 	}
 	if cfg.LostRunRetries < 0 {
 		cfg.LostRunRetries = 0
@@ -220,7 +227,32 @@ func (s *Service) reapLeases(ctx context.Context) {
 				s.log.Error("handle lost runner", "run", j.runID, "err", err)
 			}
 		}
+		overdue, err := s.overdue(ctx)
+		if err != nil {
+			s.log.Error("find overdue runs", "err", err)
+			continue
+		}
+		for _, j := range overdue {
+			if err := s.expire(ctx, j.runID, j.lease); err != nil {
+				s.log.Error("end overdue run", "run", j.runID, "err", err)
+			}
+		}
 	}
+}
+
+// expire ends a run whose runner let it pass its timeout (domain.Run.Expire).
+func (s *Service) expire(ctx context.Context, runID, lease string) error {
+	r, err := s.decide(ctx, runID, func(r *domain.Run) ([]recorded, error) {
+		ev := r.Expire(lease, s.cfg.TimeoutGrace, time.Now())
+		if ev == nil {
+			return nil, nil
+		}
+		return []recorded{{newID(), ev}}, nil
+	})
+	if err == nil && r.Status == domain.RunTimedOut {
+		s.log.Warn("run ended past its timeout; its runner did not end it", "run", runID, "runner", r.RunnerID)
+	}
+	return err
 }
 
 // loseRunner handles a lease that lapsed: the run is requeued for another runner while

@@ -94,6 +94,24 @@ func (s *Service) expiredLeases(ctx context.Context) ([]lapsed, error) {
 	return out, rows.Err()
 }
 
+// overdue lists the running jobs past their deadline (their run's timeout and a grace).
+func (s *Service) overdue(ctx context.Context) ([]lapsed, error) {
+	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT run_id, lease_id FROM sched_jobs WHERE state = 'running' AND deadline > 0 AND deadline < ?`), time.Now().UnixNano())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []lapsed
+	for rows.Next() {
+		var j lapsed
+		if err := rows.Scan(&j.runID, &j.lease); err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}
+
 func (s *Service) cancelRequested(ctx context.Context, runID string) (bool, error) {
 	var c bool
 	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT cancel_requested FROM sched_jobs WHERE run_id = ?`), runID).Scan(&c)

@@ -168,3 +168,20 @@ func (r *Run) LoseRunner(lease string, retries int, leaseDuration time.Duration,
 	return &eventsv1.RunRequeued{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID,
 		Reason: fmt.Sprintf("%s (runner %s); attempt %d on another runner", lost, r.RunnerID, next), Attempt: next, At: timestamppb.New(now)}
 }
+
+// Expire ends a run that its runner (holding lease) let run past its timeout and grace:
+// the runner enforces the timeout itself, so this is the guard for a runner that stopped
+// reporting while still heartbeating. Nothing when the run is no longer running under
+// lease, or its time is not up at now.
+func (r *Run) Expire(lease string, grace time.Duration, now time.Time) proto.Message {
+	if r.Status != RunRunning || r.LeaseID != lease || r.Queued.GetTimeout() == nil {
+		return nil
+	}
+	timeout := r.Queued.GetTimeout().AsDuration()
+	if timeout <= 0 || now.Before(r.Started.Add(timeout+grace)) {
+		return nil
+	}
+	return &eventsv1.RunFinished{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, Status: RunTimedOut,
+		Reason:     fmt.Sprintf("run exceeded its timeout of %s; its runner did not end it within %s", timeout, grace),
+		FinishedAt: timestamppb.New(now), Attempt: r.Attempt}
+}

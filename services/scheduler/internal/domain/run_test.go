@@ -9,6 +9,7 @@ import (
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -433,5 +434,24 @@ func TestIsolationFold(t *testing.T) {
 func TestStreamID(t *testing.T) {
 	if got := domain.StreamID("01abc"); got != "run-01abc" {
 		t.Fatalf("StreamID = %q", got)
+	}
+}
+
+func TestExpire(t *testing.T) {
+	q := queued("a")
+	q.Timeout = durationpb.New(10 * time.Second)
+	r := fold(q, started()) // started at t0+1s
+	if ev := r.Expire("lease-1", 5*time.Second, at(15)); ev != nil {
+		t.Fatalf("before timeout+grace: %v, want nothing", ev)
+	}
+	if ev := r.Expire("lease-other", 5*time.Second, at(17)); ev != nil {
+		t.Fatalf("another lease: %v, want nothing", ev)
+	}
+	f, ok := r.Expire("lease-1", 5*time.Second, at(17)).(*eventsv1.RunFinished)
+	if !ok || f.Status != domain.RunTimedOut || !strings.Contains(f.Reason, "timeout of 10s") {
+		t.Fatalf("past timeout+grace: %v, want timed_out", f)
+	}
+	if ev := fold(queued("a"), started()).Expire("lease-1", 0, at(1000)); ev != nil {
+		t.Fatalf("a run without a timeout: %v, want nothing", ev)
 	}
 }
