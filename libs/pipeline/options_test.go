@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -66,5 +67,30 @@ func TestIsYAML(t *testing.T) {
 	}
 	if _, err := Parse("x.json", []byte("steps: [{name: a, run: x}]")); err == nil || !strings.Contains(err.Error(), "invalid JSON") {
 		t.Errorf("json: %v", err)
+	}
+}
+
+func TestMaxSteps(t *testing.T) {
+	pipeline := func(n int) []byte {
+		var b strings.Builder
+		b.WriteString(`{"steps": [`)
+		for i := range n {
+			if i > 0 {
+				b.WriteString(",\n")
+			}
+			fmt.Fprintf(&b, `{"name": "s%d", "run": "true"}`, i)
+		}
+		b.WriteString("]}")
+		return []byte(b.String())
+	}
+	if _, err := ParseWithOptions("p.json", pipeline(3), Options{MaxSteps: 3}); err != nil {
+		t.Fatalf("at the limit: %v", err)
+	}
+	_, err := ParseWithOptions("p.json", pipeline(4), Options{MaxSteps: 3, Tier: "standard"})
+	if err == nil || !strings.Contains(err.Error(), "p.json:4:1: 4 steps exceed the standard tier's limit of 3 steps per pipeline") {
+		t.Fatalf("above the limit: %v", err)
+	}
+	if _, err := Parse("p.json", pipeline(DefaultMaxSteps+1)); err == nil || !strings.Contains(err.Error(), "limit of 1000 steps") {
+		t.Fatalf("above the default limit: %v", err)
 	}
 }

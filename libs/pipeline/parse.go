@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"fmt"
 	"path"
 	"sort"
@@ -27,7 +28,14 @@ type Options struct {
 	// Tier names the tier MaxTimeout comes from ("standard"), for the
 	// error message; may be empty.
 	Tier string
+	// MaxSteps is the most steps a pipeline may have, normally the tier's
+	// limit. Zero means DefaultMaxSteps.
+	MaxSteps int
 }
+
+// DefaultMaxSteps bounds the steps of a pipeline parsed without a tier's
+// limit (simpleci lint and exec).
+const DefaultMaxSteps = 1000
 
 // Parse parses, validates and compiles a pipeline file with the default
 // Options (no timeout limit). A filename ending in .yaml or .yml is read as
@@ -159,6 +167,14 @@ func (p *parser) parse() *Pipeline {
 	}
 	if len(steps.elems) == 0 {
 		p.errorf(steps.off, "\"steps\" is empty: a pipeline needs at least one step")
+		return nil
+	}
+	if limit := cmp.Or(p.opts.MaxSteps, DefaultMaxSteps); len(steps.elems) > limit {
+		whose := "the"
+		if p.opts.Tier != "" {
+			whose = "the " + p.opts.Tier + " tier's"
+		}
+		p.errorf(steps.elems[limit].off, "%d steps exceed %s limit of %d steps per pipeline", len(steps.elems), whose, limit)
 		return nil
 	}
 	p.names = make([]string, len(steps.elems))

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/simpleci/simpleci/libs/pipeline"
 	"github.com/simpleci/simpleci/libs/platform/node"
 	"github.com/simpleci/simpleci/libs/platform/node/nodebus"
 	"github.com/simpleci/simpleci/libs/platform/node/nodeforge"
@@ -66,6 +67,12 @@ func (c *Component) Tiers() (map[string]Tier, error) {
 		}
 		if o.CPUs > 0 {
 			t.CPUs = o.CPUs
+		}
+		if o.Steps > 0 {
+			t.Steps = o.Steps
+		}
+		if t.Steps <= 0 {
+			t.Steps = pipeline.DefaultMaxSteps
 		}
 		if t.Timeout <= 0 {
 			return nil, fmt.Errorf("tier %s: a new tier needs a timeout", name)
@@ -149,8 +156,13 @@ func ParseTiers(specs []string) (map[string]Tier, error) {
 					t.Pids, err = strconv.ParseInt(v, 10, 64)
 				case "cpus":
 					t.CPUs, err = strconv.ParseFloat(v, 64)
+				case "steps":
+					t.Steps, err = strconv.Atoi(v)
+					if err == nil && (t.Steps <= 0 || t.Steps > 100000) {
+						err = errors.New("must be between 1 and 100000")
+					}
 				default:
-					err = errors.New("unknown key (timeout, memory, pids, cpus)")
+					err = errors.New("unknown key (timeout, memory, pids, cpus, steps)")
 				}
 				if err != nil {
 					problems = append(problems, fmt.Sprintf("tier %s: %s=%s: %v", name, k, v, err))

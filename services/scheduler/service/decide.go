@@ -47,12 +47,15 @@ func (s *Service) decide(ctx context.Context, runID string, choose func(r *domai
 // decideTx is decide for a choice that reads more than the run: it reads through tx
 // (with SQLite, the transaction holds the database's only connection).
 func (s *Service) decideTx(ctx context.Context, runID string, choose func(tx *sql.Tx, r *domain.Run) ([]recorded, error)) (*domain.Run, error) {
+	cached := s.runs.acquire(runID)
+	defer s.runs.release(runID, cached)
 	for attempt := 1; ; attempt++ {
 		var out *domain.Run
 		var wrote []recorded
 		err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 			st := s.store.WithTx(tx)
-			r, err := load(ctx, st, runID)
+			r, err := foldFrom(ctx, st, runID, cached.run)
+			cached.run = nil // until the decision committed
 			if err != nil {
 				return err
 			}
@@ -76,6 +79,7 @@ func (s *Service) decideTx(ctx context.Context, runID string, choose func(tx *sq
 			return nil
 		})
 		if err != nil {
+			cached.run = nil
 			if (errors.Is(err, eventstore.ErrConcurrency) || errors.Is(err, errRetry)) && attempt < maxDecisionAttempts {
 				// Another decision won; let it commit before trying again, jittered so
 				// that the losers do not collide again in step.
@@ -84,10 +88,11 @@ func (s *Service) decideTx(ctx context.Context, runID string, choose func(tx *sq
 			}
 			return nil, err
 		}
+		cached.run = out
 		if len(wrote) > 0 {
 			s.committed(wrote)
 		}
-		return out, nil
+		return out.Clone(), nil
 	}
 }
 
@@ -107,11 +112,19 @@ func (s *Service) committed(evs []recorded) {
 
 // load folds a run's stream as st sees it.
 func load(ctx context.Context, st eventstore.Store, runID string) (*domain.Run, error) {
-	evs, err := st.ReadStream(ctx, domain.StreamID(runID), 1)
+	return foldFrom(ctx, st, runID, nil)
+}
+
+// foldFrom folds into r (nil: a new state) the events of the run's stream after r's
+// version, as st sees them.
+func foldFrom(ctx context.Context, st eventstore.Store, runID string, r *domain.Run) (*domain.Run, error) {
+	if r == nil {
+		r = &domain.Run{ID: runID}
+	}
+	evs, err := st.ReadStream(ctx, domain.StreamID(runID), r.Version+1)
 	if err != nil {
 		return nil, fmt.Errorf("read run %s: %w", runID, err)
 	}
-	r := &domain.Run{ID: runID}
 	for _, e := range evs {
 		m, err := event.Decode(e.Type, e.Payload)
 		if err != nil {

@@ -136,7 +136,7 @@ func RebuildRunList(ctx context.Context, db *sqldb.DB, log *slog.Logger) (int, e
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Service{db: db, log: log, cfg: Config{LeaseDuration: 30 * time.Second}}
+	s := &Service{db: db, log: log, cfg: Config{LeaseDuration: 30 * time.Second}, runs: newRunCache()}
 	var err error
 	if s.store, err = openStore(ctx, db); err != nil {
 		return 0, err

@@ -136,7 +136,7 @@ func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier 
 	if errors.Is(err, forge.ErrNotFound) {
 		return fmt.Sprintf("%s: not found at commit %s", strings.Join(paths, " or "), q.Sha)
 	}
-	pl, err := pipeline.ParseWithOptions(q.PipelinePath, data, pipeline.Options{MaxTimeout: tier.Timeout, Tier: tier.Name})
+	pl, err := pipeline.ParseWithOptions(q.PipelinePath, data, pipeline.Options{MaxTimeout: tier.Timeout, Tier: tier.Name, MaxSteps: tier.Steps})
 	if err != nil {
 		return "invalid pipeline: " + err.Error()
 	}

@@ -36,15 +36,17 @@ type Tier struct {
 	Pids    int64 // processes and threads
 	CPUs    float64
 	Timeout time.Duration
+	// Steps is the most steps a pipeline of this tier may have.
+	Steps int
 }
 
 // DefaultTiers are the seed's tiers (PIPELINE.md: memory and run timeout); the process
 // and CPU limits are ours.
 func DefaultTiers() map[string]Tier {
 	return map[string]Tier{
-		"standard": {Name: "standard", Memory: 1 << 30, Pids: 1024, CPUs: 1, Timeout: 150 * time.Second},
-		"medium":   {Name: "medium", Memory: 4 << 30, Pids: 2048, CPUs: 2, Timeout: 300 * time.Second},
-		"large":    {Name: "large", Memory: 8 << 30, Pids: 4096, CPUs: 4, Timeout: 540 * time.Second},
+		"standard": {Name: "standard", Memory: 1 << 30, Pids: 1024, CPUs: 1, Timeout: 150 * time.Second, Steps: 200},
+		"medium":   {Name: "medium", Memory: 4 << 30, Pids: 2048, CPUs: 2, Timeout: 300 * time.Second, Steps: 500},
+		"large":    {Name: "large", Memory: 8 << 30, Pids: 4096, CPUs: 4, Timeout: 540 * time.Second, Steps: 1000},
 	}
 }
 
@@ -85,8 +87,10 @@ type Service struct {
 	// numbering holds a mutex per project id: runs of one project are queued one at a
 	// time in this process (request.go).
 	numbering sync.Map
-	appended  wake.Signal // events were appended to the store
-	cancels   wake.Signal // a running job was asked to stop
+	// runs caches the folded runs of this process's decisions (runcache.go).
+	runs     *runCache
+	appended wake.Signal // events were appended to the store
+	cancels  wake.Signal // a running job was asked to stop
 
 	// afterAppend, when set (tests only), runs inside every decision's transaction
 	// between the append and the derived rows: a fault injected there must leave nothing.
@@ -129,7 +133,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.PipelinePath == "" {
 		cfg.PipelinePath = ".simpleci/pipeline.json"
 	}
-	s := &Service{cfg: cfg, db: cfg.DB, log: cfg.Log.With("service", "scheduler")}
+	s := &Service{cfg: cfg, db: cfg.DB, log: cfg.Log.With("service", "scheduler"), runs: newRunCache()}
 	var err error
 	if s.store, err = openStore(ctx, cfg.DB); err != nil {
 		return nil, err

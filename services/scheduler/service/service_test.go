@@ -82,7 +82,16 @@ func makeRepo(dir string) (testRepo, error) {
 	git("add", "-A")
 	git("commit", "-q", "-m", "main")
 	shas["main"] = git("rev-parse", "HEAD")
-	for _, b := range []struct{ name, pipeline string }{{"feature", goodPipeline + "\n"}, {"bad", badPipeline}, {"nopipe", ""}} {
+	var long strings.Builder // 2,000 steps (BenchmarkLongRunReports)
+	long.WriteString(`{"steps": [`)
+	for i := range 2000 {
+		if i > 0 {
+			long.WriteString(",")
+		}
+		fmt.Fprintf(&long, `{"name": "s%d", "run": "true"}`, i)
+	}
+	long.WriteString("]}")
+	for _, b := range []struct{ name, pipeline string }{{"feature", goodPipeline + "\n"}, {"bad", badPipeline}, {"nopipe", ""}, {"long", long.String()}} {
 		git("checkout", "-q", "-B", b.name, "main")
 		if b.pipeline == "" {
 			git("rm", "-q", pipelineFile)
@@ -121,7 +130,7 @@ func (f *fakeProjects) ResolveProject(_ context.Context, in *apiv1.ResolveProjec
 }
 
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	db   *sqldb.DB
 	bus  bus.Bus
@@ -134,7 +143,7 @@ type env struct {
 // checks the production dialect), else a SQLite file (plain go test; the embedded mode's
 // dialect is also checked end to end by services/simpleci/e2e). SIMPLECI_TEST_SCHEDULER_DB=sqlite
 // forces SQLite.
-func testDatabase(t *testing.T) string {
+func testDatabase(t testing.TB) string {
 	if os.Getenv(pgtest.EnvURL) != "" && os.Getenv("SIMPLECI_TEST_SCHEDULER_DB") != "sqlite" {
 		return pgtest.NewDatabase(t)
 	}
@@ -142,9 +151,13 @@ func testDatabase(t *testing.T) string {
 }
 
 // newEnv starts a scheduler over a fresh database, bus and repository; opts adjust its Config.
-func newEnv(t *testing.T, opts ...func(*service.Config)) *env {
+func newEnv(t testing.TB, opts ...func(*service.Config)) *env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	timeout := 2 * time.Minute
+	if _, ok := t.(*testing.B); ok {
+		timeout = 30 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
 	r, err := makeRepo(filepath.Join(t.TempDir(), "repo"))
 	if err != nil {

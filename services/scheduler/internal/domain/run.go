@@ -165,3 +165,12 @@ func (r *Run) step(i int32) *Step {
 	}
 	return &r.Steps[i]
 }
+
+// Clone returns a copy of the state that later decisions on r do not change (the ids of
+// folded events are left out: Has answers false on the copy).
+func (r *Run) Clone() *Run {
+	c := *r
+	c.Steps = append([]Step(nil), r.Steps...)
+	c.ids = nil
+	return &c
+}
