@@ -1,7 +1,8 @@
 // Package engine runs a compiled pipeline in a workspace: it evaluates each
 // step's condition, runs the step's commands with sh -e -c, streams their
-// output in chunks, masks secrets, enforces the job's and the steps' time
-// limits and kills every process of the job at the end.
+// output in chunks, masks secrets (in the output and in every reason it
+// reports), enforces the job's and the steps' time limits and kills every
+// process of the job at the end.
 //
 // # Isolation
 //

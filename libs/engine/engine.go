@@ -57,7 +57,8 @@ type Job struct {
 	// Timeout limits the whole job (the tier's run timeout); zero means no
 	// limit.
 	Timeout time.Duration
-	// Secrets are values to mask in the output. Empty values are ignored.
+	// Secrets are values to mask in the output, and in every reason the
+	// engine reports (see [Masker]). Empty values are ignored.
 	Secrets []string
 	// KillGrace is the time between SIGTERM and SIGKILL; zero means
 	// DefaultKillGrace.
@@ -72,7 +73,7 @@ type Job struct {
 	Sandbox Sandbox
 	// Preamble, when not empty, is delivered before anything else as the
 	// job's first chunk(s), with Stream "system" and Step -1: the runner's
-	// own lines, such as the isolation report. It is not masked.
+	// own lines, such as the isolation report. It is masked as a whole.
 	Preamble []byte
 }
 
@@ -183,6 +184,9 @@ var (
 func Run(ctx context.Context, job Job, obs Observer) Result {
 	prepareProcess()
 	r := &jobRun{job: job, em: newEmitter(obs), startedAt: time.Now()}
+	// Reasons are masked like the output: an error that quotes a value
+	// (an expression's, a program's) cannot carry a secret out.
+	r.em.mask = NewMasker(job.Secrets)
 	if job.KillGrace <= 0 {
 		r.job.KillGrace = DefaultKillGrace
 	}
@@ -190,6 +194,10 @@ func Run(ctx context.Context, job Job, obs Observer) Result {
 		r.job.CleanupTimeout = DefaultCleanupTimeout
 	}
 	res := r.run(ctx)
+	res.Reason = r.em.mask.String(res.Reason)
+	for i := range res.Steps {
+		res.Steps[i].Reason = r.em.mask.String(res.Steps[i].Reason)
+	}
 	res.StartedAt, res.FinishedAt = r.startedAt, time.Now()
 	return res
 }
@@ -218,7 +226,7 @@ func (r *jobRun) errored(format string, args ...any) Result {
 
 func (r *jobRun) run(ctx context.Context) Result {
 	job := r.job
-	r.em.system(job.Preamble)
+	r.em.system([]byte(r.em.mask.String(string(job.Preamble))))
 	if job.Pipeline == nil || len(job.Pipeline.Steps) == 0 {
 		return r.errored("no pipeline or no steps")
 	}

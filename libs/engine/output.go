@@ -50,7 +50,8 @@ type DataBorrower interface {
 type emitter struct {
 	mu     sync.Mutex
 	obs    Observer
-	lend   bool // obs borrows LogChunk.Data
+	mask   *Masker // for reasons
+	lend   bool    // obs borrows LogChunk.Data
 	seq    int64
 	offset int64
 }
@@ -78,7 +79,7 @@ func (e *emitter) stepSkipped(i int, name, reason string) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.obs.StepSkipped(i, name, reason)
+	e.obs.StepSkipped(i, name, e.mask.String(reason))
 }
 
 func (e *emitter) stepFinished(i int, name string, r StepResult) {
@@ -87,6 +88,7 @@ func (e *emitter) stepFinished(i int, name string, r StepResult) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	r.Reason = e.mask.String(r.Reason)
 	e.obs.StepFinished(i, name, r)
 }
 
@@ -235,6 +237,33 @@ func (o *stepOutput) stop() {
 	defer o.em.mu.Unlock()
 	o.closed = true
 	o.timer.Stop()
+}
+
+// Masker replaces a job's secrets, and their encodings, in text: the same
+// values, found the same way, as in the job's output. The engine passes
+// every reason it reports (steps and the run) through it, and a runner
+// passes what else it reports of a job (its own reasons, the isolation
+// line) through it, so that no error can carry a secret out, even one that
+// quotes a value by mistake. A Masker is safe for concurrent use.
+type Masker struct {
+	set *maskSet
+}
+
+// NewMasker returns the masker of a job with these secrets (empty values
+// are ignored).
+func NewMasker(secrets []string) *Masker {
+	return &Masker{set: newMaskSet(maskValues(secrets))}
+}
+
+// String returns s with every secret replaced by ***.
+func (m *Masker) String(s string) string {
+	if m == nil || len(m.set.secrets) == 0 || s == "" {
+		return s
+	}
+	var b strings.Builder
+	mk := &masker{set: m.set}
+	mk.write([]byte(s), true, func(p []byte) { b.Write(p) })
+	return b.String()
 }
 
 // maskValues lists the byte strings to mask, longest first: each secret,

@@ -68,7 +68,7 @@ func TestTemplateFailureFailsStep(t *testing.T) {
 	if got, want := rec.statuses(), "0:failed 1:failed 2:skipped 3:succeeded"; got != want {
 		t.Errorf("statuses %q, want %q", got, want)
 	}
-	want0 := `step "Build": run command 2: {{ context.nope }}: no such key "nope"; a key that may be missing needs a guard such as has(context.nope), 'nope' in context or context.?nope.orValue('')`
+	want0 := `step "Build": run command 2: {{ context.nope }}: no such key "nope"; a key that may be missing needs a guard such as has(context.nope), 'nope' in context or context.?nope.orValue('') (at column 9 of the expression)`
 	if got := rec.reason(0); got != want0 {
 		t.Errorf("reason %q\nwant %q", got, want0)
 	}

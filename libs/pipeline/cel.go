@@ -107,7 +107,8 @@ type compiled struct {
 	program     cel.Program
 	outType     *cel.Type
 	callsStatus bool
-	constant    *string // the value, when the expression is a string literal
+	constant    *string         // the value, when the expression is a string literal
+	info        *ast.SourceInfo // positions of the expression's nodes, for errors
 	issues      []exprIssue
 }
 
@@ -150,7 +151,7 @@ func compileExpr(src string) *compiled {
 	if err != nil {
 		return &compiled{issues: []exprIssue{{char: firstNonSpace(src), msg: err.Error()}}}
 	}
-	c := &compiled{source: src, program: prg, outType: checked.OutputType(), callsStatus: callsStatus(checked)}
+	c := &compiled{source: src, program: prg, outType: checked.OutputType(), callsStatus: callsStatus(checked), info: checked.NativeRep().SourceInfo()}
 	if e := checked.NativeRep().Expr(); e.Kind() == ast.LiteralKind {
 		if str, ok := e.AsLiteral().(types.String); ok {
 			v := string(str)
@@ -158,6 +159,20 @@ func compileExpr(src string) *compiled {
 		}
 	}
 	return c
+}
+
+// errorColumn is the 0-based column, in characters on its line, of the
+// part of the expression that failed with err; -1 when CEL does not say.
+func (c *compiled) errorColumn(err error) int {
+	var n interface{ NodeID() int64 }
+	if !errors.As(err, &n) || c.info == nil || n.NodeID() <= 0 {
+		return -1
+	}
+	loc := c.info.GetStartLocation(n.NodeID())
+	if loc.Line() < 1 {
+		return -1
+	}
+	return loc.Column()
 }
 
 func callsStatus(a *cel.Ast) bool {
@@ -197,30 +212,85 @@ func firstNonSpace(src string) int {
 	return 0
 }
 
-// evalMessage turns CEL's runtime errors into messages that say what to
-// do; src is the expression, to name the map a missing key was read from.
-func evalMessage(err error, src string) string {
+// evalMessage turns a CEL runtime error into a message that says what
+// failed and why, in general terms, and what to do. It never quotes the
+// error's own text where that text may hold a value the expression
+// computed (CEL writes the string that failed to parse as a timestamp,
+// the regular expression that did not compile, the missing key, the
+// index out of bounds): a value may be a secret, and the message ends up
+// in a run's reason, its events and the API. Only the expression's own
+// text (src) is quoted, and the column at which it failed. Messages CEL
+// may add in a later version fall under a general one.
+func evalMessage(err error, src string, at int) string {
 	msg := err.Error()
-	if key, ok := strings.CutPrefix(msg, "no such key: "); ok {
-		path := "env"
-		if isIdentifier(key) {
-			if m := regexp.MustCompile(`([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.` + key + `\b`).FindStringSubmatch(src); m != nil {
-				path = m[1]
-			}
-		}
-		what := "a key that may be missing"
-		if path == "env" {
-			what = "a variable that may be unset"
-		}
-		if !isIdentifier(key) {
-			return fmt.Sprintf("no such key %q; %s needs a guard such as '%s' in %s or %s[?'%s'].orValue('')", key, what, key, path, path, key)
-		}
-		return fmt.Sprintf("no such key %q; %s needs a guard such as has(%s.%s), '%s' in %s or %s.?%s.orValue('')", key, what, path, key, key, path, path, key)
+	where := ""
+	if at >= 0 {
+		where = fmt.Sprintf(" (at column %d of the expression)", at+1)
 	}
-	if strings.Contains(msg, "cost limit exceeded") {
+	switch {
+	case strings.HasPrefix(msg, "no such key: "):
+		return noSuchKey(strings.TrimPrefix(msg, "no such key: "), src) + where
+	case strings.Contains(msg, "cost limit exceeded"):
 		return fmt.Sprintf("too expensive to evaluate (cost limit %d exceeded)", DefaultCostLimit)
+	case safeEvalMessages[msg]:
+		return msg + where
+	case conversionError.MatchString(msg):
+		return msg + ": the value is not in that type's format" + where
+	case strings.HasPrefix(msg, "invalid RFC 3339 timestamp"), strings.HasPrefix(msg, "invalid duration"):
+		return "type conversion error: the value is not in that type's format" + where
+	case strings.HasPrefix(msg, "error parsing regexp"):
+		return "the regular expression does not compile" + where
+	case strings.HasPrefix(msg, "index out of bounds"), strings.HasPrefix(msg, "index out of range"):
+		return "index out of range" + where
+	case strings.HasPrefix(msg, "no such overload"):
+		return "no such overload: no function or operator takes arguments of these types (a type mismatch)" + where
+	case strings.HasPrefix(msg, "no such attribute"), strings.HasPrefix(msg, "no such field"):
+		return "no such field" + where
+	case strings.HasPrefix(msg, "error during formatting"):
+		return "error during formatting: an argument does not fit its clause" + where
 	}
-	return msg
+	return "evaluation failed (the details are not shown: they may quote a value)" + where
+}
+
+// safeEvalMessages are CEL runtime errors whose text is fixed: they quote
+// nothing.
+var safeEvalMessages = map[string]bool{
+	"division by zero":          true,
+	"modulus by zero":           true,
+	"integer overflow":          true,
+	"unsigned integer overflow": true,
+	"invalid UTF-8 in bytes, cannot convert to string": true,
+	"duration overflow":  true,
+	"timestamp overflow": true,
+}
+
+// conversionError is CEL's "type conversion error from 'string' to
+// 'int'": type names only.
+var conversionError = regexp.MustCompile(`^type conversion error from '[A-Za-z0-9_.]+' to '[A-Za-z0-9_.]+'$`)
+
+// noSuchKey says which key was missing, and how to guard it, when the key
+// is written in the expression (env.NAME, context['a-b']); a key the
+// expression computed (env[context.x]) is not quoted: it is a value.
+func noSuchKey(key, src string) string {
+	written := isIdentifier(key) && regexp.MustCompile(`\.`+key+`\b`).MatchString(src) ||
+		strings.Contains(src, "'"+key+"'") || strings.Contains(src, `"`+key+`"`)
+	if !written {
+		return "no such key: the key is computed by the expression (its value is not shown); guard it with 'in' or .?key.orValue('')"
+	}
+	path := "env"
+	if isIdentifier(key) {
+		if m := regexp.MustCompile(`([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.` + key + `\b`).FindStringSubmatch(src); m != nil {
+			path = m[1]
+		}
+	}
+	what := "a key that may be missing"
+	if path == "env" {
+		what = "a variable that may be unset"
+	}
+	if !isIdentifier(key) {
+		return fmt.Sprintf("no such key %q; %s needs a guard such as '%s' in %s or %s[?'%s'].orValue('')", key, what, key, path, path, key)
+	}
+	return fmt.Sprintf("no such key %q; %s needs a guard such as has(%s.%s), '%s' in %s or %s.?%s.orValue('')", key, what, path, key, key, path, path, key)
 }
 
 // activation supplies the variables and the status functions to one
@@ -388,7 +458,7 @@ func (a *activation) ResolveFunction(name string) (functions.LateBoundOp, bool) 
 func (a *activation) eval(c *compiled) (ref.Val, error) {
 	out, _, err := c.program.Eval(a)
 	if err != nil {
-		return nil, errors.New(evalMessage(err, c.source))
+		return nil, errors.New(evalMessage(err, c.source, c.errorColumn(err)))
 	}
 	return out, nil
 }

@@ -48,7 +48,8 @@ func (c *Condition) Eval(v Vars) (bool, error) {
 	}
 	b, ok := out.(types.Bool)
 	if !ok {
-		return false, fmt.Errorf("condition: evaluated to %s %v, want a bool", out.Type().(ref.Type).TypeName(), out.Value())
+		// The value is not quoted: it may be a secret.
+		return false, fmt.Errorf("condition: evaluated to a value of type %s, want a bool", out.Type().(ref.Type).TypeName())
 	}
 	return bool(b), nil
 }

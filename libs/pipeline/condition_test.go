@@ -56,7 +56,7 @@ func TestConditionEval(t *testing.T) {
 		{cond: "context.nope == 'x'", err: `no such key "nope"; a key that may be missing needs a guard such as has(context.nope), 'nope' in context or context.?nope.orValue('')`},
 		{cond: "context.pull_request.draft", err: `no such key "draft"; a key that may be missing needs a guard such as has(context.pull_request.draft), 'draft' in context.pull_request or context.pull_request.?draft.orValue('')`},
 		{cond: "env['A-B'] == 'x'", err: `no such key "A-B"; a variable that may be unset needs a guard such as 'A-B' in env or env[?'A-B'].orValue('')`},
-		{cond: "context.event", err: "evaluated to string push, want a bool"},
+		{cond: "context.event", err: "evaluated to a value of type string, want a bool"},
 		{cond: "context.run_number / 0 == 1", err: "division by zero"},
 		{cond: "[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, [1,2,3,4,5,6,7,8,9,10].all(e, a+b+c+d+e > 0)))))", err: "too expensive to evaluate"},
 	}

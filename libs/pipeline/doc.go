@@ -81,6 +81,16 @@
 // has continueOnError. This is deliberate: a misspelt or ungranted variable
 // must not quietly skip a deployment step.
 //
+// # Errors describe, never quote
+//
+// An evaluation error (of a condition or a template) says what failed, why
+// in general terms and at which column of the expression, never a value:
+// env and context hold secrets, and the message becomes a run's reason, its
+// events and API answers. CEL's own messages, which quote the string that is
+// not a timestamp, the regular expression, a computed key or an index, are
+// replaced; a missing key is named only when the expression spells it; an
+// error this package does not know reads "evaluation failed".
+//
 // # Templates
 //
 // The commands of "run" and the values of "env" may hold {{ expr }}

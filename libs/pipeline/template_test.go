@@ -47,14 +47,14 @@ func TestTemplateRender(t *testing.T) {
 		{src: `echo "$HOME{{context.event}}"`, q: Shell, want: `echo "$HOME"'push'""`},
 		{src: `echo $(echo {{context.event}}) "$(echo {{context.event}})"`, q: Shell, want: `echo $(echo 'push') "$(echo 'push')"`},
 		{src: "{{context.event}}", q: Shell, want: "'push'"},
-		{src: "{{ context.nope }}", q: Raw, err: `template: {{ context.nope }}: no such key "nope"; a key that may be missing needs a guard such as has(context.nope), 'nope' in context or context.?nope.orValue('')`},
-		{src: "a {{ env.NOPE }}", q: Shell, err: `template: {{ env.NOPE }}: no such key "NOPE"; a variable that may be unset needs a guard such as has(env.NOPE), 'NOPE' in env or env.?NOPE.orValue('')`},
+		{src: "{{ context.nope }}", q: Raw, err: `template: {{ context.nope }}: no such key "nope"; a key that may be missing needs a guard such as has(context.nope), 'nope' in context or context.?nope.orValue('') (at column 9 of the expression)`},
+		{src: "a {{ env.NOPE }}", q: Shell, err: `template: {{ env.NOPE }}: no such key "NOPE"; a variable that may be unset needs a guard such as has(env.NOPE), 'NOPE' in env or env.?NOPE.orValue('') (at column 5 of the expression)`},
 		{src: "{{ context.list }}", q: Raw, err: `template: {{ context.list }}: cannot insert a value of type list: a template inserts strings, numbers and bools (pick an element, or join the list: .join(','))`},
 		{src: "{{ context.m }}", q: Raw, err: `template: {{ context.m }}: cannot insert a value of type map: a template inserts strings, numbers and bools (pick a field)`},
 		{src: "{{ context.nothing }}", q: Raw, err: `template: {{ context.nothing }}: cannot insert null: a template inserts strings, numbers and bools`},
 		{src: "{{ context.nul }}", q: Raw, err: `template: {{ context.nul }}: the value contains a NUL character, which no command or variable can hold`},
-		{src: "{{ context.n / 0 }}", q: Raw, err: `template: {{ context.n / 0 }}: division by zero`},
-		{src: "{{ context.event + 1 }}", q: Raw, err: `template: {{ context.event + 1 }}: no such overload`},
+		{src: "{{ context.n / 0 }}", q: Raw, err: `template: {{ context.n / 0 }}: division by zero (at column 12 of the expression)`},
+		{src: "{{ context.event + 1 }}", q: Raw, err: `template: {{ context.event + 1 }}: no such overload: no function or operator takes arguments of these types (a type mismatch) (at column 16 of the expression)`},
 		{src: "{{ [1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, [1,2,3,4,5,6,7,8,9,10].all(e, a+b+c+d+e > 0))))) }}", q: Raw,
 			err: `template: {{ [1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, [1,2,3,4,5,6,7,8,9,10].all(e, a+b+c+d+e > 0))))) }}: too expensive to evaluate (cost limit 100000 exceeded)`},
 	}
@@ -249,12 +249,12 @@ func TestStepCommandsAndEnvironment(t *testing.T) {
 	_, err = s.Commands(Vars{Context: map[string]any{"event": "push"}})
 	var re *RenderError
 	if !errors.As(err, &re) || re.Step != "Deploy" || re.Field != "run command 2" || re.Template != "{{ env.TARGET }}" ||
-		err.Error() != `step "Deploy": run command 2: {{ env.TARGET }}: no such key "TARGET"; a variable that may be unset needs a guard such as has(env.TARGET), 'TARGET' in env or env.?TARGET.orValue('')` {
+		err.Error() != `step "Deploy": run command 2: {{ env.TARGET }}: no such key "TARGET"; a variable that may be unset needs a guard such as has(env.TARGET), 'TARGET' in env or env.?TARGET.orValue('') (at column 5 of the expression)` {
 		t.Errorf("commands err %v", err)
 	}
 	// The error names the placeholder that failed, not the whole value.
 	_, err = s.Environment(Vars{Env: map[string]string{"JOB": "x"}})
-	if err == nil || err.Error() != `step "Deploy": env.TARGET: {{ context.branch }}: no such key "branch"; a key that may be missing needs a guard such as has(context.branch), 'branch' in context or context.?branch.orValue('')` {
+	if err == nil || err.Error() != `step "Deploy": env.TARGET: {{ context.branch }}: no such key "branch"; a key that may be missing needs a guard such as has(context.branch), 'branch' in context or context.?branch.orValue('') (at column 9 of the expression)` {
 		t.Errorf("environment err %v", err)
 	}
 

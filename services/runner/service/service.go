@@ -281,7 +281,7 @@ func (r *Runner) execute(ctx context.Context, job *runnerv1.Job, handBack func()
 	log := r.log.With("run", job.RunId)
 	jctx, cancelJob := context.WithCancel(ctx)
 	defer cancelJob()
-	obs := &observer{r: r, job: job, ctx: jctx, log: log, logs: newLogQueue(r.cfg.Bus, log)}
+	obs := &observer{r: r, job: job, ctx: jctx, log: log, logs: newLogQueue(r.cfg.Bus, log), mask: engine.NewMasker(secretValues(job))}
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -303,6 +303,7 @@ func (r *Runner) execute(ctx context.Context, job *runnerv1.Job, handBack func()
 			reason = "the runner stopped before the job finished"
 		}
 	}
+	reason = obs.mask.String(reason) // also for the log line below
 	obs.report(&runnerv1.ReportRequest{Event: &runnerv1.ReportRequest_RunFinished{RunFinished: &eventsv1.RunFinished{
 		Status: status, Reason: reason, FinishedAt: timestamppb.Now(), LastLogSequence: obs.lastSeq, Attempt: job.Attempt}}})
 	log.Info("job done", "status", status, "reason", reason)
@@ -367,7 +368,7 @@ func (r *Runner) runJob(ctx context.Context, job *runnerv1.Job, obs *observer) (
 			obs.log.Error("close the job's sandbox", "err", err)
 		}
 	}()
-	isolation := sb.Layers().String()
+	isolation := obs.mask.String(sb.Layers().String())
 	obs.report(&runnerv1.ReportRequest{Event: &runnerv1.ReportRequest_RunIsolation{RunIsolation: &eventsv1.RunIsolation{Isolation: isolation}}})
 	// A one-second grace between SIGTERM and SIGKILL keeps a cancel within two seconds.
 	res := engine.Run(ctx, engine.Job{Pipeline: pl, Dir: checkout, Env: jobEnv(job), Secrets: secretValues(job), Context: jc,
@@ -422,6 +423,9 @@ type observer struct {
 	lastSeq int64
 	// cancelled is set when the scheduler asked to stop the run.
 	cancelled atomic.Bool
+	// mask is the job's masker (its secrets and their encodings, as in the log):
+	// report passes every text of a report through it.
+	mask *engine.Masker
 }
 
 func (o *observer) StepStarted(i int, name string, at time.Time) {
@@ -548,6 +552,7 @@ func (q *logQueue) run() {
 // report sends one observation, retrying transient failures; the event id makes the
 // retries idempotent.
 func (o *observer) report(req *runnerv1.ReportRequest) {
+	maskReport(o.mask, req)
 	req.RunId, req.LeaseId, req.EventId = o.job.RunId, o.job.LeaseId, id.New()
 	err := retry(context.WithoutCancel(o.ctx), func(ctx context.Context) error {
 		_, err := o.r.cfg.Scheduler.Report(ctx, req)
@@ -559,6 +564,22 @@ func (o *observer) report(req *runnerv1.ReportRequest) {
 	})
 	if err != nil {
 		o.log.Error("report", "err", err)
+	}
+}
+
+// maskReport masks the free texts of a report (reasons, the isolation line): the engine
+// masks the reasons it makes, this covers the runner's own (a checkout's error, a
+// sandbox's) and whatever a later event adds, before anything leaves the runner.
+func maskReport(m *engine.Masker, req *runnerv1.ReportRequest) {
+	switch e := req.Event.(type) {
+	case *runnerv1.ReportRequest_StepSkipped:
+		e.StepSkipped.Reason = m.String(e.StepSkipped.Reason)
+	case *runnerv1.ReportRequest_StepFinished:
+		e.StepFinished.Reason = m.String(e.StepFinished.Reason)
+	case *runnerv1.ReportRequest_RunFinished:
+		e.RunFinished.Reason = m.String(e.RunFinished.Reason)
+	case *runnerv1.ReportRequest_RunIsolation:
+		e.RunIsolation.Isolation = m.String(e.RunIsolation.Isolation)
 	}
 }
 
