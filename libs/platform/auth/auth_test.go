@@ -217,9 +217,9 @@ func TestUserTokenCache(t *testing.T) {
 			a.mu.Unlock()
 			t.Fatal("sci_alice is not cached")
 		}
-		if d := time.Until(c.expires); d <= 0 || d > cacheTTL {
+		if d := time.Until(c.expires); d <= 0 || d > CacheTTL {
 			a.mu.Unlock()
-			t.Fatalf("cache entry expires in %s, want within %s", d, cacheTTL)
+			t.Fatalf("cache entry expires in %s, want within %s", d, CacheTTL)
 		}
 		c.expires = time.Now().Add(-time.Second)
 		a.cache["sci_alice"] = c
