@@ -63,8 +63,10 @@ type cached struct {
 	expires time.Time
 }
 
-// cacheTTL bounds how long a verified token is trusted without asking auth again.
-const cacheTTL = 30 * time.Second
+// CacheTTL bounds how long a verified token is trusted without asking auth again: a
+// token revoked in another process stops working here within CacheTTL (docs/security.md).
+// An entry never outlives the token's own expiry, and Forget drops one at once.
+const CacheTTL = 5 * time.Second
 
 // Authenticate resolves the token in ctx's incoming metadata.
 func (a *Authenticator) Authenticate(ctx context.Context) (context.Context, error) {
@@ -96,9 +98,28 @@ func (a *Authenticator) Authenticate(ctx context.Context) (context.Context, erro
 	if a.cache == nil || len(a.cache) > 10000 {
 		a.cache = map[string]cached{}
 	}
-	a.cache[token] = cached{p: p, expires: now.Add(cacheTTL)}
+	until := now.Add(CacheTTL)
+	if exp := p.GetExpiresAt(); exp != nil && exp.AsTime().Before(until) {
+		until = exp.AsTime()
+	}
+	a.cache[token] = cached{p: p, expires: until}
 	a.mu.Unlock()
 	return WithPrincipal(ctx, p), nil
+}
+
+// Forget drops the cached verification of the token with this id (a revoked token), so
+// that its next call here asks the auth service again.
+func (a *Authenticator) Forget(tokenID string) {
+	if tokenID == "" {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, c := range a.cache {
+		if c.p.GetTokenId() == tokenID {
+			delete(a.cache, k)
+		}
+	}
 }
 
 func bearer(ctx context.Context) string {

@@ -15,6 +15,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // fakeVerifier knows a set of tokens and counts the calls it gets.
@@ -217,9 +218,9 @@ func TestUserTokenCache(t *testing.T) {
 			a.mu.Unlock()
 			t.Fatal("sci_alice is not cached")
 		}
-		if d := time.Until(c.expires); d <= 0 || d > cacheTTL {
+		if d := time.Until(c.expires); d <= 0 || d > CacheTTL {
 			a.mu.Unlock()
-			t.Fatalf("cache entry expires in %s, want within %s", d, cacheTTL)
+			t.Fatalf("cache entry expires in %s, want within %s", d, CacheTTL)
 		}
 		c.expires = time.Now().Add(-time.Second)
 		a.cache["sci_alice"] = c
@@ -230,6 +231,41 @@ func TestUserTokenCache(t *testing.T) {
 			t.Fatalf("verifier called %d more times after expiry, want 1", n-before)
 		}
 	})
+}
+
+// A cached principal is trusted neither past its token's expiry nor after Forget.
+func TestCacheHonoursExpiryAndRevocation(t *testing.T) {
+	soon := &authv1.Principal{UserId: "u-bob", OrgId: "org-1", Login: "bob", TokenId: "t-soon",
+		ExpiresAt: timestamppb.New(time.Now().Add(time.Second))}
+	later := &authv1.Principal{UserId: "u-bob", OrgId: "org-1", Login: "bob", TokenId: "t-later",
+		ExpiresAt: timestamppb.New(time.Now().Add(time.Hour))}
+	v := &fakeVerifier{tokens: map[string]*authv1.Principal{"sci_soon": soon, "sci_later": later}}
+	a := &Authenticator{Verifier: v}
+	for _, tok := range []string{"sci_soon", "sci_later"} {
+		if _, err := a.Authenticate(incoming("authorization", "Bearer "+tok)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.mu.Lock()
+	if d := time.Until(a.cache["sci_soon"].expires); d > time.Second {
+		t.Errorf("a token expiring in 1s is cached for %s", d)
+	}
+	if d := time.Until(a.cache["sci_later"].expires); d > CacheTTL {
+		t.Errorf("a token expiring in 1h is cached for %s, more than %s", d, CacheTTL)
+	}
+	a.mu.Unlock()
+
+	a.Forget("t-later")
+	a.Forget("") // no token has an empty id worth forgetting: nothing happens
+	if _, err := a.Authenticate(incoming("authorization", "Bearer sci_later")); err != nil {
+		t.Fatal(err)
+	}
+	if n := v.count("sci_later"); n != 2 {
+		t.Fatalf("after Forget the verifier was called %d times in all, want 2", n)
+	}
+	if n := v.count("sci_soon"); n != 1 {
+		t.Fatalf("Forget of another token dropped sci_soon too (%d calls)", n)
+	}
 }
 
 func TestIsInternal(t *testing.T) {

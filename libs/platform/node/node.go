@@ -195,6 +195,9 @@ func (e *Env) Authenticate(v auth.Verifier, public ...string) {
 	}
 }
 
+// ForgetToken drops a revoked token from this process's verification cache.
+func (e *Env) ForgetToken(tokenID string) { e.authn.Forget(tokenID) }
+
 // Dial returns a connection to service that presents the deployment's internal token
 // (the service's own process when it runs here). A service elsewhere becomes one of the
 // process's readiness checks ("peer NAME").

@@ -62,6 +62,9 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 	if created {
 		c.NewAdminToken = tok
 	}
+	// A token revoked here stops working in this process at once; other processes
+	// verify again within auth.CacheTTL.
+	c.Service.OnRevoke = env.ForgetToken
 	env.Authenticate(Local{S: c.Service}, authv1.AuthService_VerifyToken_FullMethodName)
 	c.Service.Register(env.GRPC)
 	return nil

@@ -17,16 +17,24 @@ import (
 
 	"github.com/simpleci/simpleci/libs/platform/id"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Service implements authv1.AuthService.
 type Service struct {
 	authv1.UnimplementedAuthServiceServer
+	apiv1.UnimplementedTokenServiceServer
 	db *sqldb.DB
+	// Now is the service's clock (tests replace it); expiry is judged by it.
+	Now func() time.Time
+	// OnRevoke, when set, is told the id of each token revoked through RevokeToken, so
+	// that the process can drop it from its verification cache at once (component.go).
+	OnRevoke func(tokenID string)
 }
 
 // New returns the service over db, creating its tables.
@@ -37,11 +45,14 @@ func New(ctx context.Context, db *sqldb.DB) (*Service, error) {
 	if _, err := db.ApplyMigrations(ctx, Schema); err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	return &Service{db: db}, nil
+	return &Service{db: db, Now: time.Now}, nil
 }
 
 // Register adds the service to a gRPC server.
-func (s *Service) Register(g *grpc.Server) { authv1.RegisterAuthServiceServer(g, s) }
+func (s *Service) Register(g *grpc.Server) {
+	authv1.RegisterAuthServiceServer(g, s)
+	apiv1.RegisterTokenServiceServer(g, s)
+}
 
 // TokenPrefix starts every API token, so that secret scanners can recognise them.
 const TokenPrefix = "sci_"
@@ -51,8 +62,14 @@ func hash(token string) string {
 	return hex.EncodeToString(h[:])
 }
 
+// bootstrapName names the admin token that Bootstrap manages.
+const bootstrapName = "admin-bootstrap"
+
 // Bootstrap makes sure an admin user exists and that the token in tokenFile is valid for
 // it. When tokenFile does not exist, a new token is generated and written there (0600).
+// Every other bootstrap token of the admin is revoked: replacing (or removing) the file
+// rotates the admin token. A file holding a token that was revoked is refused, so an old
+// file restored from a backup does not bring its token back.
 // It returns the token and whether it was created now.
 func (s *Service) Bootstrap(ctx context.Context, tokenFile string) (token string, created bool, err error) {
 	b, err := os.ReadFile(tokenFile)
@@ -73,7 +90,7 @@ func (s *Service) Bootstrap(ctx context.Context, tokenFile string) (token string
 	default:
 		return "", false, fmt.Errorf("read admin token: %w", err)
 	}
-	now := time.Now().UnixNano()
+	now := s.Now().UnixNano()
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
 		var orgID string
 		err := tx.QueryRowContext(ctx, s.db.Q(`SELECT id FROM auth_orgs WHERE name = ?`), "default").Scan(&orgID)
@@ -93,7 +110,19 @@ func (s *Service) Bootstrap(ctx context.Context, tokenFile string) (token string
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_tokens (hash, user_id, name, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING`), hash(token), userID, "admin-bootstrap", now)
+		h := hash(token)
+		if _, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_tokens (hash, id, user_id, name, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING`), h, id.New(), userID, bootstrapName, now); err != nil {
+			return err
+		}
+		var revoked sql.NullInt64
+		if err := tx.QueryRowContext(ctx, s.db.Q(`SELECT revoked_at FROM auth_tokens WHERE hash = ?`), h).Scan(&revoked); err != nil {
+			return err
+		}
+		if revoked.Valid {
+			return fmt.Errorf("the token in %s was revoked: remove the file to have a new one created, or write a new token into it", tokenFile)
+		}
+		// Rotation: the admin's other bootstrap tokens stop working now.
+		_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE auth_tokens SET revoked_at = ? WHERE user_id = ? AND name = ? AND hash <> ? AND revoked_at IS NULL`), now, userID, bootstrapName, h)
 		return err
 	})
 	if err != nil {
@@ -102,19 +131,41 @@ func (s *Service) Bootstrap(ctx context.Context, tokenFile string) (token string
 	return token, created, nil
 }
 
-// VerifyToken resolves a token to its user.
+// lastUsedGranularity is how stale last_used_at may get before VerifyToken writes it:
+// at most one write per token and minute, not one per call.
+const lastUsedGranularity = time.Minute
+
+// VerifyToken resolves a token to its user. A revoked or expired token is refused
+// (Unauthenticated), judged on every call; the principal carries the token's id and
+// expiry so that a cache in front of it (libs/platform/auth) honours both.
 func (s *Service) VerifyToken(ctx context.Context, req *authv1.VerifyTokenRequest) (*authv1.Principal, error) {
 	if !strings.HasPrefix(req.GetToken(), TokenPrefix) {
 		return nil, status.Error(codes.Unauthenticated, "invalid token")
 	}
 	p := &authv1.Principal{}
-	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT u.id, u.org_id, u.login, u.admin FROM auth_tokens t JOIN auth_users u ON u.id = t.user_id WHERE t.hash = ?`), hash(req.GetToken())).
-		Scan(&p.UserId, &p.OrgId, &p.Login, &p.Admin)
+	var expires, revoked, lastUsed sql.NullInt64
+	h := hash(req.GetToken())
+	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT u.id, u.org_id, u.login, u.admin, t.id, t.expires_at, t.revoked_at, t.last_used_at FROM auth_tokens t JOIN auth_users u ON u.id = t.user_id WHERE t.hash = ?`), h).
+		Scan(&p.UserId, &p.OrgId, &p.Login, &p.Admin, &p.TokenId, &expires, &revoked, &lastUsed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, status.Error(codes.Unauthenticated, "invalid token")
 	}
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "verify token: %v", err)
+	}
+	now := s.Now()
+	if revoked.Valid {
+		return nil, status.Error(codes.Unauthenticated, "token revoked")
+	}
+	if expires.Valid {
+		if !now.Before(time.Unix(0, expires.Int64)) {
+			return nil, status.Error(codes.Unauthenticated, "token expired")
+		}
+		p.ExpiresAt = timestamppb.New(time.Unix(0, expires.Int64))
+	}
+	if !lastUsed.Valid || now.Sub(time.Unix(0, lastUsed.Int64)) >= lastUsedGranularity {
+		// Best effort: a failed write must not refuse a valid token.
+		_, _ = s.db.ExecContext(ctx, s.db.Q(`UPDATE auth_tokens SET last_used_at = ? WHERE hash = ?`), now.UnixNano(), h)
 	}
 	return p, nil
 }

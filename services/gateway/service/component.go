@@ -38,6 +38,9 @@ func (Component) Init(ctx context.Context, env *node.Env) error {
 	if cfg.Logs, err = env.DialForwarding("log"); err != nil {
 		return err
 	}
+	if cfg.Auth, err = env.DialForwarding("auth"); err != nil {
+		return err
+	}
 	ic, err := env.Dial("project")
 	if err != nil {
 		return err

@@ -39,10 +39,12 @@ type Config struct {
 	Projects  *grpc.ClientConn
 	Scheduler *grpc.ClientConn
 	Logs      *grpc.ClientConn
-	Internal  apiv1.ProjectInternalServiceClient
-	Bus       bus.Bus
-	Forges    *forge.Registry
-	Log       *slog.Logger
+	// Auth serves the token API (/api/v1/tokens); nil leaves those routes out.
+	Auth     *grpc.ClientConn
+	Internal apiv1.ProjectInternalServiceClient
+	Bus      bus.Bus
+	Forges   *forge.Registry
+	Log      *slog.Logger
 	// DB keeps accepted deliveries until the bus took them (intake.go). Without it a
 	// delivery is published directly and refused (503) while the bus is down.
 	DB *sqldb.DB
@@ -79,6 +81,11 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 	}
 	if err := apiv1.RegisterLogServiceHandlerClient(ctx, gw, g.logs); err != nil {
 		return err
+	}
+	if cfg.Auth != nil {
+		if err := apiv1.RegisterTokenServiceHandlerClient(ctx, gw, apiv1.NewTokenServiceClient(cfg.Auth)); err != nil {
+			return err
+		}
 	}
 	mux.Handle("/api/", gw)
 	mux.HandleFunc("POST /api/v1/webhooks/{provider}/{project}", g.webhook)

@@ -1,5 +1,5 @@
-// Package client is the API client half of the simpleci command: runs, trigger and
-// projects, talking to a SimpleCI server's REST API (--server, --token or
+// Package client is the API client half of the simpleci command: runs, trigger,
+// projects and tokens, talking to a SimpleCI server's REST API (--server, --token or
 // SIMPLECI_SERVER, SIMPLECI_TOKEN).
 package client
 
@@ -21,7 +21,7 @@ import (
 )
 
 // Commands lists the top-level commands this package handles.
-var Commands = []string{"runs", "trigger", "projects"}
+var Commands = []string{"runs", "trigger", "projects", "tokens"}
 
 // IO is where a command reads and writes.
 type IO struct {
@@ -50,6 +50,7 @@ func Main(ctx context.Context, args []string, io IO) int {
 	event := fs.String("event", "manual", "trigger: the event name")
 	status := fs.String("status", "", "runs list: only runs with this status")
 	branch := fs.String("branch", "", "runs list: only runs of this branch")
+	expires := fs.String("expires", "", "tokens create: lifetime such as 720h (default 2160h = 90 days, at most 8760h)")
 	if err := fs.Parse(reorder(args[1:])); err != nil {
 		return 2
 	}
@@ -68,6 +69,9 @@ func Main(ctx context.Context, args []string, io IO) int {
   simpleci runs cancel RUN
   simpleci trigger PROJECT [--ref REF] [--event E]
   simpleci projects list
+  simpleci tokens create NAME [--expires 720h]
+  simpleci tokens list
+  simpleci tokens revoke ID
 `)
 		return 2
 	}
@@ -100,6 +104,17 @@ func Main(ctx context.Context, args []string, io IO) int {
 		}
 	case args[0] == "projects" && len(rest) == 1 && rest[0] == "list":
 		err = a.listProjects(ctx)
+	case args[0] == "tokens" && len(rest) == 2 && rest[0] == "create":
+		var t apiToken
+		if err = a.do(ctx, "POST", "/api/v1/tokens", map[string]string{"name": rest[1], "expiresIn": *expires}, &t); err == nil {
+			fmt.Fprintf(io.Out, "token %s (%s) expires %s; it is shown only now:\n%s\n", t.ID, t.Name, t.Expires, t.Token)
+		}
+	case args[0] == "tokens" && len(rest) == 1 && rest[0] == "list":
+		err = a.listTokens(ctx)
+	case args[0] == "tokens" && len(rest) == 2 && rest[0] == "revoke":
+		if err = a.do(ctx, "DELETE", "/api/v1/tokens/"+url.PathEscape(rest[1]), nil, &struct{}{}); err == nil {
+			fmt.Fprintf(io.Out, "token %s revoked\n", rest[1])
+		}
 	default:
 		return usage()
 	}
@@ -352,6 +367,30 @@ func (a *api) listProjects(ctx context.Context) error {
 	fmt.Fprintln(w, "NAME\tID\tPROVIDER\tREPOSITORY\tEVENTS\tTIER")
 	for _, p := range out.Projects {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.ID, p.Provider, p.Repository, strings.Join(p.Events, ","), p.Tier)
+	}
+	return w.Flush()
+}
+
+type apiToken struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Created  string `json:"createdAt"`
+	Expires  string `json:"expiresAt"`
+	LastUsed string `json:"lastUsedAt"`
+	Token    string `json:"token"`
+}
+
+func (a *api) listTokens(ctx context.Context) error {
+	var out struct {
+		Tokens []apiToken `json:"tokens"`
+	}
+	if err := a.do(ctx, "GET", "/api/v1/tokens", nil, &out); err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(a.io.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tNAME\tCREATED\tEXPIRES\tLAST USED")
+	for _, t := range out.Tokens {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Created, def(t.Expires, "never"), def(t.LastUsed, "-"))
 	}
 	return w.Flush()
 }

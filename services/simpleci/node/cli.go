@@ -167,7 +167,7 @@ func Main(args []string) int {
 		return local.Lint(args[1:], local.Std())
 	case "admin":
 		err = Admin(args[1:], os.Stdout, os.Stderr)
-	case "runs", "trigger", "projects":
+	case "runs", "trigger", "projects", "tokens":
 		ctx, cancel := signalContext()
 		defer cancel()
 		return client.Main(ctx, args, client.Std())
@@ -197,6 +197,7 @@ commands:
   runs list PROJECT | show RUN | logs RUN [-f] | events RUN | cancel RUN
   trigger PROJECT [--ref REF]
   projects list
+  tokens create NAME [--expires 720h] | list | revoke ID
           API client: --server URL --token TOKEN, or SIMPLECI_SERVER and SIMPLECI_TOKEN
   admin rebuild-projections [--data DIR | --database-url URL]
           rebuild the read models from the event log (stop the scheduler first)

@@ -267,15 +267,16 @@ func TestUpgradeFromUnversionedSchema(t *testing.T) {
 			checkServicesServe(t, d, strings.TrimSpace(fixture(t, tc.dialect+"/admin-token")))
 
 			t.Run("a later migration reaches it", func(t *testing.T) {
-				later := withMigration(t, authsvc.Schema, "00002_user_email.sql",
+				next := latestVersion(t, authsvc.Schema) + 1
+				later := withMigration(t, authsvc.Schema, fmt.Sprintf("%05d_user_email.sql", next),
 					"-- +goose Up\nALTER TABLE auth_users ADD COLUMN email TEXT NOT NULL DEFAULT '';\n")
 				db := openDB(t, d.of("auth"))
 				applied, err := db.ApplyMigrations(testCtx(t), later)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(applied) != 1 || applied[0].Version != 2 {
-					t.Fatalf("applied %+v, want only 00002_user_email.sql", applied)
+				if len(applied) != 1 || applied[0].Version != next {
+					t.Fatalf("applied %+v, want only %05d_user_email.sql", applied, next)
 				}
 				var login, email string
 				if err := db.QueryRowContext(testCtx(t), `SELECT login, email FROM auth_users`).Scan(&login, &email); err != nil {
@@ -285,8 +286,8 @@ func TestUpgradeFromUnversionedSchema(t *testing.T) {
 					t.Fatalf("the fixture's admin after the new migration: login %q email %q", login, email)
 				}
 				st, err := db.MigrationState(testCtx(t), later)
-				if err != nil || st.Current != 2 || len(st.Pending) != 0 {
-					t.Fatalf("state %+v, %v; want version 2", st, err)
+				if err != nil || st.Current != next || len(st.Pending) != 0 {
+					t.Fatalf("state %+v, %v; want version %d", st, err, next)
 				}
 			})
 		})
@@ -317,6 +318,25 @@ func checkServicesServe(t *testing.T, d databases, token string) {
 }
 
 // withMigration returns s with one more migration, the same SQL for both dialects.
+// latestVersion is the highest version among the schema's migrations (any dialect).
+func latestVersion(t *testing.T, s sqldb.Schema) int64 {
+	t.Helper()
+	var latest int64
+	for _, dialect := range []string{"postgres", "sqlite"} {
+		entries, err := fs.ReadDir(s.Migrations, path.Join(s.Dir, dialect))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			var v int64
+			if _, err := fmt.Sscanf(e.Name(), "%d_", &v); err == nil && v > latest {
+				latest = v
+			}
+		}
+	}
+	return latest
+}
+
 func withMigration(t *testing.T, s sqldb.Schema, name, sql string) sqldb.Schema {
 	t.Helper()
 	fsys := fstest.MapFS{}

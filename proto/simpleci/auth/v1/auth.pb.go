@@ -11,6 +11,7 @@ package authv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -70,11 +71,16 @@ func (x *VerifyTokenRequest) GetToken() string {
 
 // Principal is an authenticated caller.
 type Principal struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	OrgId         string                 `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
-	Login         string                 `protobuf:"bytes,3,opt,name=login,proto3" json:"login,omitempty"`
-	Admin         bool                   `protobuf:"varint,4,opt,name=admin,proto3" json:"admin,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	OrgId  string                 `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	Login  string                 `protobuf:"bytes,3,opt,name=login,proto3" json:"login,omitempty"`
+	Admin  bool                   `protobuf:"varint,4,opt,name=admin,proto3" json:"admin,omitempty"`
+	// token_id is the id of the API token presented (empty for the internal token).
+	TokenId string `protobuf:"bytes,5,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	// expires_at is when the presented token expires; unset if it does not. A verifier
+	// that caches the principal must not trust it past this time.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -137,18 +143,35 @@ func (x *Principal) GetAdmin() bool {
 	return false
 }
 
+func (x *Principal) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *Principal) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 var File_simpleci_auth_v1_auth_proto protoreflect.FileDescriptor
 
 const file_simpleci_auth_v1_auth_proto_rawDesc = "" +
 	"\n" +
-	"\x1bsimpleci/auth/v1/auth.proto\x12\x10simpleci.auth.v1\"*\n" +
+	"\x1bsimpleci/auth/v1/auth.proto\x12\x10simpleci.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n" +
 	"\x12VerifyTokenRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"g\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\xbd\x01\n" +
 	"\tPrincipal\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x14\n" +
 	"\x05login\x18\x03 \x01(\tR\x05login\x12\x14\n" +
-	"\x05admin\x18\x04 \x01(\bR\x05admin2_\n" +
+	"\x05admin\x18\x04 \x01(\bR\x05admin\x12\x19\n" +
+	"\btoken_id\x18\x05 \x01(\tR\atokenId\x129\n" +
+	"\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt2_\n" +
 	"\vAuthService\x12P\n" +
 	"\vVerifyToken\x12$.simpleci.auth.v1.VerifyTokenRequest\x1a\x1b.simpleci.auth.v1.PrincipalB<Z:github.com/simpleci/simpleci/proto/simpleci/auth/v1;authv1b\x06proto3"
 
@@ -166,17 +189,19 @@ func file_simpleci_auth_v1_auth_proto_rawDescGZIP() []byte {
 
 var file_simpleci_auth_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_simpleci_auth_v1_auth_proto_goTypes = []any{
-	(*VerifyTokenRequest)(nil), // 0: simpleci.auth.v1.VerifyTokenRequest
-	(*Principal)(nil),          // 1: simpleci.auth.v1.Principal
+	(*VerifyTokenRequest)(nil),    // 0: simpleci.auth.v1.VerifyTokenRequest
+	(*Principal)(nil),             // 1: simpleci.auth.v1.Principal
+	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
 }
 var file_simpleci_auth_v1_auth_proto_depIdxs = []int32{
-	0, // 0: simpleci.auth.v1.AuthService.VerifyToken:input_type -> simpleci.auth.v1.VerifyTokenRequest
-	1, // 1: simpleci.auth.v1.AuthService.VerifyToken:output_type -> simpleci.auth.v1.Principal
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	2, // 0: simpleci.auth.v1.Principal.expires_at:type_name -> google.protobuf.Timestamp
+	0, // 1: simpleci.auth.v1.AuthService.VerifyToken:input_type -> simpleci.auth.v1.VerifyTokenRequest
+	1, // 2: simpleci.auth.v1.AuthService.VerifyToken:output_type -> simpleci.auth.v1.Principal
+	2, // [2:3] is the sub-list for method output_type
+	1, // [1:2] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_auth_v1_auth_proto_init() }
