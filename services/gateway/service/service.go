@@ -61,7 +61,8 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	g := &gateway{cfg: cfg, log: cfg.Log.With("service", "gateway"), logs: apiv1.NewLogServiceClient(cfg.Logs)}
+	g := &gateway{cfg: cfg, log: cfg.Log.With("service", "gateway"), logs: apiv1.NewLogServiceClient(cfg.Logs),
+		runs: apiv1.NewRunServiceClient(cfg.Scheduler)}
 	g.intake = &intake{db: cfg.DB, bus: cfg.Bus, log: g.log}
 	if cfg.DB != nil {
 		if _, err := cfg.DB.ApplyMigrations(ctx, Schema); err != nil {
@@ -103,6 +104,7 @@ type gateway struct {
 	cfg    Config
 	log    *slog.Logger
 	logs   apiv1.LogServiceClient
+	runs   apiv1.RunServiceClient
 	intake *intake
 }
 
@@ -200,12 +202,14 @@ func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 // stream serves the live log tail as server-sent events: one "log" event per chunk
 // (id = sequence number, so a reconnecting client resumes with Last-Event-ID) and an
 // "end" event once the log is complete.
+//
+// The run is looked up first with the caller's token (the scheduler scopes it by
+// organisation), so a run the caller cannot see answers 404 at once instead of a tail
+// that waits forever for chunks; the log service alone cannot tell an unknown run from
+// one whose first chunk has not come yet. The response headers then go out at once, so
+// a client knows the stream is open before the run prints anything.
 func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		writeError(w, http.StatusInternalServerError, codes.Internal, "streaming unsupported")
-		return
-	}
+	rc := http.NewResponseController(w)
 	after, _ := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
 	if a := r.URL.Query().Get("after"); a != "" {
 		after, _ = strconv.ParseInt(a, 10, 64)
@@ -214,32 +218,46 @@ func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", h)
 	}
-	tail, err := g.logs.TailLogs(ctx, &apiv1.TailLogsRequest{Run: r.PathValue("run"), After: after})
+	run := r.PathValue("run")
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err := g.runs.GetRun(lctx, &apiv1.GetRunRequest{Run: run})
+	cancel()
 	if err != nil {
 		writeGRPCError(w, err)
 		return
 	}
-	first, err := tail.Recv()
-	if err != nil && err != io.EOF {
+	tail, err := g.logs.TailLogs(ctx, &apiv1.TailLogsRequest{Run: run, After: after})
+	if err != nil {
 		writeGRPCError(w, err)
 		return
+	}
+	// A stream outlives any write deadline of the server: it ends with the run's log.
+	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		g.log.Warn("clear the write deadline of a log stream", "err", err)
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	for c := first; err == nil; c, err = tail.Recv() {
-		b, _ := protojson.Marshal(c)
-		fmt.Fprintf(w, "id: %d\nevent: log\ndata: %s\n\n", c.Sequence, b)
-		flusher.Flush()
+	if err := rc.Flush(); err != nil {
+		return // the client is gone, or the writer cannot stream
 	}
-	if err == io.EOF {
-		fmt.Fprint(w, "event: end\ndata: {}\n\n")
-	} else {
-		st := status.Convert(err)
-		fmt.Fprintf(w, "event: error\ndata: {\"message\":%q}\n\n", st.Message())
+	for {
+		c, err := tail.Recv()
+		switch {
+		case err == io.EOF:
+			fmt.Fprint(w, "event: end\ndata: {}\n\n")
+		case err != nil:
+			msg, _ := json.Marshal(status.Convert(err).Message())
+			fmt.Fprintf(w, "event: error\ndata: {\"message\":%s}\n\n", msg)
+		default:
+			b, _ := protojson.Marshal(c)
+			fmt.Fprintf(w, "id: %d\nevent: log\ndata: %s\n\n", c.Sequence, b)
+		}
+		if rc.Flush() != nil || err != nil {
+			return
+		}
 	}
-	flusher.Flush()
 }
 
 func writeGRPCError(w http.ResponseWriter, err error) {
