@@ -231,9 +231,13 @@ func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
 		writeGRPCError(w, err)
 		return
 	}
-	// A stream outlives any write deadline of the server: it ends with the run's log.
-	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		g.log.Warn("clear the write deadline of a log stream", "err", err)
+	// A stream outlives the server's deadlines (libs/platform/server): it ends with the
+	// run's log. With the read deadline left, the server would cancel the request when it
+	// hits; the body is empty, so nothing is read from the client any more.
+	for _, clear := range []func(time.Time) error{rc.SetReadDeadline, rc.SetWriteDeadline} {
+		if err := clear(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			g.log.Warn("clear the deadlines of a log stream", "err", err)
+		}
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")

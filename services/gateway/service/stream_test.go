@@ -146,3 +146,30 @@ func TestStreamHeadersBeforeFirstChunk(t *testing.T) {
 		t.Fatalf("events %s, want log,log,end", got)
 	}
 }
+
+// A stream lasts longer than the server's read and write deadlines: the handler clears
+// them, or the server would cancel the tail when they hit.
+func TestStreamOutlivesServerDeadlines(t *testing.T) {
+	e := newEnv(t)
+	srv := httptest.NewUnstartedServer(e.mux)
+	srv.Config.ReadTimeout = 200 * time.Millisecond
+	srv.Config.WriteTimeout = 200 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	resp := get(t, srv.URL+"/api/v1/runs/"+knownRun+"/logs:stream", userToken)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	time.Sleep(700 * time.Millisecond)
+	close(e.logs.release)
+	var events []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if ev, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+			events = append(events, ev)
+		}
+	}
+	if got := strings.Join(events, ","); got != "log,log,end" {
+		t.Fatalf("events %q after the deadlines passed, want log,log,end", got)
+	}
+}
