@@ -140,6 +140,24 @@ func Listen(addr string) (net.Listener, error) {
 	return l, nil
 }
 
+// Deadlines of the HTTP server. A client gets ReadHeaderTimeout to send its request line
+// and headers and ReadTimeout for the whole request, body included (a 25 MiB webhook needs
+// under 1 MB/s), so a client that trickles bytes cannot hold a connection and its
+// goroutine; an idle keep-alive connection is closed after IdleTimeout. There is no write
+// deadline: a large log page to a slow reader is legitimate. A handler that streams for
+// longer than ReadTimeout (the log tail) clears its read deadline with
+// http.ResponseController, or the server would cancel its request when the deadline hits.
+const (
+	ReadHeaderTimeout = 10 * time.Second
+	ReadTimeout       = 30 * time.Second
+	IdleTimeout       = 2 * time.Minute
+)
+
+// HTTPServer returns the server for h with the deadlines above.
+func HTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: ReadHeaderTimeout, ReadTimeout: ReadTimeout, IdleTimeout: IdleTimeout}
+}
+
 // Serve runs the gRPC server on gl and the HTTP handler on hl (either may be nil) until
 // ctx ends, then stops both, giving in-flight calls up to 5 seconds.
 func Serve(ctx context.Context, log *slog.Logger, gs *grpc.Server, gl net.Listener, h http.Handler, hl net.Listener) error {
@@ -150,7 +168,7 @@ func Serve(ctx context.Context, log *slog.Logger, gs *grpc.Server, gl net.Listen
 		log.Info("grpc listening", "addr", gl.Addr().String())
 	}
 	if h != nil && hl != nil {
-		hs = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		hs = HTTPServer(h)
 		go func() {
 			if err := hs.Serve(hl); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -58,5 +61,52 @@ func TestReadyz(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestHTTPServerDeadlines(t *testing.T) {
+	hs := HTTPServer(http.NotFoundHandler())
+	if hs.ReadHeaderTimeout != ReadHeaderTimeout || hs.ReadTimeout != ReadTimeout || hs.IdleTimeout != IdleTimeout {
+		t.Fatalf("deadlines %v/%v/%v, want %v/%v/%v", hs.ReadHeaderTimeout, hs.ReadTimeout, hs.IdleTimeout, ReadHeaderTimeout, ReadTimeout, IdleTimeout)
+	}
+	if ReadHeaderTimeout <= 0 || ReadTimeout <= 0 || IdleTimeout <= 0 {
+		t.Fatal("every deadline must be set")
+	}
+}
+
+// A client that sends its headers and then trickles its body is cut off at the read
+// deadline: the handler's read fails and the connection is closed.
+func TestHTTPServerCutsSlowBody(t *testing.T) {
+	readErr := make(chan error, 1)
+	hs := HTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		readErr <- err
+	}))
+	hs.ReadTimeout = 300 * time.Millisecond // the real one is 30 s
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go hs.Serve(l)
+	t.Cleanup(func() { hs.Close() })
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprint(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nab")
+	start := time.Now()
+	select {
+	case err := <-readErr:
+		if err == nil {
+			t.Fatal("the body read succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler still reads a trickled body after 5 s")
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.Copy(io.Discard, c) // returns when the server closes the connection
+	if d := time.Since(start); d > 4*time.Second {
+		t.Fatalf("connection closed after %v", d)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -61,7 +62,8 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	g := &gateway{cfg: cfg, log: cfg.Log.With("service", "gateway"), logs: apiv1.NewLogServiceClient(cfg.Logs)}
+	g := &gateway{cfg: cfg, log: cfg.Log.With("service", "gateway"), logs: apiv1.NewLogServiceClient(cfg.Logs),
+		runs: apiv1.NewRunServiceClient(cfg.Scheduler)}
 	g.intake = &intake{db: cfg.DB, bus: cfg.Bus, log: g.log}
 	if cfg.DB != nil {
 		if _, err := cfg.DB.ApplyMigrations(ctx, Schema); err != nil {
@@ -69,10 +71,14 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 		}
 		go g.intake.forward(ctx) // stops with ctx, the process's
 	}
+	g.routes = apiRoutes().
+		add(http.MethodPost, "/api/v1/webhooks/{provider}/{project}").
+		add(http.MethodGet, "/api/v1/runs/{run}/logs:stream").
+		add(http.MethodGet, "/api/v1/schema/pipeline.json")
 	gw := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: false},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-	}))
+	}), runtime.WithErrorHandler(apiErrorHandler), runtime.WithRoutingErrorHandler(g.routingError))
 	if err := apiv1.RegisterProjectServiceHandlerClient(ctx, gw, apiv1.NewProjectServiceClient(cfg.Projects)); err != nil {
 		return err
 	}
@@ -87,7 +93,7 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 			return err
 		}
 	}
-	mux.Handle("/api/", gw)
+	mux.Handle("/api/", g.api(gw))
 	mux.HandleFunc("POST /api/v1/webhooks/{provider}/{project}", g.webhook)
 	mux.HandleFunc("GET /api/v1/runs/{run}/logs:stream", g.stream)
 	// The pipeline file's JSON Schema, for editors: public, like the documentation.
@@ -103,7 +109,95 @@ type gateway struct {
 	cfg    Config
 	log    *slog.Logger
 	logs   apiv1.LogServiceClient
+	runs   apiv1.RunServiceClient
 	intake *intake
+	routes routes
+}
+
+// MaxAPIBody is the largest body an API route reads (413 above it); webhooks have
+// their own limit, MaxWebhookBody.
+const MaxAPIBody = 1 << 20
+
+// api guards the REST API (grpc-gateway) so that a hostile request costs nothing: a
+// method the path lacks answers 405 with Allow, a request without a bearer token 401,
+// and a declared body over MaxAPIBody 413, all before the body is read; a body without
+// a declared length is cut at MaxAPIBody (413), so memory stays flat.
+func (g *gateway) api(gw http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		allowed := g.routes.allowed(r.URL.Path)
+		if len(allowed) > 0 && !slices.Contains(allowed, r.Method) {
+			methodNotAllowed(w, r, allowed)
+			return
+		}
+		if len(allowed) > 0 && bearer(r) == "" {
+			writeError(w, http.StatusUnauthorized, codes.Unauthenticated, "missing bearer token: send 'Authorization: Bearer TOKEN'")
+			return
+		}
+		if r.ContentLength > MaxAPIBody {
+			bodyTooLarge(w)
+			return
+		}
+		b := &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, MaxAPIBody)}
+		r.Body = b
+		gw.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), limitedBodyKey{}, b)))
+	})
+}
+
+// bearer returns the request's bearer token, "" without one.
+func bearer(r *http.Request) string {
+	t, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return strings.TrimSpace(t)
+}
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed []string) {
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	writeError(w, http.StatusMethodNotAllowed, codes.Unimplemented,
+		fmt.Sprintf("%s is not a method of %s: use %s", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
+}
+
+func bodyTooLarge(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	writeError(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument, fmt.Sprintf("request body larger than %d bytes", MaxAPIBody))
+}
+
+// limitedBody remembers that the body hit its limit: grpc-gateway turns the read error
+// into a plain 400, and apiErrorHandler makes it the 413 it is.
+type limitedBody struct {
+	io.ReadCloser
+	tooLarge bool
+}
+
+type limitedBodyKey struct{}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		b.tooLarge = true
+	}
+	return n, err
+}
+
+// apiErrorHandler is grpc-gateway's error handler, with 413 for a body over the limit.
+func apiErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if b, ok := r.Context().Value(limitedBodyKey{}).(*limitedBody); ok && b.tooLarge {
+		bodyTooLarge(w)
+		return
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// routingError answers 405 with Allow where grpc-gateway would answer 501 (api answers
+// it first for the routes it knows; this covers any it does not).
+func (g *gateway) routingError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, code int) {
+	if code == http.StatusMethodNotAllowed {
+		if allowed := g.routes.allowed(r.URL.Path); len(allowed) > 0 {
+			methodNotAllowed(w, r, allowed)
+			return
+		}
+		code = http.StatusNotFound
+	}
+	runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, code)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -121,14 +215,10 @@ func writeError(w http.ResponseWriter, httpCode int, code codes.Code, msg string
 func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 	provider, project := r.PathValue("provider"), r.PathValue("project")
 	log := g.log.With("provider", provider, "project", project)
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxWebhookBody))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument, fmt.Sprintf("webhook body larger than %d bytes", MaxWebhookBody))
-			return
-		}
-		writeError(w, http.StatusBadRequest, codes.InvalidArgument, "cannot read body")
+	// Nothing is read before the project is known and a declared size is checked: an
+	// unknown project or a body declared too large costs the sender, not us.
+	if r.ContentLength > MaxWebhookBody {
+		webhookTooLarge(w)
 		return
 	}
 	f, err := g.cfg.Forges.Lookup(provider)
@@ -151,6 +241,16 @@ func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	default: // a problem retrying will not solve, e.g. an ambiguous project name
 		writeGRPCError(w, err)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxWebhookBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			webhookTooLarge(w)
+			return
+		}
+		writeError(w, http.StatusBadRequest, codes.InvalidArgument, "cannot read body")
 		return
 	}
 	p := res.GetProject()
@@ -186,7 +286,10 @@ func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 	m, err := event.Encode(rr.RunId, rr.RunId, rr)
 	var via string
 	if err == nil {
-		via, err = g.intake.accept(ctx, event.TopicRunRequests, m)
+		// A deadline of its own: reading the body may have taken a while.
+		actx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		via, err = g.intake.accept(actx, event.TopicRunRequests, m)
+		cancel()
 	}
 	if err != nil {
 		log.Error("accept run request", "err", fmt.Errorf("%w: %v", errNoDurablePath, err))
@@ -197,15 +300,22 @@ func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, map[string]any{"runIds": []string{rr.RunId}})
 }
 
+func webhookTooLarge(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	writeError(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument, fmt.Sprintf("webhook body larger than %d bytes", MaxWebhookBody))
+}
+
 // stream serves the live log tail as server-sent events: one "log" event per chunk
 // (id = sequence number, so a reconnecting client resumes with Last-Event-ID) and an
 // "end" event once the log is complete.
+//
+// The run is looked up first with the caller's token (the scheduler scopes it by
+// organisation), so a run the caller cannot see answers 404 at once instead of a tail
+// that waits forever for chunks; the log service alone cannot tell an unknown run from
+// one whose first chunk has not come yet. The response headers then go out at once, so
+// a client knows the stream is open before the run prints anything.
 func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		writeError(w, http.StatusInternalServerError, codes.Internal, "streaming unsupported")
-		return
-	}
+	rc := http.NewResponseController(w)
 	after, _ := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
 	if a := r.URL.Query().Get("after"); a != "" {
 		after, _ = strconv.ParseInt(a, 10, 64)
@@ -214,32 +324,50 @@ func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
 	if h := r.Header.Get("Authorization"); h != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", h)
 	}
-	tail, err := g.logs.TailLogs(ctx, &apiv1.TailLogsRequest{Run: r.PathValue("run"), After: after})
+	run := r.PathValue("run")
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err := g.runs.GetRun(lctx, &apiv1.GetRunRequest{Run: run})
+	cancel()
 	if err != nil {
 		writeGRPCError(w, err)
 		return
 	}
-	first, err := tail.Recv()
-	if err != nil && err != io.EOF {
+	tail, err := g.logs.TailLogs(ctx, &apiv1.TailLogsRequest{Run: run, After: after})
+	if err != nil {
 		writeGRPCError(w, err)
 		return
+	}
+	// A stream outlives the server's deadlines (libs/platform/server): it ends with the
+	// run's log. With the read deadline left, the server would cancel the request when it
+	// hits; the body is empty, so nothing is read from the client any more.
+	for _, clear := range []func(time.Time) error{rc.SetReadDeadline, rc.SetWriteDeadline} {
+		if err := clear(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			g.log.Warn("clear the deadlines of a log stream", "err", err)
+		}
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	for c := first; err == nil; c, err = tail.Recv() {
-		b, _ := protojson.Marshal(c)
-		fmt.Fprintf(w, "id: %d\nevent: log\ndata: %s\n\n", c.Sequence, b)
-		flusher.Flush()
+	if err := rc.Flush(); err != nil {
+		return // the client is gone, or the writer cannot stream
 	}
-	if err == io.EOF {
-		fmt.Fprint(w, "event: end\ndata: {}\n\n")
-	} else {
-		st := status.Convert(err)
-		fmt.Fprintf(w, "event: error\ndata: {\"message\":%q}\n\n", st.Message())
+	for {
+		c, err := tail.Recv()
+		switch {
+		case err == io.EOF:
+			fmt.Fprint(w, "event: end\ndata: {}\n\n")
+		case err != nil:
+			msg, _ := json.Marshal(status.Convert(err).Message())
+			fmt.Fprintf(w, "event: error\ndata: {\"message\":%s}\n\n", msg)
+		default:
+			b, _ := protojson.Marshal(c)
+			fmt.Fprintf(w, "id: %d\nevent: log\ndata: %s\n\n", c.Sequence, b)
+		}
+		if rc.Flush() != nil || err != nil {
+			return
+		}
 	}
-	flusher.Flush()
 }
 
 func writeGRPCError(w http.ResponseWriter, err error) {

@@ -73,6 +73,7 @@ type env struct {
 	mux      *http.ServeMux
 	projects *fakeProjects
 	requests chan *eventsv1.RunRequested
+	logs     *fakeLogs
 }
 
 var (
@@ -100,9 +101,13 @@ func newEnv(t *testing.T) *env {
 
 	// A real gRPC server for the project service's internal API, behind the authenticator.
 	fp := &fakeProjects{projects: []*apiv1.ResolvedProject{app, tagsOnly, github, noSecret}}
-	authn := &auth.Authenticator{InternalToken: internalToken}
-	gs := grpc.NewServer(grpc.UnaryInterceptor(authn.Unary()))
+	authn := &auth.Authenticator{InternalToken: internalToken, Verifier: fakeVerifier{}}
+	gs := grpc.NewServer(grpc.UnaryInterceptor(authn.Unary()), grpc.StreamInterceptor(authn.Stream()))
 	apiv1.RegisterProjectInternalServiceServer(gs, fp)
+	// The API services the gateway forwards to (stream_test.go).
+	fl := &fakeLogs{release: make(chan struct{})}
+	apiv1.RegisterRunServiceServer(gs, fakeRuns{})
+	apiv1.RegisterLogServiceServer(gs, fl)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +167,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, ctx: ctx, mux: mux, projects: fp, requests: requests}
+	return &env{t: t, ctx: ctx, mux: mux, projects: fp, requests: requests, logs: fl}
 }
 
 type delivery struct {

@@ -64,12 +64,20 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
+// Where `simpleci dev` listens unless --http / --grpc say otherwise: loopback only. A
+// development server with a printed admin token, a demo project and a runner without
+// full isolation is not for the network (`--http :8080` exposes it on purpose).
+const (
+	DevHTTPAddr = "127.0.0.1:8080"
+	DevGRPCAddr = "127.0.0.1:9090"
+)
+
 // Dev runs `simpleci dev`: every service in one process on the embedded default.
 func Dev(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simpleci dev", flag.ContinueOnError)
 	data := fs.String("data", platform.Getenv("SIMPLECI_DATA", ".simpleci-data"), "data directory (SQLite files, admin token, workspaces)")
-	httpAddr := fs.String("http", platform.Getenv("SIMPLECI_HTTP_ADDR", ":8080"), "HTTP address (UI, REST, webhooks)")
-	grpcAddr := fs.String("grpc", platform.Getenv("SIMPLECI_GRPC_ADDR", ":9090"), "gRPC address")
+	httpAddr := fs.String("http", platform.Getenv("SIMPLECI_HTTP_ADDR", DevHTTPAddr), "HTTP address (UI, REST, webhooks); loopback unless set")
+	grpcAddr := fs.String("grpc", platform.Getenv("SIMPLECI_GRPC_ADDR", DevGRPCAddr), "gRPC address; loopback unless set")
 	demo := fs.String("demo", platform.Getenv("SIMPLECI_DEMO", "docs/examples/demo"), "files of the demo project's repository (empty: no demo)")
 	comps := newComponents()
 	comps.scheduler.TierFlag(fs, "")
