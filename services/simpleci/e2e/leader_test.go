@@ -47,18 +47,19 @@ func TestFaultLeaderKill(t *testing.T) {
 	c := startCluster(t, 2)
 	c.procs["scheduler-2"] = start(t, "scheduler-2", c.common,
 		append([]string{"serve", "--service", "scheduler", "--grpc", freeAddr(t), "--http", freeAddr(t)}, c.schedulerArgs...)...)
-	var lead, other string
 	eventually(t, 60*time.Second, "one scheduler to lead the followers", func() bool {
-		a, b := leads(c.procs["scheduler"]), leads(c.procs["scheduler-2"])
-		switch {
-		case a && !b:
-			lead, other = "scheduler", "scheduler-2"
-		case b && !a:
-			lead, other = "scheduler-2", "scheduler"
-		}
-		return a != b
+		return leads(c.procs["scheduler"]) != leads(c.procs["scheduler-2"])
 	})
-	t.Logf("%s leads", lead)
+	// The leader to kill is scheduler-2: the gateway and the runners talk to "scheduler",
+	// and killing that one for longer than a lease would (rightly) requeue runs. So when
+	// "scheduler" leads, it stops gracefully (its lock is released) and comes back.
+	if leads(c.procs["scheduler"]) {
+		t.Log("scheduler led first: stopping it gracefully hands the lead to scheduler-2")
+		c.procs["scheduler"].stop()
+		eventually(t, 15*time.Second, "scheduler-2 to lead", func() bool { return leads(c.procs["scheduler-2"]) })
+		c.procs["scheduler"].restart(t)
+		eventually(t, 60*time.Second, "the gateway to answer", func() bool { return c.api.up("/api/v1/projects") })
+	}
 
 	// Every event published on the runs topic, seen by a consumer group of the test's own.
 	seen := map[string]bool{}
@@ -92,15 +93,8 @@ func TestFaultLeaderKill(t *testing.T) {
 		return c.get("/api/v1/projects/"+p.Name+"/runs?status=running", &out) && len(out.Runs) > 0
 	})
 	killed := time.Now()
-	c.procs[lead].kill()
-	if lead == "scheduler" {
-		// The gateway and the runners talk to this one: the other leads while it is down,
-		// then it comes back as a follower of the election.
-		eventually(t, 15*time.Second, other+" to take the followers over", func() bool { return leads(c.procs[other]) })
-		c.procs[lead].restart(t)
-	} else {
-		eventually(t, 15*time.Second, other+" to take the followers over", func() bool { return leads(c.procs[other]) })
-	}
+	c.procs["scheduler-2"].kill()
+	eventually(t, 15*time.Second, "scheduler to take the followers over", func() bool { return leads(c.procs["scheduler"]) })
 	t.Logf("followers taken over %s after the kill", time.Since(killed).Round(100*time.Millisecond))
 	wg.Wait()
 
