@@ -1,7 +1,8 @@
 // Package service is the gateway: the public HTTP edge. It serves the REST API
 // (grpc-gateway over the owning services' gRPC APIs, forwarding the caller's token),
-// the webhook intake that turns a verified delivery into RunRequested, and the live log
-// tail as server-sent events. It holds no domain state.
+// the webhook intake that turns a verified delivery into RunRequested (kept in its own
+// outbox table until the bus has it, intake.go), and the live log tail as server-sent
+// events. It holds no domain state.
 package service
 
 import (
