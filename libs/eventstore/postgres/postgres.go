@@ -174,11 +174,29 @@ var errNotAppended = errors.New("not appended")
 // Append implements eventstore.Store. See the package documentation for the
 // locking that keeps ReadAll safe.
 func (s *Store) Append(ctx context.Context, streamID string, expected int64, events ...eventstore.Event) (int64, error) {
+	return appendEvents(ctx, s, streamID, expected, events, maxAnyAttempts)
+}
+
+// appender is where appendEvents writes: the pool (Store) or a caller's transaction
+// (txStore, tx.go).
+type appender interface {
+	// insert runs the append; errNotAppended when the expected version did not match or
+	// a unique key was taken.
+	insert(ctx context.Context, a insertArgs) (int64, error)
+	// lookup returns which of ids are stored (id -> stream id) and streamID's version.
+	lookup(ctx context.Context, streamID string, ids []string) (map[string]string, int64, error)
+	StreamVersion(ctx context.Context, streamID string) (int64, error)
+}
+
+// appendEvents is Append through a. After an insert that wrote nothing, what is stored
+// tells a redelivery, a duplicate and a version conflict apart. An ExpectAny append that
+// lost the race for the next version is tried again, up to anyAttempts times in all.
+func appendEvents(ctx context.Context, a appender, streamID string, expected int64, events []eventstore.Event, anyAttempts int) (int64, error) {
 	if err := record.Validate(streamID, expected, events); err != nil {
 		return 0, fmt.Errorf("append to %s: %w", streamID, err)
 	}
 	if len(events) == 0 {
-		v, err := s.StreamVersion(ctx, streamID)
+		v, err := a.StreamVersion(ctx, streamID)
 		if err != nil {
 			return 0, fmt.Errorf("append to %s: %w", streamID, err)
 		}
@@ -192,14 +210,14 @@ func (s *Store) Append(ctx context.Context, streamID string, expected int64, eve
 		return 0, fmt.Errorf("append to %s: %w", streamID, err)
 	}
 	for attempt := 1; ; attempt++ {
-		v, err := s.insert(ctx, args)
+		v, err := a.insert(ctx, args)
 		if err == nil {
 			return v, nil
 		}
 		if !errors.Is(err, errNotAppended) {
 			return 0, fmt.Errorf("append to %s: %w", streamID, err)
 		}
-		stored, current, lerr := s.lookup(ctx, streamID, args.ids)
+		stored, current, lerr := a.lookup(ctx, streamID, args.ids)
 		if lerr != nil {
 			return 0, fmt.Errorf("append to %s: after conflict: %w", streamID, lerr)
 		}
@@ -210,7 +228,7 @@ func (s *Store) Append(ctx context.Context, streamID string, expected int64, eve
 		case record.Duplicate:
 			return 0, fmt.Errorf("append to %s: %w", streamID, cerr)
 		}
-		if expected == eventstore.ExpectAny && attempt < maxAnyAttempts {
+		if expected == eventstore.ExpectAny && attempt < anyAttempts {
 			continue // lost the race for the next version; the winner is committed now
 		}
 		return 0, fmt.Errorf("append to %s: expected version %d, stream is at %d: %w", streamID, expected, current, eventstore.ErrConcurrency)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/simpleci/simpleci/libs/eventstore"
-	"github.com/simpleci/simpleci/libs/eventstore/internal/record"
 )
 
 var _ eventstore.TxStore = (*Store)(nil)
@@ -27,44 +26,10 @@ func (s *Store) WithTx(tx *sql.Tx) eventstore.Store { return &txStore{tx: tx} }
 
 type txStore struct{ tx *sql.Tx }
 
-// Append implements eventstore.Store inside the transaction.
+// Append implements eventstore.Store inside the transaction. A lost race is not tried
+// again, even with ExpectAny: the transaction already has an id (TxStore's contract).
 func (s *txStore) Append(ctx context.Context, streamID string, expected int64, events ...eventstore.Event) (int64, error) {
-	if err := record.Validate(streamID, expected, events); err != nil {
-		return 0, fmt.Errorf("append to %s: %w", streamID, err)
-	}
-	if len(events) == 0 {
-		v, err := s.StreamVersion(ctx, streamID)
-		if err != nil {
-			return 0, fmt.Errorf("append to %s: %w", streamID, err)
-		}
-		if expected != eventstore.ExpectAny && v != expected {
-			return 0, fmt.Errorf("append to %s: expected version %d, stream is at %d: %w", streamID, expected, v, eventstore.ErrConcurrency)
-		}
-		return v, nil
-	}
-	args, err := newInsertArgs(streamID, expected, events)
-	if err != nil {
-		return 0, fmt.Errorf("append to %s: %w", streamID, err)
-	}
-	v, err := s.insert(ctx, args)
-	if err == nil {
-		return v, nil
-	}
-	if !errors.Is(err, errNotAppended) {
-		return 0, fmt.Errorf("append to %s: %w", streamID, err)
-	}
-	stored, current, lerr := s.lookup(ctx, streamID, args.ids)
-	if lerr != nil {
-		return 0, fmt.Errorf("append to %s: after conflict: %w", streamID, lerr)
-	}
-	outcome, cerr := record.Classify(streamID, args.ids, stored)
-	switch outcome {
-	case record.Redelivered:
-		return current, nil
-	case record.Duplicate:
-		return 0, fmt.Errorf("append to %s: %w", streamID, cerr)
-	}
-	return 0, fmt.Errorf("append to %s: expected version %d, stream is at %d: %w", streamID, expected, current, eventstore.ErrConcurrency)
+	return appendEvents(ctx, s, streamID, expected, events, 1)
 }
 
 const savepoint = "eventstore_append"
