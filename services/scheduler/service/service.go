@@ -221,24 +221,19 @@ func (s *Service) reapLeases(ctx context.Context) {
 		if time.Now().Before(judgeFrom) {
 			continue
 		}
-		expired, err := s.expiredLeases(ctx)
-		if err != nil {
-			s.log.Error("find expired leases", "err", err)
-			continue
-		}
-		for _, j := range expired {
-			if err := s.loseRunner(ctx, j.runID, j.lease); err != nil {
-				s.log.Error("handle lost runner", "run", j.runID, "err", err)
+		for _, sweep := range []struct {
+			column, what string
+			act          func(ctx context.Context, runID, lease string) error
+		}{{"lease_expires", "lost runner", s.loseRunner}, {"deadline", "overdue run", s.expire}} {
+			jobs, err := s.runningPast(ctx, sweep.column)
+			if err != nil {
+				s.log.Error("find jobs past their "+sweep.column, "err", err)
+				continue
 			}
-		}
-		overdue, err := s.overdue(ctx)
-		if err != nil {
-			s.log.Error("find overdue runs", "err", err)
-			continue
-		}
-		for _, j := range overdue {
-			if err := s.expire(ctx, j.runID, j.lease); err != nil {
-				s.log.Error("end overdue run", "run", j.runID, "err", err)
+			for _, j := range jobs {
+				if err := sweep.act(ctx, j.runID, j.lease); err != nil {
+					s.log.Error("handle "+sweep.what, "run", j.runID, "err", err)
+				}
 			}
 		}
 	}

@@ -74,29 +74,14 @@ func (s *Service) extend(ctx context.Context, runID, lease string) (bool, error)
 	return n == 1, err
 }
 
-// lapsed is a running job whose lease expired.
+// lapsed is a running job one of whose times passed: its lease or its deadline.
 type lapsed struct{ runID, lease string }
 
-func (s *Service) expiredLeases(ctx context.Context) ([]lapsed, error) {
-	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT run_id, lease_id FROM sched_jobs WHERE state = 'running' AND lease_expires < ?`), time.Now().UnixNano())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []lapsed
-	for rows.Next() {
-		var j lapsed
-		if err := rows.Scan(&j.runID, &j.lease); err != nil {
-			return nil, err
-		}
-		out = append(out, j)
-	}
-	return out, rows.Err()
-}
-
-// overdue lists the running jobs past their deadline (their run's timeout and a grace).
-func (s *Service) overdue(ctx context.Context) ([]lapsed, error) {
-	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT run_id, lease_id FROM sched_jobs WHERE state = 'running' AND deadline > 0 AND deadline < ?`), time.Now().UnixNano())
+// runningPast lists the running jobs whose column (lease_expires: no heartbeat came;
+// deadline: the run's timeout and a grace) is set and lies before now.
+func (s *Service) runningPast(ctx context.Context, column string) ([]lapsed, error) {
+	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT run_id, lease_id FROM sched_jobs WHERE state = 'running' AND `+
+		column+` > 0 AND `+column+` < ?`), time.Now().UnixNano())
 	if err != nil {
 		return nil, err
 	}
