@@ -19,7 +19,7 @@ func BenchmarkPublishToHandler(b *testing.B) {
 	b.Run("gochannel", func(b *testing.B) { benchPublishToHandler(b, goChannelFixture()) })
 	b.Run("kafka", func(b *testing.B) {
 		kafkaConfig(b) // skips without a broker
-		benchPublishToHandler(b, kafkaFixture())
+		benchPublishToHandler(b, kafkaFixture(""))
 	})
 }
 

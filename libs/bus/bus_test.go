@@ -69,24 +69,29 @@ func kafkaConfig(t testing.TB) bus.KafkaConfig {
 	}
 }
 
-// ensureTestTopic creates topic on the test broker and has it deleted after the tests.
-func ensureTestTopic(t testing.TB, name string) {
+// ensureTestTopic creates topic on the test broker in namespace and has it deleted after
+// the tests.
+func ensureTestTopic(t testing.TB, namespace, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := bus.EnsureTopics(ctx, kafkaConfig(t), name); err != nil {
+	cfg := kafkaConfig(t)
+	cfg.Namespace = namespace
+	if err := bus.EnsureTopics(ctx, cfg, name); err != nil {
 		t.Fatal(err)
 	}
 	createdTopics.Lock()
-	createdTopics.names = append(createdTopics.names, name)
+	createdTopics.names = append(createdTopics.names, namespace+name)
 	createdTopics.Unlock()
 }
 
-func kafkaFixture() fixture {
+// kafkaFixture makes buses and topics in namespace (bus.KafkaConfig.Namespace).
+func kafkaFixture(namespace string) fixture {
 	return fixture{
 		newBus: func(t testing.TB) bus.Bus {
 			cfg := kafkaConfig(t)
+			cfg.Namespace = namespace
 			cfg.PoisonTopic = uniqueName("poison") // this bus's own: other tests poison too
-			ensureTestTopic(t, cfg.PoisonTopic)
+			ensureTestTopic(t, namespace, cfg.PoisonTopic)
 			b, err := bus.NewKafka(cfg, testLogger(t))
 			if err != nil {
 				t.Fatal(err)
@@ -96,7 +101,7 @@ func kafkaFixture() fixture {
 		},
 		topic: func(t testing.TB) string {
 			name := uniqueName("topic")
-			ensureTestTopic(t, name)
+			ensureTestTopic(t, namespace, name)
 			return name
 		},
 	}
@@ -111,7 +116,64 @@ func TestGoChannelPoisonDir(t *testing.T) {
 
 func TestKafka(t *testing.T) {
 	kafkaConfig(t) // skips without a broker
-	runConformance(t, kafkaFixture())
+	runConformance(t, kafkaFixture(""))
+}
+
+// TestKafkaNamespace: two deployments sharing a cluster under different namespaces see
+// only their own messages on the same topic and group names, and poison records and
+// replays speak the names without the namespace.
+func TestKafkaNamespace(t *testing.T) {
+	kafkaConfig(t) // skips without a broker
+	nsA, nsB := uniqueName("ns-a")+".", uniqueName("ns-b")+"."
+	fa, fb := kafkaFixture(nsA), kafkaFixture(nsB)
+	a, b, ctx := fa.newBus(t), fb.newBus(t), testContext(t)
+	topic := uniqueName("topic")
+	ensureTestTopic(t, nsA, topic)
+	ensureTestTopic(t, nsB, topic)
+	recA, recB := newRecorder(), newRecorder()
+	if err := a.Subscribe(ctx, topic, "group", recA.handler); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Subscribe(ctx, topic, "group", recB.handler); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, ctx, a, topic, 3, "a")
+	publishN(t, ctx, b, topic, 2, "b")
+	if got := sortedIDs(recA.waitCount(t, 3)); !reflect.DeepEqual(got, []string{"a-0", "a-1", "a-2"}) {
+		t.Errorf("namespace A handled %v, want only its own a-0..a-2", got)
+	}
+	if got := sortedIDs(recB.waitCount(t, 2)); !reflect.DeepEqual(got, []string{"b-0", "b-1"}) {
+		t.Errorf("namespace B handled %v, want only its own b-0, b-1", got)
+	}
+	recA.assertNoMoreThan(t, 3)
+	recB.assertNoMoreThan(t, 2)
+	t.Run("poison and replay", func(t *testing.T) { testPoison(t, fa) })
+
+	cfg := kafkaConfig(t)
+	cfg.Namespace = nsB
+	if err := bus.DeleteNamespace(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "namespace B's topics to be gone", func() bool {
+		names, err := brokerTopics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			if strings.HasPrefix(n, nsB) {
+				return false
+			}
+		}
+		return slices.Contains(names, nsA+topic)
+	})
+	cfg.Namespace = ""
+	if err := bus.DeleteNamespace(ctx, cfg); err == nil {
+		t.Error("DeleteNamespace without a namespace: no error")
+	}
+	cfg.Namespace = "bad/name"
+	if _, err := bus.NewKafka(cfg, nil); err == nil || !strings.Contains(err.Error(), "namespace") {
+		t.Errorf("namespace with '/': %v, want an error naming the namespace", err)
+	}
 }
 
 // runConformance is the behaviour every Bus must show.

@@ -43,7 +43,15 @@ type KafkaConfig struct {
 	Retry RetryPolicy
 	// PoisonTopic receives the messages the consumers gave up on. Default DefaultPoisonTopic.
 	PoisonTopic string
+	// Namespace is prefixed to every topic (the poison topic too) and consumer group this
+	// bus uses on the brokers, so that several deployments (or test clusters) share one
+	// Kafka cluster without taking each other's messages. Callers, poison records and
+	// replays speak the names without it. Letters, digits, '.', '_' and '-'; default none.
+	Namespace string
 }
+
+// name is topic or group t as the brokers know it.
+func (c KafkaConfig) name(t string) string { return c.Namespace + t }
 
 func (c KafkaConfig) withDefaults() (KafkaConfig, sarama.KafkaVersion, error) {
 	if c.ClientID == "" {
@@ -85,6 +93,9 @@ func (c KafkaConfig) withDefaults() (KafkaConfig, sarama.KafkaVersion, error) {
 	}
 	if c.ReplicationFactor < 0 {
 		problems = append(problems, fmt.Sprintf("replication factor %d < 1", c.ReplicationFactor))
+	}
+	if strings.Trim(c.Namespace, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" {
+		problems = append(problems, fmt.Sprintf("namespace %q: use letters, digits, '.', '_' and '-'", c.Namespace))
 	}
 	if c.SubscribeTimeout < 0 || c.NackDelay < 0 {
 		problems = append(problems, "negative timeout")
@@ -198,7 +209,7 @@ func (b *kafkaBus) Publish(ctx context.Context, topic string, msgs ...Message) e
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("bus: publish to %s: %d of %d messages sent: %w", topic, i, len(wms), err)
 		}
-		if err := b.pub.Publish(topic, wm); err != nil {
+		if err := b.pub.Publish(b.cfg.name(topic), wm); err != nil {
 			return fmt.Errorf("bus: publish to %s: %d of %d messages sent: %w", topic, i, len(wms), err)
 		}
 	}
@@ -234,7 +245,7 @@ func (b *kafkaBus) Subscribe(ctx context.Context, topic, group string, h Handler
 		Brokers:               b.cfg.Brokers,
 		Unmarshaler:           marshaler,
 		OverwriteSaramaConfig: saramaConfig(b.cfg, b.version),
-		ConsumerGroup:         group,
+		ConsumerGroup:         b.cfg.name(group),
 		NackResendSleep:       b.cfg.NackDelay,
 		ReconnectRetrySleep:   time.Second,
 		Tracer:                ready,
@@ -253,8 +264,8 @@ func (b *kafkaBus) Subscribe(ctx context.Context, topic, group string, h Handler
 	b.mu.Unlock()
 
 	r, err := newRouter(consumer{
-		topic: topic, group: group, h: h, logger: b.logger, retry: b.cfg.Retry,
-		poison: stampingPublisher{pub: b.pubOrClosed(), logger: b.logger}, poisonTopic: b.cfg.PoisonTopic,
+		topic: b.cfg.name(topic), group: b.cfg.name(group), h: h, logger: b.logger, retry: b.cfg.Retry,
+		poison: stampingPublisher{pub: b.pubOrClosed(), logger: b.logger}, poisonTopic: b.cfg.name(b.cfg.PoisonTopic),
 	}, sub)
 	if err != nil {
 		b.forget(sub)
@@ -394,10 +405,15 @@ func EnsureTopics(ctx context.Context, cfg KafkaConfig, topics ...string) error 
 	if err != nil {
 		return fmt.Errorf("bus: ensure topics: list topics: %w", err)
 	}
-	for _, t := range topics {
+	named := make([]string, len(topics))
+	for i, t := range topics {
 		if t == "" {
 			return errors.New("bus: ensure topics: empty topic name")
 		}
+		named[i] = cfg.name(t)
+	}
+	topics = named
+	for _, t := range topics {
 		if _, ok := existing[t]; ok {
 			continue
 		}
@@ -471,7 +487,7 @@ func (q kafkaPoison) List(ctx context.Context, topic string, limit int) ([]Poiso
 		return nil, fmt.Errorf("bus: poison list: connect to kafka: %w", err)
 	}
 	defer client.Close()
-	poisonTopic := q.b.cfg.PoisonTopic
+	poisonTopic := q.b.cfg.name(q.b.cfg.PoisonTopic)
 	parts, err := client.Partitions(poisonTopic)
 	if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
 		return nil, nil
@@ -497,7 +513,7 @@ func (q kafkaPoison) List(ctx context.Context, topic string, limit int) ([]Poiso
 		if end <= oldest {
 			continue
 		}
-		recs, err := readPartition(ctx, consumer, poisonTopic, p, oldest, end)
+		recs, err := readPartition(ctx, consumer, poisonTopic, q.b.cfg.Namespace, p, oldest, end)
 		if err != nil {
 			return nil, err
 		}
@@ -508,7 +524,8 @@ func (q kafkaPoison) List(ctx context.Context, topic string, limit int) ([]Poiso
 }
 
 // readPartition returns the poison records of partition p in [from, end).
-func readPartition(ctx context.Context, consumer sarama.Consumer, topic string, p int32, from, end int64) ([]Poisoned, error) {
+// Their topics are given without namespace.
+func readPartition(ctx context.Context, consumer sarama.Consumer, topic, namespace string, p int32, from, end int64) ([]Poisoned, error) {
 	pc, err := consumer.ConsumePartition(topic, p, from)
 	if err != nil {
 		return nil, fmt.Errorf("bus: poison list: %s/%d: %w", topic, p, err)
@@ -525,6 +542,8 @@ func readPartition(ctx context.Context, consumer sarama.Consumer, topic string, 
 			// Transaction markers and compacted records leave gaps: the end is an offset bound.
 			if wm, err := marshaler.Unmarshal(km); err == nil {
 				rec := poisonRecord(fmt.Sprintf("%d-%d", p, km.Offset), wm)
+				rec.Topic = strings.TrimPrefix(rec.Topic, namespace)
+				rec.Group = strings.TrimPrefix(rec.Group, namespace)
 				if rec.At.IsZero() {
 					rec.At = km.Timestamp
 				}
@@ -540,3 +559,38 @@ func readPartition(ctx context.Context, consumer sarama.Consumer, topic string, 
 
 // Replay publishes p's message to its original topic.
 func (q kafkaPoison) Replay(ctx context.Context, p Poisoned) error { return replay(ctx, q.b, p) }
+
+// DeleteNamespace deletes every topic of cfg.Namespace (which must not be empty): the
+// end of a deployment that shared a cluster, such as a test run's. Consumer groups are
+// left to expire with the broker's offset retention.
+func DeleteNamespace(ctx context.Context, cfg KafkaConfig) error {
+	cfg, version, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	if cfg.Namespace == "" {
+		return errors.New("bus: delete namespace: no namespace given (that would be every topic)")
+	}
+	sc := saramaConfig(cfg, version)
+	admin, err := sarama.NewClusterAdmin(cfg.Brokers, sc)
+	if err != nil {
+		return fmt.Errorf("bus: delete namespace: connect to kafka %s: %w", strings.Join(cfg.Brokers, ","), err)
+	}
+	defer admin.Close()
+	topics, err := admin.ListTopics()
+	if err != nil {
+		return fmt.Errorf("bus: delete namespace: list topics: %w", err)
+	}
+	for t := range topics {
+		if !strings.HasPrefix(t, cfg.Namespace) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("bus: delete namespace %s: %w", cfg.Namespace, err)
+		}
+		if err := admin.DeleteTopic(t); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+			return fmt.Errorf("bus: delete namespace %s: topic %s: %w", cfg.Namespace, t, err)
+		}
+	}
+	return nil
+}

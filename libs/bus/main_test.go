@@ -1,7 +1,10 @@
 package bus_test
 
 import (
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"os"
 	"strings"
 	"sync"
@@ -26,6 +29,25 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// brokerTopics lists the test broker's topics.
+func brokerTopics() ([]string, error) {
+	admin, err := sarama.NewClusterAdmin(strings.Split(os.Getenv("SIMPLECI_TEST_KAFKA_BROKERS"), ","), adminConfig())
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close()
+	topics, err := admin.ListTopics()
+	return slices.Collect(maps.Keys(topics)), err
+}
+
+func adminConfig() *sarama.Config {
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_6_0_0
+	sc.Net.DialTimeout = 5 * time.Second
+	sc.Admin.Timeout = 10 * time.Second
+	return sc
+}
+
 func deleteCreatedTopics() error {
 	brokers := os.Getenv("SIMPLECI_TEST_KAFKA_BROKERS")
 	createdTopics.Lock()
@@ -34,17 +56,13 @@ func deleteCreatedTopics() error {
 	if brokers == "" || len(names) == 0 {
 		return nil
 	}
-	sc := sarama.NewConfig()
-	sc.Version = sarama.V3_6_0_0
-	sc.Net.DialTimeout = 5 * time.Second
-	sc.Admin.Timeout = 10 * time.Second
-	admin, err := sarama.NewClusterAdmin(strings.Split(brokers, ","), sc)
+	admin, err := sarama.NewClusterAdmin(strings.Split(brokers, ","), adminConfig())
 	if err != nil {
 		return err
 	}
 	defer admin.Close()
 	for _, t := range names {
-		if err := admin.DeleteTopic(t); err != nil {
+		if err := admin.DeleteTopic(t); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
 			return fmt.Errorf("delete %s: %w", t, err)
 		}
 	}

@@ -38,6 +38,7 @@ var PeerServices = []string{"auth", "project", "scheduler", "log"}
 func ServeFlags(fs *flag.FlagSet) func() Config {
 	dbURL := fs.String("database-url", Getenv("SIMPLECI_DATABASE_URL", ""), "PostgreSQL URL (postgres://...)")
 	brokers := fs.String("kafka-brokers", Getenv("SIMPLECI_KAFKA_BROKERS", ""), "Kafka brokers, comma-separated (empty: in-process bus)")
+	namespace := fs.String("kafka-namespace", Getenv("SIMPLECI_KAFKA_NAMESPACE", ""), "prefix of every Kafka topic and consumer group, for deployments sharing a Kafka cluster")
 	grpcAddr := fs.String("grpc", Getenv("SIMPLECI_GRPC_ADDR", ":9090"), "gRPC address")
 	httpAddr := fs.String("http", Getenv("SIMPLECI_HTTP_ADDR", ":8080"), "HTTP address (REST, webhooks, health, metrics)")
 	data := fs.String("data", Getenv("SIMPLECI_DATA", ""), "data directory (mirrors, workspaces)")
@@ -47,7 +48,7 @@ func ServeFlags(fs *flag.FlagSet) func() Config {
 		peers[s] = fs.String(s+"-addr", Getenv("SIMPLECI_"+strings.ToUpper(s)+"_ADDR", ""), "gRPC address of the "+s+" service when it runs elsewhere")
 	}
 	return func() Config {
-		cfg := Config{DatabaseURL: *dbURL, KafkaBrokers: Split(*brokers), GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr,
+		cfg := Config{DatabaseURL: *dbURL, KafkaBrokers: Split(*brokers), KafkaNamespace: *namespace, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr,
 			DataDir: *data, InternalToken: *token, Peers: map[string]string{}}
 		for s, v := range peers {
 			cfg.Peers[s] = *v

@@ -67,6 +67,9 @@ type Config struct {
 	DataDir string
 	// KafkaBrokers selects the Kafka bus; empty selects the in-process bus.
 	KafkaBrokers []string
+	// KafkaNamespace prefixes every topic and consumer group on the brokers
+	// (bus.KafkaConfig.Namespace), so deployments can share a Kafka cluster.
+	KafkaNamespace string
 	// GRPCAddr and HTTPAddr are where this process listens (HTTP may be empty).
 	GRPCAddr, HTTPAddr string
 	// Peers maps a service name to the gRPC address of the process running it;

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/simpleci/simpleci/libs/bus"
 )
 
 // bin is the simpleci binary built once for all tests.
@@ -35,9 +37,28 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build simpleci: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	// The processes of this test run, and the test's own Kafka clients, use a Kafka namespace
+	// of their own (topic and group prefix), so that test runs sharing the broker never take
+	// each other's messages; its topics are deleted at the end.
+	if os.Getenv("SIMPLECI_KAFKA_NAMESPACE") == "" {
+		os.Setenv("SIMPLECI_KAFKA_NAMESPACE", fmt.Sprintf("e2e-%d-%d.", os.Getpid(), time.Now().UnixNano()))
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if os.Getenv("SIMPLECI_TEST_KAFKA_BROKERS") != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := bus.DeleteNamespace(ctx, kafkaConfig("simpleci-e2e")); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: deleting the test run's Kafka topics: %v\n", err)
+		}
+		cancel()
+	}
 	os.Exit(code)
+}
+
+// kafkaConfig is the test broker in this test run's namespace.
+func kafkaConfig(clientID string) bus.KafkaConfig {
+	return bus.KafkaConfig{Brokers: strings.Split(os.Getenv("SIMPLECI_TEST_KAFKA_BROKERS"), ","),
+		ClientID: clientID, Namespace: os.Getenv("SIMPLECI_KAFKA_NAMESPACE")}
 }
 
 // handedOut are the addresses freeAddr returned: the kernel may offer a port again once

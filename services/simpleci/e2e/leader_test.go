@@ -64,7 +64,7 @@ func TestFaultLeaderKill(t *testing.T) {
 	// Every event published on the runs topic, seen by a consumer group of the test's own.
 	seen := map[string]bool{}
 	var mu sync.Mutex
-	kb, err := bus.NewKafka(bus.KafkaConfig{Brokers: strings.Split(os.Getenv("SIMPLECI_TEST_KAFKA_BROKERS"), ","), ClientID: "e2e-leader"}, nil)
+	kb, err := bus.NewKafka(kafkaConfig("e2e-leader"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

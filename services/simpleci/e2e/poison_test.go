@@ -49,7 +49,7 @@ func keysOnEveryPartition(prefix string, n int) []string {
 func TestPoisonServices(t *testing.T) {
 	c := startClusterWith(t, 1, "--tier", "standard:timeout="+tierTimeout.String(), "--lease", "10s")
 	brokers := os.Getenv("SIMPLECI_TEST_KAFKA_BROKERS")
-	b, err := bus.NewKafka(bus.KafkaConfig{Brokers: strings.Split(brokers, ","), ClientID: "simpleci-e2e"}, nil)
+	b, err := bus.NewKafka(kafkaConfig("simpleci-e2e"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -280,8 +280,8 @@ func adminMigrate(args []string, stdout, stderr io.Writer) error {
 	return Migrate(ctx, *data, *dbURL, *status, stdout)
 }
 
-const poisonUsage = `usage: simpleci admin poison list [--topic T] [--limit N] [--data DIR | --kafka-brokers B]
-       simpleci admin poison replay ID... | --all [--topic T] [--data DIR | --kafka-brokers B]`
+const poisonUsage = `usage: simpleci admin poison list [--topic T] [--limit N] [--data DIR | --kafka-brokers B [--kafka-namespace NS]]
+       simpleci admin poison replay ID... | --all [--topic T] [--data DIR | --kafka-brokers B [--kafka-namespace NS]]`
 
 // AdminPoison runs `simpleci admin poison list|replay`: the messages consumers gave up on.
 func AdminPoison(args []string, stdout, stderr io.Writer) error {
@@ -291,6 +291,7 @@ func AdminPoison(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simpleci admin poison "+args[0], flag.ContinueOnError)
 	data := fs.String("data", platform.Getenv("SIMPLECI_DATA", ""), "data directory of `simpleci dev` (its poison queue)")
 	brokers := fs.String("kafka-brokers", platform.Getenv("SIMPLECI_KAFKA_BROKERS", ""), "Kafka brokers, comma-separated (the split deployment)")
+	namespace := fs.String("kafka-namespace", platform.Getenv("SIMPLECI_KAFKA_NAMESPACE", ""), "the deployment's Kafka namespace (topic and group prefix)")
 	topic := fs.String("topic", "", "only messages poisoned on this topic")
 	limit := fs.Int("limit", 100, "list: at most this many, the newest (0: all)")
 	all := fs.Bool("all", false, "replay: every poisoned message (of --topic)")
@@ -311,7 +312,7 @@ func AdminPoison(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
-	q, closeQ, err := openPoison(*data, platform.Split(*brokers), logger(stderr))
+	q, closeQ, err := openPoison(*data, bus.KafkaConfig{Brokers: platform.Split(*brokers), Namespace: *namespace, ClientID: "simpleci-admin"}, logger(stderr))
 	if err != nil {
 		return err
 	}
@@ -325,10 +326,10 @@ func AdminPoison(args []string, stdout, stderr io.Writer) error {
 }
 
 // openPoison opens the poison queue of a Kafka deployment or of a `simpleci dev` data directory.
-func openPoison(data string, brokers []string, log *slog.Logger) (bus.PoisonQueue, func(), error) {
+func openPoison(data string, kc bus.KafkaConfig, log *slog.Logger) (bus.PoisonQueue, func(), error) {
 	switch {
-	case len(brokers) > 0:
-		b, err := bus.NewKafka(bus.KafkaConfig{Brokers: brokers, ClientID: "simpleci-admin"}, log)
+	case len(kc.Brokers) > 0:
+		b, err := bus.NewKafka(kc, log)
 		if err != nil {
 			return nil, nil, err
 		}

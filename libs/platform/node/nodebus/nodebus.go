@@ -23,7 +23,7 @@ func Open(ctx context.Context, env *node.Env) (bus.Bus, error) {
 			b := bus.NewGoChannel(env.Log, EmbeddedOptions(env.Config.DataDir)...)
 			return b, func() { b.Close() }, nil
 		}
-		kc := bus.KafkaConfig{Brokers: brokers, ClientID: "simpleci"}
+		kc := bus.KafkaConfig{Brokers: brokers, ClientID: "simpleci", Namespace: env.Config.KafkaNamespace}
 		ectx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		err := bus.EnsureTopics(ectx, kc, event.Topics...)
 		cancel()
