@@ -88,6 +88,7 @@ func startClusterWith(t testing.TB, runners int, schedulerArgs ...string) *clust
 	c.common = common
 	extra := map[string][]string{
 		"auth":      {"--admin-token-file", tokenFile},
+		"project":   {"--secrets-keyring", filepath.Join(dir, "secrets.keyring")},
 		"scheduler": schedulerArgs,
 	}
 	for _, s := range []string{"auth", "project", "log", "scheduler", "gateway"} {
