@@ -137,6 +137,11 @@ func (s *Sandbox) holderArgs(unshare []string) []string {
 		"--ro-bind", "/etc", "/etc",
 		"--ro-bind", filepath.Join(s.dir, "passwd"), "/etc/passwd",
 		"--ro-bind", filepath.Join(s.dir, "group"), "/etc/group",
+	)
+	if s.slirp != nil {
+		a = append(a, "--ro-bind", s.resolvConf(), "/etc/resolv.conf")
+	}
+	a = append(a,
 		"--ro-bind-try", "/opt", "/opt",
 		"--ro-bind-try", "/run/systemd/resolve", "/run/systemd/resolve",
 		"--proc", "/proc",
@@ -251,7 +256,7 @@ func (s *Sandbox) startHolder() (*holder, error) {
 // wantThreadNS are the namespaces a job should not share with the host,
 // besides user, mount and pid.
 func (s *Sandbox) wantThreadNS() []string {
-	if s.opts.Network {
+	if !s.netNS {
 		return []string{"ipc", "uts"}
 	}
 	return []string{"net", "ipc", "uts"}

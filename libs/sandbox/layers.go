@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -30,6 +31,11 @@ type Layers struct {
 	// system directories, its workspace, HOME and a private /tmp) and
 	// "host" when it sees the runner's, limited only by file permissions.
 	FS string
+	// Net is the job's network: "loopback" (a namespace of its own with
+	// loopback only), "slirp4netns+filter" (also a way out through
+	// slirp4netns, with the host, private, link-local and the operator's
+	// ranges unreachable) or "host" (the host's network: no namespace).
+	Net string
 	// NoNewPrivs is true when the job runs with no_new_privs: setuid and
 	// file capabilities grant nothing.
 	NoNewPrivs bool
@@ -94,6 +100,9 @@ func (l Layers) String() string {
 		fmt.Fprintf(&b, "; user=runner (uid %d)", l.UID)
 	}
 	fmt.Fprintf(&b, "; fs=%s", l.FS)
+	if l.Net != "" {
+		fmt.Fprintf(&b, "; net=%s", l.Net)
+	}
 	if l.NoNewPrivs {
 		b.WriteString("; no_new_privs")
 	}
@@ -104,4 +113,34 @@ func (l Layers) String() string {
 	}
 	fmt.Fprintf(&b, "; kill=%s", strings.Join(l.Kill, ","))
 	return b.String()
+}
+
+// Missing names the isolation layers the job lacks, each with what would
+// give it, in a fixed order; nil when it has them all. A runner that is
+// to fail closed refuses a job for which this is not empty.
+func (l Layers) Missing() []string {
+	var out []string
+	if l.Cgroup == "" {
+		out = append(out, "cgroup (a root runner; cgroup v1 controllers or v2 with memory, pids and cpu delegated)")
+	} else {
+		var lack []string
+		for _, c := range []string{"memory", "pids", "cpu"} {
+			if !slices.Contains(l.Controllers, c) {
+				lack = append(lack, c)
+			}
+		}
+		if len(lack) > 0 {
+			out = append(out, fmt.Sprintf("cgroup controllers %s (cgroup %s has %s)", strings.Join(lack, ","), l.Cgroup, strings.Join(l.Controllers, ",")))
+		}
+	}
+	if !l.User {
+		out = append(out, "job user (the runner is not root)")
+	}
+	if l.FS != "bubblewrap" {
+		out = append(out, "bubblewrap (user, mount and pid namespaces, filesystem view: Debian package bubblewrap, unprivileged user namespaces)")
+	}
+	if l.Net == "host" {
+		out = append(out, "network namespace (the job has the host's network: a filtered network needs a root runner and the Debian package slirp4netns)")
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,11 +48,23 @@ type Options struct {
 	// the job's user and mode 0700. Its parent directories must be
 	// traversable (o+x) by that user. Optional.
 	Workspace string
-	// Network gives the job the host's network. When false the job has a
-	// network namespace of its own with loopback only, shared by all its
-	// commands (a server a step starts on 127.0.0.1 is reachable from the
-	// later steps, and from nothing else).
+	// Network lets the job connect out. The job always has a network
+	// namespace of its own, shared by all its commands (a server a step
+	// starts on 127.0.0.1 is reachable from the later steps, and from
+	// nothing else). Without Network it has loopback only; New fails when
+	// it cannot make the namespace. With Network (root and slirp4netns
+	// needed) it also has tap0 with a default route through slirp4netns,
+	// and the host's own addresses, [DeniedRanges] and DenyNetworks are
+	// unreachable; where that cannot be had the job gets the host's
+	// network and [Layers.Net] says "host" ([Layers.Missing] names it).
 	Network bool
+	// DenyNetworks are further IPv4 ranges a job with Network may not
+	// reach (the operator's internal networks).
+	DenyNetworks []netip.Prefix
+	// AllowNetworks are parts of [PrivateRanges] a job with Network may
+	// reach after all (see [ParseNetworks]). A more specific denied range
+	// still wins.
+	AllowNetworks []netip.Prefix
 	// UID and GID are the job's user and group. Zero takes a uid from
 	// [UIDBase, UIDBase+UIDCount) with the same gid. A uid given here
 	// must be dedicated to this job: [Sandbox.Kill] kills every process
@@ -97,6 +110,11 @@ type Sandbox struct {
 	origin  cgroup1.Cgroup // the launcher thread's own v1 groups
 	tools   *tools         // nil: no namespace and filesystem layer
 	layers  Layers
+	// netNS is true when the job gets a network namespace of its own:
+	// always without Network, with Network when slirp4netns gives it a
+	// filtered way out.
+	netNS bool
+	slirp *slirp // nil: no user-mode network stack
 
 	mu     sync.Mutex
 	holder *holder
@@ -196,9 +214,28 @@ func New(jobID string, opts Options, log *slog.Logger) (_ *Sandbox, err error) {
 
 	// The launcher thread: no_new_privs and the job-wide namespaces.
 	wantNS := root && opts.off&offNamespaces == 0
-	s.l = newLauncher(!opts.Network, wantNS)
+	slirpBin := ""
+	if opts.Network {
+		switch slirpBin = findTool("slirp4netns"); {
+		case slirpBin == "":
+			log.Warn("sandbox: slirp4netns (Debian package slirp4netns) not found: a job with the network on gets the host's network")
+		case !wantNS:
+			log.Warn("sandbox: a job with the network on gets the host's network: its filtered network needs a root runner")
+			slirpBin = ""
+		}
+	}
+	s.netNS = !opts.Network || slirpBin != ""
+	s.l = newLauncher(s.netNS, wantNS)
 	if s.l.setupErr != nil {
 		log.Info("sandbox: namespaces of the launcher thread", "err", s.l.setupErr)
+	}
+	if slirpBin != "" {
+		if !slices.Contains(s.l.unshared, "net") {
+			return nil, fmt.Errorf("sandbox: no network namespace for the job: %v", s.l.setupErr)
+		}
+		if err := s.setupNetwork(slirpBin); err != nil {
+			return nil, fmt.Errorf("sandbox: the job's network: %w", err)
+		}
 	}
 
 	// Namespaces and filesystem: bubblewrap.
@@ -233,6 +270,11 @@ func New(jobID string, opts Options, log *slog.Logger) (_ *Sandbox, err error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: probe: %w", err)
+	}
+	if s.netNS && !slices.Contains(s.layers.Namespaces, "net") {
+		// Never the host's network for a job that was to have none (or a
+		// filtered one).
+		return nil, errors.New("sandbox: refused: the job would share the host's network: no network namespace could be made (a root runner makes one; otherwise bubblewrap with unprivileged user namespaces)")
 	}
 	log.Info(s.layers.String(), "job", jobID)
 	return s, nil
@@ -805,6 +847,10 @@ func (s *Sandbox) Close() error {
 	err := s.killLocked()
 	s.closed = true
 	s.mu.Unlock()
+	if serr := s.slirp.stop(); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	s.slirp = nil
 	if s.cg != nil {
 		if derr := s.cg.delete(); derr != nil {
 			err = errors.Join(err, derr)
@@ -823,6 +869,10 @@ func (s *Sandbox) release() {
 		_ = s.cg.kill(time.Now().Add(killTimeout))
 		_ = s.cg.delete()
 	}
+	if err := s.slirp.stop(); err != nil {
+		s.log.Warn("sandbox: stop slirp4netns", "err", err)
+	}
+	s.slirp = nil
 	if s.l != nil {
 		s.l.stop()
 		s.l = nil
@@ -918,6 +968,14 @@ exec readlink /proc/self/ns/user /proc/self/ns/mnt /proc/self/ns/pid /proc/self/
 	}
 	if len(seen) == 0 {
 		return l, fmt.Errorf("the probe printed nothing useful: %q %q", out.String(), errOut.String())
+	}
+	switch {
+	case !slices.Contains(l.Namespaces, "net"):
+		l.Net = "host"
+	case s.slirp != nil:
+		l.Net = "slirp4netns+filter"
+	default:
+		l.Net = "loopback"
 	}
 	if s.tools != nil {
 		if !slices.Contains(l.Namespaces, "mount") || !slices.Contains(l.Namespaces, "pid") {

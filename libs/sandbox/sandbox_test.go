@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -205,7 +206,7 @@ func TestLayers(t *testing.T) {
 // layers say so, commands still run, and Kill still kills what stayed in
 // the process groups.
 func TestWeakFloor(t *testing.T) {
-	s := newSandbox(t, Options{off: offCgroups | offUser | offNamespaces})
+	s := newSandbox(t, Options{Network: true, off: offCgroups | offUser | offNamespaces})
 	l := s.Layers()
 	if !l.Weak() || !strings.HasPrefix(l.String(), "isolation: weak (process groups only") {
 		t.Fatalf("want weak isolation, got %s", l)
@@ -470,13 +471,197 @@ until [ -e "$TMPDIR/up" ]; do sleep 0.05; done`)
 			t.Fatalf("a later command cannot reach the job's own server: %v %s", err, out)
 		}
 
-		opts.Network = true
-		s2 := newSandbox(t, opts)
-		out, err = run(t, s2, `set -- `+port+`; `+connect)
-		if err != nil || !strings.Contains(out, "got: host") {
-			t.Fatalf("with Network the job cannot reach the host: %v %s", err, out)
+		if got := s.Layers().Net; got != "loopback" {
+			t.Errorf("net=%s, want loopback", got)
+		}
+		out, err = run(t, s, `cat /proc/net/route; cat /proc/net/dev`)
+		if err != nil || strings.Contains(out, "tap0") || strings.Contains(out, "eth") {
+			t.Errorf("without network the job has more than loopback: %v\n%s", err, out)
 		}
 	})
+}
+
+// TestNetworkFiltered: with the network on, the job has its own namespace
+// with a default route through slirp4netns, and the host's loopback, the
+// host's own addresses, link-local, private and the operator's ranges are
+// unreachable; slirp4netns is gone after Close.
+func TestNetworkFiltered(t *testing.T) {
+	needRoot(t)
+	if findTool("slirp4netns") == "" {
+		t.Skip("slirp4netns (Debian package slirp4netns) is not installed")
+	}
+	if _, err := exec.LookPath("perl"); err != nil {
+		t.Skip("perl (to open TCP connections from sh) is not installed")
+	}
+	// Listeners on the host's loopback and on its own non-loopback address.
+	targets := map[string]string{}
+	for _, addr := range []string{"127.0.0.1"} {
+		targets[addr] = listen(t, addr)
+	}
+	own := hostAddresses()
+	if len(own) == 0 {
+		t.Fatal("the host has no non-loopback IPv4 address to test with")
+	}
+	targets[own[0].Addr().String()] = listen(t, own[0].Addr().String())
+	deny, err := ParseNetworks([]string{"198.51.100.0/24"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allow, err := ParseNetworks([]string{"10.1.0.0/16"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// connect prints "got: ..." or "err: <errno text>".
+	connect := func(hostPort string) string {
+		return `perl -MIO::Socket::INET -e '$SIG{ALRM} = sub { print "got: (connected, nothing read)\n"; exit 0 }; alarm 3; $c = IO::Socket::INET->new(PeerAddr => "` + hostPort + `", Timeout => 2) or do { print "err: $!\n"; exit 0 }; print "got: ", scalar <$c>'`
+	}
+	modes(t, func(t *testing.T, opts Options) {
+		opts.Network, opts.DenyNetworks, opts.AllowNetworks = true, deny, allow
+		t0 := time.Now()
+		s := newSandbox(t, opts)
+		t.Logf("New took %v", time.Since(t0))
+		l := s.Layers()
+		if l.Net != "slirp4netns+filter" || !slices.Contains(l.Namespaces, "net") || !strings.Contains(l.String(), "net=slirp4netns+filter") {
+			t.Fatalf("want a filtered network of the job's own: %s", l)
+		}
+		if m := l.Missing(); opts.NoBubblewrap == false && len(m) > 0 {
+			t.Errorf("layers missing on a root runner with bubblewrap and slirp4netns: %v", m)
+		}
+		for addr, port := range targets {
+			out, err := run(t, s, connect(addr+":"+port))
+			if err != nil || strings.Contains(out, "got: host") || !strings.Contains(out, "err: ") {
+				t.Errorf("the job reached the host's %s:%s: %v %s", addr, port, err, out)
+			}
+			t.Logf("connect to the host's %s: %s", addr, strings.TrimSpace(out))
+		}
+		// Denied ranges fail at once with EACCES: the packet never leaves.
+		for _, addr := range []string{"169.254.169.254:80", "10.9.9.9:80", "192.168.1.1:80", "172.16.0.1:80", "198.51.100.7:80"} {
+			out, err := run(t, s, connect(addr))
+			if err != nil || !strings.Contains(out, "err: Permission denied") {
+				t.Errorf("connect to %s: %v %q, want permission denied (prohibit route)", addr, err, out)
+			}
+		}
+		// The way out: tap0 with 10.0.2.100, a default route through
+		// slirp4netns, which answers (refuses) for its gateway, and the
+		// allowed part of a private range goes out the same way.
+		out, err := run(t, s, `cat /proc/net/route; cat /proc/net/dev`)
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if !regexp.MustCompile(`(?m)^tap0\s+00000000\s+0202000A\s`).MatchString(out) {
+			t.Errorf("no default route via 10.0.2.2 on tap0 in the job:\n%s", out)
+		}
+		for _, addr := range []string{slirpGateway + ":80", "10.1.2.3:80"} {
+			out, err = run(t, s, connect(addr))
+			// Whether it connects depends on what is behind the host (here
+			// a proxy accepts anything); it must not be refused in the job.
+			if err != nil || strings.Contains(out, "Permission denied") {
+				t.Errorf("connect to %s: %v %q, want it sent to slirp4netns (connected, or refused or unreachable there; not by a prohibit route)", addr, err, out)
+			}
+			t.Logf("connect to %s: %s", addr, strings.TrimSpace(out))
+		}
+		if s.TempDir() == "/tmp" {
+			out, _ = run(t, s, `cat /etc/resolv.conf`)
+			if strings.TrimSpace(out) != "nameserver "+slirpDNS {
+				t.Errorf("the job's resolv.conf %q, want slirp4netns's forwarder", out)
+			}
+		}
+		// The job cannot change its routes.
+		if ip := findTool("ip"); ip != "" {
+			out, err = run(t, s, ip+` route del prohibit 169.254.0.0/16`)
+			if err == nil {
+				t.Errorf("the job removed a prohibit route: %s", out)
+			}
+		}
+		pid := s.slirp.cmd.Process.Pid
+		t0 = time.Now()
+		defer func() { t.Logf("Close took %v", time.Since(t0)) }()
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err == nil && strings.Contains(string(b), "slirp4netns") {
+			t.Errorf("slirp4netns (pid %d) survives Close", pid)
+		}
+		if left := slirpProcesses(); len(left) > 0 {
+			t.Errorf("slirp4netns processes of this runner left after Close: %v", left)
+		}
+	})
+}
+
+// slirpProcesses lists the slirp4netns processes whose namespace path
+// names this process.
+func slirpProcesses() []int {
+	var out []int
+	mine := "/proc/" + strconv.Itoa(os.Getpid()) + "/task/"
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if strings.Contains(string(b), "slirp4netns") && strings.Contains(string(b), mine) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// listen serves "host" on addr at a free port until the test ends and
+// returns the port.
+func listen(t *testing.T, addr string) string {
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("host\n"))
+			c.Close()
+		}
+	}()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// TestNetworkFailsClosed: a job without network is refused when no network
+// namespace can be made; a job with network then gets the host's, and
+// Missing says so.
+func TestNetworkFailsClosed(t *testing.T) {
+	_, err := New("closed", Options{Workspace: newWorkspace(t), off: offNamespaces}, testLogger(t))
+	if err == nil || !strings.Contains(err.Error(), "refused: the job would share the host's network") {
+		t.Fatalf("network off without a namespace: %v, want refused", err)
+	}
+	s := newSandbox(t, Options{Network: true, off: offNamespaces})
+	if l := s.Layers(); l.Net != "host" || !slices.ContainsFunc(l.Missing(), func(m string) bool { return strings.HasPrefix(m, "network namespace") }) {
+		t.Fatalf("network on without a namespace: %s, missing %v", l, l.Missing())
+	}
+}
+
+func TestParseNetworks(t *testing.T) {
+	for _, c := range []struct {
+		in    string
+		allow bool
+		err   string
+	}{
+		{"10.0.0.0/8", true, ""},
+		{"192.168.7.0/24", true, ""},
+		{"10.1.2.3/16", false, ""},
+		{"8.8.8.0/24", true, "only parts of the private ranges"},
+		{"169.254.0.0/16", true, "only parts of the private ranges"},
+		{"0.0.0.0/0", true, "only parts of the private ranges"},
+		{"fd00::/8", false, "only IPv4"},
+		{"10.0.0.1", false, "not a CIDR range"},
+	} {
+		_, err := ParseNetworks([]string{c.in}, c.allow)
+		if (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) || (err != nil && !strings.Contains(err.Error(), c.in)) {
+			t.Errorf("ParseNetworks(%q, %v) = %v, want %q", c.in, c.allow, err, c.err)
+		}
+	}
 }
 
 // TestForkExec: the engine's path (syscall.ForkExec, wait4, process
