@@ -3,12 +3,17 @@ package service
 import (
 	"context"
 	"flag"
+	"fmt"
+	"net/netip"
+	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/platform/node"
 	"github.com/simpleci/simpleci/libs/platform/node/nodebus"
 	"github.com/simpleci/simpleci/libs/platform/node/nodeforge"
+	"github.com/simpleci/simpleci/libs/sandbox"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 )
 
@@ -23,6 +28,14 @@ type Component struct {
 	ID string
 	// DrainTimeout: see Config (the flag's default is 10 minutes; 0 stops the job at once).
 	DrainTimeout time.Duration
+	// AllowWeakIsolation: see Config.
+	AllowWeakIsolation bool
+	// DenyNetworks and AllowNetworks are the CIDR ranges of --deny-network and
+	// --allow-job-network, parsed by Validate.
+	DenyNetworks, AllowNetworks []string
+
+	deny, allow []netip.Prefix
+	weakEnvErr  string
 }
 
 // Name implements node.Component.
@@ -37,11 +50,48 @@ func (c *Component) Flags(fs *flag.FlagSet) {
 	c.Tiers = node.Split(node.Getenv("SIMPLECI_RUNNER_TIERS", "standard"))
 	fs.StringVar(&c.ID, "runner-id", node.Getenv("SIMPLECI_RUNNER_ID", ""), "runner: its name (default: the host name)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 10*time.Minute, "runner: on SIGTERM, how long the job in progress may still run")
+	c.IsolationFlags(fs, false)
+}
+
+// IsolationFlags registers the sandbox's flags: --allow-weak-isolation (default
+// allowWeak unless SIMPLECI_ALLOW_WEAK_ISOLATION says otherwise), --deny-network and
+// --allow-job-network. `simpleci dev` calls it with allowWeak true.
+func (c *Component) IsolationFlags(fs *flag.FlagSet, allowWeak bool) {
+	if v := os.Getenv("SIMPLECI_ALLOW_WEAK_ISOLATION"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			c.weakEnvErr = fmt.Sprintf("SIMPLECI_ALLOW_WEAK_ISOLATION=%q: want true or false", v)
+		}
+		allowWeak = b
+	}
+	fs.BoolVar(&c.AllowWeakIsolation, "allow-weak-isolation", allowWeak,
+		"runner: run jobs even when the machine lacks isolation layers (root, cgroups, bubblewrap, slirp4netns), with a warning in every run's log (SIMPLECI_ALLOW_WEAK_ISOLATION)")
+	c.DenyNetworks = node.Split(os.Getenv("SIMPLECI_DENY_NETWORK"))
+	fs.Func("deny-network", "runner: an IPv4 range (CIDR) jobs with the network on may not reach, besides the host, private and link-local ones (repeatable; SIMPLECI_DENY_NETWORK, comma-separated)", func(v string) error {
+		c.DenyNetworks = append(c.DenyNetworks, v)
+		return nil
+	})
+	c.AllowNetworks = node.Split(os.Getenv("SIMPLECI_ALLOW_JOB_NETWORK"))
+	fs.Func("allow-job-network", "runner: a part of the private ranges (CIDR) jobs with the network on may reach after all (repeatable; SIMPLECI_ALLOW_JOB_NETWORK, comma-separated)", func(v string) error {
+		c.AllowNetworks = append(c.AllowNetworks, v)
+		return nil
+	})
 }
 
 // Validate implements node.Validator.
 func (c *Component) Validate(cfg *node.Config) []string {
-	return cfg.RequirePeers("runner", "scheduler")
+	problems := cfg.RequirePeers("runner", "scheduler")
+	if c.weakEnvErr != "" {
+		problems = append(problems, "runner: "+c.weakEnvErr)
+	}
+	var err error
+	if c.deny, err = sandbox.ParseNetworks(c.DenyNetworks, false); err != nil {
+		problems = append(problems, "runner: --deny-network: "+err.Error())
+	}
+	if c.allow, err = sandbox.ParseNetworks(c.AllowNetworks, true); err != nil {
+		problems = append(problems, "runner: --allow-job-network: "+err.Error())
+	}
+	return problems
 }
 
 // Init implements node.Component.
@@ -63,10 +113,14 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 		workDir = filepath.Join(env.Config.DataDir, "workspaces")
 	}
 	r, err := New(Config{ID: c.ID, Tiers: c.Tiers, WorkDir: workDir, DrainTimeout: c.DrainTimeout,
+		AllowWeakIsolation: c.AllowWeakIsolation, DenyNetworks: c.deny, AllowNetworks: c.allow,
 		Scheduler: runnerv1.NewRunnerServiceClient(sc), Bus: b, Forges: forges, Log: env.Log})
 	if err != nil {
 		return err
 	}
+	// A runner that refuses jobs for want of isolation is not ready: /readyz names
+	// the missing layers.
+	env.Checks.Add("isolation", func(context.Context) error { return r.Refusing() })
 	env.Worker(func(ctx, abort context.Context) { r.Run(ctx, abort) })
 	return nil
 }

@@ -6,7 +6,9 @@
 // and keeps its lease alive with heartbeats.
 //
 // The run's log starts with the sandbox's isolation line (stream system), which the
-// runner also reports as a RunIsolation event for the run detail.
+// runner also reports as a RunIsolation event for the run detail; on a runner started
+// with --allow-weak-isolation that lacks layers, a warning line naming them comes first.
+// Without that flag such a runner takes no job (fail closed).
 package service
 
 import (
@@ -17,6 +19,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,10 +59,19 @@ type Config struct {
 	// DrainTimeout is how long the job in progress may still run after the runner was
 	// asked to stop (Run's ctx ended); it takes no new job meanwhile. 0 stops at once.
 	DrainTimeout time.Duration
-	Scheduler    runnerv1.RunnerServiceClient
-	Bus          bus.Bus
-	Forges       *forge.Registry
-	Log          *slog.Logger
+	// AllowWeakIsolation lets the runner take jobs although the machine lacks
+	// isolation layers (sandbox.Layers.Missing: no root, no cgroups, no bubblewrap, no
+	// slirp4netns); every such run's log then starts with a warning naming them.
+	// Without it the runner fails closed: it takes no job (and /readyz says why), and a
+	// job whose sandbox turns out weaker ends errored. A job with the network off is
+	// refused without a network namespace either way.
+	AllowWeakIsolation bool
+	// DenyNetworks and AllowNetworks: see sandbox.Options.
+	DenyNetworks, AllowNetworks []netip.Prefix
+	Scheduler                   runnerv1.RunnerServiceClient
+	Bus                         bus.Bus
+	Forges                      *forge.Registry
+	Log                         *slog.Logger
 }
 
 // Runner executes jobs one at a time; run more runners for more parallelism.
@@ -70,6 +82,8 @@ type Runner struct {
 	// jobsDir is where the job directories are made: WorkDir, or the fallback of
 	// jobsDirFor.
 	jobsDir string
+	// missing are the isolation layers the machine lacked at start (checkIsolation).
+	missing []string
 }
 
 // New checks cfg and prepares the work directory.
@@ -101,7 +115,43 @@ func New(cfg Config) (*Runner, error) {
 	if err := r.lockWorkDir(); err != nil {
 		return nil, err
 	}
+	r.checkIsolation()
 	return r, nil
+}
+
+// checkIsolation makes a sandbox as for a job with the network on, notes which layers
+// it lacks and says at start what the runner will do about it.
+func (r *Runner) checkIsolation() {
+	sb, err := sandbox.New("isolation-check", r.sandboxOptions("", true), r.log)
+	if err != nil {
+		r.missing = []string{err.Error()}
+	} else {
+		r.missing = sb.Layers().Missing()
+		if err := sb.Close(); err != nil {
+			r.log.Warn("close the isolation check's sandbox", "err", err)
+		}
+	}
+	switch {
+	case len(r.missing) == 0:
+	case r.cfg.AllowWeakIsolation:
+		r.log.Warn("weak isolation allowed (--allow-weak-isolation): jobs run without these layers, and every run's log says so", "missing", strings.Join(r.missing, "; "))
+	default:
+		r.log.Error("this runner takes no jobs: "+r.Refusing().Error(), "missing", strings.Join(r.missing, "; "))
+	}
+}
+
+// Refusing says why the runner takes no jobs (isolation layers missing, weak isolation
+// not allowed), or nil.
+func (r *Runner) Refusing() error {
+	if len(r.missing) == 0 || r.cfg.AllowWeakIsolation {
+		return nil
+	}
+	return fmt.Errorf("isolation layers missing: %s (provide them, or start the runner with --allow-weak-isolation)", strings.Join(r.missing, "; "))
+}
+
+// sandboxOptions are the sandbox's options for a job.
+func (r *Runner) sandboxOptions(workspace string, network bool) sandbox.Options {
+	return sandbox.Options{Workspace: workspace, Network: network, DenyNetworks: r.cfg.DenyNetworks, AllowNetworks: r.cfg.AllowNetworks}
 }
 
 // jobsDirFor returns the directory for job directories: workDir when the jobs' users can
@@ -204,10 +254,16 @@ func (r *Runner) Run(ctx, abort context.Context) error {
 	if abort == nil {
 		abort = context.Background()
 	}
-	r.log.Info("runner ready", "tiers", strings.Join(r.cfg.Tiers, ","))
 	if r.jobsDir != r.cfg.WorkDir {
 		defer os.Remove(r.jobsDir) // the fallback under the temp dir, when empty
 	}
+	if err := r.Refusing(); err != nil {
+		// Fail closed: no claim, so the scheduler gives the jobs to other runners.
+		r.log.Error("runner refuses jobs: "+err.Error(), "tiers", strings.Join(r.cfg.Tiers, ","))
+		<-ctx.Done()
+		return nil
+	}
+	r.log.Info("runner ready", "tiers", strings.Join(r.cfg.Tiers, ","))
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		cctx, cancel := context.WithTimeout(ctx, 35*time.Second)
@@ -358,8 +414,9 @@ func (r *Runner) runJob(ctx context.Context, job *runnerv1.Job, obs *observer) (
 	// The sandbox takes the checkout (it gives it to the job's user); it is closed (every
 	// process of the job killed, its cgroups, HOME and /tmp removed) before the
 	// workspace is removed and before the run's end is reported.
-	sb, err := sandbox.New(job.RunId, sandbox.Options{Workspace: checkout, Network: job.Network,
-		Limits: sandbox.Limits{Memory: job.MemoryBytes, Pids: job.PidsLimit, CPU: job.Cpus}}, obs.log)
+	opts := r.sandboxOptions(checkout, job.Network)
+	opts.Limits = sandbox.Limits{Memory: job.MemoryBytes, Pids: job.PidsLimit, CPU: job.Cpus}
+	sb, err := sandbox.New(job.RunId, opts, obs.log)
 	if err != nil {
 		return string(engine.StatusErrored), err.Error()
 	}
@@ -370,9 +427,17 @@ func (r *Runner) runJob(ctx context.Context, job *runnerv1.Job, obs *observer) (
 	}()
 	isolation := obs.mask.String(sb.Layers().String())
 	obs.report(&runnerv1.ReportRequest{Event: &runnerv1.ReportRequest_RunIsolation{RunIsolation: &eventsv1.RunIsolation{Isolation: isolation}}})
+	preamble := isolation + "\n"
+	if missing := sb.Layers().Missing(); len(missing) > 0 {
+		if !r.cfg.AllowWeakIsolation {
+			return string(engine.StatusErrored), "refused: the job's sandbox lacks isolation layers: " + strings.Join(missing, "; ") +
+				" (the runner was not started with --allow-weak-isolation)"
+		}
+		preamble = WeakWarning(missing) + "\n" + preamble
+	}
 	// A one-second grace between SIGTERM and SIGKILL keeps a cancel within two seconds.
 	res := engine.Run(ctx, engine.Job{Pipeline: pl, Dir: checkout, Env: jobEnv(job), Secrets: secretValues(job), Context: jc,
-		Timeout: job.Timeout.AsDuration(), KillGrace: time.Second, Sandbox: sb, Preamble: []byte(isolation + "\n")}, obs)
+		Timeout: job.Timeout.AsDuration(), KillGrace: time.Second, Sandbox: sb, Preamble: []byte(preamble)}, obs)
 	return string(res.Status), res.Reason
 }
 
@@ -633,4 +698,10 @@ func secretValues(job *runnerv1.Job) []string {
 		out = append(out, v)
 	}
 	return out
+}
+
+// WeakWarning is the line a run's log starts with when its sandbox lacks layers and the
+// runner allows weak isolation.
+func WeakWarning(missing []string) string {
+	return "WARNING: weak isolation (the runner allows it: --allow-weak-isolation); this job runs without: " + strings.Join(missing, "; ")
 }

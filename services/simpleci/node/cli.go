@@ -83,6 +83,10 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	comps.scheduler.TierFlag(fs, "")
 	comps.scheduler.LostRunRetries = 1
 	fs.DurationVar(&comps.runner.DrainTimeout, "drain-timeout", 10*time.Minute, "on the first interrupt, how long the job in progress may still run (a second interrupt hands it back)")
+	// A developer's own machine, often without root: weak isolation is allowed unless
+	// --allow-weak-isolation=false; the runner's start log and every run's log then name
+	// the missing layers. Where every layer is there the flag changes nothing.
+	comps.runner.IsolationFlags(fs, true)
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
 		return err
