@@ -28,6 +28,13 @@ func startDevIn(t testing.TB, data string) (*api, *proc, string) {
 // startDevWith starts `simpleci dev` as the user cred (nil: the test's), with its data in
 // data, env added to its environment and more flags.
 func startDevWith(t testing.TB, cred *syscall.Credential, data string, env []string, flags ...string) (*api, *proc) {
+	a, p := startDevUnready(t, cred, data, env, flags...)
+	eventually(t, 60*time.Second, "readiness", func() bool { return a.up("/readyz") })
+	return a, p
+}
+
+// startDevUnready is startDevWith without waiting for /readyz.
+func startDevUnready(t testing.TB, cred *syscall.Credential, data string, env []string, flags ...string) (*api, *proc) {
 	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
 	demo, _ := filepath.Abs("../../../docs/examples/demo")
 	args := append([]string{"dev", "--data", data, "--http", httpAddr, "--grpc", grpcAddr, "--demo", demo}, flags...)
@@ -39,9 +46,7 @@ func startDevWith(t testing.TB, cred *syscall.Credential, data string, env []str
 		_, serr := os.Stat(filepath.Join(data, "demo-webhook-secret"))
 		return err == nil && serr == nil
 	})
-	a := &api{t: t, base: "http://" + httpAddr, token: token}
-	eventually(t, 60*time.Second, "readiness", func() bool { return a.up("/readyz") })
-	return a, p
+	return &api{t: t, base: "http://" + httpAddr, token: token}, p
 }
 
 // TestDev drives `simpleci dev` over HTTP: the demo project's run, then the shared

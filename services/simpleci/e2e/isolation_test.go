@@ -82,6 +82,10 @@ func checkIsolation(t *testing.T, r run, chunks []chunk) string {
 		t.Fatalf("the log does not start with a system line: %+v", chunks)
 	}
 	line := strings.TrimSuffix(chunks[0].Text, "\n")
+	// A runner that allows weak isolation puts a warning line first.
+	if strings.HasPrefix(line, "WARNING: weak isolation") {
+		_, line, _ = strings.Cut(line, "\n")
+	}
 	if r.Isolation != line {
 		t.Fatalf("run detail isolation %q, first log line %q: want the same", r.Isolation, line)
 	}
@@ -288,6 +292,14 @@ func TestIsolationWeakDev(t *testing.T) {
 	if !strings.HasPrefix(line, "isolation: weak (") || !strings.Contains(line, "runs as the runner's user") ||
 		!strings.Contains(line, fmt.Sprintf("user=runner (uid %d)", nobody)) {
 		t.Fatalf("isolation %q: want weak, as the runner's user", line)
+	}
+	// `simpleci dev` allows weak isolation: the log's first line warns and names what
+	// is missing (the demo has the network on: the host's, without a root runner).
+	first := chunks[0].Text
+	for _, w := range []string{"WARNING: weak isolation", "job user (the runner is not root)", "cgroup", "network namespace (the job has the host's network"} {
+		if !strings.Contains(first, w) {
+			t.Errorf("the log's first lines %q lack %q", first, w)
+		}
 	}
 	if !strings.Contains(text, "build ok") {
 		t.Fatalf("demo log %q", text)
