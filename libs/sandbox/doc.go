@@ -25,12 +25,20 @@
 //     runner.
 //   - no_new_privs on every process of the job (set on the launcher
 //     thread, so without any helper program).
-//   - Namespaces: network (loopback only, unless [Options.Network]), IPC
-//     and UTS made once per job by the runner, so that every command of
-//     the job shares them; user, mount, PID and cgroup namespaces and a
+//   - Namespaces: network, IPC and UTS made once per job by the runner, so
+//     that every command of the job shares them; user, mount, PID and
+//     cgroup namespaces and a
 //     minimal filesystem view through bubblewrap (read-only /usr, /etc and
 //     the merged-/usr links, a small /dev, a fresh /proc, the workspace,
 //     HOME and a private /tmp writable, nothing else of the host).
+//   - The network: every job has a network namespace of its own, with
+//     loopback only, or with [Options.Network] a way out through a
+//     per-job slirp4netns (network.go) on which the host's own addresses,
+//     [DeniedRanges] and [Options.DenyNetworks] are prohibit routes. A job
+//     without network is refused when no namespace can be made; a job
+//     with network then gets the host's ([Layers.Net] "host").
+//     [Layers.Missing] names what a sandbox lacks, for a runner that fails
+//     closed.
 //   - A scrubbed environment and no inherited descriptors: a command gets
 //     exactly the environment it is given (nil is empty) and descriptors
 //     0, 1, 2 (and those passed on purpose).
@@ -79,6 +87,8 @@
 // Requirements for all layers: root, Linux 5.7+ (clone3 into a cgroup;
 // 5.14+ for cgroup.kill), cgroup v1
 // controllers or v2 with memory, pids and cpu delegated, unprivileged user
-// namespaces, and the Debian packages bubblewrap (0.8+), util-linux
-// (nsenter) and coreutils (env). Each missing one removes its layer only.
+// namespaces, and the Debian packages bubblewrap (0.8+), slirp4netns
+// (1.2; jobs with the network on), util-linux (nsenter) and coreutils
+// (env). Each missing one removes its layer only, except that a job
+// without network is never given the host's.
 package sandbox

@@ -128,9 +128,12 @@ type Sandbox struct {
 // New makes the sandbox of one job: it probes what the machine allows, sets
 // up every layer it can (a cgroup with the limits, the job's user, the
 // namespaces and the filesystem view) and runs a probe command through the
-// sandbox to confirm them. A missing layer is logged and left out, never an
-// error; New fails only when the job could not run at all (the workspace
-// cannot be given to the job's user, no uid is free, ...).
+// sandbox to confirm them. A missing layer is logged and left out (and
+// named by [Layers.Missing]); New fails when the job could not run at all
+// (the workspace cannot be given to the job's user, no uid is free, ...),
+// when a job without network would share the host's network (no network
+// namespace), and when the filtered network of a job with network cannot
+// be set up although slirp4netns is there.
 //
 // jobID names the sandbox in cgroup and directory names. log receives one
 // line per missing layer and the [Layers] line.

@@ -763,11 +763,11 @@ func TestCleanupStale(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		var pid int
+		var pid, slirpPid int
 		var name string
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if _, err := fmt.Sscanf(sc.Text(), "ready %d %s", &pid, &name); err == nil {
+			if _, err := fmt.Sscanf(sc.Text(), "ready %d %s %d", &pid, &name, &slirpPid); err == nil {
 				break
 			}
 		}
@@ -776,9 +776,13 @@ func TestCleanupStale(t *testing.T) {
 			cmd.Wait()
 			t.Fatal("the helper runner did not start its job")
 		}
-		t.Logf("helper runner %d started job process %d in sandbox %s; killing the runner with SIGKILL", cmd.Process.Pid, pid, name)
+		t.Logf("helper runner %d started job process %d in sandbox %s (slirp4netns %d); killing the runner with SIGKILL", cmd.Process.Pid, pid, name, slirpPid)
 		cmd.Process.Kill()
 		cmd.Wait()
+		if slirpPid != 0 {
+			// The kernel closed the runner's end of its exit descriptor.
+			waitGone(t, slirpPid, 5*time.Second)
+		}
 		groups := groupDirs(name)
 		if len(groups) == 0 {
 			t.Fatalf("no cgroup of the crashed runner's sandbox %s", name)
@@ -864,7 +868,10 @@ func staleHelper(mode string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	s, err := New("stale", Options{Workspace: ws, NoBubblewrap: mode != "bubblewrap", Limits: Limits{Pids: 32}}, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	// With the network on (where slirp4netns is installed): its slirp4netns must
+	// not outlive the runner either.
+	network := findTool("slirp4netns") != ""
+	s, err := New("stale", Options{Workspace: ws, NoBubblewrap: mode != "bubblewrap", Network: network, Limits: Limits{Pids: 32}}, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -883,7 +890,11 @@ func staleHelper(mode string) {
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		for p, cmdline := range jobProcesses(s) {
 			if cmdline == "sleep 1000" {
-				fmt.Printf("ready %d %s\n", p, s.name)
+				slirpPid := 0
+				if s.slirp != nil {
+					slirpPid = s.slirp.cmd.Process.Pid
+				}
+				fmt.Printf("ready %d %s %d\n", p, s.name, slirpPid)
 				select {}
 			}
 		}
