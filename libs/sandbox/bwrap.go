@@ -137,13 +137,20 @@ func (s *Sandbox) holderArgs(unshare []string) []string {
 		"--ro-bind", "/etc", "/etc",
 		"--ro-bind", filepath.Join(s.dir, "passwd"), "/etc/passwd",
 		"--ro-bind", filepath.Join(s.dir, "group"), "/etc/group",
-	)
+		"--ro-bind-try", "/opt", "/opt",
+		"--ro-bind-try", "/run/systemd/resolve", "/run/systemd/resolve")
 	if s.slirp != nil {
-		a = append(a, "--ro-bind", s.resolvConf(), "/etc/resolv.conf")
+		// The job resolves through slirp4netns's forwarder. /etc/resolv.conf may
+		// be a link (systemd-resolved's stub file): cover what it points to, if
+		// that is in the view; otherwise the host's file stays.
+		if dst, err := filepath.EvalSymlinks("/etc/resolv.conf"); err == nil &&
+			(strings.HasPrefix(dst, "/etc/") || strings.HasPrefix(dst, "/run/systemd/resolve/")) {
+			a = append(a, "--ro-bind", s.resolvConf(), dst)
+		} else {
+			s.log.Warn("sandbox: the job keeps the host's /etc/resolv.conf; its resolver may be unreachable from the job", "resolv.conf", dst, "err", err)
+		}
 	}
 	a = append(a,
-		"--ro-bind-try", "/opt", "/opt",
-		"--ro-bind-try", "/run/systemd/resolve", "/run/systemd/resolve",
 		"--proc", "/proc",
 		// A /dev of the harmless nodes. bwrap's --dev would need a second
 		// user namespace (for devpts) that nsenter could not enter.
