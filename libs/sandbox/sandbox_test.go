@@ -431,22 +431,7 @@ func TestNetwork(t *testing.T) {
 	if _, err := exec.LookPath("perl"); err != nil {
 		t.Skip("perl (to open TCP connections from sh) is not installed")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("host\n"))
-			c.Close()
-		}
-	}()
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	port := listen(t, "127.0.0.1")
 	// $1 is the port.
 	connect := `perl -MIO::Socket::INET -e '$c = IO::Socket::INET->new(PeerAddr => "127.0.0.1:'"$1"'", Timeout => 3) or die "connect: $!\n"; print "got: ", scalar <$c>'`
 	modes(t, func(t *testing.T, opts Options) {

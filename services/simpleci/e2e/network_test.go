@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +19,16 @@ import (
 // network on, its way out is a per-job slirp4netns, and the host (its loopback and its
 // own addresses), link-local, private and the operator's ranges are unreachable. A
 // runner without the layers refuses jobs unless --allow-weak-isolation.
+
+// waitStepRunning waits until step i of the run (of steps in all) runs.
+func (a *api) waitStepRunning(id string, i, steps int) {
+	a.t.Helper()
+	eventually(a.t, 60*time.Second, fmt.Sprintf("step %d of run %s to run", i, id), func() bool {
+		code, b := a.do("GET", "/api/v1/runs/"+id, nil, nil)
+		var r run
+		return code == http.StatusOK && json.Unmarshal(b, &r) == nil && len(r.Steps) == steps && r.Steps[i].Status == "running"
+	})
+}
 
 // hostListener serves "host-service" on addr at a free port until the test ends.
 func hostListener(t *testing.T, addr string) string {
@@ -116,11 +127,7 @@ func TestNetworkDev(t *testing.T) {
 		a := &api{t: t, base: a.base, token: a.token}
 		id := a.push(on, "net", shas["net"])
 		// While the run holds (its second step runs), its slirp4netns runs under the runner.
-		eventually(t, 60*time.Second, "the hold step to run", func() bool {
-			code, b := a.do("GET", "/api/v1/runs/"+id, nil, nil)
-			var r run
-			return code == http.StatusOK && json.Unmarshal(b, &r) == nil && len(r.Steps) == 2 && r.Steps[1].Status == "running"
-		})
+		a.waitStepRunning(id, 1, 2)
 		if n := len(slirpOf(dev.cmd.Process.Pid)); n != 1 {
 			t.Errorf("%d slirp4netns processes under the runner while the run runs, want 1", n)
 		}

@@ -180,12 +180,7 @@ func scenarios(t *testing.T, a *api) {
 	t.Run("cancelling a running run stops it and its processes", func(t *testing.T) {
 		a := &api{t: t, base: a.base, token: a.token}
 		id := a.push(p, "long", shas["long"])
-		eventually(t, 60*time.Second, "the long step to run", func() bool {
-			code, b := a.do("GET", "/api/v1/runs/"+id, nil, nil)
-			var r run
-			json.Unmarshal(b, &r)
-			return code == http.StatusOK && len(r.Steps) == 3 && r.Steps[1].Status == "running"
-		})
+		a.waitStepRunning(id, 1, 3)
 		eventually(t, 10*time.Second, "the step's background process to start", func() bool {
 			return countExactly(processesWith(longSleep), longSleep) == 1
 		})
