@@ -67,6 +67,35 @@ type Bus interface {
 // ErrClosed is returned by Publish and Subscribe on a closed Bus.
 var ErrClosed = errors.New("bus: closed")
 
+// MaxMessageBytes bounds one message (payload, key, type, id and metadata): Publish refuses a
+// larger one with ErrTooLarge before sending anything of the batch. It lies well below
+// Kafka's own limits (the broker's message.max.bytes and Sarama's Producer.MaxMessageBytes,
+// both about 1 MB by default), so a message the bus accepted is never refused by the broker,
+// which a producer retrying it would otherwise do for ever. Events are bounded tighter still
+// (libs/platform/event.MaxEventBytes); this is the last check.
+const MaxMessageBytes = 512 << 10
+
+// ErrTooLarge is returned (wrapped, and marked Permanent: no retry can make it smaller) by
+// Publish for a message over MaxMessageBytes.
+var ErrTooLarge = errors.New("message larger than the bus takes")
+
+// Size is what m counts against MaxMessageBytes.
+func (m Message) Size() int {
+	n := len(m.ID) + len(m.Key) + len(m.Type) + len(m.Payload)
+	for k, v := range m.Metadata {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// CheckSize returns a Permanent error wrapping ErrTooLarge if m is over MaxMessageBytes.
+func CheckSize(m Message) error {
+	if n := m.Size(); n > MaxMessageBytes {
+		return Permanent(fmt.Errorf("bus: message %s (type %q, key %q) is %d bytes: %w (%d bytes)", m.ID, m.Type, m.Key, n, ErrTooLarge, MaxMessageBytes))
+	}
+	return nil
+}
+
 // ReservedMetadataPrefix starts the metadata keys the bus uses itself (to carry Key and Type).
 const ReservedMetadataPrefix = "simpleci_"
 
@@ -96,6 +125,9 @@ func toWatermill(topic string, msgs []Message) ([]*message.Message, error) {
 	for i, m := range msgs {
 		if m.ID == "" {
 			return nil, fmt.Errorf("bus: publish to %s: message %d (type %q): empty ID", topic, i, m.Type)
+		}
+		if err := CheckSize(m); err != nil {
+			return nil, fmt.Errorf("bus: publish to %s: nothing sent: %w", topic, err)
 		}
 		md := make(message.Metadata, len(m.Metadata)+2)
 		for k, v := range m.Metadata {

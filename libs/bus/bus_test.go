@@ -190,6 +190,7 @@ func runConformance(t *testing.T, f fixture) {
 	t.Run("a message that keeps failing is poisoned and replayed", func(t *testing.T) { testPoison(t, f) })
 	t.Run("a message whose subscription ends is not poisoned", func(t *testing.T) { testNotPoisonedOnStop(t, f) })
 	t.Run("a dependency outage outlasting the retries poisons nothing", func(t *testing.T) { testUnavailableNotPoisoned(t, f) })
+	t.Run("an oversize message is refused whole and can be set aside", func(t *testing.T) { testTooLarge(t, f) })
 }
 
 func testUnavailableNotPoisoned(t *testing.T, f fixture) {
@@ -513,6 +514,42 @@ func testInvalid(t *testing.T, f fixture) {
 		if c.err == nil {
 			t.Errorf("%s: no error", c.name)
 		}
+	}
+}
+
+// testTooLarge: a batch with a message over MaxMessageBytes is refused before anything is
+// sent (so an outbox can set the message aside and publish the rest), with a permanent
+// ErrTooLarge; the message set aside is listed with its topic, producer and reason, without
+// the payload the poison queue could not hold either.
+func testTooLarge(t *testing.T, f fixture) {
+	b, topic, ctx := f.newBus(t), f.topic(t), testContext(t)
+	rec := newRecorder()
+	if err := b.Subscribe(ctx, topic, "g", rec.handler); err != nil {
+		t.Fatal(err)
+	}
+	big := bus.Message{ID: "big", Key: "k", Type: "t", Payload: make([]byte, bus.MaxMessageBytes)}
+	err := b.Publish(ctx, topic, bus.Message{ID: "small-1", Key: "k", Type: "t"}, big)
+	if !errors.Is(err, bus.ErrTooLarge) || !bus.IsPermanent(err) {
+		t.Fatalf("publish oversize: %v, want a permanent ErrTooLarge", err)
+	}
+	if err := bus.SetAside(ctx, b, topic, "outbox:test", big, err); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, topic, bus.Message{ID: "small-2", Key: "k", Type: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := idsOf(rec.waitCount(t, 1)); !slices.Equal(got, []string{"small-2"}) {
+		t.Fatalf("delivered %v, want only small-2 (small-1 was in the refused batch)", got)
+	}
+	var ps []bus.Poisoned
+	waitFor(t, "the record set aside", func() bool {
+		ps, err = b.Poison().List(ctx, topic, 0)
+		return err == nil && len(ps) == 1
+	})
+	p := ps[0]
+	if p.Message.ID != "big" || p.Group != "outbox:test" || p.Topic != topic || len(p.Message.Payload) != 0 ||
+		!strings.Contains(p.Error, "larger than the bus takes") || !strings.Contains(p.Error, "not kept") {
+		t.Fatalf("record %+v", p)
 	}
 }
 

@@ -61,6 +61,7 @@ func NewGoChannel(logger *slog.Logger, opts ...GoChannelOption) Bus {
 		o(b)
 	}
 	if b.poisonDir != nil {
+		b.poisonDir.logger = logger
 		b.poison, b.poisonPub = b.poisonDir, b.poisonDir
 		b.wg.Add(1)
 		go func() {
@@ -68,7 +69,7 @@ func NewGoChannel(logger *slog.Logger, opts ...GoChannelOption) Bus {
 			b.poisonDir.serveReplays(b, logger, b.closing)
 		}()
 	} else {
-		mem := &memoryPoison{bus: b}
+		mem := &memoryPoison{bus: b, logger: logger}
 		b.poison, b.poisonPub = mem, mem
 	}
 	return b

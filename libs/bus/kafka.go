@@ -560,6 +560,11 @@ func readPartition(ctx context.Context, consumer sarama.Consumer, topic, namespa
 // Replay publishes p's message to its original topic.
 func (q kafkaPoison) Replay(ctx context.Context, p Poisoned) error { return replay(ctx, q.b, p) }
 
+func (q kafkaPoison) SetAside(_ context.Context, p Poisoned) error {
+	p.Topic, p.Group = q.b.cfg.name(p.Topic), q.b.cfg.name(p.Group) // as the poison middleware records them
+	return stampingPublisher{pub: q.b.pubOrClosed(), logger: q.b.logger}.Publish(q.b.cfg.name(q.b.cfg.PoisonTopic), setAsideMessage(p))
+}
+
 // DeleteNamespace deletes every topic of cfg.Namespace (which must not be empty): the
 // end of a deployment that shared a cluster, such as a test run's. Consumer groups are
 // left to expire with the broker's offset retention.

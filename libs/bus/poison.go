@@ -50,6 +50,40 @@ type PoisonQueue interface {
 	// Replay publishes p.Message again to p.Topic (every group of the topic gets it again:
 	// handlers are idempotent). The record stays in the queue.
 	Replay(ctx context.Context, p Poisoned) error
+	// SetAside records a message that its producer could not publish and never will (it is
+	// over MaxMessageBytes, or the bus refused it permanently), so that the producer's
+	// outbox goes on: p.Topic is where it was meant to go, p.Group names the producer
+	// (e.g. "outbox:gateway"), p.Error why. p.ID and p.At are ignored. A payload too large
+	// for the poison queue itself is left out and the record's error says so (the producer
+	// keeps the original where the record says).
+	SetAside(ctx context.Context, p Poisoned) error
+}
+
+// maxPoisonError bounds the error text a record set aside carries.
+const maxPoisonError = 4 << 10
+
+// setAsideMessage is the poison record of p for SetAside, within MaxMessageBytes.
+func setAsideMessage(p Poisoned) *message.Message {
+	m := p.Message
+	reason := p.Error
+	if m.Size()+len(reason)+1024 > MaxMessageBytes {
+		reason += fmt.Sprintf(" (payload of %d bytes not kept in the poison queue: over its limit)", len(m.Payload))
+		m.Payload = nil
+	}
+	if len(reason) > maxPoisonError {
+		reason = reason[:maxPoisonError] + "…[cut]"
+	}
+	md := make(message.Metadata, len(m.Metadata)+6)
+	for k, v := range m.Metadata {
+		md[k] = v
+	}
+	md[metaKey], md[metaType] = m.Key, m.Type
+	md[middleware.PoisonedTopicKey] = p.Topic
+	md[middleware.PoisonedHandlerKey] = p.Group
+	md[middleware.ReasonForPoisonedKey] = reason
+	wm := message.NewMessage(m.ID, m.Payload)
+	wm.Metadata = md
+	return wm
 }
 
 // poisonRecord makes a Poisoned from a message published to the poison topic.
@@ -126,7 +160,8 @@ func replay(ctx context.Context, b Bus, p Poisoned) error {
 // memoryPoison is the poison queue of a GoChannel bus without a directory: it lives and
 // dies with the process.
 type memoryPoison struct {
-	bus Bus
+	bus    Bus
+	logger *slog.Logger
 	mu  sync.Mutex
 	all []Poisoned
 	n   int
@@ -152,4 +187,22 @@ func (q *memoryPoison) List(ctx context.Context, topic string, limit int) ([]Poi
 
 func (q *memoryPoison) Replay(ctx context.Context, p Poisoned) error { return replay(ctx, q.bus, p) }
 
+func (q *memoryPoison) SetAside(_ context.Context, p Poisoned) error {
+	return stampingPublisher{pub: q, logger: orDiscard(q.logger)}.Publish("", setAsideMessage(p))
+}
+
 var errNoPoisonRecord = errors.New("no such poison record")
+
+// SetAside records m, which producer could not publish to topic because of why and never
+// will, in b's poison queue (PoisonQueue.SetAside), so that the producer can go on with
+// the messages behind it.
+func SetAside(ctx context.Context, b Bus, topic, producer string, m Message, why error) error {
+	reason := "not published"
+	if why != nil {
+		reason = why.Error()
+	}
+	if err := b.Poison().SetAside(ctx, Poisoned{Message: m, Topic: topic, Group: producer, Error: reason}); err != nil {
+		return fmt.Errorf("bus: set message %s aside: %w", m.ID, err)
+	}
+	return nil
+}

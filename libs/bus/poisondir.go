@@ -28,8 +28,9 @@ import (
 // PoisonDirPoll and removes the request; with no bus running, the next one started on the
 // directory does. Records are never removed by SimpleCI; delete the files to forget them.
 type PoisonDir struct {
-	dir string
-	n   atomic.Int64
+	dir    string
+	n      atomic.Int64
+	logger *slog.Logger // set by the bus that owns it
 }
 
 // PoisonDirPoll is how often the bus that owns a PoisonDir looks for replay requests.
@@ -87,6 +88,11 @@ func (d *PoisonDir) Add(p Poisoned) (Poisoned, error) {
 
 // Close implements message.Publisher; there is nothing to release.
 func (d *PoisonDir) Close() error { return nil }
+
+// SetAside implements PoisonQueue.
+func (d *PoisonDir) SetAside(_ context.Context, p Poisoned) error {
+	return stampingPublisher{pub: d, logger: orDiscard(d.logger)}.Publish("", setAsideMessage(p))
+}
 
 // List implements PoisonQueue.
 func (d *PoisonDir) List(ctx context.Context, topic string, limit int) ([]Poisoned, error) {

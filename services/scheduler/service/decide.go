@@ -22,10 +22,12 @@ import (
 // point leaves either all of it or none of it. The run list is the one read model that
 // follows the log asynchronously (outbox.go), from a position stored with it.
 
-// recorded is an event to append with its id.
+// recorded is an event to append with its id, and the blobs it refers to (blobs.go),
+// stored in the same transaction.
 type recorded struct {
-	id  string
-	msg proto.Message
+	id    string
+	msg   proto.Message
+	blobs [][]byte
 }
 
 // errRetry makes decide run the decision again from a fresh load: another writer
@@ -71,6 +73,9 @@ func (s *Service) decideTx(ctx context.Context, runID string, choose func(tx *sq
 				if err := s.afterAppend(ctx, tx); err != nil {
 					return err
 				}
+			}
+			if err := s.putBlobs(ctx, tx, evs); err != nil {
+				return err
 			}
 			if err := s.applyJobs(ctx, tx, evs); err != nil {
 				return err
@@ -148,9 +153,9 @@ func (s *Service) appendTo(ctx context.Context, st eventstore.Store, r *domain.R
 		}
 	}
 	for i, e := range evs {
-		b, err := proto.Marshal(e.msg)
+		b, err := event.Marshal(e.msg) // refuses an event over event.MaxEventBytes
 		if err != nil {
-			return err
+			return fmt.Errorf("run %s: %w", runID, err)
 		}
 		stored[i] = eventstore.Event{ID: e.id, Type: event.TypeOf(e.msg), Payload: b,
 			Metadata: map[string]string{"run_id": runID, "org_id": org, "project_id": project}}

@@ -80,11 +80,22 @@ func (s *Service) savePosition(ctx context.Context, x execer, name string, pos i
 }
 
 // forward publishes a batch of events on the runs topic, keyed by run id, then stores
-// the position after it.
+// the position after it. An event the bus can never take (over bus.MaxMessageBytes: one
+// recorded before events were bounded) is set aside in the poison queue instead, with its
+// position in the event store, which keeps it: it must not hold back every run's events
+// behind it (docs/architecture.md, "Event size").
 func (s *Service) forward(ctx context.Context, evs []eventstore.Event) error {
 	msgs := make([]bus.Message, 0, len(evs))
 	for _, e := range evs {
-		msgs = append(msgs, bus.Message{ID: e.ID, Key: e.Metadata["run_id"], Type: e.Type, Payload: e.Payload})
+		m := bus.Message{ID: e.ID, Key: e.Metadata["run_id"], Type: e.Type, Payload: e.Payload}
+		if err := bus.CheckSize(m); err != nil {
+			why := fmt.Errorf("%w; the event is kept in the event store at position %d (stream %s)", err, e.Position, e.StreamID)
+			if err := bus.SetAside(ctx, s.cfg.Bus, event.TopicRuns, "outbox:scheduler", m, why); err != nil {
+				return err // retried with the batch
+			}
+			continue
+		}
+		msgs = append(msgs, m)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

@@ -23,7 +23,7 @@ func (s *Service) ReleaseJob(ctx context.Context, req *runnerv1.ReleaseJobReques
 		if err != nil {
 			return nil, err
 		}
-		return []recorded{{newID(), ev}}, nil
+		return []recorded{{id: newID(), msg: ev}}, nil
 	})
 	if err != nil {
 		return nil, err

@@ -5,12 +5,15 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/forge"
 	"github.com/simpleci/simpleci/libs/pipeline"
+	"github.com/simpleci/simpleci/libs/platform/event"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
@@ -55,12 +58,19 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 		Event: req.Event, Actor: req.Actor, Context: req.Context, QueuedAt: timestamppb.Now(),
 		PipelinePath: s.cfg.PipelinePath, DeliveryId: req.DeliveryId, Network: p.GetNetwork(),
 	}
-	var reason string
-	if tier, ok := s.cfg.Tiers[p.GetTier()]; ok {
-		q.Timeout = durationpb.New(tier.Timeout)
-		reason = s.readPipeline(ctx, p.GetProvider(), p.GetRepository(), tier, q)
-	} else {
+	var data []byte
+	reason := boundRequest(q)
+	if tier, ok := s.cfg.Tiers[p.GetTier()]; !ok {
 		reason = fmt.Sprintf("tier %q is not served by this deployment (served: %s)", p.GetTier(), strings.Join(s.tierNames(), ", "))
+	} else if reason == "" {
+		q.Timeout = durationpb.New(tier.Timeout)
+		data, reason = s.readPipeline(ctx, p.GetProvider(), p.GetRepository(), tier, q)
+	}
+	if _, err := event.Marshal(q); err != nil && reason == "" {
+		reason = fmt.Sprintf("the run cannot be recorded: %v; its %d step names are too long together", err, len(q.StepNames))
+	}
+	if reason != "" { // recorded without steps or pipeline: RunQueued + RunFinished{errored}
+		q.StepNames, q.PipelineSha256, q.PipelineSize, data = nil, "", 0, nil
 	}
 	// Runs of one project take consecutive numbers: this process queues them one at a
 	// time, so that only other scheduler replicas can race for a number.
@@ -77,10 +87,13 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 		}
 		q := proto.Clone(q).(*eventsv1.RunQueued)
 		q.Number = n + 1
-		evs := []recorded{{newID(), q}}
+		evs := []recorded{{id: newID(), msg: q}}
+		if data != nil {
+			evs[0].blobs = [][]byte{data}
+		}
 		if reason != "" {
-			evs = append(evs, recorded{newID(), &eventsv1.RunFinished{RunId: q.RunId, OrgId: q.OrgId, ProjectId: q.ProjectId,
-				Status: domain.RunErrored, Reason: reason, FinishedAt: timestamppb.Now(), Attempt: 1}})
+			evs = append(evs, recorded{id: newID(), msg: &eventsv1.RunFinished{RunId: q.RunId, OrgId: q.OrgId, ProjectId: q.ProjectId,
+				Status: domain.RunErrored, Reason: boundReason(reason), FinishedAt: timestamppb.Now(), Attempt: 1}})
 		}
 		return evs, nil
 	})
@@ -95,14 +108,65 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 	return r, nil
 }
 
+// Bounds of what a run request carries into RunQueued, so that the event stays far below
+// event.MaxEventBytes whatever a forge or a user sent.
+const (
+	maxRequestField = 1 << 10 // ref, branch, sha, event, actor, delivery id, repository
+	maxContextKeys  = 64
+	maxContextKey   = 128
+	maxContextValue = 1 << 10
+	maxReason       = 8 << 10 // a run's or step's reason
+)
+
+// boundRequest cuts q's request fields and context to their bounds and returns why the run
+// cannot start if anything had to be cut ("" when all was within bounds).
+func boundRequest(q *eventsv1.RunQueued) string {
+	var over []string
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"ref", &q.Ref}, {"branch", &q.Branch}, {"sha", &q.Sha}, {"event", &q.Event}, {"actor", &q.Actor},
+		{"delivery id", &q.DeliveryId}, {"repository", &q.Repository}} {
+		if len(*f.v) > maxRequestField {
+			over = append(over, fmt.Sprintf("%s is %d bytes (at most %d)", f.name, len(*f.v), maxRequestField))
+			*f.v = event.Bound(*f.v, maxRequestField)
+		}
+	}
+	if len(q.Context) > maxContextKeys {
+		over = append(over, fmt.Sprintf("context has %d keys (at most %d)", len(q.Context), maxContextKeys))
+	}
+	if len(q.Context) > 0 {
+		ctx := make(map[string]string, min(len(q.Context), maxContextKeys))
+		for _, k := range slices.Sorted(maps.Keys(q.Context)) {
+			v := q.Context[k]
+			if len(k) > maxContextKey || len(v) > maxContextValue {
+				over = append(over, fmt.Sprintf("context key %.40q... is %d bytes with a value of %d (at most %d and %d)", k, len(k), len(v), maxContextKey, maxContextValue))
+				k, v = event.Bound(k, maxContextKey), event.Bound(v, maxContextValue)
+			}
+			if len(ctx) < maxContextKeys {
+				ctx[k] = v
+			}
+		}
+		q.Context = ctx
+	}
+	if len(over) == 0 {
+		return ""
+	}
+	return "run request too large: " + strings.Join(over, "; ")
+}
+
+// boundReason cuts a reason to maxReason bytes, with a marker.
+func boundReason(r string) string { return event.Bound(r, maxReason) }
+
 // pipelineFiles are read in this order at the commit: JSON first, then YAML.
 var pipelineFiles = []string{".simpleci/pipeline.json", ".simpleci/pipeline.yaml", ".simpleci/pipeline.yml"}
 
-// readPipeline fills q's sha, pipeline and step names, or returns why the run cannot start.
-func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier Tier, q *eventsv1.RunQueued) string {
+// readPipeline fills q's sha, pipeline reference and step names and returns the pipeline
+// file, or returns why the run cannot start.
+func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier Tier, q *eventsv1.RunQueued) ([]byte, string) {
 	f, err := s.cfg.Forges.Lookup(provider)
 	if err != nil {
-		return err.Error()
+		return nil, err.Error()
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -113,7 +177,7 @@ func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier 
 		}
 		sha, err := f.ResolveRef(ctx, repo, ref)
 		if err != nil {
-			return fmt.Sprintf("cannot resolve ref %q: %v", ref, err)
+			return nil, fmt.Sprintf("cannot resolve ref %q: %v", ref, err)
 		}
 		q.Sha = sha
 	}
@@ -128,23 +192,23 @@ func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier 
 			continue
 		}
 		if err != nil {
-			return fmt.Sprintf("cannot read %s at commit %s: %v", p, q.Sha, err)
+			return nil, fmt.Sprintf("cannot read %s at commit %s: %v", p, q.Sha, err)
 		}
 		q.PipelinePath = p
 		break
 	}
 	if errors.Is(err, forge.ErrNotFound) {
-		return fmt.Sprintf("%s: not found at commit %s", strings.Join(paths, " or "), q.Sha)
+		return nil, fmt.Sprintf("%s: not found at commit %s", strings.Join(paths, " or "), q.Sha)
 	}
 	pl, err := pipeline.ParseWithOptions(q.PipelinePath, data, pipeline.Options{MaxTimeout: tier.Timeout, Tier: tier.Name, MaxSteps: tier.Steps})
 	if err != nil {
-		return "invalid pipeline: " + err.Error()
+		return nil, "invalid pipeline: " + err.Error()
 	}
-	q.Pipeline = data
+	q.PipelineSha256, q.PipelineSize = blobKey(data), int64(len(data))
 	for _, st := range pl.Steps {
 		q.StepNames = append(q.StepNames, st.Name)
 	}
-	return ""
+	return data, ""
 }
 
 // TriggerRun is the manual trigger: it records the request and returns the run.

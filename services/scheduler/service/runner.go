@@ -9,6 +9,7 @@ import (
 
 	"github.com/simpleci/simpleci/libs/eventstore"
 	"github.com/simpleci/simpleci/libs/platform/auth"
+	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
@@ -102,7 +103,7 @@ func (s *Service) claim(ctx context.Context, runner string, tiers []string) (*do
 			if err != nil {
 				return nil, err
 			}
-			return []recorded{{newID(), ev}}, nil
+			return []recorded{{id: newID(), msg: ev}}, nil
 		})
 		if errors.Is(err, domain.ErrTransition) || errors.Is(err, eventstore.ErrConcurrency) {
 			continue // started or ended by another scheduler meanwhile
@@ -125,6 +126,15 @@ func (s *Service) start(ctx context.Context, r *domain.Run, lease string) (*runn
 			fmt.Sprintf("tier %q is not served by this deployment", r.Tier), 0)
 	}
 	job := jobFor(r, lease, s.cfg.LeaseDuration, tier)
+	if key := r.Queued.GetPipelineSha256(); key != "" { // stored by reference (blobs.go)
+		data, err := s.blob(ctx, key)
+		if err != nil {
+			s.log.Error("read the run's pipeline file", "run", r.ID, "err", err)
+			return nil, s.finish(context.WithoutCancel(ctx), r.ID, "", "", domain.RunErrored,
+				fmt.Sprintf("cannot read the pipeline file (sha256 %s) from the scheduler's store", key), 0)
+		}
+		job.Pipeline = data
+	}
 	// Secrets travel only here, to the runner holding the lease: never on the bus or
 	// in the event store. A fork's pull request gets none.
 	if !(job.Context["event"] == "pull_request" && job.Context["fork"] == "true") {
@@ -211,7 +221,7 @@ func withIDs(msgs ...proto.Message) []recorded {
 	out := make([]recorded, 0, len(msgs))
 	for _, m := range msgs {
 		if m != nil {
-			out = append(out, recorded{newID(), m})
+			out = append(out, recorded{id: newID(), msg: m})
 		}
 	}
 	return out
@@ -227,16 +237,25 @@ func (s *Service) Report(ctx context.Context, req *runnerv1.ReportRequest) (*run
 	if req.GetEventId() == "" || req.GetRunId() == "" {
 		return nil, invalid("run_id and event_id are required")
 	}
+	// What a runner sends is bounded here, at the scheduler's edge, so that the events it
+	// becomes stay small (event.MaxEventBytes): reasons and the isolation line are cut with
+	// a marker.
 	var ev proto.Message
 	switch e := req.GetEvent().(type) {
 	case *runnerv1.ReportRequest_StepStarted:
 		ev = e.StepStarted
+		e.StepStarted.StepName = event.Bound(e.StepStarted.GetStepName(), maxRequestField)
 	case *runnerv1.ReportRequest_StepSkipped:
 		ev = e.StepSkipped
+		e.StepSkipped.Reason = boundReason(e.StepSkipped.GetReason())
+		e.StepSkipped.StepName = event.Bound(e.StepSkipped.GetStepName(), maxRequestField)
 	case *runnerv1.ReportRequest_StepFinished:
 		ev = e.StepFinished
+		e.StepFinished.Reason = boundReason(e.StepFinished.GetReason())
+		e.StepFinished.StepName = event.Bound(e.StepFinished.GetStepName(), maxRequestField)
 	case *runnerv1.ReportRequest_RunIsolation:
 		ev = e.RunIsolation
+		e.RunIsolation.Isolation = boundReason(e.RunIsolation.GetIsolation())
 	case *runnerv1.ReportRequest_RunFinished:
 		f := e.RunFinished
 		if err := s.finish(ctx, req.RunId, req.LeaseId, req.EventId, f.Status, f.Reason, f.LastLogSequence); err != nil {
@@ -253,7 +272,7 @@ func (s *Service) Report(ctx context.Context, req *runnerv1.ReportRequest) (*run
 		if err := r.Observe(req.LeaseId, ev); err != nil {
 			return nil, err
 		}
-		return []recorded{{req.EventId, ev}}, nil
+		return []recorded{{id: req.EventId, msg: ev}}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -271,11 +290,11 @@ func (s *Service) finish(ctx context.Context, runID, lease, eventID, st, reason 
 		if r.Has(eventID) {
 			return nil, nil
 		}
-		ev, err := r.Finish(lease, st, reason, lastSeq, time.Now())
+		ev, err := r.Finish(lease, st, boundReason(reason), lastSeq, time.Now())
 		if err != nil || ev == nil {
 			return nil, err
 		}
-		return []recorded{{eventID, ev}}, nil
+		return []recorded{{id: eventID, msg: ev}}, nil
 	})
 	if err != nil {
 		return err

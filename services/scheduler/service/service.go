@@ -246,7 +246,7 @@ func (s *Service) expire(ctx context.Context, runID, lease string) error {
 		if ev == nil {
 			return nil, nil
 		}
-		return []recorded{{newID(), ev}}, nil
+		return []recorded{{id: newID(), msg: ev}}, nil
 	})
 	if err == nil && r.Status == domain.RunTimedOut {
 		s.log.Warn("run ended past its timeout; its runner did not end it", "run", runID, "runner", r.RunnerID)
@@ -262,7 +262,7 @@ func (s *Service) loseRunner(ctx context.Context, runID, lease string) error {
 		if ev == nil {
 			return nil, nil
 		}
-		return []recorded{{newID(), ev}}, nil
+		return []recorded{{id: newID(), msg: ev}}, nil
 	})
 	if err != nil {
 		return err

@@ -240,7 +240,9 @@ type RunQueued struct {
 	Actor      string                 `protobuf:"bytes,12,opt,name=actor,proto3" json:"actor,omitempty"`
 	// step_names lists the pipeline's steps in order.
 	StepNames []string `protobuf:"bytes,13,rep,name=step_names,json=stepNames,proto3" json:"step_names,omitempty"`
-	// pipeline is the pipeline file as read at the commit; pipeline_path where it was read.
+	// pipeline is the pipeline file as read at the commit, in events recorded before the
+	// file was stored by reference; pipeline_path where it was read. New events leave it
+	// empty and carry pipeline_sha256 instead.
 	Pipeline     []byte                 `protobuf:"bytes,14,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
 	PipelinePath string                 `protobuf:"bytes,15,opt,name=pipeline_path,json=pipelinePath,proto3" json:"pipeline_path,omitempty"`
 	Timeout      *durationpb.Duration   `protobuf:"bytes,16,opt,name=timeout,proto3" json:"timeout,omitempty"`
@@ -248,9 +250,14 @@ type RunQueued struct {
 	QueuedAt     *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=queued_at,json=queuedAt,proto3" json:"queued_at,omitempty"`
 	DeliveryId   string                 `protobuf:"bytes,19,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
 	// network is the project's network setting when the run was queued: default|on|off.
-	Network       string `protobuf:"bytes,20,opt,name=network,proto3" json:"network,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Network string `protobuf:"bytes,20,opt,name=network,proto3" json:"network,omitempty"`
+	// pipeline_sha256 (lowercase hex) names the pipeline file in the scheduler's content-addressed
+	// store (sched_blobs), written in the transaction that recorded this event; pipeline_size
+	// is its length in bytes. Events stay small whatever the file's size (docs/events.md).
+	PipelineSha256 string `protobuf:"bytes,21,opt,name=pipeline_sha256,json=pipelineSha256,proto3" json:"pipeline_sha256,omitempty"`
+	PipelineSize   int64  `protobuf:"varint,22,opt,name=pipeline_size,json=pipelineSize,proto3" json:"pipeline_size,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RunQueued) Reset() {
@@ -421,6 +428,20 @@ func (x *RunQueued) GetNetwork() string {
 		return x.Network
 	}
 	return ""
+}
+
+func (x *RunQueued) GetPipelineSha256() string {
+	if x != nil {
+		return x.PipelineSha256
+	}
+	return ""
+}
+
+func (x *RunQueued) GetPipelineSize() int64 {
+	if x != nil {
+		return x.PipelineSize
+	}
+	return 0
 }
 
 // RunStarted records that a runner claimed the run's job.
@@ -1302,7 +1323,7 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\frequested_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x06\n" +
 	"\tRunQueued\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -1329,7 +1350,9 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\tqueued_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\bqueuedAt\x12\x1f\n" +
 	"\vdelivery_id\x18\x13 \x01(\tR\n" +
 	"deliveryId\x12\x18\n" +
-	"\anetwork\x18\x14 \x01(\tR\anetwork\x1a:\n" +
+	"\anetwork\x18\x14 \x01(\tR\anetwork\x12'\n" +
+	"\x0fpipeline_sha256\x18\x15 \x01(\tR\x0epipelineSha256\x12#\n" +
+	"\rpipeline_size\x18\x16 \x01(\x03R\fpipelineSize\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\x01\n" +
