@@ -162,9 +162,9 @@ func replay(ctx context.Context, b Bus, p Poisoned) error {
 type memoryPoison struct {
 	bus    Bus
 	logger *slog.Logger
-	mu  sync.Mutex
-	all []Poisoned
-	n   int
+	mu     sync.Mutex
+	all    []Poisoned
+	n      int
 }
 
 func (q *memoryPoison) Publish(_ string, msgs ...*message.Message) error {
