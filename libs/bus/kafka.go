@@ -210,6 +210,10 @@ func (b *kafkaBus) Publish(ctx context.Context, topic string, msgs ...Message) e
 			return fmt.Errorf("bus: publish to %s: %d of %d messages sent: %w", topic, i, len(wms), err)
 		}
 		if err := b.pub.Publish(b.cfg.name(topic), wm); err != nil {
+			if errors.Is(err, sarama.ErrMessageSizeTooLarge) {
+				// The broker's own limit is lower than ours: no retry will change that.
+				err = Permanent(fmt.Errorf("%w: %w", ErrTooLarge, err))
+			}
 			return fmt.Errorf("bus: publish to %s: %d of %d messages sent: %w", topic, i, len(wms), err)
 		}
 	}

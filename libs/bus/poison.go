@@ -206,3 +206,45 @@ func SetAside(ctx context.Context, b Bus, topic, producer string, m Message, why
 	}
 	return nil
 }
+
+// PublishOrSetAside publishes msgs to topic in order, like Publish, except that a message
+// the bus refuses for good (over MaxMessageBytes, or a permanent error) is set aside in the
+// poison queue as producer's (SetAside, its reason followed by where(m), which says where
+// the producer keeps the original) and the others are still published: an outbox calls it
+// so that one such message cannot hold back the messages behind it for ever. It returns
+// the first other error (the bus is down: the caller retries the batch; messages may then
+// be published twice, as Publish's at-least-once allows).
+func PublishOrSetAside(ctx context.Context, b Bus, topic, producer string, msgs []Message, where func(Message) string) error {
+	setAside := func(m Message, why error) error {
+		if where != nil {
+			why = fmt.Errorf("%w; %s", why, where(m))
+		}
+		return SetAside(ctx, b, topic, producer, m, why)
+	}
+	ok := make([]Message, 0, len(msgs))
+	for _, m := range msgs {
+		if err := CheckSize(m); err != nil {
+			if err := setAside(m, err); err != nil {
+				return err
+			}
+			continue
+		}
+		ok = append(ok, m)
+	}
+	err := b.Publish(ctx, topic, ok...)
+	if err == nil || !IsPermanent(err) {
+		return err
+	}
+	// The bus refused one of them for good (e.g. a broker whose own limit is lower): find
+	// it by publishing one at a time.
+	for _, m := range ok {
+		err := b.Publish(ctx, topic, m)
+		if IsPermanent(err) {
+			err = setAside(m, err)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

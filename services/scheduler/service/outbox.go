@@ -86,20 +86,15 @@ func (s *Service) savePosition(ctx context.Context, x execer, name string, pos i
 // behind it (docs/architecture.md, "Event size").
 func (s *Service) forward(ctx context.Context, evs []eventstore.Event) error {
 	msgs := make([]bus.Message, 0, len(evs))
+	where := make(map[string]string, len(evs))
 	for _, e := range evs {
-		m := bus.Message{ID: e.ID, Key: e.Metadata["run_id"], Type: e.Type, Payload: e.Payload}
-		if err := bus.CheckSize(m); err != nil {
-			why := fmt.Errorf("%w; the event is kept in the event store at position %d (stream %s)", err, e.Position, e.StreamID)
-			if err := bus.SetAside(ctx, s.cfg.Bus, event.TopicRuns, "outbox:scheduler", m, why); err != nil {
-				return err // retried with the batch
-			}
-			continue
-		}
-		msgs = append(msgs, m)
+		msgs = append(msgs, bus.Message{ID: e.ID, Key: e.Metadata["run_id"], Type: e.Type, Payload: e.Payload})
+		where[e.ID] = fmt.Sprintf("the event is kept in the event store at position %d (stream %s)", e.Position, e.StreamID)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := s.cfg.Bus.Publish(pctx, event.TopicRuns, msgs...); err != nil {
+	err := bus.PublishOrSetAside(pctx, s.cfg.Bus, event.TopicRuns, "outbox:scheduler", msgs, func(m bus.Message) string { return where[m.ID] })
+	if err != nil {
 		return fmt.Errorf("publish %d run events: %w", len(msgs), err)
 	}
 	return s.savePosition(ctx, s.db, "outbox", evs[len(evs)-1].Position)
