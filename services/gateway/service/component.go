@@ -2,32 +2,54 @@ package service
 
 import (
 	"context"
+	"flag"
+	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/simpleci/simpleci/libs/platform/node"
 	"github.com/simpleci/simpleci/libs/platform/node/nodebus"
 	"github.com/simpleci/simpleci/libs/platform/node/nodeforge"
 	"github.com/simpleci/simpleci/libs/platform/node/nodesql"
+	"github.com/simpleci/simpleci/libs/platform/ratelimit"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	"google.golang.org/grpc/codes"
 )
 
 // Component runs the gateway in a node process: the REST API and webhook intake on the
 // process's HTTP server.
-type Component struct{}
+type Component struct {
+	// WebhookLimits bound each project's webhook deliveries (--webhook-rate; Flags sets
+	// the default, DefaultWebhookLimits; zero is off).
+	WebhookLimits ratelimit.Limits
+	// ReplayWindow is how long accepted webhook bodies are remembered (--webhook-replay-window).
+	ReplayWindow time.Duration
+}
 
 // Name implements node.Component.
-func (Component) Name() string { return "gateway" }
+func (*Component) Name() string { return "gateway" }
+
+// Flags implements node.Flagger (`simpleci dev` adds them too).
+func (c *Component) Flags(fs *flag.FlagSet) {
+	c.WebhookLimits, c.ReplayWindow = DefaultWebhookLimits, DefaultReplayWindow
+	fs.Func("webhook-rate", fmt.Sprintf("gateway: webhook deliveries per project, N/s, N/m or N/h with ,burst=B, or off; past it 429 with Retry-After (default %s)", DefaultWebhookLimits),
+		func(v string) (err error) { c.WebhookLimits, err = ratelimit.ParseLimits(v); return err })
+	fs.DurationVar(&c.ReplayWindow, "webhook-replay-window", DefaultReplayWindow, "gateway: how long an accepted webhook body is remembered; the same body under a new delivery id is refused (409) within it")
+}
 
 // Validate implements node.Validator.
-func (Component) Validate(cfg *node.Config) []string {
-	return append(cfg.RequireDatabase("gateway"), cfg.RequirePeers("gateway", "auth", "project", "scheduler", "log")...)
+func (c *Component) Validate(cfg *node.Config) []string {
+	problems := append(cfg.RequireDatabase("gateway"), cfg.RequirePeers("gateway", "auth", "project", "scheduler", "log")...)
+	if c.ReplayWindow < 0 {
+		problems = append(problems, "--webhook-replay-window must not be negative")
+	}
+	return problems
 }
 
 // Init implements node.Component.
-func (Component) Init(ctx context.Context, env *node.Env) error {
-	var cfg Config
+func (c *Component) Init(ctx context.Context, env *node.Env) error {
+	cfg := Config{WebhookLimits: c.WebhookLimits, ReplayWindow: c.ReplayWindow}
 	var err error
 	if cfg.Projects, err = env.DialForwarding("project"); err != nil {
 		return err

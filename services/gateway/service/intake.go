@@ -28,11 +28,15 @@ var Schema = sqldb.Schema{Name: "gateway", Migrations: migrations, Dir: "migrati
 // while the bus is down. When the database cannot take the message, it is published
 // directly; only when neither works is the delivery refused (503).
 type intake struct {
-	db    *sqldb.DB
-	bus   bus.Bus
-	log   *slog.Logger
-	added wake.Signal
+	db      *sqldb.DB
+	bus     bus.Bus
+	log     *slog.Logger
+	added   wake.Signal
+	replays *replays // pruned by the forwarder; nil: nothing to prune
 }
+
+// pruneEvery is how often the forwarder deletes the bodies past the replay window.
+const pruneEvery = time.Minute
 
 // forwardBatch bounds the messages one publish carries.
 const forwardBatch = 100
@@ -59,7 +63,16 @@ func (in *intake) accept(ctx context.Context, topic string, m bus.Message) (stri
 func (in *intake) forward(ctx context.Context) {
 	leader.Run(ctx, in.db, "gateway-outbox", leader.Options{Log: in.log}, func(ctx context.Context) {
 		backoff := 100 * time.Millisecond
+		var pruned time.Time
 		for ctx.Err() == nil {
+			if in.replays != nil && time.Since(pruned) >= pruneEvery {
+				pruned = time.Now()
+				if n, err := in.replays.prune(ctx); err != nil {
+					in.log.Warn("prune remembered webhook bodies", "err", err)
+				} else if n > 0 {
+					in.log.Info("pruned remembered webhook bodies past the replay window", "rows", n)
+				}
+			}
 			signal := in.added.Wait()
 			n, err := in.forwardOnce(ctx)
 			switch {
@@ -115,8 +128,13 @@ func (in *intake) forwardOnce(ctx context.Context) (int, error) {
 			msgs = append(msgs, batch[end].msg)
 			end++
 		}
+		// A row the bus refuses for good (over its limit: the intake checks events since
+		// they are bounded, so only a row from before) is set aside in the poison queue and
+		// removed with the others, so it cannot hold back every tenant's deliveries.
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := in.bus.Publish(pctx, batch[start].topic, msgs...)
+		err := bus.PublishOrSetAside(pctx, in.bus, batch[start].topic, "outbox:gateway", msgs, func(m bus.Message) string {
+			return fmt.Sprintf("the gateway's outbox row %s is removed", m.ID)
+		})
 		cancel()
 		if err != nil {
 			return 0, fmt.Errorf("publish %d messages on %s: %w", len(msgs), batch[start].topic, err)

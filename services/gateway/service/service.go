@@ -6,6 +6,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,9 +25,11 @@ import (
 	"github.com/simpleci/simpleci/libs/pipeline"
 	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/id"
+	"github.com/simpleci/simpleci/libs/platform/ratelimit"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -47,10 +50,20 @@ type Config struct {
 	Bus      bus.Bus
 	Forges   *forge.Registry
 	Log      *slog.Logger
-	// DB keeps accepted deliveries until the bus took them (intake.go). Without it a
-	// delivery is published directly and refused (503) while the bus is down.
+	// DB keeps accepted deliveries until the bus took them (intake.go) and the bodies
+	// accepted within the replay window (replay.go). Without it a delivery is published
+	// directly and refused (503) while the bus is down, and replays are not detected.
 	DB *sqldb.DB
+	// WebhookLimits bound each project's webhook deliveries (429 with Retry-After past
+	// them); zero: no limit (the component's flag defaults to DefaultWebhookLimits).
+	WebhookLimits ratelimit.Limits
+	// ReplayWindow is how long an accepted body is remembered (replay.go); zero:
+	// DefaultReplayWindow.
+	ReplayWindow time.Duration
 }
+
+// DefaultWebhookLimits: a burst of 20 deliveries, then one a second, per project.
+var DefaultWebhookLimits = ratelimit.Limits{Rate: 1, Burst: 20}
 
 // MaxWebhookBody is the largest webhook body accepted (413 above it).
 const MaxWebhookBody = 25 << 20
@@ -65,8 +78,11 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 	}
 	g := &gateway{cfg: cfg, log: cfg.Log.With("service", "gateway"), logs: apiv1.NewLogServiceClient(cfg.Logs),
 		runs: apiv1.NewRunServiceClient(cfg.Scheduler)}
+	g.hooks = ratelimit.New(cfg.WebhookLimits)
 	g.intake = &intake{db: cfg.DB, bus: cfg.Bus, log: g.log}
 	if cfg.DB != nil {
+		g.replays = &replays{db: cfg.DB, window: cmp.Or(cfg.ReplayWindow, DefaultReplayWindow)}
+		g.intake.replays = g.replays
 		if _, err := cfg.DB.ApplyMigrations(ctx, Schema); err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}
@@ -107,12 +123,14 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 }
 
 type gateway struct {
-	cfg    Config
-	log    *slog.Logger
-	logs   apiv1.LogServiceClient
-	runs   apiv1.RunServiceClient
-	intake *intake
-	routes routes
+	cfg     Config
+	log     *slog.Logger
+	logs    apiv1.LogServiceClient
+	runs    apiv1.RunServiceClient
+	intake  *intake
+	replays *replays           // nil without a database
+	hooks   *ratelimit.Limiter // webhook deliveries per project
+	routes  routes
 }
 
 // MaxAPIBody is the largest body an API route reads (413 above it); webhooks have
@@ -185,7 +203,22 @@ func apiErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marsh
 		bodyTooLarge(w)
 		return
 	}
+	setRetryAfter(w, err)
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// setRetryAfter turns the RetryInfo of a rate-limited call (the scheduler's manual
+// trigger, 429) into a Retry-After header.
+func setRetryAfter(w http.ResponseWriter, err error) {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.ResourceExhausted {
+		return
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			w.Header().Set("Retry-After", ratelimit.RetryAfter(ri.GetRetryDelay().AsDuration()))
+		}
+	}
 }
 
 // routingError answers 405 with Allow where grpc-gateway would answer 501 (api answers
@@ -244,6 +277,15 @@ func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 		writeGRPCError(w, err)
 		return
 	}
+	// Per project, before the body is read: a flood costs the sender, not the other tenants.
+	if ok, after := g.hooks.Allow(res.GetProject().GetId()); !ok {
+		log.Warn("webhook rate limit", "retry_after", after)
+		w.Header().Set("Retry-After", ratelimit.RetryAfter(after))
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusTooManyRequests, codes.ResourceExhausted, fmt.Sprintf(
+			"too many webhook deliveries for project %s (limit %s): retry after %s s", res.GetProject().GetName(), g.cfg.WebhookLimits, ratelimit.RetryAfter(after)))
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxWebhookBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -285,15 +327,37 @@ func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 		rr.Context = map[string]string{"tag": tr.Tag}
 	}
 	m, err := event.Encode(rr.RunId, rr.RunId, rr)
-	var via string
-	if err == nil {
-		// A deadline of its own: reading the body may have taken a while.
-		actx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-		via, err = g.intake.accept(actx, event.TopicRunRequests, m)
-		cancel()
+	if err != nil { // the forge bounds each field; this is the last check (event.MaxEventBytes)
+		log.Warn("run request too large", "err", err)
+		writeError(w, http.StatusUnprocessableEntity, codes.InvalidArgument, "the delivery's run request is too large: "+err.Error())
+		return
 	}
+	// A deadline of its own: reading the body may have taken a while.
+	actx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	if g.replays != nil {
+		prior, err := g.replays.claim(actx, p.GetId(), tr.DeliveryID, rr.RunId, body)
+		switch {
+		case errors.Is(err, errReplay):
+			log.Warn("replayed webhook body refused", "delivery", tr.DeliveryID, "first_delivery", prior.deliveryID, "first_run", prior.runID)
+			writeError(w, http.StatusConflict, codes.AlreadyExists, fmt.Sprintf(
+				"this signed body was already delivered to project %s at %s (delivery %q, run %s); a body is accepted once, a forge retries under the same delivery id",
+				p.GetName(), prior.at.UTC().Format(time.RFC3339), prior.deliveryID, prior.runID))
+			return
+		case err != nil:
+			// The database is down: the delivery is still published directly (ADR 9), so
+			// a forge that does not retry loses no push; replays are not detected meanwhile.
+			log.Warn("webhook body not checked for replay: the gateway's database does not answer", "err", err)
+		}
+	}
+	via, err := g.intake.accept(actx, event.TopicRunRequests, m)
 	if err != nil {
 		log.Error("accept run request", "err", fmt.Errorf("%w: %v", errNoDurablePath, err))
+		if g.replays != nil {
+			if err := g.replays.forget(context.WithoutCancel(actx), p.GetId(), rr.RunId, body); err != nil {
+				log.Error("forget the refused delivery's body", "err", err)
+			}
+		}
 		writeError(w, http.StatusServiceUnavailable, codes.Unavailable, "cannot accept the delivery now, retry it")
 		return
 	}

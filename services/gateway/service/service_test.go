@@ -74,6 +74,7 @@ type env struct {
 	projects *fakeProjects
 	requests chan *eventsv1.RunRequested
 	logs     *fakeLogs
+	bus      bus.Bus
 }
 
 var (
@@ -94,7 +95,8 @@ var (
 	}
 )
 
-func newEnv(t *testing.T) *env {
+// newEnv starts a gateway over fake peers; opts adjust its Config (a database, limits).
+func newEnv(t *testing.T, opts ...func(*service.Config)) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
@@ -159,15 +161,19 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	err = service.Register(ctx, mux, service.Config{
+	cfg := service.Config{
 		Projects: apiConn, Scheduler: apiConn, Logs: apiConn,
 		Internal: apiv1.NewProjectInternalServiceClient(internalConn),
 		Bus:      b, Forges: forges, Log: slog.New(slog.DiscardHandler),
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	err = service.Register(ctx, mux, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, ctx: ctx, mux: mux, projects: fp, requests: requests, logs: fl}
+	return &env{t: t, ctx: ctx, mux: mux, projects: fp, requests: requests, logs: fl, bus: b}
 }
 
 type delivery struct {

@@ -15,6 +15,7 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/node/nodebus"
 	"github.com/simpleci/simpleci/libs/platform/node/nodeforge"
 	"github.com/simpleci/simpleci/libs/platform/node/nodesql"
+	"github.com/simpleci/simpleci/libs/platform/ratelimit"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 )
 
@@ -26,6 +27,8 @@ type Component struct {
 	LeaseDuration time.Duration
 	// LostRunRetries: see Config.
 	LostRunRetries int
+	// TriggerLimits: see Config (--trigger-rate; TriggerFlag sets the default).
+	TriggerLimits ratelimit.Limits
 	// Service is the running service (set by Init).
 	Service *Service
 }
@@ -39,9 +42,17 @@ func (c *Component) TierFlag(fs *flag.FlagSet, usagePrefix string) {
 		func(v string) error { c.TierSpecs = append(c.TierSpecs, v); return nil })
 }
 
+// TriggerFlag adds --trigger-rate (shared by `simpleci dev` and `serve`).
+func (c *Component) TriggerFlag(fs *flag.FlagSet, usagePrefix string) {
+	c.TriggerLimits = DefaultTriggerLimits
+	fs.Func("trigger-rate", fmt.Sprintf("%smanual triggers per project, N/s, N/m or N/h with ,burst=B, or off; past it 429 with Retry-After (default %s)", usagePrefix, DefaultTriggerLimits),
+		func(v string) (err error) { c.TriggerLimits, err = ratelimit.ParseLimits(v); return err })
+}
+
 // Flags implements node.Flagger.
 func (c *Component) Flags(fs *flag.FlagSet) {
 	c.TierFlag(fs, "scheduler: ")
+	c.TriggerFlag(fs, "scheduler: ")
 	fs.DurationVar(&c.LeaseDuration, "lease", 30*time.Second, "scheduler: job lease duration")
 	fs.IntVar(&c.LostRunRetries, "lost-run-retries", 1, "scheduler: how often a run whose runner was lost runs again on another runner (0: it fails)")
 }
@@ -114,7 +125,8 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 		return err
 	}
 	c.Service, err = New(ctx, Config{DB: db, Bus: b, Forges: forges, Projects: apiv1.NewProjectInternalServiceClient(pc),
-		Log: env.Log, Tiers: tiers, LeaseDuration: c.LeaseDuration, LostRunRetries: c.LostRunRetries})
+		Log: env.Log, Tiers: tiers, LeaseDuration: c.LeaseDuration, LostRunRetries: c.LostRunRetries,
+		TriggerLimits: c.TriggerLimits})
 	if err != nil {
 		return err
 	}

@@ -14,9 +14,11 @@ import (
 	"github.com/simpleci/simpleci/libs/forge"
 	"github.com/simpleci/simpleci/libs/pipeline"
 	"github.com/simpleci/simpleci/libs/platform/event"
+	"github.com/simpleci/simpleci/libs/platform/ratelimit"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -216,6 +218,15 @@ func (s *Service) TriggerRun(ctx context.Context, req *apiv1.TriggerRunRequest) 
 	org, proj, err := s.callersProject(ctx, req.GetProject())
 	if err != nil {
 		return nil, err
+	}
+	if ok, after := s.triggers.Allow(proj.GetProject().GetId()); !ok {
+		st, err := status.New(codes.ResourceExhausted, fmt.Sprintf("too many manual triggers for project %s (limit %s): retry after %s s",
+			proj.GetProject().GetName(), s.cfg.TriggerLimits, ratelimit.RetryAfter(after))).
+			WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(after)})
+		if err != nil {
+			return nil, status.Error(codes.ResourceExhausted, "too many manual triggers")
+		}
+		return nil, st.Err()
 	}
 	ev := req.GetEvent()
 	if ev == "" {

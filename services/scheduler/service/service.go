@@ -21,6 +21,7 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/id"
 	"github.com/simpleci/simpleci/libs/platform/leader"
+	"github.com/simpleci/simpleci/libs/platform/ratelimit"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	"github.com/simpleci/simpleci/libs/platform/wake"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
@@ -71,7 +72,14 @@ type Config struct {
 	// still did not (it stopped reporting but heartbeats, or its clock is wrong): the run
 	// ends timed_out. Default 1 minute.
 	TimeoutGrace time.Duration
+	// TriggerLimits bound each project's manual triggers (ResourceExhausted with RetryInfo,
+	// which the gateway answers 429 with Retry-After); zero: no limit (the component's
+	// --trigger-rate defaults to DefaultTriggerLimits).
+	TriggerLimits ratelimit.Limits
 }
+
+// DefaultTriggerLimits: a burst of 20 manual triggers, then one a second, per project.
+var DefaultTriggerLimits = ratelimit.Limits{Rate: 1, Burst: 20}
 
 // Service implements RunService and RunnerService.
 type Service struct {
@@ -89,8 +97,9 @@ type Service struct {
 	numbering sync.Map
 	// runs caches the folded runs of this process's decisions (runcache.go).
 	runs     *runCache
-	appended wake.Signal // events were appended to the store
-	cancels  wake.Signal // a running job was asked to stop
+	appended wake.Signal        // events were appended to the store
+	cancels  wake.Signal        // a running job was asked to stop
+	triggers *ratelimit.Limiter // manual triggers per project
 
 	// afterAppend, when set (tests only), runs inside every decision's transaction
 	// between the append and the derived rows: a fault injected there must leave nothing.
@@ -133,7 +142,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.PipelinePath == "" {
 		cfg.PipelinePath = ".simpleci/pipeline.json"
 	}
-	s := &Service{cfg: cfg, db: cfg.DB, log: cfg.Log.With("service", "scheduler"), runs: newRunCache()}
+	s := &Service{cfg: cfg, db: cfg.DB, log: cfg.Log.With("service", "scheduler"), runs: newRunCache(),
+		triggers: ratelimit.New(cfg.TriggerLimits)}
 	var err error
 	if s.store, err = openStore(ctx, cfg.DB); err != nil {
 		return nil, err
