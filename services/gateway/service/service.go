@@ -62,8 +62,10 @@ type Config struct {
 	ReplayWindow time.Duration
 }
 
-// DefaultWebhookLimits: a burst of 20 deliveries, then one a second, per project.
-var DefaultWebhookLimits = ratelimit.Limits{Rate: 1, Burst: 20}
+// DefaultWebhookLimits: a burst of 100 deliveries, then 5 a second, per project. A forge
+// such as GitHub does not retry a refused delivery, so the burst covers a push of many
+// branches or tags at once; the limit is there against floods.
+var DefaultWebhookLimits = ratelimit.Limits{Rate: 5, Burst: 100}
 
 // MaxWebhookBody is the largest webhook body accepted (413 above it).
 const MaxWebhookBody = 25 << 20

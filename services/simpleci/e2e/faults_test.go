@@ -640,7 +640,8 @@ func TestFaultKafkaOutageIntake(t *testing.T) {
 				return
 			case <-tick.C:
 			}
-			body, _ := json.Marshal(map[string]any{"ref": "refs/heads/main2", "after": sha, "sender": map[string]string{"login": "alice"}})
+			body, _ := json.Marshal(map[string]any{"ref": "refs/heads/main2", "after": sha, "sender": map[string]string{"login": "alice"},
+				"delivery": fmt.Sprintf("outage-%d", i)}) // bodies differ per push, as a forge's do
 			code, b := c.api.do("POST", p.WebhookPath, body, map[string]string{"X-Hub-Signature-256": sign(p.WebhookSecret, body),
 				"X-GitHub-Event": "push", "X-GitHub-Delivery": fmt.Sprintf("outage-%d", i)})
 			var out struct {
