@@ -73,13 +73,17 @@ func Bound(s string, max int) string {
 	if len(s) <= max {
 		return s
 	}
-	marker := fmt.Sprintf("…[cut %d bytes]", len(s)) // an upper bound of the final count
+	marker := fmt.Sprintf("…[cut %d bytes]", len(s)) // as long as the final one, or longer
 	keep := max - len(marker)
-	if keep < 0 {
-		keep = 0
+	if keep < 0 { // no room for the marker
+		keep = max
+		marker = ""
 	}
 	for keep > 0 && !utf8.RuneStart(s[keep]) {
 		keep--
+	}
+	if marker == "" {
+		return s[:keep]
 	}
 	return s[:keep] + fmt.Sprintf("…[cut %d bytes]", len(s)-keep)
 }

@@ -24,6 +24,9 @@ func TestEncodeRefusesOversizeEvents(t *testing.T) {
 }
 
 func TestBound(t *testing.T) {
+	if got := event.Bound("abcdefgh", 4); got != "abcd" {
+		t.Fatalf("bound below the marker's length: %q", got)
+	}
 	if got := event.Bound("short", 10); got != "short" {
 		t.Fatalf("short string changed: %q", got)
 	}

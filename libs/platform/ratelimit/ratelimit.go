@@ -71,8 +71,9 @@ type bucket struct {
 	used time.Time
 }
 
-// New returns a limiter with limits l for every key.
+// New returns a limiter with limits l for every key (a burst below 1 counts as 1).
 func New(l Limits) *Limiter {
+	l.Burst = max(l.Burst, 1)
 	idle := time.Minute
 	if l.Rate > 0 {
 		idle = time.Duration(float64(l.Burst)/l.Rate*float64(time.Second)) + time.Second
