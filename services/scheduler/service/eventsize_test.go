@@ -201,3 +201,32 @@ func TestOutboxSetsAsideOversizeEvent(t *testing.T) {
 		t.Fatalf("poison queue: %+v", ps)
 	}
 }
+
+// TestStepNamesTooLongTogether: a valid pipeline whose step names alone would make RunQueued
+// larger than an event may be ends errored, saying so, instead of failing to be recorded.
+func TestStepNamesTooLongTogether(t *testing.T) {
+	e := newEnv(t, func(c *service.Config) {
+		tiers := service.DefaultTiers()
+		st := tiers["standard"]
+		st.Steps = 1000
+		tiers["standard"] = st
+		c.Tiers = tiers
+	})
+	var b strings.Builder
+	b.WriteString(`{"steps": [`)
+	for i := range 300 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"name": "%04d-%s", "run": "true"}`, i, strings.Repeat("n", 1000))
+	}
+	b.WriteString("]}")
+	e.commitBranch("names", b.String())
+	r := e.trigger("names", "")
+	if r.GetStatus() != "errored" || !strings.Contains(r.GetReason(), "step names are too long together") {
+		t.Fatalf("run %s: %q", r.GetStatus(), r.GetReason())
+	}
+	if evs := e.storedEvents(r.GetId()); proto.Size(evs[0]) > 8192 {
+		t.Fatalf("RunQueued is %d bytes", proto.Size(evs[0]))
+	}
+}
