@@ -6,6 +6,7 @@ package service
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -188,6 +189,9 @@ func (s *Service) Start(ctx context.Context) error {
 	err := s.cfg.Bus.Subscribe(ctx, event.TopicRunRequests, Group, event.Consumer(
 		event.On(func(ctx context.Context, req *eventsv1.RunRequested) error {
 			if _, err := s.requestRun(ctx, req); err != nil {
+				if errors.Is(err, event.ErrTooLarge) { // no retry makes it smaller
+					return bus.Permanent(err)
+				}
 				// Retried; poisoned only when it fails while the database and the project
 				// service answer (an outage just delays the request).
 				s.log.Warn("run request failed; will be retried", "run", req.GetRunId(), "err", err)
