@@ -59,12 +59,36 @@ func (a *api) deliver(p project, branch, sha, delivery string) string {
 	return out.RunIDs[0]
 }
 
+// runCountAfter returns the project's run count once the run list (a projection that
+// follows the event log asynchronously) shows at least n runs.
+func (a *api) runCountAfter(p project, n int) int {
+	a.t.Helper()
+	var got int
+	eventually(a.t, 10*time.Second, fmt.Sprintf("the run list to show %d runs", n), func() bool { got = a.runCount(p); return got >= n })
+	return got
+}
+
 func (a *api) runCount(p project) int {
-	var out struct {
-		Runs []run `json:"runs"`
+	a.t.Helper()
+	count := func() int {
+		var out struct {
+			Runs []run `json:"runs"`
+		}
+		a.json("GET", "/api/v1/projects/"+p.Name+"/runs?page_size=200", nil, http.StatusOK, &out)
+		return len(out.Runs)
 	}
-	a.json("GET", "/api/v1/projects/"+p.Name+"/runs?page_size=200", nil, http.StatusOK, &out)
-	return len(out.Runs)
+	// The run list follows the event log asynchronously (behind transactions still open
+	// anywhere on the PostgreSQL server): take a count that holds for 300 ms.
+	n := count()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(300 * time.Millisecond)
+		m := count()
+		if m == n {
+			break
+		}
+		n = m
+	}
+	return n
 }
 
 // scenarios drives a running SimpleCI through the gateway at a, the way a user would:
@@ -249,7 +273,7 @@ func scenarios(t *testing.T, a *api) {
 		}
 		// A correctly signed delivery afterwards is processed; the bad ones created no run.
 		a.waitRun(a.push(p, "good", shas["good"]), 60*time.Second)
-		if after := a.runCount(p); after != before+1 {
+		if after := a.runCountAfter(p, before+1); after != before+1 {
 			t.Fatalf("runs: %d before, %d after one good and three bad deliveries", before, after)
 		}
 	})
@@ -280,7 +304,7 @@ func scenarios(t *testing.T, a *api) {
 			}
 		}
 		a.waitRun(first, 60*time.Second)
-		if after := a.runCount(p); after != before+1 {
+		if after := a.runCountAfter(p, before+1); after != before+1 {
 			t.Fatalf("runs: %d before, %d after five deliveries of one webhook; want one more", before, after)
 		}
 	})
