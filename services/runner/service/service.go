@@ -437,7 +437,8 @@ func (r *Runner) runJob(ctx context.Context, job *runnerv1.Job, obs *observer) (
 	}
 	// A one-second grace between SIGTERM and SIGKILL keeps a cancel within two seconds.
 	res := engine.Run(ctx, engine.Job{Pipeline: pl, Dir: checkout, Env: jobEnv(job), Secrets: secretValues(job), Context: jc,
-		Timeout: job.Timeout.AsDuration(), KillGrace: time.Second, Sandbox: sb, Preamble: []byte(preamble)}, obs)
+		Timeout: job.Timeout.AsDuration(), KillGrace: time.Second, Sandbox: sb, Preamble: []byte(preamble),
+		StepLogLimit: job.StepLogBytes, RunLogLimit: job.RunLogBytes}, obs)
 	return string(res.Status), res.Reason
 }
 

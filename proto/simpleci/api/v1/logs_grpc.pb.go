@@ -29,7 +29,8 @@ const (
 //
 // LogService serves runs' output (owned by the log service).
 type LogServiceClient interface {
-	// GetLogs returns stored chunks in order. The live tail is served by the gateway as
+	// GetLogs returns stored chunks in order, a page of at most about 1 MiB of output at
+	// a time: while next_after is set, ask again with after = next_after. The live tail is served by the gateway as
 	// server-sent events at GET /api/v1/runs/{run}/logs:stream, over TailLogs.
 	GetLogs(ctx context.Context, in *GetLogsRequest, opts ...grpc.CallOption) (*GetLogsResponse, error)
 	// TailLogs streams chunks after a sequence number as they arrive and ends when the run
@@ -80,7 +81,8 @@ type LogService_TailLogsClient = grpc.ServerStreamingClient[LogChunk]
 //
 // LogService serves runs' output (owned by the log service).
 type LogServiceServer interface {
-	// GetLogs returns stored chunks in order. The live tail is served by the gateway as
+	// GetLogs returns stored chunks in order, a page of at most about 1 MiB of output at
+	// a time: while next_after is set, ask again with after = next_after. The live tail is served by the gateway as
 	// server-sent events at GET /api/v1/runs/{run}/logs:stream, over TailLogs.
 	GetLogs(context.Context, *GetLogsRequest) (*GetLogsResponse, error)
 	// TailLogs streams chunks after a sequence number as they arrive and ends when the run
