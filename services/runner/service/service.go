@@ -515,7 +515,8 @@ var streamOf = map[string]eventsv1.LogStream{"stdout": eventsv1.LogStream_LOG_ST
 
 func (o *observer) Log(c engine.LogChunk) {
 	ev := &eventsv1.LogEmitted{RunId: o.job.RunId, OrgId: o.job.OrgId, ProjectId: o.job.ProjectId, StepIndex: int32(c.Step),
-		Sequence: c.Seq, Stream: streamOf[c.Stream], At: timestamppb.New(c.At), Data: c.Data, Attempt: o.job.Attempt}
+		Sequence: c.Seq, Stream: streamOf[c.Stream], At: timestamppb.New(c.At), Data: c.Data, Attempt: o.job.Attempt,
+		RunLogBytes: o.job.RunLogBytes}
 	m, err := event.Encode(fmt.Sprintf("%s-log-%d-%d", o.job.RunId, o.job.Attempt, c.Seq), o.job.RunId, ev)
 	if err != nil {
 		o.log.Error("encode log chunk", "seq", c.Seq, "err", err)
