@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"flag"
 	"net/http"
 	"strings"
 
@@ -15,19 +16,27 @@ import (
 
 // Component runs the gateway in a node process: the REST API and webhook intake on the
 // process's HTTP server.
-type Component struct{}
+type Component struct {
+	// StreamsPerToken bounds the log streams one token holds open at once (0: the default).
+	StreamsPerToken int
+}
 
 // Name implements node.Component.
-func (Component) Name() string { return "gateway" }
+func (*Component) Name() string { return "gateway" }
+
+// Flags implements node.Flagger.
+func (c *Component) Flags(fs *flag.FlagSet) {
+	fs.IntVar(&c.StreamsPerToken, "log-streams-per-token", DefaultMaxStreamsPerToken, "gateway: most live log streams (SSE) one API token may hold open at once in this process (429 past it)")
+}
 
 // Validate implements node.Validator.
-func (Component) Validate(cfg *node.Config) []string {
+func (*Component) Validate(cfg *node.Config) []string {
 	return append(cfg.RequireDatabase("gateway"), cfg.RequirePeers("gateway", "auth", "project", "scheduler", "log")...)
 }
 
 // Init implements node.Component.
-func (Component) Init(ctx context.Context, env *node.Env) error {
-	var cfg Config
+func (c *Component) Init(ctx context.Context, env *node.Env) error {
+	cfg := Config{MaxStreamsPerToken: c.StreamsPerToken}
 	var err error
 	if cfg.Projects, err = env.DialForwarding("project"); err != nil {
 		return err

@@ -46,16 +46,17 @@ type components struct {
 	auth      *authsvc.Component
 	project   *projectsvc.Component
 	scheduler *schedsvc.Component
+	gateway   *gatewaysvc.Component
 	runner    *runnersvc.Component
 }
 
 func (c *components) all() []platform.Component {
-	return []platform.Component{c.auth, c.project, c.scheduler, logsvc.Component{}, gatewaysvc.Component{}, c.runner}
+	return []platform.Component{c.auth, c.project, c.scheduler, logsvc.Component{}, c.gateway, c.runner}
 }
 
 func newComponents() *components {
 	return &components{auth: &authsvc.Component{}, project: &projectsvc.Component{}, scheduler: &schedsvc.Component{},
-		runner: &runnersvc.Component{}}
+		gateway: &gatewaysvc.Component{}, runner: &runnersvc.Component{}}
 }
 
 func logger(w io.Writer) *slog.Logger { return platform.Logger(w) }
@@ -81,6 +82,7 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	demo := fs.String("demo", platform.Getenv("SIMPLECI_DEMO", "docs/examples/demo"), "files of the demo project's repository (empty: no demo)")
 	comps := newComponents()
 	comps.scheduler.TierFlag(fs, "")
+	comps.gateway.Flags(fs)
 	comps.scheduler.LostRunRetries = 1
 	fs.DurationVar(&comps.runner.DrainTimeout, "drain-timeout", 10*time.Minute, "on the first interrupt, how long the job in progress may still run (a second interrupt hands it back)")
 	// A developer's own machine, often without root: weak isolation is allowed unless
