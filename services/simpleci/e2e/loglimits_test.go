@@ -30,6 +30,21 @@ func TestDevLogLimits(t *testing.T) {
 		"big":   `{"steps": [{"name": "count", "run": "seq 1 700000"}]}`,
 		"sleep": `{"steps": [{"name": "wait", "run": "sleep 50"}]}`,
 	})
+	var tiers struct {
+		Tiers []struct {
+			Name         string `json:"name"`
+			StepLogBytes string `json:"stepLogBytes"`
+			RunLogBytes  string `json:"runLogBytes"`
+		} `json:"tiers"`
+	}
+	a.json("GET", "/api/v1/tiers", nil, http.StatusOK, &tiers)
+	caps := map[string]string{}
+	for _, tr := range tiers.Tiers {
+		caps[tr.Name] = tr.StepLogBytes + "/" + tr.RunLogBytes
+	}
+	if caps["standard"] != "5242880/7340032" || caps["medium"] != "33554432/134217728" {
+		t.Errorf("GET /api/v1/tiers: caps %v, want standard at the --tier values (5 MiB/7 MiB), medium at its defaults", caps)
+	}
 	var p project
 	a.json("POST", "/api/v1/projects", map[string]any{"name": "logs", "provider": "local", "repository": repo, "events": []string{"push"}}, http.StatusOK, &p)
 
