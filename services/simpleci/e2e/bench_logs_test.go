@@ -14,11 +14,12 @@ import (
 	"time"
 )
 
-// benchLogSize is the log TestBenchLogRead reads back: 100 MiB of 64-byte lines.
-const benchLogSize = 100 << 20
+// benchLogSize is the log TestBenchLogRead reads back: 100 MiB of 64-byte lines, or
+// SIMPLECI_BENCH_LOG_MIB.
+var benchLogSize = 100 << 20
 
 // TestBenchLogRead is a benchmark, not a test (docs/benchmarks.md): with
-// SIMPLECI_BENCH_LOGS=1 it runs a step that prints 100 MiB, then reads the log back
+// SIMPLECI_BENCH_LOGS=1 it runs a step that prints 100 MiB (SIMPLECI_BENCH_LOG_MIB), then reads the log back
 // through the REST pages and through `simpleci runs logs`, and logs the time of each and
 // the peak RSS of the process serving them during the reads: `simpleci dev`, and the
 // gateway and log service of the split deployment (with Kafka and PostgreSQL). It
@@ -27,7 +28,15 @@ func TestBenchLogRead(t *testing.T) {
 	if os.Getenv("SIMPLECI_BENCH_LOGS") == "" {
 		t.Skip("a benchmark: set SIMPLECI_BENCH_LOGS=1 (docs/benchmarks.md)")
 	}
-	tier := "standard:timeout=600s,log-step=128MiB,log-run=128MiB"
+	if v := os.Getenv("SIMPLECI_BENCH_LOG_MIB"); v != "" {
+		mib, err := strconv.Atoi(v)
+		if err != nil || mib <= 0 {
+			t.Fatalf("SIMPLECI_BENCH_LOG_MIB=%q: want a positive number of MiB", v)
+		}
+		benchLogSize = mib << 20
+	}
+	cap := fmt.Sprintf("%dMiB", benchLogSize>>20+16)
+	tier := "standard:timeout=600s,log-step=" + cap + ",log-run=" + cap
 	t.Run("dev", func(t *testing.T) {
 		a, p := startDevWith(t, nil, t.TempDir(), nil, "--tier", tier)
 		benchLogRead(t, a, map[string]*proc{"dev": p})
@@ -89,7 +98,7 @@ func benchLogRead(t *testing.T, a *api, watch map[string]*proc) {
 		t.Fatal(err)
 	}
 	got, _ := io.Copy(io.Discard, out)
-	if err := cmd.Wait(); err != nil || got < benchLogSize {
+	if err := cmd.Wait(); err != nil || got < int64(benchLogSize) {
 		t.Fatalf("simpleci runs logs: %v, %d bytes", err, got)
 	}
 	cli := time.Since(start)
@@ -97,8 +106,10 @@ func benchLogRead(t *testing.T, a *api, watch map[string]*proc) {
 		got>>20, cli.Round(time.Millisecond), float64(got)/(1<<20)/cli.Seconds(), peaks(t, watch))
 }
 
-// resetPeaks resets the peak RSS (VmHWM) of the processes (Linux: clear_refs 5).
+// resetPeaks resets the peak RSS (VmHWM) of the processes to their RSS (Linux:
+// clear_refs 5), and logs that RSS: what the processes held before the read.
 func resetPeaks(t *testing.T, watch map[string]*proc) {
+	t.Logf("RSS before the read: %s", procStatus(t, watch, "VmRSS:"))
 	for name, p := range watch {
 		if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.cmd.Process.Pid), []byte("5"), 0); err != nil {
 			t.Logf("reset the peak RSS of %s: %v (the figure is then the peak since it started)", name, err)
@@ -107,7 +118,10 @@ func resetPeaks(t *testing.T, watch map[string]*proc) {
 }
 
 // peaks describes the peak RSS of the processes since resetPeaks.
-func peaks(t *testing.T, watch map[string]*proc) string {
+func peaks(t *testing.T, watch map[string]*proc) string { return procStatus(t, watch, "VmHWM:") }
+
+// procStatus lists a field of /proc/PID/status of each process.
+func procStatus(t *testing.T, watch map[string]*proc, field string) string {
 	var parts []string
 	for name, p := range watch {
 		f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
@@ -116,7 +130,7 @@ func peaks(t *testing.T, watch map[string]*proc) string {
 		}
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			if v, ok := strings.CutPrefix(sc.Text(), field); ok {
 				parts = append(parts, name+" "+strings.Join(strings.Fields(v), " "))
 			}
 		}
