@@ -33,11 +33,11 @@ func (e *env) readAll(org, run string) []*apiv1.GetLogsResponse {
 func TestGetLogsPagesByBytes(t *testing.T) {
 	dialects(t, func(t *testing.T, e *env) {
 		e = e.at(t)
-		// 40 chunks of 64 KiB, 2.5 MiB: more than a page, and than a gRPC message would hold
+		// 40 chunks of 60 KiB, 2.3 MiB: more than a page, and than a gRPC message would hold
 		// with a larger page.
 		var want bytes.Buffer
 		for i := range int64(40) {
-			text := strings.Repeat(string(rune('a'+i%26)), 64<<10)
+			text := strings.Repeat(string(rune('a'+i%26)), 60<<10)
 			want.WriteString(text)
 			e.emit(chunk("big", "org1", i+1, 0, eventsv1.LogStream_LOG_STREAM_STDOUT, text))
 		}

@@ -124,10 +124,9 @@ func (s *Service) onRunFinished(ctx context.Context, f *eventsv1.RunFinished) er
 	return nil
 }
 
-// A page of GetLogs (and a batch of TailLogs) holds at most maxPage chunks and stops
-// after the chunk that reaches maxPageBytes of output, so that it stays well under the
-// gRPC message limit (4 MiB) whatever the chunks' sizes (the engine's are at most
-// 64 KiB); clients page with after.
+// A page of GetLogs (and a batch of TailLogs) holds at most maxPage chunks and at most
+// maxPageBytes of output (a single larger chunk excepted; the engine's are at most
+// 64 KiB), well under the gRPC message limit (4 MiB); clients page with after.
 const (
 	maxPage      = 1000
 	maxPageBytes = 1 << 20
@@ -169,7 +168,7 @@ func (s *Service) chunks(ctx context.Context, org, run string, att int32, after 
 			rows.Close()
 			return nil, false, err
 		}
-		if n == maxPage || (n > 0 && size >= maxPageBytes) {
+		if n == maxPage || (n > 0 && size+length > maxPageBytes) {
 			more = true
 			break
 		}
