@@ -57,6 +57,12 @@
 // about once a millisecond rather than at every 4 KiB write, which halves
 // the cost of its output; interactive output is read as it comes.
 //
+// [Job.StepLogLimit] and [Job.RunLogLimit] cap what is delivered of each
+// step and of the job: at the cut a "system" chunk of the step says which
+// cap was reached, the rest of the output is still read (the command never
+// blocks) and dropped, and at the end of the step another says how many
+// bytes were dropped. The step's outcome does not change.
+//
 // Secret values ([Job.Secrets]), their base64 encodings and, for a
 // multi-line secret, each of its lines of at least [MinSecretLength]
 // characters (trimmed) are replaced by "***" before output leaves the

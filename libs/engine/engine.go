@@ -75,6 +75,15 @@ type Job struct {
 	// job's first chunk(s), with Stream "system" and Step -1: the runner's
 	// own lines, such as the isolation report. It is masked as a whole.
 	Preamble []byte
+	// StepLogLimit and RunLogLimit cap the output delivered for each step
+	// and for the whole job (preamble included), in bytes; zero means no
+	// cap. At the cut the log gets a "system" line saying which cap was
+	// reached, the rest is read and discarded (the step keeps running; its
+	// process never blocks on a full pipe), and at the end of the step a
+	// second line says how many bytes were dropped. These lines are not
+	// counted against the caps.
+	StepLogLimit int64
+	RunLogLimit  int64
 }
 
 // Sandbox isolates the processes of one job (the runner's libs/sandbox
@@ -184,6 +193,7 @@ var (
 func Run(ctx context.Context, job Job, obs Observer) Result {
 	prepareProcess()
 	r := &jobRun{job: job, em: newEmitter(obs), startedAt: time.Now()}
+	r.em.stepCap, r.em.runCap = job.StepLogLimit, job.RunLogLimit
 	// Reasons are masked like the output: an error that quotes a value
 	// (an expression's, a program's) cannot carry a secret out.
 	r.em.mask = NewMasker(job.Secrets)

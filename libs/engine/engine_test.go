@@ -91,12 +91,12 @@ func (r *recorder) Log(c LogChunk) {
 		r.errs = append(r.errs, fmt.Sprintf("chunk %d has %d bytes", c.Seq, len(c.Data)))
 	}
 	switch {
-	case c.Stream == "system":
-		// The job's preamble: before any step, for no step.
-		if c.Step != -1 || len(r.events) > 0 {
-			r.errs = append(r.errs, fmt.Sprintf("system chunk %d for step %d after %d events", c.Seq, c.Step, len(r.events)))
+	case c.Stream == "system" && c.Step == -1:
+		// The job's preamble: before any step.
+		if len(r.events) > 0 {
+			r.errs = append(r.errs, fmt.Sprintf("system chunk %d for no step after %d events", c.Seq, len(r.events)))
 		}
-	case c.Stream != "stdout" && c.Stream != "stderr":
+	case c.Stream != "stdout" && c.Stream != "stderr" && c.Stream != "system":
 		r.errs = append(r.errs, fmt.Sprintf("chunk %d stream %q", c.Seq, c.Stream))
 	default:
 		if n := len(r.events); n == 0 || r.events[n-1].kind != "started" || r.events[n-1].index != c.Step {

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -54,10 +55,23 @@ type emitter struct {
 	lend   bool    // obs borrows LogChunk.Data
 	seq    int64
 	offset int64
+
+	// The output caps (Job.StepLogLimit, Job.RunLogLimit; 0: none) and
+	// what was delivered and dropped against them.
+	stepCap, runCap int64
+	runBytes        int64
+	runCut          bool
+	steps           map[int]*stepTally
+}
+
+// stepTally is what a step delivered and dropped.
+type stepTally struct {
+	bytes, dropped int64
+	cut            bool // the step's cut was marked in the log
 }
 
 func newEmitter(obs Observer) *emitter {
-	e := &emitter{obs: obs}
+	e := &emitter{obs: obs, steps: map[int]*stepTally{}}
 	if b, ok := obs.(DataBorrower); ok {
 		e.lend = b.BorrowsData()
 	}
@@ -88,6 +102,9 @@ func (e *emitter) stepFinished(i int, name string, r StepResult) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if t := e.steps[i]; t != nil && t.dropped > 0 {
+		e.deliver(i, streamSystem, fmt.Appendf(nil, "[simpleci] output truncated: %d bytes of this step's output dropped\n", t.dropped))
+	}
 	r.Reason = e.mask.String(r.Reason)
 	e.obs.StepFinished(i, name, r)
 }
@@ -104,9 +121,72 @@ func (e *emitter) system(data []byte) {
 	}
 }
 
-// log delivers data as one chunk; e.mu is held. data is lent to a
-// borrowing observer and copied for others.
+// log delivers data as one chunk, as far as the caps let it; e.mu is held.
 func (e *emitter) log(step int, stream string, data []byte) {
+	if len(data) == 0 {
+		return
+	}
+	keep, marker := e.admit(step, data)
+	e.deliver(step, stream, data[:keep])
+	if marker != "" {
+		e.deliver(step, streamSystem, []byte(marker))
+	}
+}
+
+// admit counts data, step's output, against the caps: it returns how many
+// of its bytes to deliver (a cut falls before a UTF-8 character that
+// would be split) and, the first time the step's or the run's cap cuts its
+// output, the line that says so; e.mu is held.
+func (e *emitter) admit(step int, data []byte) (keep int, marker string) {
+	t := e.steps[step]
+	if t == nil {
+		t = &stepTally{}
+		e.steps[step] = t
+	}
+	n := len(data)
+	if t.cut || e.runCut {
+		t.dropped += int64(n)
+		return 0, ""
+	}
+	room := int64(n)
+	var cut string
+	if e.stepCap > 0 && step >= 0 && e.stepCap-t.bytes < room {
+		room, cut = max(e.stepCap-t.bytes, 0), "step"
+	}
+	if e.runCap > 0 && e.runCap-e.runBytes < room {
+		room, cut = max(e.runCap-e.runBytes, 0), "run"
+	}
+	keep = int(room)
+	for i := keep; keep < n && i > 0 && i > keep-utf8.UTFMax; i-- {
+		if utf8.RuneStart(data[i]) {
+			keep = i
+			break
+		}
+	}
+	t.bytes += int64(keep)
+	e.runBytes += int64(keep)
+	t.dropped += int64(n - keep)
+	switch cut {
+	case "step":
+		t.cut = true
+		marker = fmt.Sprintf("\n[simpleci] output truncated: step log limit (%s) reached; the rest of this step's output is discarded, the step keeps running\n", formatSize(e.stepCap))
+	case "run":
+		e.runCut, t.cut = true, true
+		marker = fmt.Sprintf("\n[simpleci] output truncated: run log limit (%s) reached; the rest of the run's output is discarded, the steps keep running\n", formatSize(e.runCap))
+	}
+	return keep, marker
+}
+
+// full reports whether step's output is dropped whole from now on; e.mu is
+// held.
+func (e *emitter) full(step int) bool {
+	t := e.steps[step]
+	return e.runCut || t != nil && t.cut
+}
+
+// deliver hands data to the observer as one chunk; e.mu is held. data is
+// lent to a borrowing observer and copied for others.
+func (e *emitter) deliver(step int, stream string, data []byte) {
 	if len(data) == 0 {
 		return
 	}
@@ -120,6 +200,19 @@ func (e *emitter) log(step int, stream string, data []byte) {
 		data = bytes.Clone(data)
 	}
 	e.obs.Log(LogChunk{Step: step, Seq: e.seq, Offset: off, Stream: stream, Data: data, At: time.Now()})
+}
+
+// formatSize is n in the largest binary unit that divides it, else in bytes.
+func formatSize(n int64) string {
+	for _, u := range []struct {
+		size int64
+		name string
+	}{{1 << 30, "GiB"}, {1 << 20, "MiB"}, {1 << 10, "KiB"}} {
+		if n >= u.size && n%u.size == 0 {
+			return fmt.Sprintf("%d %s", n/u.size, u.name)
+		}
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // Stream indexes of stepOutput.
@@ -172,6 +265,13 @@ func (o *stepOutput) write(stream int, p []byte) {
 	o.em.mu.Lock()
 	defer o.em.mu.Unlock()
 	if o.closed {
+		return
+	}
+	if o.em.full(o.step) {
+		// Past a cap: count and drop without masking; the command is
+		// still read, so it never blocks on a full pipe.
+		o.flush()
+		o.em.log(o.step, streamNames[stream], p)
 		return
 	}
 	o.maskers[stream].write(p, false, func(b []byte) { o.append(stream, b) })

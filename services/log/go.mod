@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/simpleci/simpleci/libs/bus v0.0.0
+	github.com/simpleci/simpleci/libs/eventstore v0.0.0
 	github.com/simpleci/simpleci/libs/platform v0.0.0
 	github.com/simpleci/simpleci/proto v0.0.0
 	google.golang.org/grpc v1.85.0
@@ -77,6 +78,7 @@ require (
 
 replace (
 	github.com/simpleci/simpleci/libs/bus => ../../libs/bus
+	github.com/simpleci/simpleci/libs/eventstore => ../../libs/eventstore
 	github.com/simpleci/simpleci/libs/platform => ../../libs/platform
 	github.com/simpleci/simpleci/proto => ../../proto
 )

@@ -30,3 +30,60 @@ func (s *Signal) Notify() {
 	}
 	s.mu.Unlock()
 }
+
+// Keyed is a Signal per key (a run, say): Notify(k) wakes only the waiters of k, so a
+// change of one thing does not wake everyone watching the others. An entry lives while
+// someone waits on it. The zero value is ready.
+type Keyed struct {
+	mu sync.Mutex
+	m  map[string]*keyedWait
+}
+
+type keyedWait struct {
+	ch      chan struct{}
+	waiters int
+}
+
+// Wait returns a channel that is closed at the next Notify of key, and a release to call
+// once the channel is no longer watched (whether it fired or not). As with Signal, take
+// it before checking the state.
+func (k *Keyed) Wait(key string) (<-chan struct{}, func()) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.m == nil {
+		k.m = map[string]*keyedWait{}
+	}
+	w := k.m[key]
+	if w == nil {
+		w = &keyedWait{ch: make(chan struct{})}
+		k.m[key] = w
+	}
+	w.waiters++
+	var once sync.Once
+	return w.ch, func() {
+		once.Do(func() {
+			k.mu.Lock()
+			defer k.mu.Unlock()
+			if w.waiters--; w.waiters == 0 && k.m[key] == w {
+				delete(k.m, key)
+			}
+		})
+	}
+}
+
+// Notify wakes everyone waiting on key.
+func (k *Keyed) Notify(key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if w := k.m[key]; w != nil {
+		close(w.ch)
+		delete(k.m, key)
+	}
+}
+
+// Len is the number of keys waited on (for tests and metrics).
+func (k *Keyed) Len() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.m)
+}

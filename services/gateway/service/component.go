@@ -25,6 +25,8 @@ type Component struct {
 	WebhookLimits ratelimit.Limits
 	// ReplayWindow is how long accepted webhook bodies are remembered (--webhook-replay-window).
 	ReplayWindow time.Duration
+	// StreamsPerToken bounds the log streams one token holds open at once (0: the default).
+	StreamsPerToken int
 }
 
 // Name implements node.Component.
@@ -36,6 +38,7 @@ func (c *Component) Flags(fs *flag.FlagSet) {
 	fs.Func("webhook-rate", fmt.Sprintf("gateway: webhook deliveries per project, N/s, N/m or N/h with ,burst=B, or off; past it 429 with Retry-After (default %s)", DefaultWebhookLimits),
 		func(v string) (err error) { c.WebhookLimits, err = ratelimit.ParseLimits(v); return err })
 	fs.DurationVar(&c.ReplayWindow, "webhook-replay-window", DefaultReplayWindow, "gateway: how long an accepted webhook body is remembered; the same body under a new delivery id is refused (409) within it")
+	fs.IntVar(&c.StreamsPerToken, "log-streams-per-token", DefaultMaxStreamsPerToken, "gateway: most live log streams (SSE) one API token may hold open at once in this process (429 past it)")
 }
 
 // Validate implements node.Validator.
@@ -49,7 +52,7 @@ func (c *Component) Validate(cfg *node.Config) []string {
 
 // Init implements node.Component.
 func (c *Component) Init(ctx context.Context, env *node.Env) error {
-	cfg := Config{WebhookLimits: c.WebhookLimits, ReplayWindow: c.ReplayWindow}
+	cfg := Config{WebhookLimits: c.WebhookLimits, ReplayWindow: c.ReplayWindow, MaxStreamsPerToken: c.StreamsPerToken}
 	var err error
 	if cfg.Projects, err = env.DialForwarding("project"); err != nil {
 		return err

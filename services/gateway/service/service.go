@@ -60,6 +60,9 @@ type Config struct {
 	// ReplayWindow is how long an accepted body is remembered (replay.go); zero:
 	// DefaultReplayWindow.
 	ReplayWindow time.Duration
+	// MaxStreamsPerToken bounds the log streams one token holds open at once in this
+	// process (429 past it); 0 means DefaultMaxStreamsPerToken.
+	MaxStreamsPerToken int
 }
 
 // DefaultWebhookLimits: a burst of 100 deliveries, then 5 a second, per project. A forge
@@ -79,7 +82,7 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 		cfg.Log = slog.Default()
 	}
 	g := &gateway{cfg: cfg, log: cfg.Log.With("service", "gateway"), logs: apiv1.NewLogServiceClient(cfg.Logs),
-		runs: apiv1.NewRunServiceClient(cfg.Scheduler)}
+		runs: apiv1.NewRunServiceClient(cfg.Scheduler), streams: newStreamSlots(cfg.MaxStreamsPerToken)}
 	g.hooks = ratelimit.New(cfg.WebhookLimits)
 	g.intake = &intake{db: cfg.DB, bus: cfg.Bus, log: g.log}
 	if cfg.DB != nil {
@@ -133,6 +136,7 @@ type gateway struct {
 	replays *replays           // nil without a database
 	hooks   *ratelimit.Limiter // webhook deliveries per project
 	routes  routes
+	streams *streamSlots // log streams per token
 }
 
 // MaxAPIBody is the largest body an API route reads (413 above it); webhooks have
@@ -381,6 +385,9 @@ func webhookTooLarge(w http.ResponseWriter) {
 // that waits forever for chunks; the log service alone cannot tell an unknown run from
 // one whose first chunk has not come yet. The response headers then go out at once, so
 // a client knows the stream is open before the run prints anything.
+//
+// A token holds at most MaxStreamsPerToken streams at once: past them it gets 429
+// (checked once the token proved valid, so forged tokens fill nothing).
 func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	after, _ := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
@@ -399,6 +406,14 @@ func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
 		writeGRPCError(w, err)
 		return
 	}
+	release, ok := g.streams.acquire(bearer(r))
+	if !ok {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusTooManyRequests, codes.ResourceExhausted, fmt.Sprintf(
+			"too many log streams: this token already has %d open (the most it may hold at once); close one and retry", g.streams.max))
+		return
+	}
+	defer release()
 	tail, err := g.logs.TailLogs(ctx, &apiv1.TailLogsRequest{Run: run, After: after})
 	if err != nil {
 		writeGRPCError(w, err)

@@ -13,6 +13,7 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
+	"github.com/simpleci/simpleci/services/gateway/service"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -171,5 +172,52 @@ func TestStreamOutlivesServerDeadlines(t *testing.T) {
 	}
 	if got := strings.Join(events, ","); got != "log,log,end" {
 		t.Fatalf("events %q after the deadlines passed, want log,log,end", got)
+	}
+}
+
+// A token holds at most DefaultMaxStreamsPerToken streams at once: the next gets 429
+// with a message that says why, and a stream that ends gives its slot back.
+func TestStreamsPerTokenCapped(t *testing.T) {
+	e := newEnv(t)
+	srv := e.server()
+	url := srv.URL + "/api/v1/runs/" + knownRun + "/logs:stream"
+	open := func() (*http.Response, context.CancelFunc) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		req.Header.Set("Authorization", "Bearer "+userToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp, cancel
+	}
+	var cancels []context.CancelFunc
+	for i := range service.DefaultMaxStreamsPerToken {
+		resp, cancel := open()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream %d: status %d, want 200", i+1, resp.StatusCode)
+		}
+		cancels = append(cancels, cancel)
+	}
+	resp, _ := open()
+	var ae apiError
+	if resp.StatusCode != http.StatusTooManyRequests || json.NewDecoder(resp.Body).Decode(&ae) != nil ||
+		codes.Code(ae.Code) != codes.ResourceExhausted || !strings.Contains(ae.Message, "too many log streams: this token already has 8 open") {
+		t.Fatalf("stream %d: status %d, error %+v; want 429 saying the token has 8 open", service.DefaultMaxStreamsPerToken+1, resp.StatusCode, ae)
+	}
+	cancels[0]() // the client goes away: its stream ends and frees the slot
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, _ := open()
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status %d 5 s after a stream ended: its slot was not given back", resp.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -37,7 +37,7 @@ type Service struct {
 	bus bus.Bus
 	log *slog.Logger
 
-	stored wake.Signal // a chunk or a run's end was stored
+	stored wake.Keyed // per run: a chunk or the run's end was stored
 }
 
 // New returns the service over db, creating its tables.
@@ -78,13 +78,39 @@ func (s *Service) onChunk(ctx context.Context, c *eventsv1.LogEmitted) error {
 	if c.RunId == "" || c.Sequence <= 0 {
 		return nil
 	}
-	_, err := s.db.ExecContext(ctx, s.db.Q(`INSERT INTO log_chunks (run_id, attempt, seq, org_id, project_id, step, stream, at, data)
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		data := c.Data
+		capped := c.RunLogBytes > 0 && (c.Stream == eventsv1.LogStream_LOG_STREAM_STDOUT || c.Stream == eventsv1.LogStream_LOG_STREAM_STDERR)
+		if capped {
+			// The second line of defence: the runner cuts the run's output at its cap; a
+			// chunk past it (a faulty runner) is kept empty, so the log stays whole.
+			var stored int64
+			err := tx.QueryRowContext(ctx, s.db.Q(`SELECT bytes FROM log_sizes WHERE run_id = ? AND attempt = ?`), c.RunId, attempt(c.Attempt)).Scan(&stored)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			if stored+int64(len(data)) > c.RunLogBytes {
+				s.log.Warn("chunk past the run's log limit refused", "run", c.RunId, "seq", c.Sequence, "limit", c.RunLogBytes, "bytes", len(data))
+				data = []byte{}
+			}
+		}
+		res, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO log_chunks (run_id, attempt, seq, org_id, project_id, step, stream, at, data)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, attempt, seq) DO NOTHING`),
-		c.RunId, attempt(c.Attempt), c.Sequence, c.OrgId, c.ProjectId, c.StepIndex, streams[c.Stream], c.At.AsTime().UnixNano(), c.Data)
+			c.RunId, attempt(c.Attempt), c.Sequence, c.OrgId, c.ProjectId, c.StepIndex, streams[c.Stream], c.At.AsTime().UnixNano(), data)
+		if err != nil || !capped || len(data) == 0 {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err // a redelivery: counted already
+		}
+		_, err = tx.ExecContext(ctx, s.db.Q(`INSERT INTO log_sizes (run_id, attempt, bytes) VALUES (?, ?, ?)
+			ON CONFLICT (run_id, attempt) DO UPDATE SET bytes = log_sizes.bytes + excluded.bytes`), c.RunId, attempt(c.Attempt), len(data))
+		return err
+	})
 	if err != nil {
 		return event.Transient(ctx, fmt.Errorf("store chunk %s/%d: %w", c.RunId, c.Sequence, err), s.db.PingContext)
 	}
-	s.stored.Notify()
+	s.stored.Notify(c.RunId)
 	return nil
 }
 
@@ -94,12 +120,17 @@ func (s *Service) onRunFinished(ctx context.Context, f *eventsv1.RunFinished) er
 	if err != nil {
 		return event.Transient(ctx, fmt.Errorf("record end of run %s: %w", f.RunId, err), s.db.PingContext)
 	}
-	s.stored.Notify()
+	s.stored.Notify(f.RunId)
 	return nil
 }
 
-// maxPage bounds the chunks one GetLogs returns; clients page with after.
-const maxPage = 1000
+// A page of GetLogs (and a batch of TailLogs) holds at most maxPage chunks and at most
+// maxPageBytes of output (a single larger chunk excepted; the engine's are at most
+// 64 KiB), well under the gRPC message limit (4 MiB); clients page with after.
+const (
+	maxPage      = 1000
+	maxPageBytes = 1 << 20
+)
 
 // attempt maps the zero value of older events to the first attempt.
 func attempt(a int32) int32 { return max(a, 1) }
@@ -113,36 +144,59 @@ func (s *Service) latestAttempt(ctx context.Context, org, run string) (int32, er
 	return max(a.Int32, 1), err
 }
 
-// chunks returns the chunks of a run's attempt after a sequence number. A run that was
-// requeued after losing its runner shows the output of its latest attempt.
-func (s *Service) chunks(ctx context.Context, org, run string, att int32, after int64, step *int32, limit int) ([]*apiv1.LogChunk, error) {
-	q := `SELECT seq, step, stream, at, data FROM log_chunks WHERE run_id = ? AND org_id = ? AND attempt = ? AND seq > ?`
+// chunks returns a page of the chunks of a run's attempt after a sequence number (see
+// maxPage), and whether more follow it. A run that was requeued after losing its runner
+// shows the output of its latest attempt. The page is chosen by the chunks' sizes
+// first, so the data read is what the page returns.
+func (s *Service) chunks(ctx context.Context, org, run string, att int32, after int64, step *int32) ([]*apiv1.LogChunk, bool, error) {
+	where := ` FROM log_chunks WHERE run_id = ? AND org_id = ? AND attempt = ? AND seq > ?`
 	args := []any{run, org, att, after}
 	if step != nil {
-		q += ` AND step = ?`
+		where += ` AND step = ?`
 		args = append(args, *step)
 	}
-	q += ` ORDER BY seq LIMIT ?`
-	args = append(args, limit)
-	rows, err := s.db.QueryContext(ctx, s.db.Q(q), args...)
+	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT seq, length(data)`+where+` ORDER BY seq LIMIT ?`), append(args, maxPage+1)...)
 	if err != nil {
-		return nil, err
+		return nil, false, err
+	}
+	var last int64
+	var n, size int64
+	more := false
+	for rows.Next() {
+		var seq, length int64
+		if err := rows.Scan(&seq, &length); err != nil {
+			rows.Close()
+			return nil, false, err
+		}
+		if n == maxPage || (n > 0 && size+length > maxPageBytes) {
+			more = true
+			break
+		}
+		last, n, size = seq, n+1, size+length
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || n == 0 {
+		return nil, false, err
+	}
+	rows, err = s.db.QueryContext(ctx, s.db.Q(`SELECT seq, step, stream, at, data`+where+` AND seq <= ? ORDER BY seq`), append(args, last)...)
+	if err != nil {
+		return nil, false, err
 	}
 	defer rows.Close()
-	var out []*apiv1.LogChunk
+	out := make([]*apiv1.LogChunk, 0, n)
 	for rows.Next() {
 		var c apiv1.LogChunk
 		var at int64
 		var data []byte
 		if err := rows.Scan(&c.Sequence, &c.Step, &c.Stream, &at, &data); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		c.Time = timestamppb.New(time.Unix(0, at))
 		c.Text = strings.ToValidUTF8(string(data), "\uFFFD")
 		c.Attempt = att
 		out = append(out, &c)
 	}
-	return out, rows.Err()
+	return out, more, rows.Err()
 }
 
 // complete reports whether the run ended with attempt att and every chunk of that
@@ -178,18 +232,20 @@ func (s *Service) GetLogs(ctx context.Context, req *apiv1.GetLogsRequest) (*apiv
 	if err != nil {
 		return nil, sqldb.Status(ctx, "get logs", err)
 	}
-	chunks, err := s.chunks(ctx, org, req.GetRun(), att, req.GetAfter(), step, maxPage)
+	chunks, more, err := s.chunks(ctx, org, req.GetRun(), att, req.GetAfter(), step)
 	if err != nil {
 		return nil, sqldb.Status(ctx, "get logs", err)
 	}
-	done, err := s.complete(ctx, org, req.GetRun(), att)
+	resp := &apiv1.GetLogsResponse{Chunks: chunks}
+	if more {
+		resp.NextAfter = chunks[len(chunks)-1].Sequence
+		return resp, nil
+	}
+	resp.Complete, err = s.complete(ctx, org, req.GetRun(), att)
 	if err != nil {
 		return nil, sqldb.Status(ctx, "get logs", err)
 	}
-	if len(chunks) == maxPage {
-		done = false
-	}
-	return &apiv1.GetLogsResponse{Chunks: chunks, Complete: done}, nil
+	return resp, nil
 }
 
 // TailLogs sends chunks as they are stored and returns once the log is complete.
@@ -202,9 +258,13 @@ func (s *Service) TailLogs(req *apiv1.TailLogsRequest, stream grpc.ServerStreami
 	after := req.GetAfter()
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
+	release := func() {}
+	defer func() { release() }()
 	var att int32
 	for {
-		sig := s.stored.Wait()
+		release()
+		var sig <-chan struct{}
+		sig, release = s.stored.Wait(req.GetRun())
 		latest, err := s.latestAttempt(ctx, org, req.GetRun())
 		if err != nil {
 			return sqldb.Status(ctx, "tail logs", err)
@@ -214,7 +274,7 @@ func (s *Service) TailLogs(req *apiv1.TailLogsRequest, stream grpc.ServerStreami
 			after = 0
 		}
 		att = latest
-		chunks, err := s.chunks(ctx, org, req.GetRun(), att, after, nil, maxPage)
+		chunks, more, err := s.chunks(ctx, org, req.GetRun(), att, after, nil)
 		if err != nil {
 			return sqldb.Status(ctx, "tail logs", err)
 		}
@@ -224,7 +284,7 @@ func (s *Service) TailLogs(req *apiv1.TailLogsRequest, stream grpc.ServerStreami
 			}
 			after = c.Sequence
 		}
-		if len(chunks) == maxPage {
+		if more {
 			continue
 		}
 		done, err := s.complete(ctx, org, req.GetRun(), att)
@@ -232,8 +292,7 @@ func (s *Service) TailLogs(req *apiv1.TailLogsRequest, stream grpc.ServerStreami
 			return sqldb.Status(ctx, "tail logs", err)
 		}
 		if done {
-			more, err := s.chunks(ctx, org, req.GetRun(), att, after, nil, 1)
-			if err == nil && len(more) == 0 {
+			if rest, _, err := s.chunks(ctx, org, req.GetRun(), att, after, nil); err == nil && len(rest) == 0 {
 				return nil
 			}
 			continue

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/simpleci/simpleci/libs/bus"
+	"github.com/simpleci/simpleci/libs/eventstore/pgtest"
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/id"
@@ -37,9 +38,21 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvAt(t, filepath.Join(t.TempDir(), "x.db"))
+}
+
+// dialects runs fn against the service over SQLite and, when pgtest.EnvURL is set, over
+// a fresh PostgreSQL database.
+func dialects(t *testing.T, fn func(t *testing.T, e *env)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, newEnv(t)) })
+	t.Run("postgres", func(t *testing.T) { fn(t, newEnvAt(t, pgtest.NewDatabase(t))) })
+}
+
+func newEnvAt(t *testing.T, url string) *env {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
-	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "x.db"))
+	db, err := sqldb.Open(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -437,7 +437,8 @@ func (r *Runner) runJob(ctx context.Context, job *runnerv1.Job, obs *observer) (
 	}
 	// A one-second grace between SIGTERM and SIGKILL keeps a cancel within two seconds.
 	res := engine.Run(ctx, engine.Job{Pipeline: pl, Dir: checkout, Env: jobEnv(job), Secrets: secretValues(job), Context: jc,
-		Timeout: job.Timeout.AsDuration(), KillGrace: time.Second, Sandbox: sb, Preamble: []byte(preamble)}, obs)
+		Timeout: job.Timeout.AsDuration(), KillGrace: time.Second, Sandbox: sb, Preamble: []byte(preamble),
+		StepLogLimit: job.StepLogBytes, RunLogLimit: job.RunLogBytes}, obs)
 	return string(res.Status), res.Reason
 }
 
@@ -514,7 +515,8 @@ var streamOf = map[string]eventsv1.LogStream{"stdout": eventsv1.LogStream_LOG_ST
 
 func (o *observer) Log(c engine.LogChunk) {
 	ev := &eventsv1.LogEmitted{RunId: o.job.RunId, OrgId: o.job.OrgId, ProjectId: o.job.ProjectId, StepIndex: int32(c.Step),
-		Sequence: c.Seq, Stream: streamOf[c.Stream], At: timestamppb.New(c.At), Data: c.Data, Attempt: o.job.Attempt}
+		Sequence: c.Seq, Stream: streamOf[c.Stream], At: timestamppb.New(c.At), Data: c.Data, Attempt: o.job.Attempt,
+		RunLogBytes: o.job.RunLogBytes}
 	m, err := event.Encode(fmt.Sprintf("%s-log-%d-%d", o.job.RunId, o.job.Attempt, c.Seq), o.job.RunId, ev)
 	if err != nil {
 		o.log.Error("encode log chunk", "seq", c.Seq, "err", err)

@@ -38,7 +38,7 @@ func (c *Component) Name() string { return "scheduler" }
 
 // TierFlag adds the repeatable --tier flag (shared by `simpleci dev` and `serve`).
 func (c *Component) TierFlag(fs *flag.FlagSet, usagePrefix string) {
-	fs.Func("tier", usagePrefix+"override a tier (repeatable), e.g. standard:timeout=60s,memory=2GiB,pids=1024,cpus=1 (SIMPLECI_TIERS, ';'-separated)",
+	fs.Func("tier", usagePrefix+"override a tier (repeatable), e.g. standard:timeout=60s,memory=2GiB,pids=1024,cpus=1,log-step=16MiB,log-run=64MiB (SIMPLECI_TIERS, ';'-separated)",
 		func(v string) error { c.TierSpecs = append(c.TierSpecs, v); return nil })
 }
 
@@ -82,8 +82,23 @@ func (c *Component) Tiers() (map[string]Tier, error) {
 		if o.Steps > 0 {
 			t.Steps = o.Steps
 		}
+		if o.StepLog > 0 {
+			t.StepLog = o.StepLog
+		}
+		if o.RunLog > 0 {
+			t.RunLog = o.RunLog
+		}
 		if t.Steps <= 0 {
 			t.Steps = pipeline.DefaultMaxSteps
+		}
+		if t.RunLog <= 0 {
+			t.RunLog = max(DefaultRunLog, t.StepLog)
+		}
+		if t.StepLog <= 0 {
+			t.StepLog = min(DefaultStepLog, t.RunLog)
+		}
+		if t.StepLog > t.RunLog {
+			return nil, fmt.Errorf("tier %s: log-step (%d bytes) is larger than log-run (%d bytes)", name, t.StepLog, t.RunLog)
 		}
 		if t.Timeout <= 0 {
 			return nil, fmt.Errorf("tier %s: a new tier needs a timeout", name)
@@ -136,7 +151,8 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 }
 
 // ParseTiers reads tier overrides, each "NAME:KEY=VALUE,..." with the keys timeout
-// (a duration), memory (bytes, or with KiB/MiB/GiB), pids and cpus, e.g.
+// (a duration), memory (bytes, or with KiB/MiB/GiB), pids, cpus, steps, and log-step and
+// log-run (the output caps of a step and of a run, sizes like memory), e.g.
 // "standard:timeout=60s,memory=2GiB". Several are separated by ";".
 func ParseTiers(specs []string) (map[string]Tier, error) {
 	out := map[string]Tier{}
@@ -168,13 +184,17 @@ func ParseTiers(specs []string) (map[string]Tier, error) {
 					t.Pids, err = strconv.ParseInt(v, 10, 64)
 				case "cpus":
 					t.CPUs, err = strconv.ParseFloat(v, 64)
+				case "log-step":
+					t.StepLog, err = parseSize(v)
+				case "log-run":
+					t.RunLog, err = parseSize(v)
 				case "steps":
 					t.Steps, err = strconv.Atoi(v)
 					if err == nil && (t.Steps <= 0 || t.Steps > 100000) {
 						err = errors.New("must be between 1 and 100000")
 					}
 				default:
-					err = errors.New("unknown key (timeout, memory, pids, cpus, steps)")
+					err = errors.New("unknown key (timeout, memory, pids, cpus, steps, log-step, log-run)")
 				}
 				if err != nil {
 					problems = append(problems, fmt.Sprintf("tier %s: %s=%s: %v", name, k, v, err))

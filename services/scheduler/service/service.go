@@ -40,15 +40,29 @@ type Tier struct {
 	Timeout time.Duration
 	// Steps is the most steps a pipeline of this tier may have.
 	Steps int
+	// StepLog and RunLog cap the output kept of each step and of a run, in bytes: past
+	// them the runner's engine discards the output (the log says so at the cut) and the
+	// steps keep running.
+	StepLog int64
+	RunLog  int64
 }
 
-// DefaultTiers are the seed's tiers (PIPELINE.md: memory and run timeout); the process
-// and CPU limits are ours.
+// Default output caps of a tier (GitHub Actions keeps 64 MiB of a job's log).
+const (
+	DefaultStepLog = 16 << 20
+	DefaultRunLog  = 64 << 20
+)
+
+// DefaultTiers are the seed's tiers (PIPELINE.md: memory and run timeout); the process,
+// CPU and output limits are ours.
 func DefaultTiers() map[string]Tier {
 	return map[string]Tier{
-		"standard": {Name: "standard", Memory: 1 << 30, Pids: 1024, CPUs: 1, Timeout: 150 * time.Second, Steps: 200},
-		"medium":   {Name: "medium", Memory: 4 << 30, Pids: 2048, CPUs: 2, Timeout: 300 * time.Second, Steps: 500},
-		"large":    {Name: "large", Memory: 8 << 30, Pids: 4096, CPUs: 4, Timeout: 540 * time.Second, Steps: 1000},
+		"standard": {Name: "standard", Memory: 1 << 30, Pids: 1024, CPUs: 1, Timeout: 150 * time.Second, Steps: 200,
+			StepLog: DefaultStepLog, RunLog: DefaultRunLog},
+		"medium": {Name: "medium", Memory: 4 << 30, Pids: 2048, CPUs: 2, Timeout: 300 * time.Second, Steps: 500,
+			StepLog: 32 << 20, RunLog: 128 << 20},
+		"large": {Name: "large", Memory: 8 << 30, Pids: 4096, CPUs: 4, Timeout: 540 * time.Second, Steps: 1000,
+			StepLog: 64 << 20, RunLog: 256 << 20},
 	}
 }
 

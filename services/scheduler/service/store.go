@@ -148,6 +148,7 @@ func jobFor(r *domain.Run, lease string, leaseDur time.Duration, tier Tier) *run
 		Repository: q.Repository, Sha: q.Sha, PipelinePath: q.PipelinePath, Pipeline: q.Pipeline, Context: ctx,
 		Env: map[string]string{}, Timeout: q.Timeout, Tier: q.Tier, LeaseDuration: durationpb.New(leaseDur), Attempt: r.Attempt,
 		MemoryBytes: tier.Memory, PidsLimit: tier.Pids, Cpus: tier.CPUs,
+		StepLogBytes: tier.StepLog, RunLogBytes: tier.RunLog,
 		Network: network(q.Network, q.Event == "pull_request" && ctx["fork"] == "true")}
 }
 

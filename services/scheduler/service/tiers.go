@@ -20,7 +20,8 @@ func (s *Service) ListTiers(ctx context.Context, _ *apiv1.ListTiersRequest) (*ap
 	for _, n := range s.tierNames() {
 		t := s.cfg.Tiers[n]
 		resp.Tiers = append(resp.Tiers, &apiv1.Tier{Name: t.Name, MemoryBytes: t.Memory, Pids: t.Pids, Cpus: t.CPUs,
-			Timeout: durationpb.New(t.Timeout), MaxSteps: int32(t.Steps)})
+			Timeout: durationpb.New(t.Timeout), MaxSteps: int32(t.Steps),
+			StepLogBytes: t.StepLog, RunLogBytes: t.RunLog})
 	}
 	return resp, nil
 }

@@ -303,16 +303,27 @@ type chunk struct {
 // the log is complete.
 func (a *api) logs(ctx context.Context, id string, follow bool) error {
 	if !follow {
-		var out struct {
-			Chunks []chunk `json:"chunks"`
+		// The stored log comes in pages of about 1 MiB: follow next_after to the end.
+		after := "0"
+		for {
+			var out struct {
+				Chunks    []chunk `json:"chunks"`
+				NextAfter string  `json:"nextAfter"`
+			}
+			if err := a.do(ctx, "GET", "/api/v1/runs/"+url.PathEscape(id)+"/logs?after="+url.QueryEscape(after), nil, &out); err != nil {
+				return err
+			}
+			for _, c := range out.Chunks {
+				a.write(c)
+			}
+			if out.NextAfter == "" || out.NextAfter == "0" {
+				return nil
+			}
+			if out.NextAfter == after {
+				return fmt.Errorf("logs of %s: the server sent the page after %s again", id, after)
+			}
+			after = out.NextAfter
 		}
-		if err := a.do(ctx, "GET", "/api/v1/runs/"+url.PathEscape(id)+"/logs", nil, &out); err != nil {
-			return err
-		}
-		for _, c := range out.Chunks {
-			a.write(c)
-		}
-		return nil
 	}
 	resp, err := a.request(ctx, "GET", "/api/v1/runs/"+url.PathEscape(id)+"/logs:stream", nil)
 	if err != nil {

@@ -353,19 +353,41 @@ func (a *api) waitRun(id string, within time.Duration) run {
 	return r
 }
 
-// waitLogs waits until the run's log is complete and returns its chunks.
+// waitLogs waits until the run's log is complete and returns its chunks, read page by
+// page.
 func (a *api) waitLogs(id string) []chunk {
 	a.t.Helper()
-	var out struct {
-		Chunks   []chunk `json:"chunks"`
-		Complete bool    `json:"complete"`
-	}
+	var chunks []chunk
 	eventually(a.t, 30*time.Second, "complete logs of run "+id, func() bool {
-		out.Chunks = nil
-		a.json("GET", "/api/v1/runs/"+id+"/logs", nil, http.StatusOK, &out)
-		return out.Complete
+		var complete bool
+		chunks, complete = a.logPages(id)
+		return complete
 	})
-	return out.Chunks
+	return chunks
+}
+
+// logPages reads the run's stored log through every page (GET .../logs?after=) and
+// reports whether it is complete.
+func (a *api) logPages(id string) ([]chunk, bool) {
+	a.t.Helper()
+	var chunks []chunk
+	after := "0"
+	for {
+		var out struct {
+			Chunks    []chunk `json:"chunks"`
+			Complete  bool    `json:"complete"`
+			NextAfter string  `json:"nextAfter"`
+		}
+		a.json("GET", "/api/v1/runs/"+id+"/logs?after="+after, nil, http.StatusOK, &out)
+		chunks = append(chunks, out.Chunks...)
+		if out.NextAfter == "" || out.NextAfter == "0" {
+			return chunks, out.Complete
+		}
+		if out.NextAfter == after {
+			a.t.Fatalf("logs of %s: the page after %s came again", id, after)
+		}
+		after = out.NextAfter
+	}
 }
 
 func stepStatuses(r run) map[string]string {

@@ -178,8 +178,12 @@ func (x *GetLogsRequest) GetAfter() int64 {
 type GetLogsResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Chunks []*LogChunk            `protobuf:"bytes,1,rep,name=chunks,proto3" json:"chunks,omitempty"`
-	// complete is true once the run finished and every chunk has been stored.
-	Complete      bool `protobuf:"varint,2,opt,name=complete,proto3" json:"complete,omitempty"`
+	// complete is true once the run finished and every chunk has been stored (and this
+	// page holds the last of them).
+	Complete bool `protobuf:"varint,2,opt,name=complete,proto3" json:"complete,omitempty"`
+	// next_after, when not 0, says more stored chunks follow this page: pass it as after to
+	// read the next page. 0 when the page holds every chunk stored so far.
+	NextAfter     int64 `protobuf:"varint,3,opt,name=next_after,json=nextAfter,proto3" json:"next_after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -226,6 +230,13 @@ func (x *GetLogsResponse) GetComplete() bool {
 		return x.Complete
 	}
 	return false
+}
+
+func (x *GetLogsResponse) GetNextAfter() int64 {
+	if x != nil {
+		return x.NextAfter
+	}
+	return 0
 }
 
 // TailLogsRequest starts a tail after a sequence number (0: from the start).
@@ -297,10 +308,12 @@ const file_simpleci_api_v1_logs_proto_rawDesc = "" +
 	"\x03run\x18\x01 \x01(\tR\x03run\x12\x17\n" +
 	"\x04step\x18\x02 \x01(\x05H\x00R\x04step\x88\x01\x01\x12\x14\n" +
 	"\x05after\x18\x03 \x01(\x03R\x05afterB\a\n" +
-	"\x05_step\"`\n" +
+	"\x05_step\"\x7f\n" +
 	"\x0fGetLogsResponse\x121\n" +
 	"\x06chunks\x18\x01 \x03(\v2\x19.simpleci.api.v1.LogChunkR\x06chunks\x12\x1a\n" +
-	"\bcomplete\x18\x02 \x01(\bR\bcomplete\"9\n" +
+	"\bcomplete\x18\x02 \x01(\bR\bcomplete\x12\x1d\n" +
+	"\n" +
+	"next_after\x18\x03 \x01(\x03R\tnextAfter\"9\n" +
 	"\x0fTailLogsRequest\x12\x10\n" +
 	"\x03run\x18\x01 \x01(\tR\x03run\x12\x14\n" +
 	"\x05after\x18\x02 \x01(\x03R\x05after2\xc6\x01\n" +

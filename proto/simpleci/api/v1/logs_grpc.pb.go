@@ -29,8 +29,10 @@ const (
 //
 // LogService serves runs' output (owned by the log service).
 type LogServiceClient interface {
-	// GetLogs returns stored chunks in order. The live tail is served by the gateway as
-	// server-sent events at GET /api/v1/runs/{run}/logs:stream, over TailLogs.
+	// GetLogs returns stored chunks in order, a page of at most 1000 chunks and 1 MiB of
+	// output at a time: while next_after is set, ask again with after = next_after. The
+	// live tail is served by the gateway as server-sent events at
+	// GET /api/v1/runs/{run}/logs:stream, over TailLogs.
 	GetLogs(ctx context.Context, in *GetLogsRequest, opts ...grpc.CallOption) (*GetLogsResponse, error)
 	// TailLogs streams chunks after a sequence number as they arrive and ends when the run
 	// has finished and every chunk up to its last has been sent.
@@ -80,8 +82,10 @@ type LogService_TailLogsClient = grpc.ServerStreamingClient[LogChunk]
 //
 // LogService serves runs' output (owned by the log service).
 type LogServiceServer interface {
-	// GetLogs returns stored chunks in order. The live tail is served by the gateway as
-	// server-sent events at GET /api/v1/runs/{run}/logs:stream, over TailLogs.
+	// GetLogs returns stored chunks in order, a page of at most 1000 chunks and 1 MiB of
+	// output at a time: while next_after is set, ask again with after = next_after. The
+	// live tail is served by the gateway as server-sent events at
+	// GET /api/v1/runs/{run}/logs:stream, over TailLogs.
 	GetLogs(context.Context, *GetLogsRequest) (*GetLogsResponse, error)
 	// TailLogs streams chunks after a sequence number as they arrive and ends when the run
 	// has finished and every chunk up to its last has been sent.

@@ -120,7 +120,11 @@ type Tier struct {
 	// timeout limits a run, and every step's own timeout.
 	Timeout *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// max_steps limits the steps of a pipeline.
-	MaxSteps      int32 `protobuf:"varint,6,opt,name=max_steps,json=maxSteps,proto3" json:"max_steps,omitempty"`
+	MaxSteps int32 `protobuf:"varint,6,opt,name=max_steps,json=maxSteps,proto3" json:"max_steps,omitempty"`
+	// step_log_bytes and run_log_bytes cap the output kept of each step and of a run: past
+	// a cap the log says so and the rest is discarded while the steps keep running.
+	StepLogBytes  int64 `protobuf:"varint,7,opt,name=step_log_bytes,json=stepLogBytes,proto3" json:"step_log_bytes,omitempty"`
+	RunLogBytes   int64 `protobuf:"varint,8,opt,name=run_log_bytes,json=runLogBytes,proto3" json:"run_log_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -193,6 +197,20 @@ func (x *Tier) GetTimeout() *durationpb.Duration {
 func (x *Tier) GetMaxSteps() int32 {
 	if x != nil {
 		return x.MaxSteps
+	}
+	return 0
+}
+
+func (x *Tier) GetStepLogBytes() int64 {
+	if x != nil {
+		return x.StepLogBytes
+	}
+	return 0
+}
+
+func (x *Tier) GetRunLogBytes() int64 {
+	if x != nil {
+		return x.RunLogBytes
 	}
 	return 0
 }
@@ -971,14 +989,16 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\x1asimpleci/api/v1/runs.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
 	"\x10ListTiersRequest\"@\n" +
 	"\x11ListTiersResponse\x12+\n" +
-	"\x05tiers\x18\x01 \x03(\v2\x15.simpleci.api.v1.TierR\x05tiers\"\xb7\x01\n" +
+	"\x05tiers\x18\x01 \x03(\v2\x15.simpleci.api.v1.TierR\x05tiers\"\x81\x02\n" +
 	"\x04Tier\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x12\n" +
 	"\x04pids\x18\x03 \x01(\x03R\x04pids\x12\x12\n" +
 	"\x04cpus\x18\x04 \x01(\x01R\x04cpus\x123\n" +
 	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1b\n" +
-	"\tmax_steps\x18\x06 \x01(\x05R\bmaxSteps\"\xa7\x04\n" +
+	"\tmax_steps\x18\x06 \x01(\x05R\bmaxSteps\x12$\n" +
+	"\x0estep_log_bytes\x18\a \x01(\x03R\fstepLogBytes\x12\"\n" +
+	"\rrun_log_bytes\x18\b \x01(\x03R\vrunLogBytes\"\xa7\x04\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1d\n" +

@@ -1199,7 +1199,10 @@ type LogEmitted struct {
 	Data      []byte                 `protobuf:"bytes,8,opt,name=data,proto3" json:"data,omitempty"`
 	// attempt numbers the run's attempts from 1; a requeued run's output starts again at
 	// sequence 1 under the next attempt.
-	Attempt       int32 `protobuf:"varint,9,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Attempt int32 `protobuf:"varint,9,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// run_log_bytes is the run's cap on output (the tier's, 0: none), which the runner
+	// enforces; the log service keeps no more than it of a run's stdout and stderr.
+	RunLogBytes   int64 `protobuf:"varint,10,opt,name=run_log_bytes,json=runLogBytes,proto3" json:"run_log_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1293,6 +1296,13 @@ func (x *LogEmitted) GetData() []byte {
 func (x *LogEmitted) GetAttempt() int32 {
 	if x != nil {
 		return x.Attempt
+	}
+	return 0
+}
+
+func (x *LogEmitted) GetRunLogBytes() int64 {
+	if x != nil {
+		return x.RunLogBytes
 	}
 	return 0
 }
@@ -1436,7 +1446,7 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\vfinished_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12*\n" +
 	"\x11last_log_sequence\x18\a \x01(\x03R\x0flastLogSequence\x12\x18\n" +
-	"\aattempt\x18\b \x01(\x05R\aattempt\"\xa5\x02\n" +
+	"\aattempt\x18\b \x01(\x05R\aattempt\"\xc9\x02\n" +
 	"\n" +
 	"LogEmitted\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
@@ -1449,7 +1459,9 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\x06stream\x18\x06 \x01(\x0e2\x1d.simpleci.events.v1.LogStreamR\x06stream\x12*\n" +
 	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x12\n" +
 	"\x04data\x18\b \x01(\fR\x04data\x12\x18\n" +
-	"\aattempt\x18\t \x01(\x05R\aattempt*l\n" +
+	"\aattempt\x18\t \x01(\x05R\aattempt\x12\"\n" +
+	"\rrun_log_bytes\x18\n" +
+	" \x01(\x03R\vrunLogBytes*l\n" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +

@@ -160,7 +160,11 @@ type Job struct {
 	// secrets are the project's secrets (none for pull requests from forks): environment
 	// variables of every step, masked in the output. They exist only in this response,
 	// the job's processes and the masker.
-	Secrets       map[string]string `protobuf:"bytes,20,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Secrets map[string]string `protobuf:"bytes,20,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The tier's caps on the output of each step and of the run, in bytes (0: none): past
+	// them the engine discards the output (the log says so) and the steps keep running.
+	StepLogBytes  int64 `protobuf:"varint,21,opt,name=step_log_bytes,json=stepLogBytes,proto3" json:"step_log_bytes,omitempty"`
+	RunLogBytes   int64 `protobuf:"varint,22,opt,name=run_log_bytes,json=runLogBytes,proto3" json:"run_log_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -333,6 +337,20 @@ func (x *Job) GetSecrets() map[string]string {
 		return x.Secrets
 	}
 	return nil
+}
+
+func (x *Job) GetStepLogBytes() int64 {
+	if x != nil {
+		return x.StepLogBytes
+	}
+	return 0
+}
+
+func (x *Job) GetRunLogBytes() int64 {
+	if x != nil {
+		return x.RunLogBytes
+	}
+	return 0
 }
 
 // HeartbeatRequest names the lease to extend.
@@ -751,7 +769,7 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\x05tiers\x18\x02 \x03(\tR\x05tiers\x12-\n" +
 	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"=\n" +
 	"\x10ClaimJobResponse\x12)\n" +
-	"\x03job\x18\x01 \x01(\v2\x17.simpleci.runner.v1.JobR\x03job\"\xf5\x06\n" +
+	"\x03job\x18\x01 \x01(\v2\x17.simpleci.runner.v1.JobR\x03job\"\xbf\a\n" +
 	"\x03Job\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -777,7 +795,9 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"pids_limit\x18\x11 \x01(\x03R\tpidsLimit\x12\x12\n" +
 	"\x04cpus\x18\x12 \x01(\x01R\x04cpus\x12\x18\n" +
 	"\anetwork\x18\x13 \x01(\bR\anetwork\x12>\n" +
-	"\asecrets\x18\x14 \x03(\v2$.simpleci.runner.v1.Job.SecretsEntryR\asecrets\x1a:\n" +
+	"\asecrets\x18\x14 \x03(\v2$.simpleci.runner.v1.Job.SecretsEntryR\asecrets\x12$\n" +
+	"\x0estep_log_bytes\x18\x15 \x01(\x03R\fstepLogBytes\x12\"\n" +
+	"\rrun_log_bytes\x18\x16 \x01(\x03R\vrunLogBytes\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
