@@ -29,6 +29,7 @@ import (
 type Service struct {
 	authv1.UnimplementedAuthServiceServer
 	apiv1.UnimplementedTokenServiceServer
+	apiv1.UnimplementedRunnerTokenServiceServer
 	db *sqldb.DB
 	// Now is the service's clock (tests replace it); expiry is judged by it.
 	Now func() time.Time
@@ -52,6 +53,7 @@ func New(ctx context.Context, db *sqldb.DB) (*Service, error) {
 func (s *Service) Register(g *grpc.Server) {
 	authv1.RegisterAuthServiceServer(g, s)
 	apiv1.RegisterTokenServiceServer(g, s)
+	apiv1.RegisterRunnerTokenServiceServer(g, s)
 }
 
 // TokenPrefix starts every API token, so that secret scanners can recognise them.
@@ -135,10 +137,13 @@ func (s *Service) Bootstrap(ctx context.Context, tokenFile string) (token string
 // at most one write per token and minute, not one per call.
 const lastUsedGranularity = time.Minute
 
-// VerifyToken resolves a token to its user. A revoked or expired token is refused
+// VerifyToken resolves a token to its user (or a runner token to its runner). A revoked or expired token is refused
 // (Unauthenticated), judged on every call; the principal carries the token's id and
 // expiry so that a cache in front of it (libs/platform/auth) honours both.
 func (s *Service) VerifyToken(ctx context.Context, req *authv1.VerifyTokenRequest) (*authv1.Principal, error) {
+	if isRunnerToken(req.GetToken()) {
+		return s.verifyRunner(ctx, req.GetToken())
+	}
 	if !strings.HasPrefix(req.GetToken(), TokenPrefix) {
 		return nil, status.Error(codes.Unauthenticated, "invalid token")
 	}
