@@ -37,8 +37,9 @@ var serviceCallers = map[string]Callers{Gateway: GatewayService, Auth: AuthServi
 // Handlers still check what the table cannot: a user's organisation, a runner's lease.
 //
 // Peer calls (each one's client): the gateway resolves a webhook's project
-// (ProjectInternalService.ResolveProject, services/gateway); the scheduler reads a
-// claimed job's secrets (JobSecrets, services/scheduler); the project service reads the
+// (ProjectInternalService.ResolveProject, services/gateway), the scheduler a run
+// request's (services/scheduler request.go, store.go); the scheduler reads a claimed
+// job's secrets (JobSecrets, services/scheduler runner.go); the project service reads the
 // tiers (RunService.ListTiers, services/project); every process serving users verifies
 // their tokens (AuthService.VerifyToken, libs/platform/node) and checks its peers'
 // health (Health.Check); runners speak the runner protocol (services/runner). The
@@ -68,7 +69,7 @@ var ACL = map[string]Callers{
 	apiv1.RunnerTokenService_RevokeRunner_FullMethodName:   Users,
 
 	// Between services: project secrets and webhook secrets never reach a runner.
-	apiv1.ProjectInternalService_ResolveProject_FullMethodName: GatewayService,
+	apiv1.ProjectInternalService_ResolveProject_FullMethodName: GatewayService | SchedulerService,
 	apiv1.ProjectInternalService_JobSecrets_FullMethodName:     SchedulerService,
 	authv1.AuthService_VerifyToken_FullMethodName:              Services,
 

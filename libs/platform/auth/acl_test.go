@@ -58,7 +58,8 @@ func TestAllowed(t *testing.T) {
 		want   bool
 	}{
 		{apiv1.ProjectInternalService_ResolveProject_FullMethodName, svc(Gateway), true},
-		{apiv1.ProjectInternalService_ResolveProject_FullMethodName, svc(Scheduler), false},
+		{apiv1.ProjectInternalService_ResolveProject_FullMethodName, svc(Scheduler), true},
+		{apiv1.ProjectInternalService_ResolveProject_FullMethodName, svc(Log), false},
 		{apiv1.ProjectInternalService_ResolveProject_FullMethodName, runner, false},
 		{apiv1.ProjectInternalService_ResolveProject_FullMethodName, user, false},
 		{apiv1.ProjectInternalService_JobSecrets_FullMethodName, svc(Scheduler), true},

@@ -45,6 +45,12 @@ func IsInternal(ctx context.Context) bool {
 	return ok && p.GetService() != "" && p.GetRunner() == "" && p.GetUserId() == ""
 }
 
+// IsService reports whether the caller is the peer service named service.
+func IsService(ctx context.Context, service string) bool {
+	p, ok := PrincipalFrom(ctx)
+	return IsInternal(ctx) && ok && p.GetService() == service
+}
+
 // Runner returns the name of the calling runner, or false for any other caller.
 func Runner(ctx context.Context) (string, bool) {
 	p, ok := PrincipalFrom(ctx)

@@ -181,11 +181,11 @@ type Env struct {
 	Checks *server.Checks
 	Log    *slog.Logger
 
-	self     string
-	authn    *auth.Authenticator
+	self  string
+	authn *auth.Authenticator
 	// initialising is the component whose Init runs: Dial presents its identity.
 	initialising string
-	draining chan struct{}
+	draining     chan struct{}
 
 	mu       sync.Mutex
 	conns    map[string]*grpc.ClientConn
