@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"os/exec"
 	"slices"
@@ -16,7 +17,7 @@ import (
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -51,10 +52,10 @@ func TestServicesRunnerIdentity(t *testing.T) {
 	}
 	denied := func(t *testing.T, what string, err error) {
 		t.Helper()
-		if status.Code(err) != codes.PermissionDenied {
+		if grpcstatus.Code(err) != codes.PermissionDenied {
 			t.Fatalf("%s with a runner's token: %v, want PermissionDenied", what, err)
 		}
-		t.Logf("%s: %s", what, status.Convert(err).Message())
+		t.Logf("%s: %s", what, grpcstatus.Convert(err).Message())
 	}
 
 	t.Run("a runner's token opens nothing but the runner protocol", func(t *testing.T) {
@@ -80,7 +81,12 @@ func TestServicesRunnerIdentity(t *testing.T) {
 
 	// A job held by runner-1, and its lease id (users see it in the run's events).
 	id := a.push(p, "hold", shas["hold"])
-	eventually(t, 60*time.Second, "runner-1 to run the job", func() bool { return a.runnerOf(id) == "runner-1" })
+	eventually(t, 60*time.Second, "runner-1 to run the job", func() bool {
+		var r run
+		code, b := a.do("GET", "/api/v1/runs/"+id, nil, nil)
+		return code == http.StatusOK && json.Unmarshal(b, &r) == nil && len(r.Steps) > 0 && r.Steps[0].Status == "running" &&
+			a.runnerOf(id) == "runner-1"
+	})
 	lease := ""
 	for _, e := range a.events(id) {
 		if e.Type == "RunStarted" {
@@ -130,7 +136,7 @@ func TestServicesRunnerIdentity(t *testing.T) {
 			t.Fatalf("simpleci runners revoke: %v: %s", err, out)
 		}
 		revoked := time.Now()
-		eventually(t, revokeBound, "the revoked runner token refused", func() bool { return status.Code(claim()) == codes.Unauthenticated })
+		eventually(t, revokeBound, "the revoked runner token refused", func() bool { return grpcstatus.Code(claim()) == codes.Unauthenticated })
 		t.Logf("revoked runner token refused after %v: %v", time.Since(revoked).Round(time.Millisecond), claim())
 		out, err = exec.Command(bin, "runners", "list", "--server", a.base, "--token", a.token).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "runner-1") || strings.Contains(string(out), "intruder") {
