@@ -118,3 +118,11 @@ func TestIdentityToken(t *testing.T) {
 		t.Fatal("the token carries the secret")
 	}
 }
+
+func TestUnlisted(t *testing.T) {
+	methods := []string{apiv1.ProjectService_GetProject_FullMethodName, "/simpleci.x.v1.New/Method", "/public/Method", healthpb.Health_Watch_FullMethodName}
+	got := Unlisted(methods, map[string]bool{"/public/Method": true})
+	if !slices.Equal(got, []string{"/simpleci.x.v1.New/Method"}) {
+		t.Fatalf("Unlisted = %v, want only the new method (listed with no caller and public ones count as listed)", got)
+	}
+}
