@@ -149,11 +149,7 @@ func (s *Service) verifyRunner(ctx context.Context, token string) (*authv1.Princ
 	if revoked.Valid {
 		return nil, status.Error(codes.Unauthenticated, "runner token revoked")
 	}
-	now := s.Now()
-	if !lastUsed.Valid || now.Sub(time.Unix(0, lastUsed.Int64)) >= lastUsedGranularity {
-		// Best effort, as for API tokens.
-		_, _ = s.db.ExecContext(ctx, s.db.Q(`UPDATE auth_runners SET last_used_at = ? WHERE hash = ?`), now.UnixNano(), h)
-	}
+	s.touch(ctx, "auth_runners", h, lastUsed, s.Now())
 	return &authv1.Principal{Login: "runner:" + name, Runner: name, TokenId: tokenID}, nil
 }
 

@@ -168,11 +168,17 @@ func (s *Service) VerifyToken(ctx context.Context, req *authv1.VerifyTokenReques
 		}
 		p.ExpiresAt = timestamppb.New(time.Unix(0, expires.Int64))
 	}
-	if !lastUsed.Valid || now.Sub(time.Unix(0, lastUsed.Int64)) >= lastUsedGranularity {
-		// Best effort: a failed write must not refuse a valid token.
-		_, _ = s.db.ExecContext(ctx, s.db.Q(`UPDATE auth_tokens SET last_used_at = ? WHERE hash = ?`), now.UnixNano(), h)
-	}
+	s.touch(ctx, "auth_tokens", h, lastUsed, now)
 	return p, nil
+}
+
+// touch records that the token hashed h (in table, auth_tokens or auth_runners) was
+// used now, at most once per lastUsedGranularity. Best effort: a failed write must not
+// refuse a valid token.
+func (s *Service) touch(ctx context.Context, table, h string, lastUsed sql.NullInt64, now time.Time) {
+	if !lastUsed.Valid || now.Sub(time.Unix(0, lastUsed.Int64)) >= lastUsedGranularity {
+		_, _ = s.db.ExecContext(ctx, s.db.Q(`UPDATE `+table+` SET last_used_at = ? WHERE hash = ?`), now.UnixNano(), h)
+	}
 }
 
 // Local adapts the service to auth.Verifier for callers in the same process.
