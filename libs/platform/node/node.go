@@ -1,8 +1,9 @@
 // Package node is the process runtime of SimpleCI's services: it runs a set of
 // Components in one process with one gRPC server (the authentication and ACL
-// interceptor of libs/platform/auth in front), one HTTP server (health, readiness, metrics and whatever the
-// components add), connections to the peers that run elsewhere, readiness checks and an
-// ordered shutdown. It knows no service: each service brings a Component, and what a
+// interceptor of libs/platform/auth in front), one HTTP server (health, readiness,
+// metrics and whatever the components add), connections to the peers that run
+// elsewhere, each presenting the identity of the component that dials, readiness checks
+// and an ordered shutdown. It knows no service: each service brings a Component, and what a
 // component needs beyond this (a database, the bus, the forges) it opens through the
 // small packages beside this one (nodesql, nodebus, nodeforge), so a binary links only
 // the drivers its services use.
