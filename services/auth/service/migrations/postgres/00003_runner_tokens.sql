@@ -1,5 +1,5 @@
 -- +goose Up
--- Runners' own tokens (docs/adr/0012-service-identities.md): one active token per
+-- Runners' own tokens (docs/adr/0013-service-identities.md): one active token per
 -- runner name, stored as a SHA-256 hash; revoked ones stay for the record.
 CREATE TABLE auth_runners (
     hash TEXT PRIMARY KEY,
