@@ -137,7 +137,7 @@ func (s *Service) start(ctx context.Context, r *domain.Run, lease string) (*runn
 		data, err := s.blob(ctx, key)
 		if err != nil {
 			s.log.Error("read the run's pipeline file", "run", r.ID, "err", err)
-			return nil, s.finish(context.WithoutCancel(ctx), r.ID, "", "", domain.RunErrored,
+			return nil, s.finish(context.WithoutCancel(ctx), r.ID, "", "", "", domain.RunErrored,
 				fmt.Sprintf("cannot read the pipeline file (sha256 %s) from the scheduler's store", key), 0)
 		}
 		job.Pipeline = data
