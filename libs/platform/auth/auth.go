@@ -1,5 +1,7 @@
-// Package auth authenticates gRPC callers: users by API token (verified by the auth
-// service) and peer services by the internal token shared by one deployment.
+// Package auth authenticates and authorises gRPC callers: users and runners by their
+// tokens (verified by the auth service), peer services by their identity tokens (derived
+// from the deployment's secret, identity.go), and every call against the one table of
+// who may call what (acl.go).
 package auth
 
 import (
@@ -36,20 +38,35 @@ func PrincipalFrom(ctx context.Context) (*authv1.Principal, bool) {
 	return p, ok
 }
 
-// InternalLogin is the login of the principal that peer services authenticate as.
-const InternalLogin = "internal"
-
-// IsInternal reports whether the caller is a peer service (not a user).
+// IsInternal reports whether the caller is a peer service (one of ServiceIdentities;
+// not a user, not a runner).
 func IsInternal(ctx context.Context) bool {
 	p, ok := PrincipalFrom(ctx)
-	return ok && p.GetLogin() == InternalLogin && p.GetUserId() == ""
+	return ok && p.GetService() != "" && p.GetRunner() == "" && p.GetUserId() == ""
+}
+
+// IsService reports whether the caller is the peer service named service.
+func IsService(ctx context.Context, service string) bool {
+	p, ok := PrincipalFrom(ctx)
+	return IsInternal(ctx) && ok && p.GetService() == service
+}
+
+// Runner returns the name of the calling runner, or false for any other caller.
+func Runner(ctx context.Context) (string, bool) {
+	p, ok := PrincipalFrom(ctx)
+	if !ok || p.GetRunner() == "" || p.GetUserId() != "" || p.GetService() != "" {
+		return "", false
+	}
+	return p.GetRunner(), true
 }
 
 // Authenticator checks the bearer token of every call. The zero value refuses everything.
 type Authenticator struct {
 	// Verifier checks user tokens; nil refuses them.
 	Verifier Verifier
-	// InternalToken is the token peer services present; empty disables it.
+	// InternalToken is the deployment's secret: identity tokens derived from it
+	// (IdentityToken) authenticate peer services; empty refuses them. The secret itself
+	// is not a credential.
 	InternalToken string
 	// Public lists full method names callable without a token.
 	Public map[string]bool
@@ -74,8 +91,15 @@ func (a *Authenticator) Authenticate(ctx context.Context) (context.Context, erro
 	if token == "" {
 		return nil, status.Error(codes.Unauthenticated, "missing bearer token: send 'Authorization: Bearer TOKEN'")
 	}
+	if strings.HasPrefix(token, identityPrefix) {
+		p, ok := verifyIdentity(a.InternalToken, token)
+		if !ok {
+			return nil, status.Error(codes.Unauthenticated, "invalid identity token")
+		}
+		return WithPrincipal(ctx, p), nil
+	}
 	if a.InternalToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(a.InternalToken)) == 1 {
-		return WithPrincipal(ctx, &authv1.Principal{Login: InternalLogin, Admin: true}), nil
+		return nil, status.Error(codes.Unauthenticated, "the deployment's internal token is not a credential: services present their identity token (docs/adr/0013-service-identities.md)")
 	}
 	if a.Verifier == nil {
 		return nil, status.Error(codes.Unauthenticated, "invalid token")
@@ -132,13 +156,27 @@ func bearer(ctx context.Context) string {
 	return ""
 }
 
-// Unary is the server interceptor for unary calls.
+// authorize authenticates the caller and checks the ACL for method.
+func (a *Authenticator) authorize(ctx context.Context, method string) (context.Context, error) {
+	ctx, err := a.Authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, _ := PrincipalFrom(ctx)
+	if !Allowed(method, p) {
+		return nil, status.Error(codes.PermissionDenied, denied(method, p))
+	}
+	return ctx, nil
+}
+
+// Unary is the server interceptor for unary calls: public methods pass, every other
+// call is authenticated and checked against the ACL.
 func (a *Authenticator) Unary() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		if a.Public[info.FullMethod] {
 			return h(ctx, req)
 		}
-		ctx, err := a.Authenticate(ctx)
+		ctx, err := a.authorize(ctx, info.FullMethod)
 		if err != nil {
 			return nil, err
 		}
@@ -152,7 +190,7 @@ func (a *Authenticator) Stream() grpc.StreamServerInterceptor {
 		if a.Public[info.FullMethod] {
 			return h(srv, ss)
 		}
-		ctx, err := a.Authenticate(ss.Context())
+		ctx, err := a.authorize(ss.Context(), info.FullMethod)
 		if err != nil {
 			return err
 		}

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
+	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -51,6 +53,16 @@ func (f *fakeVerifier) count(token string) int {
 
 var alice = &authv1.Principal{UserId: "u-alice", OrgId: "org-1", Login: "alice"}
 
+var gatewayToken = mustIdentity("internal-secret", Gateway)
+
+func mustIdentity(secret, identity string) string {
+	t, err := IdentityToken(secret, identity)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
 func incoming(pairs ...string) context.Context {
 	return metadata.NewIncomingContext(context.Background(), metadata.Pairs(pairs...))
 }
@@ -68,9 +80,13 @@ func TestAuthenticate(t *testing.T) {
 		{name: "no metadata", wantCode: codes.Unauthenticated},
 		{name: "empty bearer", md: []string{"authorization", "Bearer "}, wantCode: codes.Unauthenticated},
 		{name: "other scheme", md: []string{"authorization", "Basic YWxpY2U6cHc="}, wantCode: codes.Unauthenticated},
-		{name: "internal token", md: []string{"authorization", "Bearer internal-secret"}, wantLogin: InternalLogin, wantInternal: true},
-		{name: "internal token with spaces", md: []string{"authorization", "Bearer  internal-secret "}, wantLogin: InternalLogin, wantInternal: true},
-		{name: "internal token prefix only", md: []string{"authorization", "Bearer internal-secre"}, wantCode: codes.Unauthenticated},
+		{name: "gateway identity", md: []string{"authorization", "Bearer " + gatewayToken}, wantLogin: "service:gateway", wantInternal: true},
+		{name: "identity token with spaces", md: []string{"authorization", "Bearer  " + gatewayToken + " "}, wantLogin: "service:gateway", wantInternal: true},
+		{name: "identity token cut short", md: []string{"authorization", "Bearer " + gatewayToken[:len(gatewayToken)-1]}, wantCode: codes.Unauthenticated},
+		{name: "identity of another deployment", md: []string{"authorization", "Bearer " + mustIdentity("other-secret", Gateway)}, wantCode: codes.Unauthenticated},
+		{name: "identity renamed", md: []string{"authorization", "Bearer sid_scheduler" + gatewayToken[len("sid_gateway"):]}, wantCode: codes.Unauthenticated},
+		{name: "in-process runner identity", md: []string{"authorization", "Bearer " + mustIdentity("internal-secret", RunnerIdentity("r1"))}, wantLogin: "runner:r1"},
+		{name: "the raw internal token", md: []string{"authorization", "Bearer internal-secret"}, wantCode: codes.Unauthenticated},
 		{name: "user token", md: []string{"authorization", "Bearer sci_alice"}, wantLogin: "alice"},
 		{name: "second authorization value", md: []string{"authorization", "Basic x", "authorization", "Bearer sci_alice"}, wantLogin: "alice"},
 		{name: "unknown user token", md: []string{"authorization", "Bearer sci_nobody"}, wantCode: codes.Unauthenticated},
@@ -112,8 +128,8 @@ func TestAuthenticate(t *testing.T) {
 			if IsInternal(got) != tt.wantInternal {
 				t.Fatalf("IsInternal = %v, want %v", IsInternal(got), tt.wantInternal)
 			}
-			if tt.wantInternal && (!p.GetAdmin() || p.GetUserId() != "" || p.GetOrgId() != "") {
-				t.Fatalf("internal principal %v: want admin, no user, no org", p)
+			if tt.wantInternal && (p.GetAdmin() || p.GetUserId() != "" || p.GetOrgId() != "") {
+				t.Fatalf("service principal %v: want no admin, no user, no org", p)
 			}
 		})
 	}
@@ -182,10 +198,10 @@ func TestUserTokenCache(t *testing.T) {
 			t.Fatalf("login %q: cache mixed up tokens", got)
 		}
 	})
-	t.Run("the internal token never reaches the verifier", func(t *testing.T) {
-		login("internal-secret")
-		if n := v.count("internal-secret"); n != 0 {
-			t.Fatalf("verifier called %d times with the internal token", n)
+	t.Run("identity tokens never reach the verifier", func(t *testing.T) {
+		login(gatewayToken)
+		if n := v.count(gatewayToken); n != 0 {
+			t.Fatalf("verifier called %d times with an identity token", n)
 		}
 	})
 	t.Run("refusals are not cached", func(t *testing.T) {
@@ -275,8 +291,9 @@ func TestIsInternal(t *testing.T) {
 		want bool
 	}{
 		{"no principal", nil, false},
-		{"internal", &authv1.Principal{Login: InternalLogin, Admin: true}, true},
-		{"user called internal", &authv1.Principal{UserId: "u1", Login: InternalLogin}, false},
+		{"service", &authv1.Principal{Login: "service:gateway", Service: Gateway}, true},
+		{"runner", &authv1.Principal{Login: "runner:r1", Runner: "r1"}, false},
+		{"user claiming a service", &authv1.Principal{UserId: "u1", Login: "x", Service: Gateway}, false},
 		{"admin user", &authv1.Principal{UserId: "u1", OrgId: "o", Login: "admin", Admin: true}, false},
 		{"empty principal", &authv1.Principal{}, false},
 	}
@@ -301,7 +318,8 @@ func TestRequireOrg(t *testing.T) {
 		wantCode codes.Code
 	}{
 		{"no principal", nil, "", codes.Unauthenticated},
-		{"internal has no org", &authv1.Principal{Login: InternalLogin}, "", codes.PermissionDenied},
+		{"a service has no org", &authv1.Principal{Service: Gateway}, "", codes.PermissionDenied},
+		{"a runner has no org", &authv1.Principal{Runner: "r1"}, "", codes.PermissionDenied},
 		{"user", alice, "org-1", codes.OK},
 	}
 	for _, tt := range tests {
@@ -319,9 +337,12 @@ func TestRequireOrg(t *testing.T) {
 }
 
 func TestUnaryInterceptor(t *testing.T) {
-	const public, private = "/simpleci.test.v1.Svc/Public", "/simpleci.test.v1.Svc/Private"
-	v := &fakeVerifier{tokens: map[string]*authv1.Principal{"sci_alice": alice}}
+	const public = "/simpleci.test.v1.Svc/Public"
+	private := apiv1.ProjectService_GetProject_FullMethodName
+	runner := &authv1.Principal{Login: "runner:r1", Runner: "r1", TokenId: "t1"}
+	v := &fakeVerifier{tokens: map[string]*authv1.Principal{"sci_alice": alice, "scr_r1_x": runner}}
 	a := &Authenticator{Verifier: v, InternalToken: "internal-secret", Public: map[string]bool{public: true}}
+	bearer := func(tok string) []string { return []string{"authorization", "Bearer " + tok} }
 	tests := []struct {
 		name      string
 		method    string
@@ -334,7 +355,19 @@ func TestUnaryInterceptor(t *testing.T) {
 		{"private without token", private, nil, codes.Unauthenticated, ""},
 		{"private with bad token", private, []string{"authorization", "Bearer sci_nope"}, codes.Unauthenticated, ""},
 		{"private with user token", private, []string{"authorization", "Bearer sci_alice"}, codes.OK, "alice"},
-		{"private with internal token", private, []string{"authorization", "Bearer internal-secret"}, codes.OK, InternalLogin},
+		{"private with the raw internal token", private, bearer("internal-secret"), codes.Unauthenticated, ""},
+		{"a user method with a service identity", private, bearer(gatewayToken), codes.PermissionDenied, ""},
+		{"a user method with a runner token", private, bearer("scr_r1_x"), codes.PermissionDenied, ""},
+		{"ResolveProject with the gateway's identity", apiv1.ProjectInternalService_ResolveProject_FullMethodName, bearer(gatewayToken), codes.OK, "service:gateway"},
+		{"ResolveProject with a runner token", apiv1.ProjectInternalService_ResolveProject_FullMethodName, bearer("scr_r1_x"), codes.PermissionDenied, ""},
+		{"JobSecrets with a runner token", apiv1.ProjectInternalService_JobSecrets_FullMethodName, bearer("scr_r1_x"), codes.PermissionDenied, ""},
+		{"JobSecrets with the gateway's identity", apiv1.ProjectInternalService_JobSecrets_FullMethodName, bearer(gatewayToken), codes.PermissionDenied, ""},
+		{"JobSecrets with a user token", apiv1.ProjectInternalService_JobSecrets_FullMethodName, bearer("sci_alice"), codes.PermissionDenied, ""},
+		{"ClaimJob with a runner token", runnerv1.RunnerService_ClaimJob_FullMethodName, bearer("scr_r1_x"), codes.OK, "runner:r1"},
+		{"ClaimJob with the scheduler's identity", runnerv1.RunnerService_ClaimJob_FullMethodName, bearer(mustIdentity("internal-secret", Scheduler)), codes.PermissionDenied, ""},
+		{"ClaimJob with a user token", runnerv1.RunnerService_ClaimJob_FullMethodName, bearer("sci_alice"), codes.PermissionDenied, ""},
+		{"VerifyToken with a runner token", authv1.AuthService_VerifyToken_FullMethodName, bearer("scr_r1_x"), codes.PermissionDenied, ""},
+		{"an unknown method with a service identity", "/simpleci.test.v1.Svc/Private", bearer(gatewayToken), codes.PermissionDenied, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -376,7 +409,8 @@ type fakeStream struct {
 func (f fakeStream) Context() context.Context { return f.ctx }
 
 func TestStreamInterceptor(t *testing.T) {
-	const public, private = "/simpleci.test.v1.Svc/Watch", "/simpleci.test.v1.Svc/Tail"
+	const public = "/simpleci.test.v1.Svc/Watch"
+	private := apiv1.LogService_TailLogs_FullMethodName
 	v := &fakeVerifier{tokens: map[string]*authv1.Principal{"sci_alice": alice}}
 	a := &Authenticator{Verifier: v, Public: map[string]bool{public: true}}
 	tests := []struct {
@@ -446,7 +480,8 @@ func TestDialPresentsToken(t *testing.T) {
 		name, token string
 		want        codes.Code
 	}{
-		{"internal token", "internal-secret", codes.OK},
+		{"the project's identity", mustIdentity("internal-secret", Project), codes.OK},
+		{"the raw internal token", "internal-secret", codes.Unauthenticated},
 		{"wrong token", "other", codes.Unauthenticated},
 		{"no token", "", codes.Unauthenticated},
 	} {

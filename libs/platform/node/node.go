@@ -1,8 +1,9 @@
 // Package node is the process runtime of SimpleCI's services: it runs a set of
-// Components in one process with one gRPC server (the internal-token and user-token
-// interceptor in front), one HTTP server (health, readiness, metrics and whatever the
-// components add), connections to the peers that run elsewhere, readiness checks and an
-// ordered shutdown. It knows no service: each service brings a Component, and what a
+// Components in one process with one gRPC server (the authentication and ACL
+// interceptor of libs/platform/auth in front), one HTTP server (health, readiness,
+// metrics and whatever the components add), connections to the peers that run
+// elsewhere, each presenting the identity of the component that dials, readiness checks
+// and an ordered shutdown. It knows no service: each service brings a Component, and what a
 // component needs beyond this (a database, the bus, the forges) it opens through the
 // small packages beside this one (nodesql, nodebus, nodeforge), so a binary links only
 // the drivers its services use.
@@ -75,8 +76,10 @@ type Config struct {
 	// Peers maps a service name to the gRPC address of the process running it;
 	// services run here need no entry.
 	Peers map[string]string
-	// InternalToken authenticates services to each other (required when services run
-	// in several processes; one process makes a random one).
+	// InternalToken is the deployment's secret: each service of the process presents an
+	// identity token derived from it (auth.IdentityToken) to its peers (required when
+	// services run in several processes; one process makes a random one). A process
+	// running only the runner must not hold it: runners have their own tokens.
 	InternalToken string
 	// Abort, when it ends, stops the process at once: workers hand their work back.
 	// The first signal ends Run's ctx, the second this (see Signals).
@@ -119,6 +122,12 @@ func (c *Config) RequireDatabase(service string) []string {
 	return nil
 }
 
+// hasService reports whether the process runs a service with an identity (any but the
+// runner).
+func (c *Config) hasService() bool {
+	return slices.ContainsFunc(c.services, func(s string) bool { return s != "runner" })
+}
+
 func (c *Config) remotePeers() bool {
 	for svc, p := range c.Peers {
 		if p != "" && !c.Has(svc) {
@@ -146,8 +155,13 @@ func Validate(cfg *Config, comps ...Component) error {
 			problems = append(problems, v.Validate(cfg)...)
 		}
 	}
-	if cfg.remotePeers() && cfg.InternalToken == "" {
+	if cfg.remotePeers() && cfg.InternalToken == "" && cfg.hasService() {
 		problems = append(problems, "services in several processes need a shared --internal-token / SIMPLECI_INTERNAL_TOKEN")
+	}
+	if cfg.InternalToken != "" && !cfg.hasService() && cfg.Has("runner") {
+		problems = append(problems, "a runner process must not hold the deployment's internal token (--internal-token / SIMPLECI_INTERNAL_TOKEN): "+
+			"with it a runner host could act as any service and read any project's secrets; give the runner its own token "+
+			"(simpleci runners register NAME, then SIMPLECI_RUNNER_TOKEN or --runner-token-file) and unset the internal token")
 	}
 	if len(problems) > 0 {
 		return errors.New("configuration:\n  - " + strings.Join(problems, "\n  - "))
@@ -168,12 +182,15 @@ type Env struct {
 	Checks *server.Checks
 	Log    *slog.Logger
 
-	self     string
-	authn    *auth.Authenticator
-	draining chan struct{}
+	self  string
+	authn *auth.Authenticator
+	// initialising is the component whose Init runs: Dial presents its identity.
+	initialising string
+	draining     chan struct{}
 
 	mu       sync.Mutex
 	conns    map[string]*grpc.ClientConn
+	checked  map[string]bool
 	shared   map[string]any
 	closers  [2][]func()
 	starters []func(context.Context) error
@@ -201,23 +218,46 @@ func (e *Env) Authenticate(v auth.Verifier, public ...string) {
 // ForgetToken drops a revoked token from this process's verification cache.
 func (e *Env) ForgetToken(tokenID string) { e.authn.Forget(tokenID) }
 
-// Dial returns a connection to service that presents the deployment's internal token
-// (the service's own process when it runs here). A service elsewhere becomes one of the
-// process's readiness checks ("peer NAME").
+// Dial returns a connection to service (the service's own process when it runs here)
+// that presents the identity of the component calling Dial from its Init: the peer's
+// ACL (libs/platform/auth) then allows what that identity may call. A service elsewhere
+// becomes one of the process's readiness checks ("peer NAME").
 func (e *Env) Dial(service string) (*grpc.ClientConn, error) {
-	return e.dial(service, true)
+	if e.initialising == "" || e.initialising == "runner" {
+		return nil, fmt.Errorf("dial %s: Dial presents the identity of a service during its Init (a runner uses DialToken)", service)
+	}
+	token, err := e.IdentityToken(e.initialising)
+	if err != nil {
+		return nil, err
+	}
+	return e.dial(service, token)
+}
+
+// DialToken returns a connection to service that presents token (a runner's own).
+func (e *Env) DialToken(service, token string) (*grpc.ClientConn, error) {
+	if token == "" {
+		return nil, fmt.Errorf("dial %s: no token", service)
+	}
+	return e.dial(service, token)
+}
+
+// IdentityToken returns the token of identity (a service name, or
+// auth.RunnerIdentity(NAME) for a runner in a process that holds the deployment secret).
+func (e *Env) IdentityToken(identity string) (string, error) {
+	return auth.IdentityToken(e.Config.InternalToken, identity)
 }
 
 // DialForwarding returns a connection to service without credentials of its own: the
 // caller forwards its user's token (the gateway).
 func (e *Env) DialForwarding(service string) (*grpc.ClientConn, error) {
-	return e.dial(service, false)
+	return e.dial(service, "")
 }
 
-func (e *Env) dial(service string, internal bool) (*grpc.ClientConn, error) {
+func (e *Env) dial(service, token string) (*grpc.ClientConn, error) {
+	internal := token != ""
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	key := fmt.Sprintf("%s/%v", service, internal)
+	key := service + "\x00" + token
 	if c, ok := e.conns[key]; ok {
 		return c, nil
 	}
@@ -228,16 +268,16 @@ func (e *Env) dial(service string, internal bool) (*grpc.ClientConn, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("no address for the %s service (--%s-addr)", service, service)
 	}
-	token := ""
-	if internal {
-		token = e.Config.InternalToken
-	}
 	c, err := auth.Dial(addr, token)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s at %s: %w", service, addr, err)
 	}
 	e.conns[key] = c
-	if internal && !e.Has(service) {
+	if internal && !e.Has(service) && !e.checked[service] {
+		if e.checked == nil {
+			e.checked = map[string]bool{}
+		}
+		e.checked[service] = true
 		hc := healthpb.NewHealthClient(c)
 		e.Checks.Add("peer "+service, func(ctx context.Context) error {
 			resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
@@ -315,7 +355,7 @@ func Run(ctx context.Context, cfg Config, comps ...Component) error {
 		abort = context.Background()
 	}
 	log := cfg.Log
-	if cfg.InternalToken == "" {
+	if cfg.InternalToken == "" && cfg.hasService() {
 		cfg.InternalToken = "int_" + randomHex()
 	}
 	if cfg.DataDir != "" {
@@ -366,13 +406,31 @@ func Run(ctx context.Context, cfg Config, comps ...Component) error {
 		}
 	}
 	for _, c := range comps {
-		if err := c.Init(rest, env); err != nil {
+		env.initialising = c.Name()
+		err := c.Init(rest, env)
+		env.initialising = ""
+		if err != nil {
 			closeListeners()
 			return fmt.Errorf("%s: %w", c.Name(), err)
 		}
 	}
-	if authn.Verifier == nil && cfg.Peers["auth"] != "" {
+	// Every method served must have an entry in the ACL, or it would be refused to all.
+	var methods []string
+	for name, info := range env.GRPC.GetServiceInfo() {
+		for _, m := range info.Methods {
+			methods = append(methods, "/"+name+"/"+m.Name)
+		}
+	}
+	if missing := auth.Unlisted(methods, authn.Public); len(missing) > 0 {
+		closeListeners()
+		return fmt.Errorf("methods served without an entry in libs/platform/auth's ACL: %s", strings.Join(missing, ", "))
+	}
+	// The process verifies user and runner tokens with the auth service, as the first of
+	// its services (a process running only the runner serves no one: it needs none).
+	if i := slices.IndexFunc(cfg.services, func(s string) bool { return s != "runner" }); authn.Verifier == nil && cfg.Peers["auth"] != "" && i >= 0 {
+		env.initialising = cfg.services[i]
 		c, err := env.Dial("auth")
+		env.initialising = ""
 		if err != nil {
 			closeListeners()
 			return err

@@ -8,7 +8,6 @@ import (
 
 	"github.com/simpleci/simpleci/libs/platform/node"
 	"github.com/simpleci/simpleci/libs/platform/node/nodesql"
-	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
 )
 
 // Component runs the auth service in a node process; the process then verifies user
@@ -65,7 +64,7 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 	// A token revoked here stops working in this process at once; other processes
 	// verify again within auth.CacheTTL.
 	c.Service.OnRevoke = env.ForgetToken
-	env.Authenticate(Local{S: c.Service}, authv1.AuthService_VerifyToken_FullMethodName)
+	env.Authenticate(Local{S: c.Service})
 	c.Service.Register(env.GRPC)
 	return nil
 }

@@ -29,6 +29,7 @@ import (
 type Service struct {
 	authv1.UnimplementedAuthServiceServer
 	apiv1.UnimplementedTokenServiceServer
+	apiv1.UnimplementedRunnerTokenServiceServer
 	db *sqldb.DB
 	// Now is the service's clock (tests replace it); expiry is judged by it.
 	Now func() time.Time
@@ -52,6 +53,7 @@ func New(ctx context.Context, db *sqldb.DB) (*Service, error) {
 func (s *Service) Register(g *grpc.Server) {
 	authv1.RegisterAuthServiceServer(g, s)
 	apiv1.RegisterTokenServiceServer(g, s)
+	apiv1.RegisterRunnerTokenServiceServer(g, s)
 }
 
 // TokenPrefix starts every API token, so that secret scanners can recognise them.
@@ -135,10 +137,13 @@ func (s *Service) Bootstrap(ctx context.Context, tokenFile string) (token string
 // at most one write per token and minute, not one per call.
 const lastUsedGranularity = time.Minute
 
-// VerifyToken resolves a token to its user. A revoked or expired token is refused
+// VerifyToken resolves a token to its user (or a runner token to its runner). A revoked or expired token is refused
 // (Unauthenticated), judged on every call; the principal carries the token's id and
 // expiry so that a cache in front of it (libs/platform/auth) honours both.
 func (s *Service) VerifyToken(ctx context.Context, req *authv1.VerifyTokenRequest) (*authv1.Principal, error) {
+	if isRunnerToken(req.GetToken()) {
+		return s.verifyRunner(ctx, req.GetToken())
+	}
 	if !strings.HasPrefix(req.GetToken(), TokenPrefix) {
 		return nil, status.Error(codes.Unauthenticated, "invalid token")
 	}
@@ -163,11 +168,17 @@ func (s *Service) VerifyToken(ctx context.Context, req *authv1.VerifyTokenReques
 		}
 		p.ExpiresAt = timestamppb.New(time.Unix(0, expires.Int64))
 	}
-	if !lastUsed.Valid || now.Sub(time.Unix(0, lastUsed.Int64)) >= lastUsedGranularity {
-		// Best effort: a failed write must not refuse a valid token.
-		_, _ = s.db.ExecContext(ctx, s.db.Q(`UPDATE auth_tokens SET last_used_at = ? WHERE hash = ?`), now.UnixNano(), h)
-	}
+	s.touch(ctx, "auth_tokens", h, lastUsed, now)
 	return p, nil
+}
+
+// touch records that the token hashed h (in table, auth_tokens or auth_runners) was
+// used now, at most once per lastUsedGranularity. Best effort: a failed write must not
+// refuse a valid token.
+func (s *Service) touch(ctx context.Context, table, h string, lastUsed sql.NullInt64, now time.Time) {
+	if !lastUsed.Valid || now.Sub(time.Unix(0, lastUsed.Int64)) >= lastUsedGranularity {
+		_, _ = s.db.ExecContext(ctx, s.db.Q(`UPDATE `+table+` SET last_used_at = ? WHERE hash = ?`), now.UnixNano(), h)
+	}
 }
 
 // Local adapts the service to auth.Verifier for callers in the same process.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
 	"github.com/simpleci/simpleci/services/auth/service"
 	"google.golang.org/grpc"
@@ -269,10 +270,16 @@ func TestPlainTokenNeverStored(t *testing.T) {
 		}
 		tokens = append(tokens, tok)
 	}
+	// And a runner's token (auth_runners).
+	rt, err := e.svc.RegisterRunner(as(t, e.svc, tokens[1]), &apiv1.RegisterRunnerRequest{Name: "needle"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens = append(tokens, rt.GetToken())
 	// The secret part alone must not be stored either.
 	var needles []string
 	for _, tok := range tokens {
-		needles = append(needles, tok, strings.TrimPrefix(tok, service.TokenPrefix))
+		needles = append(needles, tok, strings.TrimPrefix(tok, service.TokenPrefix), strings.TrimPrefix(tok, "scr_needle_"))
 	}
 
 	rows, err := e.db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'auth\_%' ESCAPE '\' AND name <> ?`,
@@ -289,8 +296,8 @@ func TestPlainTokenNeverStored(t *testing.T) {
 		tables = append(tables, n)
 	}
 	rows.Close()
-	if len(tables) != 3 {
-		t.Fatalf("auth tables %v, want auth_orgs, auth_users, auth_tokens", tables)
+	if len(tables) != 4 {
+		t.Fatalf("auth tables %v, want auth_orgs, auth_users, auth_tokens, auth_runners", tables)
 	}
 	cells := 0
 	for _, table := range tables {

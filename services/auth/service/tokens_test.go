@@ -240,7 +240,7 @@ func TestTokens(t *testing.T) {
 		})
 
 		t.Run("peers have no tokens", func(t *testing.T) {
-			ictx := auth.WithPrincipal(ctx, &authv1.Principal{Login: auth.InternalLogin, Admin: true})
+			ictx := auth.WithPrincipal(ctx, &authv1.Principal{Login: "service:gateway", Service: auth.Gateway})
 			if _, err := svc.CreateToken(ictx, &apiv1.CreateTokenRequest{Name: "x"}); status.Code(err) != codes.PermissionDenied {
 				t.Fatalf("internal caller: %v, want PermissionDenied", err)
 			}

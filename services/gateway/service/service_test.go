@@ -116,7 +116,11 @@ func newEnv(t *testing.T, opts ...func(*service.Config)) *env {
 	}
 	go gs.Serve(l)
 	t.Cleanup(gs.Stop)
-	internalConn, err := auth.Dial(l.Addr().String(), internalToken)
+	gatewayToken, err := auth.IdentityToken(internalToken, auth.Gateway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	internalConn, err := auth.Dial(l.Addr().String(), gatewayToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,7 +489,7 @@ type directProjects struct {
 }
 
 func (d *directProjects) ResolveProject(ctx context.Context, in *apiv1.ResolveProjectRequest, _ ...grpc.CallOption) (*apiv1.ResolvedProject, error) {
-	return d.f.ResolveProject(auth.WithPrincipal(ctx, &authv1.Principal{Login: auth.InternalLogin, Admin: true}), in)
+	return d.f.ResolveProject(auth.WithPrincipal(ctx, &authv1.Principal{Login: "service:gateway", Service: auth.Gateway}), in)
 }
 
 func TestRegisterRequiresPeers(t *testing.T) {

@@ -281,7 +281,7 @@ func TestGetLogs(t *testing.T) {
 		if _, err := e.svc.GetLogs(e.ctx, &apiv1.GetLogsRequest{Run: "run1"}); status.Code(err) != codes.Unauthenticated {
 			t.Errorf("no principal: %v", err)
 		}
-		internal := auth.WithPrincipal(e.ctx, &authv1.Principal{Login: auth.InternalLogin})
+		internal := auth.WithPrincipal(e.ctx, &authv1.Principal{Login: "service:scheduler", Service: auth.Scheduler})
 		if _, err := e.svc.GetLogs(internal, &apiv1.GetLogsRequest{Run: "run1"}); status.Code(err) != codes.PermissionDenied {
 			t.Errorf("internal principal: %v", err)
 		}

@@ -112,10 +112,11 @@ func (s *Service) DeleteSecret(ctx context.Context, req *apiv1.DeleteSecretReque
 	return &emptypb.Empty{}, nil
 }
 
-// JobSecrets opens a project's secrets for the scheduler (peers only).
+// JobSecrets opens a project's secrets for the scheduler, which hands them to the runner
+// of a job it just leased (the scheduler's identity only; the ACL says the same).
 func (s *Service) JobSecrets(ctx context.Context, req *apiv1.JobSecretsRequest) (*apiv1.JobSecretsResponse, error) {
-	if !auth.IsInternal(ctx) {
-		return nil, status.Error(codes.PermissionDenied, "only SimpleCI services may read secrets")
+	if !auth.IsService(ctx, auth.Scheduler) {
+		return nil, status.Error(codes.PermissionDenied, "only the scheduler may read a project's secrets")
 	}
 	out := &apiv1.JobSecretsResponse{Secrets: map[string]string{}}
 	if s.keys == nil {

@@ -45,7 +45,7 @@ func user(t *testing.T, org, login string) context.Context {
 }
 
 func internal(t *testing.T) context.Context {
-	return auth.WithPrincipal(testCtx(t), &authv1.Principal{Login: auth.InternalLogin, Admin: true})
+	return auth.WithPrincipal(testCtx(t), &authv1.Principal{Login: "service:scheduler", Service: auth.Scheduler})
 }
 
 func create(t *testing.T, s *service.Service, ctx context.Context, name string) *apiv1.Project {
@@ -234,10 +234,11 @@ func TestResolveProject(t *testing.T) {
 
 	t.Run("refuses callers that are not internal", func(t *testing.T) {
 		for name, ctx := range map[string]context.Context{
-			"user":                org1,
-			"admin user":          auth.WithPrincipal(testCtx(t), &authv1.Principal{UserId: "u1", OrgId: "org1", Login: "admin", Admin: true}),
-			"user named internal": auth.WithPrincipal(testCtx(t), &authv1.Principal{UserId: "u1", OrgId: "org1", Login: auth.InternalLogin}),
-			"nobody":              testCtx(t),
+			"user":                    org1,
+			"admin user":              auth.WithPrincipal(testCtx(t), &authv1.Principal{UserId: "u1", OrgId: "org1", Login: "admin", Admin: true}),
+			"user claiming a service": auth.WithPrincipal(testCtx(t), &authv1.Principal{UserId: "u1", OrgId: "org1", Login: "service:gateway", Service: auth.Gateway}),
+			"runner":                  auth.WithPrincipal(testCtx(t), &authv1.Principal{Login: "runner:r1", Runner: "r1"}),
+			"nobody":                  testCtx(t),
 		} {
 			res, err := s.ResolveProject(ctx, &apiv1.ResolveProjectRequest{OrgId: "org1", Project: created.GetId()})
 			if status.Code(err) != codes.PermissionDenied || res != nil {
@@ -431,5 +432,28 @@ func TestTiersFromTheScheduler(t *testing.T) {
 	_, err = s.CreateProject(ctx, &apiv1.CreateProjectRequest{Name: "c", Provider: "local", Repository: "/r"})
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("scheduler down: %v, want Unavailable", err)
+	}
+}
+
+// TestJobSecretsOnlyForTheScheduler: a project's secrets are opened for the scheduler's
+// identity alone (it hands them to the runner of a job it leased); a runner, another
+// service or a user is refused, whatever project it names.
+func TestJobSecretsOnlyForTheScheduler(t *testing.T) {
+	s := newService(t)
+	created := create(t, s, user(t, "org1", "alice"), "app")
+	for name, ctx := range map[string]context.Context{
+		"runner":            auth.WithPrincipal(testCtx(t), &authv1.Principal{Login: "runner:r1", Runner: "r1"}),
+		"gateway":           auth.WithPrincipal(testCtx(t), &authv1.Principal{Login: "service:gateway", Service: auth.Gateway}),
+		"admin user":        auth.WithPrincipal(testCtx(t), &authv1.Principal{UserId: "u1", OrgId: "org1", Login: "admin", Admin: true}),
+		"user as scheduler": auth.WithPrincipal(testCtx(t), &authv1.Principal{UserId: "u1", OrgId: "org1", Login: "x", Service: auth.Scheduler}),
+		"nobody":            testCtx(t),
+	} {
+		res, err := s.JobSecrets(ctx, &apiv1.JobSecretsRequest{ProjectId: created.GetId()})
+		if status.Code(err) != codes.PermissionDenied || res != nil {
+			t.Errorf("%s: JobSecrets = %v, %v; want PermissionDenied", name, res, err)
+		}
+	}
+	if _, err := s.JobSecrets(internal(t), &apiv1.JobSecretsRequest{ProjectId: created.GetId()}); err != nil {
+		t.Fatalf("the scheduler: %v", err)
 	}
 }

@@ -7,9 +7,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/node"
 	"github.com/simpleci/simpleci/libs/platform/node/nodebus"
 	"github.com/simpleci/simpleci/libs/platform/node/nodeforge"
@@ -21,11 +24,18 @@ import (
 // signal it claims no new job and finishes the one in progress (for at most
 // DrainTimeout) while the scheduler and the log service still answer; at the second it
 // hands the job back.
+//
+// The runner calls the scheduler with its own token (Token, TokenFile: issued by
+// `simpleci runners register NAME`), which opens the runner protocol only, for the jobs
+// it holds. Only a runner in a process that holds the deployment secret anyway (with
+// the scheduler, as in `simpleci dev`) may go without one: it mints its identity.
 type Component struct {
 	// Tiers the runner serves (default standard).
 	Tiers []string
-	// ID names the runner (default: the host name).
+	// ID names the runner (default: the name in its token, else the host name).
 	ID string
+	// Token is the runner's token (SIMPLECI_RUNNER_TOKEN); TokenFile a file holding it.
+	Token, TokenFile string
 	// DrainTimeout: see Config (the flag's default is 10 minutes; 0 stops the job at once).
 	DrainTimeout time.Duration
 	// AllowWeakIsolation: see Config.
@@ -48,7 +58,9 @@ func (c *Component) Flags(fs *flag.FlagSet) {
 		return nil
 	})
 	c.Tiers = node.Split(node.Getenv("SIMPLECI_RUNNER_TIERS", "standard"))
-	fs.StringVar(&c.ID, "runner-id", node.Getenv("SIMPLECI_RUNNER_ID", ""), "runner: its name (default: the host name)")
+	fs.StringVar(&c.ID, "runner-id", node.Getenv("SIMPLECI_RUNNER_ID", ""), "runner: its name (default: the name in its token)")
+	fs.StringVar(&c.TokenFile, "runner-token-file", node.Getenv("SIMPLECI_RUNNER_TOKEN_FILE", ""), "runner: file with its token (or SIMPLECI_RUNNER_TOKEN; from `simpleci runners register NAME`)")
+	c.Token = os.Getenv("SIMPLECI_RUNNER_TOKEN")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 10*time.Minute, "runner: on SIGTERM, how long the job in progress may still run")
 	c.IsolationFlags(fs, false)
 }
@@ -91,12 +103,78 @@ func (c *Component) Validate(cfg *node.Config) []string {
 	if c.allow, err = sandbox.ParseNetworks(c.AllowNetworks, true); err != nil {
 		problems = append(problems, "runner: --allow-job-network: "+err.Error())
 	}
+	return append(problems, c.credentials(cfg)...)
+}
+
+// credentials checks how the runner authenticates: its own token (its name comes from
+// it), or, in a process holding the deployment secret anyway, none.
+func (c *Component) credentials(cfg *node.Config) []string {
+	var problems []string
+	if c.TokenFile != "" {
+		b, err := os.ReadFile(c.TokenFile)
+		if err != nil {
+			return append(problems, fmt.Sprintf("runner: --runner-token-file: %v", err))
+		}
+		if c.Token != "" && strings.TrimSpace(string(b)) != c.Token {
+			return append(problems, "runner: both SIMPLECI_RUNNER_TOKEN and --runner-token-file are set, to different tokens: keep one")
+		}
+		c.Token = strings.TrimSpace(string(b))
+	}
+	if c.Token == "" {
+		if !cfg.Has("scheduler") && cfg.InternalToken == "" {
+			problems = append(problems, "runner: no runner token: register the runner (simpleci runners register NAME, as an admin) "+
+				"and give it the token (SIMPLECI_RUNNER_TOKEN or --runner-token-file)")
+		}
+		if c.ID != "" {
+			if err := auth.ValidRunnerName(c.ID); err != nil {
+				problems = append(problems, "runner: --runner-id: "+err.Error())
+			}
+		}
+		return problems
+	}
+	name, err := auth.RunnerTokenName(c.Token)
+	if err != nil {
+		return append(problems, "runner: the runner token: "+err.Error())
+	}
+	if c.ID != "" && c.ID != name {
+		problems = append(problems, fmt.Sprintf("runner: --runner-id %s differs from the name its token was registered as (%s): drop --runner-id", c.ID, name))
+	}
+	c.ID = name
 	return problems
+}
+
+var notInName = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// localName is the name of a runner without a token of its own: its --runner-id, else
+// the host name made a valid runner name.
+func (c *Component) localName() string {
+	if c.ID != "" {
+		return c.ID
+	}
+	h, _ := os.Hostname()
+	h = strings.Trim(notInName.ReplaceAllString(strings.ToLower(h), "-"), "-")
+	if len(h) > 63 {
+		h = h[:63]
+	}
+	if auth.ValidRunnerName(h) != nil {
+		return "local"
+	}
+	return h
 }
 
 // Init implements node.Component.
 func (c *Component) Init(ctx context.Context, env *node.Env) error {
-	sc, err := env.Dial("scheduler")
+	token := c.Token
+	if token == "" {
+		// In a process holding the deployment secret (the scheduler's, or `simpleci
+		// dev`): the runner's identity is minted, limited like a registered runner's.
+		c.ID = c.localName()
+		var err error
+		if token, err = env.IdentityToken(auth.RunnerIdentity(c.ID)); err != nil {
+			return fmt.Errorf("runner %s: %w", c.ID, err)
+		}
+	}
+	sc, err := env.DialToken("scheduler", token)
 	if err != nil {
 		return err
 	}

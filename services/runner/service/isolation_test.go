@@ -37,7 +37,7 @@ func TestIsolationFlags(t *testing.T) {
 		for k, v := range env {
 			t.Setenv(k, v)
 		}
-		c := &Component{}
+		c := &Component{Token: "scr_t_" + strings.Repeat("ab", 24)} // a runner's own token (component_test.go)
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
 		c.IsolationFlags(fs, devDefault)
 		if err := fs.Parse(args); err != nil {

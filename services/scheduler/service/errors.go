@@ -54,6 +54,8 @@ func grpcError(ctx context.Context, err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, domain.ErrInvalid):
 		code = codes.InvalidArgument
+	case errors.Is(err, domain.ErrNotHolder):
+		code = codes.PermissionDenied
 	case errors.Is(err, eventstore.ErrConcurrency):
 		code = codes.Aborted // contention outlasted the retries: the caller may try again
 	case ctx.Err() != nil:

@@ -12,13 +12,17 @@ import (
 // the run is requeued for another runner in the same decision, where a lost runner
 // would make it wait for its lease to lapse.
 func (s *Service) ReleaseJob(ctx context.Context, req *runnerv1.ReleaseJobRequest) (*runnerv1.ReleaseJobResponse, error) {
-	if err := requireRunner(ctx); err != nil {
+	runner, err := requireRunner(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if req.GetRunId() == "" || req.GetLeaseId() == "" {
 		return nil, invalid("run_id and lease_id are required")
 	}
 	r, err := s.decide(ctx, req.RunId, func(r *domain.Run) ([]recorded, error) {
+		if err := r.CheckHolder(runner, req.LeaseId); err != nil {
+			return nil, err
+		}
 		ev, err := r.Release(req.LeaseId, req.GetReason(), time.Now())
 		if err != nil {
 			return nil, err

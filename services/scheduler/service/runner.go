@@ -19,11 +19,14 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-func requireRunner(ctx context.Context) error {
-	if !auth.IsInternal(ctx) {
-		return status.Error(codes.PermissionDenied, "only runners may call the runner protocol")
+// requireRunner returns the calling runner's name: the runner protocol is for runners
+// (their own tokens), and each acts only on the jobs it holds.
+func requireRunner(ctx context.Context) (string, error) {
+	name, ok := auth.Runner(ctx)
+	if !ok {
+		return "", status.Error(codes.PermissionDenied, "only runners may call the runner protocol, with their runner token")
 	}
-	return nil
+	return name, nil
 }
 
 // maxClaimWait bounds one long poll.
@@ -33,11 +36,15 @@ const maxClaimWait = 30 * time.Second
 // woken the moment a job is queued in this process; a 1 s poll covers jobs queued by
 // other scheduler replicas.
 func (s *Service) ClaimJob(ctx context.Context, req *runnerv1.ClaimJobRequest) (*runnerv1.ClaimJobResponse, error) {
-	if err := requireRunner(ctx); err != nil {
+	runner, err := requireRunner(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if req.GetRunnerId() == "" || len(req.GetTiers()) == 0 {
 		return nil, invalid("runner_id and at least one tier are required")
+	}
+	if req.GetRunnerId() != runner {
+		return nil, status.Errorf(codes.PermissionDenied, "runner %s may not claim jobs as runner %q: its token names it %s", runner, req.GetRunnerId(), runner)
 	}
 	for _, t := range req.GetTiers() {
 		if _, ok := s.cfg.Tiers[t]; !ok {
@@ -122,7 +129,7 @@ func (s *Service) claim(ctx context.Context, runner string, tiers []string) (*do
 func (s *Service) start(ctx context.Context, r *domain.Run, lease string) (*runnerv1.Job, error) {
 	tier, ok := s.cfg.Tiers[r.Tier]
 	if !ok {
-		return nil, s.finish(context.WithoutCancel(ctx), r.ID, "", "", domain.RunErrored,
+		return nil, s.finish(context.WithoutCancel(ctx), r.ID, "", "", "", domain.RunErrored,
 			fmt.Sprintf("tier %q is not served by this deployment", r.Tier), 0)
 	}
 	job := jobFor(r, lease, s.cfg.LeaseDuration, tier)
@@ -130,7 +137,7 @@ func (s *Service) start(ctx context.Context, r *domain.Run, lease string) (*runn
 		data, err := s.blob(ctx, key)
 		if err != nil {
 			s.log.Error("read the run's pipeline file", "run", r.ID, "err", err)
-			return nil, s.finish(context.WithoutCancel(ctx), r.ID, "", "", domain.RunErrored,
+			return nil, s.finish(context.WithoutCancel(ctx), r.ID, "", "", "", domain.RunErrored,
 				fmt.Sprintf("cannot read the pipeline file (sha256 %s) from the scheduler's store", key), 0)
 		}
 		job.Pipeline = data
@@ -143,7 +150,7 @@ func (s *Service) start(ctx context.Context, r *domain.Run, lease string) (*runn
 		cancel()
 		if err != nil {
 			reason := "cannot read the project's secrets: " + status.Convert(err).Message()
-			return nil, s.finish(context.WithoutCancel(ctx), r.ID, "", "", domain.RunErrored, reason, 0)
+			return nil, s.finish(context.WithoutCancel(ctx), r.ID, "", "", "", domain.RunErrored, reason, 0)
 		}
 		job.Secrets = sec.GetSecrets()
 	}
@@ -157,14 +164,18 @@ const maxHeartbeatWait = 10 * time.Second
 // be cancelled: a runner that heartbeats in a loop learns of a cancel at once (in this
 // process) or within a quarter second (requested through another scheduler replica).
 func (s *Service) Heartbeat(ctx context.Context, req *runnerv1.HeartbeatRequest) (*runnerv1.HeartbeatResponse, error) {
-	if err := requireRunner(ctx); err != nil {
+	runner, err := requireRunner(ctx)
+	if err != nil {
 		return nil, err
 	}
-	ok, err := s.extend(ctx, req.GetRunId(), req.GetLeaseId())
+	ok, err := s.extend(ctx, req.GetRunId(), req.GetLeaseId(), runner)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "heartbeat: %v", err)
 	}
 	if !ok {
+		if held, err := s.leaseHeldByOther(ctx, req.GetRunId(), req.GetLeaseId(), runner); err == nil && held {
+			return nil, status.Errorf(codes.PermissionDenied, "run %s: its lease was given to another runner, not %s", req.GetRunId(), runner)
+		}
 		return nil, status.Errorf(codes.FailedPrecondition, "lease %s of run %s is no longer held", req.GetLeaseId(), req.GetRunId())
 	}
 	wait := min(req.GetWait().AsDuration(), maxHeartbeatWait)
@@ -231,7 +242,8 @@ func withIDs(msgs ...proto.Message) []recorded {
 // Finish hold the rules). A retried report (same event id) is recorded once and answered
 // as a success.
 func (s *Service) Report(ctx context.Context, req *runnerv1.ReportRequest) (*runnerv1.ReportResponse, error) {
-	if err := requireRunner(ctx); err != nil {
+	runner, err := requireRunner(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if req.GetEventId() == "" || req.GetRunId() == "" {
@@ -258,14 +270,17 @@ func (s *Service) Report(ctx context.Context, req *runnerv1.ReportRequest) (*run
 		e.RunIsolation.Isolation = boundReason(e.RunIsolation.GetIsolation())
 	case *runnerv1.ReportRequest_RunFinished:
 		f := e.RunFinished
-		if err := s.finish(ctx, req.RunId, req.LeaseId, req.EventId, f.Status, f.Reason, f.LastLogSequence); err != nil {
+		if err := s.finish(ctx, req.RunId, runner, req.LeaseId, req.EventId, f.Status, f.Reason, f.LastLogSequence); err != nil {
 			return nil, err
 		}
 		return &runnerv1.ReportResponse{}, nil
 	default:
 		return nil, invalid("report carries no event")
 	}
-	_, err := s.decide(ctx, req.RunId, func(r *domain.Run) ([]recorded, error) {
+	_, err = s.decide(ctx, req.RunId, func(r *domain.Run) ([]recorded, error) {
+		if err := r.CheckHolder(runner, req.LeaseId); err != nil {
+			return nil, err
+		}
 		if r.Has(req.EventId) {
 			return nil, nil
 		}
@@ -281,12 +296,15 @@ func (s *Service) Report(ctx context.Context, req *runnerv1.ReportRequest) (*run
 }
 
 // finish records a run's end: reported by its runner under lease, or decided by the
-// scheduler itself (lease ""). eventID "" generates one.
-func (s *Service) finish(ctx context.Context, runID, lease, eventID, st, reason string, lastSeq int64) error {
+// scheduler itself (runner and lease ""). eventID "" generates one.
+func (s *Service) finish(ctx context.Context, runID, runner, lease, eventID, st, reason string, lastSeq int64) error {
 	if eventID == "" {
 		eventID = newID()
 	}
 	r, err := s.decide(ctx, runID, func(r *domain.Run) ([]recorded, error) {
+		if err := r.CheckHolder(runner, lease); err != nil {
+			return nil, err
+		}
 		if r.Has(eventID) {
 			return nil, nil
 		}

@@ -215,9 +215,14 @@ func (e *env) user(org string) context.Context {
 	return auth.WithPrincipal(e.ctx, &authv1.Principal{UserId: "u-" + org, OrgId: org, Login: "alice"})
 }
 
-func (e *env) internal() context.Context {
-	return auth.WithPrincipal(e.ctx, &authv1.Principal{Login: auth.InternalLogin, Admin: true})
+// runner returns a context authenticated as the runner named name.
+func (e *env) runner(name string) context.Context {
+	return auth.WithPrincipal(e.ctx, &authv1.Principal{Login: "runner:" + name, Runner: name})
 }
+
+// internal returns a context authenticated as the runner runner-1 (the one e.claim
+// claims as).
+func (e *env) internal() context.Context { return e.runner("runner-1") }
 
 func (e *env) trigger(ref, ev string) *apiv1.Run {
 	e.t.Helper()
@@ -414,7 +419,8 @@ func TestTriggerRun(t *testing.T) {
 			want codes.Code
 		}{
 			{"no principal", e.ctx, &apiv1.TriggerRunRequest{Project: "app"}, codes.Unauthenticated},
-			{"internal principal", e.internal(), &apiv1.TriggerRunRequest{Project: "app"}, codes.PermissionDenied},
+			{"a service's principal", auth.WithPrincipal(e.ctx, &authv1.Principal{Service: auth.Gateway}), &apiv1.TriggerRunRequest{Project: "app"}, codes.PermissionDenied},
+			{"a runner's principal", e.internal(), &apiv1.TriggerRunRequest{Project: "app"}, codes.PermissionDenied},
 			{"unknown project", e.user("org1"), &apiv1.TriggerRunRequest{Project: "nope"}, codes.NotFound},
 			{"another org's project", e.user("org1"), &apiv1.TriggerRunRequest{Project: "other"}, codes.NotFound},
 			{"malformed ref", e.user("org1"), &apiv1.TriggerRunRequest{Project: "app", Ref: "a..b"}, codes.InvalidArgument},
@@ -550,7 +556,9 @@ func TestClaimJob(t *testing.T) {
 			{"user", e.user("org1"), &runnerv1.ClaimJobRequest{RunnerId: "r", Tiers: []string{"standard"}}, codes.PermissionDenied},
 			{"nobody", e.ctx, &runnerv1.ClaimJobRequest{RunnerId: "r", Tiers: []string{"standard"}}, codes.PermissionDenied},
 			{"no runner id", e.internal(), &runnerv1.ClaimJobRequest{Tiers: []string{"standard"}}, codes.InvalidArgument},
-			{"no tiers", e.internal(), &runnerv1.ClaimJobRequest{RunnerId: "r"}, codes.InvalidArgument},
+			{"no tiers", e.internal(), &runnerv1.ClaimJobRequest{RunnerId: "runner-1"}, codes.InvalidArgument},
+			{"a service", auth.WithPrincipal(e.ctx, &authv1.Principal{Service: auth.Scheduler}), &runnerv1.ClaimJobRequest{RunnerId: "runner-1", Tiers: []string{"standard"}}, codes.PermissionDenied},
+			{"as another runner", e.internal(), &runnerv1.ClaimJobRequest{RunnerId: "runner-2", Tiers: []string{"standard"}}, codes.PermissionDenied},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				e := e.at(t)
@@ -589,7 +597,7 @@ func TestClaimJob(t *testing.T) {
 		got := make(chan *runnerv1.Job, 1)
 		errc := make(chan error, 1)
 		go func() {
-			resp, err := e.svc.ClaimJob(e.internal(), &runnerv1.ClaimJobRequest{RunnerId: "r2", Tiers: []string{"standard"}, Wait: durationpb.New(wait)})
+			resp, err := e.svc.ClaimJob(e.runner("r2"), &runnerv1.ClaimJobRequest{RunnerId: "r2", Tiers: []string{"standard"}, Wait: durationpb.New(wait)})
 			if err != nil {
 				errc <- err
 				return
@@ -610,7 +618,7 @@ func TestClaimJob(t *testing.T) {
 	})
 	t.Run("a cancelled claim returns", func(t *testing.T) {
 		e := e.at(t)
-		ctx, cancel := context.WithCancel(e.internal())
+		ctx, cancel := context.WithCancel(e.runner("r3"))
 		cancel()
 		_, err := e.svc.ClaimJob(ctx, &runnerv1.ClaimJobRequest{RunnerId: "r3", Tiers: []string{"standard"}, Wait: durationpb.New(wait)})
 		if code(err) != codes.Canceled {
@@ -798,6 +806,70 @@ func TestReportWrongLease(t *testing.T) {
 	if g := e.get(other.GetId()); g.GetStatus() != "running" {
 		t.Fatalf("the other run is %s", g.GetStatus())
 	}
+}
+
+// TestLeaseHolder: a runner that learnt another runner's lease id (run id and lease id
+// of a job it does not hold) can neither report on it, heartbeat it, hand it back nor
+// finish it: the scheduler checks the caller's runner identity against the lease's
+// holder on every call. The holder goes on undisturbed.
+func TestLeaseHolder(t *testing.T) {
+	e := newEnv(t)
+	r := e.trigger("main", "")
+	job := e.mustClaim() // by runner-1
+	thief := e.runner("runner-2")
+	report := func(ctx context.Context, ev *runnerv1.ReportRequest) error {
+		ev.RunId, ev.LeaseId, ev.EventId = job.GetRunId(), job.GetLeaseId(), id.New()
+		_, err := e.svc.Report(ctx, ev)
+		return err
+	}
+	for _, tt := range []struct {
+		name string
+		call func() error
+	}{
+		{"step started", func() error {
+			return report(thief, &runnerv1.ReportRequest{Event: &runnerv1.ReportRequest_StepStarted{StepStarted: &eventsv1.StepStarted{StepIndex: 0}}})
+		}},
+		{"run finished", func() error {
+			return report(thief, &runnerv1.ReportRequest{Event: &runnerv1.ReportRequest_RunFinished{RunFinished: &eventsv1.RunFinished{Status: "succeeded"}}})
+		}},
+		{"heartbeat", func() error {
+			_, err := e.svc.Heartbeat(thief, &runnerv1.HeartbeatRequest{RunId: job.GetRunId(), LeaseId: job.GetLeaseId()})
+			return err
+		}},
+		{"release", func() error {
+			_, err := e.svc.ReleaseJob(thief, &runnerv1.ReleaseJobRequest{RunId: job.GetRunId(), LeaseId: job.GetLeaseId(), Reason: "x"})
+			return err
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			if code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "another runner, not runner-2") {
+				t.Fatalf("%s by runner-2 on runner-1's job: %v, want PermissionDenied", tt.name, err)
+			}
+			g := e.get(r.GetId())
+			if g.GetStatus() != "running" || !slices.Equal(stepStatuses(g), []string{"pending", "pending"}) {
+				t.Fatalf("a refused call changed the run: %s %v", g.GetStatus(), stepStatuses(g))
+			}
+		})
+	}
+	t.Run("the holder goes on", func(t *testing.T) {
+		e := e.at(t)
+		if _, err := e.svc.Heartbeat(e.internal(), &runnerv1.HeartbeatRequest{RunId: job.GetRunId(), LeaseId: job.GetLeaseId()}); err != nil {
+			t.Fatalf("the holder's heartbeat: %v", err)
+		}
+		if err := e.report(job, id.New(), &eventsv1.RunFinished{Status: "succeeded"}); err != nil {
+			t.Fatalf("the holder's report: %v", err)
+		}
+		if g := e.get(r.GetId()); g.GetStatus() != "succeeded" {
+			t.Fatalf("run %s, want succeeded", g.GetStatus())
+		}
+	})
+	t.Run("a finished run's lease is still the holder's", func(t *testing.T) {
+		err := report(thief, &runnerv1.ReportRequest{Event: &runnerv1.ReportRequest_RunFinished{RunFinished: &eventsv1.RunFinished{Status: "failed"}}})
+		if code(err) != codes.PermissionDenied {
+			t.Fatalf("runner-2 finishing runner-1's finished run: %v, want PermissionDenied", err)
+		}
+	})
 }
 
 func TestReportValidation(t *testing.T) {

@@ -64,14 +64,28 @@ func (s *Service) lastNumber(ctx context.Context, tx *sql.Tx, projectID string) 
 }
 
 // extend renews a lease; false means the lease is gone (expired or the job ended).
-func (s *Service) extend(ctx context.Context, runID, lease string) (bool, error) {
-	res, err := s.db.ExecContext(ctx, s.db.Q(`UPDATE sched_jobs SET lease_expires = ? WHERE run_id = ? AND lease_id = ? AND state = 'running'`),
-		time.Now().Add(s.cfg.LeaseDuration).UnixNano(), runID, lease)
+func (s *Service) extend(ctx context.Context, runID, lease, runner string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, s.db.Q(`UPDATE sched_jobs SET lease_expires = ? WHERE run_id = ? AND lease_id = ? AND runner_id = ? AND state = 'running'`),
+		time.Now().Add(s.cfg.LeaseDuration).UnixNano(), runID, lease, runner)
 	if err != nil {
 		return false, err
 	}
 	n, err := res.RowsAffected()
 	return n == 1, err
+}
+
+// leaseHeldByOther reports whether the running job's current lease is lease, given to a
+// runner other than runner.
+func (s *Service) leaseHeldByOther(ctx context.Context, runID, lease, runner string) (bool, error) {
+	if lease == "" {
+		return false, nil
+	}
+	var holder string
+	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT runner_id FROM sched_jobs WHERE run_id = ? AND lease_id = ? AND state = 'running'`), runID, lease).Scan(&holder)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil && holder != runner, err
 }
 
 // lapsed is a running job one of whose times passed: its lease or its deadline.

@@ -1,5 +1,5 @@
 // Package client is the API client half of the simpleci command: runs, trigger,
-// projects and tokens, talking to a SimpleCI server's REST API (--server, --token or
+// projects, tokens and runners, talking to a SimpleCI server's REST API (--server, --token or
 // SIMPLECI_SERVER, SIMPLECI_TOKEN).
 package client
 
@@ -21,7 +21,7 @@ import (
 )
 
 // Commands lists the top-level commands this package handles.
-var Commands = []string{"runs", "trigger", "projects", "tokens"}
+var Commands = []string{"runs", "trigger", "projects", "tokens", "runners"}
 
 // IO is where a command reads and writes.
 type IO struct {
@@ -72,6 +72,9 @@ func Main(ctx context.Context, args []string, io IO) int {
   simpleci tokens create NAME [--expires 720h]
   simpleci tokens list
   simpleci tokens revoke ID
+  simpleci runners register NAME     (admins: a runner's own token, shown once)
+  simpleci runners list
+  simpleci runners revoke NAME
 `)
 		return 2
 	}
@@ -114,6 +117,17 @@ func Main(ctx context.Context, args []string, io IO) int {
 	case args[0] == "tokens" && len(rest) == 2 && rest[0] == "revoke":
 		if err = a.do(ctx, "DELETE", "/api/v1/tokens/"+url.PathEscape(rest[1]), nil, &struct{}{}); err == nil {
 			fmt.Fprintf(io.Out, "token %s revoked\n", rest[1])
+		}
+	case args[0] == "runners" && len(rest) == 2 && rest[0] == "register":
+		var r apiRunner
+		if err = a.do(ctx, "POST", "/api/v1/runners", map[string]string{"name": rest[1]}, &r); err == nil {
+			fmt.Fprintf(io.Out, "runner %s registered; its token is shown only now (give it to the runner as SIMPLECI_RUNNER_TOKEN or in --runner-token-file):\n%s\n", r.Name, r.Token)
+		}
+	case args[0] == "runners" && len(rest) == 1 && rest[0] == "list":
+		err = a.listRunners(ctx)
+	case args[0] == "runners" && len(rest) == 2 && rest[0] == "revoke":
+		if err = a.do(ctx, "DELETE", "/api/v1/runners/"+url.PathEscape(rest[1]), nil, &struct{}{}); err == nil {
+			fmt.Fprintf(io.Out, "runner %s revoked: its token stops working within seconds\n", rest[1])
 		}
 	default:
 		return usage()
@@ -402,6 +416,28 @@ func (a *api) listTokens(ctx context.Context) error {
 	fmt.Fprintln(w, "ID\tNAME\tCREATED\tEXPIRES\tLAST USED")
 	for _, t := range out.Tokens {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Created, def(t.Expires, "never"), def(t.LastUsed, "-"))
+	}
+	return w.Flush()
+}
+
+type apiRunner struct {
+	Name     string `json:"name"`
+	Created  string `json:"createdAt"`
+	LastUsed string `json:"lastUsedAt"`
+	Token    string `json:"token"`
+}
+
+func (a *api) listRunners(ctx context.Context) error {
+	var out struct {
+		Runners []apiRunner `json:"runners"`
+	}
+	if err := a.do(ctx, "GET", "/api/v1/runners", nil, &out); err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(a.io.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tREGISTERED\tLAST USED")
+	for _, r := range out.Runners {
+		fmt.Fprintf(w, "%s\t%s\t%s\n", r.Name, r.Created, def(r.LastUsed, "-"))
 	}
 	return w.Flush()
 }

@@ -54,8 +54,12 @@ type cluster struct {
 	procs map[string]*proc // by service name; runners are runner-1, runner-2, ...
 	// common is every process's environment; schedulerArgs the scheduler's flags.
 	common, schedulerArgs []string
-	// http is each service's HTTP address (health, readiness, metrics).
-	http map[string]string
+	// http is each service's HTTP address (health, readiness, metrics); grpc each
+	// service's gRPC address (runners have none here).
+	http, grpc map[string]string
+	// runnerEnv is a runner's environment but its token: common without the
+	// deployment's internal token, which a runner process refuses.
+	runnerEnv []string
 }
 
 func startCluster(t *testing.T, runners int) *cluster {
@@ -86,6 +90,12 @@ func startClusterWith(t testing.TB, runners int, schedulerArgs ...string) *clust
 		"SIMPLECI_LOG_ADDR=" + grpc["log"],
 	}
 	c.common = common
+	c.grpc = grpc
+	for _, kv := range common {
+		if !strings.HasPrefix(kv, "SIMPLECI_INTERNAL_TOKEN=") {
+			c.runnerEnv = append(c.runnerEnv, kv)
+		}
+	}
 	extra := map[string][]string{
 		"auth":      {"--admin-token-file", tokenFile},
 		"project":   {"--secrets-keyring", filepath.Join(dir, "secrets.keyring")},
@@ -100,11 +110,6 @@ func startClusterWith(t testing.TB, runners int, schedulerArgs ...string) *clust
 		args := append([]string{"serve", "--service", s, "--grpc", grpc[s], "--http", httpAddr}, extra[s]...)
 		c.procs[s] = start(t, s, common, args...)
 	}
-	for i := 1; i <= runners; i++ {
-		name := fmt.Sprintf("runner-%d", i)
-		c.procs[name] = start(t, name, common, "serve", "--service", "runner", "--grpc", freeAddr(t), "--http", freeAddr(t),
-			"--data", filepath.Join(dir, name), "--runner-id", name)
-	}
 	var token string
 	eventually(t, 60*time.Second, "the auth service to write the admin token", func() bool {
 		b, err := os.ReadFile(tokenFile)
@@ -113,7 +118,29 @@ func startClusterWith(t testing.TB, runners int, schedulerArgs ...string) *clust
 	})
 	c.api = &api{t: t, base: "http://" + gatewayHTTP, token: token}
 	eventually(t, 60*time.Second, "the gateway to answer", func() bool { return c.api.up("/api/v1/projects") })
+	// Each runner runs with its own token, registered by the admin, and without the
+	// deployment's internal token.
+	for i := 1; i <= runners; i++ {
+		name := fmt.Sprintf("runner-%d", i)
+		env := append(slices.Clone(c.runnerEnv), "SIMPLECI_RUNNER_TOKEN="+c.registerRunner(name))
+		c.procs[name] = start(t, name, env, "serve", "--service", "runner", "--grpc", freeAddr(t), "--http", freeAddr(t),
+			"--data", filepath.Join(dir, name))
+	}
 	return c
+}
+
+// registerRunner registers a runner as the admin and returns its token.
+func (c *cluster) registerRunner(name string) string {
+	c.t.Helper()
+	var r struct {
+		Name  string `json:"name"`
+		Token string `json:"token"`
+	}
+	c.api.json("POST", "/api/v1/runners", map[string]string{"name": name}, http.StatusOK, &r)
+	if r.Name != name || !strings.HasPrefix(r.Token, "scr_"+name+"_") {
+		c.t.Fatalf("registered runner %+v", r)
+	}
+	return r.Token
 }
 
 // project creates a project on a repository whose branch "main2" holds faultPipeline.

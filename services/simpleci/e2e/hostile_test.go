@@ -72,7 +72,7 @@ var leakReasons = map[string]string{"cond": "type conversion error", "tmpl": "ty
 // TestHostileServices is issue 9's hostile suite on the split deployment (six processes,
 // the real Kafka and PostgreSQL): hostile requests from outside, each with its expected
 // answer, and a planted secret that pipelines try to leak; then the secret, the admin
-// token and the internal token are looked for in the database (every row of every table),
+// token, the internal token and the runner's token are looked for in the database (every row of every table),
 // the event log, every record of the deployment's Kafka topics, every service's own log
 // and the API's answers: zero hits.
 func TestHostileServices(t *testing.T) {
@@ -80,6 +80,7 @@ func TestHostileServices(t *testing.T) {
 	secret := plant("the project secret", "zq9-Plant(ed)-S3cret\"<&>(")
 	admin := plant("the admin token", c.api.token)
 	internal := plant("the internal token", internalToken(c))
+	runner := plant("runner-1's token", runnerToken(c, "runner-1"))
 
 	edge, edgeSha := c.project("hostile-edge")
 	c.api.waitRun(c.api.push(edge, "main2", edgeSha), 90*time.Second)
@@ -113,7 +114,7 @@ func TestHostileServices(t *testing.T) {
 		if code != http.StatusOK {
 			t.Fatalf("GET %s: %d %s", path, code, b)
 		}
-		found = append(found, leaks("GET "+path, b, secret, internal)...)
+		found = append(found, leaks("GET "+path, b, secret, internal, runner)...)
 	}
 
 	// Stop every process, so that what it buffered is written and its log is complete.
@@ -126,7 +127,7 @@ func TestHostileServices(t *testing.T) {
 	seen := map[string]bool{}
 	scan := func(kind string) func(where string, b []byte) {
 		return func(where string, b []byte) {
-			found = append(found, leaks(where, b, secret, admin, internal)...)
+			found = append(found, leaks(where, b, secret, admin, internal, runner)...)
 			if len(leaks(where, b, control)) > 0 {
 				seen[kind] = true
 			}
@@ -163,6 +164,17 @@ func internalToken(c *cluster) string {
 		}
 	}
 	c.t.Fatal("the cluster has no internal token")
+	return ""
+}
+
+// runnerToken is the token the runner name was started with.
+func runnerToken(c *cluster, name string) string {
+	for _, e := range c.procs[name].env {
+		if v, ok := strings.CutPrefix(e, "SIMPLECI_RUNNER_TOKEN="); ok {
+			return v
+		}
+	}
+	c.t.Fatalf("runner %s has no token", name)
 	return ""
 }
 

@@ -325,14 +325,15 @@ func TestIsolationServices(t *testing.T) {
 	var p project
 	a.json("POST", "/api/v1/projects", map[string]any{"name": "isolation", "provider": "local", "repository": repo,
 		"events": []string{"push"}}, http.StatusOK, &p)
-	internalToken := ""
+	// The runner's own token is the credential its host holds (it has no internal token).
+	runnerToken := ""
 	for _, kv := range c.procs["runner-1"].env {
-		if v, ok := strings.CutPrefix(kv, "SIMPLECI_INTERNAL_TOKEN="); ok {
-			internalToken = v
+		if v, ok := strings.CutPrefix(kv, "SIMPLECI_RUNNER_TOKEN="); ok {
+			runnerToken = v
 		}
 	}
-	if internalToken == "" {
-		t.Fatal("no internal token in the runner's environment")
+	if runnerToken == "" {
+		t.Fatal("no runner token in the runner's environment")
 	}
 	// running waits until the run's step runs and its process is up.
 	running := func(t *testing.T, a *api, id, step, cmdline string) {
@@ -376,7 +377,7 @@ func TestIsolationServices(t *testing.T) {
 				"cat " + filepath.Join(ws, "secret.txt") + " || echo 'workspace: denied'",
 				"ls " + filepath.Dir(ws) + " || echo 'job directory: denied'"}},
 			map[string]any{"name": "runner", "run": []string{
-				"printenv SIMPLECI_INTERNAL_TOKEN || echo 'env: denied'",
+				"printenv SIMPLECI_RUNNER_TOKEN || echo 'env: denied'",
 				fmt.Sprintf("cat /proc/%d/environ || echo 'environ: denied'", runnerPid)}})})
 		var q project
 		a.json("POST", "/api/v1/projects", map[string]any{"name": "snoop", "provider": "local", "repository": snoop,
@@ -397,7 +398,7 @@ func TestIsolationServices(t *testing.T) {
 		for _, c := range chunks {
 			all.WriteString(c.Text)
 		}
-		for _, leak := range []string{secret, internalToken} {
+		for _, leak := range []string{secret, runnerToken} {
 			if strings.Contains(all.String(), leak) {
 				t.Fatalf("the log shows a secret: %q", all.String())
 			}

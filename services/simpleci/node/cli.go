@@ -182,7 +182,7 @@ func Main(args []string) int {
 		return local.Lint(args[1:], local.Std())
 	case "admin":
 		err = Admin(args[1:], os.Stdout, os.Stderr)
-	case "runs", "trigger", "projects", "tokens":
+	case "runs", "trigger", "projects", "tokens", "runners":
 		ctx, cancel := signalContext()
 		defer cancel()
 		return client.Main(ctx, args, client.Std())
@@ -213,6 +213,8 @@ commands:
   trigger PROJECT [--ref REF]
   projects list
   tokens create NAME [--expires 720h] | list | revoke ID
+  runners register NAME | list | revoke NAME
+          admins: a runner's own token (serve --service runner takes it in SIMPLECI_RUNNER_TOKEN)
           API client: --server URL --token TOKEN, or SIMPLECI_SERVER and SIMPLECI_TOKEN
   admin rebuild-projections [--data DIR | --database-url URL]
           rebuild the read models from the event log (stop the scheduler first)

@@ -293,6 +293,250 @@ func (x *RevokeTokenRequest) GetId() string {
 	return ""
 }
 
+// RunnerToken is a runner's registration; token is set only in RegisterRunner's response.
+type RunnerToken struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// last_used_at is when the token last authenticated a call, to within a minute.
+	LastUsedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_used_at,json=lastUsedAt,proto3" json:"last_used_at,omitempty"`
+	// token is the secret itself, shown once: give it to the runner
+	// (SIMPLECI_RUNNER_TOKEN or --runner-token-file).
+	Token         string `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunnerToken) Reset() {
+	*x = RunnerToken{}
+	mi := &file_simpleci_api_v1_tokens_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunnerToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunnerToken) ProtoMessage() {}
+
+func (x *RunnerToken) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_tokens_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunnerToken.ProtoReflect.Descriptor instead.
+func (*RunnerToken) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_tokens_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RunnerToken) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RunnerToken) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *RunnerToken) GetLastUsedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastUsedAt
+	}
+	return nil
+}
+
+func (x *RunnerToken) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// RegisterRunnerRequest is the body of POST /api/v1/runners.
+type RegisterRunnerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterRunnerRequest) Reset() {
+	*x = RegisterRunnerRequest{}
+	mi := &file_simpleci_api_v1_tokens_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterRunnerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterRunnerRequest) ProtoMessage() {}
+
+func (x *RegisterRunnerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_tokens_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterRunnerRequest.ProtoReflect.Descriptor instead.
+func (*RegisterRunnerRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_tokens_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RegisterRunnerRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ListRunnersRequest lists the registered runners.
+type ListRunnersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunnersRequest) Reset() {
+	*x = ListRunnersRequest{}
+	mi := &file_simpleci_api_v1_tokens_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunnersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunnersRequest) ProtoMessage() {}
+
+func (x *ListRunnersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_tokens_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunnersRequest.ProtoReflect.Descriptor instead.
+func (*ListRunnersRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_tokens_proto_rawDescGZIP(), []int{7}
+}
+
+// ListRunnersResponse is the registered runners.
+type ListRunnersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runners       []*RunnerToken         `protobuf:"bytes,1,rep,name=runners,proto3" json:"runners,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunnersResponse) Reset() {
+	*x = ListRunnersResponse{}
+	mi := &file_simpleci_api_v1_tokens_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunnersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunnersResponse) ProtoMessage() {}
+
+func (x *ListRunnersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_tokens_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunnersResponse.ProtoReflect.Descriptor instead.
+func (*ListRunnersResponse) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_tokens_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListRunnersResponse) GetRunners() []*RunnerToken {
+	if x != nil {
+		return x.Runners
+	}
+	return nil
+}
+
+// RevokeRunnerRequest names a runner.
+type RevokeRunnerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRunnerRequest) Reset() {
+	*x = RevokeRunnerRequest{}
+	mi := &file_simpleci_api_v1_tokens_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRunnerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRunnerRequest) ProtoMessage() {}
+
+func (x *RevokeRunnerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_tokens_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRunnerRequest.ProtoReflect.Descriptor instead.
+func (*RevokeRunnerRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_tokens_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RevokeRunnerRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 var File_simpleci_api_v1_tokens_proto protoreflect.FileDescriptor
 
 const file_simpleci_api_v1_tokens_proto_rawDesc = "" +
@@ -316,12 +560,30 @@ const file_simpleci_api_v1_tokens_proto_rawDesc = "" +
 	"\x12ListTokensResponse\x12.\n" +
 	"\x06tokens\x18\x01 \x03(\v2\x16.simpleci.api.v1.TokenR\x06tokens\"$\n" +
 	"\x12RevokeTokenRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id2\xcd\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xb0\x01\n" +
+	"\vRunnerToken\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
+	"\n" +
+	"created_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12<\n" +
+	"\flast_used_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"lastUsedAt\x12\x14\n" +
+	"\x05token\x18\x04 \x01(\tR\x05token\"+\n" +
+	"\x15RegisterRunnerRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x14\n" +
+	"\x12ListRunnersRequest\"M\n" +
+	"\x13ListRunnersResponse\x126\n" +
+	"\arunners\x18\x01 \x03(\v2\x1c.simpleci.api.v1.RunnerTokenR\arunners\")\n" +
+	"\x13RevokeRunnerRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name2\xcd\x02\n" +
 	"\fTokenService\x12e\n" +
 	"\vCreateToken\x12#.simpleci.api.v1.CreateTokenRequest\x1a\x16.simpleci.api.v1.Token\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/api/v1/tokens\x12m\n" +
 	"\n" +
 	"ListTokens\x12\".simpleci.api.v1.ListTokensRequest\x1a#.simpleci.api.v1.ListTokensResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/tokens\x12g\n" +
-	"\vRevokeToken\x12#.simpleci.api.v1.RevokeTokenRequest\x1a\x16.google.protobuf.Empty\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/api/v1/tokens/{id}B:Z8github.com/simpleci/simpleci/proto/simpleci/api/v1;apiv1b\x06proto3"
+	"\vRevokeToken\x12#.simpleci.api.v1.RevokeTokenRequest\x1a\x16.google.protobuf.Empty\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/api/v1/tokens/{id}2\xe9\x02\n" +
+	"\x12RunnerTokenService\x12r\n" +
+	"\x0eRegisterRunner\x12&.simpleci.api.v1.RegisterRunnerRequest\x1a\x1c.simpleci.api.v1.RunnerToken\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/api/v1/runners\x12q\n" +
+	"\vListRunners\x12#.simpleci.api.v1.ListRunnersRequest\x1a$.simpleci.api.v1.ListRunnersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/v1/runners\x12l\n" +
+	"\fRevokeRunner\x12$.simpleci.api.v1.RevokeRunnerRequest\x1a\x16.google.protobuf.Empty\"\x1e\x82\xd3\xe4\x93\x02\x18*\x16/api/v1/runners/{name}B:Z8github.com/simpleci/simpleci/proto/simpleci/api/v1;apiv1b\x06proto3"
 
 var (
 	file_simpleci_api_v1_tokens_proto_rawDescOnce sync.Once
@@ -335,32 +597,46 @@ func file_simpleci_api_v1_tokens_proto_rawDescGZIP() []byte {
 	return file_simpleci_api_v1_tokens_proto_rawDescData
 }
 
-var file_simpleci_api_v1_tokens_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_simpleci_api_v1_tokens_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_simpleci_api_v1_tokens_proto_goTypes = []any{
 	(*Token)(nil),                 // 0: simpleci.api.v1.Token
 	(*CreateTokenRequest)(nil),    // 1: simpleci.api.v1.CreateTokenRequest
 	(*ListTokensRequest)(nil),     // 2: simpleci.api.v1.ListTokensRequest
 	(*ListTokensResponse)(nil),    // 3: simpleci.api.v1.ListTokensResponse
 	(*RevokeTokenRequest)(nil),    // 4: simpleci.api.v1.RevokeTokenRequest
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),         // 6: google.protobuf.Empty
+	(*RunnerToken)(nil),           // 5: simpleci.api.v1.RunnerToken
+	(*RegisterRunnerRequest)(nil), // 6: simpleci.api.v1.RegisterRunnerRequest
+	(*ListRunnersRequest)(nil),    // 7: simpleci.api.v1.ListRunnersRequest
+	(*ListRunnersResponse)(nil),   // 8: simpleci.api.v1.ListRunnersResponse
+	(*RevokeRunnerRequest)(nil),   // 9: simpleci.api.v1.RevokeRunnerRequest
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),         // 11: google.protobuf.Empty
 }
 var file_simpleci_api_v1_tokens_proto_depIdxs = []int32{
-	5, // 0: simpleci.api.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	5, // 1: simpleci.api.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
-	5, // 2: simpleci.api.v1.Token.last_used_at:type_name -> google.protobuf.Timestamp
-	0, // 3: simpleci.api.v1.ListTokensResponse.tokens:type_name -> simpleci.api.v1.Token
-	1, // 4: simpleci.api.v1.TokenService.CreateToken:input_type -> simpleci.api.v1.CreateTokenRequest
-	2, // 5: simpleci.api.v1.TokenService.ListTokens:input_type -> simpleci.api.v1.ListTokensRequest
-	4, // 6: simpleci.api.v1.TokenService.RevokeToken:input_type -> simpleci.api.v1.RevokeTokenRequest
-	0, // 7: simpleci.api.v1.TokenService.CreateToken:output_type -> simpleci.api.v1.Token
-	3, // 8: simpleci.api.v1.TokenService.ListTokens:output_type -> simpleci.api.v1.ListTokensResponse
-	6, // 9: simpleci.api.v1.TokenService.RevokeToken:output_type -> google.protobuf.Empty
-	7, // [7:10] is the sub-list for method output_type
-	4, // [4:7] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	10, // 0: simpleci.api.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	10, // 1: simpleci.api.v1.Token.expires_at:type_name -> google.protobuf.Timestamp
+	10, // 2: simpleci.api.v1.Token.last_used_at:type_name -> google.protobuf.Timestamp
+	0,  // 3: simpleci.api.v1.ListTokensResponse.tokens:type_name -> simpleci.api.v1.Token
+	10, // 4: simpleci.api.v1.RunnerToken.created_at:type_name -> google.protobuf.Timestamp
+	10, // 5: simpleci.api.v1.RunnerToken.last_used_at:type_name -> google.protobuf.Timestamp
+	5,  // 6: simpleci.api.v1.ListRunnersResponse.runners:type_name -> simpleci.api.v1.RunnerToken
+	1,  // 7: simpleci.api.v1.TokenService.CreateToken:input_type -> simpleci.api.v1.CreateTokenRequest
+	2,  // 8: simpleci.api.v1.TokenService.ListTokens:input_type -> simpleci.api.v1.ListTokensRequest
+	4,  // 9: simpleci.api.v1.TokenService.RevokeToken:input_type -> simpleci.api.v1.RevokeTokenRequest
+	6,  // 10: simpleci.api.v1.RunnerTokenService.RegisterRunner:input_type -> simpleci.api.v1.RegisterRunnerRequest
+	7,  // 11: simpleci.api.v1.RunnerTokenService.ListRunners:input_type -> simpleci.api.v1.ListRunnersRequest
+	9,  // 12: simpleci.api.v1.RunnerTokenService.RevokeRunner:input_type -> simpleci.api.v1.RevokeRunnerRequest
+	0,  // 13: simpleci.api.v1.TokenService.CreateToken:output_type -> simpleci.api.v1.Token
+	3,  // 14: simpleci.api.v1.TokenService.ListTokens:output_type -> simpleci.api.v1.ListTokensResponse
+	11, // 15: simpleci.api.v1.TokenService.RevokeToken:output_type -> google.protobuf.Empty
+	5,  // 16: simpleci.api.v1.RunnerTokenService.RegisterRunner:output_type -> simpleci.api.v1.RunnerToken
+	8,  // 17: simpleci.api.v1.RunnerTokenService.ListRunners:output_type -> simpleci.api.v1.ListRunnersResponse
+	11, // 18: simpleci.api.v1.RunnerTokenService.RevokeRunner:output_type -> google.protobuf.Empty
+	13, // [13:19] is the sub-list for method output_type
+	7,  // [7:13] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_api_v1_tokens_proto_init() }
@@ -374,9 +650,9 @@ func file_simpleci_api_v1_tokens_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_api_v1_tokens_proto_rawDesc), len(file_simpleci_api_v1_tokens_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   10,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_simpleci_api_v1_tokens_proto_goTypes,
 		DependencyIndexes: file_simpleci_api_v1_tokens_proto_depIdxs,

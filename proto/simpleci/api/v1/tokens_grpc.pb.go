@@ -216,3 +216,203 @@ var TokenService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "simpleci/api/v1/tokens.proto",
 }
+
+const (
+	RunnerTokenService_RegisterRunner_FullMethodName = "/simpleci.api.v1.RunnerTokenService/RegisterRunner"
+	RunnerTokenService_ListRunners_FullMethodName    = "/simpleci.api.v1.RunnerTokenService/ListRunners"
+	RunnerTokenService_RevokeRunner_FullMethodName   = "/simpleci.api.v1.RunnerTokenService/RevokeRunner"
+)
+
+// RunnerTokenServiceClient is the client API for RunnerTokenService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// RunnerTokenService manages the runners' own tokens (served by the auth service; admins
+// only). A runner token authenticates one named runner and opens only the runner
+// protocol, for the jobs that runner holds; it is stored as a SHA-256 hash and shown
+// once, in RegisterRunner's response. Revoking it stops the runner within 5 s.
+type RunnerTokenServiceClient interface {
+	// RegisterRunner issues the token of a new runner. name: 1 to 63 characters of a-z,
+	// 0-9 and '-', starting with a letter or digit; a name with an active token is
+	// AlreadyExists (revoke it first).
+	RegisterRunner(ctx context.Context, in *RegisterRunnerRequest, opts ...grpc.CallOption) (*RunnerToken, error)
+	// ListRunners lists the runners whose token is not revoked, by name.
+	ListRunners(ctx context.Context, in *ListRunnersRequest, opts ...grpc.CallOption) (*ListRunnersResponse, error)
+	// RevokeRunner revokes the token of the runner by name; an unknown or already
+	// revoked one is NotFound.
+	RevokeRunner(ctx context.Context, in *RevokeRunnerRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+}
+
+type runnerTokenServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewRunnerTokenServiceClient(cc grpc.ClientConnInterface) RunnerTokenServiceClient {
+	return &runnerTokenServiceClient{cc}
+}
+
+func (c *runnerTokenServiceClient) RegisterRunner(ctx context.Context, in *RegisterRunnerRequest, opts ...grpc.CallOption) (*RunnerToken, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RunnerToken)
+	err := c.cc.Invoke(ctx, RunnerTokenService_RegisterRunner_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runnerTokenServiceClient) ListRunners(ctx context.Context, in *ListRunnersRequest, opts ...grpc.CallOption) (*ListRunnersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRunnersResponse)
+	err := c.cc.Invoke(ctx, RunnerTokenService_ListRunners_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runnerTokenServiceClient) RevokeRunner(ctx context.Context, in *RevokeRunnerRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(emptypb.Empty)
+	err := c.cc.Invoke(ctx, RunnerTokenService_RevokeRunner_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RunnerTokenServiceServer is the server API for RunnerTokenService service.
+// All implementations must embed UnimplementedRunnerTokenServiceServer
+// for forward compatibility.
+//
+// RunnerTokenService manages the runners' own tokens (served by the auth service; admins
+// only). A runner token authenticates one named runner and opens only the runner
+// protocol, for the jobs that runner holds; it is stored as a SHA-256 hash and shown
+// once, in RegisterRunner's response. Revoking it stops the runner within 5 s.
+type RunnerTokenServiceServer interface {
+	// RegisterRunner issues the token of a new runner. name: 1 to 63 characters of a-z,
+	// 0-9 and '-', starting with a letter or digit; a name with an active token is
+	// AlreadyExists (revoke it first).
+	RegisterRunner(context.Context, *RegisterRunnerRequest) (*RunnerToken, error)
+	// ListRunners lists the runners whose token is not revoked, by name.
+	ListRunners(context.Context, *ListRunnersRequest) (*ListRunnersResponse, error)
+	// RevokeRunner revokes the token of the runner by name; an unknown or already
+	// revoked one is NotFound.
+	RevokeRunner(context.Context, *RevokeRunnerRequest) (*emptypb.Empty, error)
+	mustEmbedUnimplementedRunnerTokenServiceServer()
+}
+
+// UnimplementedRunnerTokenServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedRunnerTokenServiceServer struct{}
+
+func (UnimplementedRunnerTokenServiceServer) RegisterRunner(context.Context, *RegisterRunnerRequest) (*RunnerToken, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegisterRunner not implemented")
+}
+func (UnimplementedRunnerTokenServiceServer) ListRunners(context.Context, *ListRunnersRequest) (*ListRunnersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRunners not implemented")
+}
+func (UnimplementedRunnerTokenServiceServer) RevokeRunner(context.Context, *RevokeRunnerRequest) (*emptypb.Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeRunner not implemented")
+}
+func (UnimplementedRunnerTokenServiceServer) mustEmbedUnimplementedRunnerTokenServiceServer() {}
+func (UnimplementedRunnerTokenServiceServer) testEmbeddedByValue()                            {}
+
+// UnsafeRunnerTokenServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to RunnerTokenServiceServer will
+// result in compilation errors.
+type UnsafeRunnerTokenServiceServer interface {
+	mustEmbedUnimplementedRunnerTokenServiceServer()
+}
+
+func RegisterRunnerTokenServiceServer(s grpc.ServiceRegistrar, srv RunnerTokenServiceServer) {
+	// If the following call panics, it indicates UnimplementedRunnerTokenServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&RunnerTokenService_ServiceDesc, srv)
+}
+
+func _RunnerTokenService_RegisterRunner_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterRunnerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunnerTokenServiceServer).RegisterRunner(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunnerTokenService_RegisterRunner_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunnerTokenServiceServer).RegisterRunner(ctx, req.(*RegisterRunnerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RunnerTokenService_ListRunners_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRunnersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunnerTokenServiceServer).ListRunners(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunnerTokenService_ListRunners_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunnerTokenServiceServer).ListRunners(ctx, req.(*ListRunnersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RunnerTokenService_RevokeRunner_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeRunnerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunnerTokenServiceServer).RevokeRunner(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunnerTokenService_RevokeRunner_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunnerTokenServiceServer).RevokeRunner(ctx, req.(*RevokeRunnerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// RunnerTokenService_ServiceDesc is the grpc.ServiceDesc for RunnerTokenService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var RunnerTokenService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "simpleci.api.v1.RunnerTokenService",
+	HandlerType: (*RunnerTokenServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "RegisterRunner",
+			Handler:    _RunnerTokenService_RegisterRunner_Handler,
+		},
+		{
+			MethodName: "ListRunners",
+			Handler:    _RunnerTokenService_ListRunners_Handler,
+		},
+		{
+			MethodName: "RevokeRunner",
+			Handler:    _RunnerTokenService_RevokeRunner_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "simpleci/api/v1/tokens.proto",
+}

@@ -80,7 +80,14 @@ type Principal struct {
 	TokenId string `protobuf:"bytes,5,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
 	// expires_at is when the presented token expires; unset if it does not. A verifier
 	// that caches the principal must not trust it past this time.
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// runner is set for a runner's token: the runner's registered name. A runner has no
+	// user and no organisation; it may call the runner protocol only, for the jobs it
+	// holds (libs/platform/auth's ACL, the scheduler's lease check).
+	Runner string `protobuf:"bytes,7,opt,name=runner,proto3" json:"runner,omitempty"`
+	// service is set for a peer service's identity (gateway, auth, project, scheduler,
+	// log): it may call the methods the ACL allows that identity.
+	Service       string `protobuf:"bytes,8,opt,name=service,proto3" json:"service,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -157,13 +164,27 @@ func (x *Principal) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Principal) GetRunner() string {
+	if x != nil {
+		return x.Runner
+	}
+	return ""
+}
+
+func (x *Principal) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
 var File_simpleci_auth_v1_auth_proto protoreflect.FileDescriptor
 
 const file_simpleci_auth_v1_auth_proto_rawDesc = "" +
 	"\n" +
 	"\x1bsimpleci/auth/v1/auth.proto\x12\x10simpleci.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n" +
 	"\x12VerifyTokenRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"\xbd\x01\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\xef\x01\n" +
 	"\tPrincipal\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x14\n" +
@@ -171,7 +192,9 @@ const file_simpleci_auth_v1_auth_proto_rawDesc = "" +
 	"\x05admin\x18\x04 \x01(\bR\x05admin\x12\x19\n" +
 	"\btoken_id\x18\x05 \x01(\tR\atokenId\x129\n" +
 	"\n" +
-	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt2_\n" +
+	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x16\n" +
+	"\x06runner\x18\a \x01(\tR\x06runner\x12\x18\n" +
+	"\aservice\x18\b \x01(\tR\aservice2_\n" +
 	"\vAuthService\x12P\n" +
 	"\vVerifyToken\x12$.simpleci.auth.v1.VerifyTokenRequest\x1a\x1b.simpleci.auth.v1.PrincipalB<Z:github.com/simpleci/simpleci/proto/simpleci/auth/v1;authv1b\x06proto3"
 

@@ -28,7 +28,8 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// AuthService verifies credentials. It is called by the other services, not by users.
+// AuthService verifies credentials. It is called by the other services (their service
+// identities), not by users or runners.
 type AuthServiceClient interface {
 	// VerifyToken resolves an API token to the principal it was issued to.
 	VerifyToken(ctx context.Context, in *VerifyTokenRequest, opts ...grpc.CallOption) (*Principal, error)
@@ -56,7 +57,8 @@ func (c *authServiceClient) VerifyToken(ctx context.Context, in *VerifyTokenRequ
 // All implementations must embed UnimplementedAuthServiceServer
 // for forward compatibility.
 //
-// AuthService verifies credentials. It is called by the other services, not by users.
+// AuthService verifies credentials. It is called by the other services (their service
+// identities), not by users or runners.
 type AuthServiceServer interface {
 	// VerifyToken resolves an API token to the principal it was issued to.
 	VerifyToken(context.Context, *VerifyTokenRequest) (*Principal, error)

@@ -11,8 +11,8 @@ import (
 )
 
 // The domain's errors. Commands wrap one of them; the scheduler's gRPC interceptor maps
-// each to one status code (NotFound, FailedPrecondition, FailedPrecondition,
-// InvalidArgument), so handlers never choose codes for rule violations themselves.
+// each to one status code (NotFound, FailedPrecondition, InvalidArgument,
+// PermissionDenied), so handlers never choose codes for rule violations themselves.
 var (
 	// ErrNotFound: the run does not exist (or belongs to another organisation).
 	ErrNotFound = errors.New("not found")
@@ -21,7 +21,19 @@ var (
 	ErrLeaseLost = errors.New("lease no longer held")
 	// ErrInvalid: the command itself is malformed (e.g. a status that is not final).
 	ErrInvalid = errors.New("invalid")
+	// ErrNotHolder: the caller presents the run's current lease but is not the runner
+	// it was given to (a lease id that leaked to another runner).
+	ErrNotHolder = errors.New("not the lease's holder")
 )
+
+// CheckHolder refuses runner when it presents the run's current lease that was given to
+// another runner. Any other lease is the commands' business (ErrLeaseLost).
+func (r *Run) CheckHolder(runner, lease string) error {
+	if lease != "" && lease == r.LeaseID && runner != r.RunnerID {
+		return fmt.Errorf("run %s: its lease was given to another runner, not %s: %w", r.ID, runner, ErrNotHolder)
+	}
+	return nil
+}
 
 // Start hands a queued run to runner under lease.
 func (r *Run) Start(runner, lease string, now time.Time) (*eventsv1.RunStarted, error) {

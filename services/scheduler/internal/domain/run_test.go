@@ -455,3 +455,23 @@ func TestExpire(t *testing.T) {
 		t.Fatalf("a run without a timeout: %v, want nothing", ev)
 	}
 }
+
+func TestCheckHolder(t *testing.T) {
+	running := fold(queued("a"), started()) // runner-a, lease-1
+	for _, tt := range []struct {
+		runner, lease string
+		want          error
+	}{
+		{"runner-a", "lease-1", nil},
+		{"runner-2", "lease-1", domain.ErrNotHolder},
+		// Another lease is not the holder check's business: the commands refuse it
+		// (ErrLeaseLost), as before.
+		{"runner-2", "lease-other", nil},
+		{"runner-2", "", nil},
+		{"", "", nil}, // the scheduler's own decisions
+	} {
+		if err := running.CheckHolder(tt.runner, tt.lease); !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+			t.Errorf("CheckHolder(%q, %q) = %v, want %v", tt.runner, tt.lease, err, tt.want)
+		}
+	}
+}
