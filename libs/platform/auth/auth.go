@@ -99,7 +99,7 @@ func (a *Authenticator) Authenticate(ctx context.Context) (context.Context, erro
 		return WithPrincipal(ctx, p), nil
 	}
 	if a.InternalToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(a.InternalToken)) == 1 {
-		return nil, status.Error(codes.Unauthenticated, "the deployment's internal token is not a credential: services present their identity token (docs/adr/0013-service-identities.md)")
+		return nil, status.Error(codes.Unauthenticated, "the deployment's internal token is not a credential: services present their identity token (docs/adr/0014-service-identities.md)")
 	}
 	if a.Verifier == nil {
 		return nil, status.Error(codes.Unauthenticated, "invalid token")

@@ -52,7 +52,7 @@ func ValidRunnerName(name string) error {
 // IdentityToken returns the token that identity presents in a deployment whose secret
 // (SIMPLECI_INTERNAL_TOKEN) is secret: "sid_IDENTITY.MAC", MAC an HMAC-SHA256 of the
 // identity under the secret. The secret itself never travels; every process holding it
-// verifies identity tokens without asking anyone (docs/adr/0013-service-identities.md).
+// verifies identity tokens without asking anyone (docs/adr/0014-service-identities.md).
 func IdentityToken(secret, identity string) (string, error) {
 	if secret == "" {
 		return "", fmt.Errorf("identity %s: this process holds no deployment secret (--internal-token / SIMPLECI_INTERNAL_TOKEN)", identity)
