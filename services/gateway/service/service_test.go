@@ -291,6 +291,9 @@ func TestWebhookAccepted(t *testing.T) {
 			if rr.GetRef() != tt.ref || rr.GetBranch() != tt.wantBranch || rr.GetSha() != sha || rr.GetEvent() != tt.wantEvent || rr.GetActor() != "alice" {
 				t.Errorf("trigger fields: %v", rr)
 			}
+			if rr.GetTrust() != eventsv1.Trust_TRUST_SAME_REPOSITORY {
+				t.Errorf("trust %s: the forge says a push or tag is of the repository itself", rr.GetTrust())
+			}
 			if rr.GetDeliveryId() != tt.headers["X-GitHub-Delivery"] {
 				t.Errorf("delivery id %q", rr.GetDeliveryId())
 			}

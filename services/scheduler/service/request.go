@@ -58,7 +58,7 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 		RunId: req.RunId, OrgId: p.GetOrgId(), ProjectId: p.GetId(), Tier: p.GetTier(),
 		Provider: p.GetProvider(), Repository: p.GetRepository(), Ref: req.Ref, Branch: req.Branch, Sha: req.Sha,
 		Event: req.Event, Actor: req.Actor, Context: req.Context, QueuedAt: timestamppb.Now(),
-		PipelinePath: s.cfg.PipelinePath, DeliveryId: req.DeliveryId, Network: p.GetNetwork(),
+		PipelinePath: s.cfg.PipelinePath, DeliveryId: req.DeliveryId, Network: p.GetNetwork(), Trust: req.GetTrust(),
 	}
 	var data []byte
 	reason := boundRequest(q)
@@ -240,7 +240,10 @@ func (s *Service) TriggerRun(ctx context.Context, req *apiv1.TriggerRunRequest) 
 	}
 	rr := &eventsv1.RunRequested{RunId: newID(), OrgId: org, ProjectId: proj.GetProject().GetId(),
 		Provider: proj.GetProject().GetProvider(), Repository: proj.GetProject().GetRepository(),
-		Ref: ref, Event: ev, Actor: actor(ctx), RequestedAt: timestamppb.Now()}
+		Ref: ref, Event: ev, Actor: actor(ctx), RequestedAt: timestamppb.Now(),
+		// A member of the project's organisation asked for a run of the project's own
+		// repository, whatever event they name: same repository.
+		Trust: eventsv1.Trust_TRUST_SAME_REPOSITORY}
 	if forge.ValidateSHA(ref) == nil {
 		rr.Sha, rr.Ref = ref, ""
 	} else if b, ok := cutPrefix(ref, "refs/heads/"); ok {
