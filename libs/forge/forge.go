@@ -97,6 +97,11 @@ var (
 	// ErrInvalid means an argument (repository, ref, sha, path) was refused
 	// before any provider was asked, e.g. a path that climbs out with "..".
 	ErrInvalid = errors.New("forge: invalid argument")
+	// ErrNotAllowed means the repository is one this server may not read: a
+	// path outside the operator's repository roots (or leading out of them
+	// through a symbolic link), a URL whose host is a loopback, private,
+	// link-local or metadata address, or a URL with credentials in it.
+	ErrNotAllowed = errors.New("forge: repository not allowed")
 	// ErrTooLarge means a file is larger than the provider is willing to read.
 	ErrTooLarge = errors.New("forge: file too large")
 	// ErrUnknownProvider means a Registry has no forge of the requested name.

@@ -10,6 +10,10 @@
 // Webhooks are GitHub-push-like JSON posted by whoever watches the repository
 // (a post-receive hook, a script, the CLI); see ParseWebhook.
 //
+// Path repositories must lie under Options.LocalRoots; URL repositories may
+// not reach loopback, private, link-local or metadata addresses unless
+// Options.AllowNetworks allows them (see CheckRepository).
+//
 // git is always run directly (never through a shell) with a deadline, a
 // scrubbed environment, no global or system configuration, no terminal
 // prompts, hooks disabled, and only the allowed transports.
@@ -18,11 +22,14 @@ package local
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/forge"
+	"github.com/simpleci/simpleci/libs/forge/netguard"
 )
 
 // Name is the provider name of this forge in a forge.Registry and in the
@@ -57,8 +64,19 @@ type Options struct {
 	// "file" is needed for path repositories.
 	Protocols []string
 	// Env is added to git's otherwise scrubbed environment, e.g.
-	// "HTTPS_PROXY=...", "SSH_AUTH_SOCK=...", "SSL_CERT_FILE=...".
+	// "HTTPS_PROXY=...", "SSH_AUTH_SOCK=...", "SSL_CERT_FILE=...". A proxy
+	// resolves hosts itself: the address check (AllowNetworks) then sees only
+	// the name, once.
 	Env []string
+	// LocalRoots are the directories a path repository must lie under: strictly
+	// inside one of them once symbolic links are resolved (a path with ".." is
+	// refused outright). Empty refuses every path repository.
+	LocalRoots []string
+	// AllowNetworks are networks a URL repository may reach although they are
+	// loopback, private, link-local, metadata or otherwise internal addresses,
+	// which are refused by default (package netguard). git is pinned to the
+	// addresses checked, so a name cannot resolve to another when git connects.
+	AllowNetworks []netip.Prefix
 }
 
 // Forge is the local provider. It is safe for concurrent use.
@@ -69,6 +87,8 @@ type Forge struct {
 	maxFileSize int64
 	protocols   map[string]bool
 	env         []string
+	roots       []string
+	guard       *netguard.Guard
 
 	mirrorsMu sync.Mutex
 	mirrors   map[string]chan struct{} // one-slot semaphore per mirror: fetches into a mirror are serialized
@@ -112,6 +132,19 @@ func New(opts Options) (*Forge, error) {
 			problems = append(problems, fmt.Errorf("environment entry %q is not KEY=VALUE", kv))
 		}
 	}
+	var roots []string
+	for _, root := range opts.LocalRoots {
+		abs, err := filepath.Abs(root)
+		if err != nil || root == "" {
+			problems = append(problems, fmt.Errorf("repository root %q: not a usable path", root))
+			continue
+		}
+		if abs == string(filepath.Separator) {
+			problems = append(problems, fmt.Errorf("repository root %q: the whole file system cannot be a repository root", root))
+			continue
+		}
+		roots = append(roots, abs)
+	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("local forge: %w", errors.Join(problems...))
 	}
@@ -122,6 +155,8 @@ func New(opts Options) (*Forge, error) {
 		maxFileSize: opts.MaxFileSize,
 		protocols:   allowed,
 		env:         append([]string(nil), opts.Env...),
+		roots:       roots,
+		guard:       netguard.New(opts.AllowNetworks),
 		mirrors:     make(map[string]chan struct{}),
 	}
 	if f.timeout == 0 {

@@ -3,6 +3,7 @@ package local_test
 import (
 	"errors"
 	"net/http"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -15,8 +16,13 @@ const sha1 = "0123456789abcdef0123456789abcdef01234567"
 
 var secret = []byte("project-secret")
 
+// newForge returns a forge; unless opts name repository roots, the tests' temporary
+// directories are its root.
 func newForge(t testing.TB, opts local.Options) *local.Forge {
 	t.Helper()
+	if opts.LocalRoots == nil {
+		opts.LocalRoots = []string{os.TempDir()}
+	}
 	f, err := local.New(opts)
 	if err != nil {
 		t.Fatal(err)
