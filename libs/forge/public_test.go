@@ -10,7 +10,7 @@ import (
 
 func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
-		"https://user:s3cret@example.com/x.git":               "https://xxxxx@example.com/x.git",
+		"https://user:s3cret@example.com/x.git":                "https://xxxxx@example.com/x.git",
 		"https://ghp_token@example.com/x":                      "https://xxxxx@example.com/x",
 		"https://example.com/x":                                "https://example.com/x",
 		"/srv/repos/app":                                       "/srv/repos/app",

@@ -116,4 +116,3 @@ func TestResolve(t *testing.T) {
 		t.Errorf("localhost: %v, want ErrForbidden", err)
 	}
 }
-
