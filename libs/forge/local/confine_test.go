@@ -90,6 +90,16 @@ func TestRepositoryRoots(t *testing.T) {
 		})
 	}
 
+	// A single allowed repository (the demo of `simpleci dev`) is allowed, its
+	// neighbours are not.
+	single := newForge(t, local.Options{LocalRoots: []string{}, LocalRepositories: []string{foreign.dir}})
+	if _, err := single.ReadFile(c, foreign.dir, foreign.first, pipelinePath); err != nil {
+		t.Fatalf("the allowed repository: %v", err)
+	}
+	if _, err := single.CheckRepository(c, outside); !errors.Is(err, forge.ErrNotAllowed) {
+		t.Fatalf("the allowed repository's parent: %v", err)
+	}
+
 	// Without roots no path repository is allowed at all.
 	none := newForge(t, local.Options{LocalRoots: []string{}})
 	if _, err := none.CheckRepository(c, inside.dir); !errors.Is(err, forge.ErrNotAllowed) || !strings.Contains(err.Error(), "--local-repos") {

@@ -72,6 +72,10 @@ type Options struct {
 	// inside one of them once symbolic links are resolved (a path with ".." is
 	// refused outright). Empty refuses every path repository.
 	LocalRoots []string
+	// LocalRepositories are single repositories allowed besides those under
+	// LocalRoots (`simpleci dev` allows its demo repository so), by their path
+	// with symbolic links resolved.
+	LocalRepositories []string
 	// AllowNetworks are networks a URL repository may reach although they are
 	// loopback, private, link-local, metadata or otherwise internal addresses,
 	// which are refused by default (package netguard). git is pinned to the
@@ -88,6 +92,7 @@ type Forge struct {
 	protocols   map[string]bool
 	env         []string
 	roots       []string
+	repos       []string
 	guard       *netguard.Guard
 
 	mirrorsMu sync.Mutex
@@ -145,6 +150,15 @@ func New(opts Options) (*Forge, error) {
 		}
 		roots = append(roots, abs)
 	}
+	var repos []string
+	for _, repo := range opts.LocalRepositories {
+		abs, err := filepath.Abs(repo)
+		if err != nil || repo == "" || abs == string(filepath.Separator) {
+			problems = append(problems, fmt.Errorf("allowed repository %q: not a usable path", repo))
+			continue
+		}
+		repos = append(repos, abs)
+	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("local forge: %w", errors.Join(problems...))
 	}
@@ -156,6 +170,7 @@ func New(opts Options) (*Forge, error) {
 		protocols:   allowed,
 		env:         append([]string(nil), opts.Env...),
 		roots:       roots,
+		repos:       repos,
 		guard:       netguard.New(opts.AllowNetworks),
 		mirrors:     make(map[string]chan struct{}),
 	}

@@ -2,12 +2,14 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"strings"
 
 	"github.com/simpleci/simpleci/libs/forge"
+	"github.com/simpleci/simpleci/libs/forge/netguard"
 )
 
 // remote is how git is to reach a URL repository: the URL to give it, and the
@@ -24,8 +26,8 @@ var defaultPorts = map[string]string{"https": "443", "http": "80", "ssh": "22", 
 
 // remote resolves a URL repository's host and refuses it when any of its
 // addresses is loopback, private, link-local, metadata or otherwise internal and
-// not in Options.AllowNetworks. The errors wrap forge.ErrNotAllowed and name the
-// host, never the resolver.
+// not in Options.AllowNetworks (forge.ErrNotAllowed), or when it does not resolve
+// (forge.ErrNotFound). The errors name the host, never the resolver.
 //
 // Pinning per transport: https and http through curl's resolve list
 // (http.curloptResolve) with redirects off, so curl neither resolves the name
@@ -42,8 +44,11 @@ func (f *Forge) remote(ctx context.Context, r repository) (remote, error) {
 		port = defaultPorts[scheme]
 	}
 	addrs, err := f.guard.Resolve(ctx, host)
-	if err != nil {
+	if errors.Is(err, netguard.ErrForbidden) {
 		return remote{}, fmt.Errorf("%w: repository %s: %v", forge.ErrNotAllowed, r, err)
+	}
+	if err != nil {
+		return remote{}, fmt.Errorf("%w: repository %s: %v", forge.ErrNotFound, r, err)
 	}
 	rem := remote{url: r.url}
 	switch scheme {

@@ -156,11 +156,11 @@ func (f *Forge) CheckRepository(ctx context.Context, repo string) (string, error
 // root (as written) is refused before the file system is asked, so the answer
 // says nothing about what exists elsewhere.
 func (f *Forge) confine(p string) (string, error) {
-	if len(f.roots) == 0 {
+	if len(f.roots) == 0 && len(f.repos) == 0 {
 		return "", fmt.Errorf("%w: repository %s: this server allows no repository paths (the operator names directories with --local-repos)", forge.ErrNotAllowed, p)
 	}
 	outside := fmt.Errorf("%w: repository %s is not under a repository directory of this server (the operator names them with --local-repos)", forge.ErrNotAllowed, p)
-	var realRoots []string
+	var realRoots, realRepos []string
 	under := false
 	for _, root := range f.roots {
 		real, err := filepath.EvalSymlinks(root)
@@ -169,6 +169,14 @@ func (f *Forge) confine(p string) (string, error) {
 		}
 		realRoots = append(realRoots, real)
 		under = under || within(root, p) || within(real, p)
+	}
+	for _, repo := range f.repos {
+		real, err := filepath.EvalSymlinks(repo)
+		if err != nil {
+			continue
+		}
+		realRepos = append(realRepos, real)
+		under = under || p == repo || p == real || within(real, p) || within(repo, p)
 	}
 	if !under {
 		return "", outside
@@ -182,6 +190,11 @@ func (f *Forge) confine(p string) (string, error) {
 	}
 	for _, root := range realRoots {
 		if within(root, real) {
+			return real, nil
+		}
+	}
+	for _, repo := range realRepos {
+		if real == repo || within(repo, real) { // its .git directory is within it
 			return real, nil
 		}
 	}

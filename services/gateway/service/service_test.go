@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -152,7 +153,7 @@ func newEnv(t *testing.T, opts ...func(*service.Config)) *env {
 		t.Fatal(err)
 	}
 
-	lf, err := local.New(local.Options{MirrorDir: t.TempDir()})
+	lf, err := local.New(local.Options{MirrorDir: t.TempDir(), LocalRoots: []string{os.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,7 +455,7 @@ func TestWebhookBusClosed(t *testing.T) {
 	// A gateway whose bus refuses to publish answers 503 so the sender retries.
 	b := bus.NewGoChannel(nil)
 	b.Close()
-	lf, err := local.New(local.Options{MirrorDir: t.TempDir()})
+	lf, err := local.New(local.Options{MirrorDir: t.TempDir(), LocalRoots: []string{os.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -164,7 +164,9 @@ func boundReason(r string) string { return event.Bound(r, maxReason) }
 var pipelineFiles = []string{".simpleci/pipeline.json", ".simpleci/pipeline.yaml", ".simpleci/pipeline.yml"}
 
 // readPipeline fills q's sha, pipeline reference and step names and returns the pipeline
-// file, or returns why the run cannot start.
+// file, or returns why the run cannot start. A reason made from a forge error is bounded
+// (forge.Bound, 512 bytes): the forge's errors are already scrubbed of credentials and
+// server paths, and a reason is shown through the API.
 func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier Tier, q *eventsv1.RunQueued) ([]byte, string) {
 	f, err := s.cfg.Forges.Lookup(provider)
 	if err != nil {
@@ -179,7 +181,7 @@ func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier 
 		}
 		sha, err := f.ResolveRef(ctx, repo, ref)
 		if err != nil {
-			return nil, fmt.Sprintf("cannot resolve ref %q: %v", ref, err)
+			return nil, forge.Bound(fmt.Sprintf("cannot resolve ref %q: %v", ref, err))
 		}
 		q.Sha = sha
 	}
@@ -194,7 +196,7 @@ func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier 
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Sprintf("cannot read %s at commit %s: %v", p, q.Sha, err)
+			return nil, forge.Bound(fmt.Sprintf("cannot read %s at commit %s: %v", p, q.Sha, err))
 		}
 		q.PipelinePath = p
 		break

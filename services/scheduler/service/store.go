@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/simpleci/simpleci/libs/forge"
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/event"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
@@ -139,7 +140,9 @@ func jobFor(r *domain.Run, lease string, leaseDur time.Duration, tier Tier) *run
 	for k, v := range q.GetContext() {
 		ctx[k] = v
 	}
-	for k, v := range map[string]string{"event": q.Event, "provider": q.Provider, "repository": q.Repository,
+	// The repository as shown to the pipeline: without credentials (projects made before
+	// they were refused may still hold some; the runner's checkout gets Job.Repository).
+	for k, v := range map[string]string{"event": q.Event, "provider": q.Provider, "repository": forge.Redact(q.Repository),
 		"branch": q.Branch, "ref": q.Ref, "sha": q.Sha, "actor": q.Actor, "run_id": q.RunId,
 		"run_number": strconv.FormatInt(q.Number, 10), "trust": domain.TrustName(r.Trust())} {
 		ctx[k] = v
