@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-
 func initRepo(t *testing.T, dir string) {
 	t.Helper()
 	if out, err := exec.Command("git", "init", "-q", dir).CombinedOutput(); err != nil {
