@@ -102,7 +102,7 @@ func (s *Service) CreateProject(ctx context.Context, req *apiv1.CreateProjectReq
 		network = "default"
 	}
 	if !slices.Contains(networks, network) {
-		problems = append(problems, fmt.Sprintf("network %q: use default (on, except for pull requests from forks), on or off", network))
+		problems = append(problems, fmt.Sprintf("network %q: use default or on (the network, except for pull requests the forge does not vouch for) or off", network))
 	}
 	if len(problems) > 0 {
 		return nil, status.Error(codes.InvalidArgument, strings.Join(problems, "; "))
