@@ -21,11 +21,17 @@ func Bound(s string) string {
 		}
 		return r
 	}, s)
-	if len(s) <= MaxReasonLength {
+	return Truncate(s, MaxReasonLength)
+}
+
+// Truncate cuts s to at most limit bytes on a character boundary, ending it with
+// " [...]" when it was cut.
+func Truncate(s string, limit int) string {
+	if len(s) <= limit {
 		return s
 	}
 	const mark = " [...]"
-	cut := MaxReasonLength - len(mark)
+	cut := max(limit-len(mark), 0)
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}

@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/simpleci/simpleci/libs/forge"
 )
@@ -122,14 +121,7 @@ func (f *Forge) gitLine(stderr string) string {
 		}
 		return r
 	}, line)
-	if len(line) > maxGitLine {
-		cut := maxGitLine
-		for cut > 0 && !utf8.RuneStart(line[cut]) {
-			cut--
-		}
-		line = line[:cut] + " [...]"
-	}
-	return line
+	return forge.Truncate(line, maxGitLine)
 }
 
 // subcommand names the git command for messages, skipping global options.
