@@ -32,16 +32,36 @@ func TestRepositoryBinding(t *testing.T) {
 	}
 	// A project of another organisation bound to theirs (dev has one organisation: the
 	// other's project is written to the project service's database as it would store it).
+	// And a project of this organisation bound to /etc before repositories were checked:
+	// the scheduler refuses to read it when a run starts.
+	var demo struct {
+		OrgID string `json:"orgId"`
+	}
+	a.json("GET", "/api/v1/projects/demo", nil, http.StatusOK, &demo)
 	db, err := sqldb.Open(context.Background(), filepath.Join(data, "project.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = db.ExecContext(context.Background(), db.Q(`INSERT INTO projects (id, org_id, name, provider, repository, events, tier, webhook_secret, created_at, network)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), "01otherorgproject", "01otherorg", "theirs", "local", theirs, "push", "standard", "x", time.Now().UnixNano(), "default")
+	insert := db.Q(`INSERT INTO projects (id, org_id, name, provider, repository, events, tier, webhook_secret, created_at, network)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	_, err = db.ExecContext(context.Background(), insert, "01otherorgproject", "01otherorg", "theirs", "local", theirs, "push", "standard", "x", time.Now().UnixNano(), "default")
+	if err == nil {
+		_, err = db.ExecContext(context.Background(), insert, "01legacyproject", demo.OrgID, "legacy", "local", "/etc", "manual", "standard", "x", time.Now().UnixNano(), "default")
+	}
 	db.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Run("a project bound to /etc before the check cannot run", func(t *testing.T) {
+		a := &api{t: t, base: a.base, token: a.token}
+		var r run
+		a.json("POST", "/api/v1/projects/legacy/runs", map[string]string{"ref": "main"}, http.StatusOK, &r)
+		r = a.waitRun(r.ID, 30*time.Second)
+		if r.Status != "errored" || !strings.Contains(r.Reason, "/etc is not under a repository directory") || len(r.Reason) > 512 ||
+			strings.Contains(r.Reason, "fatal:") {
+			t.Fatalf("run %s, reason %q: want errored, saying the path is not allowed, no git text", r.Status, r.Reason)
+		}
+	})
 
 	for i, tt := range []struct {
 		name, repo string
