@@ -20,11 +20,14 @@
 package local
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -159,6 +162,11 @@ func New(opts Options) (*Forge, error) {
 		}
 		repos = append(repos, abs)
 	}
+	if gitPath != "" && (allowed["https"] || allowed["http"]) {
+		if major, minor, ok := gitVersion(gitPath); ok && (major < 2 || major == 2 && minor < 37) {
+			problems = append(problems, fmt.Errorf("git %d.%d cannot pin an http(s) connection to the addresses checked (http.curloptResolve needs git 2.37 or later): upgrade git or leave http and https out of the protocols", major, minor))
+		}
+	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("local forge: %w", errors.Join(problems...))
 	}
@@ -181,6 +189,27 @@ func New(opts Options) (*Forge, error) {
 		f.maxFileSize = DefaultMaxFileSize
 	}
 	return f, nil
+}
+
+// gitVersion returns the version of the git at path ("git version 2.39.5").
+func gitVersion(path string) (major, minor int, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "version").Output()
+	if err != nil {
+		return 0, 0, false
+	}
+	v, found := strings.CutPrefix(strings.TrimSpace(string(out)), "git version ")
+	if !found {
+		return 0, 0, false
+	}
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(parts[1])
+	return major, minor, err1 == nil && err2 == nil
 }
 
 // Name returns "local".

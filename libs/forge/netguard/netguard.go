@@ -44,11 +44,13 @@ var forbidden = []struct {
 	{netip.MustParsePrefix("240.0.0.0/4"), "reserved"},
 	{netip.MustParsePrefix("::/128"), "unspecified"},
 	{netip.MustParsePrefix("::1/128"), "loopback"},
+	{netip.MustParsePrefix("::/96"), "IPv4-compatible (deprecated)"},
 	{netip.MustParsePrefix("64:ff9b::/96"), "NAT64 (may reach IPv4 internals)"},
 	{netip.MustParsePrefix("64:ff9b:1::/48"), "NAT64 (may reach IPv4 internals)"},
 	{netip.MustParsePrefix("fc00::/7"), "unique local (private)"},
 	{netip.MustParsePrefix("fd00:ec2::254/128"), "cloud metadata"},
 	{netip.MustParsePrefix("fe80::/10"), "link-local"},
+	{netip.MustParsePrefix("fec0::/10"), "site-local (deprecated, private)"},
 	{netip.MustParsePrefix("ff00::/8"), "multicast"},
 }
 

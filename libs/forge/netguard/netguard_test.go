@@ -16,7 +16,7 @@ func TestCheck(t *testing.T) {
 	g := netguard.New(nil)
 	for _, a := range []string{"127.0.0.1", "127.9.9.9", "::1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
 		"169.254.1.1", "fe80::1", "fd00:ec2::254", "fc00::1", "100.64.0.1", "0.0.0.0", "::", "::ffff:127.0.0.1",
-		"::ffff:169.254.169.254", "224.0.0.1", "255.255.255.255", "64:ff9b::7f00:1"} {
+		"::ffff:169.254.169.254", "224.0.0.1", "255.255.255.255", "64:ff9b::7f00:1", "::127.0.0.1", "fec0::1"} {
 		if err := g.Check(netip.MustParseAddr(a)); !errors.Is(err, netguard.ErrForbidden) {
 			t.Errorf("%s: %v, want ErrForbidden", a, err)
 		}
