@@ -41,6 +41,9 @@ func Truncate(s string, limit int) string {
 // credentialsRE finds the user-information part of a URL in free text.
 var credentialsRE = regexp.MustCompile(`([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s'"]+@`)
 
+// scpUserRE finds the user part of an scp-like address ("user:token@host:path").
+var scpUserRE = regexp.MustCompile(`^[^/@\s'"]+@`)
+
 // Redact returns a repository (or any text holding URLs) with the credentials
 // of every URL in it replaced by "xxxxx", so a token never reaches a message,
 // a log line or an API response.
@@ -49,6 +52,9 @@ func Redact(s string) string {
 		u.User = url.User("xxxxx") // a lone user part is often the token itself
 		return u.String()
 	}
+	if !strings.Contains(s, "://") {
+		return scpUserRE.ReplaceAllString(s, "xxxxx@")
+	}
 	return credentialsRE.ReplaceAllString(s, "${1}xxxxx@")
 }
 
@@ -56,6 +62,10 @@ func Redact(s string) string {
 // it (https://user:token@host/x, https://token@host/x). ssh:// URLs may name
 // the login user ("ssh://git@host/x"), which is no secret.
 func HasCredentials(repo string) bool {
+	if !strings.Contains(repo, "://") {
+		user, _, found := strings.Cut(repo, "@")
+		return found && strings.Contains(user, ":") && !strings.Contains(user, "/") // scp-like user:token@host:path
+	}
 	u, err := url.Parse(repo)
 	if err != nil || u.User == nil {
 		return credentialsRE.MatchString(repo) && !strings.HasPrefix(strings.ToLower(repo), "ssh://")

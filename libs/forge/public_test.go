@@ -15,6 +15,7 @@ func TestRedact(t *testing.T) {
 		"https://example.com/x":                                "https://example.com/x",
 		"/srv/repos/app":                                       "/srv/repos/app",
 		"fatal: unable to access 'https://u:pw@h/x/': refused": "fatal: unable to access 'https://xxxxx@h/x/': refused",
+		"user:s3cret@example.com:x.git":                        "xxxxx@example.com:x.git",
 	} {
 		if got := forge.Redact(in); got != want || strings.Contains(got, "s3cret") || strings.Contains(got, "pw@") {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
@@ -23,6 +24,7 @@ func TestRedact(t *testing.T) {
 	for repo, want := range map[string]bool{
 		"https://user:secret@example.com/x": true, "https://token@example.com/x": true, "ssh://git@example.com/x": false,
 		"ssh://git:pw@example.com/x": true, "https://example.com/x": false, "/srv/x": false,
+		"user:token@example.com:x": true, "git@example.com:x": false, "/srv/a@b/x": false,
 	} {
 		if got := forge.HasCredentials(repo); got != want {
 			t.Errorf("HasCredentials(%q) = %v, want %v", repo, got, want)

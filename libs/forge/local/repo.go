@@ -391,14 +391,6 @@ func (f *Forge) mirror(ctx context.Context, r repository) (dir string, unlock fu
 	return dir, unlock, nil
 }
 
-// redactRepo hides the password or token of a URL with credentials.
-func redactRepo(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	if _, has := u.User.Password(); !has {
-		u.User = url.User("xxxxx") // a lone user part is often the token itself
-	}
-	return u.Redacted()
-}
+// redactRepo hides the user name, password or token of a repository URL (also
+// an scp-like "user:token@host:path"), see forge.Redact.
+func redactRepo(s string) string { return forge.Redact(s) }

@@ -74,6 +74,7 @@ func TestCreateProjectRepository(t *testing.T) {
 		{"localhost", "https://localhost/x", codes.PermissionDenied, "loopback"},
 		{"credentials", "https://user:secret@example.com/x", codes.InvalidArgument, "may not hold credentials"},
 		{"token", "https://ghp_s3cret@example.com/x", codes.InvalidArgument, "may not hold credentials"},
+		{"scp-like", "user:s3cret@example.com:x.git", codes.InvalidArgument, "may not hold credentials"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := s.CreateProject(org2, &apiv1.CreateProjectRequest{Name: "p-" + tt.name, Provider: "local", Repository: tt.repo})
