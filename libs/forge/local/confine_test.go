@@ -38,15 +38,15 @@ func TestRepositoryRoots(t *testing.T) {
 
 	f := newForge(t, local.Options{LocalRoots: []string{root}})
 	c := context.Background()
-	canonical, err := f.CheckRepository(c, inside.dir)
-	if err != nil {
-		t.Fatalf("repository under the root: %v", err)
+	canonical, reads, err := f.CheckRepository(c, inside.dir)
+	if err != nil || len(reads) != 1 || reads[0] != filepath.Join(canonical, ".git") {
+		t.Fatalf("repository under the root: %v, reads %v", err, reads)
 	}
 	// A root named through a symbolic link holds its target's repositories under
 	// either name, and both name the same canonical repository.
 	linked := newForge(t, local.Options{LocalRoots: []string{filepath.Join(base, "link-to-root")}})
 	for _, p := range []string{filepath.Join(base, "link-to-root", "app"), inside.dir} {
-		if via, err := linked.CheckRepository(c, p); err != nil || via != canonical {
+		if via, _, err := linked.CheckRepository(c, p); err != nil || via != canonical {
 			t.Fatalf("%s under a root named through a symbolic link: %q, %v; want %q", p, via, err, canonical)
 		}
 	}
@@ -70,7 +70,7 @@ func TestRepositoryRoots(t *testing.T) {
 		"object alternates outside": {alt, forge.ErrNotAllowed, "object alternate outside"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := f.CheckRepository(c, tt.repo)
+			_, _, err := f.CheckRepository(c, tt.repo)
 			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.says) {
 				t.Fatalf("CheckRepository(%s): %v; want %v saying %q", tt.repo, err, tt.want, tt.says)
 			}
@@ -96,13 +96,13 @@ func TestRepositoryRoots(t *testing.T) {
 	if _, err := single.ReadFile(c, foreign.dir, foreign.first, pipelinePath); err != nil {
 		t.Fatalf("the allowed repository: %v", err)
 	}
-	if _, err := single.CheckRepository(c, outside); !errors.Is(err, forge.ErrNotAllowed) {
+	if _, _, err := single.CheckRepository(c, outside); !errors.Is(err, forge.ErrNotAllowed) {
 		t.Fatalf("the allowed repository's parent: %v", err)
 	}
 
 	// Without roots no path repository is allowed at all.
 	none := newForge(t, local.Options{LocalRoots: []string{}})
-	if _, err := none.CheckRepository(c, inside.dir); !errors.Is(err, forge.ErrNotAllowed) || !strings.Contains(err.Error(), "--local-repos") {
+	if _, _, err := none.CheckRepository(c, inside.dir); !errors.Is(err, forge.ErrNotAllowed) || !strings.Contains(err.Error(), "--local-repos") {
 		t.Fatalf("no roots: %v", err)
 	}
 	if _, err := local.New(local.Options{LocalRoots: []string{"/"}}); err == nil {
@@ -117,7 +117,7 @@ func TestRepositoryNetwork(t *testing.T) {
 	c := context.Background()
 	for _, repo := range []string{"https://127.0.0.1:9/x", "https://localhost/x", "http://169.254.169.254/latest/meta-data",
 		"https://10.0.0.1/x", "https://[::1]/x", "ssh://git@127.0.0.1/x", "git://192.168.1.1/x", "https://[::ffff:127.0.0.1]/x"} {
-		if _, err := f.CheckRepository(c, repo); !errors.Is(err, forge.ErrNotAllowed) || !strings.Contains(err.Error(), "--allow-repo-network") {
+		if _, _, err := f.CheckRepository(c, repo); !errors.Is(err, forge.ErrNotAllowed) || !strings.Contains(err.Error(), "--allow-repo-network") {
 			t.Errorf("CheckRepository(%s): %v, want ErrNotAllowed", repo, err)
 		}
 		if _, err := f.ResolveRef(c, repo, "main"); !errors.Is(err, forge.ErrNotAllowed) {
@@ -130,7 +130,7 @@ func TestRepositoryNetwork(t *testing.T) {
 			t.Errorf("Checkout(%s): %v, want ErrNotAllowed", repo, err)
 		}
 	}
-	if _, err := f.CheckRepository(c, "ssh://h;touch${IFS}x/r"); !errors.Is(err, forge.ErrInvalid) {
+	if _, _, err := f.CheckRepository(c, "ssh://h;touch${IFS}x/r"); !errors.Is(err, forge.ErrInvalid) {
 		t.Errorf("a host with shell characters: %v, want ErrInvalid", err)
 	}
 }

@@ -130,24 +130,27 @@ func validHost(h string) bool {
 // CheckRepository checks a repository as a project would be bound to it, without
 // reading it: a path must exist under the repository roots (symbolic links
 // resolved) and is returned in its canonical form, so that two spellings of one
-// repository compare equal; a URL's host must resolve to allowed addresses only.
-// Errors wrap forge.ErrInvalid, forge.ErrNotAllowed or forge.ErrNotFound and never
-// say more about the file system than whether the path is allowed.
-func (f *Forge) CheckRepository(ctx context.Context, repo string) (string, error) {
+// repository compare equal, with every directory git would read its objects from
+// (its git directory, a common directory, alternates; a symbolic link may make
+// them another repository's); a URL's host must resolve to allowed addresses
+// only. Errors wrap forge.ErrInvalid, forge.ErrNotAllowed or forge.ErrNotFound
+// and never say more about the file system than whether the path is allowed.
+func (f *Forge) CheckRepository(ctx context.Context, repo string) (canonical string, reads []string, err error) {
 	r, err := f.parseRepo(repo)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if r.path != "" {
-		if _, err := f.gitDir(r); err != nil {
-			return "", err
+		_, reads, err := f.gitDirReads(r)
+		if err != nil {
+			return "", nil, err
 		}
-		return r.path, nil
+		return r.path, reads, nil
 	}
 	if _, err := f.remote(ctx, r); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return r.raw, nil
+	return r.raw, nil, nil
 }
 
 // confine returns the canonical form (symbolic links resolved) of an absolute,
@@ -213,28 +216,38 @@ func within(dir, p string) bool {
 // object alternate that leads out of the repository roots is refused: each would
 // read another repository's objects.
 func (f *Forge) gitDir(r repository) (string, error) {
+	dir, _, err := f.gitDirReads(r)
+	return dir, err
+}
+
+// gitDirReads is gitDir that also returns every directory git reads objects from
+// (the canonical git directory, a common directory, the alternates).
+func (f *Forge) gitDirReads(r repository) (string, []string, error) {
 	dir, err := gitDirOf(r)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	leads := func(what string) error {
 		return fmt.Errorf("%w: repository %s has a %s outside the repository directories", forge.ErrNotAllowed, r, what)
 	}
 	real, err := f.confine(dir)
 	if errors.Is(err, forge.ErrNotAllowed) {
-		return "", leads("git directory")
+		return "", nil, leads("git directory")
 	}
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
+	reads := []string{real}
 	if b, err := os.ReadFile(filepath.Join(real, "commondir")); err == nil {
 		common := strings.TrimSpace(string(b))
 		if !filepath.IsAbs(common) {
 			common = filepath.Join(real, common)
 		}
-		if _, err := f.confine(filepath.Clean(common)); err != nil {
-			return "", leads("common git directory")
+		c, err := f.confine(filepath.Clean(common))
+		if err != nil {
+			return "", nil, leads("common git directory")
 		}
+		reads = append(reads, c)
 	}
 	if b, err := os.ReadFile(filepath.Join(real, "objects", "info", "alternates")); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
@@ -245,12 +258,14 @@ func (f *Forge) gitDir(r repository) (string, error) {
 			if !filepath.IsAbs(line) {
 				line = filepath.Join(real, "objects", line)
 			}
-			if _, err := f.confine(filepath.Clean(line)); err != nil {
-				return "", leads("object alternate")
+			a, err := f.confine(filepath.Clean(line))
+			if err != nil {
+				return "", nil, leads("object alternate")
 			}
+			reads = append(reads, a)
 		}
 	}
-	return real, nil
+	return real, reads, nil
 }
 
 func gitDirOf(r repository) (string, error) {

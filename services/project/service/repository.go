@@ -13,9 +13,10 @@ import (
 
 // RepositoryChecker is implemented by a forge that can vet a repository before a
 // project is bound to it (forge/local: paths under the repository roots, URLs to
-// allowed addresses only). It returns the repository's canonical form.
+// allowed addresses only). It returns the repository's canonical form and, for a
+// path, every directory git reads it from (git directory, alternates).
 type RepositoryChecker interface {
-	CheckRepository(ctx context.Context, repo string) (string, error)
+	CheckRepository(ctx context.Context, repo string) (canonical string, reads []string, err error)
 }
 
 // WithForges makes CreateProject vet repositories with the forges that implement
@@ -46,7 +47,7 @@ func (s *Service) checkRepository(ctx context.Context, org, provider, repo strin
 		return repo, nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	canonical, err := checker.CheckRepository(cctx, repo)
+	canonical, reads, err := checker.CheckRepository(cctx, repo)
 	cancel()
 	switch {
 	case errors.Is(err, forge.ErrNotAllowed):
@@ -57,15 +58,19 @@ func (s *Service) checkRepository(ctx context.Context, org, provider, repo strin
 	if !strings.HasPrefix(canonical, "/") {
 		return canonical, nil
 	}
-	var n int
-	err = s.db.QueryRowContext(ctx, s.db.Q(`SELECT COUNT(*) FROM projects WHERE provider = ? AND org_id <> ?
-		AND (repository = ? OR repository = ? OR repository LIKE ? OR ? LIKE (repository || '/%'))`),
-		provider, org, canonical, repo, canonical+"/%", canonical).Scan(&n)
-	if err != nil {
-		return "", status.Errorf(codes.Internal, "create project: %v", err)
-	}
-	if n > 0 {
-		return "", status.Errorf(codes.PermissionDenied, "repository %s: it (or a directory around or inside it) is bound to a project of another organisation", forge.Bound(repo))
+	// The repository, or any directory git reads it from (a .git that is a symbolic link
+	// to a neighbour's), may not be, lie inside or contain another organisation's.
+	for _, p := range append([]string{canonical}, reads...) {
+		var n int
+		err = s.db.QueryRowContext(ctx, s.db.Q(`SELECT COUNT(*) FROM projects WHERE provider = ? AND org_id <> ?
+			AND (repository = ? OR repository = ? OR repository LIKE ? OR ? LIKE (repository || '/%'))`),
+			provider, org, p, repo, p+"/%", p).Scan(&n)
+		if err != nil {
+			return "", status.Errorf(codes.Internal, "create project: %v", err)
+		}
+		if n > 0 {
+			return "", status.Errorf(codes.PermissionDenied, "repository %s: it (or a directory around or inside it) is bound to a project of another organisation", forge.Bound(repo))
+		}
 	}
 	return canonical, nil
 }

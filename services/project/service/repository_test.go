@@ -35,6 +35,11 @@ func TestCreateProjectRepository(t *testing.T) {
 	if err := os.Symlink(filepath.Join(outside, "other"), filepath.Join(root, "escape")); err != nil {
 		t.Fatal(err)
 	}
+	// A repository of its own whose .git is a symbolic link to org1's (inside the root).
+	os.MkdirAll(filepath.Join(root, "sneaky"), 0o755)
+	if err := os.Symlink(filepath.Join(root, "app", ".git"), filepath.Join(root, "sneaky", ".git")); err != nil {
+		t.Fatal(err)
+	}
 	lf, err := local.New(local.Options{LocalRoots: []string{root}, Protocols: []string{"file", "https", "http", "ssh"}})
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +74,7 @@ func TestCreateProjectRepository(t *testing.T) {
 		{"missing", filepath.Join(root, "nope"), codes.InvalidArgument, "does not exist"},
 		{"others", filepath.Join(root, "app"), codes.PermissionDenied, "another organisation"},
 		{"others-git-dir", filepath.Join(root, "app", ".git"), codes.PermissionDenied, "another organisation"},
+		{"git-dir-linked-to-others", filepath.Join(root, "sneaky"), codes.PermissionDenied, "another organisation"},
 		{"loopback", "https://127.0.0.1:9/x", codes.PermissionDenied, "loopback"},
 		{"metadata", "http://169.254.169.254/latest", codes.PermissionDenied, "link-local"},
 		{"localhost", "https://localhost/x", codes.PermissionDenied, "loopback"},
