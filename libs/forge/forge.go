@@ -48,6 +48,36 @@ type Trigger struct {
 	// Payload is the decoded JSON body, for pipeline conditions and templates.
 	// Numbers are json.Number so large ids survive.
 	Payload map[string]any
+	// Trust says whose code the commit is, as the provider's delivery states it:
+	// TrustSameRepository for a push, a tag or a manual event of the repository
+	// and for a pull request whose head is in the repository it targets,
+	// TrustFork for a pull request from another repository, TrustUnknown when
+	// the delivery does not say. Only a provider sets it, never a user's input;
+	// the scheduler gives a pull request secrets and the network only when it is
+	// TrustSameRepository.
+	Trust Trust
+}
+
+// Trust is whose code a Trigger builds (see Trigger.Trust).
+type Trust int
+
+// The values of Trust. The zero value is TrustUnknown, so a provider that forgets
+// to decide fails closed.
+const (
+	TrustUnknown Trust = iota
+	TrustSameRepository
+	TrustFork
+)
+
+// String is the name the API shows: "unknown", "same_repository" or "fork".
+func (t Trust) String() string {
+	switch t {
+	case TrustSameRepository:
+		return "same_repository"
+	case TrustFork:
+		return "fork"
+	}
+	return "unknown"
 }
 
 // Errors a Forge returns, wrapped with context; test them with errors.Is.
@@ -67,6 +97,11 @@ var (
 	// ErrInvalid means an argument (repository, ref, sha, path) was refused
 	// before any provider was asked, e.g. a path that climbs out with "..".
 	ErrInvalid = errors.New("forge: invalid argument")
+	// ErrNotAllowed means the repository is one this server may not read: a
+	// path outside the operator's repository roots (or leading out of them
+	// through a symbolic link), a URL whose host is a loopback, private,
+	// link-local or metadata address, or a URL with credentials in it.
+	ErrNotAllowed = errors.New("forge: repository not allowed")
 	// ErrTooLarge means a file is larger than the provider is willing to read.
 	ErrTooLarge = errors.New("forge: file too large")
 	// ErrUnknownProvider means a Registry has no forge of the requested name.

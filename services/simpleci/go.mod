@@ -3,6 +3,7 @@ module github.com/simpleci/simpleci/services/simpleci
 go 1.26.0
 
 require (
+	github.com/IBM/sarama v1.61.1
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/simpleci/simpleci/libs/bus v0.0.0
 	github.com/simpleci/simpleci/libs/engine v0.0.0
@@ -23,7 +24,6 @@ require (
 require (
 	cel.dev/cel-go v0.33.2 // indirect
 	cel.dev/expr v0.25.3 // indirect
-	github.com/IBM/sarama v1.61.1 // indirect
 	github.com/ThreeDotsLabs/watermill v1.5.1 // indirect
 	github.com/ThreeDotsLabs/watermill-kafka/v3 v3.0.6 // indirect
 	github.com/antlr4-go/antlr/v4 v4.13.1 // indirect

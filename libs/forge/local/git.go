@@ -8,8 +8,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
+
+	"github.com/simpleci/simpleci/libs/forge"
 )
 
 // maxStderr bounds how much of git's stderr is kept for an error message.
@@ -22,6 +26,7 @@ type gitCmd struct {
 	stdout io.Writer // nil to discard
 	args   []string
 	redact string // a repository string to replace by its redacted form in errors
+	remote remote // for a command that connects to a URL repository: its pinning
 }
 
 // run executes git without a shell, under f.timeout (or ctx's earlier
@@ -38,10 +43,11 @@ func (f *Forge) run(ctx context.Context, c gitCmd) error {
 		"-c", "credential.helper=",
 		"-c", "advice.detachedHead=false",
 		"-c", "init.defaultBranch=main",
-	}, c.args...)
+	}, c.remote.config...)
+	args = append(args, c.args...)
 	cmd := exec.CommandContext(ctx, f.git, args...)
 	cmd.Dir = c.dir
-	cmd.Env = f.environ()
+	cmd.Env = f.environ(c.remote.env...)
 	cmd.Stdin = c.stdin
 	cmd.Stdout = c.stdout
 	stderr := &limitedBuffer{max: maxStderr}
@@ -56,15 +62,66 @@ func (f *Forge) run(ctx context.Context, c gitCmd) error {
 	if ctx.Err() != nil {
 		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
-	msg := strings.TrimSpace(stderr.String())
+	msg := stderr.String()
 	if c.redact != "" {
 		msg = strings.ReplaceAll(msg, c.redact, redactRepo(c.redact))
 	}
+	msg = f.gitLine(msg)
 	name := "git " + subcommand(c.args)
 	if msg == "" {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return fmt.Errorf("%s: %w: %s", name, err, msg)
+}
+
+// maxGitLine bounds the part of git's stderr an error keeps.
+const maxGitLine = 200
+
+// absPathRE finds absolute paths in git's messages (after a space, a quote, "(" or "=").
+var absPathRE = regexp.MustCompile(`(^|[\s'"(=])(/[^\s'"():,]*)`)
+
+// gitLine makes git's stderr fit for an error that users see: its first "fatal:" or
+// "error:" line (else its first line), credentials of any URL hidden, every absolute
+// path outside the repository roots (a mirror, a workspace, a server file) replaced
+// by "<server path>", control characters dropped and the length bounded.
+func (f *Forge) gitLine(stderr string) string {
+	var first, line string
+	for _, l := range strings.Split(stderr, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		if first == "" {
+			first = l
+		}
+		if strings.HasPrefix(l, "fatal:") || strings.HasPrefix(l, "error:") {
+			line = l
+			break
+		}
+	}
+	if line == "" {
+		line = first
+	}
+	line = forge.Redact(line)
+	line = absPathRE.ReplaceAllStringFunc(line, func(m string) string {
+		lead, p := "", m
+		if len(m) > 0 && m[0] != '/' {
+			lead, p = m[:1], m[1:]
+		}
+		for _, root := range f.roots {
+			if within(root, filepath.Clean(p)) {
+				return m
+			}
+		}
+		return lead + "<server path>"
+	})
+	line = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, line)
+	return forge.Truncate(line, maxGitLine)
 }
 
 // subcommand names the git command for messages, skipping global options.
@@ -79,7 +136,7 @@ func subcommand(args []string) string {
 
 // environ is git's whole environment: nothing of this process's leaks in
 // except PATH, and the operator's Options.Env.
-func (f *Forge) environ() []string {
+func (f *Forge) environ(pinned ...string) []string {
 	path := os.Getenv("PATH")
 	if path == "" {
 		path = "/usr/local/bin:/usr/bin:/bin"
@@ -91,6 +148,7 @@ func (f *Forge) environ() []string {
 		"GIT_SSH_COMMAND=ssh -o BatchMode=yes",
 	}
 	env = append(env, f.env...)
+	env = append(env, pinned...)
 	// Last, so Options.Env cannot undo them (exec keeps the last of duplicate keys).
 	return append(env,
 		"GIT_TERMINAL_PROMPT=0",

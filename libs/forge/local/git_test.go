@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http/cgi"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,9 @@ import (
 )
 
 const pipelinePath = ".simpleci/pipeline.json"
+
+// loopback lets a test's forge reach the test's own git server on 127.0.0.1.
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 
 // testRepo is a repository made for one test: two commits on main, an
 // annotated tag v1 and a lightweight tag first at the first commit.
@@ -300,7 +304,7 @@ func TestURLRepository(t *testing.T) {
 	url := srv.URL + "/app.git"
 
 	mirrors := t.TempDir()
-	f := newForge(t, local.Options{MirrorDir: mirrors, Protocols: []string{"http"}})
+	f := newForge(t, local.Options{MirrorDir: mirrors, Protocols: []string{"http"}, AllowNetworks: loopback})
 
 	got, err := f.ReadFile(ctx(t), url, repo.first, pipelinePath)
 	if err != nil || string(got) != `{"version":1}` {
@@ -341,14 +345,14 @@ func TestURLRepository(t *testing.T) {
 	}
 	assertCheckout(t, dir, repo.first, `{"version":1}`)
 
-	noMirror := newForge(t, local.Options{Protocols: []string{"http"}})
+	noMirror := newForge(t, local.Options{Protocols: []string{"http"}, AllowNetworks: loopback})
 	if _, err := noMirror.ReadFile(ctx(t), url, repo.first, pipelinePath); err == nil || !strings.Contains(err.Error(), "MirrorDir") {
 		t.Fatalf("URL without a mirror directory: want a clear error, got %v", err)
 	}
 }
 
 func TestCredentialsNotInErrors(t *testing.T) {
-	f := newForge(t, local.Options{Protocols: []string{"http"}, Timeout: 20 * time.Second})
+	f := newForge(t, local.Options{Protocols: []string{"http"}, Timeout: 20 * time.Second, AllowNetworks: loopback})
 	// Nothing listens on port 1; the error must not repeat the token.
 	_, err := f.ResolveRef(ctx(t), "http://user:tok3n@127.0.0.1:1/app.git", "main")
 	if err == nil || strings.Contains(err.Error(), "tok3n") {

@@ -10,19 +10,29 @@
 // Webhooks are GitHub-push-like JSON posted by whoever watches the repository
 // (a post-receive hook, a script, the CLI); see ParseWebhook.
 //
+// Path repositories must lie under Options.LocalRoots; URL repositories may
+// not reach loopback, private, link-local or metadata addresses unless
+// Options.AllowNetworks allows them (see CheckRepository).
+//
 // git is always run directly (never through a shell) with a deadline, a
 // scrubbed environment, no global or system configuration, no terminal
 // prompts, hooks disabled, and only the allowed transports.
 package local
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/forge"
+	"github.com/simpleci/simpleci/libs/forge/netguard"
 )
 
 // Name is the provider name of this forge in a forge.Registry and in the
@@ -57,8 +67,23 @@ type Options struct {
 	// "file" is needed for path repositories.
 	Protocols []string
 	// Env is added to git's otherwise scrubbed environment, e.g.
-	// "HTTPS_PROXY=...", "SSH_AUTH_SOCK=...", "SSL_CERT_FILE=...".
+	// "HTTPS_PROXY=...", "SSH_AUTH_SOCK=...", "SSL_CERT_FILE=...". A proxy
+	// resolves hosts itself: the address check (AllowNetworks) then sees only
+	// the name, once.
 	Env []string
+	// LocalRoots are the directories a path repository must lie under: strictly
+	// inside one of them once symbolic links are resolved (a path with ".." is
+	// refused outright). Empty refuses every path repository.
+	LocalRoots []string
+	// LocalRepositories are single repositories allowed besides those under
+	// LocalRoots (`simpleci dev` allows its demo repository so), by their path
+	// with symbolic links resolved.
+	LocalRepositories []string
+	// AllowNetworks are networks a URL repository may reach although they are
+	// loopback, private, link-local, metadata or otherwise internal addresses,
+	// which are refused by default (package netguard). git is pinned to the
+	// addresses checked, so a name cannot resolve to another when git connects.
+	AllowNetworks []netip.Prefix
 }
 
 // Forge is the local provider. It is safe for concurrent use.
@@ -69,6 +94,9 @@ type Forge struct {
 	maxFileSize int64
 	protocols   map[string]bool
 	env         []string
+	roots       []string
+	repos       []string
+	guard       *netguard.Guard
 
 	mirrorsMu sync.Mutex
 	mirrors   map[string]chan struct{} // one-slot semaphore per mirror: fetches into a mirror are serialized
@@ -112,6 +140,33 @@ func New(opts Options) (*Forge, error) {
 			problems = append(problems, fmt.Errorf("environment entry %q is not KEY=VALUE", kv))
 		}
 	}
+	var roots []string
+	for _, root := range opts.LocalRoots {
+		abs, err := filepath.Abs(root)
+		if err != nil || root == "" {
+			problems = append(problems, fmt.Errorf("repository root %q: not a usable path", root))
+			continue
+		}
+		if abs == string(filepath.Separator) {
+			problems = append(problems, fmt.Errorf("repository root %q: the whole file system cannot be a repository root", root))
+			continue
+		}
+		roots = append(roots, abs)
+	}
+	var repos []string
+	for _, repo := range opts.LocalRepositories {
+		abs, err := filepath.Abs(repo)
+		if err != nil || repo == "" || abs == string(filepath.Separator) {
+			problems = append(problems, fmt.Errorf("allowed repository %q: not a usable path", repo))
+			continue
+		}
+		repos = append(repos, abs)
+	}
+	if gitPath != "" && (allowed["https"] || allowed["http"]) {
+		if major, minor, ok := gitVersion(gitPath); ok && (major < 2 || major == 2 && minor < 37) {
+			problems = append(problems, fmt.Errorf("git %d.%d cannot pin an http(s) connection to the addresses checked (http.curloptResolve needs git 2.37 or later): upgrade git or leave http and https out of the protocols", major, minor))
+		}
+	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("local forge: %w", errors.Join(problems...))
 	}
@@ -122,6 +177,9 @@ func New(opts Options) (*Forge, error) {
 		maxFileSize: opts.MaxFileSize,
 		protocols:   allowed,
 		env:         append([]string(nil), opts.Env...),
+		roots:       roots,
+		repos:       repos,
+		guard:       netguard.New(opts.AllowNetworks),
 		mirrors:     make(map[string]chan struct{}),
 	}
 	if f.timeout == 0 {
@@ -131,6 +189,27 @@ func New(opts Options) (*Forge, error) {
 		f.maxFileSize = DefaultMaxFileSize
 	}
 	return f, nil
+}
+
+// gitVersion returns the version of the git at path ("git version 2.39.5").
+func gitVersion(path string) (major, minor int, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "version").Output()
+	if err != nil {
+		return 0, 0, false
+	}
+	v, found := strings.CutPrefix(strings.TrimSpace(string(out)), "git version ")
+	if !found {
+		return 0, 0, false
+	}
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(parts[1])
+	return major, minor, err1 == nil && err2 == nil
 }
 
 // Name returns "local".

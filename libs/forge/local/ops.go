@@ -92,7 +92,7 @@ func (f *Forge) ResolveRef(ctx context.Context, repo, ref string) (string, error
 	notFound := fmt.Errorf("%w: no branch, tag or commit %q in repository %s", forge.ErrNotFound, ref, r)
 
 	if r.path != "" {
-		dir, err := gitDir(r)
+		dir, err := f.gitDir(r)
 		if err != nil {
 			return "", err
 		}
@@ -111,12 +111,16 @@ func (f *Forge) ResolveRef(ctx context.Context, repo, ref string) (string, error
 	if ref == "HEAD" || strings.HasPrefix(ref, "refs/") {
 		candidates = []string{ref}
 	}
-	args := []string{"ls-remote", "-q", "--", r.url}
+	rem, err := f.remote(ctx, r)
+	if err != nil {
+		return "", err
+	}
+	args := []string{"ls-remote", "-q", "--", rem.url}
 	for _, c := range candidates {
 		args = append(args, c, c+"^{}")
 	}
 	var out bytes.Buffer
-	if err := f.run(ctx, gitCmd{stdout: &out, redact: r.url, args: args}); err != nil {
+	if err := f.run(ctx, gitCmd{stdout: &out, redact: r.url, remote: rem, args: args}); err != nil {
 		return "", fmt.Errorf("resolve %s in %s: %w", ref, r, err)
 	}
 	found := map[string]string{}
@@ -161,10 +165,13 @@ func (f *Forge) Checkout(ctx context.Context, repo, sha, dir string) (err error)
 	if dir == "" {
 		return fmt.Errorf("%w: checkout directory is empty", forge.ErrInvalid)
 	}
+	source := remote{url: r.source()}
 	if r.path != "" {
-		if _, err := gitDir(r); err != nil {
+		if _, err := f.gitDir(r); err != nil {
 			return err
 		}
+	} else if source, err = f.remote(ctx, r); err != nil {
+		return err
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -191,14 +198,17 @@ func (f *Forge) Checkout(ctx context.Context, repo, sha, dir string) (err error)
 	git := func(args ...string) error {
 		return f.run(ctx, gitCmd{dir: abs, redact: r.raw, args: args})
 	}
+	fetch := func(args ...string) error {
+		return f.run(ctx, gitCmd{dir: abs, redact: r.raw, remote: source, args: args})
+	}
 	if err := git("init", "-q"); err != nil {
 		return fmt.Errorf("checkout %s: %w", sha, err)
 	}
-	if shallowErr := git("fetch", "-q", "--no-tags", "--depth=1", "--", r.source(), sha); shallowErr != nil {
+	if shallowErr := fetch("fetch", "-q", "--no-tags", "--depth=1", "--", source.url, sha); shallowErr != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("fetch %s from %s: %w", sha, r, shallowErr)
 		}
-		if err := git("fetch", "-q", "--no-tags", "--", r.source(),
+		if err := fetch("fetch", "-q", "--no-tags", "--", source.url,
 			"+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"); err != nil {
 			return fmt.Errorf("fetch %s from %s: %w (fetching the commit alone failed too: %v)", sha, r, err, shallowErr)
 		}

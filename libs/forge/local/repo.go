@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/simpleci/simpleci/libs/forge"
@@ -19,20 +21,21 @@ const maxRepoLength = 4096
 
 // repository is a parsed repo argument: exactly one of path and url is set.
 type repository struct {
-	raw  string // as the caller gave it, for redaction
-	path string // absolute path of a repository on this machine
-	url  string // a remote URL, read through a mirror
+	raw   string // as the caller gave it, for redaction
+	path  string // absolute path of a repository on this machine, symbolic links resolved
+	shown string // the path as the caller gave it (cleaned), for messages
+	url   string // a remote URL, read through a mirror
 }
 
 // String is the repository for messages, with any credentials in a URL hidden.
 func (r repository) String() string {
 	if r.path != "" {
-		return r.path
+		return r.shown
 	}
 	return redactRepo(r.url)
 }
 
-// source is what git fetch and ls-remote are given.
+// source is what git fetch is given for a path repository.
 func (r repository) source() string {
 	if r.path != "" {
 		return r.path
@@ -43,7 +46,9 @@ func (r repository) source() string {
 // parseRepo accepts an absolute path, a file:// URL (treated as its path) or
 // a URL of an allowed transport, and refuses anything git could mistake for an
 // option, relative paths (they would depend on the working directory) and
-// scp-like "host:path" addresses (write them as ssh:// URLs).
+// scp-like "host:path" addresses (write them as ssh:// URLs). A path must lie
+// under the repository roots (confine); a URL's host is checked when git is
+// about to connect (remote).
 func (f *Forge) parseRepo(repo string) (repository, error) {
 	bad := func(why string) (repository, error) {
 		return repository{}, fmt.Errorf("%w: repository %q %s", forge.ErrInvalid, redactRepo(repo), why)
@@ -61,6 +66,7 @@ func (f *Forge) parseRepo(repo string) (repository, error) {
 			return bad("contains a control character")
 		}
 	}
+	path := repo
 	if strings.Contains(repo, "://") {
 		u, err := url.Parse(repo)
 		if err != nil {
@@ -70,33 +76,199 @@ func (f *Forge) parseRepo(repo string) (repository, error) {
 		if !f.protocols[scheme] {
 			return bad(fmt.Sprintf("uses the transport %q, which is not allowed (allowed: %s)", scheme, strings.ReplaceAll(f.allowedProtocols(), ":", ", ")))
 		}
-		if scheme == "file" {
-			if u.Host != "" && u.Host != "localhost" {
-				return bad("is a file:// URL naming another host")
+		if scheme != "file" {
+			if u.Host == "" || strings.HasPrefix(u.Host, "-") {
+				return bad("has no host")
 			}
-			if !filepath.IsAbs(u.Path) {
-				return bad("is a file:// URL without an absolute path")
+			if !validHost(u.Hostname()) {
+				return bad("has a host name with characters no host name has")
 			}
-			return repository{raw: repo, path: filepath.Clean(u.Path)}, nil
+			return repository{raw: repo, url: repo}, nil
 		}
-		if u.Host == "" || strings.HasPrefix(u.Host, "-") {
-			return bad("has no host")
+		if u.Host != "" && u.Host != "localhost" {
+			return bad("is a file:// URL naming another host")
 		}
-		return repository{raw: repo, url: repo}, nil
+		if !filepath.IsAbs(u.Path) {
+			return bad("is a file:// URL without an absolute path")
+		}
+		path = u.Path
+	} else if !filepath.IsAbs(repo) {
+		return bad("is neither an absolute path nor a URL (write host:path as ssh://host/path)")
 	}
-	if filepath.IsAbs(repo) {
-		if !f.protocols["file"] {
-			return bad(`is a path, but the "file" transport is not allowed`)
-		}
-		return repository{raw: repo, path: filepath.Clean(repo)}, nil
+	if !f.protocols["file"] {
+		return bad(`is a path, but the "file" transport is not allowed`)
 	}
-	return bad("is neither an absolute path nor a URL (write host:path as ssh://host/path)")
+	if slices.Contains(strings.Split(path, "/"), "..") {
+		return bad(`has a ".." component: give the path without it`)
+	}
+	shown := filepath.Clean(path)
+	real, err := f.confine(shown)
+	if err != nil {
+		return repository{}, err
+	}
+	return repository{raw: repo, path: real, shown: shown}, nil
+}
+
+// validHost reports whether h is a DNS name or an address literal: git hands it
+// to ssh, curl and its own transport, so nothing else may pass.
+func validHost(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return !strings.HasPrefix(h, "-")
+}
+
+// CheckRepository checks a repository as a project would be bound to it, without
+// reading it: a path must exist under the repository roots (symbolic links
+// resolved) and is returned in its canonical form, so that two spellings of one
+// repository compare equal, with every directory git would read its objects from
+// (its git directory, a common directory, alternates; a symbolic link may make
+// them another repository's); a URL's host must resolve to allowed addresses
+// only. Errors wrap forge.ErrInvalid, forge.ErrNotAllowed or forge.ErrNotFound
+// and never say more about the file system than whether the path is allowed.
+func (f *Forge) CheckRepository(ctx context.Context, repo string) (canonical string, reads []string, err error) {
+	r, err := f.parseRepo(repo)
+	if err != nil {
+		return "", nil, err
+	}
+	if r.path != "" {
+		_, reads, err := f.gitDirReads(r)
+		if err != nil {
+			return "", nil, err
+		}
+		return r.path, reads, nil
+	}
+	if _, err := f.remote(ctx, r); err != nil {
+		return "", nil, err
+	}
+	return r.raw, nil, nil
+}
+
+// confine returns the canonical form (symbolic links resolved) of an absolute,
+// clean path that lies strictly inside a repository root, or an error wrapping
+// forge.ErrNotAllowed. Nothing outside the roots is looked at: a path not under a
+// root (as written) is refused before the file system is asked, so the answer
+// says nothing about what exists elsewhere.
+func (f *Forge) confine(p string) (string, error) {
+	if len(f.roots) == 0 && len(f.repos) == 0 {
+		return "", fmt.Errorf("%w: repository %s: this server allows no repository paths (the operator names directories with --local-repos)", forge.ErrNotAllowed, p)
+	}
+	outside := fmt.Errorf("%w: repository %s is not under a repository directory of this server (the operator names them with --local-repos)", forge.ErrNotAllowed, p)
+	var realRoots, realRepos []string
+	under := false
+	for _, root := range f.roots {
+		real, err := filepath.EvalSymlinks(root)
+		if err != nil {
+			continue // a root that does not exist holds nothing
+		}
+		realRoots = append(realRoots, real)
+		under = under || within(root, p) || within(real, p)
+	}
+	for _, repo := range f.repos {
+		real, err := filepath.EvalSymlinks(repo)
+		if err != nil {
+			continue
+		}
+		realRepos = append(realRepos, real)
+		under = under || p == repo || p == real || within(real, p) || within(repo, p)
+	}
+	if !under {
+		return "", outside
+	}
+	real, err := filepath.EvalSymlinks(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("%w: repository %s does not exist", forge.ErrNotFound, p)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%w: repository %s cannot be read", forge.ErrNotFound, p)
+	}
+	for _, root := range realRoots {
+		if within(root, real) {
+			return real, nil
+		}
+	}
+	for _, repo := range realRepos {
+		if real == repo || within(repo, real) { // its .git directory is within it
+			return real, nil
+		}
+	}
+	return "", fmt.Errorf("%w: repository %s leads out of the repository directories through a symbolic link", forge.ErrNotAllowed, p)
+}
+
+// within reports whether p lies strictly inside dir (both absolute and clean).
+func within(dir, p string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
 }
 
 // gitDir returns the git directory of a path repository: path/.git for a
 // repository with a working tree (following a "gitdir:" file), else path itself
-// (a bare repository).
-func gitDir(r repository) (string, error) {
+// (a bare repository). A git directory, a common directory (of a worktree) or an
+// object alternate that leads out of the repository roots is refused: each would
+// read another repository's objects.
+func (f *Forge) gitDir(r repository) (string, error) {
+	dir, _, err := f.gitDirReads(r)
+	return dir, err
+}
+
+// gitDirReads is gitDir that also returns every directory git reads objects from
+// (the canonical git directory, a common directory, the alternates).
+func (f *Forge) gitDirReads(r repository) (string, []string, error) {
+	dir, err := gitDirOf(r)
+	if err != nil {
+		return "", nil, err
+	}
+	leads := func(what string) error {
+		return fmt.Errorf("%w: repository %s has a %s outside the repository directories", forge.ErrNotAllowed, r, what)
+	}
+	real, err := f.confine(dir)
+	if errors.Is(err, forge.ErrNotAllowed) {
+		return "", nil, leads("git directory")
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	reads := []string{real}
+	if b, err := os.ReadFile(filepath.Join(real, "commondir")); err == nil {
+		common := strings.TrimSpace(string(b))
+		if !filepath.IsAbs(common) {
+			common = filepath.Join(real, common)
+		}
+		c, err := f.confine(filepath.Clean(common))
+		if err != nil {
+			return "", nil, leads("common git directory")
+		}
+		reads = append(reads, c)
+	}
+	if b, err := os.ReadFile(filepath.Join(real, "objects", "info", "alternates")); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			if !filepath.IsAbs(line) {
+				line = filepath.Join(real, "objects", line)
+			}
+			a, err := f.confine(filepath.Clean(line))
+			if err != nil {
+				return "", nil, leads("object alternate")
+			}
+			reads = append(reads, a)
+		}
+	}
+	return real, reads, nil
+}
+
+func gitDirOf(r repository) (string, error) {
 	st, err := os.Stat(r.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("%w: repository %s does not exist", forge.ErrNotFound, r)
@@ -148,7 +320,7 @@ func (f *Forge) hasCommit(ctx context.Context, dir, sha string) (bool, error) {
 func (f *Forge) commitDir(ctx context.Context, r repository, sha string) (string, error) {
 	notFound := fmt.Errorf("%w: commit %s is not in repository %s", forge.ErrNotFound, sha, r)
 	if r.path != "" {
-		dir, err := gitDir(r)
+		dir, err := f.gitDir(r)
 		if err != nil {
 			return "", err
 		}
@@ -172,14 +344,18 @@ func (f *Forge) commitDir(ctx context.Context, r repository, sha string) (string
 	}
 	// Refresh every branch and tag first; then ask for the commit by id, which
 	// servers allow for any reachable commit (protocol v2) or refuse.
-	if err := f.run(ctx, gitCmd{redact: r.url, args: []string{"--git-dir=" + dir, "fetch", "-q", "--prune", "--no-tags", "--", r.url,
+	rem, err := f.remote(ctx, r)
+	if err != nil {
+		return "", err
+	}
+	if err := f.run(ctx, gitCmd{redact: r.url, remote: rem, args: []string{"--git-dir=" + dir, "fetch", "-q", "--prune", "--no-tags", "--", rem.url,
 		"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"}}); err != nil {
 		return "", fmt.Errorf("update mirror of %s: %w", r, err)
 	}
 	if ok, err := f.hasCommit(ctx, dir, sha); err != nil || ok {
 		return dir, err
 	}
-	_ = f.run(ctx, gitCmd{redact: r.url, args: []string{"--git-dir=" + dir, "fetch", "-q", "--no-tags", "--", r.url,
+	_ = f.run(ctx, gitCmd{redact: r.url, remote: rem, args: []string{"--git-dir=" + dir, "fetch", "-q", "--no-tags", "--", rem.url,
 		sha + ":refs/simpleci/commits/" + sha}})
 	ok, err := f.hasCommit(ctx, dir, sha)
 	if err != nil {
@@ -230,14 +406,6 @@ func (f *Forge) mirror(ctx context.Context, r repository) (dir string, unlock fu
 	return dir, unlock, nil
 }
 
-// redactRepo hides the password or token of a URL with credentials.
-func redactRepo(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	if _, has := u.User.Password(); !has {
-		u.User = url.User("xxxxx") // a lone user part is often the token itself
-	}
-	return u.Redacted()
-}
+// redactRepo hides the user name, password or token of a repository URL (also
+// an scp-like "user:token@host:path"), see forge.Redact.
+func redactRepo(s string) string { return forge.Redact(s) }

@@ -46,6 +46,39 @@ type payload struct {
 	Repository struct {
 		FullName string `json:"full_name"`
 	} `json:"repository"`
+	PullRequest *struct {
+		Head side `json:"head"`
+		Base side `json:"base"`
+	} `json:"pull_request"`
+}
+
+// side is one end of a GitHub-like pull request: the repository its commits are in.
+type side struct {
+	Repo *struct {
+		FullName string `json:"full_name"`
+	} `json:"repo"`
+}
+
+// trust decides whose code a delivery builds. Push, tag and manual events are of
+// the repository itself. A pull request is of the same repository only when the
+// payload names both ends and they are the same repository; different names
+// (the head is another repository) make it a fork; anything missing (a deleted
+// head repository, a payload without "pull_request") leaves it unknown.
+func (p *payload) trust(event string) forge.Trust {
+	if event != forge.EventPullRequest {
+		return forge.TrustSameRepository
+	}
+	if p.PullRequest == nil || p.PullRequest.Head.Repo == nil || p.PullRequest.Base.Repo == nil {
+		return forge.TrustUnknown
+	}
+	head, base := p.PullRequest.Head.Repo, p.PullRequest.Base.Repo
+	switch {
+	case head.FullName == "" || base.FullName == "":
+		return forge.TrustUnknown
+	case !strings.EqualFold(head.FullName, base.FullName): // GitHub names are case-insensitive
+		return forge.TrustFork
+	}
+	return forge.TrustSameRepository
 }
 
 // ParseWebhook verifies and parses a delivery. The body is GitHub-push-like:
@@ -59,6 +92,10 @@ type payload struct {
 // parsed; the event comes from the body's "event", else X-SimpleCI-Event, else
 // X-GitHub-Event, else "push"; the delivery id from X-SimpleCI-Delivery or
 // X-GitHub-Delivery.
+//
+// A pull_request event carries GitHub's "pull_request": {"head": {"repo":
+// {"full_name": ...}}, "base": {"repo": {"full_name": ...}}}; Trigger.Trust is
+// decided from it (see payload.trust), every other event is of the repository.
 //
 // A push of a refs/tags/ ref becomes a tag event. A "ping" event or a branch
 // deletion (all-zero "after", or "deleted": true) returns forge.ErrIgnoredEvent.
@@ -126,7 +163,7 @@ func parsePayload(header http.Header, body []byte) (forge.Trigger, error) {
 		return forge.Trigger{}, fmt.Errorf("%w: %s was deleted", forge.ErrIgnoredEvent, p.Ref)
 	}
 
-	t := forge.Trigger{Event: event, Ref: p.Ref, SHA: sha, Payload: raw}
+	t := forge.Trigger{Event: event, Ref: p.Ref, SHA: sha, Payload: raw, Trust: p.trust(event)}
 	if tag, ok := strings.CutPrefix(p.Ref, "refs/tags/"); ok {
 		t.Tag = tag
 		if t.Event == forge.EventPush {

@@ -3,6 +3,7 @@ package local_test
 import (
 	"errors"
 	"net/http"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -15,8 +16,13 @@ const sha1 = "0123456789abcdef0123456789abcdef01234567"
 
 var secret = []byte("project-secret")
 
+// newForge returns a forge; unless opts name repository roots, the tests' temporary
+// directories are its root.
 func newForge(t testing.TB, opts local.Options) *local.Forge {
 	t.Helper()
+	if opts.LocalRoots == nil {
+		opts.LocalRoots = []string{os.TempDir()}
+	}
 	f, err := local.New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -90,23 +96,23 @@ func TestParseWebhookPayload(t *testing.T) {
 			body:    `{"ref":"refs/heads/main","after":"` + sha1 + `","sender":{"login":"alice"},"repository":{"full_name":"acme/app"}}`,
 			headers: []string{local.HeaderGitHubDelivery, "72d3162e-cc78-11e3-81ab-4c9367dc0958"},
 			want: forge.Trigger{Event: "push", Ref: "refs/heads/main", Branch: "main", SHA: sha1, Actor: "alice",
-				Repository: "acme/app", DeliveryID: "72d3162e-cc78-11e3-81ab-4c9367dc0958"},
+				Repository: "acme/app", DeliveryID: "72d3162e-cc78-11e3-81ab-4c9367dc0958", Trust: forge.TrustSameRepository},
 		},
 		{
 			name: "nested branch, pusher as actor, upper-case sha",
 			body: `{"ref":"refs/heads/feature/x","after":"` + strings.ToUpper(sha1) + `","pusher":{"name":"bob"}}`,
-			want: forge.Trigger{Event: "push", Ref: "refs/heads/feature/x", Branch: "feature/x", SHA: sha1, Actor: "bob"},
+			want: forge.Trigger{Event: "push", Ref: "refs/heads/feature/x", Branch: "feature/x", SHA: sha1, Actor: "bob", Trust: forge.TrustSameRepository},
 		},
 		{
 			name: "tag push becomes tag event",
 			body: `{"ref":"refs/tags/v1.2.0","after":"` + sha1 + `"}`,
-			want: forge.Trigger{Event: "tag", Ref: "refs/tags/v1.2.0", Tag: "v1.2.0", SHA: sha1},
+			want: forge.Trigger{Event: "tag", Ref: "refs/tags/v1.2.0", Tag: "v1.2.0", SHA: sha1, Trust: forge.TrustSameRepository},
 		},
 		{
 			name:    "simpleci headers win",
 			body:    `{"ref":"refs/heads/main","after":"` + sha1 + `"}`,
 			headers: []string{local.HeaderEvent, "manual", local.HeaderGitHubEvent, "push", local.HeaderDelivery, "d1", local.HeaderGitHubDelivery, "d2"},
-			want:    forge.Trigger{Event: "manual", Ref: "refs/heads/main", Branch: "main", SHA: sha1, DeliveryID: "d1"},
+			want:    forge.Trigger{Event: "manual", Ref: "refs/heads/main", Branch: "main", SHA: sha1, DeliveryID: "d1", Trust: forge.TrustSameRepository},
 		},
 		{
 			name:    "body event overrides header",
@@ -229,4 +235,42 @@ func FuzzParseWebhook(f *testing.F) {
 			t.Fatalf("tag event without tag: %+v", tr)
 		}
 	})
+}
+
+// The trust of a delivery comes from the provider's own fields only: a push, a tag
+// or a manual event is of the repository; a pull request is of the same repository
+// only when head and base name the same repository, and anything the payload leaves
+// out (or a user's "fork"/"trust" field) never makes it trusted.
+func TestParseWebhookTrust(t *testing.T) {
+	f := newForge(t, local.Options{})
+	pr := func(head, base string) string {
+		return `{"ref":"refs/heads/feature","after":"` + sha1 + `","event":"pull_request","pull_request":{"head":{"repo":` + head + `},"base":{"repo":` + base + `}}}`
+	}
+	tests := []struct {
+		name string
+		body string
+		want forge.Trust
+	}{
+		{"push", `{"ref":"refs/heads/main","after":"` + sha1 + `"}`, forge.TrustSameRepository},
+		{"tag", `{"ref":"refs/tags/v1","after":"` + sha1 + `"}`, forge.TrustSameRepository},
+		{"manual", `{"ref":"refs/heads/main","after":"` + sha1 + `","event":"manual"}`, forge.TrustSameRepository},
+		{"pull request within the repository", pr(`{"full_name":"acme/app"}`, `{"full_name":"acme/app"}`), forge.TrustSameRepository},
+		{"names differ only in case", pr(`{"full_name":"Acme/App"}`, `{"full_name":"acme/app"}`), forge.TrustSameRepository},
+		{"pull request from a fork", pr(`{"full_name":"mallory/app"}`, `{"full_name":"acme/app"}`), forge.TrustFork},
+		{"head repository deleted", pr(`null`, `{"full_name":"acme/app"}`), forge.TrustUnknown},
+		{"head without a name", pr(`{}`, `{"full_name":"acme/app"}`), forge.TrustUnknown},
+		{"no pull_request object", `{"ref":"refs/heads/f","after":"` + sha1 + `","event":"pull_request"}`, forge.TrustUnknown},
+		{"user fields do not count", `{"ref":"refs/heads/f","after":"` + sha1 + `","event":"pull_request","fork":false,"trust":"same_repository","repository":{"full_name":"acme/app"}}`, forge.TrustUnknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr, err := f.ParseWebhook(signed(tt.body), []byte(tt.body), secret)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tr.Trust != tt.want {
+				t.Fatalf("trust %s, want %s", tr.Trust, tt.want)
+			}
+		})
+	}
 }

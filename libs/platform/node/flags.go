@@ -43,18 +43,54 @@ func ServeFlags(fs *flag.FlagSet) func() Config {
 	httpAddr := fs.String("http", Getenv("SIMPLECI_HTTP_ADDR", ":8080"), "HTTP address (REST, webhooks, health, metrics)")
 	data := fs.String("data", Getenv("SIMPLECI_DATA", ""), "data directory (mirrors, workspaces)")
 	token := fs.String("internal-token", Getenv("SIMPLECI_INTERNAL_TOKEN", ""), "token services present to each other")
+	repoFlags := RepoFlags(fs)
 	peers := map[string]*string{}
 	for _, s := range PeerServices {
 		peers[s] = fs.String(s+"-addr", Getenv("SIMPLECI_"+strings.ToUpper(s)+"_ADDR", ""), "gRPC address of the "+s+" service when it runs elsewhere")
 	}
 	return func() Config {
+		repos := repoFlags()
 		cfg := Config{DatabaseURL: *dbURL, KafkaBrokers: Split(*brokers), KafkaNamespace: *namespace, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr,
-			DataDir: *data, InternalToken: *token, Peers: map[string]string{}}
+			DataDir: *data, InternalToken: *token, Peers: map[string]string{}, LocalRepos: repos.LocalRepos,
+			AllowRepoNetworks: repos.AllowRepoNetworks}
 		for s, v := range peers {
 			cfg.Peers[s] = *v
 		}
 		return cfg
 	}
+}
+
+// Repos is where projects' repositories may be: see Config.LocalRepos and
+// Config.AllowRepoNetworks.
+type Repos struct{ LocalRepos, AllowRepoNetworks []string }
+
+// RepoFlags registers --local-repos and --allow-repo-network (both repeatable or
+// comma-separated; without them SIMPLECI_LOCAL_REPOS / SIMPLECI_ALLOW_REPO_NETWORK,
+// comma-separated) and returns a function that gives their values after parsing.
+func RepoFlags(fs *flag.FlagSet) func() Repos {
+	var roots, networks listValue
+	fs.Var(&roots, "local-repos", "directory under which projects' local repository paths may lie (repeatable; none: no path repositories)")
+	fs.Var(&networks, "allow-repo-network", "CIDR that repository URLs may reach although it is loopback, private or link-local (repeatable)")
+	return func() Repos {
+		r := Repos{LocalRepos: roots, AllowRepoNetworks: networks}
+		if len(r.LocalRepos) == 0 {
+			r.LocalRepos = Split(Getenv("SIMPLECI_LOCAL_REPOS", ""))
+		}
+		if len(r.AllowRepoNetworks) == 0 {
+			r.AllowRepoNetworks = Split(Getenv("SIMPLECI_ALLOW_REPO_NETWORK", ""))
+		}
+		return r
+	}
+}
+
+// listValue is a repeatable, comma-separated flag.
+type listValue []string
+
+func (l *listValue) String() string { return strings.Join(*l, ",") }
+
+func (l *listValue) Set(v string) error {
+	*l = append(*l, Split(v)...)
+	return nil
 }
 
 // Logger returns the process's text logger on w (debug with SIMPLECI_DEBUG set).

@@ -76,6 +76,13 @@ type Config struct {
 	// Peers maps a service name to the gRPC address of the process running it;
 	// services run here need no entry.
 	Peers map[string]string
+	// LocalRepos are the directories projects' local repository paths must lie under
+	// (--local-repos); none refuses every path repository. LocalRepositories are single
+	// repositories allowed besides (`simpleci dev` allows its demo repository so).
+	LocalRepos, LocalRepositories []string
+	// AllowRepoNetworks are CIDRs repository URLs may reach although they are
+	// loopback, private, link-local or metadata addresses (--allow-repo-network).
+	AllowRepoNetworks []string
 	// InternalToken is the deployment's secret: each service of the process presents an
 	// identity token derived from it (auth.IdentityToken) to its peers (required when
 	// services run in several processes; one process makes a random one). A process

@@ -68,7 +68,7 @@ func TestWebhookAcceptedWhileBusDown(t *testing.T) {
 			}); err != nil {
 				t.Fatal(err)
 			}
-			lf, err := local.New(local.Options{MirrorDir: t.TempDir()})
+			lf, err := local.New(local.Options{MirrorDir: t.TempDir(), LocalRoots: []string{os.TempDir()}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -331,7 +331,7 @@ func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 	}
 	rr := &eventsv1.RunRequested{RunId: runID, OrgId: p.GetOrgId(), ProjectId: p.GetId(), Provider: p.GetProvider(),
 		Repository: p.GetRepository(), Ref: tr.Ref, Branch: tr.Branch, Sha: tr.SHA, Event: tr.Event, Actor: tr.Actor,
-		DeliveryId: tr.DeliveryID, RequestedAt: timestamppb.Now()}
+		DeliveryId: tr.DeliveryID, RequestedAt: timestamppb.Now(), Trust: trustOf(tr.Trust)}
 	if tr.Tag != "" {
 		rr.Context = map[string]string{"tag": tr.Tag}
 	}
@@ -458,4 +458,16 @@ func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
 func writeGRPCError(w http.ResponseWriter, err error) {
 	st := status.Convert(err)
 	writeError(w, runtime.HTTPStatusFromCode(st.Code()), st.Code(), st.Message())
+}
+
+// trustOf maps the forge's verdict on a delivery to the event's; anything else the
+// forge might say is unknown, which the scheduler treats as a fork.
+func trustOf(t forge.Trust) eventsv1.Trust {
+	switch t {
+	case forge.TrustSameRepository:
+		return eventsv1.Trust_TRUST_SAME_REPOSITORY
+	case forge.TrustFork:
+		return eventsv1.Trust_TRUST_FORK
+	}
+	return eventsv1.Trust_TRUST_UNSPECIFIED
 }

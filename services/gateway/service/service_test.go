@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -156,7 +157,7 @@ func newEnv(t *testing.T, opts ...func(*service.Config)) *env {
 		t.Fatal(err)
 	}
 
-	lf, err := local.New(local.Options{MirrorDir: t.TempDir()})
+	lf, err := local.New(local.Options{MirrorDir: t.TempDir(), LocalRoots: []string{os.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,6 +295,9 @@ func TestWebhookAccepted(t *testing.T) {
 			}
 			if rr.GetRef() != tt.ref || rr.GetBranch() != tt.wantBranch || rr.GetSha() != sha || rr.GetEvent() != tt.wantEvent || rr.GetActor() != "alice" {
 				t.Errorf("trigger fields: %v", rr)
+			}
+			if rr.GetTrust() != eventsv1.Trust_TRUST_SAME_REPOSITORY {
+				t.Errorf("trust %s: the forge says a push or tag is of the repository itself", rr.GetTrust())
 			}
 			if rr.GetDeliveryId() != tt.headers["X-GitHub-Delivery"] {
 				t.Errorf("delivery id %q", rr.GetDeliveryId())
@@ -455,7 +459,7 @@ func TestWebhookBusClosed(t *testing.T) {
 	// A gateway whose bus refuses to publish answers 503 so the sender retries.
 	b := bus.NewGoChannel(nil)
 	b.Close()
-	lf, err := local.New(local.Options{MirrorDir: t.TempDir()})
+	lf, err := local.New(local.Options{MirrorDir: t.TempDir(), LocalRoots: []string{os.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,7 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 	if c.Service, err = New(ctx, db, forges.Names()); err != nil {
 		return err
 	}
+	c.Service.WithForges(forges)
 	keyring := c.SecretsKeyring
 	if keyring == "" && env.Config.DataDir != "" {
 		keyring = filepath.Join(env.Config.DataDir, "secrets.keyring")

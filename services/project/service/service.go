@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/simpleci/simpleci/libs/forge"
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/id"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
@@ -31,6 +32,9 @@ type Service struct {
 	db        *sqldb.DB
 	providers []string
 	keys      *seal.Keyring // nil: secrets disabled
+	// forges vet a repository before a project is bound to it (repository.go); nil
+	// checks only its form.
+	forges *forge.Registry
 	// tierSource lists the served tiers (tiers.go).
 	tierSource TierSource
 }
@@ -98,10 +102,13 @@ func (s *Service) CreateProject(ctx context.Context, req *apiv1.CreateProjectReq
 		network = "default"
 	}
 	if !slices.Contains(networks, network) {
-		problems = append(problems, fmt.Sprintf("network %q: use default (on, except for pull requests from forks), on or off", network))
+		problems = append(problems, fmt.Sprintf("network %q: use default or on (the network, except for pull requests the forge does not vouch for) or off", network))
 	}
 	if len(problems) > 0 {
 		return nil, status.Error(codes.InvalidArgument, strings.Join(problems, "; "))
+	}
+	if repo, err = s.checkRepository(ctx, org, req.GetProvider(), repo); err != nil {
+		return nil, err
 	}
 	p := &apiv1.Project{
 		Id: id.New(), OrgId: org, Name: req.GetName(), Provider: req.GetProvider(), Repository: repo,
@@ -182,6 +189,9 @@ func (s *Service) GetProject(ctx context.Context, req *apiv1.GetProjectRequest) 
 		return nil, err
 	}
 	p, _, err := s.find(ctx, org, req.GetProject())
+	if p != nil {
+		p.Repository = forge.Redact(p.Repository) // a project made before credentials were refused
+	}
 	return p, err
 }
 
@@ -214,6 +224,7 @@ func (s *Service) ListProjects(ctx context.Context, req *apiv1.ListProjectsReque
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "list projects: %v", err)
 		}
+		p.Repository = forge.Redact(p.Repository)
 		resp.Projects = append(resp.Projects, p)
 	}
 	if len(resp.Projects) > size {

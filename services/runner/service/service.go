@@ -401,7 +401,9 @@ func (r *Runner) runJob(ctx context.Context, job *runnerv1.Job, obs *observer) (
 	err = f.Checkout(cctx, job.Repository, job.Sha, checkout)
 	cancel()
 	if err != nil {
-		return string(engine.StatusErrored), fmt.Sprintf("checkout %s at %s: %v", job.Repository, job.Sha, err)
+		// The forge's error is scrubbed (one git line, no server paths); the repository
+		// is shown without credentials, and the whole bounded: it becomes the run's reason.
+		return string(engine.StatusErrored), forge.Bound(fmt.Sprintf("checkout %s at %s: %v", forge.Redact(job.Repository), job.Sha, err))
 	}
 	pl, err := pipeline.Parse(job.PipelinePath, job.Pipeline)
 	if err != nil {

@@ -58,7 +58,7 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 		RunId: req.RunId, OrgId: p.GetOrgId(), ProjectId: p.GetId(), Tier: p.GetTier(),
 		Provider: p.GetProvider(), Repository: p.GetRepository(), Ref: req.Ref, Branch: req.Branch, Sha: req.Sha,
 		Event: req.Event, Actor: req.Actor, Context: req.Context, QueuedAt: timestamppb.Now(),
-		PipelinePath: s.cfg.PipelinePath, DeliveryId: req.DeliveryId, Network: p.GetNetwork(),
+		PipelinePath: s.cfg.PipelinePath, DeliveryId: req.DeliveryId, Network: p.GetNetwork(), Trust: req.GetTrust(),
 	}
 	var data []byte
 	reason := boundRequest(q)
@@ -164,7 +164,9 @@ func boundReason(r string) string { return event.Bound(r, maxReason) }
 var pipelineFiles = []string{".simpleci/pipeline.json", ".simpleci/pipeline.yaml", ".simpleci/pipeline.yml"}
 
 // readPipeline fills q's sha, pipeline reference and step names and returns the pipeline
-// file, or returns why the run cannot start.
+// file, or returns why the run cannot start. A reason made from a forge error is bounded
+// (forge.Bound, 512 bytes): the forge's errors are already scrubbed of credentials and
+// server paths, and a reason is shown through the API.
 func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier Tier, q *eventsv1.RunQueued) ([]byte, string) {
 	f, err := s.cfg.Forges.Lookup(provider)
 	if err != nil {
@@ -179,7 +181,7 @@ func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier 
 		}
 		sha, err := f.ResolveRef(ctx, repo, ref)
 		if err != nil {
-			return nil, fmt.Sprintf("cannot resolve ref %q: %v", ref, err)
+			return nil, forge.Bound(fmt.Sprintf("cannot resolve ref %q: %v", ref, err))
 		}
 		q.Sha = sha
 	}
@@ -194,7 +196,7 @@ func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier 
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Sprintf("cannot read %s at commit %s: %v", p, q.Sha, err)
+			return nil, forge.Bound(fmt.Sprintf("cannot read %s at commit %s: %v", p, q.Sha, err))
 		}
 		q.PipelinePath = p
 		break
@@ -240,7 +242,10 @@ func (s *Service) TriggerRun(ctx context.Context, req *apiv1.TriggerRunRequest) 
 	}
 	rr := &eventsv1.RunRequested{RunId: newID(), OrgId: org, ProjectId: proj.GetProject().GetId(),
 		Provider: proj.GetProject().GetProvider(), Repository: proj.GetProject().GetRepository(),
-		Ref: ref, Event: ev, Actor: actor(ctx), RequestedAt: timestamppb.Now()}
+		Ref: ref, Event: ev, Actor: actor(ctx), RequestedAt: timestamppb.Now(),
+		// A member of the project's organisation asked for a run of the project's own
+		// repository, whatever event they name: same repository.
+		Trust: eventsv1.Trust_TRUST_SAME_REPOSITORY}
 	if forge.ValidateSHA(ref) == nil {
 		rr.Sha, rr.Ref = ref, ""
 	} else if b, ok := cutPrefix(ref, "refs/heads/"); ok {

@@ -143,8 +143,9 @@ func (s *Service) start(ctx context.Context, r *domain.Run, lease string) (*runn
 		job.Pipeline = data
 	}
 	// Secrets travel only here, to the runner holding the lease: never on the bus or
-	// in the event store. A fork's pull request gets none.
-	if !(job.Context["event"] == "pull_request" && job.Context["fork"] == "true") {
+	// in the event store. A pull request gets them only when the forge said it is of the
+	// project's own repository (a fork or an unknown head gets none).
+	if r.Trusted() {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		sec, err := s.cfg.Projects.JobSecrets(sctx, &apiv1.JobSecretsRequest{ProjectId: r.ProjectID})
 		cancel()

@@ -171,7 +171,7 @@ func newEnv(t testing.TB, opts ...func(*service.Config)) *env {
 	// Cleanups run last-in first-out: stop the service (cancel), then the bus, then the DB.
 	t.Cleanup(func() { db.Close() })
 	t.Cleanup(func() { b.Close() })
-	lf, err := local.New(local.Options{MirrorDir: t.TempDir()})
+	lf, err := local.New(local.Options{MirrorDir: t.TempDir(), LocalRoots: []string{os.TempDir()}})
 	if err != nil {
 		t.Fatal(err)
 	}

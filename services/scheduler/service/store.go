@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/simpleci/simpleci/libs/forge"
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/event"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
@@ -153,9 +154,11 @@ func jobFor(r *domain.Run, lease string, leaseDur time.Duration, tier Tier) *run
 	for k, v := range q.GetContext() {
 		ctx[k] = v
 	}
-	for k, v := range map[string]string{"event": q.Event, "provider": q.Provider, "repository": q.Repository,
+	// The repository as shown to the pipeline: without credentials (projects made before
+	// they were refused may still hold some; the runner's checkout gets Job.Repository).
+	for k, v := range map[string]string{"event": q.Event, "provider": q.Provider, "repository": forge.Redact(q.Repository),
 		"branch": q.Branch, "ref": q.Ref, "sha": q.Sha, "actor": q.Actor, "run_id": q.RunId,
-		"run_number": strconv.FormatInt(q.Number, 10)} {
+		"run_number": strconv.FormatInt(q.Number, 10), "trust": domain.TrustName(r.Trust())} {
 		ctx[k] = v
 	}
 	return &runnerv1.Job{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, LeaseId: lease, Provider: q.Provider,
@@ -163,20 +166,15 @@ func jobFor(r *domain.Run, lease string, leaseDur time.Duration, tier Tier) *run
 		Env: map[string]string{}, Timeout: q.Timeout, Tier: q.Tier, LeaseDuration: durationpb.New(leaseDur), Attempt: r.Attempt,
 		MemoryBytes: tier.Memory, PidsLimit: tier.Pids, Cpus: tier.CPUs,
 		StepLogBytes: tier.StepLog, RunLogBytes: tier.RunLog,
-		Network: network(q.Network, q.Event == "pull_request" && ctx["fork"] == "true")}
+		Network: network(q.Network, r.Trusted())}
 }
 
-// network applies a project's network setting: "on" always, "off" never, and by default
-// every run but a fork's pull request, whose code nobody on the project reviewed yet
-// (docs/security.md).
-func network(setting string, fork bool) bool {
-	switch setting {
-	case "on":
-		return true
-	case "off":
-		return false
-	}
-	return !fork
+// network applies a project's network setting to a run: "off" never; "default" and "on"
+// only for a run of the project's own code (r.Trusted), never for a pull request from a
+// fork or one the forge did not vouch for, whose code nobody on the project reviewed yet
+// (docs/security.md). The trust comes from the forge, never from the run's context.
+func network(setting string, trusted bool) bool {
+	return setting != "off" && trusted
 }
 
 // toAPI converts a run; steps only when asked (the list leaves them out).
@@ -184,7 +182,7 @@ func toAPI(r *domain.Run, steps bool) *apiv1.Run {
 	out := &apiv1.Run{Id: r.ID, Number: r.Number, ProjectId: r.ProjectID, OrgId: r.OrgID, Status: r.Status, Reason: r.Reason,
 		Event: r.Event, Ref: r.Ref, Branch: r.Branch, Sha: r.SHA, Actor: r.Actor, Tier: r.Tier,
 		CreatedAt: tsOf(r.Created), StartedAt: tsOf(r.Started), FinishedAt: tsOf(r.Finished), Attempt: r.Attempt,
-		Isolation: r.Isolation}
+		Isolation: r.Isolation, Trust: domain.TrustName(r.Trust())}
 	if steps {
 		for _, st := range r.Steps {
 			out.Steps = append(out.Steps, &apiv1.Step{Index: st.Index, Name: st.Name, Status: st.Status, ExitCode: st.ExitCode,

@@ -241,6 +241,7 @@ type run struct {
 	Started  string `json:"startedAt"`
 	Finished string `json:"finishedAt"`
 	Steps    []step `json:"steps"`
+	Trust    string `json:"trust"`
 }
 
 func duration(from, to string) string {
@@ -280,7 +281,7 @@ func (a *api) showRun(ctx context.Context, id string) error {
 	if r.Reason != "" {
 		fmt.Fprintf(a.io.Out, ": %s", r.Reason)
 	}
-	fmt.Fprintf(a.io.Out, "\nevent %s, branch %s, commit %s\n\n", r.Event, r.Branch, short(r.Sha))
+	fmt.Fprintf(a.io.Out, "\nevent %s, branch %s, commit %s, trust %s\n\n", r.Event, r.Branch, short(r.Sha), r.Trust)
 	w := tabwriter.NewWriter(a.io.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "STEP\tSTATUS\tEXIT\tDURATION\tREASON")
 	for _, s := range r.Steps {

@@ -127,7 +127,8 @@ func TestDev(t *testing.T) {
 		if !strings.Contains(logs, "build ok") || !strings.Contains(logs, "warning: this is a demo") {
 			t.Fatalf("runs logs -f: %s", logs)
 		}
-		if show := cli("runs", "show", id); !strings.Contains(show, "succeeded") || !strings.Contains(show, "Deploy (tags only)") {
+		if show := cli("runs", "show", id); !strings.Contains(show, "succeeded") || !strings.Contains(show, "Deploy (tags only)") ||
+			!strings.Contains(show, "trust same_repository") {
 			t.Fatalf("runs show: %s", show)
 		}
 		if list := cli("runs", "list", "demo"); !strings.Contains(list, id) {

@@ -24,6 +24,10 @@ import (
 // bin is the simpleci binary built once for all tests.
 var bin string
 
+// reposRoot holds the tests' repositories (gitRepo); every process started is told it is
+// the repository root (SIMPLECI_LOCAL_REPOS), as an operator would with --local-repos.
+var reposRoot string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "simpleci-e2e-bin")
 	if err != nil {
@@ -32,6 +36,10 @@ func TestMain(m *testing.M) {
 	// Others may run it: a test starts it as an unprivileged user (isolation_test.go).
 	os.Chmod(dir, 0o755)
 	bin = filepath.Join(dir, "simpleci")
+	if reposRoot, err = os.MkdirTemp("", "simpleci-e2e-repos"); err != nil {
+		panic(err)
+	}
+	os.Chmod(reposRoot, 0o755)
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/simpleci/simpleci/services/simpleci/cmd/simpleci").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build simpleci: %v\n%s", err, out)
@@ -45,6 +53,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	os.RemoveAll(reposRoot)
 	if os.Getenv("SIMPLECI_TEST_KAFKA_BROKERS") != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		if err := bus.DeleteNamespace(ctx, kafkaConfig("simpleci-e2e")); err != nil {
@@ -124,7 +133,7 @@ func (p *proc) launch(t testing.TB) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, p.args...)
-	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Env = append(append(os.Environ(), "SIMPLECI_LOCAL_REPOS="+reposRoot), p.env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if p.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
@@ -402,7 +411,7 @@ func stepStatuses(r run) map[string]string {
 // repository path and each branch's head sha.
 func gitRepo(t testing.TB, branches map[string]string) (string, map[string]string) {
 	t.Helper()
-	dir := t.TempDir()
+	dir := repoDir(t)
 	git := func(args ...string) string {
 		cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.invalid"}, args...)...)
 		cmd.Dir = dir
@@ -427,6 +436,17 @@ func gitRepo(t testing.TB, branches map[string]string) (string, map[string]strin
 	}
 	git("checkout", "-q", "main")
 	return dir, shas
+}
+
+// repoDir returns a new empty directory under the repository root, removed after the test.
+func repoDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(reposRoot, "repo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 // jsonInto decodes b into v and reports whether it could.

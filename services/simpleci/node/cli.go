@@ -80,6 +80,7 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	httpAddr := fs.String("http", platform.Getenv("SIMPLECI_HTTP_ADDR", DevHTTPAddr), "HTTP address (UI, REST, webhooks); loopback unless set")
 	grpcAddr := fs.String("grpc", platform.Getenv("SIMPLECI_GRPC_ADDR", DevGRPCAddr), "gRPC address; loopback unless set")
 	demo := fs.String("demo", platform.Getenv("SIMPLECI_DEMO", "docs/examples/demo"), "files of the demo project's repository (empty: no demo)")
+	repoFlags := platform.RepoFlags(fs)
 	comps := newComponents()
 	comps.scheduler.TierFlag(fs, "")
 	comps.scheduler.TriggerFlag(fs, "")
@@ -102,6 +103,16 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	defer release()
 	log := logger(stderr)
 	cfg := platform.Config{DataDir: dir, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr, Abort: abort, Log: log}
+	// Projects may use repositories under DATA/repos, the demo repository and the
+	// directories of --local-repos; never the rest of the data directory (mirrors of
+	// other projects' repositories, workspaces, keys).
+	repos := repoFlags()
+	cfg.LocalRepos = append(repos.LocalRepos, filepath.Join(dir, "repos"))
+	cfg.LocalRepositories = []string{filepath.Join(dir, "demo-repo")}
+	cfg.AllowRepoNetworks = repos.AllowRepoNetworks
+	if err := os.MkdirAll(filepath.Join(dir, "repos"), 0o755); err != nil {
+		return err
+	}
 	if *demo != "" {
 		src := *demo
 		cfg.OnStart = func(ctx context.Context) error {

@@ -34,7 +34,10 @@ type Project struct {
 	OrgId string                 `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
 	Name  string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
 	// provider: github | gitlab | bitbucket | local.
-	Provider   string `protobuf:"bytes,4,opt,name=provider,proto3" json:"provider,omitempty"`
+	Provider string `protobuf:"bytes,4,opt,name=provider,proto3" json:"provider,omitempty"`
+	// repository: "owner/name" for hosted providers; for local an absolute path under the
+	// server's repository directories (stored with symbolic links resolved) or a git URL
+	// (never with credentials in it).
 	Repository string `protobuf:"bytes,5,opt,name=repository,proto3" json:"repository,omitempty"`
 	// events that start a run: push, pull_request, tag, manual, schedule.
 	Events []string `protobuf:"bytes,6,rep,name=events,proto3" json:"events,omitempty"`
@@ -45,8 +48,9 @@ type Project struct {
 	WebhookSecret string `protobuf:"bytes,9,opt,name=webhook_secret,json=webhookSecret,proto3" json:"webhook_secret,omitempty"`
 	// webhook_path is where the forge should deliver webhooks for this project.
 	WebhookPath string `protobuf:"bytes,10,opt,name=webhook_path,json=webhookPath,proto3" json:"webhook_path,omitempty"`
-	// network says whether jobs may reach the network: "default" (yes, except for pull
-	// requests from forks), "on" (always, forks too) or "off" (never).
+	// network says whether jobs may reach the network: "default" or "on" (yes, except for
+	// pull requests the forge does not say are of the repository itself: from a fork or of
+	// unknown origin) or "off" (never).
 	Network       string `protobuf:"bytes,11,opt,name=network,proto3" json:"network,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -161,12 +165,15 @@ func (x *Project) GetNetwork() string {
 
 // CreateProjectRequest is the body of POST /api/v1/projects.
 type CreateProjectRequest struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Provider   string                 `protobuf:"bytes,2,opt,name=provider,proto3" json:"provider,omitempty"`
-	Repository string                 `protobuf:"bytes,3,opt,name=repository,proto3" json:"repository,omitempty"`
-	Events     []string               `protobuf:"bytes,4,rep,name=events,proto3" json:"events,omitempty"`
-	Tier       string                 `protobuf:"bytes,5,opt,name=tier,proto3" json:"tier,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Provider string                 `protobuf:"bytes,2,opt,name=provider,proto3" json:"provider,omitempty"`
+	// repository: see Project.repository. Refused (403) outside the server's repository
+	// directories, when another organisation's project is bound to it, or for a URL of a
+	// loopback, private, link-local or metadata address; (400) with ".." or credentials.
+	Repository string   `protobuf:"bytes,3,opt,name=repository,proto3" json:"repository,omitempty"`
+	Events     []string `protobuf:"bytes,4,rep,name=events,proto3" json:"events,omitempty"`
+	Tier       string   `protobuf:"bytes,5,opt,name=tier,proto3" json:"tier,omitempty"`
 	// network: "default" (empty), "on" or "off"; see Project.network.
 	Network       string `protobuf:"bytes,6,opt,name=network,proto3" json:"network,omitempty"`
 	unknownFields protoimpl.UnknownFields

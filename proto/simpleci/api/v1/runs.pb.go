@@ -240,7 +240,11 @@ type Run struct {
 	// isolation names the isolation layers the runner gave the current attempt's job (the
 	// first line of its log), e.g. "isolation: cgroup=v1+v2 memory,pids,cpu,freezer; namespaces=...;
 	// user=uid 64001; fs=bubblewrap; ..."; empty until the runner reported it.
-	Isolation     string `protobuf:"bytes,18,opt,name=isolation,proto3" json:"isolation,omitempty"`
+	Isolation string `protobuf:"bytes,18,opt,name=isolation,proto3" json:"isolation,omitempty"`
+	// trust: same_repository | fork | unknown, as the forge that mapped the delivery said
+	// (push, tag and manual runs build the project's own repository: same_repository). A
+	// pull request gets the project's secrets and the network only when same_repository.
+	Trust         string `protobuf:"bytes,19,opt,name=trust,proto3" json:"trust,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -397,6 +401,13 @@ func (x *Run) GetAttempt() int32 {
 func (x *Run) GetIsolation() string {
 	if x != nil {
 		return x.Isolation
+	}
+	return ""
+}
+
+func (x *Run) GetTrust() string {
+	if x != nil {
+		return x.Trust
 	}
 	return ""
 }
@@ -998,7 +1009,7 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1b\n" +
 	"\tmax_steps\x18\x06 \x01(\x05R\bmaxSteps\x12$\n" +
 	"\x0estep_log_bytes\x18\a \x01(\x03R\fstepLogBytes\x12\"\n" +
-	"\rrun_log_bytes\x18\b \x01(\x03R\vrunLogBytes\"\xa7\x04\n" +
+	"\rrun_log_bytes\x18\b \x01(\x03R\vrunLogBytes\"\xbd\x04\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1d\n" +
@@ -1022,7 +1033,8 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"finishedAt\x12+\n" +
 	"\x05steps\x18\x10 \x03(\v2\x15.simpleci.api.v1.StepR\x05steps\x12\x18\n" +
 	"\aattempt\x18\x11 \x01(\x05R\aattempt\x12\x1c\n" +
-	"\tisolation\x18\x12 \x01(\tR\tisolation\"\xf5\x01\n" +
+	"\tisolation\x18\x12 \x01(\tR\tisolation\x12\x14\n" +
+	"\x05trust\x18\x13 \x01(\tR\x05trust\"\xf5\x01\n" +
 	"\x04Step\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +

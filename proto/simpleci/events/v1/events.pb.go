@@ -28,6 +28,62 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Trust says whose code a run builds. A pull request gets the project's secrets and the
+// network only when its trust is TRUST_SAME_REPOSITORY; TRUST_UNSPECIFIED (unknown) counts as a fork.
+type Trust int32
+
+const (
+	// TRUST_UNSPECIFIED: unknown; the forge could not tell (or an event recorded before
+	// the field existed).
+	Trust_TRUST_UNSPECIFIED Trust = 0
+	// TRUST_SAME_REPOSITORY: the commit comes from the project's own repository (a push,
+	// a tag, a manual run, a pull request between two branches of the repository).
+	Trust_TRUST_SAME_REPOSITORY Trust = 1
+	// TRUST_FORK: a pull request from another repository (a fork).
+	Trust_TRUST_FORK Trust = 2
+)
+
+// Enum value maps for Trust.
+var (
+	Trust_name = map[int32]string{
+		0: "TRUST_UNSPECIFIED",
+		1: "TRUST_SAME_REPOSITORY",
+		2: "TRUST_FORK",
+	}
+	Trust_value = map[string]int32{
+		"TRUST_UNSPECIFIED":     0,
+		"TRUST_SAME_REPOSITORY": 1,
+		"TRUST_FORK":            2,
+	}
+)
+
+func (x Trust) Enum() *Trust {
+	p := new(Trust)
+	*p = x
+	return p
+}
+
+func (x Trust) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Trust) Descriptor() protoreflect.EnumDescriptor {
+	return file_simpleci_events_v1_events_proto_enumTypes[0].Descriptor()
+}
+
+func (Trust) Type() protoreflect.EnumType {
+	return &file_simpleci_events_v1_events_proto_enumTypes[0]
+}
+
+func (x Trust) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Trust.Descriptor instead.
+func (Trust) EnumDescriptor() ([]byte, []int) {
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{0}
+}
+
 // LogStream names the output stream a chunk came from.
 type LogStream int32
 
@@ -66,11 +122,11 @@ func (x LogStream) String() string {
 }
 
 func (LogStream) Descriptor() protoreflect.EnumDescriptor {
-	return file_simpleci_events_v1_events_proto_enumTypes[0].Descriptor()
+	return file_simpleci_events_v1_events_proto_enumTypes[1].Descriptor()
 }
 
 func (LogStream) Type() protoreflect.EnumType {
-	return &file_simpleci_events_v1_events_proto_enumTypes[0]
+	return &file_simpleci_events_v1_events_proto_enumTypes[1]
 }
 
 func (x LogStream) Number() protoreflect.EnumNumber {
@@ -79,25 +135,30 @@ func (x LogStream) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogStream.Descriptor instead.
 func (LogStream) EnumDescriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{0}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{1}
 }
 
 // RunRequested asks for a run of a project's pipeline at a commit (gateway → scheduler).
 type RunRequested struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	OrgId         string                 `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
-	ProjectId     string                 `protobuf:"bytes,3,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
-	Provider      string                 `protobuf:"bytes,4,opt,name=provider,proto3" json:"provider,omitempty"`
-	Repository    string                 `protobuf:"bytes,5,opt,name=repository,proto3" json:"repository,omitempty"`
-	Ref           string                 `protobuf:"bytes,6,opt,name=ref,proto3" json:"ref,omitempty"`
-	Branch        string                 `protobuf:"bytes,7,opt,name=branch,proto3" json:"branch,omitempty"`
-	Sha           string                 `protobuf:"bytes,8,opt,name=sha,proto3" json:"sha,omitempty"`
-	Event         string                 `protobuf:"bytes,9,opt,name=event,proto3" json:"event,omitempty"`
-	Actor         string                 `protobuf:"bytes,10,opt,name=actor,proto3" json:"actor,omitempty"`
-	DeliveryId    string                 `protobuf:"bytes,11,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
-	Context       map[string]string      `protobuf:"bytes,12,rep,name=context,proto3" json:"context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	RequestedAt   *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	RunId       string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	OrgId       string                 `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	ProjectId   string                 `protobuf:"bytes,3,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
+	Provider    string                 `protobuf:"bytes,4,opt,name=provider,proto3" json:"provider,omitempty"`
+	Repository  string                 `protobuf:"bytes,5,opt,name=repository,proto3" json:"repository,omitempty"`
+	Ref         string                 `protobuf:"bytes,6,opt,name=ref,proto3" json:"ref,omitempty"`
+	Branch      string                 `protobuf:"bytes,7,opt,name=branch,proto3" json:"branch,omitempty"`
+	Sha         string                 `protobuf:"bytes,8,opt,name=sha,proto3" json:"sha,omitempty"`
+	Event       string                 `protobuf:"bytes,9,opt,name=event,proto3" json:"event,omitempty"`
+	Actor       string                 `protobuf:"bytes,10,opt,name=actor,proto3" json:"actor,omitempty"`
+	DeliveryId  string                 `protobuf:"bytes,11,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	Context     map[string]string      `protobuf:"bytes,12,rep,name=context,proto3" json:"context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	RequestedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	// trust is who wrote the commit as the forge adapter that mapped the delivery saw it
+	// (never taken from a user's context). Unset in events recorded before the field
+	// existed: read as unknown for a pull request and TRUST_SAME_REPOSITORY for any
+	// other event (push, tag, manual), which only ever built the project's own repository.
+	Trust         Trust `protobuf:"varint,14,opt,name=trust,proto3,enum=simpleci.events.v1.Trust" json:"trust,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -223,6 +284,13 @@ func (x *RunRequested) GetRequestedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RunRequested) GetTrust() Trust {
+	if x != nil {
+		return x.Trust
+	}
+	return Trust_TRUST_UNSPECIFIED
+}
+
 // RunQueued records that the pipeline was read and validated and a job was queued.
 type RunQueued struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -256,8 +324,10 @@ type RunQueued struct {
 	// is its length in bytes. Events stay small whatever the file's size (docs/events.md).
 	PipelineSha256 string `protobuf:"bytes,21,opt,name=pipeline_sha256,json=pipelineSha256,proto3" json:"pipeline_sha256,omitempty"`
 	PipelineSize   int64  `protobuf:"varint,22,opt,name=pipeline_size,json=pipelineSize,proto3" json:"pipeline_size,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// trust is copied from the RunRequested (see there for events without it).
+	Trust         Trust `protobuf:"varint,23,opt,name=trust,proto3,enum=simpleci.events.v1.Trust" json:"trust,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunQueued) Reset() {
@@ -442,6 +512,13 @@ func (x *RunQueued) GetPipelineSize() int64 {
 		return x.PipelineSize
 	}
 	return 0
+}
+
+func (x *RunQueued) GetTrust() Trust {
+	if x != nil {
+		return x.Trust
+	}
+	return Trust_TRUST_UNSPECIFIED
 }
 
 // RunStarted records that a runner claimed the run's job.
@@ -1311,7 +1388,7 @@ var File_simpleci_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1fsimpleci/events/v1/events.proto\x12\x12simpleci.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x03\n" +
+	"\x1fsimpleci/events/v1/events.proto\x12\x12simpleci.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x04\n" +
 	"\fRunRequested\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -1330,10 +1407,11 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\vdelivery_id\x18\v \x01(\tR\n" +
 	"deliveryId\x12G\n" +
 	"\acontext\x18\f \x03(\v2-.simpleci.events.v1.RunRequested.ContextEntryR\acontext\x12=\n" +
-	"\frequested_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x1a:\n" +
+	"\frequested_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12/\n" +
+	"\x05trust\x18\x0e \x01(\x0e2\x19.simpleci.events.v1.TrustR\x05trust\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb2\x06\n" +
 	"\tRunQueued\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -1362,7 +1440,8 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"deliveryId\x12\x18\n" +
 	"\anetwork\x18\x14 \x01(\tR\anetwork\x12'\n" +
 	"\x0fpipeline_sha256\x18\x15 \x01(\tR\x0epipelineSha256\x12#\n" +
-	"\rpipeline_size\x18\x16 \x01(\x03R\fpipelineSize\x1a:\n" +
+	"\rpipeline_size\x18\x16 \x01(\x03R\fpipelineSize\x12/\n" +
+	"\x05trust\x18\x17 \x01(\x0e2\x19.simpleci.events.v1.TrustR\x05trust\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\x01\n" +
@@ -1461,7 +1540,12 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\x04data\x18\b \x01(\fR\x04data\x12\x18\n" +
 	"\aattempt\x18\t \x01(\x05R\aattempt\x12\"\n" +
 	"\rrun_log_bytes\x18\n" +
-	" \x01(\x03R\vrunLogBytes*l\n" +
+	" \x01(\x03R\vrunLogBytes*I\n" +
+	"\x05Trust\x12\x15\n" +
+	"\x11TRUST_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15TRUST_SAME_REPOSITORY\x10\x01\x12\x0e\n" +
+	"\n" +
+	"TRUST_FORK\x10\x02*l\n" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
@@ -1480,47 +1564,50 @@ func file_simpleci_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_simpleci_events_v1_events_proto_rawDescData
 }
 
-var file_simpleci_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_simpleci_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_simpleci_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_simpleci_events_v1_events_proto_goTypes = []any{
-	(LogStream)(0),                // 0: simpleci.events.v1.LogStream
-	(*RunRequested)(nil),          // 1: simpleci.events.v1.RunRequested
-	(*RunQueued)(nil),             // 2: simpleci.events.v1.RunQueued
-	(*RunStarted)(nil),            // 3: simpleci.events.v1.RunStarted
-	(*RunIsolation)(nil),          // 4: simpleci.events.v1.RunIsolation
-	(*StepStarted)(nil),           // 5: simpleci.events.v1.StepStarted
-	(*StepSkipped)(nil),           // 6: simpleci.events.v1.StepSkipped
-	(*StepFinished)(nil),          // 7: simpleci.events.v1.StepFinished
-	(*RunCancelRequested)(nil),    // 8: simpleci.events.v1.RunCancelRequested
-	(*RunRequeued)(nil),           // 9: simpleci.events.v1.RunRequeued
-	(*RunFinished)(nil),           // 10: simpleci.events.v1.RunFinished
-	(*LogEmitted)(nil),            // 11: simpleci.events.v1.LogEmitted
-	nil,                           // 12: simpleci.events.v1.RunRequested.ContextEntry
-	nil,                           // 13: simpleci.events.v1.RunQueued.ContextEntry
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
+	(Trust)(0),                    // 0: simpleci.events.v1.Trust
+	(LogStream)(0),                // 1: simpleci.events.v1.LogStream
+	(*RunRequested)(nil),          // 2: simpleci.events.v1.RunRequested
+	(*RunQueued)(nil),             // 3: simpleci.events.v1.RunQueued
+	(*RunStarted)(nil),            // 4: simpleci.events.v1.RunStarted
+	(*RunIsolation)(nil),          // 5: simpleci.events.v1.RunIsolation
+	(*StepStarted)(nil),           // 6: simpleci.events.v1.StepStarted
+	(*StepSkipped)(nil),           // 7: simpleci.events.v1.StepSkipped
+	(*StepFinished)(nil),          // 8: simpleci.events.v1.StepFinished
+	(*RunCancelRequested)(nil),    // 9: simpleci.events.v1.RunCancelRequested
+	(*RunRequeued)(nil),           // 10: simpleci.events.v1.RunRequeued
+	(*RunFinished)(nil),           // 11: simpleci.events.v1.RunFinished
+	(*LogEmitted)(nil),            // 12: simpleci.events.v1.LogEmitted
+	nil,                           // 13: simpleci.events.v1.RunRequested.ContextEntry
+	nil,                           // 14: simpleci.events.v1.RunQueued.ContextEntry
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
 }
 var file_simpleci_events_v1_events_proto_depIdxs = []int32{
-	12, // 0: simpleci.events.v1.RunRequested.context:type_name -> simpleci.events.v1.RunRequested.ContextEntry
-	14, // 1: simpleci.events.v1.RunRequested.requested_at:type_name -> google.protobuf.Timestamp
-	15, // 2: simpleci.events.v1.RunQueued.timeout:type_name -> google.protobuf.Duration
-	13, // 3: simpleci.events.v1.RunQueued.context:type_name -> simpleci.events.v1.RunQueued.ContextEntry
-	14, // 4: simpleci.events.v1.RunQueued.queued_at:type_name -> google.protobuf.Timestamp
-	14, // 5: simpleci.events.v1.RunStarted.started_at:type_name -> google.protobuf.Timestamp
-	14, // 6: simpleci.events.v1.StepStarted.started_at:type_name -> google.protobuf.Timestamp
-	14, // 7: simpleci.events.v1.StepSkipped.at:type_name -> google.protobuf.Timestamp
-	14, // 8: simpleci.events.v1.StepFinished.started_at:type_name -> google.protobuf.Timestamp
-	14, // 9: simpleci.events.v1.StepFinished.finished_at:type_name -> google.protobuf.Timestamp
-	14, // 10: simpleci.events.v1.RunCancelRequested.at:type_name -> google.protobuf.Timestamp
-	14, // 11: simpleci.events.v1.RunRequeued.at:type_name -> google.protobuf.Timestamp
-	14, // 12: simpleci.events.v1.RunFinished.finished_at:type_name -> google.protobuf.Timestamp
-	0,  // 13: simpleci.events.v1.LogEmitted.stream:type_name -> simpleci.events.v1.LogStream
-	14, // 14: simpleci.events.v1.LogEmitted.at:type_name -> google.protobuf.Timestamp
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	13, // 0: simpleci.events.v1.RunRequested.context:type_name -> simpleci.events.v1.RunRequested.ContextEntry
+	15, // 1: simpleci.events.v1.RunRequested.requested_at:type_name -> google.protobuf.Timestamp
+	0,  // 2: simpleci.events.v1.RunRequested.trust:type_name -> simpleci.events.v1.Trust
+	16, // 3: simpleci.events.v1.RunQueued.timeout:type_name -> google.protobuf.Duration
+	14, // 4: simpleci.events.v1.RunQueued.context:type_name -> simpleci.events.v1.RunQueued.ContextEntry
+	15, // 5: simpleci.events.v1.RunQueued.queued_at:type_name -> google.protobuf.Timestamp
+	0,  // 6: simpleci.events.v1.RunQueued.trust:type_name -> simpleci.events.v1.Trust
+	15, // 7: simpleci.events.v1.RunStarted.started_at:type_name -> google.protobuf.Timestamp
+	15, // 8: simpleci.events.v1.StepStarted.started_at:type_name -> google.protobuf.Timestamp
+	15, // 9: simpleci.events.v1.StepSkipped.at:type_name -> google.protobuf.Timestamp
+	15, // 10: simpleci.events.v1.StepFinished.started_at:type_name -> google.protobuf.Timestamp
+	15, // 11: simpleci.events.v1.StepFinished.finished_at:type_name -> google.protobuf.Timestamp
+	15, // 12: simpleci.events.v1.RunCancelRequested.at:type_name -> google.protobuf.Timestamp
+	15, // 13: simpleci.events.v1.RunRequeued.at:type_name -> google.protobuf.Timestamp
+	15, // 14: simpleci.events.v1.RunFinished.finished_at:type_name -> google.protobuf.Timestamp
+	1,  // 15: simpleci.events.v1.LogEmitted.stream:type_name -> simpleci.events.v1.LogStream
+	15, // 16: simpleci.events.v1.LogEmitted.at:type_name -> google.protobuf.Timestamp
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_events_v1_events_proto_init() }
@@ -1533,7 +1620,7 @@ func file_simpleci_events_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_events_v1_events_proto_rawDesc), len(file_simpleci_events_v1_events_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,

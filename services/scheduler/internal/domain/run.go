@@ -86,6 +86,37 @@ func (r *Run) Has(id string) bool {
 	return ok
 }
 
+// Trust is whose code the run builds, as the forge said when the run was requested. A
+// RunQueued recorded before the field existed carries none (TRUST_UNSPECIFIED): a pull
+// request then stays unknown, which counts as a fork, while a push, tag, manual or
+// scheduled run only ever built the project's own repository and is read as the same
+// repository.
+func (r *Run) Trust() eventsv1.Trust {
+	t := r.Queued.GetTrust()
+	if t == eventsv1.Trust_TRUST_UNSPECIFIED && r.Queued.GetEvent() != EventPullRequest {
+		return eventsv1.Trust_TRUST_SAME_REPOSITORY
+	}
+	return t
+}
+
+// Trusted reports whether the run may have the project's secrets and the network: only
+// when its code is positively of the project's own repository.
+func (r *Run) Trusted() bool { return r.Trust() == eventsv1.Trust_TRUST_SAME_REPOSITORY }
+
+// TrustName is the API's name of a trust: same_repository, fork or unknown.
+func TrustName(t eventsv1.Trust) string {
+	switch t {
+	case eventsv1.Trust_TRUST_SAME_REPOSITORY:
+		return "same_repository"
+	case eventsv1.Trust_TRUST_FORK:
+		return "fork"
+	}
+	return "unknown"
+}
+
+// EventPullRequest is the event of a pull request (forge.EventPullRequest).
+const EventPullRequest = "pull_request"
+
 // Done reports whether the run reached a final status.
 func (r *Run) Done() bool { return finalStatus(r.Status) }
 
