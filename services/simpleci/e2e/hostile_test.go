@@ -81,11 +81,27 @@ func TestHostileServices(t *testing.T) {
 	admin := plant("the admin token", c.api.token)
 	internal := plant("the internal token", internalToken(c))
 	runner := plant("runner-1's token", runnerToken(c, "runner-1"))
+	identity := plant("the secret of runnerIdentity's project", identitySecret)
+	forkSecret := plant("the secret a fork's pull request must not get", trustSecret)
 
 	edge, edgeSha := c.project("hostile-edge")
 	c.api.waitRun(c.api.push(edge, "main2", edgeSha), 90*time.Second)
-	t.Run("edge", func(t *testing.T) {
-		hostileEdge(t, &api{t: t, base: c.api.base, token: c.api.token}, edge.Name, "main2")
+	as := func(t *testing.T) *api { return &api{t: t, base: c.api.base, token: c.api.token} }
+	t.Run("edge", func(t *testing.T) { hostileEdge(t, as(t), edge.Name, "main2") })
+	t.Run("repository binding", func(t *testing.T) { refuseBindings(t, as(t), bindingAttacks) })
+	t.Run("pull requests from a fork", func(t *testing.T) { pullRequestTrust(t, as(t)) })
+	t.Run("a replayed webhook", func(t *testing.T) {
+		a := as(t)
+		body, _ := json.Marshal(map[string]any{"ref": "refs/heads/main2", "after": edgeSha, "sender": map[string]string{"login": "replayer"}})
+		hdr := func(delivery string) map[string]string {
+			return map[string]string{"X-Hub-Signature-256": sign(edge.WebhookSecret, body), "X-GitHub-Delivery": delivery}
+		}
+		if code, b := a.do("POST", edge.WebhookPath, body, hdr("first")); code != http.StatusAccepted {
+			t.Fatalf("first delivery: %d %s", code, b)
+		}
+		if code, b := a.do("POST", edge.WebhookPath, body, hdr("replayed")); code != http.StatusConflict || !strings.Contains(string(b), "already delivered") {
+			t.Fatalf("the same signed body under a new delivery id: %d %s, want 409", code, b)
+		}
 	})
 
 	src, _ := json.Marshal(leakPipeline)
@@ -107,6 +123,8 @@ func TestHostileServices(t *testing.T) {
 		t.Errorf("log %q: want the secret in the step's environment, masked", text)
 	}
 
+	t.Run("runner identities", func(t *testing.T) { runnerIdentity(t, c) })
+
 	var found []string
 	for _, path := range []string{"/api/v1/runs/" + r.ID, "/api/v1/runs/" + r.ID + "/events", "/api/v1/runs/" + r.ID + "/logs",
 		"/api/v1/projects/leaky", "/api/v1/projects/leaky/secrets", "/api/v1/projects"} {
@@ -114,7 +132,7 @@ func TestHostileServices(t *testing.T) {
 		if code != http.StatusOK {
 			t.Fatalf("GET %s: %d %s", path, code, b)
 		}
-		found = append(found, leaks("GET "+path, b, secret, internal, runner)...)
+		found = append(found, leaks("GET "+path, b, secret, internal, runner, forkSecret, identity)...)
 	}
 
 	// Stop every process, so that what it buffered is written and its log is complete.
@@ -127,7 +145,7 @@ func TestHostileServices(t *testing.T) {
 	seen := map[string]bool{}
 	scan := func(kind string) func(where string, b []byte) {
 		return func(where string, b []byte) {
-			found = append(found, leaks(where, b, secret, admin, internal, runner)...)
+			found = append(found, leaks(where, b, secret, admin, internal, runner, forkSecret, identity)...)
 			if len(leaks(where, b, control)) > 0 {
 				seen[kind] = true
 			}

@@ -21,22 +21,25 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-// TestServicesRunnerIdentity (issue 9, per-identity credentials): the six services as
-// separate processes, the runner with its own token. With a runner's token, nothing but
+// identitySecret is the secret runnerIdentity gives its project.
+const identitySecret = "identity-secret-value"
+
+// runnerIdentity (issue 9, per-identity credentials): the six services as separate
+// processes, the runner with its own token. With a runner's token, nothing but
 // the runner protocol answers: the project service's secret and resolve RPCs, the auth
 // service and the user API are PermissionDenied. A runner cannot claim as another
 // runner, nor report on, heartbeat or hand back a job another runner holds, even with
 // that job's lease id. A revoked runner token can no longer claim (within the auth
-// cache's bound). A runner process refuses the deployment's internal token.
-func TestServicesRunnerIdentity(t *testing.T) {
-	c := startClusterWith(t, 1, "--tier", "standard:timeout=60s", "--lease", "10s")
-	a := c.api
+// cache's bound). A runner process refuses the deployment's internal token. It runs in
+// the hostile suite (TestHostileServices), on its cluster.
+func runnerIdentity(t *testing.T, c *cluster) {
+	a := &api{t: t, base: c.api.base, token: c.api.token}
 	hold := uniqueSleep()
 	repo, shas := gitRepo(t, map[string]string{"hold": pipelineJSON(map[string]any{"name": "hold", "run": []string{hold}})})
 	var p project
 	a.json("POST", "/api/v1/projects", map[string]any{"name": "identity", "provider": "local", "repository": repo,
 		"events": []string{"push"}}, http.StatusOK, &p)
-	a.json("PUT", "/api/v1/projects/"+p.ID+"/secrets/DEPLOY_KEY", map[string]string{"value": "identity-secret-value"}, http.StatusOK, nil)
+	a.json("PUT", "/api/v1/projects/"+p.ID+"/secrets/DEPLOY_KEY", map[string]string{"value": identitySecret}, http.StatusOK, nil)
 	intruder := c.registerRunner("intruder")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -63,21 +63,36 @@ func TestRepositoryBinding(t *testing.T) {
 		}
 	})
 
-	for i, tt := range []struct {
-		name, repo string
-		status     int
-		says       string
-	}{
-		{"etc", "/etc", http.StatusForbidden, "not under a repository directory"},
+	refuseBindings(t, a, append([]bindingAttack{
 		{"outside the roots", outside, http.StatusForbidden, "not under a repository directory"},
 		{"symbolic link out of a root", escape, http.StatusForbidden, "symbolic link"},
 		{"dot-dot", reposRoot + "/../" + filepath.Base(reposRoot), http.StatusBadRequest, `\"..\"`},
 		{"another organisation's repository", theirs, http.StatusForbidden, "another organisation"},
 		{"its git directory", filepath.Join(theirs, ".git"), http.StatusForbidden, "another organisation"},
-		{"loopback URL", "https://127.0.0.1:9/x", http.StatusForbidden, "127.0.0.1 is a loopback address"},
-		{"metadata URL", "https://169.254.169.254/latest/meta-data", http.StatusForbidden, "link-local"},
-		{"credentials in the URL", "https://user:secret@example.com/x", http.StatusBadRequest, "may not hold credentials"},
-	} {
+	}, bindingAttacks...))
+	// The demo repository and the directories of --local-repos stay usable.
+	mine, _ := gitRepo(t, map[string]string{"main2": `{"steps": [{"name": "x", "run": "true"}]}`})
+	a.json("POST", "/api/v1/projects", map[string]any{"name": "mine", "provider": "local", "repository": mine}, http.StatusOK, nil)
+}
+
+// bindingAttack is a repository a project must not be bound to, and the answer.
+type bindingAttack struct {
+	name, repo string
+	status     int
+	says       string
+}
+
+// bindingAttacks are refused by every deployment.
+var bindingAttacks = []bindingAttack{
+	{"etc", "/etc", http.StatusForbidden, "not under a repository directory"},
+	{"loopback URL", "https://127.0.0.1:9/x", http.StatusForbidden, "127.0.0.1 is a loopback address"},
+	{"metadata URL", "https://169.254.169.254/latest/meta-data", http.StatusForbidden, "link-local"},
+	{"credentials in the URL", "https://user:secret@example.com/x", http.StatusBadRequest, "may not hold credentials"},
+}
+
+// refuseBindings tries to create a project on each repository of attacks.
+func refuseBindings(t *testing.T, a *api, attacks []bindingAttack) {
+	for i, tt := range attacks {
 		t.Run(tt.name, func(t *testing.T) {
 			a := &api{t: t, base: a.base, token: a.token}
 			code, b := a.do("POST", "/api/v1/projects", map[string]any{"name": fmt.Sprintf("bind-%d", i),
@@ -90,9 +105,6 @@ func TestRepositoryBinding(t *testing.T) {
 			}
 		})
 	}
-	// The demo repository and the directories of --local-repos stay usable.
-	mine, _ := gitRepo(t, map[string]string{"main2": `{"steps": [{"name": "x", "run": "true"}]}`})
-	a.json("POST", "/api/v1/projects", map[string]any{"name": "mine", "provider": "local", "repository": mine}, http.StatusOK, nil)
 }
 
 // TestPullRequestTrust sends pull request deliveries from outside: one whose head is a
@@ -100,8 +112,14 @@ func TestRepositoryBinding(t *testing.T) {
 // it: empty) nor a network (only the loopback interface), whatever their payload claims;
 // one within the repository gets both. The run shows its trust.
 func TestPullRequestTrust(t *testing.T) {
-	a := startDev(t)
-	const secret = "fork-must-never-see-this-4711"
+	pullRequestTrust(t, startDev(t))
+}
+
+// trustSecret is the secret pullRequestTrust gives its project.
+const trustSecret = "fork-must-never-see-this-4711"
+
+func pullRequestTrust(t *testing.T, a *api) {
+	const secret = trustSecret
 	repo, shas := gitRepo(t, map[string]string{"pr": pipelineJSON(map[string]any{"name": "probe", "run": []string{
 		`echo "secret=[$TRUST_SECRET]"`,
 		`echo "interfaces=[$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\n' ' ')]"`}})})
