@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/platform/node"
@@ -71,6 +72,11 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 		return err
 	}
 	cfg.Internal = apiv1.NewProjectInternalServiceClient(ic)
+	sc, err := env.Dial("scheduler")
+	if err != nil {
+		return err
+	}
+	cfg.Tiers = servedTiers(apiv1.NewRunServiceClient(sc))
 	if cfg.Bus, err = nodebus.Open(ctx, env); err != nil {
 		return err
 	}
@@ -113,4 +119,32 @@ func intakeGate(next http.Handler, draining <-chan struct{}) http.Handler {
 func isTrigger(path string) bool {
 	rest, ok := strings.CutPrefix(path, "/api/v1/projects/")
 	return ok && strings.HasSuffix(rest, "/runs") && strings.Count(rest, "/") == 1
+}
+
+// servedTiers asks the scheduler which tiers it serves, at most every 10 s (a failure
+// too is remembered for 10 s, so that API requests do not wait on a scheduler that is down).
+func servedTiers(c apiv1.RunServiceClient) func(context.Context) ([]string, error) {
+	var mu sync.Mutex
+	var last []string
+	var lastErr error
+	var at time.Time
+	return func(ctx context.Context) ([]string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !at.IsZero() && time.Since(at) < 10*time.Second {
+			return last, lastErr
+		}
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		at = time.Now()
+		resp, err := c.ListTiers(ctx, &apiv1.ListTiersRequest{})
+		if lastErr = err; err != nil {
+			return last, err
+		}
+		last = []string{}
+		for _, t := range resp.GetTiers() {
+			last = append(last, t.GetName())
+		}
+		return last, nil
+	}
 }

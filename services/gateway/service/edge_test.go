@@ -71,7 +71,7 @@ func TestAPIMethodNotAllowed(t *testing.T) {
 		{http.MethodPatch, "/api/v1/projects/app", "GET"},
 		{http.MethodPost, "/api/v1/projects/app/secrets/X", "DELETE, PUT"},
 		{http.MethodPut, "/api/v1/runs/r1", "GET"},
-		{http.MethodDelete, "/api/v1/runs/r1:cancel", "GET, POST"}, // GET reads it as the run "r1:cancel", as grpc-gateway does
+		{http.MethodDelete, "/api/v1/runs/r1:cancel", "POST"}, // no run id holds a ":"
 		{http.MethodPost, "/api/v1/runs/r1/logs:stream", "GET"},
 		{http.MethodGet, "/api/v1/webhooks/local/app", "POST"},
 		{http.MethodDelete, "/api/v1/schema/pipeline.json", "GET"},
@@ -137,7 +137,7 @@ func TestAPIBodyBounded(t *testing.T) {
 	})
 	t.Run("under the limit reaches the service", func(t *testing.T) {
 		e := e.at(t)
-		req := httptest.NewRequestWithContext(e.ctx, http.MethodPost, "/api/v1/projects", strings.NewReader(`{"name":"`+strings.Repeat("x", 1000)+`"}`))
+		req := httptest.NewRequestWithContext(e.ctx, http.MethodPost, "/api/v1/projects", strings.NewReader(`{"name":"app","provider":"local","repository":"/`+strings.Repeat("x", 1000)+`"}`))
 		req.Header.Set("Authorization", "Bearer "+userToken)
 		rec := httptest.NewRecorder()
 		e.mux.ServeHTTP(rec, req)

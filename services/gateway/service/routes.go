@@ -96,8 +96,10 @@ func (r route) match(segs []string) bool {
 			}
 			continue
 		}
+		// No id or name the API uses holds a ':', so "{x}" never takes a custom verb:
+		// /runs/r1:cancel is the cancel route only, not also the run "r1:cancel".
 		_, verb, _ := strings.Cut(t, "}")
-		if v, ok := strings.CutSuffix(s, verb); !ok || v == "" {
+		if v, ok := strings.CutSuffix(s, verb); !ok || v == "" || strings.Contains(v, ":") {
 			return false
 		}
 	}

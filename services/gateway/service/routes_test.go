@@ -14,8 +14,8 @@ func TestRoutesAllowed(t *testing.T) {
 		{"/api/v1/projects", []string{"GET", "POST"}},
 		{"/api/v1/projects/", []string{"GET", "POST"}},
 		{"/api/v1/projects/p1/secrets/X", []string{"DELETE", "PUT"}},
-		{"/api/v1/runs/r1:cancel", []string{"GET", "POST"}},
-		{"/api/v1/runs/:cancel", []string{"GET"}}, // the run ":cancel", as grpc-gateway reads it
+		{"/api/v1/runs/r1:cancel", []string{"POST"}}, // no run id holds a ":"
+		{"/api/v1/runs/:cancel", nil},
 		{"/api/v1/runs/r1/logs", []string{"GET"}},
 		{"/api/v1/webhooks/local/p", []string{"POST"}},
 		{"/api/v1/webhooks/local", nil},

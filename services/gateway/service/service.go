@@ -63,6 +63,9 @@ type Config struct {
 	// MaxStreamsPerToken bounds the log streams one token holds open at once in this
 	// process (429 past it); 0 means DefaultMaxStreamsPerToken.
 	MaxStreamsPerToken int
+	// Tiers lists the runner tiers the deployment serves (the scheduler's ListTiers), for
+	// the API document's enum of a project's tier; nil leaves the field open.
+	Tiers func(context.Context) ([]string, error)
 }
 
 // DefaultWebhookLimits: a burst of 100 deliveries, then 5 a second, per project. A forge
@@ -84,6 +87,13 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 	g := &gateway{cfg: cfg, log: cfg.Log.With("service", "gateway"), logs: apiv1.NewLogServiceClient(cfg.Logs),
 		runs: apiv1.NewRunServiceClient(cfg.Scheduler), streams: newStreamSlots(cfg.MaxStreamsPerToken)}
 	g.hooks = ratelimit.New(cfg.WebhookLimits)
+	// Built once now, without asking the scheduler, so that a broken document stops the
+	// start; the tiers' enum is filled in once the scheduler answers.
+	g.contracts = &contracts{providers: cfg.Forges.Names()}
+	if _, err := g.contracts.get(ctx); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	g.contracts.tiers = cfg.Tiers
 	g.intake = &intake{db: cfg.DB, bus: cfg.Bus, log: g.log}
 	if cfg.DB != nil {
 		g.replays = &replays{db: cfg.DB, window: cmp.Or(cfg.ReplayWindow, DefaultReplayWindow)}
@@ -96,7 +106,8 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 	g.routes = apiRoutes().
 		add(http.MethodPost, "/api/v1/webhooks/{provider}/{project}").
 		add(http.MethodGet, "/api/v1/runs/{run}/logs:stream").
-		add(http.MethodGet, "/api/v1/schema/pipeline.json")
+		add(http.MethodGet, "/api/v1/schema/pipeline.json").
+		add(http.MethodGet, "/openapi.json")
 	gw := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: false},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
@@ -121,6 +132,8 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 	mux.Handle("/api/", g.api(gw))
 	mux.HandleFunc("POST /api/v1/webhooks/{provider}/{project}", g.webhook)
 	mux.HandleFunc("GET /api/v1/runs/{run}/logs:stream", g.stream)
+	// The API's OpenAPI document, which every API request is validated against.
+	mux.HandleFunc("GET /openapi.json", g.serveSpec)
 	// The pipeline file's JSON Schema, for editors: public, like the documentation.
 	mux.HandleFunc("GET /api/v1/schema/pipeline.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/schema+json")
@@ -140,6 +153,8 @@ type gateway struct {
 	hooks   *ratelimit.Limiter // webhook deliveries per project
 	routes  routes
 	streams *streamSlots // log streams per token
+	// contracts is the API document, served and enforced (openapi.go).
+	contracts *contracts
 }
 
 // MaxAPIBody is the largest body an API route reads (413 above it); webhooks have
@@ -149,7 +164,9 @@ const MaxAPIBody = 1 << 20
 // api guards the REST API (grpc-gateway) so that a hostile request costs nothing: a
 // method the path lacks answers 405 with Allow, a request without a bearer token 401,
 // and a declared body over MaxAPIBody 413, all before the body is read; a body without
-// a declared length is cut at MaxAPIBody (413), so memory stays flat.
+// a declared length is cut at MaxAPIBody (413), so memory stays flat. Then the request
+// is validated against the API document (openapi.go): 400 naming the field and why for
+// anything the document does not allow, so the services see only what it states.
 func (g *gateway) api(gw http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		allowed := g.routes.allowed(r.URL.Path)
@@ -167,6 +184,19 @@ func (g *gateway) api(gw http.Handler) http.Handler {
 		}
 		b := &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, MaxAPIBody)}
 		r.Body = b
+		msg, err := g.validate(r)
+		switch {
+		case b.tooLarge:
+			bodyTooLarge(w)
+			return
+		case err != nil:
+			g.log.Error("openapi document", "err", err)
+			writeError(w, http.StatusInternalServerError, codes.Internal, "the API document cannot be built")
+			return
+		case msg != "":
+			writeError(w, http.StatusBadRequest, codes.InvalidArgument, msg)
+			return
+		}
 		gw.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), limitedBodyKey{}, b)))
 	})
 }
