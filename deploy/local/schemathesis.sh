@@ -4,6 +4,7 @@
 # pinned version is reused without touching the network.
 #
 #   deploy/local/schemathesis.sh            # install if needed, print the command's path
+#   deploy/local/schemathesis.sh --if-installed   # print it only if installed, else exit 3
 #   "$(deploy/local/schemathesis.sh)" run --checks all http://127.0.0.1:8080/openapi.json
 set -euo pipefail
 # shellcheck source=common.sh
@@ -18,6 +19,7 @@ if [[ -x "$BIN" && -f "$VENV/.installed" ]]; then
 	echo "$BIN"
 	exit 0
 fi
+[[ "${1:-}" != "--if-installed" ]] || exit 3
 PY="$(command -v python3 || true)"
 [[ -n "$PY" ]] || die "python3 is needed to install schemathesis"
 log "installing schemathesis $VERSION into $VENV"

@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -234,17 +233,15 @@ type pageToken struct {
 	id      string
 }
 
+// encode writes the position as "<created>.<run id>": plain, so that the API document
+// can state its exact form (a pattern) and refuse anything else before it gets here.
 func (p pageToken) encode() string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(p.created, 10) + ":" + p.id))
+	return strconv.FormatInt(p.created, 10) + "." + p.id
 }
 
 func decodeToken(s string) (pageToken, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return pageToken{}, err
-	}
-	c, id, ok := strings.Cut(string(b), ":")
-	if !ok {
+	c, id, ok := strings.Cut(s, ".")
+	if !ok || id == "" {
 		return pageToken{}, errors.New("malformed")
 	}
 	n, err := strconv.ParseInt(c, 10, 64)
