@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+	"unicode/utf8"
 
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
@@ -15,11 +16,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// MinSecretLength is the shortest secret value accepted: a shorter one could not be
-// masked in logs without masking ordinary text everywhere (the engine's rule too).
+// MinSecretLength is the shortest secret value accepted, in characters: a shorter one
+// could not be masked in logs without masking ordinary text everywhere (the engine's rule
+// too, in characters: a value of 3 two-byte characters would be stored but never masked).
 const MinSecretLength = 4
 
-// MaxSecretLength bounds a secret value.
+// MaxSecretLength bounds a secret value, in characters (as the API document states it).
 const MaxSecretLength = 64 << 10
 
 var secretNameRE = regexp.MustCompile(`^[A-Z_][A-Z0-9_]{0,127}$`)
@@ -51,13 +53,13 @@ func (s *Service) SetSecret(ctx context.Context, req *apiv1.SetSecretRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	switch v := req.GetValue(); {
+	switch n := utf8.RuneCountInString(req.GetValue()); {
 	case !secretNameRE.MatchString(req.GetName()):
 		return nil, status.Errorf(codes.InvalidArgument, "secret name %q: use upper-case letters, digits and '_', not starting with a digit (it becomes an environment variable)", req.GetName())
-	case len(v) < MinSecretLength:
+	case n < MinSecretLength:
 		return nil, status.Errorf(codes.InvalidArgument, "secret %s: a value shorter than %d characters cannot be masked in logs without hiding ordinary text, so it is refused", req.GetName(), MinSecretLength)
-	case len(v) > MaxSecretLength:
-		return nil, status.Errorf(codes.InvalidArgument, "secret %s: longer than %d bytes", req.GetName(), MaxSecretLength)
+	case n > MaxSecretLength:
+		return nil, status.Errorf(codes.InvalidArgument, "secret %s: longer than %d characters", req.GetName(), MaxSecretLength)
 	}
 	keyID, sealed, err := s.keys.Seal([]byte(req.GetValue()), context2(p.Id, req.GetName()))
 	if err != nil {

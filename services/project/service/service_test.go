@@ -14,6 +14,7 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
+	"github.com/simpleci/simpleci/services/project/seal"
 	"github.com/simpleci/simpleci/services/project/service"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -455,5 +456,39 @@ func TestJobSecretsOnlyForTheScheduler(t *testing.T) {
 	}
 	if _, err := s.JobSecrets(internal(t), &apiv1.JobSecretsRequest{ProjectId: created.GetId()}); err != nil {
 		t.Fatalf("the scheduler: %v", err)
+	}
+}
+
+// TestSecretLengthInCharacters: a secret's length counts characters, as the engine's
+// masking and the API document do: three two-byte characters (6 bytes) are refused, since
+// the masker would never hide them.
+func TestSecretLengthInCharacters(t *testing.T) {
+	s := newService(t)
+	keys, err := seal.LoadOrCreate(filepath.Join(t.TempDir(), "keyring"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WithKeys(testCtx(t), keys); err != nil {
+		t.Fatal(err)
+	}
+	ctx := user(t, "org1", "alice")
+	create(t, s, ctx, "app")
+	for _, tt := range []struct {
+		value string
+		want  codes.Code
+	}{
+		{"ééé", codes.InvalidArgument},
+		{"abc", codes.InvalidArgument},
+		{"éééé", codes.OK},
+		{strings.Repeat("é", service.MaxSecretLength), codes.OK}, // 128 KiB, 64 Ki characters
+		{strings.Repeat("é", service.MaxSecretLength+1), codes.InvalidArgument},
+	} {
+		_, err := s.SetSecret(ctx, &apiv1.SetSecretRequest{Project: "app", Name: "TOKEN", Value: tt.value})
+		if status.Code(err) != tt.want {
+			t.Errorf("a value of %d characters: %v, want %v", len([]rune(tt.value)), err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), tt.value) {
+			t.Errorf("the error quotes the value: %v", err)
+		}
 	}
 }

@@ -231,8 +231,12 @@ func (s *Service) TriggerRun(ctx context.Context, req *apiv1.TriggerRunRequest) 
 		return nil, st.Err()
 	}
 	ev := req.GetEvent()
-	if ev == "" {
+	switch ev {
+	case "":
 		ev = "manual"
+	case "manual", "push", "pull_request", "tag", "schedule":
+	default: // the API document's enum; gRPC callers get the same answer as REST ones
+		return nil, invalid("event %q: use manual, push, pull_request, tag or schedule", ev)
 	}
 	ref := req.GetRef()
 	if ref != "" {

@@ -424,6 +424,7 @@ func TestTriggerRun(t *testing.T) {
 			{"unknown project", e.user("org1"), &apiv1.TriggerRunRequest{Project: "nope"}, codes.NotFound},
 			{"another org's project", e.user("org1"), &apiv1.TriggerRunRequest{Project: "other"}, codes.NotFound},
 			{"malformed ref", e.user("org1"), &apiv1.TriggerRunRequest{Project: "app", Ref: "a..b"}, codes.InvalidArgument},
+			{"unknown event", e.user("org1"), &apiv1.TriggerRunRequest{Project: "app", Event: "deploy"}, codes.InvalidArgument},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				e := e.at(t)
