@@ -289,6 +289,11 @@ func describe(err error) string {
 				reason += " (known fields: " + strings.Join(slices.Sorted(maps.Keys(se.Schema.Properties)), ", ") + ")"
 			}
 		}
+		// The rule in words, where the document gives them ("4 to 65536 characters: a
+		// shorter value could not be masked in logs").
+		if d := ruleDescription(re, se); d != "" && reason != "required" && !strings.HasPrefix(reason, "unknown field") {
+			reason += " (" + d + ")"
+		}
 		if len(path) > 0 {
 			if re.Parameter == nil {
 				where = "body field " + strings.Join(path, ".")
@@ -327,4 +332,17 @@ func quoted(reason, prefix, suffix string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// ruleDescription is the description of the schema that refused the value, or of the
+// parameter, without its final period.
+func ruleDescription(re *openapi3filter.RequestError, se *openapi3.SchemaError) string {
+	d := ""
+	if se.Schema != nil {
+		d = se.Schema.Description
+	}
+	if d == "" && re.Parameter != nil {
+		d = re.Parameter.Description
+	}
+	return strings.TrimSuffix(strings.TrimSpace(d), ".")
 }

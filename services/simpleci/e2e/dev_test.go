@@ -81,7 +81,7 @@ func TestDev(t *testing.T) {
 			Name string `json:"name"`
 		}
 		a.json("PUT", "/api/v1/projects/demo/secrets/DEPLOY_TOKEN", map[string]string{"value": value}, http.StatusOK, &sec)
-		if code, b := a.do("PUT", "/api/v1/projects/demo/secrets/SHORT", map[string]string{"value": "abc"}, nil); code != http.StatusBadRequest || !strings.Contains(string(b), "cannot be masked") {
+		if code, b := a.do("PUT", "/api/v1/projects/demo/secrets/SHORT", map[string]string{"value": "abc"}, nil); code != http.StatusBadRequest || !strings.Contains(string(b), "could not be masked") {
 			t.Fatalf("a 3-character secret: %d %s, want 400 saying why", code, b)
 		}
 		code, b := a.do("GET", "/api/v1/projects/demo/secrets", nil, nil)
