@@ -107,6 +107,7 @@ func completeSpec(swagger []byte, providers, tiers []string) (*openapi3.T, error
 			}
 		}
 	}
+	addGatewayOperations(doc, providers, errContent)
 	doc.SetStringFormatValidator("date-time", openapi3.NewCallbackValidator(func(s string) error {
 		// What the services parse: Go's RFC 3339.
 		if _, err := time.Parse(time.RFC3339, s); err != nil {
@@ -345,4 +346,103 @@ func ruleDescription(re *openapi3filter.RequestError, se *openapi3.SchemaError) 
 		d = re.Parameter.Description
 	}
 	return strings.TrimSuffix(strings.TrimSpace(d), ".")
+}
+
+// addGatewayOperations states the routes the gateway serves itself, outside grpc-gateway:
+// the webhook intake, the live log tail, and the two public documents. The log tail is
+// validated like the API; a webhook is not (its body is verified byte for byte before it
+// is parsed, and an unknown project is answered before it is read), so its document
+// states only what the handler itself refuses.
+func addGatewayOperations(doc *openapi3.T, providers []string, errContent openapi3.Content) {
+	errResp := func(desc string) *openapi3.ResponseRef {
+		return &openapi3.ResponseRef{Value: openapi3.NewResponse().WithDescription(desc).WithContent(errContent)}
+	}
+	jsonResp := func(desc string, schema *openapi3.Schema) *openapi3.ResponseRef {
+		return &openapi3.ResponseRef{Value: openapi3.NewResponse().WithDescription(desc).WithJSONSchema(schema)}
+	}
+	methodNotAllowed := errResp("The path has no such method (the Allow header lists those it has).")
+	public := openapi3.NewSecurityRequirements() // no token
+	pathParam := func(name, desc string, schema *openapi3.Schema) *openapi3.ParameterRef {
+		return &openapi3.ParameterRef{Value: openapi3.NewPathParameter(name).WithDescription(desc).WithSchema(schema)}
+	}
+	project := openapi3.NewStringSchema().WithPattern(`^[a-z0-9][a-z0-9-]{0,62}$`).WithMaxLength(63)
+	provider := openapi3.NewStringSchema().WithMaxLength(32)
+	if providers != nil {
+		provider.Enum = anySlice(providers)
+	}
+
+	webhook := openapi3.NewOperation()
+	webhook.OperationID, webhook.Tags, webhook.Security = "Gateway_Webhook", []string{"Webhooks"}, public
+	webhook.Summary = "Webhook intake: a forge's signed delivery requests a run (docs/api.md#webhooks)."
+	webhook.Parameters = openapi3.Parameters{
+		pathParam("provider", "The project's forge.", provider),
+		pathParam("project", "The project's id or name.", project),
+		{Value: openapi3.NewHeaderParameter("X-Hub-Signature-256").WithRequired(true).
+			WithDescription("sha256= and the hex HMAC-SHA256 of the body with the project's webhook secret; checked before the body is parsed.").
+			WithSchema(openapi3.NewStringSchema().WithMaxLength(128))},
+		{Value: openapi3.NewHeaderParameter("X-GitHub-Event").WithDescription("The event; default push.").
+			WithSchema(openapi3.NewStringSchema().WithMaxLength(64))},
+		{Value: openapi3.NewHeaderParameter("X-GitHub-Delivery").WithDescription("The delivery's id: the same id names the same run.").
+			WithSchema(openapi3.NewStringSchema().WithMaxLength(128))},
+	}
+	webhook.RequestBody = &openapi3.RequestBodyRef{Value: openapi3.NewRequestBody().WithRequired(true).
+		WithDescription("The forge's payload, e.g. {\"ref\", \"after\", \"sender\": {\"login\"}}.").
+		WithJSONSchema(openapi3.NewObjectSchema().WithAnyAdditionalProperties())}
+	webhook.Responses = openapi3.NewResponses(
+		openapi3.WithStatus(202, jsonResp("Accepted: the runs it requested.", openapi3.NewObjectSchema().
+			WithProperty("runIds", openapi3.NewArraySchema().WithItems(openapi3.NewStringSchema())))),
+		openapi3.WithStatus(200, jsonResp("Ignored: an event the project does not run on, a ping, a branch deletion.",
+			openapi3.NewObjectSchema().WithProperty("ignored", openapi3.NewStringSchema()))),
+		openapi3.WithStatus(400, errResp("The payload cannot be parsed.")),
+		openapi3.WithStatus(401, errResp("A bad or missing signature; nothing is created.")),
+		openapi3.WithStatus(404, errResp("No such provider or project (answered before the body is read).")),
+		openapi3.WithStatus(405, methodNotAllowed),
+		openapi3.WithStatus(413, errResp(fmt.Sprintf("The body is larger than %d bytes.", MaxWebhookBody))),
+		openapi3.WithStatus(503, errResp("The delivery cannot be accepted now: retry it.")),
+	)
+	doc.AddOperation("/api/v1/webhooks/{provider}/{project}", http.MethodPost, webhook)
+
+	// One server-sent event: log (data: a LogChunk as JSON, id: its sequence), end (the log
+	// is complete) or error (data: {"message"}).
+	sseEvent := openapi3.NewObjectSchema().
+		WithProperty("event", openapi3.NewStringSchema().WithEnum("log", "end", "error")).
+		WithProperty("data", openapi3.NewStringSchema()).
+		WithProperty("id", openapi3.NewStringSchema().WithPattern(`^[0-9]+$`))
+	stream := openapi3.NewOperation()
+	stream.OperationID, stream.Tags = "Gateway_StreamLogs", []string{"LogService"}
+	stream.Summary = "The live log tail as server-sent events: event: log per chunk (id: its sequence), event: end when complete."
+	stream.Parameters = openapi3.Parameters{
+		pathParam("run", "The run's id.", openapi3.NewStringSchema().WithMaxLength(64)),
+		{Value: openapi3.NewQueryParameter("after").WithDescription("Resume after this sequence number (as Last-Event-ID).").
+			WithSchema(openapi3.NewStringSchema().WithPattern(`^(0|[1-9][0-9]{0,17})$`))},
+	}
+	stream.Responses = openapi3.NewResponses(
+		openapi3.WithStatus(200, &openapi3.ResponseRef{Value: openapi3.NewResponse().WithDescription("The stream; headers are sent at once.").
+			WithContent(openapi3.Content{"text/event-stream": openapi3.NewMediaType().WithSchema(sseEvent)})}),
+		openapi3.WithStatus(400, errResp("A parameter does not match this document.")),
+		openapi3.WithStatus(401, errResp("No bearer token, or one that is unknown, expired or revoked.")),
+		openapi3.WithStatus(403, errResp("The token may not do this.")),
+		openapi3.WithStatus(404, errResp("No such run in the caller's organisation (answered at once).")),
+		openapi3.WithStatus(405, methodNotAllowed),
+		openapi3.WithStatus(503, errResp("A service this call needs is unavailable: retry.")),
+	)
+	doc.AddOperation("/api/v1/runs/{run}/logs:stream", http.MethodGet, stream)
+
+	for path, desc := range map[string]string{
+		"/api/v1/schema/pipeline.json": "The pipeline file's JSON Schema.",
+		"/openapi.json":                "This document.",
+	} {
+		op := openapi3.NewOperation()
+		op.OperationID, op.Tags, op.Security, op.Summary = "Gateway_"+strings.Trim(path, "/"), []string{"Documents"}, public, desc
+		ct := "application/json"
+		if strings.Contains(path, "schema") {
+			ct = "application/schema+json"
+		}
+		op.Responses = openapi3.NewResponses(
+			openapi3.WithStatus(200, &openapi3.ResponseRef{Value: openapi3.NewResponse().WithDescription(desc).
+				WithContent(openapi3.Content{ct: openapi3.NewMediaType().WithSchema(openapi3.NewObjectSchema().WithAnyAdditionalProperties())})}),
+			openapi3.WithStatus(405, methodNotAllowed),
+		)
+		doc.AddOperation(path, http.MethodGet, op)
+	}
 }

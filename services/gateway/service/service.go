@@ -184,21 +184,30 @@ func (g *gateway) api(gw http.Handler) http.Handler {
 		}
 		b := &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, MaxAPIBody)}
 		r.Body = b
-		msg, err := g.validate(r)
-		switch {
-		case b.tooLarge:
-			bodyTooLarge(w)
-			return
-		case err != nil:
-			g.log.Error("openapi document", "err", err)
-			writeError(w, http.StatusInternalServerError, codes.Internal, "the API document cannot be built")
-			return
-		case msg != "":
-			writeError(w, http.StatusBadRequest, codes.InvalidArgument, msg)
+		if g.refused(w, r, b) {
 			return
 		}
 		gw.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), limitedBodyKey{}, b)))
 	})
+}
+
+// refused validates r against the API document and answers when it does not pass: 400
+// naming the field and why, or 413 when its body (b, if any) went over the limit while
+// it was read.
+func (g *gateway) refused(w http.ResponseWriter, r *http.Request, b *limitedBody) bool {
+	msg, err := g.validate(r)
+	switch {
+	case b != nil && b.tooLarge:
+		bodyTooLarge(w)
+	case err != nil:
+		g.log.Error("openapi document", "err", err)
+		writeError(w, http.StatusInternalServerError, codes.Internal, "the API document cannot be built")
+	case msg != "":
+		writeError(w, http.StatusBadRequest, codes.InvalidArgument, msg)
+	default:
+		return false
+	}
+	return true
 }
 
 // bearer returns the request's bearer token, "" without one.
@@ -426,6 +435,9 @@ func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
 	after, _ := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
 	if a := r.URL.Query().Get("after"); a != "" {
 		after, _ = strconv.ParseInt(a, 10, 64)
+	}
+	if g.refused(w, r, nil) {
+		return
 	}
 	ctx := r.Context()
 	if h := r.Header.Get("Authorization"); h != "" {
