@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,32 @@ func TestSchemathesis(t *testing.T) {
 	st := schemathesis(t)
 	data := t.TempDir()
 	a, _ := startDevWith(t, nil, data, nil, "--tier", "standard:timeout="+tierTimeout.String())
+
+	// The served document carries this deployment's forges and the scheduler's tiers.
+	var served struct {
+		Tiers []struct {
+			Name string `json:"name"`
+		} `json:"tiers"`
+	}
+	a.json("GET", "/api/v1/tiers", nil, http.StatusOK, &served)
+	tiers := []string{""}
+	for _, t := range served.Tiers {
+		tiers = append(tiers, t.Name)
+	}
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]struct {
+					Enum []string `json:"enum"`
+				} `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	eventually(t, 30*time.Second, "the served tiers in /openapi.json", func() bool {
+		a.json("GET", "/openapi.json", nil, http.StatusOK, &doc)
+		props := doc.Components.Schemas["v1CreateProjectRequest"].Properties
+		return slices.Equal(props["tier"].Enum, tiers) && slices.Contains(props["provider"].Enum, "local")
+	})
 
 	// Data for the operations that need something to exist: a project whose repository
 	// does not exist (its runs end errored at once, so fuzzing starts no jobs) and one run.
