@@ -281,6 +281,9 @@ func describe(err error) string {
 	var se *openapi3.SchemaError
 	if errors.As(re.Err, &se) {
 		path, reason := se.JSONPointer(), se.Reason
+		if se.SchemaField == "pattern" && se.Schema != nil && len(se.Schema.Pattern) > 60 {
+			reason = "string doesn't match the pattern that /openapi.json states for it"
+		}
 		if _, ok := quoted(reason, "property ", " is missing"); ok && se.SchemaField == "required" {
 			reason = "required" // the path names the property already
 		}

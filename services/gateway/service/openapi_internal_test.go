@@ -3,9 +3,13 @@ package service
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"regexp"
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/simpleci/simpleci/libs/forge"
 	"github.com/simpleci/simpleci/proto/simpleci/api/openapi"
 )
 
@@ -50,5 +54,44 @@ func TestCommittedDocumentLeavesDeploymentFieldsOpen(t *testing.T) {
 		if e := property(doc, "v1CreateProjectRequest", f).Enum; e != nil {
 			t.Errorf("%s enum %v, want none", f, e)
 		}
+	}
+}
+
+// TestRefPatternWithinGitsRules: every ref the document allows passes the scheduler's
+// check (forge.ValidateRef), so a ref the gateway lets through is never refused after.
+func TestRefPatternWithinGitsRules(t *testing.T) {
+	doc, err := completeSpec(openapi.Swagger, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := property(doc, "RunServiceTriggerRunBody", "ref")
+	re := regexp.MustCompile(ref.Pattern)
+	for _, s := range []string{"main", "refs/heads/main", "refs/tags/v1.2.3", "feature/x.y", strings.Repeat("a", 40)} {
+		if !re.MatchString(s) {
+			t.Errorf("%q should be allowed", s)
+		}
+	}
+	for _, s := range []string{"a.lock", "refs/heads/x.lock", "a..b", "-x", "a//b", "a/", "@", "a@{b}", "a b", ".x", "x/.y"} {
+		if re.MatchString(s) {
+			t.Errorf("%q should be refused", s)
+		}
+	}
+	alphabet := []byte("abcklmnoABC019_+=,-./@{~ :")
+	rng := rand.New(rand.NewPCG(1, 2))
+	matched := 0
+	for range 300000 {
+		b := make([]byte, 1+rng.IntN(12))
+		for j := range b {
+			b[j] = alphabet[rng.IntN(len(alphabet))]
+		}
+		if re.Match(b) {
+			matched++
+			if err := forge.ValidateRef(string(b)); err != nil {
+				t.Fatalf("%q matches the document's pattern but %v", b, err)
+			}
+		}
+	}
+	if matched < 1000 {
+		t.Fatalf("only %d random refs matched: the test explores too little", matched)
 	}
 }
