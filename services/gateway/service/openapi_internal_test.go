@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
@@ -93,5 +95,17 @@ func TestRefPatternWithinGitsRules(t *testing.T) {
 	}
 	if matched < 1000 {
 		t.Fatalf("only %d random refs matched: the test explores too little", matched)
+	}
+}
+
+// BenchmarkValidate: the cost the document's check adds to an API request (docs/benchmarks.md).
+func BenchmarkValidate(b *testing.B) {
+	g := &gateway{contracts: &contracts{providers: []string{"local"}}}
+	body := `{"name":"app","provider":"local","repository":"/srv/git/app","events":["push","manual"],"network":"off"}`
+	for b.Loop() {
+		r := httptest.NewRequest(http.MethodPost, "/api/v1/projects", strings.NewReader(body))
+		if msg, err := g.validate(r); msg != "" || err != nil {
+			b.Fatal(msg, err)
+		}
 	}
 }
