@@ -39,8 +39,9 @@ var serviceCallers = map[string]Callers{Gateway: GatewayService, Auth: AuthServi
 // Peer calls (each one's client): the gateway resolves a webhook's project
 // (ProjectInternalService.ResolveProject, services/gateway), the scheduler a run
 // request's (services/scheduler request.go, store.go); the scheduler reads a claimed
-// job's secrets (JobSecrets, services/scheduler runner.go); the project service reads the
-// tiers (RunService.ListTiers, services/project); every process serving users verifies
+// job's secrets (JobSecrets, services/scheduler runner.go); the project service and the
+// gateway read the tiers (RunService.ListTiers: services/project checks a project's tier,
+// the gateway states them in the API document); every process serving users verifies
 // their tokens (AuthService.VerifyToken, libs/platform/node) and checks its peers'
 // health (Health.Check); runners speak the runner protocol (services/runner). The
 // gateway forwards users' own tokens for everything else.
@@ -57,7 +58,7 @@ var ACL = map[string]Callers{
 	apiv1.RunService_GetRun_FullMethodName:            Users,
 	apiv1.RunService_CancelRun_FullMethodName:         Users,
 	apiv1.RunService_ListRunEvents_FullMethodName:     Users,
-	apiv1.RunService_ListTiers_FullMethodName:         Users | ProjectService,
+	apiv1.RunService_ListTiers_FullMethodName:         Users | ProjectService | GatewayService,
 	apiv1.LogService_GetLogs_FullMethodName:           Users,
 	apiv1.LogService_TailLogs_FullMethodName:          Users,
 	apiv1.TokenService_CreateToken_FullMethodName:     Users,

@@ -69,6 +69,8 @@ func TestAllowed(t *testing.T) {
 		{apiv1.ProjectService_ListSecrets_FullMethodName, user, true},
 		{apiv1.ProjectService_SetSecret_FullMethodName, svc(Gateway), false},
 		{apiv1.RunService_ListTiers_FullMethodName, svc(Project), true},
+		{apiv1.RunService_ListTiers_FullMethodName, svc(Gateway), true}, // the API document's tier enum
+		{apiv1.RunService_ListTiers_FullMethodName, svc(Log), false},
 		{apiv1.RunService_ListTiers_FullMethodName, runner, false},
 		{apiv1.RunService_CancelRun_FullMethodName, runner, false},
 		{apiv1.LogService_TailLogs_FullMethodName, runner, false},

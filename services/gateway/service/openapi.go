@@ -400,7 +400,10 @@ func addGatewayOperations(doc *openapi3.T, providers []string, errContent openap
 		openapi3.WithStatus(401, errResp("A bad or missing signature; nothing is created.")),
 		openapi3.WithStatus(404, errResp("No such provider or project (answered before the body is read).")),
 		openapi3.WithStatus(405, methodNotAllowed),
+		openapi3.WithStatus(409, errResp("The body was accepted before under another delivery id or none: a replay.")),
 		openapi3.WithStatus(413, errResp(fmt.Sprintf("The body is larger than %d bytes.", MaxWebhookBody))),
+		openapi3.WithStatus(422, errResp("The run request it would make exceeds the event size limit.")),
+		openapi3.WithStatus(429, errResp("Past the project's webhook rate: retry after Retry-After seconds.")),
 		openapi3.WithStatus(503, errResp("The delivery cannot be accepted now: retry it.")),
 	)
 	doc.AddOperation("/api/v1/webhooks/{provider}/{project}", http.MethodPost, webhook)
@@ -427,6 +430,7 @@ func addGatewayOperations(doc *openapi3.T, providers []string, errContent openap
 		openapi3.WithStatus(403, errResp("The token may not do this.")),
 		openapi3.WithStatus(404, errResp("No such run in the caller's organisation (answered at once).")),
 		openapi3.WithStatus(405, methodNotAllowed),
+		openapi3.WithStatus(429, errResp("The token holds the most log streams allowed at once.")),
 		openapi3.WithStatus(503, errResp("A service this call needs is unavailable: retry.")),
 	)
 	doc.AddOperation("/api/v1/runs/{run}/logs:stream", http.MethodGet, stream)

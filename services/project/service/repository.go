@@ -52,6 +52,8 @@ func (s *Service) checkRepository(ctx context.Context, org, provider, repo strin
 	switch {
 	case errors.Is(err, forge.ErrNotAllowed):
 		return "", status.Error(codes.PermissionDenied, forge.Bound(trimForge(err)))
+	case errors.Is(err, forge.ErrNotFound): // a path that does not exist, a host that does not resolve
+		return "", status.Error(codes.NotFound, forge.Bound(trimForge(err)))
 	case err != nil:
 		return "", status.Error(codes.InvalidArgument, forge.Bound(trimForge(err)))
 	}

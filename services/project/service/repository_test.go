@@ -71,7 +71,7 @@ func TestCreateProjectRepository(t *testing.T) {
 		{"outside", filepath.Join(outside, "other"), codes.PermissionDenied, "not under a repository directory"},
 		{"symlink", filepath.Join(root, "escape"), codes.PermissionDenied, "symbolic link"},
 		{"dotdot", root + "/app/../../outside/other", codes.InvalidArgument, `".."`},
-		{"missing", filepath.Join(root, "nope"), codes.InvalidArgument, "does not exist"},
+		{"missing", filepath.Join(root, "nope"), codes.NotFound, "does not exist"},
 		{"others", filepath.Join(root, "app"), codes.PermissionDenied, "another organisation"},
 		{"others-git-dir", filepath.Join(root, "app", ".git"), codes.PermissionDenied, "another organisation"},
 		{"git-dir-linked-to-others", filepath.Join(root, "sneaky"), codes.PermissionDenied, "another organisation"},

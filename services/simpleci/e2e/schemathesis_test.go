@@ -52,12 +52,12 @@ func TestSchemathesis(t *testing.T) {
 	})
 
 	// Data for the operations that need something to exist: a project whose repository
-	// does not exist (its runs end errored at once, so fuzzing starts no jobs) and one run.
+	// is an empty directory (its runs end errored at once, so fuzzing starts no jobs) and one run.
 	var p struct {
 		ID string `json:"id"`
 	}
 	a.json("POST", "/api/v1/projects", map[string]any{"name": "fuzz", "provider": "local",
-		"repository": filepath.Join(data, "no-such-repository"), "events": []string{"manual"}}, http.StatusOK, &p)
+		"repository": repoDir(t), "events": []string{"manual"}}, http.StatusOK, &p)
 	var r run
 	a.json("POST", "/api/v1/projects/fuzz/runs", map[string]string{"ref": "main"}, http.StatusOK, &r)
 	a.json("PUT", "/api/v1/projects/fuzz/secrets/FUZZ_SECRET", map[string]string{"value": "fuzz-secret-value"}, http.StatusOK, nil)
