@@ -43,7 +43,8 @@ var serviceCallers = map[string]Callers{Gateway: GatewayService, Auth: AuthServi
 // gateway read the tiers (RunService.ListTiers: services/project checks a project's tier,
 // the gateway states them in the API document); every process serving users verifies
 // their tokens (AuthService.VerifyToken, libs/platform/node) and checks its peers'
-// health (Health.Check); runners speak the runner protocol (services/runner). The
+// health (Health.Check); runners speak the runner protocol (services/runner) and send
+// their jobs' logs (RunnerLogService.AppendLogs, services/log). The
 // gateway forwards users' own tokens for everything else.
 var ACL = map[string]Callers{
 	// The public API, for users (through the gateway, with their token).
@@ -79,6 +80,9 @@ var ACL = map[string]Callers{
 	runnerv1.RunnerService_Heartbeat_FullMethodName:  Runners,
 	runnerv1.RunnerService_Report_FullMethodName:     Runners,
 	runnerv1.RunnerService_ReleaseJob_FullMethodName: Runners,
+	// A runner's log, under the job's log grant (the log service checks it is the
+	// caller's): runners reach no event bus.
+	runnerv1.RunnerLogService_AppendLogs_FullMethodName: Runners,
 
 	// Readiness: a process checks the peers it calls.
 	healthpb.Health_Check_FullMethodName: Services | Runners,

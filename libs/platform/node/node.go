@@ -170,6 +170,11 @@ func Validate(cfg *Config, comps ...Component) error {
 			"with it a runner host could act as any service and read any project's secrets; give the runner its own token "+
 			"(simpleci runners register NAME, then SIMPLECI_RUNNER_TOKEN or --runner-token-file) and unset the internal token")
 	}
+	if len(cfg.KafkaBrokers) > 0 && !cfg.hasService() && cfg.Has("runner") {
+		problems = append(problems, "a runner process needs no Kafka brokers (--kafka-brokers / SIMPLECI_KAFKA_BROKERS): "+
+			"it sends its jobs' logs to the log service (--log-addr / SIMPLECI_LOG_ADDR); unset them, and keep runner hosts "+
+			"off the brokers' network")
+	}
 	if len(problems) > 0 {
 		return errors.New("configuration:\n  - " + strings.Join(problems, "\n  - "))
 	}

@@ -81,6 +81,8 @@ func TestValidateRunnerCredentials(t *testing.T) {
 		{"a runner process with the internal token", Config{InternalToken: "s"}, []Component{runner}, "a runner process must not hold the deployment's internal token"},
 		{"a runner process without it", Config{Peers: map[string]string{"scheduler": "x:1"}}, []Component{runner}, ""},
 		{"the runner beside a service may hold it", Config{InternalToken: "s"}, []Component{runner, component{name: "scheduler"}}, ""},
+		{"a runner process with Kafka brokers", Config{KafkaBrokers: []string{"kafka:9092"}}, []Component{runner}, "a runner process needs no Kafka brokers"},
+		{"the runner beside a service uses the process's bus", Config{InternalToken: "s", KafkaBrokers: []string{"kafka:9092"}}, []Component{runner, component{name: "scheduler"}}, ""},
 		{"a service apart without it", Config{Peers: map[string]string{"auth": "x:1"}}, []Component{component{name: "log"}}, "need a shared --internal-token"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

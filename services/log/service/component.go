@@ -29,7 +29,7 @@ func (Component) Init(ctx context.Context, env *node.Env) error {
 	if err != nil {
 		return err
 	}
-	s, err := New(ctx, db, b, env.Log)
+	s, err := New(ctx, db, b, env.Config.InternalToken, env.Log)
 	if err != nil {
 		return err
 	}

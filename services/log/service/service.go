@@ -1,6 +1,8 @@
-// Package service is the log service: it stores the LogEmitted chunks runners publish
-// (idempotent on run and sequence number), learns from RunFinished where a run's log
-// ends, and serves stored logs and a live tail.
+// Package service is the log service: it takes runners' log chunks over gRPC
+// (RunnerLogService.AppendLogs, under the job's log grant), publishes them as LogEmitted
+// on the bus and stores them from there (idempotent on run, attempt and sequence
+// number), learns from RunFinished where a run's log ends, and serves stored logs and a
+// live tail.
 package service
 
 import (
@@ -19,7 +21,9 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/wake"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -33,17 +37,21 @@ const (
 // Service implements LogService.
 type Service struct {
 	apiv1.UnimplementedLogServiceServer
-	db  *sqldb.DB
-	bus bus.Bus
-	log *slog.Logger
+	runnerv1.UnimplementedRunnerLogServiceServer
+	db     *sqldb.DB
+	bus    bus.Bus
+	log    *slog.Logger
+	secret string
 
 	stored wake.Keyed // per run: a chunk or the run's end was stored
 }
 
-// New returns the service over db, creating its tables.
-func New(ctx context.Context, db *sqldb.DB, b bus.Bus, log *slog.Logger) (*Service, error) {
-	if db == nil || b == nil {
-		return nil, errors.New("log: database and bus are required")
+// New returns the service over db, creating its tables. secret is the deployment secret
+// (SIMPLECI_INTERNAL_TOKEN), under which the scheduler signs the log grants runners
+// present to AppendLogs.
+func New(ctx context.Context, db *sqldb.DB, b bus.Bus, secret string, log *slog.Logger) (*Service, error) {
+	if db == nil || b == nil || secret == "" {
+		return nil, errors.New("log: database, bus and the deployment secret are required")
 	}
 	if log == nil {
 		log = slog.Default()
@@ -51,11 +59,64 @@ func New(ctx context.Context, db *sqldb.DB, b bus.Bus, log *slog.Logger) (*Servi
 	if _, err := db.ApplyMigrations(ctx, Schema); err != nil {
 		return nil, fmt.Errorf("log: %w", err)
 	}
-	return &Service{db: db, bus: b, log: log.With("service", "log")}, nil
+	return &Service{db: db, bus: b, secret: secret, log: log.With("service", "log")}, nil
 }
 
-// Register adds LogService to a gRPC server.
-func (s *Service) Register(g *grpc.Server) { apiv1.RegisterLogServiceServer(g, s) }
+// Register adds LogService and RunnerLogService to a gRPC server.
+func (s *Service) Register(g *grpc.Server) {
+	apiv1.RegisterLogServiceServer(g, s)
+	runnerv1.RegisterRunnerLogServiceServer(g, s)
+}
+
+// A batch of AppendLogs holds at most maxBatch chunks (gRPC bounds its size: 4 MiB).
+const maxBatch = 4096
+
+// AppendLogs takes a batch of a run's log chunks from the runner holding its lease: the
+// grant (issued by the scheduler with the job) must be valid and the caller's. The
+// chunks are published as LogEmitted with the run, attempt, organisation, project and
+// log cap of the grant, never of the caller's say, and stored by the chunk consumer
+// (onChunk) as before: idempotent on run, attempt and sequence number, so a retried
+// batch is stored once. The answer comes once the bus has every chunk of the batch.
+func (s *Service) AppendLogs(ctx context.Context, req *runnerv1.AppendLogsRequest) (*runnerv1.AppendLogsResponse, error) {
+	runner, ok := auth.Runner(ctx)
+	if !ok {
+		return nil, status.Error(codes.PermissionDenied, "only runners append logs, with their runner token")
+	}
+	g := req.GetGrant()
+	if err := auth.VerifyLogGrant(s.secret, g, runner, time.Now()); err != nil {
+		s.log.Warn("log chunks refused", "runner", runner, "run", g.GetRunId(), "err", err)
+		return nil, status.Errorf(codes.PermissionDenied, "append logs: %v", err)
+	}
+	if len(req.GetChunks()) > maxBatch {
+		return nil, status.Errorf(codes.InvalidArgument, "append logs: %d chunks in one batch, at most %d", len(req.GetChunks()), maxBatch)
+	}
+	msgs := make([]bus.Message, 0, len(req.GetChunks()))
+	for i, c := range req.GetChunks() {
+		if c.GetSequence() <= 0 || c.GetStepIndex() < 0 || streams[c.GetStream()] == "" {
+			return nil, status.Errorf(codes.InvalidArgument, "append logs: chunk %d of the batch: sequence %d, step %d, stream %v: want a positive sequence, a step index from 0 and a stream (stdout, stderr, system)",
+				i, c.GetSequence(), c.GetStepIndex(), c.GetStream())
+		}
+		ev := &eventsv1.LogEmitted{RunId: g.RunId, OrgId: g.OrgId, ProjectId: g.ProjectId, StepIndex: c.StepIndex,
+			Sequence: c.Sequence, Stream: c.Stream, At: c.At, Data: c.Data, Attempt: g.Attempt, RunLogBytes: g.RunLogBytes}
+		m, err := event.Encode(ChunkID(g.RunId, g.Attempt, c.Sequence), g.RunId, ev)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "append logs: encode chunk %d: %v", c.Sequence, err)
+		}
+		msgs = append(msgs, m)
+	}
+	if err := s.bus.Publish(ctx, event.TopicLogs, msgs...); err != nil {
+		if ctx.Err() != nil {
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		return nil, status.Errorf(codes.Unavailable, "append logs of run %s: publish: %v", g.RunId, err)
+	}
+	return &runnerv1.AppendLogsResponse{}, nil
+}
+
+// ChunkID is the bus message id of a chunk: one per run, attempt and sequence number.
+func ChunkID(run string, attempt int32, seq int64) string {
+	return fmt.Sprintf("%s-log-%d-%d", run, attempt, seq)
+}
 
 // Start subscribes to chunks and run ends; the subscriptions stop with ctx.
 func (s *Service) Start(ctx context.Context) error {

@@ -58,7 +58,7 @@ func newEnvAt(t *testing.T, url string) *env {
 	}
 	b := bus.NewGoChannel(nil)
 	t.Cleanup(func() { b.Close(); db.Close() })
-	svc, err := service.New(ctx, db, b, slog.New(slog.DiscardHandler))
+	svc, err := service.New(ctx, db, b, testSecret, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +456,7 @@ func TestTailLogsCancelledCaller(t *testing.T) {
 }
 
 func TestNewRequiresDBAndBus(t *testing.T) {
-	if _, err := service.New(context.Background(), nil, bus.NewGoChannel(nil), nil); err == nil {
+	if _, err := service.New(context.Background(), nil, bus.NewGoChannel(nil), testSecret, nil); err == nil {
 		t.Fatal("New without a database succeeded")
 	}
 }

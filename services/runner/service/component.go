@@ -14,7 +14,6 @@ import (
 
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/node"
-	"github.com/simpleci/simpleci/libs/platform/node/nodebus"
 	"github.com/simpleci/simpleci/libs/platform/node/nodeforge"
 	"github.com/simpleci/simpleci/libs/sandbox"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
@@ -25,7 +24,8 @@ import (
 // DrainTimeout) while the scheduler and the log service still answer; at the second it
 // hands the job back.
 //
-// The runner calls the scheduler with its own token (Token, TokenFile: issued by
+// The runner calls the scheduler and the log service (its jobs' output, under each job's
+// log grant) with its own token (Token, TokenFile: issued by
 // `simpleci runners register NAME`), which opens the runner protocol only, for the jobs
 // it holds. Only a runner in a process that holds the deployment secret anyway (with
 // the scheduler, as in `simpleci dev`) may go without one: it mints its identity.
@@ -92,7 +92,7 @@ func (c *Component) IsolationFlags(fs *flag.FlagSet, allowWeak bool) {
 
 // Validate implements node.Validator.
 func (c *Component) Validate(cfg *node.Config) []string {
-	problems := cfg.RequirePeers("runner", "scheduler")
+	problems := cfg.RequirePeers("runner", "scheduler", "log")
 	if c.weakEnvErr != "" {
 		problems = append(problems, "runner: "+c.weakEnvErr)
 	}
@@ -178,7 +178,7 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 	if err != nil {
 		return err
 	}
-	b, err := nodebus.Open(ctx, env)
+	lc, err := env.DialToken("log", token)
 	if err != nil {
 		return err
 	}
@@ -192,7 +192,7 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 	}
 	r, err := New(Config{ID: c.ID, Tiers: c.Tiers, WorkDir: workDir, DrainTimeout: c.DrainTimeout,
 		AllowWeakIsolation: c.AllowWeakIsolation, DenyNetworks: c.deny, AllowNetworks: c.allow,
-		Scheduler: runnerv1.NewRunnerServiceClient(sc), Bus: b, Forges: forges, Log: env.Log})
+		Scheduler: runnerv1.NewRunnerServiceClient(sc), Logs: runnerv1.NewRunnerLogServiceClient(lc), Forges: forges, Log: env.Log})
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ func TestComponentCredentials(t *testing.T) {
 	if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	remote := map[string]string{"scheduler": "127.0.0.1:1"}
+	remote := map[string]string{"scheduler": "127.0.0.1:1", "log": "127.0.0.1:2"}
 	tests := []struct {
 		name          string
 		c             Component
@@ -49,7 +49,7 @@ func TestComponentCredentials(t *testing.T) {
 			c := tt.c
 			comps := []node.Component{&c}
 			if tt.withScheduler {
-				comps = append(comps, named("scheduler"))
+				comps = append(comps, named("scheduler"), named("log"))
 			}
 			err := node.Validate(&cfg, comps...)
 			if tt.want == "" {

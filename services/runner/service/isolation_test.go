@@ -43,7 +43,7 @@ func TestIsolationFlags(t *testing.T) {
 		if err := fs.Parse(args); err != nil {
 			t.Fatal(err)
 		}
-		return c, c.Validate(&node.Config{Peers: map[string]string{"scheduler": "127.0.0.1:1"}})
+		return c, c.Validate(&node.Config{Peers: map[string]string{"scheduler": "127.0.0.1:1", "log": "127.0.0.1:2"}})
 	}
 	c, problems := parse(nil, false, "--deny-network", "203.0.113.0/24", "--deny-network", "198.51.100.0/24", "--allow-job-network", "10.5.0.0/16")
 	if c.AllowWeakIsolation || len(c.deny) != 2 || len(c.allow) != 1 || len(problems) > 0 {

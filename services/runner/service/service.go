@@ -2,8 +2,9 @@
 // out the commit into a fresh workspace, runs the pipeline with the engine inside a
 // per-job sandbox (libs/sandbox: cgroup limits of the job's tier, an unprivileged user,
 // namespaces, a minimal filesystem view, as far as the machine allows), streams the
-// output as LogEmitted chunks on the bus, reports step and run outcomes to the scheduler
-// and keeps its lease alive with heartbeats.
+// output in batches of chunks to the log service (RunnerLogService.AppendLogs, under the
+// job's log grant), reports step and run outcomes to the scheduler and keeps its lease
+// alive with heartbeats. A runner reaches no event bus.
 //
 // The run's log starts with the sandbox's isolation line (stream system), which the
 // runner also reports as a RunIsolation event for the run detail; on a runner started
@@ -22,17 +23,16 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/simpleci/simpleci/libs/bus"
 	"github.com/simpleci/simpleci/libs/engine"
 	"github.com/simpleci/simpleci/libs/forge"
 	"github.com/simpleci/simpleci/libs/pipeline"
-	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/id"
 	"github.com/simpleci/simpleci/libs/sandbox"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
@@ -69,8 +69,9 @@ type Config struct {
 	// DenyNetworks and AllowNetworks: see sandbox.Options.
 	DenyNetworks, AllowNetworks []netip.Prefix
 	Scheduler                   runnerv1.RunnerServiceClient
-	Bus                         bus.Bus
-	Forges                      *forge.Registry
+	// Logs is the log service, which takes the jobs' output.
+	Logs   runnerv1.RunnerLogServiceClient
+	Forges *forge.Registry
 	Log                         *slog.Logger
 }
 
@@ -88,8 +89,8 @@ type Runner struct {
 
 // New checks cfg and prepares the work directory.
 func New(cfg Config) (*Runner, error) {
-	if cfg.Scheduler == nil || cfg.Bus == nil || cfg.Forges == nil {
-		return nil, errors.New("runner: scheduler client, bus and forges are required")
+	if cfg.Scheduler == nil || cfg.Logs == nil || cfg.Forges == nil {
+		return nil, errors.New("runner: scheduler client, log service client and forges are required")
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -337,7 +338,7 @@ func (r *Runner) execute(ctx context.Context, job *runnerv1.Job, handBack func()
 	log := r.log.With("run", job.RunId)
 	jctx, cancelJob := context.WithCancel(ctx)
 	defer cancelJob()
-	obs := &observer{r: r, job: job, ctx: jctx, log: log, logs: newLogQueue(r.cfg.Bus, log), mask: engine.NewMasker(secretValues(job))}
+	obs := &observer{r: r, job: job, ctx: jctx, log: log, logs: newLogQueue(logSink(r.cfg.Logs, job.LogGrant), log), mask: engine.NewMasker(secretValues(job))}
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -516,64 +517,78 @@ var streamOf = map[string]eventsv1.LogStream{"stdout": eventsv1.LogStream_LOG_ST
 	"system": eventsv1.LogStream_LOG_STREAM_SYSTEM}
 
 func (o *observer) Log(c engine.LogChunk) {
-	ev := &eventsv1.LogEmitted{RunId: o.job.RunId, OrgId: o.job.OrgId, ProjectId: o.job.ProjectId, StepIndex: int32(c.Step),
-		Sequence: c.Seq, Stream: streamOf[c.Stream], At: timestamppb.New(c.At), Data: c.Data, Attempt: o.job.Attempt,
-		RunLogBytes: o.job.RunLogBytes}
-	m, err := event.Encode(fmt.Sprintf("%s-log-%d-%d", o.job.RunId, o.job.Attempt, c.Seq), o.job.RunId, ev)
-	if err != nil {
-		o.log.Error("encode log chunk", "seq", c.Seq, "err", err)
-	} else {
-		o.logs.push(m)
-	}
+	o.logs.push(&runnerv1.LogChunk{StepIndex: int32(c.Step), Sequence: c.Seq, Stream: streamOf[c.Stream], At: timestamppb.New(c.At), Data: c.Data})
 	o.lastSeq = c.Seq
 }
 
-// Log chunks wait in a logQueue for the bus.
+// Log chunks wait in a logQueue for the log service.
 const (
-	// maxQueuedLog bounds the output of a job waiting for the bus; beyond it, the job's
-	// output waits (and may be cut, see logQueue).
+	// maxQueuedLog bounds the output of a job waiting for the log service; beyond it,
+	// the job's output waits (and may be cut, see logQueue).
 	maxQueuedLog = 32 << 20
-	// logPatience is how long the queue retries while the bus accepts nothing, long
-	// enough for a broker restart; then it gives the chunks up, leaving the run's log
-	// incomplete.
+	// maxBatchBytes and maxBatchChunks bound one AppendLogs call (gRPC's limit is 4 MiB
+	// a message; the log service takes at most 4096 chunks).
+	maxBatchBytes  = 1 << 20
+	maxBatchChunks = 1024
+	// logPatience is how long the queue retries while the log service accepts nothing,
+	// long enough for a restart of it or of the brokers behind it; then it gives the
+	// chunks up, leaving the run's log incomplete.
 	logPatience = 10 * time.Minute
 )
 
-// logQueue publishes a job's log chunks in order from a goroutine of its own, so that the
-// engine never waits for the bus. It must not: while the observer's Log blocks, the engine
-// reads no output, and a command that exits meanwhile has its unread output cut off
-// after engine.WaitDelay, silently, with no gap in the sequence numbers.
+// appendFunc sends one batch of chunks, in sequence order.
+type appendFunc func(ctx context.Context, chunks []*runnerv1.LogChunk) error
+
+// logSink sends batches to the log service under the job's grant. A refusal (a grant
+// not the log service's to accept: another deployment's, expired) is permanent.
+func logSink(c runnerv1.RunnerLogServiceClient, grant *runnerv1.LogGrant) appendFunc {
+	return func(ctx context.Context, chunks []*runnerv1.LogChunk) error {
+		_, err := c.AppendLogs(ctx, &runnerv1.AppendLogsRequest{Grant: grant, Chunks: chunks})
+		switch status.Code(err) {
+		case codes.PermissionDenied, codes.InvalidArgument, codes.Unauthenticated:
+			return permanent{err}
+		}
+		return err
+	}
+}
+
+// logQueue sends a job's log chunks in order, in batches, from a goroutine of its own, so
+// that the engine never waits for the network. It must not: while the observer's Log
+// blocks, the engine reads no output, and a command that exits meanwhile has its unread
+// output cut off after engine.WaitDelay, silently, with no gap in the sequence numbers.
+// Each call takes whatever is queued (up to maxBatchBytes and maxBatchChunks): one call
+// per batch, never per line, and the batches grow while the log service is slow.
 type logQueue struct {
-	bus    bus.Bus
+	send   appendFunc
 	log    *slog.Logger
 	mu     sync.Mutex
 	cond   *sync.Cond
-	msgs   []bus.Message
-	size   int // payload bytes in msgs and in flight
+	chunks []*runnerv1.LogChunk
+	size   int // output bytes queued and in flight
 	closed bool
 	done   chan struct{}
 }
 
-func newLogQueue(b bus.Bus, log *slog.Logger) *logQueue {
-	q := &logQueue{bus: b, log: log, done: make(chan struct{})}
+func newLogQueue(send appendFunc, log *slog.Logger) *logQueue {
+	q := &logQueue{send: send, log: log, done: make(chan struct{})}
 	q.cond = sync.NewCond(&q.mu)
 	go q.run()
 	return q
 }
 
 // push queues a chunk; it waits only while maxQueuedLog bytes are queued.
-func (q *logQueue) push(m bus.Message) {
+func (q *logQueue) push(c *runnerv1.LogChunk) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for q.size >= maxQueuedLog {
 		q.cond.Wait()
 	}
-	q.msgs = append(q.msgs, m)
-	q.size += len(m.Payload)
+	q.chunks = append(q.chunks, c)
+	q.size += len(c.Data)
 	q.cond.Broadcast()
 }
 
-// close waits until every queued chunk was published (or given up).
+// close waits until every queued chunk was sent (or given up).
 func (q *logQueue) close() {
 	q.mu.Lock()
 	q.closed = true
@@ -582,37 +597,51 @@ func (q *logQueue) close() {
 	<-q.done
 }
 
+// next takes the next batch off the queue (nil: closed and empty).
+func (q *logQueue) next() ([]*runnerv1.LogChunk, int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.chunks) == 0 && !q.closed {
+		q.cond.Wait()
+	}
+	n, size := 0, 0
+	for n < len(q.chunks) && n < maxBatchChunks && (n == 0 || size+len(q.chunks[n].Data) <= maxBatchBytes) {
+		size += len(q.chunks[n].Data)
+		n++
+	}
+	batch := slices.Clone(q.chunks[:n])
+	clear(q.chunks[:n])
+	q.chunks = q.chunks[n:]
+	return batch, size
+}
+
 func (q *logQueue) run() {
 	defer close(q.done)
-	var failingSince time.Time // since when the bus has taken no chunk (zero while it does)
+	var failingSince time.Time // since when the log service has taken nothing (zero while it does)
 	for {
-		q.mu.Lock()
-		for len(q.msgs) == 0 && !q.closed {
-			q.cond.Wait()
-		}
-		if len(q.msgs) == 0 {
-			q.mu.Unlock()
+		batch, size := q.next()
+		if len(batch) == 0 {
 			return
 		}
-		m := q.msgs[0]
-		q.msgs[0] = bus.Message{}
-		q.msgs = q.msgs[1:]
-		q.mu.Unlock()
 		since := failingSince
 		if since.IsZero() {
 			since = time.Now()
 		}
 		err := retryFor(context.Background(), max(time.Until(since.Add(logPatience)), time.Second), func(ctx context.Context) error {
-			return q.bus.Publish(ctx, event.TopicLogs, m)
+			return q.send(ctx, batch)
 		})
-		if err == nil {
+		var p permanent
+		switch {
+		case err == nil:
 			failingSince = time.Time{}
-		} else {
+		case errors.As(err, &p):
+			q.log.Error("send log chunks: refused, the run's log stays incomplete", "first_seq", batch[0].Sequence, "chunks", len(batch), "err", err)
+		default:
 			failingSince = since
-			q.log.Error("publish log chunk: given up, the run's log stays incomplete", "id", m.ID, "err", err)
+			q.log.Error("send log chunks: given up, the run's log stays incomplete", "first_seq", batch[0].Sequence, "chunks", len(batch), "err", err)
 		}
 		q.mu.Lock()
-		q.size -= len(m.Payload)
+		q.size -= size
 		q.cond.Broadcast()
 		q.mu.Unlock()
 	}

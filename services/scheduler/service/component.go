@@ -140,7 +140,7 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 		return err
 	}
 	c.Service, err = New(ctx, Config{DB: db, Bus: b, Forges: forges, Projects: apiv1.NewProjectInternalServiceClient(pc),
-		Log: env.Log, Tiers: tiers, LeaseDuration: c.LeaseDuration, LostRunRetries: c.LostRunRetries,
+		Log: env.Log, Secret: env.Config.InternalToken, Tiers: tiers, LeaseDuration: c.LeaseDuration, LostRunRetries: c.LostRunRetries,
 		TriggerLimits: c.TriggerLimits})
 	if err != nil {
 		return err

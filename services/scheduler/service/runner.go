@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // requireRunner returns the calling runner's name: the runner protocol is for runners
@@ -69,7 +70,7 @@ func (s *Service) ClaimJob(ctx context.Context, req *runnerv1.ClaimJobRequest) (
 			return nil, sqldb.Status(ctx, "claim job", err)
 		}
 		if r != nil {
-			job, err := s.start(ctx, r, lease)
+			job, err := s.start(ctx, r, lease, req.RunnerId)
 			if err != nil {
 				s.log.Error("start claimed job", "run", r.ID, "err", err)
 				continue
@@ -126,13 +127,16 @@ func (s *Service) claim(ctx context.Context, runner string, tiers []string) (*do
 
 // start builds the job of a run just claimed (nil: the run could not be handed over and
 // was ended).
-func (s *Service) start(ctx context.Context, r *domain.Run, lease string) (*runnerv1.Job, error) {
+func (s *Service) start(ctx context.Context, r *domain.Run, lease, runner string) (*runnerv1.Job, error) {
 	tier, ok := s.cfg.Tiers[r.Tier]
 	if !ok {
 		return nil, s.finish(context.WithoutCancel(ctx), r.ID, "", "", "", domain.RunErrored,
 			fmt.Sprintf("tier %q is not served by this deployment", r.Tier), 0)
 	}
 	job := jobFor(r, lease, s.cfg.LeaseDuration, tier)
+	if err := s.grantLog(job, runner); err != nil {
+		return nil, err
+	}
 	if key := r.Queued.GetPipelineSha256(); key != "" { // stored by reference (blobs.go)
 		data, err := s.blob(ctx, key)
 		if err != nil {
@@ -156,6 +160,28 @@ func (s *Service) start(ctx context.Context, r *domain.Run, lease string) (*runn
 		job.Secrets = sec.GetSecrets()
 	}
 	return job, nil
+}
+
+// logGrantSlack is how long a log grant outlives its job's timeout: the runner's drain
+// and the time its log queue keeps retrying a log service that is away (10 minutes),
+// with a margin for clocks.
+const logGrantSlack = 15 * time.Minute
+
+// grantLog gives job the log grant of its runner: the log service accepts the run's
+// log chunks of this attempt from runner alone, until the job's timeout (a day without
+// one) and logGrantSlack have passed. A lost lease does not revoke it, but the run's
+// next attempt has another number, which the grant does not cover.
+func (s *Service) grantLog(job *runnerv1.Job, runner string) error {
+	life := job.GetTimeout().AsDuration()
+	if life <= 0 {
+		life = 24 * time.Hour
+	}
+	job.LogGrant = &runnerv1.LogGrant{RunId: job.RunId, Attempt: max(job.Attempt, 1), Runner: runner, OrgId: job.OrgId,
+		ProjectId: job.ProjectId, RunLogBytes: job.RunLogBytes, ExpiresAt: timestamppb.New(time.Now().Add(life + logGrantSlack))}
+	if err := auth.SignLogGrant(s.cfg.Secret, job.LogGrant); err != nil {
+		return fmt.Errorf("run %s: %w", job.RunId, err)
+	}
+	return nil
 }
 
 // maxHeartbeatWait bounds how long one heartbeat waits for a cancellation.

@@ -73,6 +73,9 @@ type Config struct {
 	Forges   *forge.Registry
 	Projects apiv1.ProjectInternalServiceClient
 	Log      *slog.Logger
+	// Secret is the deployment secret (SIMPLECI_INTERNAL_TOKEN): the key of the log
+	// grants a claimed job carries (auth.SignLogGrant), which the log service checks.
+	Secret string
 	// Tiers by name; nil means DefaultTiers.
 	Tiers map[string]Tier
 	// LeaseDuration is how long a claimed job lives without a heartbeat (default 30 s).
@@ -135,6 +138,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if cfg.Projects == nil {
 		missing = append(missing, "Projects")
+	}
+	if cfg.Secret == "" {
+		missing = append(missing, "Secret (the deployment secret signs the runners' log grants)")
 	}
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("scheduler: missing %s", strings.Join(missing, ", "))

@@ -184,7 +184,7 @@ func newEnv(t testing.TB, opts ...func(*service.Config)) *env {
 		{Project: &apiv1.Project{Id: "p-big", OrgId: "org1", Name: "big", Provider: "local", Repository: r.dir, Events: []string{"push", "manual"}, Tier: "large"}, WebhookSecret: "s"},
 		{Project: &apiv1.Project{Id: "p-other", OrgId: "org2", Name: "other", Provider: "local", Repository: r.dir, Events: []string{"manual"}, Tier: "standard"}, WebhookSecret: "s"},
 	}}
-	cfg := service.Config{DB: db, Bus: b, Forges: forges, Projects: projects, Log: slog.New(slog.DiscardHandler)}
+	cfg := service.Config{DB: db, Bus: b, Forges: forges, Projects: projects, Log: slog.New(slog.DiscardHandler), Secret: testSecret}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -241,6 +241,9 @@ func (e *env) get(runID string) *apiv1.Run {
 	}
 	return r
 }
+
+// testSecret is the deployment secret of the tests' scheduler.
+const testSecret = "int_scheduler-test"
 
 func (e *env) claim(wait time.Duration, tiers ...string) *runnerv1.Job {
 	e.t.Helper()
@@ -526,6 +529,25 @@ func TestClaimJob(t *testing.T) {
 			if job.GetContext()[k] != v {
 				t.Errorf("context[%s] = %q, want %q", k, job.GetContext()[k], v)
 			}
+		}
+	})
+	t.Run("log grant", func(t *testing.T) {
+		// The claim carries the log grant of runner-1 for this attempt of the run, which
+		// the log service verifies under the same deployment secret (services/log).
+		g := job.GetLogGrant()
+		if g.GetRunId() != r.GetId() || g.GetAttempt() != 1 || g.GetRunner() != "runner-1" || g.GetOrgId() != "org1" ||
+			g.GetProjectId() != "p-app" || g.GetRunLogBytes() != job.GetRunLogBytes() {
+			t.Fatalf("log grant %v for job %v", g, job)
+		}
+		if err := auth.VerifyLogGrant(testSecret, g, "runner-1", time.Now()); err != nil {
+			t.Fatalf("the grant does not verify: %v", err)
+		}
+		if err := auth.VerifyLogGrant(testSecret, g, "runner-2", time.Now()); err == nil {
+			t.Fatal("runner-2 may use runner-1's grant")
+		}
+		// It outlives the job's timeout (150 s) by the slack for the drain and the log's retries.
+		if left := time.Until(g.GetExpiresAt().AsTime()); left < 150*time.Second+10*time.Minute || left > 150*time.Second+20*time.Minute {
+			t.Fatalf("the grant expires in %v", left)
 		}
 	})
 	t.Run("run is running", func(t *testing.T) {

@@ -58,7 +58,8 @@ type cluster struct {
 	// service's gRPC address (runners have none here).
 	http, grpc map[string]string
 	// runnerEnv is a runner's environment but its token: common without the
-	// deployment's internal token, which a runner process refuses.
+	// deployment's internal token and the Kafka brokers, which a runner process refuses
+	// (it reaches the scheduler and the log service only).
 	runnerEnv []string
 }
 
@@ -92,7 +93,7 @@ func startClusterWith(t testing.TB, runners int, schedulerArgs ...string) *clust
 	c.common = common
 	c.grpc = grpc
 	for _, kv := range common {
-		if !strings.HasPrefix(kv, "SIMPLECI_INTERNAL_TOKEN=") {
+		if !strings.HasPrefix(kv, "SIMPLECI_INTERNAL_TOKEN=") && !strings.HasPrefix(kv, "SIMPLECI_KAFKA_BROKERS=") {
 			c.runnerEnv = append(c.runnerEnv, kv)
 		}
 	}

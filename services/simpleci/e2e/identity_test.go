@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	grpcstatus "google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // identitySecret is the secret runnerIdentity gives its project.
@@ -29,8 +30,11 @@ const identitySecret = "identity-secret-value"
 // the runner protocol answers: the project service's secret and resolve RPCs, the auth
 // service and the user API are PermissionDenied. A runner cannot claim as another
 // runner, nor report on, heartbeat or hand back a job another runner holds, even with
-// that job's lease id. A revoked runner token can no longer claim (within the auth
-// cache's bound). A runner process refuses the deployment's internal token. It runs in
+// that job's lease id. Nor can it append log chunks to a run it does not hold: runner-1's
+// log grant (minted here as the scheduler would, with the deployment secret) is refused
+// to it, and so is a grant it makes itself. A revoked runner token can no longer claim
+// nor append logs (within the auth cache's bound). A runner process refuses the
+// deployment's internal token and Kafka brokers (runners reach no bus). It runs in
 // the hostile suite (TestHostileServices), on its cluster.
 func runnerIdentity(t *testing.T, c *cluster) {
 	a := &api{t: t, base: c.api.base, token: c.api.token}
@@ -100,6 +104,31 @@ func runnerIdentity(t *testing.T, c *cluster) {
 		t.Fatal("no lease id in the run's events")
 	}
 
+	secret := internalToken(c)
+	grantOf := func(t *testing.T, runner, key string) *runnerv1.LogGrant {
+		t.Helper()
+		g := &runnerv1.LogGrant{RunId: id, Attempt: 1, Runner: runner, OrgId: "any", ProjectId: p.ID, ExpiresAt: timestamppb.New(time.Now().Add(time.Hour))}
+		if err := auth.SignLogGrant(key, g); err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	const intruderLine = "intruder: forged log line\n"
+	appendAs := func(token string, g *runnerv1.LogGrant) error {
+		_, err := runnerv1.NewRunnerLogServiceClient(dial(t, "log", token)).AppendLogs(ctx, &runnerv1.AppendLogsRequest{Grant: g,
+			Chunks: []*runnerv1.LogChunk{{Sequence: 1, Stream: eventsv1.LogStream_LOG_STREAM_STDOUT, At: timestamppb.Now(), Data: []byte(intruderLine)},
+				{Sequence: 1000, Stream: eventsv1.LogStream_LOG_STREAM_STDOUT, At: timestamppb.Now(), Data: []byte(intruderLine)}}})
+		return err
+	}
+
+	t.Run("a runner cannot append logs to a run it does not hold", func(t *testing.T) {
+		// runner-1's own grant, had it leaked: issued to runner-1, so not the intruder's.
+		denied(t, "AppendLogs under runner-1's grant", appendAs(intruder, grantOf(t, "runner-1", secret)))
+		// A grant the intruder makes itself, naming itself, without the deployment secret.
+		denied(t, "AppendLogs under a grant the intruder signed", appendAs(intruder, grantOf(t, "intruder", "int-guessed")))
+		denied(t, "AppendLogs without a grant", appendAs(intruder, nil))
+	})
+
 	t.Run("a runner cannot act on another runner's job", func(t *testing.T) {
 		rc := runnerv1.NewRunnerServiceClient(dial(t, "scheduler", intruder))
 		_, err := rc.Report(ctx, &runnerv1.ReportRequest{RunId: id, LeaseId: lease, EventId: "intruder-1",
@@ -141,6 +170,11 @@ func runnerIdentity(t *testing.T, c *cluster) {
 		revoked := time.Now()
 		eventually(t, revokeBound, "the revoked runner token refused", func() bool { return grpcstatus.Code(claim()) == codes.Unauthenticated })
 		t.Logf("revoked runner token refused after %v: %v", time.Since(revoked).Round(time.Millisecond), claim())
+		// Even with a grant of its own (as the scheduler would have issued it), the revoked
+		// runner appends no log: the log service verifies its token as the scheduler does.
+		eventually(t, revokeBound, "the revoked runner's logs refused", func() bool {
+			return grpcstatus.Code(appendAs(intruder, grantOf(t, "intruder", secret))) == codes.Unauthenticated
+		})
 		out, err = exec.Command(bin, "runners", "list", "--server", a.base, "--token", a.token).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "runner-1") || strings.Contains(string(out), "intruder") {
 			t.Fatalf("simpleci runners list: %v: %s: want runner-1 and not the revoked intruder", err, out)
@@ -153,6 +187,21 @@ func runnerIdentity(t *testing.T, c *cluster) {
 		out, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "a runner process must not hold the deployment's internal token") {
 			t.Fatalf("runner with SIMPLECI_INTERNAL_TOKEN: %v: %s", err, out)
+		}
+	})
+
+	t.Run("a runner process refuses Kafka brokers", func(t *testing.T) {
+		cmd := exec.Command(bin, "serve", "--service", "runner", "--grpc", freeAddr(t), "--http", freeAddr(t), "--data", t.TempDir())
+		cmd.Env = append(slices.Clone(c.runnerEnv), "SIMPLECI_RUNNER_TOKEN="+runnerToken(c, "runner-1"), "SIMPLECI_KAFKA_BROKERS=127.0.0.1:9092")
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "a runner process needs no Kafka brokers") {
+			t.Fatalf("runner with SIMPLECI_KAFKA_BROKERS: %v: %s", err, out)
+		}
+	})
+
+	t.Run("the log holds nothing the intruder sent", func(t *testing.T) {
+		if text, _ := a.logOf(id); strings.Contains(text, "intruder") {
+			t.Fatalf("the run's log holds the intruder's lines:\n%s", text)
 		}
 	})
 

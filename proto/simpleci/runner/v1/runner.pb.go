@@ -14,6 +14,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -163,8 +164,10 @@ type Job struct {
 	Secrets map[string]string `protobuf:"bytes,20,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The tier's caps on the output of each step and of the run, in bytes (0: none): past
 	// them the engine discards the output (the log says so) and the steps keep running.
-	StepLogBytes  int64 `protobuf:"varint,21,opt,name=step_log_bytes,json=stepLogBytes,proto3" json:"step_log_bytes,omitempty"`
-	RunLogBytes   int64 `protobuf:"varint,22,opt,name=run_log_bytes,json=runLogBytes,proto3" json:"run_log_bytes,omitempty"`
+	StepLogBytes int64 `protobuf:"varint,21,opt,name=step_log_bytes,json=stepLogBytes,proto3" json:"step_log_bytes,omitempty"`
+	RunLogBytes  int64 `protobuf:"varint,22,opt,name=run_log_bytes,json=runLogBytes,proto3" json:"run_log_bytes,omitempty"`
+	// log_grant lets the runner holding this job append its log (RunnerLogService).
+	LogGrant      *LogGrant `protobuf:"bytes,23,opt,name=log_grant,json=logGrant,proto3" json:"log_grant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -353,6 +356,119 @@ func (x *Job) GetRunLogBytes() int64 {
 	return 0
 }
 
+func (x *Job) GetLogGrant() *LogGrant {
+	if x != nil {
+		return x.LogGrant
+	}
+	return nil
+}
+
+// LogGrant is the scheduler's word that runner holds the lease of attempt attempt of
+// run run_id until expires_at: the log service accepts the run's log chunks from that
+// runner under it, and takes the run's organisation, project and log cap from it, not
+// from the chunks. mac is an HMAC-SHA256 over every other field under a key derived from
+// the deployment secret, which the scheduler and the log service hold and runners never
+// do (libs/platform/auth/loggrant.go; docs/adr/0014-service-identities.md).
+type LogGrant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Runner        string                 `protobuf:"bytes,3,opt,name=runner,proto3" json:"runner,omitempty"`
+	OrgId         string                 `protobuf:"bytes,4,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	ProjectId     string                 `protobuf:"bytes,5,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
+	RunLogBytes   int64                  `protobuf:"varint,6,opt,name=run_log_bytes,json=runLogBytes,proto3" json:"run_log_bytes,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	Mac           []byte                 `protobuf:"bytes,8,opt,name=mac,proto3" json:"mac,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogGrant) Reset() {
+	*x = LogGrant{}
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogGrant) ProtoMessage() {}
+
+func (x *LogGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogGrant.ProtoReflect.Descriptor instead.
+func (*LogGrant) Descriptor() ([]byte, []int) {
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *LogGrant) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *LogGrant) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *LogGrant) GetRunner() string {
+	if x != nil {
+		return x.Runner
+	}
+	return ""
+}
+
+func (x *LogGrant) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *LogGrant) GetProjectId() string {
+	if x != nil {
+		return x.ProjectId
+	}
+	return ""
+}
+
+func (x *LogGrant) GetRunLogBytes() int64 {
+	if x != nil {
+		return x.RunLogBytes
+	}
+	return 0
+}
+
+func (x *LogGrant) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *LogGrant) GetMac() []byte {
+	if x != nil {
+		return x.Mac
+	}
+	return nil
+}
+
 // HeartbeatRequest names the lease to extend.
 type HeartbeatRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -365,7 +481,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[3]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -377,7 +493,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[3]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -390,7 +506,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{3}
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *HeartbeatRequest) GetRunId() string {
@@ -424,7 +540,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[4]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -436,7 +552,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[4]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -449,7 +565,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{4}
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HeartbeatResponse) GetCancel() bool {
@@ -480,7 +596,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[5]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +608,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[5]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +621,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{5}
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReportRequest) GetRunId() string {
@@ -626,7 +742,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[6]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +754,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[6]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +767,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{6}
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReportResponse) GetCancel() bool {
@@ -673,7 +789,7 @@ type ReleaseJobRequest struct {
 
 func (x *ReleaseJobRequest) Reset() {
 	*x = ReleaseJobRequest{}
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[7]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -685,7 +801,7 @@ func (x *ReleaseJobRequest) String() string {
 func (*ReleaseJobRequest) ProtoMessage() {}
 
 func (x *ReleaseJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[7]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -698,7 +814,7 @@ func (x *ReleaseJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseJobRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseJobRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{7}
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReleaseJobRequest) GetRunId() string {
@@ -731,7 +847,7 @@ type ReleaseJobResponse struct {
 
 func (x *ReleaseJobResponse) Reset() {
 	*x = ReleaseJobResponse{}
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[8]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +859,7 @@ func (x *ReleaseJobResponse) String() string {
 func (*ReleaseJobResponse) ProtoMessage() {}
 
 func (x *ReleaseJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[8]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,20 +872,188 @@ func (x *ReleaseJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseJobResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseJobResponse) Descriptor() ([]byte, []int) {
-	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{8}
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{9}
+}
+
+// AppendLogsRequest carries a batch of one run's chunks, in sequence order.
+type AppendLogsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Grant         *LogGrant              `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	Chunks        []*LogChunk            `protobuf:"bytes,2,rep,name=chunks,proto3" json:"chunks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendLogsRequest) Reset() {
+	*x = AppendLogsRequest{}
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendLogsRequest) ProtoMessage() {}
+
+func (x *AppendLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendLogsRequest.ProtoReflect.Descriptor instead.
+func (*AppendLogsRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AppendLogsRequest) GetGrant() *LogGrant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+func (x *AppendLogsRequest) GetChunks() []*LogChunk {
+	if x != nil {
+		return x.Chunks
+	}
+	return nil
+}
+
+// LogChunk is one piece of a run's output.
+type LogChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StepIndex     int32                  `protobuf:"varint,1,opt,name=step_index,json=stepIndex,proto3" json:"step_index,omitempty"`
+	Sequence      int64                  `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	Stream        v1.LogStream           `protobuf:"varint,3,opt,name=stream,proto3,enum=simpleci.events.v1.LogStream" json:"stream,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	Data          []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogChunk) Reset() {
+	*x = LogChunk{}
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogChunk) ProtoMessage() {}
+
+func (x *LogChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
+func (*LogChunk) Descriptor() ([]byte, []int) {
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *LogChunk) GetStepIndex() int32 {
+	if x != nil {
+		return x.StepIndex
+	}
+	return 0
+}
+
+func (x *LogChunk) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *LogChunk) GetStream() v1.LogStream {
+	if x != nil {
+		return x.Stream
+	}
+	return v1.LogStream(0)
+}
+
+func (x *LogChunk) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *LogChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// AppendLogsResponse acknowledges a batch: every chunk of it is on its way to the log's
+// store (published to the log service's chunk consumer).
+type AppendLogsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendLogsResponse) Reset() {
+	*x = AppendLogsResponse{}
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendLogsResponse) ProtoMessage() {}
+
+func (x *AppendLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendLogsResponse.ProtoReflect.Descriptor instead.
+func (*AppendLogsResponse) Descriptor() ([]byte, []int) {
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{12}
 }
 
 var File_simpleci_runner_v1_runner_proto protoreflect.FileDescriptor
 
 const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\n" +
-	"\x1fsimpleci/runner/v1/runner.proto\x12\x12simpleci.runner.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fsimpleci/events/v1/events.proto\"s\n" +
+	"\x1fsimpleci/runner/v1/runner.proto\x12\x12simpleci.runner.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fsimpleci/events/v1/events.proto\"s\n" +
 	"\x0fClaimJobRequest\x12\x1b\n" +
 	"\trunner_id\x18\x01 \x01(\tR\brunnerId\x12\x14\n" +
 	"\x05tiers\x18\x02 \x03(\tR\x05tiers\x12-\n" +
 	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"=\n" +
 	"\x10ClaimJobResponse\x12)\n" +
-	"\x03job\x18\x01 \x01(\v2\x17.simpleci.runner.v1.JobR\x03job\"\xbf\a\n" +
+	"\x03job\x18\x01 \x01(\v2\x17.simpleci.runner.v1.JobR\x03job\"\xfa\a\n" +
 	"\x03Job\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -797,7 +1081,8 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\anetwork\x18\x13 \x01(\bR\anetwork\x12>\n" +
 	"\asecrets\x18\x14 \x03(\v2$.simpleci.runner.v1.Job.SecretsEntryR\asecrets\x12$\n" +
 	"\x0estep_log_bytes\x18\x15 \x01(\x03R\fstepLogBytes\x12\"\n" +
-	"\rrun_log_bytes\x18\x16 \x01(\x03R\vrunLogBytes\x1a:\n" +
+	"\rrun_log_bytes\x18\x16 \x01(\x03R\vrunLogBytes\x129\n" +
+	"\tlog_grant\x18\x17 \x01(\v2\x1c.simpleci.runner.v1.LogGrantR\blogGrant\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
@@ -806,7 +1091,18 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
 	"\fSecretsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"s\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfa\x01\n" +
+	"\bLogGrant\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
+	"\x06runner\x18\x03 \x01(\tR\x06runner\x12\x15\n" +
+	"\x06org_id\x18\x04 \x01(\tR\x05orgId\x12\x1d\n" +
+	"\n" +
+	"project_id\x18\x05 \x01(\tR\tprojectId\x12\"\n" +
+	"\rrun_log_bytes\x18\x06 \x01(\x03R\vrunLogBytes\x129\n" +
+	"\n" +
+	"expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x10\n" +
+	"\x03mac\x18\b \x01(\fR\x03mac\"s\n" +
 	"\x10HeartbeatRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12-\n" +
@@ -829,13 +1125,27 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\tR\aleaseId\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x14\n" +
-	"\x12ReleaseJobResponse2\xee\x02\n" +
+	"\x12ReleaseJobResponse\"}\n" +
+	"\x11AppendLogsRequest\x122\n" +
+	"\x05grant\x18\x01 \x01(\v2\x1c.simpleci.runner.v1.LogGrantR\x05grant\x124\n" +
+	"\x06chunks\x18\x02 \x03(\v2\x1c.simpleci.runner.v1.LogChunkR\x06chunks\"\xbc\x01\n" +
+	"\bLogChunk\x12\x1d\n" +
+	"\n" +
+	"step_index\x18\x01 \x01(\x05R\tstepIndex\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x03R\bsequence\x125\n" +
+	"\x06stream\x18\x03 \x01(\x0e2\x1d.simpleci.events.v1.LogStreamR\x06stream\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\"\x14\n" +
+	"\x12AppendLogsResponse2\xee\x02\n" +
 	"\rRunnerService\x12U\n" +
 	"\bClaimJob\x12#.simpleci.runner.v1.ClaimJobRequest\x1a$.simpleci.runner.v1.ClaimJobResponse\x12X\n" +
 	"\tHeartbeat\x12$.simpleci.runner.v1.HeartbeatRequest\x1a%.simpleci.runner.v1.HeartbeatResponse\x12O\n" +
 	"\x06Report\x12!.simpleci.runner.v1.ReportRequest\x1a\".simpleci.runner.v1.ReportResponse\x12[\n" +
 	"\n" +
-	"ReleaseJob\x12%.simpleci.runner.v1.ReleaseJobRequest\x1a&.simpleci.runner.v1.ReleaseJobResponseB@Z>github.com/simpleci/simpleci/proto/simpleci/runner/v1;runnerv1b\x06proto3"
+	"ReleaseJob\x12%.simpleci.runner.v1.ReleaseJobRequest\x1a&.simpleci.runner.v1.ReleaseJobResponse2o\n" +
+	"\x10RunnerLogService\x12[\n" +
+	"\n" +
+	"AppendLogs\x12%.simpleci.runner.v1.AppendLogsRequest\x1a&.simpleci.runner.v1.AppendLogsResponseB@Z>github.com/simpleci/simpleci/proto/simpleci/runner/v1;runnerv1b\x06proto3"
 
 var (
 	file_simpleci_runner_v1_runner_proto_rawDescOnce sync.Once
@@ -849,54 +1159,68 @@ func file_simpleci_runner_v1_runner_proto_rawDescGZIP() []byte {
 	return file_simpleci_runner_v1_runner_proto_rawDescData
 }
 
-var file_simpleci_runner_v1_runner_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_simpleci_runner_v1_runner_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_simpleci_runner_v1_runner_proto_goTypes = []any{
-	(*ClaimJobRequest)(nil),     // 0: simpleci.runner.v1.ClaimJobRequest
-	(*ClaimJobResponse)(nil),    // 1: simpleci.runner.v1.ClaimJobResponse
-	(*Job)(nil),                 // 2: simpleci.runner.v1.Job
-	(*HeartbeatRequest)(nil),    // 3: simpleci.runner.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),   // 4: simpleci.runner.v1.HeartbeatResponse
-	(*ReportRequest)(nil),       // 5: simpleci.runner.v1.ReportRequest
-	(*ReportResponse)(nil),      // 6: simpleci.runner.v1.ReportResponse
-	(*ReleaseJobRequest)(nil),   // 7: simpleci.runner.v1.ReleaseJobRequest
-	(*ReleaseJobResponse)(nil),  // 8: simpleci.runner.v1.ReleaseJobResponse
-	nil,                         // 9: simpleci.runner.v1.Job.ContextEntry
-	nil,                         // 10: simpleci.runner.v1.Job.EnvEntry
-	nil,                         // 11: simpleci.runner.v1.Job.SecretsEntry
-	(*durationpb.Duration)(nil), // 12: google.protobuf.Duration
-	(*v1.StepStarted)(nil),      // 13: simpleci.events.v1.StepStarted
-	(*v1.StepSkipped)(nil),      // 14: simpleci.events.v1.StepSkipped
-	(*v1.StepFinished)(nil),     // 15: simpleci.events.v1.StepFinished
-	(*v1.RunFinished)(nil),      // 16: simpleci.events.v1.RunFinished
-	(*v1.RunIsolation)(nil),     // 17: simpleci.events.v1.RunIsolation
+	(*ClaimJobRequest)(nil),       // 0: simpleci.runner.v1.ClaimJobRequest
+	(*ClaimJobResponse)(nil),      // 1: simpleci.runner.v1.ClaimJobResponse
+	(*Job)(nil),                   // 2: simpleci.runner.v1.Job
+	(*LogGrant)(nil),              // 3: simpleci.runner.v1.LogGrant
+	(*HeartbeatRequest)(nil),      // 4: simpleci.runner.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),     // 5: simpleci.runner.v1.HeartbeatResponse
+	(*ReportRequest)(nil),         // 6: simpleci.runner.v1.ReportRequest
+	(*ReportResponse)(nil),        // 7: simpleci.runner.v1.ReportResponse
+	(*ReleaseJobRequest)(nil),     // 8: simpleci.runner.v1.ReleaseJobRequest
+	(*ReleaseJobResponse)(nil),    // 9: simpleci.runner.v1.ReleaseJobResponse
+	(*AppendLogsRequest)(nil),     // 10: simpleci.runner.v1.AppendLogsRequest
+	(*LogChunk)(nil),              // 11: simpleci.runner.v1.LogChunk
+	(*AppendLogsResponse)(nil),    // 12: simpleci.runner.v1.AppendLogsResponse
+	nil,                           // 13: simpleci.runner.v1.Job.ContextEntry
+	nil,                           // 14: simpleci.runner.v1.Job.EnvEntry
+	nil,                           // 15: simpleci.runner.v1.Job.SecretsEntry
+	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*v1.StepStarted)(nil),        // 18: simpleci.events.v1.StepStarted
+	(*v1.StepSkipped)(nil),        // 19: simpleci.events.v1.StepSkipped
+	(*v1.StepFinished)(nil),       // 20: simpleci.events.v1.StepFinished
+	(*v1.RunFinished)(nil),        // 21: simpleci.events.v1.RunFinished
+	(*v1.RunIsolation)(nil),       // 22: simpleci.events.v1.RunIsolation
+	(v1.LogStream)(0),             // 23: simpleci.events.v1.LogStream
 }
 var file_simpleci_runner_v1_runner_proto_depIdxs = []int32{
-	12, // 0: simpleci.runner.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
+	16, // 0: simpleci.runner.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 1: simpleci.runner.v1.ClaimJobResponse.job:type_name -> simpleci.runner.v1.Job
-	9,  // 2: simpleci.runner.v1.Job.context:type_name -> simpleci.runner.v1.Job.ContextEntry
-	10, // 3: simpleci.runner.v1.Job.env:type_name -> simpleci.runner.v1.Job.EnvEntry
-	12, // 4: simpleci.runner.v1.Job.timeout:type_name -> google.protobuf.Duration
-	12, // 5: simpleci.runner.v1.Job.lease_duration:type_name -> google.protobuf.Duration
-	11, // 6: simpleci.runner.v1.Job.secrets:type_name -> simpleci.runner.v1.Job.SecretsEntry
-	12, // 7: simpleci.runner.v1.HeartbeatRequest.wait:type_name -> google.protobuf.Duration
-	13, // 8: simpleci.runner.v1.ReportRequest.step_started:type_name -> simpleci.events.v1.StepStarted
-	14, // 9: simpleci.runner.v1.ReportRequest.step_skipped:type_name -> simpleci.events.v1.StepSkipped
-	15, // 10: simpleci.runner.v1.ReportRequest.step_finished:type_name -> simpleci.events.v1.StepFinished
-	16, // 11: simpleci.runner.v1.ReportRequest.run_finished:type_name -> simpleci.events.v1.RunFinished
-	17, // 12: simpleci.runner.v1.ReportRequest.run_isolation:type_name -> simpleci.events.v1.RunIsolation
-	0,  // 13: simpleci.runner.v1.RunnerService.ClaimJob:input_type -> simpleci.runner.v1.ClaimJobRequest
-	3,  // 14: simpleci.runner.v1.RunnerService.Heartbeat:input_type -> simpleci.runner.v1.HeartbeatRequest
-	5,  // 15: simpleci.runner.v1.RunnerService.Report:input_type -> simpleci.runner.v1.ReportRequest
-	7,  // 16: simpleci.runner.v1.RunnerService.ReleaseJob:input_type -> simpleci.runner.v1.ReleaseJobRequest
-	1,  // 17: simpleci.runner.v1.RunnerService.ClaimJob:output_type -> simpleci.runner.v1.ClaimJobResponse
-	4,  // 18: simpleci.runner.v1.RunnerService.Heartbeat:output_type -> simpleci.runner.v1.HeartbeatResponse
-	6,  // 19: simpleci.runner.v1.RunnerService.Report:output_type -> simpleci.runner.v1.ReportResponse
-	8,  // 20: simpleci.runner.v1.RunnerService.ReleaseJob:output_type -> simpleci.runner.v1.ReleaseJobResponse
-	17, // [17:21] is the sub-list for method output_type
-	13, // [13:17] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	13, // 2: simpleci.runner.v1.Job.context:type_name -> simpleci.runner.v1.Job.ContextEntry
+	14, // 3: simpleci.runner.v1.Job.env:type_name -> simpleci.runner.v1.Job.EnvEntry
+	16, // 4: simpleci.runner.v1.Job.timeout:type_name -> google.protobuf.Duration
+	16, // 5: simpleci.runner.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	15, // 6: simpleci.runner.v1.Job.secrets:type_name -> simpleci.runner.v1.Job.SecretsEntry
+	3,  // 7: simpleci.runner.v1.Job.log_grant:type_name -> simpleci.runner.v1.LogGrant
+	17, // 8: simpleci.runner.v1.LogGrant.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 9: simpleci.runner.v1.HeartbeatRequest.wait:type_name -> google.protobuf.Duration
+	18, // 10: simpleci.runner.v1.ReportRequest.step_started:type_name -> simpleci.events.v1.StepStarted
+	19, // 11: simpleci.runner.v1.ReportRequest.step_skipped:type_name -> simpleci.events.v1.StepSkipped
+	20, // 12: simpleci.runner.v1.ReportRequest.step_finished:type_name -> simpleci.events.v1.StepFinished
+	21, // 13: simpleci.runner.v1.ReportRequest.run_finished:type_name -> simpleci.events.v1.RunFinished
+	22, // 14: simpleci.runner.v1.ReportRequest.run_isolation:type_name -> simpleci.events.v1.RunIsolation
+	3,  // 15: simpleci.runner.v1.AppendLogsRequest.grant:type_name -> simpleci.runner.v1.LogGrant
+	11, // 16: simpleci.runner.v1.AppendLogsRequest.chunks:type_name -> simpleci.runner.v1.LogChunk
+	23, // 17: simpleci.runner.v1.LogChunk.stream:type_name -> simpleci.events.v1.LogStream
+	17, // 18: simpleci.runner.v1.LogChunk.at:type_name -> google.protobuf.Timestamp
+	0,  // 19: simpleci.runner.v1.RunnerService.ClaimJob:input_type -> simpleci.runner.v1.ClaimJobRequest
+	4,  // 20: simpleci.runner.v1.RunnerService.Heartbeat:input_type -> simpleci.runner.v1.HeartbeatRequest
+	6,  // 21: simpleci.runner.v1.RunnerService.Report:input_type -> simpleci.runner.v1.ReportRequest
+	8,  // 22: simpleci.runner.v1.RunnerService.ReleaseJob:input_type -> simpleci.runner.v1.ReleaseJobRequest
+	10, // 23: simpleci.runner.v1.RunnerLogService.AppendLogs:input_type -> simpleci.runner.v1.AppendLogsRequest
+	1,  // 24: simpleci.runner.v1.RunnerService.ClaimJob:output_type -> simpleci.runner.v1.ClaimJobResponse
+	5,  // 25: simpleci.runner.v1.RunnerService.Heartbeat:output_type -> simpleci.runner.v1.HeartbeatResponse
+	7,  // 26: simpleci.runner.v1.RunnerService.Report:output_type -> simpleci.runner.v1.ReportResponse
+	9,  // 27: simpleci.runner.v1.RunnerService.ReleaseJob:output_type -> simpleci.runner.v1.ReleaseJobResponse
+	12, // 28: simpleci.runner.v1.RunnerLogService.AppendLogs:output_type -> simpleci.runner.v1.AppendLogsResponse
+	24, // [24:29] is the sub-list for method output_type
+	19, // [19:24] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_runner_v1_runner_proto_init() }
@@ -904,7 +1228,7 @@ func file_simpleci_runner_v1_runner_proto_init() {
 	if File_simpleci_runner_v1_runner_proto != nil {
 		return
 	}
-	file_simpleci_runner_v1_runner_proto_msgTypes[5].OneofWrappers = []any{
+	file_simpleci_runner_v1_runner_proto_msgTypes[6].OneofWrappers = []any{
 		(*ReportRequest_StepStarted)(nil),
 		(*ReportRequest_StepSkipped)(nil),
 		(*ReportRequest_StepFinished)(nil),
@@ -917,9 +1241,9 @@ func file_simpleci_runner_v1_runner_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_runner_v1_runner_proto_rawDesc), len(file_simpleci_runner_v1_runner_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   16,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_simpleci_runner_v1_runner_proto_goTypes,
 		DependencyIndexes: file_simpleci_runner_v1_runner_proto_depIdxs,

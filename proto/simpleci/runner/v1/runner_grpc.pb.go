@@ -260,3 +260,117 @@ var RunnerService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "simpleci/runner/v1/runner.proto",
 }
+
+const (
+	RunnerLogService_AppendLogs_FullMethodName = "/simpleci.runner.v1.RunnerLogService/AppendLogs"
+)
+
+// RunnerLogServiceClient is the client API for RunnerLogService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// RunnerLogService is served by the log service to runners: a runner sends the log of
+// the job it holds, in batches, under the job's LogGrant. Runners need no event bus.
+type RunnerLogServiceClient interface {
+	// AppendLogs stores a batch of a run's log chunks (idempotent on the run's attempt and
+	// the chunk's sequence number: a retried batch is stored once). The grant must be
+	// valid, unexpired and issued to the calling runner (else PermissionDenied).
+	AppendLogs(ctx context.Context, in *AppendLogsRequest, opts ...grpc.CallOption) (*AppendLogsResponse, error)
+}
+
+type runnerLogServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewRunnerLogServiceClient(cc grpc.ClientConnInterface) RunnerLogServiceClient {
+	return &runnerLogServiceClient{cc}
+}
+
+func (c *runnerLogServiceClient) AppendLogs(ctx context.Context, in *AppendLogsRequest, opts ...grpc.CallOption) (*AppendLogsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AppendLogsResponse)
+	err := c.cc.Invoke(ctx, RunnerLogService_AppendLogs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RunnerLogServiceServer is the server API for RunnerLogService service.
+// All implementations must embed UnimplementedRunnerLogServiceServer
+// for forward compatibility.
+//
+// RunnerLogService is served by the log service to runners: a runner sends the log of
+// the job it holds, in batches, under the job's LogGrant. Runners need no event bus.
+type RunnerLogServiceServer interface {
+	// AppendLogs stores a batch of a run's log chunks (idempotent on the run's attempt and
+	// the chunk's sequence number: a retried batch is stored once). The grant must be
+	// valid, unexpired and issued to the calling runner (else PermissionDenied).
+	AppendLogs(context.Context, *AppendLogsRequest) (*AppendLogsResponse, error)
+	mustEmbedUnimplementedRunnerLogServiceServer()
+}
+
+// UnimplementedRunnerLogServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedRunnerLogServiceServer struct{}
+
+func (UnimplementedRunnerLogServiceServer) AppendLogs(context.Context, *AppendLogsRequest) (*AppendLogsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AppendLogs not implemented")
+}
+func (UnimplementedRunnerLogServiceServer) mustEmbedUnimplementedRunnerLogServiceServer() {}
+func (UnimplementedRunnerLogServiceServer) testEmbeddedByValue()                          {}
+
+// UnsafeRunnerLogServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to RunnerLogServiceServer will
+// result in compilation errors.
+type UnsafeRunnerLogServiceServer interface {
+	mustEmbedUnimplementedRunnerLogServiceServer()
+}
+
+func RegisterRunnerLogServiceServer(s grpc.ServiceRegistrar, srv RunnerLogServiceServer) {
+	// If the following call panics, it indicates UnimplementedRunnerLogServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&RunnerLogService_ServiceDesc, srv)
+}
+
+func _RunnerLogService_AppendLogs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AppendLogsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunnerLogServiceServer).AppendLogs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunnerLogService_AppendLogs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunnerLogServiceServer).AppendLogs(ctx, req.(*AppendLogsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// RunnerLogService_ServiceDesc is the grpc.ServiceDesc for RunnerLogService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var RunnerLogService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "simpleci.runner.v1.RunnerLogService",
+	HandlerType: (*RunnerLogServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "AppendLogs",
+			Handler:    _RunnerLogService_AppendLogs_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "simpleci/runner/v1/runner.proto",
+}
