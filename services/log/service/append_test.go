@@ -44,7 +44,9 @@ func runnerChunk(seq int64, text string) *runnerv1.LogChunk {
 func TestAppendLogs(t *testing.T) {
 	e := newEnv(t)
 	g := e.grant("run1", 1, "runner-1", "org1", time.Now().Add(time.Hour))
-	batch := []*runnerv1.LogChunk{runnerChunk(1, "hello\n"), runnerChunk(2, "world\n")}
+	system := runnerChunk(1, "hello\n")
+	system.StepIndex, system.Stream = -1, eventsv1.LogStream_LOG_STREAM_SYSTEM // the run's own lines (the isolation line)
+	batch := []*runnerv1.LogChunk{system, runnerChunk(2, "world\n")}
 	for range 2 { // a retried batch
 		if _, err := e.svc.AppendLogs(e.runner("runner-1"), &runnerv1.AppendLogsRequest{Grant: g, Chunks: batch}); err != nil {
 			t.Fatalf("AppendLogs: %v", err)
@@ -111,6 +113,7 @@ func TestAppendLogsRefused(t *testing.T) {
 		{"a service", auth.WithPrincipal(e.ctx, &authv1.Principal{Service: auth.Scheduler}), &runnerv1.AppendLogsRequest{Grant: good,
 			Chunks: []*runnerv1.LogChunk{runnerChunk(1, "x")}}, codes.PermissionDenied},
 		{"sequence 0", e.runner("runner-1"), &runnerv1.AppendLogsRequest{Grant: good, Chunks: []*runnerv1.LogChunk{runnerChunk(0, "x")}}, codes.InvalidArgument},
+		{"step -2", e.runner("runner-1"), &runnerv1.AppendLogsRequest{Grant: good, Chunks: []*runnerv1.LogChunk{{Sequence: 1, StepIndex: -2, Stream: eventsv1.LogStream_LOG_STREAM_STDOUT}}}, codes.InvalidArgument},
 		{"no stream", e.runner("runner-1"), &runnerv1.AppendLogsRequest{Grant: good, Chunks: []*runnerv1.LogChunk{{Sequence: 1}}}, codes.InvalidArgument},
 		{"too many chunks", e.runner("runner-1"), &runnerv1.AppendLogsRequest{Grant: good, Chunks: make([]*runnerv1.LogChunk, 4097)}, codes.InvalidArgument},
 	}

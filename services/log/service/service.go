@@ -92,8 +92,8 @@ func (s *Service) AppendLogs(ctx context.Context, req *runnerv1.AppendLogsReques
 	}
 	msgs := make([]bus.Message, 0, len(req.GetChunks()))
 	for i, c := range req.GetChunks() {
-		if c.GetSequence() <= 0 || c.GetStepIndex() < 0 || streams[c.GetStream()] == "" {
-			return nil, status.Errorf(codes.InvalidArgument, "append logs: chunk %d of the batch: sequence %d, step %d, stream %v: want a positive sequence, a step index from 0 and a stream (stdout, stderr, system)",
+		if c.GetSequence() <= 0 || c.GetStepIndex() < -1 || streams[c.GetStream()] == "" {
+			return nil, status.Errorf(codes.InvalidArgument, "append logs: chunk %d of the batch: sequence %d, step %d, stream %v: want a positive sequence, a step index from -1 (the run's own lines) and a stream (stdout, stderr, system)",
 				i, c.GetSequence(), c.GetStepIndex(), c.GetStream())
 		}
 		ev := &eventsv1.LogEmitted{RunId: g.RunId, OrgId: g.OrgId, ProjectId: g.ProjectId, StepIndex: c.StepIndex,
