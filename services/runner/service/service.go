@@ -72,7 +72,7 @@ type Config struct {
 	// Logs is the log service, which takes the jobs' output.
 	Logs   runnerv1.RunnerLogServiceClient
 	Forges *forge.Registry
-	Log                         *slog.Logger
+	Log    *slog.Logger
 }
 
 // Runner executes jobs one at a time; run more runners for more parallelism.
