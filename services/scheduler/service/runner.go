@@ -162,10 +162,11 @@ func (s *Service) start(ctx context.Context, r *domain.Run, lease, runner string
 	return job, nil
 }
 
-// logGrantSlack is how long a log grant outlives its job's timeout: the runner's drain
-// and the time its log queue keeps retrying a log service that is away (10 minutes),
-// with a margin for clocks.
-const logGrantSlack = 15 * time.Minute
+// logGrantSlack is how long a log grant outlives its job's timeout, which counts from
+// the pipeline's start: the checkout before it (at most 5 minutes), the time the
+// runner's log queue keeps retrying a log service that is away after it (10 minutes),
+// and a margin for clocks and the sandbox.
+const logGrantSlack = 30 * time.Minute
 
 // grantLog gives job the log grant of its runner: the log service accepts the run's
 // log chunks of this attempt from runner alone, until the job's timeout (a day without

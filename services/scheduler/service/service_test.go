@@ -545,8 +545,8 @@ func TestClaimJob(t *testing.T) {
 		if err := auth.VerifyLogGrant(testSecret, g, "runner-2", time.Now()); err == nil {
 			t.Fatal("runner-2 may use runner-1's grant")
 		}
-		// It outlives the job's timeout (150 s) by the slack for the drain and the log's retries.
-		if left := time.Until(g.GetExpiresAt().AsTime()); left < 150*time.Second+10*time.Minute || left > 150*time.Second+20*time.Minute {
+		// It outlives the job's timeout (150 s) by the slack for the checkout and the log's retries.
+		if left := time.Until(g.GetExpiresAt().AsTime()); left < 150*time.Second+25*time.Minute || left > 150*time.Second+31*time.Minute {
 			t.Fatalf("the grant expires in %v", left)
 		}
 	})
