@@ -85,6 +85,7 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	comps.scheduler.TierFlag(fs, "")
 	comps.scheduler.TriggerFlag(fs, "")
 	comps.gateway.Flags(fs)
+	comps.auth.GitHub.Register(fs)
 	comps.scheduler.LostRunRetries = 1
 	fs.DurationVar(&comps.runner.DrainTimeout, "drain-timeout", 10*time.Minute, "on the first interrupt, how long the job in progress may still run (a second interrupt hands it back)")
 	// A developer's own machine, often without root: weak isolation is allowed unless
@@ -98,6 +99,10 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	dir, err := filepath.Abs(*data)
 	if err != nil {
 		return err
+	}
+	if comps.auth.GitHub.PublicURL == "" {
+		// A development server is reached where it listens.
+		comps.auth.GitHub.PublicURL = "http://" + display(*httpAddr)
 	}
 	stop, abort, release := platform.Signals()
 	defer release()
@@ -133,6 +138,9 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 }
 
 func display(addr string) string {
+	if strings.HasPrefix(addr, ":") {
+		return "localhost" + addr
+	}
 	if strings.HasPrefix(addr, "[::]:") {
 		return "localhost:" + strings.TrimPrefix(addr, "[::]:")
 	}
