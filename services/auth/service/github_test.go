@@ -202,19 +202,11 @@ func TestGitHubSignInState(t *testing.T) {
 	r := newSignInRig(t, openSQLite(t))
 	t.Run("missing", func(t *testing.T) {
 		c, cb := r.start()
-		u, _ := url.Parse(cb)
-		q := u.Query()
-		q.Del("state")
-		u.RawQuery = q.Encode()
-		r.wantRefused(c, u.String(), http.StatusBadRequest, "no state parameter")
+		r.wantRefused(c, withParam(cb, "state", ""), http.StatusBadRequest, "no state parameter")
 	})
 	t.Run("mismatch", func(t *testing.T) {
 		c, cb := r.start()
-		u, _ := url.Parse(cb)
-		q := u.Query()
-		q.Set("state", strings.Repeat("0", 64))
-		u.RawQuery = q.Encode()
-		r.wantRefused(c, u.String(), http.StatusBadRequest, "does not match")
+		r.wantRefused(c, withParam(cb, "state", strings.Repeat("0", 64)), http.StatusBadRequest, "does not match")
 	})
 	t.Run("another browser", func(t *testing.T) {
 		// Login CSRF: a callback URL (the attacker's code and state) opened in the victim's
@@ -248,11 +240,7 @@ func TestGitHubSignInFailures(t *testing.T) {
 	r := newSignInRig(t, openSQLite(t))
 	t.Run("bad code", func(t *testing.T) {
 		c, cb := r.start()
-		u, _ := url.Parse(cb)
-		q := u.Query()
-		q.Set("code", "forged")
-		u.RawQuery = q.Encode()
-		r.wantRefused(c, u.String(), http.StatusBadRequest, "bad_verification_code")
+		r.wantRefused(c, withParam(cb, "code", "forged"), http.StatusBadRequest, "bad_verification_code")
 	})
 	t.Run("token endpoint down", func(t *testing.T) {
 		c, cb := r.start()
@@ -360,6 +348,17 @@ func TestGitHubTokenRefresh(t *testing.T) {
 	if _, err := r.g.GitHubToken(ctx, "nobody"); err == nil || !strings.Contains(err.Error(), "has not signed in") {
 		t.Fatalf("unknown user: %v", err)
 	}
+}
+
+// withParam returns u with its query parameter key set to value (empty: removed).
+func withParam(u, key, value string) string {
+	p, _ := url.Parse(u)
+	q := p.Query()
+	if q.Del(key); value != "" {
+		q.Set(key, value)
+	}
+	p.RawQuery = q.Encode()
+	return p.String()
 }
 
 func openSQLite(t *testing.T) *sqldb.DB {
