@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/simpleci/simpleci/libs/platform/node"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
 	. "github.com/simpleci/simpleci/services/auth/service"
@@ -368,4 +369,57 @@ func openSQLite(t *testing.T) *sqldb.DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// TestGitHubSignInConfig: a half-configured sign-in is refused at start, every problem
+// named; an https public URL makes the state cookie Secure.
+func TestGitHubSignInConfig(t *testing.T) {
+	c := &Component{GitHub: GitHubFlags{ClientID: "id"}}
+	got := strings.Join(c.Validate(&node.Config{DatabaseURL: "postgres://x"}), "\n")
+	for _, want := range []string{"--github-client-secret-file", "--public-url", "--github-token-keyring or --data", "--admin-token-file or --data"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("problems %q do not name %s", got, want)
+		}
+	}
+	if p := (&Component{}).Validate(&node.Config{DataDir: "/d"}); len(p) != 0 {
+		t.Errorf("sign-in off: problems %v", p)
+	}
+
+	r := newSignInRig(t, openSQLite(t))
+	for _, bad := range []struct{ field, value, want string }{
+		{"WebURL", "github.com", "--github-url"},
+		{"APIURL", "ftp://api", "--github-api-url"},
+		{"PublicURL", "", "--public-url"},
+	} {
+		cfg := r.cfg
+		switch bad.field {
+		case "WebURL":
+			cfg.WebURL = bad.value
+		case "APIURL":
+			cfg.APIURL = bad.value
+		case "PublicURL":
+			cfg.PublicURL = bad.value
+		}
+		if _, err := NewSignIn(r.s, cfg); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s %q: %v, want an error naming %s", bad.field, bad.value, err, bad.want)
+		}
+	}
+
+	cfg := r.cfg
+	cfg.PublicURL = "https://ci.example.com"
+	g, err := NewSignIn(r.s, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	g.Register(mux)
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/auth/github/login", nil))
+	cookies := rec.Result().Cookies()
+	if rec.Code != http.StatusFound || len(cookies) != 1 || !cookies[0].Secure || !cookies[0].HttpOnly {
+		t.Fatalf("https login: %d %+v", rec.Code, cookies)
+	}
+	if loc := rec.Header().Get("Location"); !strings.Contains(loc, url.QueryEscape("https://ci.example.com/auth/github/callback")) {
+		t.Fatalf("redirect_uri in %s", loc)
+	}
 }
