@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-github/v60/github"
@@ -73,6 +74,8 @@ type SignIn struct {
 	cfg      GitHubConfig
 	web, api *url.URL
 	secure   bool
+	// refreshing serialises refreshes of GitHub tokens (GitHubToken).
+	refreshing sync.Mutex
 }
 
 // NewSignIn checks cfg and returns the sign-in handlers over s.
@@ -464,20 +467,18 @@ func (s *Service) freeLogin(ctx context.Context, tx *sql.Tx, login, userID strin
 // grant, the new tokens stored sealed) when it expires within a minute. It is for the
 // service's own calls to GitHub; no API returns it.
 func (g *SignIn) GitHubToken(ctx context.Context, userID string) (string, error) {
-	var gid int64
-	var st sealedTokens
-	err := g.s.db.QueryRowContext(ctx, g.s.db.Q(`SELECT github_id, key_id, access_sealed, access_expires_at, refresh_sealed, refresh_expires_at FROM auth_github_accounts WHERE user_id = ?`), userID).
-		Scan(&gid, &st.keyID, &st.access, &st.accessExp, &st.refresh, &st.refreshExp)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("user %s has not signed in with GitHub", userID)
+	if tok, _, _, err := g.current(ctx, userID); tok != "" || err != nil {
+		return tok, err
 	}
-	if err != nil {
-		return "", err
+	// One refresh at a time in this process: GitHub rotates the refresh token, so a
+	// second refresh with the old one would fail. Whoever waited reads the new token.
+	g.refreshing.Lock()
+	defer g.refreshing.Unlock()
+	tok, gid, st, err := g.current(ctx, userID)
+	if tok != "" || err != nil {
+		return tok, err
 	}
 	now := g.s.Now()
-	if !st.accessExp.Valid || now.Add(refreshMargin).Before(time.Unix(0, st.accessExp.Int64)) {
-		return g.open(gid, st.keyID, st.access.String, "access")
-	}
 	if !st.refresh.Valid {
 		return "", fmt.Errorf("the GitHub token of user %s expired and there is no refresh token: sign in again", userID)
 	}
@@ -509,6 +510,26 @@ func (g *SignIn) GitHubToken(ctx context.Context, userID string) (string, error)
 		return "", fmt.Errorf("store the refreshed GitHub token: %w", err)
 	}
 	return t.AccessToken, nil
+}
+
+// current returns userID's GitHub access token unless it expires within refreshMargin;
+// then the token is "" and the account's id and sealed tokens are returned.
+func (g *SignIn) current(ctx context.Context, userID string) (string, int64, *sealedTokens, error) {
+	var gid int64
+	st := &sealedTokens{}
+	err := g.s.db.QueryRowContext(ctx, g.s.db.Q(`SELECT github_id, key_id, access_sealed, access_expires_at, refresh_sealed, refresh_expires_at FROM auth_github_accounts WHERE user_id = ?`), userID).
+		Scan(&gid, &st.keyID, &st.access, &st.accessExp, &st.refresh, &st.refreshExp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", 0, nil, fmt.Errorf("user %s has not signed in with GitHub", userID)
+	}
+	if err != nil {
+		return "", 0, nil, err
+	}
+	if !st.accessExp.Valid || g.s.Now().Add(refreshMargin).Before(time.Unix(0, st.accessExp.Int64)) {
+		tok, err := g.open(gid, st.keyID, st.access.String, "access")
+		return tok, gid, st, err
+	}
+	return "", gid, st, nil
 }
 
 func (g *SignIn) open(gid int64, keyID, b64, kind string) (string, error) {

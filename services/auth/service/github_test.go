@@ -423,3 +423,28 @@ func TestGitHubSignInConfig(t *testing.T) {
 		t.Fatalf("redirect_uri in %s", loc)
 	}
 }
+
+// TestGitHubTokenRefreshConcurrent: callers needing a refresh at once get one refresh
+// (GitHub rotates the refresh token: a second refresh with the old one would fail).
+func TestGitHubTokenRefreshConcurrent(t *testing.T) {
+	r := newSignInRig(t, openSQLite(t))
+	r.gh.set(func(f *fakeGitHub) { f.expiresIn = 8 * 3600 })
+	user := r.principal(r.signIn()).GetUserId()
+	r.advance(8 * time.Hour)
+	r.gh.set(func(f *fakeGitHub) { f.delay = 200 * time.Millisecond })
+	var wg sync.WaitGroup
+	got := make([]string, 8)
+	errs := make([]error, 8)
+	for i := range got {
+		wg.Go(func() { got[i], errs[i] = r.g.GitHubToken(testCtx(t), user) })
+	}
+	wg.Wait()
+	for i := range got {
+		if errs[i] != nil || got[i] != got[0] {
+			t.Fatalf("caller %d: %q %v, caller 0: %q", i, got[i], errs[i], got[0])
+		}
+	}
+	if n := len(r.gh.issuedTokens()); n != 4 {
+		t.Fatalf("the fake issued %d tokens, want 4 (sign-in and one refresh, each a pair)", n)
+	}
+}

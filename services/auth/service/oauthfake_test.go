@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"sync"
 	"testing"
+	"time"
 )
 
 // fakeGitHub is an httptest server speaking the parts of GitHub that sign-in uses: the
@@ -27,11 +28,13 @@ type fakeGitHub struct {
 	expiresIn int64
 	// apiDown makes GET /api/user answer 503; exchangeDown makes the token endpoint 500.
 	apiDown, exchangeDown bool
-	codes                 map[string]bool   // issued, unspent codes
-	tokens                map[string]string // access token → login
-	refresh               map[string]bool   // valid refresh tokens
-	n                     int
-	issued                []string // every access and refresh token handed out
+	// delay holds every token endpoint answer back (to make callers overlap).
+	delay   time.Duration
+	codes   map[string]bool   // issued, unspent codes
+	tokens  map[string]string // access token → login
+	refresh map[string]bool   // valid refresh tokens
+	n       int
+	issued  []string // every access and refresh token handed out
 }
 
 func newFakeGitHub(t *testing.T) *fakeGitHub {
@@ -61,6 +64,10 @@ func (f *fakeGitHub) authorize(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeGitHub) accessToken(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	delay := f.delay
+	f.mu.Unlock()
+	time.Sleep(delay)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.exchangeDown {
