@@ -132,6 +132,9 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "Admin API token (first start): %s\n", comps.auth.NewAdminToken)
 		}
 		fmt.Fprintf(stdout, "The admin token is in %s: export SIMPLECI_TOKEN=$(cat %s)\n", tokenFile, tokenFile)
+		if comps.auth.GitHub.Enabled() {
+			fmt.Fprintf(stdout, "Sign in with GitHub: %s/auth/github/login\n", strings.TrimSuffix(comps.auth.GitHub.PublicURL, "/"))
+		}
 		fmt.Fprintln(stdout, "Ctrl-C stops after the job in progress; a second Ctrl-C stops at once and hands the job back.")
 	}
 	return platform.Run(stop, cfg, comps.all()...)
