@@ -34,7 +34,8 @@ var serviceCallers = map[string]Callers{Gateway: GatewayService, Auth: AuthServi
 // ACL is the one table of who may call what: every gRPC method any service registers,
 // with the callers allowed. A method missing here is refused to everyone (the node
 // refuses to start with one registered, TestACLCoversEveryMethod checks the protos).
-// Handlers still check what the table cannot: a user's organisation, a runner's lease.
+// A user also needs the role MethodPermission (roles.go) names, in its organisation.
+// Handlers still check what the tables cannot: a user's organisation, a runner's lease.
 //
 // Peer calls (each one's client): the gateway resolves a webhook's project
 // (ProjectInternalService.ResolveProject, services/gateway), the scheduler a run
@@ -65,6 +66,10 @@ var ACL = map[string]Callers{
 	apiv1.TokenService_CreateToken_FullMethodName:     Users,
 	apiv1.TokenService_ListTokens_FullMethodName:      Users,
 	apiv1.TokenService_RevokeToken_FullMethodName:     Users,
+	apiv1.MemberService_ListMembers_FullMethodName:    Users,
+	apiv1.MemberService_AddMember_FullMethodName:      Users,
+	apiv1.MemberService_UpdateMember_FullMethodName:   Users,
+	apiv1.MemberService_RemoveMember_FullMethodName:   Users,
 	// Runner tokens: users (the service refuses all but admins).
 	apiv1.RunnerTokenService_RegisterRunner_FullMethodName: Users,
 	apiv1.RunnerTokenService_ListRunners_FullMethodName:    Users,

@@ -166,6 +166,9 @@ func (a *Authenticator) authorize(ctx context.Context, method string) (context.C
 	if !Allowed(method, p) {
 		return nil, status.Error(codes.PermissionDenied, denied(method, p))
 	}
+	if err := permitted(method, p); err != nil {
+		return nil, err
+	}
 	return ctx, nil
 }
 

@@ -51,7 +51,7 @@ func (f *fakeVerifier) count(token string) int {
 	return f.calls[token]
 }
 
-var alice = &authv1.Principal{UserId: "u-alice", OrgId: "org-1", Login: "alice"}
+var alice = &authv1.Principal{UserId: "u-alice", OrgId: "org-1", Login: "alice", Role: "viewer"}
 
 var gatewayToken = mustIdentity("internal-secret", Gateway)
 

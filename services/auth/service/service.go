@@ -30,6 +30,7 @@ type Service struct {
 	authv1.UnimplementedAuthServiceServer
 	apiv1.UnimplementedTokenServiceServer
 	apiv1.UnimplementedRunnerTokenServiceServer
+	apiv1.UnimplementedMemberServiceServer
 	db *sqldb.DB
 	// Now is the service's clock (tests replace it); expiry is judged by it.
 	Now func() time.Time
@@ -54,6 +55,7 @@ func (s *Service) Register(g *grpc.Server) {
 	authv1.RegisterAuthServiceServer(g, s)
 	apiv1.RegisterTokenServiceServer(g, s)
 	apiv1.RegisterRunnerTokenServiceServer(g, s)
+	apiv1.RegisterMemberServiceServer(g, s)
 }
 
 // TokenPrefix starts every API token, so that secret scanners can recognise them.
@@ -112,6 +114,10 @@ func (s *Service) Bootstrap(ctx context.Context, tokenFile string) (token string
 		if err != nil {
 			return err
 		}
+		// The admin owns its organisation, whatever role it was given since.
+		if err := setRole(ctx, s.db, tx, userID, orgID, "owner", now); err != nil {
+			return err
+		}
 		h := hash(token)
 		if _, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_tokens (hash, id, user_id, name, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING`), h, id.New(), userID, bootstrapName, now); err != nil {
 			return err
@@ -137,7 +143,8 @@ func (s *Service) Bootstrap(ctx context.Context, tokenFile string) (token string
 // at most one write per token and minute, not one per call.
 const lastUsedGranularity = time.Minute
 
-// VerifyToken resolves a token to its user (or a runner token to its runner). A revoked or expired token is refused
+// VerifyToken resolves a token to its user, with the user's role in its organisation
+// (or a runner token to its runner). A revoked or expired token is refused
 // (Unauthenticated), judged on every call; the principal carries the token's id and
 // expiry so that a cache in front of it (libs/platform/auth) honours both.
 func (s *Service) VerifyToken(ctx context.Context, req *authv1.VerifyTokenRequest) (*authv1.Principal, error) {
@@ -150,8 +157,12 @@ func (s *Service) VerifyToken(ctx context.Context, req *authv1.VerifyTokenReques
 	p := &authv1.Principal{}
 	var expires, revoked, lastUsed sql.NullInt64
 	h := hash(req.GetToken())
-	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT u.id, u.org_id, u.login, u.admin, t.id, t.expires_at, t.revoked_at, t.last_used_at FROM auth_tokens t JOIN auth_users u ON u.id = t.user_id WHERE t.hash = ?`), h).
-		Scan(&p.UserId, &p.OrgId, &p.Login, &p.Admin, &p.TokenId, &expires, &revoked, &lastUsed)
+	var role sql.NullString
+	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT u.id, u.org_id, u.login, u.admin, t.id, t.expires_at, t.revoked_at, t.last_used_at, m.role
+		FROM auth_tokens t JOIN auth_users u ON u.id = t.user_id LEFT JOIN auth_memberships m ON m.user_id = u.id AND m.org_id = u.org_id
+		WHERE t.hash = ?`), h).
+		Scan(&p.UserId, &p.OrgId, &p.Login, &p.Admin, &p.TokenId, &expires, &revoked, &lastUsed, &role)
+	p.Role = role.String
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, status.Error(codes.Unauthenticated, "invalid token")
 	}

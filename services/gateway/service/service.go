@@ -128,6 +128,9 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 		if err := apiv1.RegisterRunnerTokenServiceHandlerClient(ctx, gw, apiv1.NewRunnerTokenServiceClient(cfg.Auth)); err != nil {
 			return err
 		}
+		if err := apiv1.RegisterMemberServiceHandlerClient(ctx, gw, apiv1.NewMemberServiceClient(cfg.Auth)); err != nil {
+			return err
+		}
 	}
 	mux.Handle("/api/", g.api(gw))
 	mux.HandleFunc("POST /api/v1/webhooks/{provider}/{project}", g.webhook)

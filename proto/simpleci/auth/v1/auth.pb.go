@@ -87,7 +87,10 @@ type Principal struct {
 	Runner string `protobuf:"bytes,7,opt,name=runner,proto3" json:"runner,omitempty"`
 	// service is set for a peer service's identity (gateway, auth, project, scheduler,
 	// log): it may call the methods the ACL allows that identity.
-	Service       string `protobuf:"bytes,8,opt,name=service,proto3" json:"service,omitempty"`
+	Service string `protobuf:"bytes,8,opt,name=service,proto3" json:"service,omitempty"`
+	// role is the user's role in org_id (viewer, developer, maintainer, owner; empty:
+	// none, a removed member): libs/platform/auth's MethodPermission says what each may do.
+	Role          string `protobuf:"bytes,9,opt,name=role,proto3" json:"role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -178,13 +181,20 @@ func (x *Principal) GetService() string {
 	return ""
 }
 
+func (x *Principal) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
 var File_simpleci_auth_v1_auth_proto protoreflect.FileDescriptor
 
 const file_simpleci_auth_v1_auth_proto_rawDesc = "" +
 	"\n" +
 	"\x1bsimpleci/auth/v1/auth.proto\x12\x10simpleci.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"*\n" +
 	"\x12VerifyTokenRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"\xef\x01\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\x83\x02\n" +
 	"\tPrincipal\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x14\n" +
@@ -194,7 +204,8 @@ const file_simpleci_auth_v1_auth_proto_rawDesc = "" +
 	"\n" +
 	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x16\n" +
 	"\x06runner\x18\a \x01(\tR\x06runner\x12\x18\n" +
-	"\aservice\x18\b \x01(\tR\aservice2_\n" +
+	"\aservice\x18\b \x01(\tR\aservice\x12\x12\n" +
+	"\x04role\x18\t \x01(\tR\x04role2_\n" +
 	"\vAuthService\x12P\n" +
 	"\vVerifyToken\x12$.simpleci.auth.v1.VerifyTokenRequest\x1a\x1b.simpleci.auth.v1.PrincipalB<Z:github.com/simpleci/simpleci/proto/simpleci/auth/v1;authv1b\x06proto3"
 

@@ -1,0 +1,237 @@
+package service
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"regexp"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/platform/auth"
+	"github.com/simpleci/simpleci/libs/platform/id"
+	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// The members of an organisation and their roles (docs/adr/0019-roles.md). The gateway's
+// interceptor has already checked the caller's role (libs/platform/auth MethodPermission:
+// viewer to list, owner to change); here every query is scoped to the caller's
+// organisation, so another organisation's user is NotFound.
+
+var loginPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,38}$`)
+
+func validLogin(login string) error {
+	if !loginPattern.MatchString(login) {
+		return status.Errorf(codes.InvalidArgument, "login %q: 1 to 39 characters of a-z, 0-9 and '-', starting with a letter or digit", login)
+	}
+	return nil
+}
+
+func parseRole(s string) (auth.Role, error) {
+	r, err := auth.ParseRole(s)
+	if err != nil {
+		return "", status.Error(codes.InvalidArgument, err.Error())
+	}
+	return r, nil
+}
+
+// callerOrg returns the calling user's organisation.
+func callerOrg(ctx context.Context) (string, error) {
+	if _, err := caller(ctx); err != nil {
+		return "", err
+	}
+	return auth.RequireOrg(ctx)
+}
+
+// setRole gives userID the role in orgID, adding the membership if needed.
+func setRole(ctx context.Context, db *sqldb.DB, tx *sql.Tx, userID, orgID, role string, now int64) error {
+	_, err := tx.ExecContext(ctx, db.Q(`INSERT INTO auth_memberships (user_id, org_id, role, created_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (user_id, org_id) DO UPDATE SET role = excluded.role`), userID, orgID, role, now)
+	return err
+}
+
+// ListMembers lists the caller's organisation's members by login.
+func (s *Service) ListMembers(ctx context.Context, _ *apiv1.ListMembersRequest) (*apiv1.ListMembersResponse, error) {
+	org, err := callerOrg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT u.login, m.role, m.created_at FROM auth_memberships m JOIN auth_users u ON u.id = m.user_id WHERE m.org_id = ? ORDER BY u.login`), org)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "list members: %v", err)
+	}
+	defer rows.Close()
+	out := &apiv1.ListMembersResponse{}
+	for rows.Next() {
+		m := &apiv1.Member{}
+		var created int64
+		if err := rows.Scan(&m.Login, &m.Role, &created); err != nil {
+			return nil, status.Errorf(codes.Internal, "list members: %v", err)
+		}
+		m.CreatedAt = timestamppb.New(time.Unix(0, created))
+		out.Members = append(out.Members, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, status.Errorf(codes.Internal, "list members: %v", err)
+	}
+	return out, nil
+}
+
+// AddMember creates a user in the caller's organisation with a role and its first
+// token, shown once.
+func (s *Service) AddMember(ctx context.Context, req *apiv1.AddMemberRequest) (*apiv1.Member, error) {
+	org, err := callerOrg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := validLogin(req.GetLogin()); err != nil {
+		return nil, err
+	}
+	role, err := parseRole(req.GetRole())
+	if err != nil {
+		return nil, err
+	}
+	now := s.Now()
+	token := TokenPrefix + id.Secret(24)
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, s.db.Q(`SELECT COUNT(*) FROM auth_users WHERE login = ?`), req.GetLogin()).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return status.Errorf(codes.AlreadyExists, "login %q is taken", req.GetLogin())
+		}
+		userID := id.New()
+		if _, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_users (id, org_id, login, admin, created_at) VALUES (?, ?, ?, ?, ?)`), userID, org, req.GetLogin(), false, now.UnixNano()); err != nil {
+			return err
+		}
+		if err := setRole(ctx, s.db, tx, userID, org, string(role), now.UnixNano()); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_tokens (hash, id, user_id, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`),
+			hash(token), id.New(), userID, "first", now.UnixNano(), now.Add(DefaultTokenLifetime).UnixNano())
+		return err
+	})
+	if err != nil {
+		return nil, txError("add member", err)
+	}
+	return &apiv1.Member{Login: req.GetLogin(), Role: string(role), CreatedAt: timestamppb.New(now), Token: token}, nil
+}
+
+// txError keeps a status error from a transaction and wraps anything else as Internal.
+func txError(what string, err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Errorf(codes.Internal, "%s: %v", what, err)
+}
+
+// member finds login's membership in org (NotFound when it has none there).
+func (s *Service) member(ctx context.Context, tx *sql.Tx, org, login string) (userID, role string, created int64, err error) {
+	err = tx.QueryRowContext(ctx, s.db.Q(`SELECT u.id, m.role, m.created_at FROM auth_users u JOIN auth_memberships m ON m.user_id = u.id WHERE u.login = ? AND m.org_id = ?`), login, org).
+		Scan(&userID, &role, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = status.Errorf(codes.NotFound, "no member %q in this organisation", login)
+	}
+	return
+}
+
+// keepOwner refuses a change that would leave org without an owner: the last owner
+// (userID, currently role) stays one.
+func (s *Service) keepOwner(ctx context.Context, tx *sql.Tx, org, role string) error {
+	if role != string(auth.Owner) {
+		return nil
+	}
+	var owners int
+	if err := tx.QueryRowContext(ctx, s.db.Q(`SELECT COUNT(*) FROM auth_memberships WHERE org_id = ? AND role = ?`), org, string(auth.Owner)).Scan(&owners); err != nil {
+		return err
+	}
+	if owners <= 1 {
+		return status.Error(codes.FailedPrecondition, "the organisation's last owner keeps the owner role: make another member owner first")
+	}
+	return nil
+}
+
+// UpdateMember changes a member's role; the last owner stays one.
+func (s *Service) UpdateMember(ctx context.Context, req *apiv1.UpdateMemberRequest) (*apiv1.Member, error) {
+	org, err := callerOrg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	role, err := parseRole(req.GetRole())
+	if err != nil {
+		return nil, err
+	}
+	out := &apiv1.Member{Login: req.GetLogin(), Role: string(role)}
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		userID, old, created, err := s.member(ctx, tx, org, req.GetLogin())
+		if err != nil {
+			return err
+		}
+		out.CreatedAt = timestamppb.New(time.Unix(0, created))
+		if old == string(role) {
+			return nil
+		}
+		if err := s.keepOwner(ctx, tx, org, old); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE auth_memberships SET role = ? WHERE user_id = ? AND org_id = ?`), string(role), userID, org)
+		return err
+	})
+	if err != nil {
+		return nil, txError("update member", err)
+	}
+	return out, nil
+}
+
+// RemoveMember removes a member and revokes its tokens; the last owner stays.
+func (s *Service) RemoveMember(ctx context.Context, req *apiv1.RemoveMemberRequest) (*emptypb.Empty, error) {
+	org, err := callerOrg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var revoked []string
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		userID, role, _, err := s.member(ctx, tx, org, req.GetLogin())
+		if err != nil {
+			return err
+		}
+		if err := s.keepOwner(ctx, tx, org, role); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.db.Q(`DELETE FROM auth_memberships WHERE user_id = ? AND org_id = ?`), userID, org); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, s.db.Q(`SELECT id FROM auth_tokens WHERE user_id = ? AND revoked_at IS NULL`), userID)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			revoked = append(revoked, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE auth_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`), s.Now().UnixNano(), userID)
+		return err
+	})
+	if err != nil {
+		return nil, txError("remove member", err)
+	}
+	if s.OnRevoke != nil {
+		for _, id := range revoked {
+			s.OnRevoke(id)
+		}
+	}
+	return &emptypb.Empty{}, nil
+}
