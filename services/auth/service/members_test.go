@@ -7,8 +7,8 @@ import (
 
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
-	"github.com/simpleci/simpleci/services/auth/service"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
+	"github.com/simpleci/simpleci/services/auth/service"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
