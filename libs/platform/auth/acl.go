@@ -52,6 +52,8 @@ var ACL = map[string]Callers{
 	apiv1.ProjectService_CreateProject_FullMethodName: Users,
 	apiv1.ProjectService_ListProjects_FullMethodName:  Users,
 	apiv1.ProjectService_GetProject_FullMethodName:    Users,
+	apiv1.ProjectService_UpdateProject_FullMethodName: Users,
+	apiv1.ProjectService_DeleteProject_FullMethodName: Users,
 	apiv1.ProjectService_SetSecret_FullMethodName:     Users,
 	apiv1.ProjectService_ListSecrets_FullMethodName:   Users,
 	apiv1.ProjectService_DeleteSecret_FullMethodName:  Users,

@@ -94,6 +94,8 @@ var MethodPermission = map[string]Permission{
 	apiv1.RunService_TriggerRun_FullMethodName:        Run,
 	apiv1.RunService_CancelRun_FullMethodName:         Run,
 	apiv1.ProjectService_CreateProject_FullMethodName: Configure,
+	apiv1.ProjectService_UpdateProject_FullMethodName: Configure,
+	apiv1.ProjectService_DeleteProject_FullMethodName: Administer,
 	apiv1.ProjectService_SetSecret_FullMethodName:     Configure,
 	apiv1.ProjectService_DeleteSecret_FullMethodName:  Configure,
 	apiv1.MemberService_ListMembers_FullMethodName:    Read,

@@ -74,8 +74,10 @@ func completeSpec(swagger []byte, providers, tiers []string) (*openapi3.T, error
 	if p := property(doc, "v1CreateProjectRequest", "provider"); p != nil && providers != nil {
 		p.Enum = anySlice(providers)
 	}
-	if p := property(doc, "v1CreateProjectRequest", "tier"); p != nil && tiers != nil {
-		p.Enum = anySlice(append([]string{""}, tiers...))
+	for _, body := range []string{"v1CreateProjectRequest", "ProjectServiceUpdateProjectBody"} {
+		if p := property(doc, body, "tier"); p != nil && tiers != nil {
+			p.Enum = anySlice(append([]string{""}, tiers...))
+		}
 	}
 	errContent := openapi3.NewContentWithJSONSchemaRef(openapi3.NewSchemaRef("#/components/schemas/Error", errSchema))
 	for _, item := range doc.Paths.Map() {

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -244,4 +245,76 @@ func (s *Service) ResolveProject(ctx context.Context, req *apiv1.ResolveProjectR
 		return nil, err
 	}
 	return &apiv1.ResolvedProject{Project: p, WebhookSecret: secret}, nil
+}
+
+// UpdateProject changes the settings sent (events, tier, network) of a project of the
+// caller's organisation, validated as CreateProject validates them.
+func (s *Service) UpdateProject(ctx context.Context, req *apiv1.UpdateProjectRequest) (*apiv1.Project, error) {
+	org, err := auth.RequireOrg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, _, err := s.find(ctx, org, req.GetProject())
+	if err != nil {
+		return nil, err
+	}
+	var problems []string
+	if evs := req.GetEvents(); len(evs) > 0 {
+		for _, e := range evs {
+			if !slices.Contains(events, e) {
+				problems = append(problems, fmt.Sprintf("events: %q is not one of %s", e, strings.Join(events, ", ")))
+			}
+		}
+		p.Events = slices.Compact(slices.Sorted(slices.Values(evs)))
+	}
+	if req.GetTier() != "" {
+		tier, problem, err := s.checkTier(ctx, req.GetTier())
+		if err != nil {
+			return nil, err
+		}
+		if problem != "" {
+			problems = append(problems, problem)
+		}
+		p.Tier = tier
+	}
+	if n := req.GetNetwork(); n != "" {
+		if !slices.Contains(networks, n) {
+			problems = append(problems, fmt.Sprintf("network %q: use default or on (the network, except for pull requests the forge does not vouch for) or off", n))
+		}
+		p.Network = n
+	}
+	if len(problems) > 0 {
+		return nil, status.Error(codes.InvalidArgument, strings.Join(problems, "; "))
+	}
+	_, err = s.db.ExecContext(ctx, s.db.Q(`UPDATE projects SET events = ?, tier = ?, network = ? WHERE id = ? AND org_id = ?`),
+		strings.Join(p.Events, ","), p.Tier, p.Network, p.Id, org)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "update project: %v", err)
+	}
+	p.Repository = forge.Redact(p.Repository)
+	return p, nil
+}
+
+// DeleteProject deletes a project of the caller's organisation and its secrets. Its
+// runs stay in the scheduler's event store (docs/adr/0019-roles.md).
+func (s *Service) DeleteProject(ctx context.Context, req *apiv1.DeleteProjectRequest) (*emptypb.Empty, error) {
+	org, err := auth.RequireOrg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, _, err := s.find(ctx, org, req.GetProject())
+	if err != nil {
+		return nil, err
+	}
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.db.Q(`DELETE FROM project_secrets WHERE project_id = ?`), p.Id); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, s.db.Q(`DELETE FROM projects WHERE id = ? AND org_id = ?`), p.Id, org)
+		return err
+	})
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "delete project: %v", err)
+	}
+	return &emptypb.Empty{}, nil
 }

@@ -403,6 +403,121 @@ func (x *GetProjectRequest) GetProject() string {
 	return ""
 }
 
+// UpdateProjectRequest is the body of PATCH /api/v1/projects/{project}: a field left
+// out (or empty) keeps its value.
+type UpdateProjectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Project       string                 `protobuf:"bytes,1,opt,name=project,proto3" json:"project,omitempty"`
+	Events        []string               `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	Tier          string                 `protobuf:"bytes,3,opt,name=tier,proto3" json:"tier,omitempty"`
+	Network       string                 `protobuf:"bytes,4,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateProjectRequest) Reset() {
+	*x = UpdateProjectRequest{}
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateProjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateProjectRequest) ProtoMessage() {}
+
+func (x *UpdateProjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateProjectRequest.ProtoReflect.Descriptor instead.
+func (*UpdateProjectRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UpdateProjectRequest) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
+func (x *UpdateProjectRequest) GetEvents() []string {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *UpdateProjectRequest) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *UpdateProjectRequest) GetNetwork() string {
+	if x != nil {
+		return x.Network
+	}
+	return ""
+}
+
+// DeleteProjectRequest names a project.
+type DeleteProjectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Project       string                 `protobuf:"bytes,1,opt,name=project,proto3" json:"project,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteProjectRequest) Reset() {
+	*x = DeleteProjectRequest{}
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteProjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteProjectRequest) ProtoMessage() {}
+
+func (x *DeleteProjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteProjectRequest.ProtoReflect.Descriptor instead.
+func (*DeleteProjectRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DeleteProjectRequest) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
 // ResolveProjectRequest names a project for a peer service.
 type ResolveProjectRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -414,7 +529,7 @@ type ResolveProjectRequest struct {
 
 func (x *ResolveProjectRequest) Reset() {
 	*x = ResolveProjectRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[5]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -426,7 +541,7 @@ func (x *ResolveProjectRequest) String() string {
 func (*ResolveProjectRequest) ProtoMessage() {}
 
 func (x *ResolveProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[5]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -439,7 +554,7 @@ func (x *ResolveProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveProjectRequest.ProtoReflect.Descriptor instead.
 func (*ResolveProjectRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{5}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ResolveProjectRequest) GetOrgId() string {
@@ -467,7 +582,7 @@ type ResolvedProject struct {
 
 func (x *ResolvedProject) Reset() {
 	*x = ResolvedProject{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[6]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +594,7 @@ func (x *ResolvedProject) String() string {
 func (*ResolvedProject) ProtoMessage() {}
 
 func (x *ResolvedProject) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[6]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +607,7 @@ func (x *ResolvedProject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvedProject.ProtoReflect.Descriptor instead.
 func (*ResolvedProject) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{6}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ResolvedProject) GetProject() *Project {
@@ -520,7 +635,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[7]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +647,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[7]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +660,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{7}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Secret) GetName() string {
@@ -576,7 +691,7 @@ type SetSecretRequest struct {
 
 func (x *SetSecretRequest) Reset() {
 	*x = SetSecretRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[8]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -588,7 +703,7 @@ func (x *SetSecretRequest) String() string {
 func (*SetSecretRequest) ProtoMessage() {}
 
 func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[8]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -601,7 +716,7 @@ func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSecretRequest.ProtoReflect.Descriptor instead.
 func (*SetSecretRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{8}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetSecretRequest) GetProject() string {
@@ -635,7 +750,7 @@ type ListSecretsRequest struct {
 
 func (x *ListSecretsRequest) Reset() {
 	*x = ListSecretsRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[9]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +762,7 @@ func (x *ListSecretsRequest) String() string {
 func (*ListSecretsRequest) ProtoMessage() {}
 
 func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[9]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,7 +775,7 @@ func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{9}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListSecretsRequest) GetProject() string {
@@ -680,7 +795,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[10]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +807,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[10]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +820,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{10}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListSecretsResponse) GetSecrets() []*Secret {
@@ -726,7 +841,7 @@ type DeleteSecretRequest struct {
 
 func (x *DeleteSecretRequest) Reset() {
 	*x = DeleteSecretRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[11]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +853,7 @@ func (x *DeleteSecretRequest) String() string {
 func (*DeleteSecretRequest) ProtoMessage() {}
 
 func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[11]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +866,7 @@ func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{11}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteSecretRequest) GetProject() string {
@@ -778,7 +893,7 @@ type JobSecretsRequest struct {
 
 func (x *JobSecretsRequest) Reset() {
 	*x = JobSecretsRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[12]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +905,7 @@ func (x *JobSecretsRequest) String() string {
 func (*JobSecretsRequest) ProtoMessage() {}
 
 func (x *JobSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[12]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +918,7 @@ func (x *JobSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSecretsRequest.ProtoReflect.Descriptor instead.
 func (*JobSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{12}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *JobSecretsRequest) GetProjectId() string {
@@ -823,7 +938,7 @@ type JobSecretsResponse struct {
 
 func (x *JobSecretsResponse) Reset() {
 	*x = JobSecretsResponse{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[13]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +950,7 @@ func (x *JobSecretsResponse) String() string {
 func (*JobSecretsResponse) ProtoMessage() {}
 
 func (x *JobSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[13]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +963,7 @@ func (x *JobSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSecretsResponse.ProtoReflect.Descriptor instead.
 func (*JobSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{13}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *JobSecretsResponse) GetSecrets() map[string]string {
@@ -896,6 +1011,13 @@ const file_simpleci_api_v1_projects_proto_rawDesc = "" +
 	"\bprojects\x18\x01 \x03(\v2\x18.simpleci.api.v1.ProjectR\bprojects\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"-\n" +
 	"\x11GetProjectRequest\x12\x18\n" +
+	"\aproject\x18\x01 \x01(\tR\aproject\"v\n" +
+	"\x14UpdateProjectRequest\x12\x18\n" +
+	"\aproject\x18\x01 \x01(\tR\aproject\x12\x16\n" +
+	"\x06events\x18\x02 \x03(\tR\x06events\x12\x12\n" +
+	"\x04tier\x18\x03 \x01(\tR\x04tier\x12\x18\n" +
+	"\anetwork\x18\x04 \x01(\tR\anetwork\"0\n" +
+	"\x14DeleteProjectRequest\x12\x18\n" +
 	"\aproject\x18\x01 \x01(\tR\aproject\"H\n" +
 	"\x15ResolveProjectRequest\x12\x15\n" +
 	"\x06org_id\x18\x01 \x01(\tR\x05orgId\x12\x18\n" +
@@ -925,12 +1047,14 @@ const file_simpleci_api_v1_projects_proto_rawDesc = "" +
 	"\asecrets\x18\x01 \x03(\v20.simpleci.api.v1.JobSecretsResponse.SecretsEntryR\asecrets\x1a:\n" +
 	"\fSecretsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xed\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xda\a\n" +
 	"\x0eProjectService\x12m\n" +
 	"\rCreateProject\x12%.simpleci.api.v1.CreateProjectRequest\x1a\x18.simpleci.api.v1.Project\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/api/v1/projects\x12u\n" +
 	"\fListProjects\x12$.simpleci.api.v1.ListProjectsRequest\x1a%.simpleci.api.v1.ListProjectsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/projects\x12n\n" +
 	"\n" +
-	"GetProject\x12\".simpleci.api.v1.GetProjectRequest\x1a\x18.simpleci.api.v1.Project\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/v1/projects/{project}\x12}\n" +
+	"GetProject\x12\".simpleci.api.v1.GetProjectRequest\x1a\x18.simpleci.api.v1.Project\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/v1/projects/{project}\x12w\n" +
+	"\rUpdateProject\x12%.simpleci.api.v1.UpdateProjectRequest\x1a\x18.simpleci.api.v1.Project\"%\x82\xd3\xe4\x93\x02\x1f:\x01*2\x1a/api/v1/projects/{project}\x12r\n" +
+	"\rDeleteProject\x12%.simpleci.api.v1.DeleteProjectRequest\x1a\x16.google.protobuf.Empty\"\"\x82\xd3\xe4\x93\x02\x1c*\x1a/api/v1/projects/{project}\x12}\n" +
 	"\tSetSecret\x12!.simpleci.api.v1.SetSecretRequest\x1a\x17.simpleci.api.v1.Secret\"4\x82\xd3\xe4\x93\x02.:\x01*\x1a)/api/v1/projects/{project}/secrets/{name}\x12\x84\x01\n" +
 	"\vListSecrets\x12#.simpleci.api.v1.ListSecretsRequest\x1a$.simpleci.api.v1.ListSecretsResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/api/v1/projects/{project}/secrets\x12\x7f\n" +
 	"\fDeleteSecret\x12$.simpleci.api.v1.DeleteSecretRequest\x1a\x16.google.protobuf.Empty\"1\x82\xd3\xe4\x93\x02+*)/api/v1/projects/{project}/secrets/{name}2\xcb\x01\n" +
@@ -951,51 +1075,57 @@ func file_simpleci_api_v1_projects_proto_rawDescGZIP() []byte {
 	return file_simpleci_api_v1_projects_proto_rawDescData
 }
 
-var file_simpleci_api_v1_projects_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_simpleci_api_v1_projects_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_simpleci_api_v1_projects_proto_goTypes = []any{
 	(*Project)(nil),               // 0: simpleci.api.v1.Project
 	(*CreateProjectRequest)(nil),  // 1: simpleci.api.v1.CreateProjectRequest
 	(*ListProjectsRequest)(nil),   // 2: simpleci.api.v1.ListProjectsRequest
 	(*ListProjectsResponse)(nil),  // 3: simpleci.api.v1.ListProjectsResponse
 	(*GetProjectRequest)(nil),     // 4: simpleci.api.v1.GetProjectRequest
-	(*ResolveProjectRequest)(nil), // 5: simpleci.api.v1.ResolveProjectRequest
-	(*ResolvedProject)(nil),       // 6: simpleci.api.v1.ResolvedProject
-	(*Secret)(nil),                // 7: simpleci.api.v1.Secret
-	(*SetSecretRequest)(nil),      // 8: simpleci.api.v1.SetSecretRequest
-	(*ListSecretsRequest)(nil),    // 9: simpleci.api.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),   // 10: simpleci.api.v1.ListSecretsResponse
-	(*DeleteSecretRequest)(nil),   // 11: simpleci.api.v1.DeleteSecretRequest
-	(*JobSecretsRequest)(nil),     // 12: simpleci.api.v1.JobSecretsRequest
-	(*JobSecretsResponse)(nil),    // 13: simpleci.api.v1.JobSecretsResponse
-	nil,                           // 14: simpleci.api.v1.JobSecretsResponse.SecretsEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),         // 16: google.protobuf.Empty
+	(*UpdateProjectRequest)(nil),  // 5: simpleci.api.v1.UpdateProjectRequest
+	(*DeleteProjectRequest)(nil),  // 6: simpleci.api.v1.DeleteProjectRequest
+	(*ResolveProjectRequest)(nil), // 7: simpleci.api.v1.ResolveProjectRequest
+	(*ResolvedProject)(nil),       // 8: simpleci.api.v1.ResolvedProject
+	(*Secret)(nil),                // 9: simpleci.api.v1.Secret
+	(*SetSecretRequest)(nil),      // 10: simpleci.api.v1.SetSecretRequest
+	(*ListSecretsRequest)(nil),    // 11: simpleci.api.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),   // 12: simpleci.api.v1.ListSecretsResponse
+	(*DeleteSecretRequest)(nil),   // 13: simpleci.api.v1.DeleteSecretRequest
+	(*JobSecretsRequest)(nil),     // 14: simpleci.api.v1.JobSecretsRequest
+	(*JobSecretsResponse)(nil),    // 15: simpleci.api.v1.JobSecretsResponse
+	nil,                           // 16: simpleci.api.v1.JobSecretsResponse.SecretsEntry
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),         // 18: google.protobuf.Empty
 }
 var file_simpleci_api_v1_projects_proto_depIdxs = []int32{
-	15, // 0: simpleci.api.v1.Project.created_at:type_name -> google.protobuf.Timestamp
+	17, // 0: simpleci.api.v1.Project.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: simpleci.api.v1.ListProjectsResponse.projects:type_name -> simpleci.api.v1.Project
 	0,  // 2: simpleci.api.v1.ResolvedProject.project:type_name -> simpleci.api.v1.Project
-	15, // 3: simpleci.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
-	7,  // 4: simpleci.api.v1.ListSecretsResponse.secrets:type_name -> simpleci.api.v1.Secret
-	14, // 5: simpleci.api.v1.JobSecretsResponse.secrets:type_name -> simpleci.api.v1.JobSecretsResponse.SecretsEntry
+	17, // 3: simpleci.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	9,  // 4: simpleci.api.v1.ListSecretsResponse.secrets:type_name -> simpleci.api.v1.Secret
+	16, // 5: simpleci.api.v1.JobSecretsResponse.secrets:type_name -> simpleci.api.v1.JobSecretsResponse.SecretsEntry
 	1,  // 6: simpleci.api.v1.ProjectService.CreateProject:input_type -> simpleci.api.v1.CreateProjectRequest
 	2,  // 7: simpleci.api.v1.ProjectService.ListProjects:input_type -> simpleci.api.v1.ListProjectsRequest
 	4,  // 8: simpleci.api.v1.ProjectService.GetProject:input_type -> simpleci.api.v1.GetProjectRequest
-	8,  // 9: simpleci.api.v1.ProjectService.SetSecret:input_type -> simpleci.api.v1.SetSecretRequest
-	9,  // 10: simpleci.api.v1.ProjectService.ListSecrets:input_type -> simpleci.api.v1.ListSecretsRequest
-	11, // 11: simpleci.api.v1.ProjectService.DeleteSecret:input_type -> simpleci.api.v1.DeleteSecretRequest
-	5,  // 12: simpleci.api.v1.ProjectInternalService.ResolveProject:input_type -> simpleci.api.v1.ResolveProjectRequest
-	12, // 13: simpleci.api.v1.ProjectInternalService.JobSecrets:input_type -> simpleci.api.v1.JobSecretsRequest
-	0,  // 14: simpleci.api.v1.ProjectService.CreateProject:output_type -> simpleci.api.v1.Project
-	3,  // 15: simpleci.api.v1.ProjectService.ListProjects:output_type -> simpleci.api.v1.ListProjectsResponse
-	0,  // 16: simpleci.api.v1.ProjectService.GetProject:output_type -> simpleci.api.v1.Project
-	7,  // 17: simpleci.api.v1.ProjectService.SetSecret:output_type -> simpleci.api.v1.Secret
-	10, // 18: simpleci.api.v1.ProjectService.ListSecrets:output_type -> simpleci.api.v1.ListSecretsResponse
-	16, // 19: simpleci.api.v1.ProjectService.DeleteSecret:output_type -> google.protobuf.Empty
-	6,  // 20: simpleci.api.v1.ProjectInternalService.ResolveProject:output_type -> simpleci.api.v1.ResolvedProject
-	13, // 21: simpleci.api.v1.ProjectInternalService.JobSecrets:output_type -> simpleci.api.v1.JobSecretsResponse
-	14, // [14:22] is the sub-list for method output_type
-	6,  // [6:14] is the sub-list for method input_type
+	5,  // 9: simpleci.api.v1.ProjectService.UpdateProject:input_type -> simpleci.api.v1.UpdateProjectRequest
+	6,  // 10: simpleci.api.v1.ProjectService.DeleteProject:input_type -> simpleci.api.v1.DeleteProjectRequest
+	10, // 11: simpleci.api.v1.ProjectService.SetSecret:input_type -> simpleci.api.v1.SetSecretRequest
+	11, // 12: simpleci.api.v1.ProjectService.ListSecrets:input_type -> simpleci.api.v1.ListSecretsRequest
+	13, // 13: simpleci.api.v1.ProjectService.DeleteSecret:input_type -> simpleci.api.v1.DeleteSecretRequest
+	7,  // 14: simpleci.api.v1.ProjectInternalService.ResolveProject:input_type -> simpleci.api.v1.ResolveProjectRequest
+	14, // 15: simpleci.api.v1.ProjectInternalService.JobSecrets:input_type -> simpleci.api.v1.JobSecretsRequest
+	0,  // 16: simpleci.api.v1.ProjectService.CreateProject:output_type -> simpleci.api.v1.Project
+	3,  // 17: simpleci.api.v1.ProjectService.ListProjects:output_type -> simpleci.api.v1.ListProjectsResponse
+	0,  // 18: simpleci.api.v1.ProjectService.GetProject:output_type -> simpleci.api.v1.Project
+	0,  // 19: simpleci.api.v1.ProjectService.UpdateProject:output_type -> simpleci.api.v1.Project
+	18, // 20: simpleci.api.v1.ProjectService.DeleteProject:output_type -> google.protobuf.Empty
+	9,  // 21: simpleci.api.v1.ProjectService.SetSecret:output_type -> simpleci.api.v1.Secret
+	12, // 22: simpleci.api.v1.ProjectService.ListSecrets:output_type -> simpleci.api.v1.ListSecretsResponse
+	18, // 23: simpleci.api.v1.ProjectService.DeleteSecret:output_type -> google.protobuf.Empty
+	8,  // 24: simpleci.api.v1.ProjectInternalService.ResolveProject:output_type -> simpleci.api.v1.ResolvedProject
+	15, // 25: simpleci.api.v1.ProjectInternalService.JobSecrets:output_type -> simpleci.api.v1.JobSecretsResponse
+	16, // [16:26] is the sub-list for method output_type
+	6,  // [6:16] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -1012,7 +1142,7 @@ func file_simpleci_api_v1_projects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_api_v1_projects_proto_rawDesc), len(file_simpleci_api_v1_projects_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

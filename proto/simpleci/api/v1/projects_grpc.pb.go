@@ -26,6 +26,8 @@ const (
 	ProjectService_CreateProject_FullMethodName = "/simpleci.api.v1.ProjectService/CreateProject"
 	ProjectService_ListProjects_FullMethodName  = "/simpleci.api.v1.ProjectService/ListProjects"
 	ProjectService_GetProject_FullMethodName    = "/simpleci.api.v1.ProjectService/GetProject"
+	ProjectService_UpdateProject_FullMethodName = "/simpleci.api.v1.ProjectService/UpdateProject"
+	ProjectService_DeleteProject_FullMethodName = "/simpleci.api.v1.ProjectService/DeleteProject"
 	ProjectService_SetSecret_FullMethodName     = "/simpleci.api.v1.ProjectService/SetSecret"
 	ProjectService_ListSecrets_FullMethodName   = "/simpleci.api.v1.ProjectService/ListSecrets"
 	ProjectService_DeleteSecret_FullMethodName  = "/simpleci.api.v1.ProjectService/DeleteSecret"
@@ -43,6 +45,13 @@ type ProjectServiceClient interface {
 	ListProjects(ctx context.Context, in *ListProjectsRequest, opts ...grpc.CallOption) (*ListProjectsResponse, error)
 	// GetProject returns a project by id or name.
 	GetProject(ctx context.Context, in *GetProjectRequest, opts ...grpc.CallOption) (*Project, error)
+	// UpdateProject changes a project's settings: the fields sent (events, tier, network),
+	// validated as CreateProject validates them; the others stay. Takes maintainer.
+	UpdateProject(ctx context.Context, in *UpdateProjectRequest, opts ...grpc.CallOption) (*Project, error)
+	// DeleteProject deletes a project and its secrets; its webhook path answers 404 from
+	// then on. Its runs stay in the event store, readable by id (GET /api/v1/runs/{id}) to
+	// its organisation. Takes owner.
+	DeleteProject(ctx context.Context, in *DeleteProjectRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 	// SetSecret stores (or replaces) a project secret, encrypted. Secrets are write-only:
 	// no call returns a value. Values shorter than 4 characters are refused (they could
 	// not be masked in logs without destroying them).
@@ -91,6 +100,26 @@ func (c *projectServiceClient) GetProject(ctx context.Context, in *GetProjectReq
 	return out, nil
 }
 
+func (c *projectServiceClient) UpdateProject(ctx context.Context, in *UpdateProjectRequest, opts ...grpc.CallOption) (*Project, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Project)
+	err := c.cc.Invoke(ctx, ProjectService_UpdateProject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *projectServiceClient) DeleteProject(ctx context.Context, in *DeleteProjectRequest, opts ...grpc.CallOption) (*emptypb.Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(emptypb.Empty)
+	err := c.cc.Invoke(ctx, ProjectService_DeleteProject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *projectServiceClient) SetSecret(ctx context.Context, in *SetSecretRequest, opts ...grpc.CallOption) (*Secret, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(Secret)
@@ -133,6 +162,13 @@ type ProjectServiceServer interface {
 	ListProjects(context.Context, *ListProjectsRequest) (*ListProjectsResponse, error)
 	// GetProject returns a project by id or name.
 	GetProject(context.Context, *GetProjectRequest) (*Project, error)
+	// UpdateProject changes a project's settings: the fields sent (events, tier, network),
+	// validated as CreateProject validates them; the others stay. Takes maintainer.
+	UpdateProject(context.Context, *UpdateProjectRequest) (*Project, error)
+	// DeleteProject deletes a project and its secrets; its webhook path answers 404 from
+	// then on. Its runs stay in the event store, readable by id (GET /api/v1/runs/{id}) to
+	// its organisation. Takes owner.
+	DeleteProject(context.Context, *DeleteProjectRequest) (*emptypb.Empty, error)
 	// SetSecret stores (or replaces) a project secret, encrypted. Secrets are write-only:
 	// no call returns a value. Values shorter than 4 characters are refused (they could
 	// not be masked in logs without destroying them).
@@ -159,6 +195,12 @@ func (UnimplementedProjectServiceServer) ListProjects(context.Context, *ListProj
 }
 func (UnimplementedProjectServiceServer) GetProject(context.Context, *GetProjectRequest) (*Project, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetProject not implemented")
+}
+func (UnimplementedProjectServiceServer) UpdateProject(context.Context, *UpdateProjectRequest) (*Project, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateProject not implemented")
+}
+func (UnimplementedProjectServiceServer) DeleteProject(context.Context, *DeleteProjectRequest) (*emptypb.Empty, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteProject not implemented")
 }
 func (UnimplementedProjectServiceServer) SetSecret(context.Context, *SetSecretRequest) (*Secret, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetSecret not implemented")
@@ -244,6 +286,42 @@ func _ProjectService_GetProject_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ProjectService_UpdateProject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateProjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProjectServiceServer).UpdateProject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProjectService_UpdateProject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProjectServiceServer).UpdateProject(ctx, req.(*UpdateProjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProjectService_DeleteProject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteProjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProjectServiceServer).DeleteProject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProjectService_DeleteProject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProjectServiceServer).DeleteProject(ctx, req.(*DeleteProjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ProjectService_SetSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(SetSecretRequest)
 	if err := dec(in); err != nil {
@@ -316,6 +394,14 @@ var ProjectService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetProject",
 			Handler:    _ProjectService_GetProject_Handler,
+		},
+		{
+			MethodName: "UpdateProject",
+			Handler:    _ProjectService_UpdateProject_Handler,
+		},
+		{
+			MethodName: "DeleteProject",
+			Handler:    _ProjectService_DeleteProject_Handler,
 		},
 		{
 			MethodName: "SetSecret",
