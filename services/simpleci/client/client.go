@@ -21,7 +21,7 @@ import (
 )
 
 // Commands lists the top-level commands this package handles.
-var Commands = []string{"runs", "trigger", "projects", "tokens", "runners"}
+var Commands = []string{"runs", "trigger", "projects", "tokens", "runners", "members"}
 
 // IO is where a command reads and writes.
 type IO struct {
@@ -51,6 +51,10 @@ func Main(ctx context.Context, args []string, io IO) int {
 	status := fs.String("status", "", "runs list: only runs with this status")
 	branch := fs.String("branch", "", "runs list: only runs of this branch")
 	expires := fs.String("expires", "", "tokens create: lifetime such as 720h (default 2160h = 90 days, at most 8760h)")
+	role := fs.String("role", "", "members add, members set: viewer, developer, maintainer or owner")
+	events := fs.String("events", "", "projects update: the events, comma-separated (push,pull_request,tag,manual,schedule)")
+	tier := fs.String("tier", "", "projects update: the runner tier")
+	network := fs.String("network", "", "projects update: default, on or off")
 	if err := fs.Parse(reorder(args[1:])); err != nil {
 		return 2
 	}
@@ -69,6 +73,12 @@ func Main(ctx context.Context, args []string, io IO) int {
   simpleci runs cancel RUN
   simpleci trigger PROJECT [--ref REF] [--event E]
   simpleci projects list
+  simpleci projects update PROJECT [--events push,tag] [--tier T] [--network default|on|off]   (maintainers)
+  simpleci projects delete PROJECT     (owners: the project and its secrets; its runs stay)
+  simpleci members list
+  simpleci members add LOGIN --role ROLE   (owners: a new user and its first token, shown once)
+  simpleci members set LOGIN --role ROLE   (owners; roles: viewer, developer, maintainer, owner)
+  simpleci members remove LOGIN            (owners: its tokens are revoked)
   simpleci tokens create NAME [--expires 720h]
   simpleci tokens list
   simpleci tokens revoke ID
@@ -107,6 +117,14 @@ func Main(ctx context.Context, args []string, io IO) int {
 		}
 	case args[0] == "projects" && len(rest) == 1 && rest[0] == "list":
 		err = a.listProjects(ctx)
+	case args[0] == "projects" && len(rest) == 2 && rest[0] == "update":
+		err = a.updateProject(ctx, rest[1], *events, *tier, *network)
+	case args[0] == "projects" && len(rest) == 2 && rest[0] == "delete":
+		if err = a.do(ctx, "DELETE", "/api/v1/projects/"+url.PathEscape(rest[1]), nil, &struct{}{}); err == nil {
+			fmt.Fprintf(io.Out, "project %s deleted\n", rest[1])
+		}
+	case args[0] == "members":
+		err = a.members(ctx, rest, *role)
 	case args[0] == "tokens" && len(rest) == 2 && rest[0] == "create":
 		var t apiToken
 		if err = a.do(ctx, "POST", "/api/v1/tokens", map[string]string{"name": rest[1], "expiresIn": *expires}, &t); err == nil {
@@ -130,6 +148,9 @@ func Main(ctx context.Context, args []string, io IO) int {
 			fmt.Fprintf(io.Out, "runner %s revoked: its token stops working within seconds\n", rest[1])
 		}
 	default:
+		return usage()
+	}
+	if errors.Is(err, errUsage) {
 		return usage()
 	}
 	if err != nil {

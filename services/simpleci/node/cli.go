@@ -204,7 +204,7 @@ func Main(args []string) int {
 		return local.Lint(args[1:], local.Std())
 	case "admin":
 		err = Admin(args[1:], os.Stdout, os.Stderr)
-	case "runs", "trigger", "projects", "tokens", "runners":
+	case "runs", "trigger", "projects", "tokens", "runners", "members":
 		ctx, cancel := signalContext()
 		defer cancel()
 		return client.Main(ctx, args, client.Std())
@@ -233,7 +233,9 @@ commands:
   serve   the services named by --service, against Kafka and PostgreSQL
   runs list PROJECT | show RUN | logs RUN [-f] | events RUN | cancel RUN
   trigger PROJECT [--ref REF]
-  projects list
+  projects list | update PROJECT [--events E,E] [--tier T] [--network N] | delete PROJECT
+  members list | add LOGIN --role ROLE | set LOGIN --role ROLE | remove LOGIN
+          owners: users of the organisation and their roles (viewer, developer, maintainer, owner)
   tokens create NAME [--expires 720h] | list | revoke ID
   runners register NAME | list | revoke NAME
           admins: a runner's own token (serve --service runner takes it in SIMPLECI_RUNNER_TOKEN)
