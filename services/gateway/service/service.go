@@ -190,8 +190,33 @@ func (g *gateway) api(gw http.Handler) http.Handler {
 		if g.refused(w, r, b) {
 			return
 		}
+		if run, ok := logsRun(r); ok {
+			ctx := metadata.AppendToOutgoingContext(r.Context(), "authorization", r.Header.Get("Authorization"))
+			if err := g.runVisible(ctx, run); err != nil {
+				writeGRPCError(w, err)
+				return
+			}
+		}
 		gw.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), limitedBodyKey{}, b)))
 	})
+}
+
+// runVisible looks the run up with the caller's token (in ctx's outgoing metadata): the
+// scheduler scopes it by organisation, so another organisation's run, or none, is
+// NotFound. The log service alone cannot tell an unknown run from one without output
+// yet, so its reads (GET .../logs and the stream) are checked here first.
+func (g *gateway) runVisible(ctx context.Context, run string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := g.runs.GetRun(ctx, &apiv1.GetRunRequest{Run: run})
+	return err
+}
+
+// logsRun returns the run of a GET /api/v1/runs/{run}/logs path.
+func logsRun(r *http.Request) (string, bool) {
+	rest, ok := strings.CutPrefix(r.URL.Path, "/api/v1/runs/")
+	run, ok2 := strings.CutSuffix(rest, "/logs")
+	return run, r.Method == http.MethodGet && ok && ok2 && run != "" && !strings.Contains(run, "/")
 }
 
 // refused validates r against the API document and answers when it does not pass: 400
@@ -447,10 +472,7 @@ func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", h)
 	}
 	run := r.PathValue("run")
-	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err := g.runs.GetRun(lctx, &apiv1.GetRunRequest{Run: run})
-	cancel()
-	if err != nil {
+	if err := g.runVisible(ctx, run); err != nil {
 		writeGRPCError(w, err)
 		return
 	}

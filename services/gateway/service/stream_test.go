@@ -29,7 +29,7 @@ type fakeVerifier struct{}
 
 func (fakeVerifier) VerifyToken(_ context.Context, token string) (*authv1.Principal, error) {
 	if token == userToken {
-		return &authv1.Principal{UserId: "u1", OrgId: "org1", Login: "alice"}, nil
+		return &authv1.Principal{UserId: "u1", OrgId: "org1", Login: "alice", Role: "viewer"}, nil
 	}
 	return nil, status.Error(codes.Unauthenticated, "unknown token")
 }

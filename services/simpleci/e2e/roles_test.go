@@ -1,0 +1,222 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/platform/auth"
+	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	"github.com/simpleci/simpleci/proto/simpleci/api/openapi"
+)
+
+// matrixCaller is one column of the authorization matrix.
+type matrixCaller struct {
+	name  string
+	token string
+	role  auth.Role // "" for the outsider, the revoked token and no token
+}
+
+// matrixRow is one API operation: how to call it for a caller (setting up what the call
+// consumes, as the admin), the permission it takes, and whether it touches a resource of
+// the organisation (another organisation's member gets 404) or is the admins' (runner
+// tokens: 403 to every other user).
+type matrixRow struct {
+	perm      auth.Permission
+	scoped    bool
+	adminOnly bool
+	call      func(c matrixCaller, n int) (method, path string, body any)
+}
+
+// TestAuthorizationMatrix: every operation of the REST API (the operations of the API
+// document, made from the protos' HTTP rules, and the log stream) × owner, maintainer,
+// developer, viewer, an owner of another organisation, a revoked token and no token gets
+// exactly the allowed answer: 200, 403 for a role that lacks the permission, 404 for
+// another organisation's resource (never 403: ids do not leak), 401 without a valid
+// token. The users are made through the members API; an operation without a row fails.
+func TestAuthorizationMatrix(t *testing.T) {
+	data := t.TempDir()
+	admin, _ := startDevWith(t, nil, data, nil, "--trigger-rate", "off")
+
+	// A finished run of the demo project to read, cancel and tail.
+	var r run
+	admin.json("POST", "/api/v1/projects/demo/runs", map[string]string{"ref": "main"}, http.StatusOK, &r)
+	r = admin.waitRun(r.ID, 60*time.Second)
+
+	member := func(login, role string) string {
+		var m struct {
+			Token string `json:"token"`
+			Role  string `json:"role"`
+		}
+		admin.json("POST", "/api/v1/members", map[string]string{"login": login, "role": role}, http.StatusOK, &m)
+		if m.Token == "" || m.Role != role {
+			t.Fatalf("member %s: %+v", login, m)
+		}
+		return m.Token
+	}
+	callers := []matrixCaller{
+		{"owner", member("m-owner", "owner"), auth.Owner},
+		{"maintainer", member("m-maintainer", "maintainer"), auth.Maintainer},
+		{"developer", member("m-developer", "developer"), auth.Developer},
+		{"viewer", member("m-viewer", "viewer"), auth.Viewer},
+		{"other-org", member("m-outsider", "owner"), ""},
+		{"revoked", "", ""},
+		{"no-token", "", ""},
+	}
+	// The outsider owns another organisation: dev has one, so the user is moved to a new
+	// one in the auth service's database, as the service would store it.
+	db, err := sqldb.Open(context.Background(), filepath.Join(data, "auth.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`INSERT INTO auth_orgs (id, name, created_at) VALUES ('01otherorg', 'other', 0)`,
+		`UPDATE auth_memberships SET org_id = '01otherorg' WHERE user_id = (SELECT id FROM auth_users WHERE login = 'm-outsider')`,
+		`UPDATE auth_users SET org_id = '01otherorg' WHERE login = 'm-outsider'`} {
+		if _, err := db.ExecContext(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	var tok apiToken
+	admin.json("POST", "/api/v1/tokens", map[string]string{"name": "to-revoke"}, http.StatusOK, &tok)
+	admin.json("DELETE", "/api/v1/tokens/"+tok.ID, nil, http.StatusOK, nil)
+	callers[5].token = tok.Token
+
+	newProject := func(name string) {
+		dir, _ := gitRepo(t, nil)
+		admin.json("POST", "/api/v1/projects", map[string]any{"name": name, "provider": "local", "repository": dir}, http.StatusOK, nil)
+	}
+	rows := map[string]matrixRow{
+		"ProjectService_ListProjects": {perm: auth.Read, call: getOp("/api/v1/projects")},
+		"ProjectService_GetProject":   {perm: auth.Read, scoped: true, call: getOp("/api/v1/projects/demo")},
+		"ProjectService_CreateProject": {perm: auth.Configure, call: func(c matrixCaller, n int) (string, string, any) {
+			dir, _ := gitRepo(t, nil)
+			return "POST", "/api/v1/projects", map[string]any{"name": fmt.Sprintf("new-%s-%d", c.name, n), "provider": "local", "repository": dir}
+		}},
+		"ProjectService_UpdateProject": {perm: auth.Configure, scoped: true, call: func(matrixCaller, int) (string, string, any) {
+			return "PATCH", "/api/v1/projects/demo", map[string]any{"events": []string{"push", "manual"}}
+		}},
+		"ProjectService_DeleteProject": {perm: auth.Administer, scoped: true, call: func(c matrixCaller, n int) (string, string, any) {
+			name := fmt.Sprintf("del-%s-%d", c.name, n)
+			newProject(name)
+			return "DELETE", "/api/v1/projects/" + name, nil
+		}},
+		"ProjectService_ListSecrets": {perm: auth.Read, scoped: true, call: getOp("/api/v1/projects/demo/secrets")},
+		"ProjectService_SetSecret": {perm: auth.Configure, scoped: true, call: func(matrixCaller, int) (string, string, any) {
+			return "PUT", "/api/v1/projects/demo/secrets/MATRIX", map[string]string{"value": "matrix-value"}
+		}},
+		"ProjectService_DeleteSecret": {perm: auth.Configure, scoped: true, call: func(c matrixCaller, n int) (string, string, any) {
+			admin.json("PUT", "/api/v1/projects/demo/secrets/GONE", map[string]string{"value": "gone-value"}, http.StatusOK, nil)
+			return "DELETE", "/api/v1/projects/demo/secrets/GONE", nil
+		}},
+		"RunService_ListRuns":      {perm: auth.Read, scoped: true, call: getOp("/api/v1/projects/demo/runs")},
+		"RunService_GetRun":        {perm: auth.Read, scoped: true, call: getOp("/api/v1/runs/" + r.ID)},
+		"RunService_ListRunEvents": {perm: auth.Read, scoped: true, call: getOp("/api/v1/runs/" + r.ID + "/events")},
+		"LogService_GetLogs":       {perm: auth.Read, scoped: true, call: getOp("/api/v1/runs/" + r.ID + "/logs")},
+		"LogService_TailLogs":      {perm: auth.Read, scoped: true, call: getOp("/api/v1/runs/" + r.ID + "/logs:stream")},
+		"RunService_ListTiers":     {perm: auth.Read, call: getOp("/api/v1/tiers")},
+		"RunService_TriggerRun": {perm: auth.Run, scoped: true, call: func(matrixCaller, int) (string, string, any) {
+			return "POST", "/api/v1/projects/demo/runs", map[string]string{"ref": "main"}
+		}},
+		"RunService_CancelRun": {perm: auth.Run, scoped: true, call: func(matrixCaller, int) (string, string, any) {
+			return "POST", "/api/v1/runs/" + r.ID + ":cancel", map[string]any{}
+		}},
+		"MemberService_ListMembers": {perm: auth.Read, call: getOp("/api/v1/members")},
+		"MemberService_AddMember": {perm: auth.Administer, call: func(c matrixCaller, n int) (string, string, any) {
+			return "POST", "/api/v1/members", map[string]string{"login": fmt.Sprintf("add-%s-%d", c.name, n), "role": "viewer"}
+		}},
+		"MemberService_UpdateMember": {perm: auth.Administer, scoped: true, call: func(matrixCaller, int) (string, string, any) {
+			return "PATCH", "/api/v1/members/m-viewer", map[string]string{"role": "viewer"}
+		}},
+		"MemberService_RemoveMember": {perm: auth.Administer, scoped: true, call: func(c matrixCaller, n int) (string, string, any) {
+			login := fmt.Sprintf("rm-%s-%d", c.name, n)
+			member(login, "viewer")
+			return "DELETE", "/api/v1/members/" + login, nil
+		}},
+		"TokenService_CreateToken": {perm: auth.Authenticated, call: func(matrixCaller, int) (string, string, any) {
+			return "POST", "/api/v1/tokens", map[string]string{"name": "matrix", "expiresIn": "1h"}
+		}},
+		"TokenService_ListTokens": {perm: auth.Authenticated, call: getOp("/api/v1/tokens")},
+		// Another user's token (the admin's) is 404 to everyone else.
+		"TokenService_RevokeToken": {perm: auth.Authenticated, scoped: true, call: func(matrixCaller, int) (string, string, any) {
+			return "DELETE", "/api/v1/tokens/" + tok.ID, nil
+		}},
+		"RunnerTokenService_ListRunners": {adminOnly: true, call: getOp("/api/v1/runners")},
+		"RunnerTokenService_RegisterRunner": {adminOnly: true, call: func(c matrixCaller, n int) (string, string, any) {
+			return "POST", "/api/v1/runners", map[string]string{"name": fmt.Sprintf("r-%s-%d", c.name, n)}
+		}},
+		"RunnerTokenService_RevokeRunner": {adminOnly: true, call: func(c matrixCaller, n int) (string, string, any) {
+			name := fmt.Sprintf("rv-%s-%d", c.name, n)
+			admin.json("POST", "/api/v1/runners", map[string]string{"name": name}, http.StatusOK, nil)
+			return "DELETE", "/api/v1/runners/" + name, nil
+		}},
+	}
+
+	// Every operation of the API document has a row.
+	var doc struct {
+		Paths map[string]map[string]struct {
+			OperationID string `json:"operationId"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(openapi.Swagger, &doc); err != nil {
+		t.Fatal(err)
+	}
+	ops := []string{"LogService_TailLogs"} // a gateway operation over TailLogs
+	for _, methods := range doc.Paths {
+		for _, op := range methods {
+			ops = append(ops, op.OperationID)
+		}
+	}
+	slices.Sort(ops)
+	for _, op := range ops {
+		if _, ok := rows[op]; !ok {
+			t.Errorf("operation %s has no row in the authorization matrix: add one", op)
+		}
+	}
+	for op := range rows {
+		if !slices.Contains(ops, op) {
+			t.Errorf("matrix row %s names no operation", op)
+		}
+	}
+
+	for _, op := range ops {
+		row, ok := rows[op]
+		if !ok {
+			continue
+		}
+		for n, c := range callers {
+			want := http.StatusOK
+			switch {
+			case c.name == "revoked" || c.name == "no-token":
+				want = http.StatusUnauthorized
+			case row.adminOnly:
+				want = http.StatusForbidden
+			case c.name == "other-org" && row.scoped:
+				want = http.StatusNotFound
+			case c.name == "other-org":
+			case !c.role.Grants(row.perm):
+				want = http.StatusForbidden
+			case op == "TokenService_RevokeToken":
+				want = http.StatusNotFound // the admin's token, not the caller's
+			}
+			method, path, body := row.call(c, n)
+			code, b := (&api{t: t, base: admin.base, token: c.token}).do(method, path, body, nil)
+			if code != want {
+				t.Errorf("%s (%s %s) as %s: %d, want %d: %.200s", op, method, path, c.name, code, want, b)
+			}
+			if code == http.StatusForbidden && strings.Contains(string(b), "sci_") {
+				t.Errorf("%s as %s: the refusal shows a token: %s", op, c.name, b)
+			}
+		}
+	}
+}
+
+func getOp(path string) func(matrixCaller, int) (string, string, any) {
+	return func(matrixCaller, int) (string, string, any) { return "GET", path, nil }
+}
