@@ -68,7 +68,7 @@ func TestAPIMethodNotAllowed(t *testing.T) {
 	e := newEnv(t)
 	tests := []struct{ method, path, allow string }{
 		{http.MethodDelete, "/api/v1/projects", "GET, POST"},
-		{http.MethodPatch, "/api/v1/projects/app", "GET"},
+		{http.MethodPut, "/api/v1/projects/app", "DELETE, GET, PATCH"},
 		{http.MethodPost, "/api/v1/projects/app/secrets/X", "DELETE, PUT"},
 		{http.MethodPut, "/api/v1/runs/r1", "GET"},
 		{http.MethodDelete, "/api/v1/runs/r1:cancel", "POST"}, // no run id holds a ":"
