@@ -112,9 +112,7 @@ func (s *Service) AddMember(ctx context.Context, req *apiv1.AddMemberRequest) (*
 		if err := setRole(ctx, s.db, tx, userID, org, string(role), now.UnixNano()); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_tokens (hash, id, user_id, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`),
-			hash(token), id.New(), userID, "first", now.UnixNano(), now.Add(DefaultTokenLifetime).UnixNano())
-		return err
+		return s.insertToken(ctx, tx, token, id.New(), userID, "first", now, DefaultTokenLifetime)
 	})
 	if err != nil {
 		return nil, txError("add member", err)

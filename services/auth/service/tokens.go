@@ -93,9 +93,7 @@ func (s *Service) CreateToken(ctx context.Context, req *apiv1.CreateTokenRequest
 		if active >= MaxActiveTokens {
 			return status.Errorf(codes.ResourceExhausted, "you hold %d active tokens, the most allowed: revoke one first", active)
 		}
-		_, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_tokens (hash, id, user_id, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`),
-			hash(token), t.Id, userID, t.Name, now.UnixNano(), now.Add(life).UnixNano())
-		return err
+		return s.insertToken(ctx, tx, token, t.Id, userID, t.Name, now, life)
 	})
 	if _, ok := status.FromError(err); ok && err != nil {
 		return nil, err
@@ -104,6 +102,13 @@ func (s *Service) CreateToken(ctx context.Context, req *apiv1.CreateTokenRequest
 		return nil, status.Errorf(codes.Internal, "create token: %v", err)
 	}
 	return t, nil
+}
+
+// insertToken stores the hash of a new API token of userID, expiring after life.
+func (s *Service) insertToken(ctx context.Context, tx *sql.Tx, token, tokenID, userID, name string, now time.Time, life time.Duration) error {
+	_, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_tokens (hash, id, user_id, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`),
+		hash(token), tokenID, userID, name, now.UnixNano(), now.Add(life).UnixNano())
+	return err
 }
 
 // ListTokens lists the caller's tokens that are not revoked, newest first.

@@ -37,11 +37,7 @@ func (s *Service) secretsProject(ctx context.Context, ref string) (*apiv1.Projec
 	if s.keys == nil {
 		return nil, status.Error(codes.FailedPrecondition, "secrets are not configured on this server (no keyring: --secrets-keyring)")
 	}
-	org, err := auth.RequireOrg(ctx)
-	if err != nil {
-		return nil, err
-	}
-	p, _, err := s.find(ctx, org, ref)
+	_, p, err := s.own(ctx, ref)
 	return p, err
 }
 

@@ -185,11 +185,7 @@ func (s *Service) find(ctx context.Context, org, ref string) (*apiv1.Project, st
 
 // GetProject returns a project of the caller's organisation.
 func (s *Service) GetProject(ctx context.Context, req *apiv1.GetProjectRequest) (*apiv1.Project, error) {
-	org, err := auth.RequireOrg(ctx)
-	if err != nil {
-		return nil, err
-	}
-	p, _, err := s.find(ctx, org, req.GetProject())
+	_, p, err := s.own(ctx, req.GetProject())
 	if p != nil {
 		p.Repository = forge.Redact(p.Repository) // a project made before credentials were refused
 	}
@@ -247,14 +243,20 @@ func (s *Service) ResolveProject(ctx context.Context, req *apiv1.ResolveProjectR
 	return &apiv1.ResolvedProject{Project: p, WebhookSecret: secret}, nil
 }
 
+// own finds a project of the caller's organisation (another's is NotFound).
+func (s *Service) own(ctx context.Context, ref string) (string, *apiv1.Project, error) {
+	org, err := auth.RequireOrg(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	p, _, err := s.find(ctx, org, ref)
+	return org, p, err
+}
+
 // UpdateProject changes the settings sent (events, tier, network) of a project of the
 // caller's organisation, validated as CreateProject validates them.
 func (s *Service) UpdateProject(ctx context.Context, req *apiv1.UpdateProjectRequest) (*apiv1.Project, error) {
-	org, err := auth.RequireOrg(ctx)
-	if err != nil {
-		return nil, err
-	}
-	p, _, err := s.find(ctx, org, req.GetProject())
+	org, p, err := s.own(ctx, req.GetProject())
 	if err != nil {
 		return nil, err
 	}
@@ -298,11 +300,7 @@ func (s *Service) UpdateProject(ctx context.Context, req *apiv1.UpdateProjectReq
 // DeleteProject deletes a project of the caller's organisation and its secrets. Its
 // runs stay in the scheduler's event store (docs/adr/0019-roles.md).
 func (s *Service) DeleteProject(ctx context.Context, req *apiv1.DeleteProjectRequest) (*emptypb.Empty, error) {
-	org, err := auth.RequireOrg(ctx)
-	if err != nil {
-		return nil, err
-	}
-	p, _, err := s.find(ctx, org, req.GetProject())
+	org, p, err := s.own(ctx, req.GetProject())
 	if err != nil {
 		return nil, err
 	}

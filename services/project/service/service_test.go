@@ -41,6 +41,20 @@ func newService(t *testing.T) *service.Service {
 	return s
 }
 
+// newServiceWithKeys is newService with secrets enabled (a fresh keyring).
+func newServiceWithKeys(t *testing.T) *service.Service {
+	t.Helper()
+	s := newService(t)
+	keys, err := seal.LoadOrCreate(filepath.Join(t.TempDir(), "keyring"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WithKeys(testCtx(t), keys); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func user(t *testing.T, org, login string) context.Context {
 	return auth.WithPrincipal(testCtx(t), &authv1.Principal{UserId: "u-" + login, OrgId: org, Login: login})
 }
@@ -463,14 +477,7 @@ func TestJobSecretsOnlyForTheScheduler(t *testing.T) {
 // masking and the API document do: three two-byte characters (6 bytes) are refused, since
 // the masker would never hide them.
 func TestSecretLengthInCharacters(t *testing.T) {
-	s := newService(t)
-	keys, err := seal.LoadOrCreate(filepath.Join(t.TempDir(), "keyring"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.WithKeys(testCtx(t), keys); err != nil {
-		t.Fatal(err)
-	}
+	s := newServiceWithKeys(t)
 	ctx := user(t, "org1", "alice")
 	create(t, s, ctx, "app")
 	for _, tt := range []struct {

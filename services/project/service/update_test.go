@@ -1,13 +1,11 @@
 package service_test
 
 import (
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
-	"github.com/simpleci/simpleci/services/project/seal"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -61,14 +59,7 @@ func TestUpdateProject(t *testing.T) {
 // is NotFound), its name can be used again, and another organisation's delete is
 // NotFound and deletes nothing.
 func TestDeleteProject(t *testing.T) {
-	s := newService(t)
-	keys, err := seal.LoadOrCreate(filepath.Join(t.TempDir(), "keyring"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.WithKeys(testCtx(t), keys); err != nil {
-		t.Fatal(err)
-	}
+	s := newServiceWithKeys(t)
 	alice, bob := user(t, "org1", "alice"), user(t, "org2", "bob")
 	p := create(t, s, alice, "web")
 	if _, err := s.SetSecret(alice, &apiv1.SetSecretRequest{Project: "web", Name: "TOKEN", Value: "s3cret-value"}); err != nil {
