@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -219,4 +221,55 @@ func TestAuthorizationMatrix(t *testing.T) {
 
 func getOp(path string) func(matrixCaller, int) (string, string, any) {
 	return func(matrixCaller, int) (string, string, any) { return "GET", path, nil }
+}
+
+// TestMembersCLI drives `simpleci members` and `simpleci projects update|delete`: an owner
+// adds a developer (its token printed once) who may trigger but not change settings, the
+// role is changed and the member removed (its token refused), a project is updated and
+// deleted.
+func TestMembersCLI(t *testing.T) {
+	a := startDev(t)
+	cli := func(token string, args ...string) (string, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "SIMPLECI_SERVER="+a.base, "SIMPLECI_TOKEN="+token)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := cli(a.token, "members", "add", "cli-dev", "--role", "developer")
+	f := strings.Fields(out)
+	if err != nil || len(f) == 0 || !strings.HasPrefix(f[len(f)-1], "sci_") || !strings.Contains(out, "as developer") {
+		t.Fatalf("members add: %v\n%s", err, out)
+	}
+	dev := f[len(f)-1]
+	if out, err := cli(a.token, "members", "list"); err != nil || !strings.Contains(out, "cli-dev") || !strings.Contains(out, "developer") || strings.Contains(out, dev) {
+		t.Fatalf("members list: %v\n%s", err, out)
+	}
+	if out, err := cli(dev, "trigger", "demo", "--ref", "main"); err != nil || !strings.HasPrefix(out, "run ") {
+		t.Fatalf("a developer's trigger: %v\n%s", err, out)
+	}
+	if out, err := cli(dev, "projects", "update", "demo", "--network", "off"); err == nil || !strings.Contains(out, "403") || !strings.Contains(out, "maintainer") {
+		t.Fatalf("a developer's project update: %v\n%s", err, out)
+	}
+	if out, err := cli(a.token, "members", "set", "cli-dev", "--role", "viewer"); err != nil || !strings.Contains(out, "now viewer") {
+		t.Fatalf("members set: %v\n%s", err, out)
+	}
+	if out, err := cli(a.token, "members", "add", "x", "--role", "admin"); err == nil || !strings.Contains(out, "400") {
+		t.Fatalf("members add with a bad role: %v\n%s", err, out)
+	}
+	if out, err := cli(a.token, "projects", "update", "demo", "--events", "push,tag", "--network", "off"); err != nil || !strings.Contains(out, "events push,tag") || !strings.Contains(out, "network off") {
+		t.Fatalf("projects update: %v\n%s", err, out)
+	}
+	if out, err := cli(a.token, "projects", "delete", "demo"); err != nil || !strings.Contains(out, "deleted") {
+		t.Fatalf("projects delete: %v\n%s", err, out)
+	}
+	if code, b := a.do("GET", "/api/v1/projects/demo", nil, nil); code != http.StatusNotFound {
+		t.Fatalf("the deleted project: %d %s", code, b)
+	}
+	if out, err := cli(a.token, "members", "remove", "cli-dev"); err != nil || !strings.Contains(out, "removed") {
+		t.Fatalf("members remove: %v\n%s", err, out)
+	}
+	refusedWithin(t, a.base, dev)
+	if out, err := cli(a.token, "members", "remove", "admin"); err == nil || !strings.Contains(out, "last owner") {
+		t.Fatalf("removing the last owner: %v\n%s", err, out)
+	}
 }
