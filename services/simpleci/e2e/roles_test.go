@@ -259,11 +259,19 @@ func TestMembersCLI(t *testing.T) {
 	if out, err := cli(a.token, "projects", "update", "demo", "--events", "push,tag", "--network", "off"); err != nil || !strings.Contains(out, "events push,tag") || !strings.Contains(out, "network off") {
 		t.Fatalf("projects update: %v\n%s", err, out)
 	}
+	var demo struct {
+		WebhookPath string `json:"webhookPath"`
+	}
+	a.json("GET", "/api/v1/projects/demo", nil, http.StatusOK, &demo)
 	if out, err := cli(a.token, "projects", "delete", "demo"); err != nil || !strings.Contains(out, "deleted") {
 		t.Fatalf("projects delete: %v\n%s", err, out)
 	}
 	if code, b := a.do("GET", "/api/v1/projects/demo", nil, nil); code != http.StatusNotFound {
 		t.Fatalf("the deleted project: %d %s", code, b)
+	}
+	hook := map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + strings.Repeat("0", 64)}
+	if code, b := a.do("POST", demo.WebhookPath, []byte(`{"ref": "refs/heads/main"}`), hook); code != http.StatusNotFound {
+		t.Fatalf("a webhook to the deleted project: %d %s, want 404", code, b)
 	}
 	if out, err := cli(a.token, "members", "remove", "cli-dev"); err != nil || !strings.Contains(out, "removed") {
 		t.Fatalf("members remove: %v\n%s", err, out)
