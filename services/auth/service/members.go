@@ -17,7 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// The members of an organisation and their roles (docs/adr/0019-roles.md). The gateway's
+// The members of an organisation and their roles (docs/adr/0019-roles.md). The gRPC
 // interceptor has already checked the caller's role (libs/platform/auth MethodPermission:
 // viewer to list, owner to change); here every query is scoped to the caller's
 // organisation, so another organisation's user is NotFound.
@@ -98,15 +98,23 @@ func (s *Service) AddMember(ctx context.Context, req *apiv1.AddMemberRequest) (*
 	now := s.Now()
 	token := TokenPrefix + id.Secret(24)
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-		var n int
-		if err := tx.QueryRowContext(ctx, s.db.Q(`SELECT COUNT(*) FROM auth_users WHERE login = ?`), req.GetLogin()).Scan(&n); err != nil {
-			return err
-		}
-		if n > 0 {
+		// A user removed from this organisation comes back with a new token; any other
+		// holder of the login keeps it.
+		var userID, userOrg string
+		var members int
+		err := tx.QueryRowContext(ctx, s.db.Q(`SELECT u.id, u.org_id, (SELECT COUNT(*) FROM auth_memberships m WHERE m.user_id = u.id) FROM auth_users u WHERE u.login = ?`), req.GetLogin()).
+			Scan(&userID, &userOrg, &members)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			userID = id.New()
+			_, err = tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_users (id, org_id, login, admin, created_at) VALUES (?, ?, ?, ?, ?)`), userID, org, req.GetLogin(), false, now.UnixNano())
+			if sqldb.IsUniqueViolation(err) {
+				return status.Errorf(codes.AlreadyExists, "login %q is taken", req.GetLogin())
+			}
+		case err == nil && (userOrg != org || members > 0):
 			return status.Errorf(codes.AlreadyExists, "login %q is taken", req.GetLogin())
 		}
-		userID := id.New()
-		if _, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_users (id, org_id, login, admin, created_at) VALUES (?, ?, ?, ?, ?)`), userID, org, req.GetLogin(), false, now.UnixNano()); err != nil {
+		if err != nil {
 			return err
 		}
 		if err := setRole(ctx, s.db, tx, userID, org, string(role), now.UnixNano()); err != nil {
@@ -138,8 +146,8 @@ func (s *Service) member(ctx context.Context, tx *sql.Tx, org, login string) (us
 	return
 }
 
-// keepOwner refuses a change that would leave org without an owner: the last owner
-// (userID, currently role) stays one.
+// keepOwner refuses a change that would leave org without an owner: a member whose
+// current role is owner keeps it while it is the only one.
 func (s *Service) keepOwner(ctx context.Context, tx *sql.Tx, org, role string) error {
 	if role != string(auth.Owner) {
 		return nil

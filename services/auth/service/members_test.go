@@ -106,5 +106,19 @@ func TestMembers(t *testing.T) {
 		if _, err := svc.RemoveMember(actx, &apiv1.RemoveMemberRequest{Login: "u-developer"}); code(err) != codes.NotFound {
 			t.Errorf("removing a removed member: %v", err)
 		}
+		// A removed member can be added again, with a new token; the old one stays revoked.
+		back, err := svc.AddMember(actx, &apiv1.AddMemberRequest{Login: "u-developer", Role: "viewer"})
+		if err != nil {
+			t.Fatalf("adding a removed member again: %v", err)
+		}
+		if p, _ := auth.PrincipalFrom(as(t, svc, back.GetToken())); p.GetRole() != "viewer" || p.GetLogin() != "u-developer" {
+			t.Errorf("the member added again: %v", p)
+		}
+		if c := verifyCode(svc, tokens["developer"]); c != codes.Unauthenticated {
+			t.Errorf("the removed member's old token: %v", c)
+		}
+		if _, err := svc.AddMember(actx, &apiv1.AddMemberRequest{Login: "u-developer", Role: "viewer"}); code(err) != codes.AlreadyExists {
+			t.Errorf("adding a member twice: %v", err)
+		}
 	})
 }

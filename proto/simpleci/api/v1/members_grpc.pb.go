@@ -41,7 +41,8 @@ type MemberServiceClient interface {
 	ListMembers(ctx context.Context, in *ListMembersRequest, opts ...grpc.CallOption) (*ListMembersResponse, error)
 	// AddMember creates a user in the caller's organisation with a role, and its first
 	// API token (shown once, in the response; it expires like CreateToken's default).
-	// A login in use (in any organisation) is AlreadyExists.
+	// A login in use (in any organisation) is AlreadyExists, except a member removed from
+	// this organisation, who comes back with a new token.
 	AddMember(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*Member, error)
 	// UpdateMember changes a member's role. The organisation keeps at least one owner:
 	// demoting the last one is FailedPrecondition.
@@ -114,7 +115,8 @@ type MemberServiceServer interface {
 	ListMembers(context.Context, *ListMembersRequest) (*ListMembersResponse, error)
 	// AddMember creates a user in the caller's organisation with a role, and its first
 	// API token (shown once, in the response; it expires like CreateToken's default).
-	// A login in use (in any organisation) is AlreadyExists.
+	// A login in use (in any organisation) is AlreadyExists, except a member removed from
+	// this organisation, who comes back with a new token.
 	AddMember(context.Context, *AddMemberRequest) (*Member, error)
 	// UpdateMember changes a member's role. The organisation keeps at least one owner:
 	// demoting the last one is FailedPrecondition.
