@@ -415,6 +415,10 @@ func (s *Service) signIn(ctx context.Context, keys *seal.Keyring, u *github.User
 			if _, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_users (id, org_id, login, admin, created_at) VALUES (?, ?, ?, ?, ?)`), userID, orgID, login, false, now.UnixNano()); err != nil {
 				return err
 			}
+			// The user owns the organisation made for it (docs/adr/0019-roles.md).
+			if err := setRole(ctx, s.db, tx, userID, orgID, "owner", now.UnixNano()); err != nil {
+				return err
+			}
 			if _, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_github_accounts (github_id, user_id, login, key_id, access_sealed, access_expires_at, refresh_sealed, refresh_expires_at, scope, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 				u.GetID(), userID, u.GetLogin(), st.keyID, st.access, st.accessExp, st.refresh, st.refreshExp, t.Scope, now.UnixNano()); err != nil {
 				return err

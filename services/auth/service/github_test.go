@@ -173,6 +173,9 @@ func TestGitHubSignIn(t *testing.T) {
 		if err := db.QueryRowContext(testCtx(t), db.Q(`SELECT name FROM auth_orgs WHERE id = ?`), first.GetOrgId()).Scan(&org); err != nil || org != "github-user-4242" {
 			t.Fatalf("own organisation: %q %v", org, err)
 		}
+		if first.GetRole() != "owner" {
+			t.Fatalf("role in its own organisation %q, want owner", first.GetRole())
+		}
 		again := r.principal(r.signIn())
 		if again.GetUserId() != first.GetUserId() || again.GetOrgId() != first.GetOrgId() || again.GetTokenId() == first.GetTokenId() {
 			t.Fatalf("second sign-in: %+v, first %+v", again, first)
