@@ -219,6 +219,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 }
 
+// runCLI runs the simpleci client against base with token; its combined output.
+func runCLI(base, token string, args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "SIMPLECI_SERVER="+base, "SIMPLECI_TOKEN="+token)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
 func getOp(path string) func(matrixCaller, int) (string, string, any) {
 	return func(matrixCaller, int) (string, string, any) { return "GET", path, nil }
 }
@@ -229,12 +237,7 @@ func getOp(path string) func(matrixCaller, int) (string, string, any) {
 // deleted.
 func TestMembersCLI(t *testing.T) {
 	a := startDev(t)
-	cli := func(token string, args ...string) (string, error) {
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "SIMPLECI_SERVER="+a.base, "SIMPLECI_TOKEN="+token)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
+	cli := func(token string, args ...string) (string, error) { return runCLI(a.base, token, args...) }
 	out, err := cli(a.token, "members", "add", "cli-dev", "--role", "developer")
 	f := strings.Fields(out)
 	if err != nil || len(f) == 0 || !strings.HasPrefix(f[len(f)-1], "sci_") || !strings.Contains(out, "as developer") {

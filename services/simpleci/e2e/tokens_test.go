@@ -3,7 +3,6 @@ package e2e_test
 import (
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -78,12 +77,7 @@ func TestDevTokens(t *testing.T) {
 	})
 
 	t.Run("CLI", func(t *testing.T) {
-		cli := func(token string, args ...string) (string, error) {
-			cmd := exec.Command(bin, args...)
-			cmd.Env = append(os.Environ(), "SIMPLECI_SERVER="+a.base, "SIMPLECI_TOKEN="+token)
-			out, err := cmd.CombinedOutput()
-			return string(out), err
-		}
+		cli := func(token string, args ...string) (string, error) { return runCLI(a.base, token, args...) }
 		out, err := cli(a.token, "tokens", "create", "from-cli", "--expires", "2h")
 		if err != nil {
 			t.Fatalf("tokens create: %v\n%s", err, out)
