@@ -173,6 +173,7 @@ func (s *Service) UpdateMember(ctx context.Context, req *apiv1.UpdateMemberReque
 		return nil, err
 	}
 	out := &apiv1.Member{Login: req.GetLogin(), Role: string(role)}
+	var changed []string
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
 		userID, old, created, err := s.member(ctx, tx, org, req.GetLogin())
 		if err != nil {
@@ -185,12 +186,16 @@ func (s *Service) UpdateMember(ctx context.Context, req *apiv1.UpdateMemberReque
 		if err := s.keepOwner(ctx, tx, org, old); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE auth_memberships SET role = ? WHERE user_id = ? AND org_id = ?`), string(role), userID, org)
+		if _, err = tx.ExecContext(ctx, s.db.Q(`UPDATE auth_memberships SET role = ? WHERE user_id = ? AND org_id = ?`), string(role), userID, org); err != nil {
+			return err
+		}
+		changed, err = s.activeTokens(ctx, tx, userID)
 		return err
 	})
 	if err != nil {
 		return nil, txError("update member", err)
 	}
+	s.forget(changed)
 	return out, nil
 }
 
@@ -212,20 +217,7 @@ func (s *Service) RemoveMember(ctx context.Context, req *apiv1.RemoveMemberReque
 		if _, err := tx.ExecContext(ctx, s.db.Q(`DELETE FROM auth_memberships WHERE user_id = ? AND org_id = ?`), userID, org); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, s.db.Q(`SELECT id FROM auth_tokens WHERE user_id = ? AND revoked_at IS NULL`), userID)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			revoked = append(revoked, id)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if revoked, err = s.activeTokens(ctx, tx, userID); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE auth_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`), s.Now().UnixNano(), userID)
@@ -234,10 +226,35 @@ func (s *Service) RemoveMember(ctx context.Context, req *apiv1.RemoveMemberReque
 	if err != nil {
 		return nil, txError("remove member", err)
 	}
-	if s.OnRevoke != nil {
-		for _, id := range revoked {
-			s.OnRevoke(id)
-		}
-	}
+	s.forget(revoked)
 	return &emptypb.Empty{}, nil
+}
+
+// activeTokens lists the ids of userID's tokens that are not revoked.
+func (s *Service) activeTokens(ctx context.Context, tx *sql.Tx, userID string) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, s.db.Q(`SELECT id FROM auth_tokens WHERE user_id = ? AND revoked_at IS NULL`), userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// forget drops the tokens from this process's verification cache (OnRevoke), so that a
+// changed role or a removal holds here at once (elsewhere within auth.CacheTTL).
+func (s *Service) forget(tokenIDs []string) {
+	if s.OnRevoke == nil {
+		return
+	}
+	for _, id := range tokenIDs {
+		s.OnRevoke(id)
+	}
 }

@@ -82,10 +82,15 @@ func TestMembers(t *testing.T) {
 		if _, err := svc.UpdateMember(actx, &apiv1.UpdateMemberRequest{Login: "nobody", Role: "viewer"}); code(err) != codes.NotFound {
 			t.Errorf("UpdateMember of nobody: %v", err)
 		}
-		// Promote the viewer; its next verification carries the new role.
+		// Promote the viewer; its next verification carries the new role, and this
+		// process's cache forgets its token at once.
 		if _, err := svc.UpdateMember(actx, &apiv1.UpdateMemberRequest{Login: "u-viewer", Role: "owner"}); err != nil {
 			t.Fatal(err)
 		}
+		if len(revoked) != 1 {
+			t.Errorf("OnRevoke told %v after a role change, want the member's one token", revoked)
+		}
+		revoked = nil
 		if p, _ := auth.PrincipalFrom(as(t, svc, tokens["viewer"])); p.GetRole() != "owner" {
 			t.Fatalf("promoted role %q", p.GetRole())
 		}
@@ -93,6 +98,7 @@ func TestMembers(t *testing.T) {
 		if _, err := svc.UpdateMember(actx, &apiv1.UpdateMemberRequest{Login: "admin", Role: "maintainer"}); err != nil {
 			t.Fatalf("demoting one of two owners: %v", err)
 		}
+		revoked = nil
 		// Removing a member revokes its tokens.
 		if _, err := svc.RemoveMember(as(t, svc, tokens["viewer"]), &apiv1.RemoveMemberRequest{Login: "u-developer"}); err != nil {
 			t.Fatal(err)

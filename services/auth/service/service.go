@@ -34,8 +34,9 @@ type Service struct {
 	db *sqldb.DB
 	// Now is the service's clock (tests replace it); expiry is judged by it.
 	Now func() time.Time
-	// OnRevoke, when set, is told the id of each token revoked through RevokeToken, so
-	// that the process can drop it from its verification cache at once (component.go).
+	// OnRevoke, when set, is told the id of each token revoked (RevokeToken, RemoveMember)
+	// or whose user's role changed (UpdateMember), so that the process can drop it from
+	// its verification cache at once (component.go).
 	OnRevoke func(tokenID string)
 }
 

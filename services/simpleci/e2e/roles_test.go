@@ -256,6 +256,10 @@ func TestMembersCLI(t *testing.T) {
 	if out, err := cli(a.token, "members", "set", "cli-dev", "--role", "viewer"); err != nil || !strings.Contains(out, "now viewer") {
 		t.Fatalf("members set: %v\n%s", err, out)
 	}
+	// At once in dev (one process: the auth service drops the cached verification).
+	if out, err := cli(dev, "trigger", "demo", "--ref", "main"); err == nil || !strings.Contains(out, "403") {
+		t.Fatalf("a demoted member's trigger: %v\n%s", err, out)
+	}
 	if out, err := cli(a.token, "members", "add", "x", "--role", "admin"); err == nil || !strings.Contains(out, "400") {
 		t.Fatalf("members add with a bad role: %v\n%s", err, out)
 	}
