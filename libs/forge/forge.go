@@ -135,3 +135,41 @@ type Forge interface {
 	// empty or not exist yet. HEAD is detached at sha.
 	Checkout(ctx context.Context, repo, sha, dir string) error
 }
+
+// StatusState is the outcome a commit status reports (see StatusReporter).
+type StatusState string
+
+// The states of a commit status, named as GitHub names them.
+const (
+	StatusPending StatusState = "pending"
+	StatusSuccess StatusState = "success"
+	StatusFailure StatusState = "failure"
+	StatusError   StatusState = "error"
+)
+
+// Status is what a StatusReporter shows on a commit.
+type Status struct {
+	State StatusState
+	// TargetURL links the status to the run (may be empty).
+	TargetURL string
+	// Description is one short sentence (a provider may cut it).
+	Description string
+	// Context names the reporter on the commit, e.g. "simpleci".
+	Context string
+}
+
+// StatusReporter is the optional capability of a forge that can show a run's
+// state on the commit it built (a GitHub commit status). Callers test for it
+// with a type assertion; a forge without it (local) shows nothing.
+type StatusReporter interface {
+	SetStatus(ctx context.Context, repo, sha string, st Status) error
+}
+
+// RepositoryMatcher is the optional capability of a forge whose deliveries name
+// the repository they are about (Trigger.Repository): the gateway refuses a
+// delivery for another repository than the project's with MatchesRepository.
+type RepositoryMatcher interface {
+	// MatchesRepository reports whether a delivery naming delivered belongs to
+	// a project whose repository is project.
+	MatchesRepository(project, delivered string) bool
+}

@@ -98,3 +98,36 @@ func ValidatePath(p string) error {
 	}
 	return nil
 }
+
+// MaxDeliveryIDLength bounds a webhook delivery id (see ValidDeliveryID).
+const MaxDeliveryIDLength = 128
+
+// CheckText refuses text longer than max bytes or holding control characters,
+// which have no place in a login or repository name and would end up in logs
+// and the UI.
+func CheckText(s string, max int) error {
+	if len(s) > max {
+		return fmt.Errorf("longer than %d bytes", max)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return fmt.Errorf("contains a control character")
+		}
+	}
+	return nil
+}
+
+// ValidDeliveryID reports whether s is usable as a delivery id: empty, or at
+// most MaxDeliveryIDLength letters, digits and . _ : - (a GitHub GUID is).
+func ValidDeliveryID(s string) bool {
+	if len(s) > MaxDeliveryIDLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("._:-", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}

@@ -27,7 +27,6 @@ const MaxBodySize = 25 << 20
 const (
 	maxActorLength      = 255
 	maxRepositoryLength = 1024
-	maxDeliveryLength   = 128
 )
 
 // payload is the part of the body ParseWebhook understands. Unknown fields are
@@ -177,16 +176,16 @@ func parsePayload(header http.Header, body []byte) (forge.Trigger, error) {
 	}
 
 	t.Actor = firstNonEmpty(p.Sender.Login, p.Pusher.Name)
-	if err := checkText(t.Actor, maxActorLength); err != nil {
+	if err := forge.CheckText(t.Actor, maxActorLength); err != nil {
 		return bad("actor: %v", err)
 	}
 	t.Repository = p.Repository.FullName
-	if err := checkText(t.Repository, maxRepositoryLength); err != nil {
+	if err := forge.CheckText(t.Repository, maxRepositoryLength); err != nil {
 		return bad("repository: %v", err)
 	}
 	t.DeliveryID = firstNonEmpty(header.Get(HeaderDelivery), header.Get(HeaderGitHubDelivery))
-	if !validDeliveryID(t.DeliveryID) {
-		return bad("delivery id must be at most %d letters, digits and . _ : -", maxDeliveryLength)
+	if !forge.ValidDeliveryID(t.DeliveryID) {
+		return bad("delivery id must be at most %d letters, digits and . _ : -", forge.MaxDeliveryIDLength)
 	}
 	return t, nil
 }
@@ -198,31 +197,4 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
-}
-
-// checkText refuses over-long text and control characters, which have no
-// place in a login or repository name and would end up in logs and the UI.
-func checkText(s string, max int) error {
-	if len(s) > max {
-		return fmt.Errorf("longer than %d bytes", max)
-	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			return fmt.Errorf("contains a control character")
-		}
-	}
-	return nil
-}
-
-func validDeliveryID(s string) bool {
-	if len(s) > maxDeliveryLength {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("._:-", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }
