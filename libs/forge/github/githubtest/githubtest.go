@@ -338,7 +338,11 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, repo, id string) {
 	defer s.mu.Unlock()
 	switch {
 	case id == "" && r.Method == http.MethodGet:
-		writeJSON(w, http.StatusOK, append([]Hook{}, s.hooks[repo]...))
+		out := []Hook{}
+		for _, h := range s.hooks[repo] {
+			out = append(out, masked(h))
+		}
+		writeJSON(w, http.StatusOK, out)
 	case id == "" && r.Method == http.MethodPost:
 		var h Hook
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&h); err != nil || h.Config["url"] == "" {
@@ -351,7 +355,7 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, repo, id string) {
 			h.Name = "web"
 		}
 		s.hooks[repo] = append(s.hooks[repo], h)
-		writeJSON(w, http.StatusCreated, h)
+		writeJSON(w, http.StatusCreated, masked(h))
 	case id != "" && r.Method == http.MethodDelete:
 		n, _ := strconv.ParseInt(id, 10, 64)
 		for i, h := range s.hooks[repo] {
@@ -365,6 +369,19 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, repo, id string) {
 	default:
 		apiError(w, http.StatusMethodNotAllowed, "Method Not Allowed")
 	}
+}
+
+// masked is a hook as GitHub shows it: the secret hidden.
+func masked(h Hook) Hook {
+	c := make(map[string]string, len(h.Config))
+	for k, v := range h.Config {
+		c[k] = v
+	}
+	if c["secret"] != "" {
+		c["secret"] = "********"
+	}
+	h.Config = c
+	return h
 }
 
 func apiError(w http.ResponseWriter, code int, msg string) {

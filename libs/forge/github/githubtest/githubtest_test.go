@@ -26,13 +26,13 @@ func TestHooks(t *testing.T) {
 	ctx := context.Background()
 	h, _, err := c.Repositories.CreateHook(ctx, "octo", "app", &gh.Hook{
 		Events: []string{"push", "pull_request"}, Active: gh.Bool(true),
-		Config: map[string]any{"url": "https://ci.example/api/v1/webhooks/github/p1", "content_type": "json", "secret": "s"},
+		Config: &gh.HookConfig{URL: gh.String("https://ci.example/api/v1/webhooks/github/p1"), ContentType: gh.String("json"), Secret: gh.String("s")},
 	})
 	if err != nil || h.GetID() == 0 {
 		t.Fatalf("CreateHook = %v, %v", h, err)
 	}
 	list, _, err := c.Repositories.ListHooks(ctx, "octo", "app", nil)
-	if err != nil || len(list) != 1 || list[0].GetID() != h.GetID() {
+	if err != nil || len(list) != 1 || list[0].GetID() != h.GetID() || list[0].GetConfig().GetSecret() == "s" {
 		t.Fatalf("ListHooks = %v, %v", list, err)
 	}
 	if got := srv.Hooks("octo/app"); len(got) != 1 || got[0].Config["secret"] != "s" || len(got[0].Events) != 2 {
