@@ -52,7 +52,7 @@ func ServeFlags(fs *flag.FlagSet) func() Config {
 		repos := repoFlags()
 		cfg := Config{DatabaseURL: *dbURL, KafkaBrokers: Split(*brokers), KafkaNamespace: *namespace, GRPCAddr: *grpcAddr, HTTPAddr: *httpAddr,
 			DataDir: *data, InternalToken: *token, Peers: map[string]string{}, LocalRepos: repos.LocalRepos,
-			AllowRepoNetworks: repos.AllowRepoNetworks}
+			AllowRepoNetworks: repos.AllowRepoNetworks, GitHub: repos.GitHub}
 		for s, v := range peers {
 			cfg.Peers[s] = *v
 		}
@@ -60,19 +60,28 @@ func ServeFlags(fs *flag.FlagSet) func() Config {
 	}
 }
 
-// Repos is where projects' repositories may be: see Config.LocalRepos and
-// Config.AllowRepoNetworks.
-type Repos struct{ LocalRepos, AllowRepoNetworks []string }
+// Repos is where projects' repositories may be: see Config.LocalRepos,
+// Config.AllowRepoNetworks and Config.GitHub.
+type Repos struct {
+	LocalRepos, AllowRepoNetworks []string
+	GitHub                        GitHub
+}
 
 // RepoFlags registers --local-repos and --allow-repo-network (both repeatable or
 // comma-separated; without them SIMPLECI_LOCAL_REPOS / SIMPLECI_ALLOW_REPO_NETWORK,
-// comma-separated) and returns a function that gives their values after parsing.
+// comma-separated), --github-url, --github-api-url and --github-token-file
+// (SIMPLECI_GITHUB_URL, SIMPLECI_GITHUB_API_URL, SIMPLECI_GITHUB_TOKEN_FILE) and
+// returns a function that gives their values after parsing.
 func RepoFlags(fs *flag.FlagSet) func() Repos {
 	var roots, networks listValue
 	fs.Var(&roots, "local-repos", "directory under which projects' local repository paths may lie (repeatable; none: no path repositories)")
 	fs.Var(&networks, "allow-repo-network", "CIDR that repository URLs may reach although it is loopback, private or link-local (repeatable)")
+	var gh GitHub
+	fs.StringVar(&gh.URL, "github-url", Getenv("SIMPLECI_GITHUB_URL", ""), "GitHub web and git base URL (default https://github.com/; GitHub Enterprise Server: https://HOST/)")
+	fs.StringVar(&gh.APIURL, "github-api-url", Getenv("SIMPLECI_GITHUB_API_URL", ""), "GitHub REST API base URL (default https://api.github.com/; GitHub Enterprise Server: https://HOST/api/v3/)")
+	fs.StringVar(&gh.TokenFile, "github-token-file", Getenv("SIMPLECI_GITHUB_TOKEN_FILE", ""), "file holding the GitHub token the server reads repositories and posts commit statuses with; any --github-* flag enables the github provider")
 	return func() Repos {
-		r := Repos{LocalRepos: roots, AllowRepoNetworks: networks}
+		r := Repos{LocalRepos: roots, AllowRepoNetworks: networks, GitHub: gh}
 		if len(r.LocalRepos) == 0 {
 			r.LocalRepos = Split(Getenv("SIMPLECI_LOCAL_REPOS", ""))
 		}

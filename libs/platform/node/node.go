@@ -83,6 +83,8 @@ type Config struct {
 	// AllowRepoNetworks are CIDRs repository URLs may reach although they are
 	// loopback, private, link-local or metadata addresses (--allow-repo-network).
 	AllowRepoNetworks []string
+	// GitHub configures the github provider; it is registered when any field is set.
+	GitHub GitHub
 	// InternalToken is the deployment's secret: each service of the process presents an
 	// identity token derived from it (auth.IdentityToken) to its peers (required when
 	// services run in several processes; one process makes a random one). A process
@@ -99,6 +101,13 @@ type Config struct {
 
 	services []string
 }
+
+// GitHub is where GitHub (or GitHub Enterprise Server) is and the token the
+// server uses there (--github-url, --github-api-url, --github-token-file).
+type GitHub struct{ URL, APIURL, TokenFile string }
+
+// Enabled reports whether the operator configured GitHub at all.
+func (g GitHub) Enabled() bool { return g.URL != "" || g.APIURL != "" || g.TokenFile != "" }
 
 // Info says where a started process listens.
 type Info struct{ GRPCAddr, HTTPAddr string }

@@ -386,6 +386,13 @@ func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, codes.InvalidArgument, err.Error())
 		return
 	}
+	// A forge whose deliveries name their repository: a delivery for another
+	// repository (a hook copied to the wrong project) starts nothing, visibly.
+	if m, ok := f.(forge.RepositoryMatcher); ok && !m.MatchesRepository(p.GetRepository(), tr.Repository) {
+		writeError(w, http.StatusBadRequest, codes.InvalidArgument, fmt.Sprintf(
+			"%v: the delivery is for repository %q, project %s builds %q", forge.ErrBadPayload, tr.Repository, p.GetName(), p.GetRepository()))
+		return
+	}
 	if !slices.Contains(p.GetEvents(), tr.Event) {
 		writeJSON(w, http.StatusOK, map[string]any{"ignored": fmt.Sprintf("project %s does not run on %s events", p.GetName(), tr.Event)})
 		return

@@ -115,6 +115,7 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	cfg.LocalRepos = append(repos.LocalRepos, filepath.Join(dir, "repos"))
 	cfg.LocalRepositories = []string{filepath.Join(dir, "demo-repo")}
 	cfg.AllowRepoNetworks = repos.AllowRepoNetworks
+	cfg.GitHub = repos.GitHub
 	if err := os.MkdirAll(filepath.Join(dir, "repos"), 0o755); err != nil {
 		return err
 	}

@@ -7,11 +7,13 @@ package nodeforge
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/simpleci/simpleci/libs/forge"
+	"github.com/simpleci/simpleci/libs/forge/github"
 	"github.com/simpleci/simpleci/libs/forge/local"
 	"github.com/simpleci/simpleci/libs/forge/netguard"
 	"github.com/simpleci/simpleci/libs/platform/node"
@@ -46,15 +48,50 @@ func Open(env *node.Env) (*forge.Registry, error) {
 			return nil, nil, fmt.Errorf("--allow-repo-network: %w", err)
 		}
 		l, err := local.New(local.Options{MirrorDir: mirrors, LocalRoots: env.Config.LocalRepos,
-			LocalRepositories: env.Config.LocalRepositories, AllowNetworks: networks, Env: GitEnv(os.Environ())})
+			LocalRepositories: env.Config.LocalRepositories, AllowNetworks: networks})
 		if err != nil {
 			return nil, nil, err
 		}
-		r, err := forge.NewRegistry(l)
+		forges := []forge.Forge{l}
+		if env.Config.GitHub.Enabled() {
+			g, err := openGitHub(env.Config.GitHub, networks)
+			if err != nil {
+				return nil, nil, err
+			}
+			forges = append(forges, g)
+		}
+		r, err := forge.NewRegistry(forges...)
 		return r, nil, err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return v.(*forge.Registry), nil
+}
+
+// maxTokenFile bounds a token file: a token is a line, not a document.
+const maxTokenFile = 4 << 10
+
+// openGitHub makes the github forge from the operator's configuration, reading
+// the token file (one line; surrounding white space dropped).
+func openGitHub(c node.GitHub, networks []netip.Prefix) (*github.Forge, error) {
+	var token string
+	if c.TokenFile != "" {
+		b, err := os.ReadFile(c.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--github-token-file: %w", err)
+		}
+		if len(b) > maxTokenFile {
+			return nil, fmt.Errorf("--github-token-file %s: %d bytes is no token", c.TokenFile, len(b))
+		}
+		token = strings.TrimSpace(string(b))
+		if token == "" {
+			return nil, fmt.Errorf("--github-token-file %s is empty", c.TokenFile)
+		}
+	}
+	g, err := github.New(github.Options{APIURL: c.APIURL, WebURL: c.URL, Token: token, AllowNetworks: networks})
+	if err != nil {
+		return nil, fmt.Errorf("--github-*: %w", err)
+	}
+	return g, nil
 }
