@@ -15,6 +15,7 @@
 package github
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -213,4 +214,13 @@ func SplitRepository(repo string) (owner, name string, err error) {
 // MatchesRepository compares "owner/name"s as GitHub does, ignoring case.
 func (f *Forge) MatchesRepository(project, delivered string) bool {
 	return delivered != "" && strings.EqualFold(project, delivered)
+}
+
+// CheckRepository vets the repository of a project being created: GitHub's
+// "owner/name" form, returned as given (the project service stores it).
+func (f *Forge) CheckRepository(_ context.Context, repo string) (string, []string, error) {
+	if _, _, err := SplitRepository(repo); err != nil {
+		return "", nil, err
+	}
+	return repo, nil, nil
 }

@@ -23,8 +23,8 @@ const MaxBodySize = 25 << 20
 
 // Bounds on the free-text fields of a delivery.
 const (
-	maxActorLength    = 255
-	maxEventLength    = 64
+	maxActorLength = 255
+	maxEventLength = 64
 )
 
 // startingActions are the pull_request actions that start a run: new commits to
