@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/simpleci/simpleci/libs/forge"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -29,6 +31,8 @@ type Component struct {
 	LostRunRetries int
 	// TriggerLimits: see Config (--trigger-rate; TriggerFlag sets the default).
 	TriggerLimits ratelimit.Limits
+	// PublicURL: see Config (--public-url).
+	PublicURL string
 	// Service is the running service (set by Init).
 	Service *Service
 }
@@ -49,10 +53,16 @@ func (c *Component) TriggerFlag(fs *flag.FlagSet, usagePrefix string) {
 		func(v string) (err error) { c.TriggerLimits, err = ratelimit.ParseLimits(v); return err })
 }
 
+// PublicURLFlag registers --public-url (SIMPLECI_PUBLIC_URL).
+func (c *Component) PublicURLFlag(fs *flag.FlagSet, usagePrefix string) {
+	fs.StringVar(&c.PublicURL, "public-url", os.Getenv("SIMPLECI_PUBLIC_URL"), usagePrefix+"URL users reach this deployment at (https://ci.example.com/); commit statuses link to its runs")
+}
+
 // Flags implements node.Flagger.
 func (c *Component) Flags(fs *flag.FlagSet) {
 	c.TierFlag(fs, "scheduler: ")
 	c.TriggerFlag(fs, "scheduler: ")
+	c.PublicURLFlag(fs, "scheduler: ")
 	fs.DurationVar(&c.LeaseDuration, "lease", 30*time.Second, "scheduler: job lease duration")
 	fs.IntVar(&c.LostRunRetries, "lost-run-retries", 1, "scheduler: how often a run whose runner was lost runs again on another runner (0: it fails)")
 }
@@ -114,6 +124,11 @@ func (c *Component) Validate(cfg *node.Config) []string {
 	if _, err := c.Tiers(); err != nil {
 		problems = append(problems, err.Error())
 	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+			problems = append(problems, fmt.Sprintf("--public-url %q: want an http(s) URL with a host and no credentials, such as https://ci.example.com/", forge.Redact(c.PublicURL)))
+		}
+	}
 	return problems
 }
 
@@ -141,7 +156,7 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 	}
 	c.Service, err = New(ctx, Config{DB: db, Bus: b, Forges: forges, Projects: apiv1.NewProjectInternalServiceClient(pc),
 		Log: env.Log, Secret: env.Config.InternalToken, Tiers: tiers, LeaseDuration: c.LeaseDuration, LostRunRetries: c.LostRunRetries,
-		TriggerLimits: c.TriggerLimits})
+		TriggerLimits: c.TriggerLimits, PublicURL: c.PublicURL})
 	if err != nil {
 		return err
 	}

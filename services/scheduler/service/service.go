@@ -94,6 +94,10 @@ type Config struct {
 	// which the gateway answers 429 with Retry-After); zero: no limit (the component's
 	// --trigger-rate defaults to DefaultTriggerLimits).
 	TriggerLimits ratelimit.Limits
+	// PublicURL is where users reach this deployment (--public-url, e.g.
+	// https://ci.example.com/): commit statuses link to PublicURL/api/v1/runs/RUN.
+	// Empty: statuses carry no link.
+	PublicURL string
 }
 
 // DefaultTriggerLimits: a burst of 20 manual triggers, then one a second, per project.
@@ -231,6 +235,10 @@ func (s *Service) Start(ctx context.Context) error {
 		wg.Add(2)
 		go func() { defer wg.Done(); s.follow(ctx, "outbox", s.forward) }()
 		go func() { defer wg.Done(); s.follow(ctx, "run-list", s.projectBatch) }()
+		if s.reportsStatuses() {
+			wg.Add(1)
+			go func() { defer wg.Done(); s.followStatuses(ctx) }()
+		}
 		wg.Wait()
 	})
 	return nil

@@ -84,6 +84,7 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	comps := newComponents()
 	comps.scheduler.TierFlag(fs, "")
 	comps.scheduler.TriggerFlag(fs, "")
+	comps.scheduler.PublicURLFlag(fs, "")
 	comps.gateway.Flags(fs)
 	comps.auth.GitHub.Register(fs)
 	comps.scheduler.LostRunRetries = 1
