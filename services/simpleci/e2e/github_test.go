@@ -1,0 +1,148 @@
+package e2e_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/simpleci/simpleci/libs/forge/github/githubtest"
+)
+
+// githubPush is GitHub's published push payload (libs/forge/github/testdata) for
+// repository repo, branch and commit sha.
+func githubPush(t *testing.T, repo, branch, sha string) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../../../libs/forge/github/testdata/push-branch.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.ReplaceAll(string(b), "Codertocat/Hello-World", repo)
+	s = strings.ReplaceAll(s, "6113728f27ae82c7b1a177c8d03f9e96e0adf246", sha)
+	return []byte(strings.ReplaceAll(s, `"refs/heads/master"`, `"refs/heads/`+branch+`"`))
+}
+
+// TestGitHubDev runs `simpleci dev` against a fake GitHub: a project of provider
+// github, signed push deliveries as GitHub sends them, the pipeline read through the
+// contents API, the checkout over smart HTTP with the token, and the commit statuses.
+func TestGitHubDev(t *testing.T) {
+	const token = "ghp_e2e_fake_token_0123456789"
+	gh := githubtest.New(t, token)
+	gh.CreateRepo("octo/app")
+	good := gh.Commit("octo/app", "main", map[string]string{".simpleci/pipeline.json": `{"steps": [{"name": "build", "run": "test -f .simpleci/pipeline.json && echo built"}]}`})
+	bad := gh.Commit("octo/app", "broken", map[string]string{".simpleci/pipeline.json": `{"steps": [{"name": "breaks", "run": "exit 3"}]}`})
+	tokenFile := filepath.Join(t.TempDir(), "github-token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	a, _ := startDevWith(t, nil, data, nil, "--tier", "standard:timeout=60s",
+		"--github-url", gh.WebURL(), "--github-api-url", gh.APIURL(), "--github-token-file", tokenFile,
+		"--allow-repo-network", "127.0.0.1/32", "--public-url", "https://ci.example/")
+
+	var p project
+	a.json("POST", "/api/v1/projects", map[string]any{"name": "gh-app", "provider": "github", "repository": "octo/app",
+		"events": []string{"push", "pull_request"}}, http.StatusOK, &p)
+	code, b := a.do("POST", "/api/v1/projects", map[string]any{"name": "gh-bad", "provider": "github", "repository": "not/a/repo"}, nil)
+	if code != http.StatusBadRequest {
+		t.Errorf("project with repository not/a/repo: %d %s", code, b)
+	}
+
+	deliver := func(body []byte, delivery, signature string) (int, []byte) {
+		return a.do("POST", p.WebhookPath, body, map[string]string{"X-Hub-Signature-256": signature,
+			"X-GitHub-Event": "push", "X-GitHub-Delivery": delivery, "Content-Type": "application/json"})
+	}
+	runOf := func(code int, b []byte) string {
+		t.Helper()
+		if code != http.StatusAccepted {
+			t.Fatalf("delivery: %d %s", code, b)
+		}
+		var out struct {
+			RunIDs []string `json:"runIds"`
+		}
+		json.Unmarshal(b, &out)
+		if len(out.RunIDs) != 1 {
+			t.Fatalf("delivery: want one run, got %s", b)
+		}
+		return out.RunIDs[0]
+	}
+	statesOf := func(sha string) ([]string, []githubtest.Status) {
+		var states []string
+		var all []githubtest.Status
+		for _, s := range gh.Statuses() {
+			if s.SHA == sha {
+				states = append(states, s.State)
+				all = append(all, s)
+			}
+		}
+		return states, all
+	}
+	waitStatus := func(sha, final string) []githubtest.Status {
+		t.Helper()
+		var all []githubtest.Status
+		eventually(t, 30*time.Second, "status "+final+" on "+sha, func() bool {
+			var states []string
+			states, all = statesOf(sha)
+			return len(states) > 0 && states[len(states)-1] == final
+		})
+		return all
+	}
+
+	body := githubPush(t, "octo/app", "main", good)
+	id := runOf(deliver(body, "d-good", sign(p.WebhookSecret, body)))
+	if r := a.waitRun(id, 90*time.Second); r.Status != "succeeded" || r.Sha != good {
+		t.Fatalf("run: %s (%s) sha %s", r.Status, r.Reason, r.Sha)
+	}
+	sts := waitStatus(good, "success")
+	if sts[0].State != "pending" {
+		t.Errorf("first status %q, want pending", sts[0].State)
+	}
+	for _, s := range sts {
+		if s.Context != "simpleci" || s.TargetURL != "https://ci.example/api/v1/runs/"+id || s.Repo != "octo/app" {
+			t.Errorf("status %+v: want context simpleci, the run's URL, repository octo/app", s)
+		}
+	}
+
+	// A redelivery (GitHub's "Redeliver": same delivery id, same body) starts nothing new.
+	if again := runOf(deliver(body, "d-good", sign(p.WebhookSecret, body))); again != id {
+		t.Errorf("redelivery started run %s, the first was %s", again, id)
+	}
+	if n := a.runCountAfter(p, 1); n != 1 {
+		t.Errorf("%d runs after a redelivery, want 1", n)
+	}
+
+	// A failing pipeline: failure on its commit.
+	body = githubPush(t, "octo/app", "broken", bad)
+	if r := a.waitRun(runOf(deliver(body, "d-bad", sign(p.WebhookSecret, body))), 90*time.Second); r.Status != "failed" {
+		t.Fatalf("failing run: %s (%s)", r.Status, r.Reason)
+	}
+	waitStatus(bad, "failure")
+
+	// A bad signature: 401; a delivery for another repository: 400; a branch deletion: 200, nothing.
+	if code, b := deliver(body, "d-sig", sign("wrong secret", body)); code != http.StatusUnauthorized {
+		t.Errorf("bad signature: %d %s", code, b)
+	}
+	other := githubPush(t, "octo/other", "main", good)
+	if code, b := deliver(other, "d-other", sign(p.WebhookSecret, other)); code != http.StatusBadRequest {
+		t.Errorf("delivery for another repository: %d %s", code, b)
+	}
+	del, err := os.ReadFile("../../../libs/forge/github/testdata/push-branch-deleted.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	del = []byte(strings.ReplaceAll(string(del), "Codertocat/Hello-World", "octo/app"))
+	if code, b := deliver(del, "d-del", sign(p.WebhookSecret, del)); code != http.StatusOK {
+		t.Errorf("branch deletion: %d %s", code, b)
+	}
+	if n := a.runCount(p); n != 2 {
+		t.Errorf("%d runs, want 2", n)
+	}
+	// The token never shows in the server's answers about the runs.
+	_, b = a.do("GET", "/api/v1/runs/"+id+"/events", nil, nil)
+	if strings.Contains(string(b), token) {
+		t.Error("the run's events show the GitHub token")
+	}
+}
