@@ -10,8 +10,8 @@ import (
 	"github.com/simpleci/simpleci/libs/eventstore"
 	"github.com/simpleci/simpleci/libs/forge"
 	"github.com/simpleci/simpleci/libs/platform/event"
-	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
 )
 
 // Commit statuses: a third follower of the event log ("statuses", on the leader like
