@@ -33,6 +33,7 @@ func TestGitHubDev(t *testing.T) {
 	gh := githubtest.New(t, token)
 	gh.CreateRepo("octo/app")
 	good := gh.Commit("octo/app", "main", map[string]string{".simpleci/pipeline.json": `{"steps": [{"name": "build", "run": "test -f .simpleci/pipeline.json && echo built"}]}`})
+	feature := gh.Commit("octo/app", "feature", map[string]string{".simpleci/pipeline.json": `{"steps": [{"name": "probe", "run": "echo \"secret=[$PR_SECRET]\""}]}`})
 	bad := gh.Commit("octo/app", "broken", map[string]string{".simpleci/pipeline.json": `{"steps": [{"name": "breaks", "run": "exit 3"}]}`})
 	tokenFile := filepath.Join(t.TempDir(), "github-token")
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
@@ -140,6 +141,47 @@ func TestGitHubDev(t *testing.T) {
 	if n := a.runCount(p); n != 2 {
 		t.Errorf("%d runs, want 2", n)
 	}
+	// Pull requests as GitHub sends them: same repository and fork are told apart by the
+	// payload, a fork's run gets no secret; a closed pull request starts nothing.
+	a.json("PUT", "/api/v1/projects/gh-app/secrets/PR_SECRET", map[string]string{"value": "pr-secret-4711"}, http.StatusOK, nil)
+	pull := func(fixture, delivery string) (int, []byte) {
+		b, err := os.ReadFile("../../../libs/forge/github/testdata/" + fixture)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := strings.ReplaceAll(string(b), "Codertocat/Hello-World", "octo/app")
+		body := []byte(strings.ReplaceAll(s, "ec26c3e57ca3a959ca5aad62de7213c562f8c821", feature))
+		return a.do("POST", p.WebhookPath, body, map[string]string{"X-Hub-Signature-256": sign(p.WebhookSecret, body),
+			"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": delivery, "Content-Type": "application/json"})
+	}
+	for _, tt := range []struct{ fixture, trust, secret string }{
+		{"pull_request-opened.json", "same_repository", "secret=[***]"},
+		{"pull_request-synchronize-fork.json", "fork", "secret=[]"},
+	} {
+		id := runOf(pull(tt.fixture, "d-"+tt.fixture))
+		r := a.waitRun(id, 90*time.Second)
+		if r.Status != "succeeded" || r.Event != "pull_request" || r.Sha != feature {
+			t.Fatalf("%s: run %s (%s) event %s sha %s", tt.fixture, r.Status, r.Reason, r.Event, r.Sha)
+		}
+		var shown struct {
+			Trust string `json:"trust"`
+		}
+		a.json("GET", "/api/v1/runs/"+id, nil, http.StatusOK, &shown)
+		if shown.Trust != tt.trust {
+			t.Errorf("%s: trust %q, want %q", tt.fixture, shown.Trust, tt.trust)
+		}
+		if text, _ := a.logOf(id); !strings.Contains(text, tt.secret) {
+			t.Errorf("%s: log %q, want %q", tt.fixture, text, tt.secret)
+		}
+	}
+	waitStatus(feature, "success")
+	if code, b := pull("pull_request-closed.json", "d-closed"); code != http.StatusOK {
+		t.Errorf("closed pull request: %d %s", code, b)
+	}
+	if n := a.runCount(p); n != 4 {
+		t.Errorf("%d runs, want 4", n)
+	}
+
 	// The token never shows in the server's answers about the runs.
 	_, b = a.do("GET", "/api/v1/runs/"+id+"/events", nil, nil)
 	if strings.Contains(string(b), token) {
