@@ -107,12 +107,19 @@ func TestGitHubDev(t *testing.T) {
 		}
 	}
 
+	// A manual run of a branch: the ref resolved through the commits API.
+	var manual run
+	a.json("POST", "/api/v1/projects/gh-app/runs", map[string]string{"ref": "main"}, http.StatusOK, &manual)
+	if r := a.waitRun(manual.ID, 90*time.Second); r.Status != "succeeded" || r.Sha != good {
+		t.Fatalf("manual run: %s (%s) sha %s", r.Status, r.Reason, r.Sha)
+	}
+
 	// A redelivery (GitHub's "Redeliver": same delivery id, same body) starts nothing new.
 	if again := runOf(deliver(body, "d-good", sign(p.WebhookSecret, body))); again != id {
 		t.Errorf("redelivery started run %s, the first was %s", again, id)
 	}
-	if n := a.runCountAfter(p, 1); n != 1 {
-		t.Errorf("%d runs after a redelivery, want 1", n)
+	if n := a.runCountAfter(p, 2); n != 2 {
+		t.Errorf("%d runs after a redelivery, want 2 (the push and the manual run)", n)
 	}
 
 	// A failing pipeline: failure on its commit.
@@ -138,8 +145,8 @@ func TestGitHubDev(t *testing.T) {
 	if code, b := deliver(del, "d-del", sign(p.WebhookSecret, del)); code != http.StatusOK {
 		t.Errorf("branch deletion: %d %s", code, b)
 	}
-	if n := a.runCount(p); n != 2 {
-		t.Errorf("%d runs, want 2", n)
+	if n := a.runCount(p); n != 3 {
+		t.Errorf("%d runs, want 3", n)
 	}
 	// Pull requests as GitHub sends them: same repository and fork are told apart by the
 	// payload, a fork's run gets no secret; a closed pull request starts nothing.
@@ -178,8 +185,8 @@ func TestGitHubDev(t *testing.T) {
 	if code, b := pull("pull_request-closed.json", "d-closed"); code != http.StatusOK {
 		t.Errorf("closed pull request: %d %s", code, b)
 	}
-	if n := a.runCount(p); n != 4 {
-		t.Errorf("%d runs, want 4", n)
+	if n := a.runCount(p); n != 5 {
+		t.Errorf("%d runs, want 5", n)
 	}
 
 	// The token never shows in the server's answers about the runs.
