@@ -196,7 +196,11 @@ func (f *Forge) Name() string { return Name }
 // repoNameRE is GitHub's "owner/name": an owner of letters, digits and single
 // hyphens (at most 39), a name of letters, digits, '.', '_' and '-' (at most 100),
 // not "." or "..".
-var repoNameRE = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9]|-[A-Za-z0-9]){0,38}/[A-Za-z0-9._-]{1,100}$`)
+var repoNameRE = regexp.MustCompile(`^` + RepositoryPattern + `$`)
+
+// RepositoryPattern is the form of a GitHub repository ("owner/name") as a regular
+// expression without anchors, for the API document's pattern.
+const RepositoryPattern = `[A-Za-z0-9]([A-Za-z0-9]|-[A-Za-z0-9]){0,38}/[A-Za-z0-9._-]{1,100}`
 
 // SplitRepository checks that repo is "owner/name" and returns both parts
 // (forge.ErrInvalid otherwise).

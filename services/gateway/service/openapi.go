@@ -18,6 +18,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
+	"github.com/simpleci/simpleci/libs/forge/github"
 	"github.com/simpleci/simpleci/proto/simpleci/api/openapi"
 	"google.golang.org/grpc/codes"
 )
@@ -73,6 +74,15 @@ func completeSpec(swagger []byte, providers, tiers []string) (*openapi3.T, error
 	}
 	if p := property(doc, "v1CreateProjectRequest", "provider"); p != nil && providers != nil {
 		p.Enum = anySlice(providers)
+	}
+	// The github provider's repositories are "owner/name", which the static pattern
+	// (paths and URLs, for local) does not admit. OpenAPI 3.0 cannot tie a pattern to
+	// another field's value, so a deployment serving github admits both forms and the
+	// forge of the chosen provider refuses the other (400).
+	if p := property(doc, "v1CreateProjectRequest", "repository"); p != nil && slices.Contains(providers, github.Name) {
+		if base, ok := strings.CutSuffix(p.Pattern, ")$"); ok && strings.HasPrefix(base, "^(") {
+			p.Pattern = base + "|" + github.RepositoryPattern + ")$"
+		}
 	}
 	for _, body := range []string{"v1CreateProjectRequest", "ProjectServiceUpdateProjectBody"} {
 		if p := property(doc, body, "tier"); p != nil && tiers != nil {

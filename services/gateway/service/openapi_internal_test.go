@@ -109,3 +109,29 @@ func BenchmarkValidate(b *testing.B) {
 		}
 	}
 }
+
+// TestRepositoryPatternFollowsTheProviders: "owner/name" passes the document only where
+// the github provider is served; paths and URLs pass either way.
+func TestRepositoryPatternFollowsTheProviders(t *testing.T) {
+	for _, tt := range []struct {
+		providers []string
+		ownerName bool
+	}{{[]string{"local"}, false}, {[]string{"local", "github"}, true}} {
+		doc, err := completeSpec(openapi.Swagger, tt.providers, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		re := regexp.MustCompile(property(doc, "v1CreateProjectRequest", "repository").Pattern)
+		if got := re.MatchString("octo/app"); got != tt.ownerName {
+			t.Errorf("providers %v: owner/name matches %v, want %v", tt.providers, got, tt.ownerName)
+		}
+		for _, ok := range []string{"/srv/git/app", "https://git.example.com/app.git"} {
+			if !re.MatchString(ok) {
+				t.Errorf("providers %v: %s refused", tt.providers, ok)
+			}
+		}
+		if re.MatchString("octo/app/extra") || re.MatchString("-octo/app") {
+			t.Errorf("providers %v: a malformed owner/name matches", tt.providers)
+		}
+	}
+}

@@ -185,6 +185,15 @@ func TestGitHubDev(t *testing.T) {
 	if code, b := pull("pull_request-closed.json", "d-closed"); code != http.StatusOK {
 		t.Errorf("closed pull request: %d %s", code, b)
 	}
+	ping, err := os.ReadFile("../../../libs/forge/github/testdata/ping.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, b = a.do("POST", p.WebhookPath, ping, map[string]string{"X-Hub-Signature-256": sign(p.WebhookSecret, ping),
+		"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d-ping", "Content-Type": "application/json"})
+	if code != http.StatusOK || !strings.Contains(string(b), "ignored") {
+		t.Errorf("ping: %d %s", code, b)
+	}
 	if n := a.runCount(p); n != 5 {
 		t.Errorf("%d runs, want 5", n)
 	}
