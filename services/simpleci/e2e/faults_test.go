@@ -69,6 +69,11 @@ func startCluster(t *testing.T, runners int) *cluster {
 
 // startClusterWith is startCluster with the scheduler's flags.
 func startClusterWith(t testing.TB, runners int, schedulerArgs ...string) *cluster {
+	return startClusterEnv(t, runners, nil, schedulerArgs...)
+}
+
+// startClusterEnv is startClusterWith with env added to every process's environment.
+func startClusterEnv(t testing.TB, runners int, env []string, schedulerArgs ...string) *cluster {
 	brokers := os.Getenv("SIMPLECI_TEST_KAFKA_BROKERS")
 	if brokers == "" {
 		t.Skip("SIMPLECI_TEST_KAFKA_BROKERS not set: run via make test, or start deploy/local/kafka.sh")
@@ -90,6 +95,7 @@ func startClusterWith(t testing.TB, runners int, schedulerArgs ...string) *clust
 		"SIMPLECI_SCHEDULER_ADDR=" + grpc["scheduler"],
 		"SIMPLECI_LOG_ADDR=" + grpc["log"],
 	}
+	common = append(common, env...)
 	c.common = common
 	c.grpc = grpc
 	for _, kv := range common {

@@ -25,25 +25,52 @@ func githubPush(t *testing.T, repo, branch, sha string) []byte {
 	return []byte(strings.ReplaceAll(s, `"refs/heads/master"`, `"refs/heads/`+branch+`"`))
 }
 
+// fakeGitHub starts a fake GitHub with repository octo/app (branches main, feature and
+// broken) and returns it, the token file and the commits.
+func fakeGitHub(t *testing.T) (gh *githubtest.Server, tokenFile string, shas map[string]string) {
+	const token = githubToken
+	gh = githubtest.New(t, token)
+	gh.CreateRepo("octo/app")
+	shas = map[string]string{
+		"main":    gh.Commit("octo/app", "main", map[string]string{".simpleci/pipeline.json": `{"steps": [{"name": "build", "run": "test -f .simpleci/pipeline.json && echo built"}]}`}),
+		"feature": gh.Commit("octo/app", "feature", map[string]string{".simpleci/pipeline.json": `{"steps": [{"name": "probe", "run": "echo \"secret=[$PR_SECRET]\""}]}`}),
+		"broken":  gh.Commit("octo/app", "broken", map[string]string{".simpleci/pipeline.json": `{"steps": [{"name": "breaks", "run": "exit 3"}]}`}),
+	}
+	tokenFile = filepath.Join(t.TempDir(), "github-token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return gh, tokenFile, shas
+}
+
+const githubToken = "ghp_e2e_fake_token_0123456789"
+
 // TestGitHubDev runs `simpleci dev` against a fake GitHub: a project of provider
 // github, signed push deliveries as GitHub sends them, the pipeline read through the
 // contents API, the checkout over smart HTTP with the token, and the commit statuses.
 func TestGitHubDev(t *testing.T) {
-	const token = "ghp_e2e_fake_token_0123456789"
-	gh := githubtest.New(t, token)
-	gh.CreateRepo("octo/app")
-	good := gh.Commit("octo/app", "main", map[string]string{".simpleci/pipeline.json": `{"steps": [{"name": "build", "run": "test -f .simpleci/pipeline.json && echo built"}]}`})
-	feature := gh.Commit("octo/app", "feature", map[string]string{".simpleci/pipeline.json": `{"steps": [{"name": "probe", "run": "echo \"secret=[$PR_SECRET]\""}]}`})
-	bad := gh.Commit("octo/app", "broken", map[string]string{".simpleci/pipeline.json": `{"steps": [{"name": "breaks", "run": "exit 3"}]}`})
-	tokenFile := filepath.Join(t.TempDir(), "github-token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	data := t.TempDir()
-	a, _ := startDevWith(t, nil, data, nil, "--tier", "standard:timeout=60s",
+	gh, tokenFile, shas := fakeGitHub(t)
+	a, _ := startDevWith(t, nil, t.TempDir(), nil, "--tier", "standard:timeout=60s",
 		"--github-url", gh.WebURL(), "--github-api-url", gh.APIURL(), "--github-token-file", tokenFile,
 		"--allow-repo-network", "127.0.0.1/32", "--public-url", "https://ci.example/")
+	githubFlow(t, a, gh, shas)
+}
 
+// TestGitHubServices is TestGitHubDev with the six services apart on Kafka and
+// PostgreSQL, configured through the environment: the gateway parses, the scheduler
+// reads the pipeline and posts the statuses, the runner clones, each with the token.
+func TestGitHubServices(t *testing.T) {
+	gh, tokenFile, shas := fakeGitHub(t)
+	c := startClusterEnv(t, 1, []string{"SIMPLECI_GITHUB_URL=" + gh.WebURL(), "SIMPLECI_GITHUB_API_URL=" + gh.APIURL(),
+		"SIMPLECI_GITHUB_TOKEN_FILE=" + tokenFile, "SIMPLECI_ALLOW_REPO_NETWORK=127.0.0.1/32", "SIMPLECI_PUBLIC_URL=https://ci.example/"},
+		"--tier", "standard:timeout=60s", "--lease", "10s")
+	githubFlow(t, c.api, gh, shas)
+}
+
+// githubFlow drives a SimpleCI configured for the fake GitHub gh.
+func githubFlow(t *testing.T, a *api, gh *githubtest.Server, shas map[string]string) {
+	const token = githubToken
+	good, feature, bad := shas["main"], shas["feature"], shas["broken"]
 	var p project
 	a.json("POST", "/api/v1/projects", map[string]any{"name": "gh-app", "provider": "github", "repository": "octo/app",
 		"events": []string{"push", "pull_request"}}, http.StatusOK, &p)
