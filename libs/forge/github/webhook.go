@@ -114,6 +114,9 @@ func parse(header http.Header, body []byte) (forge.Trigger, error) {
 	if len(event) > maxEventLength || strings.ContainsFunc(event, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
 		return bad("%s header is not an event name", HeaderEvent)
 	}
+	if ct := header.Get("Content-Type"); strings.HasPrefix(strings.ToLower(ct), "application/x-www-form-urlencoded") {
+		return bad("the webhook sends form data: set its content type to application/json on GitHub")
+	}
 	delivery := header.Get(HeaderDelivery)
 	if !forge.ValidDeliveryID(delivery) {
 		return bad("%s must be at most %d letters, digits and . _ : -", HeaderDelivery, forge.MaxDeliveryIDLength)

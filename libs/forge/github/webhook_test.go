@@ -156,8 +156,15 @@ func TestParseWebhookBadPayloads(t *testing.T) {
 	if _, err := f.ParseWebhook(signed("issue_comment", body), body, secret); !errors.Is(err, forge.ErrIgnoredEvent) {
 		t.Errorf("issue_comment: err = %v", err)
 	}
+	// A hook left at GitHub's default content type (form data) is told how to fix it.
+	form := []byte("payload=" + push)
+	h := signed("push", form)
+	h.Set("Content-Type", "application/x-www-form-urlencoded")
+	if _, err := f.ParseWebhook(h, form, secret); !errors.Is(err, forge.ErrBadPayload) || !strings.Contains(err.Error(), "application/json") {
+		t.Errorf("form body: err = %v", err)
+	}
 	// A hostile delivery id is refused.
-	h := signed("push", []byte(push))
+	h = signed("push", []byte(push))
 	h.Set(HeaderDelivery, "a b\n")
 	if _, err := f.ParseWebhook(h, []byte(push), secret); !errors.Is(err, forge.ErrBadPayload) {
 		t.Errorf("delivery id: err = %v", err)
