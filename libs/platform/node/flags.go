@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -77,9 +78,9 @@ func RepoFlags(fs *flag.FlagSet) func() Repos {
 	fs.Var(&roots, "local-repos", "directory under which projects' local repository paths may lie (repeatable; none: no path repositories)")
 	fs.Var(&networks, "allow-repo-network", "CIDR that repository URLs may reach although it is loopback, private or link-local (repeatable)")
 	var gh GitHub
-	fs.StringVar(&gh.URL, "github-url", Getenv("SIMPLECI_GITHUB_URL", ""), "GitHub web and git base URL (default https://github.com/; GitHub Enterprise Server: https://HOST/)")
-	fs.StringVar(&gh.APIURL, "github-api-url", Getenv("SIMPLECI_GITHUB_API_URL", ""), "GitHub REST API base URL (default https://api.github.com/; GitHub Enterprise Server: https://HOST/api/v3/)")
-	fs.StringVar(&gh.TokenFile, "github-token-file", Getenv("SIMPLECI_GITHUB_TOKEN_FILE", ""), "file holding the GitHub token the server reads repositories and posts commit statuses with; any --github-* flag enables the github provider")
+	SharedString(fs, &gh.URL, "github-url", Getenv("SIMPLECI_GITHUB_URL", "https://github.com"), "GitHub's web and git base URL (GitHub Enterprise Server: https://HOST)")
+	SharedString(fs, &gh.APIURL, "github-api-url", Getenv("SIMPLECI_GITHUB_API_URL", "https://api.github.com/"), "GitHub's REST API base URL (GitHub Enterprise Server: https://HOST/api/v3/)")
+	fs.StringVar(&gh.TokenFile, "github-token-file", Getenv("SIMPLECI_GITHUB_TOKEN_FILE", ""), "file holding the GitHub token the server reads repositories, clones and posts commit statuses with; set, it enables the github provider")
 	return func() Repos {
 		r := Repos{LocalRepos: roots, AllowRepoNetworks: networks, GitHub: gh}
 		if len(r.LocalRepos) == 0 {
@@ -90,6 +91,45 @@ func RepoFlags(fs *flag.FlagSet) func() Repos {
 		}
 		return r
 	}
+}
+
+// SharedString registers a string flag that several components take (--github-url
+// for the github forge and for sign-in, --public-url for the scheduler and auth): the
+// first registration defines it, later ones get the same value in their own variable.
+// Registering a name that was defined otherwise panics, like flag's own redefinition.
+func SharedString(fs *flag.FlagSet, p *string, name, value, usage string) {
+	if f := fs.Lookup(name); f != nil {
+		s, ok := f.Value.(*sharedString)
+		if !ok {
+			panic(fmt.Sprintf("flag %s is defined twice, not as a shared flag", name))
+		}
+		s.dsts = append(s.dsts, p)
+		*p = s.val
+		return
+	}
+	*p = value
+	fs.Var(&sharedString{dsts: []*string{p}, val: value}, name, usage)
+}
+
+// sharedString is the flag.Value of SharedString.
+type sharedString struct {
+	dsts []*string
+	val  string
+}
+
+func (s *sharedString) String() string {
+	if s == nil {
+		return ""
+	}
+	return s.val
+}
+
+func (s *sharedString) Set(v string) error {
+	s.val = v
+	for _, d := range s.dsts {
+		*d = v
+	}
+	return nil
 }
 
 // listValue is a repeatable, comma-separated flag.

@@ -83,7 +83,7 @@ type Config struct {
 	// AllowRepoNetworks are CIDRs repository URLs may reach although they are
 	// loopback, private, link-local or metadata addresses (--allow-repo-network).
 	AllowRepoNetworks []string
-	// GitHub configures the github provider; it is registered when any field is set.
+	// GitHub configures the github provider; it is registered when TokenFile is set.
 	GitHub GitHub
 	// InternalToken is the deployment's secret: each service of the process presents an
 	// identity token derived from it (auth.IdentityToken) to its peers (required when
@@ -106,8 +106,8 @@ type Config struct {
 // server uses there (--github-url, --github-api-url, --github-token-file).
 type GitHub struct{ URL, APIURL, TokenFile string }
 
-// Enabled reports whether the operator configured GitHub at all.
-func (g GitHub) Enabled() bool { return g.URL != "" || g.APIURL != "" || g.TokenFile != "" }
+// Enabled reports whether the operator configured the github provider (its token).
+func (g GitHub) Enabled() bool { return g.TokenFile != "" }
 
 // Info says where a started process listens.
 type Info struct{ GRPCAddr, HTTPAddr string }

@@ -42,9 +42,9 @@ func (f *GitHubFlags) Enabled() bool { return f.ClientID != "" }
 func (f *GitHubFlags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.ClientID, "github-client-id", node.Getenv("SIMPLECI_GITHUB_CLIENT_ID", ""), "auth: client id of the GitHub OAuth App (or GitHub App) users sign in with (empty: no sign-in with GitHub)")
 	fs.StringVar(&f.ClientSecretFile, "github-client-secret-file", node.Getenv("SIMPLECI_GITHUB_CLIENT_SECRET_FILE", ""), "auth: file holding that app's client secret")
-	fs.StringVar(&f.WebURL, "github-url", node.Getenv("SIMPLECI_GITHUB_URL", "https://github.com"), "GitHub's web base URL (GitHub Enterprise Server: https://HOST)")
-	fs.StringVar(&f.APIURL, "github-api-url", node.Getenv("SIMPLECI_GITHUB_API_URL", "https://api.github.com/"), "GitHub's REST API base URL (GitHub Enterprise Server: https://HOST/api/v3/)")
-	fs.StringVar(&f.PublicURL, "public-url", node.Getenv("SIMPLECI_PUBLIC_URL", ""), "external base URL of this service, as browsers reach it (the OAuth callback is PUBLIC-URL/auth/github/callback)")
+	node.SharedString(fs, &f.WebURL, "github-url", node.Getenv("SIMPLECI_GITHUB_URL", "https://github.com"), "GitHub's web base URL (GitHub Enterprise Server: https://HOST)")
+	node.SharedString(fs, &f.APIURL, "github-api-url", node.Getenv("SIMPLECI_GITHUB_API_URL", "https://api.github.com/"), "GitHub's REST API base URL (GitHub Enterprise Server: https://HOST/api/v3/)")
+	node.SharedString(fs, &f.PublicURL, "public-url", node.Getenv("SIMPLECI_PUBLIC_URL", ""), "external base URL of this service, as browsers reach it (the OAuth callback is PUBLIC-URL/auth/github/callback)")
 	fs.StringVar(&f.Keyring, "github-token-keyring", node.Getenv("SIMPLECI_GITHUB_TOKEN_KEYRING", ""), "auth: file of the keys that seal users' GitHub tokens (ID:BASE64 per line; default DATA/github-tokens.keyring, created if missing)")
 }
 

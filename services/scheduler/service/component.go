@@ -55,7 +55,7 @@ func (c *Component) TriggerFlag(fs *flag.FlagSet, usagePrefix string) {
 
 // PublicURLFlag registers --public-url (SIMPLECI_PUBLIC_URL).
 func (c *Component) PublicURLFlag(fs *flag.FlagSet, usagePrefix string) {
-	fs.StringVar(&c.PublicURL, "public-url", os.Getenv("SIMPLECI_PUBLIC_URL"), usagePrefix+"URL users reach this deployment at (https://ci.example.com/); commit statuses link to its runs")
+	node.SharedString(fs, &c.PublicURL, "public-url", node.Getenv("SIMPLECI_PUBLIC_URL", ""), usagePrefix+"URL users reach this deployment at (https://ci.example.com/); commit statuses link to its runs")
 }
 
 // Flags implements node.Flagger.

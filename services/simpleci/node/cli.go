@@ -105,6 +105,9 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 		// A development server is reached where it listens.
 		comps.auth.GitHub.PublicURL = "http://" + display(*httpAddr)
 	}
+	if comps.scheduler.PublicURL == "" {
+		comps.scheduler.PublicURL = comps.auth.GitHub.PublicURL // commit statuses link there too
+	}
 	stop, abort, release := platform.Signals()
 	defer release()
 	log := logger(stderr)
