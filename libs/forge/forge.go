@@ -173,3 +173,29 @@ type RepositoryMatcher interface {
 	// a project whose repository is project.
 	MatchesRepository(project, delivered string) bool
 }
+
+// Hook is a repository webhook as a HookManager registers it.
+type Hook struct {
+	// URL is where the provider delivers, e.g.
+	// https://ci.example.com/api/v1/webhooks/github/{project}.
+	URL string
+	// Secret signs every delivery; the provider never shows it back.
+	Secret string
+	// Events are the project's events (EventPush, EventTag, EventPullRequest,
+	// ...); the HookManager maps them to the provider's and leaves out those
+	// that need no delivery (manual, schedule).
+	Events []string
+}
+
+// HookManager is the optional capability of a forge that registers the webhook
+// of a project on the repository (GitHub: POST /repos/{o}/{r}/hooks). Callers
+// test for it with a type assertion; a forge without it (local) is sent
+// deliveries by whoever set the repository up.
+type HookManager interface {
+	// CreateHook registers h on repo and returns the provider's id of it.
+	CreateHook(ctx context.Context, repo string, h Hook) (id int64, err error)
+	// UpdateHook sets the events of hook id (URL and secret as given).
+	UpdateHook(ctx context.Context, repo string, id int64, h Hook) error
+	// DeleteHook removes hook id; a hook that is already gone is not an error.
+	DeleteHook(ctx context.Context, repo string, id int64) error
+}

@@ -356,6 +356,35 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, repo, id string) {
 		}
 		s.hooks[repo] = append(s.hooks[repo], h)
 		writeJSON(w, http.StatusCreated, masked(h))
+	case id != "" && r.Method == http.MethodPatch:
+		n, _ := strconv.ParseInt(id, 10, 64)
+		var edit struct {
+			Active *bool             `json:"active"`
+			Events []string          `json:"events"`
+			Config map[string]string `json:"config"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&edit); err != nil {
+			apiError(w, http.StatusUnprocessableEntity, "Validation Failed")
+			return
+		}
+		for i, h := range s.hooks[repo] {
+			if h.ID != n {
+				continue
+			}
+			if edit.Active != nil {
+				h.Active = *edit.Active
+			}
+			if edit.Events != nil {
+				h.Events = edit.Events
+			}
+			if edit.Config != nil {
+				h.Config = edit.Config
+			}
+			s.hooks[repo][i] = h
+			writeJSON(w, http.StatusOK, masked(h))
+			return
+		}
+		apiError(w, http.StatusNotFound, "Not Found")
 	case id != "" && r.Method == http.MethodDelete:
 		n, _ := strconv.ParseInt(id, 10, 64)
 		for i, h := range s.hooks[repo] {
