@@ -279,8 +279,24 @@ func apiErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marsh
 		bodyTooLarge(w)
 		return
 	}
+	if st, ok := status.FromError(err); ok && forgeFailed(st) {
+		writeError(w, http.StatusBadGateway, st.Code(), st.Message())
+		return
+	}
 	setRetryAfter(w, err)
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// forgeFailed reports whether a service failed because the forge (GitHub) did: the
+// project service marks such an error with the ErrorInfo reason FORGE_FAILED, and
+// the API answers 502 Bad Gateway.
+func forgeFailed(st *status.Status) bool {
+	for _, d := range st.Details() {
+		if ei, ok := d.(*errdetails.ErrorInfo); ok && ei.GetReason() == "FORGE_FAILED" && ei.GetDomain() == "simpleci" {
+			return true
+		}
+	}
+	return false
 }
 
 // setRetryAfter turns the RetryInfo of a rate-limited call (the scheduler's manual

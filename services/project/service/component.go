@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/platform/node"
@@ -18,6 +19,9 @@ type Component struct {
 	// SecretsKeyring is the file of the keys that seal project secrets (default
 	// DATA/secrets.keyring; no file and no data directory disable secrets).
 	SecretsKeyring string
+	// PublicURL is where forges deliver webhooks (--public-url): a github project
+	// gets its repository webhook registered for it (hooks.go).
+	PublicURL string
 	// Service is the running service (set by Init).
 	Service *Service
 }
@@ -28,6 +32,7 @@ func (c *Component) Name() string { return "project" }
 // Flags implements node.Flagger.
 func (c *Component) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.SecretsKeyring, "secrets-keyring", node.Getenv("SIMPLECI_SECRETS_KEYRING", ""), "project: file of the keys that seal project secrets (ID:BASE64 per line; created if missing)")
+	node.SharedString(fs, &c.PublicURL, "public-url", node.Getenv("SIMPLECI_PUBLIC_URL", ""), "URL users and forges reach this deployment at (https://ci.example.com/); github projects get their webhook registered for it")
 }
 
 // Validate implements node.Validator.
@@ -49,6 +54,10 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 		return err
 	}
 	c.Service.WithForges(forges)
+	c.Service.WithPublicURL(c.PublicURL)
+	if c.PublicURL == "" && slices.Contains(forges.Names(), "github") {
+		env.Log.Warn("github projects get no webhook registered: give --public-url, the base URL GitHub delivers to")
+	}
 	keyring := c.SecretsKeyring
 	if keyring == "" && env.Config.DataDir != "" {
 		keyring = filepath.Join(env.Config.DataDir, "secrets.keyring")

@@ -38,6 +38,8 @@ type Service struct {
 	forges *forge.Registry
 	// tierSource lists the served tiers (tiers.go).
 	tierSource TierSource
+	// publicURL is where forges deliver webhooks (hooks.go); "" registers none.
+	publicURL string
 }
 
 // New returns the service over db, creating its tables. providers lists the forge names
@@ -116,15 +118,32 @@ func (s *Service) CreateProject(ctx context.Context, req *apiv1.CreateProjectReq
 		Events: slices.Compact(slices.Sorted(slices.Values(evs))), Tier: tier, CreatedAt: timestamppb.Now(), Network: network,
 	}
 	secret := id.Secret(32)
-	_, err = s.db.ExecContext(ctx, s.db.Q(`INSERT INTO projects (id, org_id, name, provider, repository, events, tier, webhook_secret, created_at, network) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		p.Id, p.OrgId, p.Name, p.Provider, p.Repository, strings.Join(p.Events, ","), p.Tier, secret, p.CreatedAt.AsTime().UnixNano(), p.Network)
+	withPath(p)
+	var taken int
+	if err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT COUNT(*) FROM projects WHERE org_id = ? AND name = ?`), org, p.Name).Scan(&taken); err != nil {
+		return nil, status.Errorf(codes.Internal, "create project: %v", err)
+	}
+	if taken > 0 { // checked before a hook is registered; the unique key still decides a race
+		return nil, status.Errorf(codes.AlreadyExists, "a project named %q already exists", p.Name)
+	}
+	// The hook first: when the forge refuses it, nothing is stored (hooks.go).
+	hookID, err := s.createHook(ctx, p, secret)
+	if err != nil {
+		return nil, err
+	}
+	_, err = s.db.ExecContext(ctx, s.db.Q(`INSERT INTO projects (id, org_id, name, provider, repository, events, tier, webhook_secret, created_at, network, webhook_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		p.Id, p.OrgId, p.Name, p.Provider, p.Repository, strings.Join(p.Events, ","), p.Tier, secret, p.CreatedAt.AsTime().UnixNano(), p.Network, hookID)
+	if err != nil {
+		// Best effort: a hook of a project that does not exist only earns 404s.
+		_ = s.deleteHook(context.WithoutCancel(ctx), p, hookID)
+	}
 	if sqldb.IsUniqueViolation(err) {
 		return nil, status.Errorf(codes.AlreadyExists, "a project named %q already exists", p.Name)
 	}
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "create project: %v", err)
 	}
-	withPath(p)
+	withWebhook(p, hookID)
 	p.WebhookSecret = secret
 	return p, nil
 }
@@ -133,13 +152,13 @@ func withPath(p *apiv1.Project) {
 	p.WebhookPath = "/api/v1/webhooks/" + p.Provider + "/" + p.Id
 }
 
-const cols = `id, org_id, name, provider, repository, events, tier, webhook_secret, created_at, network`
+const cols = `id, org_id, name, provider, repository, events, tier, webhook_secret, created_at, network, webhook_id`
 
 func scan(row interface{ Scan(...any) error }) (*apiv1.Project, string, error) {
 	var p apiv1.Project
 	var evs, secret string
-	var created int64
-	if err := row.Scan(&p.Id, &p.OrgId, &p.Name, &p.Provider, &p.Repository, &evs, &p.Tier, &secret, &created, &p.Network); err != nil {
+	var created, hookID int64
+	if err := row.Scan(&p.Id, &p.OrgId, &p.Name, &p.Provider, &p.Repository, &evs, &p.Tier, &secret, &created, &p.Network, &hookID); err != nil {
 		return nil, "", err
 	}
 	if evs != "" {
@@ -147,6 +166,7 @@ func scan(row interface{ Scan(...any) error }) (*apiv1.Project, string, error) {
 	}
 	p.CreatedAt = timestamppb.New(time.Unix(0, created))
 	withPath(&p)
+	withWebhook(&p, hookID)
 	return &p, secret, nil
 }
 
@@ -254,9 +274,14 @@ func (s *Service) own(ctx context.Context, ref string) (string, *apiv1.Project, 
 }
 
 // UpdateProject changes the settings sent (events, tier, network) of a project of the
-// caller's organisation, validated as CreateProject validates them.
+// caller's organisation, validated as CreateProject validates them. New events are
+// given to the project's webhook first (hooks.go): when the forge refuses, nothing changes.
 func (s *Service) UpdateProject(ctx context.Context, req *apiv1.UpdateProjectRequest) (*apiv1.Project, error) {
-	org, p, err := s.own(ctx, req.GetProject())
+	org, err := auth.RequireOrg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, secret, err := s.find(ctx, org, req.GetProject())
 	if err != nil {
 		return nil, err
 	}
@@ -288,11 +313,18 @@ func (s *Service) UpdateProject(ctx context.Context, req *apiv1.UpdateProjectReq
 	if len(problems) > 0 {
 		return nil, status.Error(codes.InvalidArgument, strings.Join(problems, "; "))
 	}
-	_, err = s.db.ExecContext(ctx, s.db.Q(`UPDATE projects SET events = ?, tier = ?, network = ? WHERE id = ? AND org_id = ?`),
-		strings.Join(p.Events, ","), p.Tier, p.Network, p.Id, org)
+	hookID := p.GetWebhook().GetId()
+	if len(req.GetEvents()) > 0 {
+		if hookID, err = s.updateHook(ctx, p, secret, hookID); err != nil {
+			return nil, err
+		}
+	}
+	_, err = s.db.ExecContext(ctx, s.db.Q(`UPDATE projects SET events = ?, tier = ?, network = ?, webhook_id = ? WHERE id = ? AND org_id = ?`),
+		strings.Join(p.Events, ","), p.Tier, p.Network, hookID, p.Id, org)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "update project: %v", err)
 	}
+	withWebhook(p, hookID)
 	p.Repository = forge.Redact(p.Repository)
 	return p, nil
 }
@@ -302,6 +334,11 @@ func (s *Service) UpdateProject(ctx context.Context, req *apiv1.UpdateProjectReq
 func (s *Service) DeleteProject(ctx context.Context, req *apiv1.DeleteProjectRequest) (*emptypb.Empty, error) {
 	org, p, err := s.own(ctx, req.GetProject())
 	if err != nil {
+		return nil, err
+	}
+	// The hook first: when the forge fails, the project stays and the call can be
+	// repeated; a hook already gone is fine (hooks.go).
+	if err := s.deleteHook(ctx, p, p.GetWebhook().GetId()); err != nil {
 		return nil, err
 	}
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {

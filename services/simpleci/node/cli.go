@@ -108,6 +108,7 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	if comps.scheduler.PublicURL == "" {
 		comps.scheduler.PublicURL = comps.auth.GitHub.PublicURL // commit statuses link there too
 	}
+	comps.project.PublicURL = comps.scheduler.PublicURL // GitHub delivers there
 	stop, abort, release := platform.Signals()
 	defer release()
 	log := logger(stderr)

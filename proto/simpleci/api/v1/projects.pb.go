@@ -51,7 +51,10 @@ type Project struct {
 	// network says whether jobs may reach the network: "default" or "on" (yes, except for
 	// pull requests the forge does not say are of the repository itself: from a fork or of
 	// unknown origin) or "off" (never).
-	Network       string `protobuf:"bytes,11,opt,name=network,proto3" json:"network,omitempty"`
+	Network string `protobuf:"bytes,11,opt,name=network,proto3" json:"network,omitempty"`
+	// webhook is the repository webhook SimpleCI registered on the forge for this project
+	// (github, when the server has a token and --public-url); absent otherwise.
+	Webhook       *ProjectWebhook `protobuf:"bytes,12,opt,name=webhook,proto3" json:"webhook,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -163,6 +166,70 @@ func (x *Project) GetNetwork() string {
 	return ""
 }
 
+func (x *Project) GetWebhook() *ProjectWebhook {
+	if x != nil {
+		return x.Webhook
+	}
+	return nil
+}
+
+// ProjectWebhook is a repository webhook registered for a project. Its secret is the
+// project's webhook secret and is never shown here.
+type ProjectWebhook struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the forge's id of the hook (GitHub: /repos/{owner}/{name}/hooks/{id}).
+	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// active is false when none of the project's events needs a delivery (only manual
+	// or schedule): the hook stays registered so that a change of events updates it.
+	Active        bool `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProjectWebhook) Reset() {
+	*x = ProjectWebhook{}
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProjectWebhook) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProjectWebhook) ProtoMessage() {}
+
+func (x *ProjectWebhook) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProjectWebhook.ProtoReflect.Descriptor instead.
+func (*ProjectWebhook) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ProjectWebhook) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *ProjectWebhook) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
 // CreateProjectRequest is the body of POST /api/v1/projects.
 type CreateProjectRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -182,7 +249,7 @@ type CreateProjectRequest struct {
 
 func (x *CreateProjectRequest) Reset() {
 	*x = CreateProjectRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[1]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -194,7 +261,7 @@ func (x *CreateProjectRequest) String() string {
 func (*CreateProjectRequest) ProtoMessage() {}
 
 func (x *CreateProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[1]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -207,7 +274,7 @@ func (x *CreateProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateProjectRequest.ProtoReflect.Descriptor instead.
 func (*CreateProjectRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{1}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CreateProjectRequest) GetName() string {
@@ -263,7 +330,7 @@ type ListProjectsRequest struct {
 
 func (x *ListProjectsRequest) Reset() {
 	*x = ListProjectsRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[2]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +342,7 @@ func (x *ListProjectsRequest) String() string {
 func (*ListProjectsRequest) ProtoMessage() {}
 
 func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[2]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +355,7 @@ func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsRequest.ProtoReflect.Descriptor instead.
 func (*ListProjectsRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{2}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListProjectsRequest) GetPageSize() int32 {
@@ -316,7 +383,7 @@ type ListProjectsResponse struct {
 
 func (x *ListProjectsResponse) Reset() {
 	*x = ListProjectsResponse{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[3]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +395,7 @@ func (x *ListProjectsResponse) String() string {
 func (*ListProjectsResponse) ProtoMessage() {}
 
 func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[3]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +408,7 @@ func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsResponse.ProtoReflect.Descriptor instead.
 func (*ListProjectsResponse) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{3}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListProjectsResponse) GetProjects() []*Project {
@@ -368,7 +435,7 @@ type GetProjectRequest struct {
 
 func (x *GetProjectRequest) Reset() {
 	*x = GetProjectRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[4]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +447,7 @@ func (x *GetProjectRequest) String() string {
 func (*GetProjectRequest) ProtoMessage() {}
 
 func (x *GetProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[4]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +460,7 @@ func (x *GetProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectRequest.ProtoReflect.Descriptor instead.
 func (*GetProjectRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{4}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetProjectRequest) GetProject() string {
@@ -417,7 +484,7 @@ type UpdateProjectRequest struct {
 
 func (x *UpdateProjectRequest) Reset() {
 	*x = UpdateProjectRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[5]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +496,7 @@ func (x *UpdateProjectRequest) String() string {
 func (*UpdateProjectRequest) ProtoMessage() {}
 
 func (x *UpdateProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[5]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +509,7 @@ func (x *UpdateProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProjectRequest.ProtoReflect.Descriptor instead.
 func (*UpdateProjectRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{5}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UpdateProjectRequest) GetProject() string {
@@ -483,7 +550,7 @@ type DeleteProjectRequest struct {
 
 func (x *DeleteProjectRequest) Reset() {
 	*x = DeleteProjectRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[6]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -495,7 +562,7 @@ func (x *DeleteProjectRequest) String() string {
 func (*DeleteProjectRequest) ProtoMessage() {}
 
 func (x *DeleteProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[6]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -508,7 +575,7 @@ func (x *DeleteProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProjectRequest.ProtoReflect.Descriptor instead.
 func (*DeleteProjectRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{6}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteProjectRequest) GetProject() string {
@@ -529,7 +596,7 @@ type ResolveProjectRequest struct {
 
 func (x *ResolveProjectRequest) Reset() {
 	*x = ResolveProjectRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[7]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +608,7 @@ func (x *ResolveProjectRequest) String() string {
 func (*ResolveProjectRequest) ProtoMessage() {}
 
 func (x *ResolveProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[7]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +621,7 @@ func (x *ResolveProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveProjectRequest.ProtoReflect.Descriptor instead.
 func (*ResolveProjectRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{7}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ResolveProjectRequest) GetOrgId() string {
@@ -582,7 +649,7 @@ type ResolvedProject struct {
 
 func (x *ResolvedProject) Reset() {
 	*x = ResolvedProject{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[8]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +661,7 @@ func (x *ResolvedProject) String() string {
 func (*ResolvedProject) ProtoMessage() {}
 
 func (x *ResolvedProject) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[8]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +674,7 @@ func (x *ResolvedProject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvedProject.ProtoReflect.Descriptor instead.
 func (*ResolvedProject) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{8}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ResolvedProject) GetProject() *Project {
@@ -635,7 +702,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[9]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +714,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[9]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,7 +727,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{9}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Secret) GetName() string {
@@ -691,7 +758,7 @@ type SetSecretRequest struct {
 
 func (x *SetSecretRequest) Reset() {
 	*x = SetSecretRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[10]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -703,7 +770,7 @@ func (x *SetSecretRequest) String() string {
 func (*SetSecretRequest) ProtoMessage() {}
 
 func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[10]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -716,7 +783,7 @@ func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSecretRequest.ProtoReflect.Descriptor instead.
 func (*SetSecretRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{10}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetSecretRequest) GetProject() string {
@@ -750,7 +817,7 @@ type ListSecretsRequest struct {
 
 func (x *ListSecretsRequest) Reset() {
 	*x = ListSecretsRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[11]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +829,7 @@ func (x *ListSecretsRequest) String() string {
 func (*ListSecretsRequest) ProtoMessage() {}
 
 func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[11]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +842,7 @@ func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{11}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListSecretsRequest) GetProject() string {
@@ -795,7 +862,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[12]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +874,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[12]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +887,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{12}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListSecretsResponse) GetSecrets() []*Secret {
@@ -841,7 +908,7 @@ type DeleteSecretRequest struct {
 
 func (x *DeleteSecretRequest) Reset() {
 	*x = DeleteSecretRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[13]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +920,7 @@ func (x *DeleteSecretRequest) String() string {
 func (*DeleteSecretRequest) ProtoMessage() {}
 
 func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[13]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +933,7 @@ func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{13}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteSecretRequest) GetProject() string {
@@ -893,7 +960,7 @@ type JobSecretsRequest struct {
 
 func (x *JobSecretsRequest) Reset() {
 	*x = JobSecretsRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[14]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -905,7 +972,7 @@ func (x *JobSecretsRequest) String() string {
 func (*JobSecretsRequest) ProtoMessage() {}
 
 func (x *JobSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[14]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -918,7 +985,7 @@ func (x *JobSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSecretsRequest.ProtoReflect.Descriptor instead.
 func (*JobSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{14}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *JobSecretsRequest) GetProjectId() string {
@@ -938,7 +1005,7 @@ type JobSecretsResponse struct {
 
 func (x *JobSecretsResponse) Reset() {
 	*x = JobSecretsResponse{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[15]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1017,7 @@ func (x *JobSecretsResponse) String() string {
 func (*JobSecretsResponse) ProtoMessage() {}
 
 func (x *JobSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[15]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1030,7 @@ func (x *JobSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSecretsResponse.ProtoReflect.Descriptor instead.
 func (*JobSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{15}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *JobSecretsResponse) GetSecrets() map[string]string {
@@ -977,7 +1044,7 @@ var File_simpleci_api_v1_projects_proto protoreflect.FileDescriptor
 
 const file_simpleci_api_v1_projects_proto_rawDesc = "" +
 	"\n" +
-	"\x1esimpleci/api/v1/projects.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x02\n" +
+	"\x1esimpleci/api/v1/projects.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x03\n" +
 	"\aProject\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x12\n" +
@@ -993,7 +1060,11 @@ const file_simpleci_api_v1_projects_proto_rawDesc = "" +
 	"\x0ewebhook_secret\x18\t \x01(\tR\rwebhookSecret\x12!\n" +
 	"\fwebhook_path\x18\n" +
 	" \x01(\tR\vwebhookPath\x12\x18\n" +
-	"\anetwork\x18\v \x01(\tR\anetwork\"\xac\x01\n" +
+	"\anetwork\x18\v \x01(\tR\anetwork\x129\n" +
+	"\awebhook\x18\f \x01(\v2\x1f.simpleci.api.v1.ProjectWebhookR\awebhook\"8\n" +
+	"\x0eProjectWebhook\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +
+	"\x06active\x18\x02 \x01(\bR\x06active\"\xac\x01\n" +
 	"\x14CreateProjectRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x1e\n" +
@@ -1075,60 +1146,62 @@ func file_simpleci_api_v1_projects_proto_rawDescGZIP() []byte {
 	return file_simpleci_api_v1_projects_proto_rawDescData
 }
 
-var file_simpleci_api_v1_projects_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_simpleci_api_v1_projects_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_simpleci_api_v1_projects_proto_goTypes = []any{
 	(*Project)(nil),               // 0: simpleci.api.v1.Project
-	(*CreateProjectRequest)(nil),  // 1: simpleci.api.v1.CreateProjectRequest
-	(*ListProjectsRequest)(nil),   // 2: simpleci.api.v1.ListProjectsRequest
-	(*ListProjectsResponse)(nil),  // 3: simpleci.api.v1.ListProjectsResponse
-	(*GetProjectRequest)(nil),     // 4: simpleci.api.v1.GetProjectRequest
-	(*UpdateProjectRequest)(nil),  // 5: simpleci.api.v1.UpdateProjectRequest
-	(*DeleteProjectRequest)(nil),  // 6: simpleci.api.v1.DeleteProjectRequest
-	(*ResolveProjectRequest)(nil), // 7: simpleci.api.v1.ResolveProjectRequest
-	(*ResolvedProject)(nil),       // 8: simpleci.api.v1.ResolvedProject
-	(*Secret)(nil),                // 9: simpleci.api.v1.Secret
-	(*SetSecretRequest)(nil),      // 10: simpleci.api.v1.SetSecretRequest
-	(*ListSecretsRequest)(nil),    // 11: simpleci.api.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),   // 12: simpleci.api.v1.ListSecretsResponse
-	(*DeleteSecretRequest)(nil),   // 13: simpleci.api.v1.DeleteSecretRequest
-	(*JobSecretsRequest)(nil),     // 14: simpleci.api.v1.JobSecretsRequest
-	(*JobSecretsResponse)(nil),    // 15: simpleci.api.v1.JobSecretsResponse
-	nil,                           // 16: simpleci.api.v1.JobSecretsResponse.SecretsEntry
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),         // 18: google.protobuf.Empty
+	(*ProjectWebhook)(nil),        // 1: simpleci.api.v1.ProjectWebhook
+	(*CreateProjectRequest)(nil),  // 2: simpleci.api.v1.CreateProjectRequest
+	(*ListProjectsRequest)(nil),   // 3: simpleci.api.v1.ListProjectsRequest
+	(*ListProjectsResponse)(nil),  // 4: simpleci.api.v1.ListProjectsResponse
+	(*GetProjectRequest)(nil),     // 5: simpleci.api.v1.GetProjectRequest
+	(*UpdateProjectRequest)(nil),  // 6: simpleci.api.v1.UpdateProjectRequest
+	(*DeleteProjectRequest)(nil),  // 7: simpleci.api.v1.DeleteProjectRequest
+	(*ResolveProjectRequest)(nil), // 8: simpleci.api.v1.ResolveProjectRequest
+	(*ResolvedProject)(nil),       // 9: simpleci.api.v1.ResolvedProject
+	(*Secret)(nil),                // 10: simpleci.api.v1.Secret
+	(*SetSecretRequest)(nil),      // 11: simpleci.api.v1.SetSecretRequest
+	(*ListSecretsRequest)(nil),    // 12: simpleci.api.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),   // 13: simpleci.api.v1.ListSecretsResponse
+	(*DeleteSecretRequest)(nil),   // 14: simpleci.api.v1.DeleteSecretRequest
+	(*JobSecretsRequest)(nil),     // 15: simpleci.api.v1.JobSecretsRequest
+	(*JobSecretsResponse)(nil),    // 16: simpleci.api.v1.JobSecretsResponse
+	nil,                           // 17: simpleci.api.v1.JobSecretsResponse.SecretsEntry
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),         // 19: google.protobuf.Empty
 }
 var file_simpleci_api_v1_projects_proto_depIdxs = []int32{
-	17, // 0: simpleci.api.v1.Project.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 1: simpleci.api.v1.ListProjectsResponse.projects:type_name -> simpleci.api.v1.Project
-	0,  // 2: simpleci.api.v1.ResolvedProject.project:type_name -> simpleci.api.v1.Project
-	17, // 3: simpleci.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
-	9,  // 4: simpleci.api.v1.ListSecretsResponse.secrets:type_name -> simpleci.api.v1.Secret
-	16, // 5: simpleci.api.v1.JobSecretsResponse.secrets:type_name -> simpleci.api.v1.JobSecretsResponse.SecretsEntry
-	1,  // 6: simpleci.api.v1.ProjectService.CreateProject:input_type -> simpleci.api.v1.CreateProjectRequest
-	2,  // 7: simpleci.api.v1.ProjectService.ListProjects:input_type -> simpleci.api.v1.ListProjectsRequest
-	4,  // 8: simpleci.api.v1.ProjectService.GetProject:input_type -> simpleci.api.v1.GetProjectRequest
-	5,  // 9: simpleci.api.v1.ProjectService.UpdateProject:input_type -> simpleci.api.v1.UpdateProjectRequest
-	6,  // 10: simpleci.api.v1.ProjectService.DeleteProject:input_type -> simpleci.api.v1.DeleteProjectRequest
-	10, // 11: simpleci.api.v1.ProjectService.SetSecret:input_type -> simpleci.api.v1.SetSecretRequest
-	11, // 12: simpleci.api.v1.ProjectService.ListSecrets:input_type -> simpleci.api.v1.ListSecretsRequest
-	13, // 13: simpleci.api.v1.ProjectService.DeleteSecret:input_type -> simpleci.api.v1.DeleteSecretRequest
-	7,  // 14: simpleci.api.v1.ProjectInternalService.ResolveProject:input_type -> simpleci.api.v1.ResolveProjectRequest
-	14, // 15: simpleci.api.v1.ProjectInternalService.JobSecrets:input_type -> simpleci.api.v1.JobSecretsRequest
-	0,  // 16: simpleci.api.v1.ProjectService.CreateProject:output_type -> simpleci.api.v1.Project
-	3,  // 17: simpleci.api.v1.ProjectService.ListProjects:output_type -> simpleci.api.v1.ListProjectsResponse
-	0,  // 18: simpleci.api.v1.ProjectService.GetProject:output_type -> simpleci.api.v1.Project
-	0,  // 19: simpleci.api.v1.ProjectService.UpdateProject:output_type -> simpleci.api.v1.Project
-	18, // 20: simpleci.api.v1.ProjectService.DeleteProject:output_type -> google.protobuf.Empty
-	9,  // 21: simpleci.api.v1.ProjectService.SetSecret:output_type -> simpleci.api.v1.Secret
-	12, // 22: simpleci.api.v1.ProjectService.ListSecrets:output_type -> simpleci.api.v1.ListSecretsResponse
-	18, // 23: simpleci.api.v1.ProjectService.DeleteSecret:output_type -> google.protobuf.Empty
-	8,  // 24: simpleci.api.v1.ProjectInternalService.ResolveProject:output_type -> simpleci.api.v1.ResolvedProject
-	15, // 25: simpleci.api.v1.ProjectInternalService.JobSecrets:output_type -> simpleci.api.v1.JobSecretsResponse
-	16, // [16:26] is the sub-list for method output_type
-	6,  // [6:16] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	18, // 0: simpleci.api.v1.Project.created_at:type_name -> google.protobuf.Timestamp
+	1,  // 1: simpleci.api.v1.Project.webhook:type_name -> simpleci.api.v1.ProjectWebhook
+	0,  // 2: simpleci.api.v1.ListProjectsResponse.projects:type_name -> simpleci.api.v1.Project
+	0,  // 3: simpleci.api.v1.ResolvedProject.project:type_name -> simpleci.api.v1.Project
+	18, // 4: simpleci.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	10, // 5: simpleci.api.v1.ListSecretsResponse.secrets:type_name -> simpleci.api.v1.Secret
+	17, // 6: simpleci.api.v1.JobSecretsResponse.secrets:type_name -> simpleci.api.v1.JobSecretsResponse.SecretsEntry
+	2,  // 7: simpleci.api.v1.ProjectService.CreateProject:input_type -> simpleci.api.v1.CreateProjectRequest
+	3,  // 8: simpleci.api.v1.ProjectService.ListProjects:input_type -> simpleci.api.v1.ListProjectsRequest
+	5,  // 9: simpleci.api.v1.ProjectService.GetProject:input_type -> simpleci.api.v1.GetProjectRequest
+	6,  // 10: simpleci.api.v1.ProjectService.UpdateProject:input_type -> simpleci.api.v1.UpdateProjectRequest
+	7,  // 11: simpleci.api.v1.ProjectService.DeleteProject:input_type -> simpleci.api.v1.DeleteProjectRequest
+	11, // 12: simpleci.api.v1.ProjectService.SetSecret:input_type -> simpleci.api.v1.SetSecretRequest
+	12, // 13: simpleci.api.v1.ProjectService.ListSecrets:input_type -> simpleci.api.v1.ListSecretsRequest
+	14, // 14: simpleci.api.v1.ProjectService.DeleteSecret:input_type -> simpleci.api.v1.DeleteSecretRequest
+	8,  // 15: simpleci.api.v1.ProjectInternalService.ResolveProject:input_type -> simpleci.api.v1.ResolveProjectRequest
+	15, // 16: simpleci.api.v1.ProjectInternalService.JobSecrets:input_type -> simpleci.api.v1.JobSecretsRequest
+	0,  // 17: simpleci.api.v1.ProjectService.CreateProject:output_type -> simpleci.api.v1.Project
+	4,  // 18: simpleci.api.v1.ProjectService.ListProjects:output_type -> simpleci.api.v1.ListProjectsResponse
+	0,  // 19: simpleci.api.v1.ProjectService.GetProject:output_type -> simpleci.api.v1.Project
+	0,  // 20: simpleci.api.v1.ProjectService.UpdateProject:output_type -> simpleci.api.v1.Project
+	19, // 21: simpleci.api.v1.ProjectService.DeleteProject:output_type -> google.protobuf.Empty
+	10, // 22: simpleci.api.v1.ProjectService.SetSecret:output_type -> simpleci.api.v1.Secret
+	13, // 23: simpleci.api.v1.ProjectService.ListSecrets:output_type -> simpleci.api.v1.ListSecretsResponse
+	19, // 24: simpleci.api.v1.ProjectService.DeleteSecret:output_type -> google.protobuf.Empty
+	9,  // 25: simpleci.api.v1.ProjectInternalService.ResolveProject:output_type -> simpleci.api.v1.ResolvedProject
+	16, // 26: simpleci.api.v1.ProjectInternalService.JobSecrets:output_type -> simpleci.api.v1.JobSecretsResponse
+	17, // [17:27] is the sub-list for method output_type
+	7,  // [7:17] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_api_v1_projects_proto_init() }
@@ -1142,7 +1215,7 @@ func file_simpleci_api_v1_projects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_api_v1_projects_proto_rawDesc), len(file_simpleci_api_v1_projects_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
