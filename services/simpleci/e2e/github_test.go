@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +79,15 @@ func githubFlow(t *testing.T, a *api, gh *githubtest.Server, shas map[string]str
 	code, b := a.do("POST", "/api/v1/projects", map[string]any{"name": "gh-bad", "provider": "github", "repository": "not/a/repo"}, nil)
 	if code != http.StatusBadRequest {
 		t.Errorf("project with repository not/a/repo: %d %s", code, b)
+	}
+	checkHook(t, a, gh, p, []string{"pull_request", "push"})
+	// A repository GitHub will not give a hook for: 502, saying so, and no project.
+	code, b = a.do("POST", "/api/v1/projects", map[string]any{"name": "gh-none", "provider": "github", "repository": "octo/none"}, nil)
+	if code != http.StatusBadGateway || !strings.Contains(string(b), "webhook") || strings.Contains(string(b), token) {
+		t.Errorf("project of a repository without a hook: %d %s", code, b)
+	}
+	if code, b := a.do("GET", "/api/v1/projects/gh-none", nil, nil); code != http.StatusNotFound {
+		t.Errorf("the project whose hook was refused: %d %s, want 404", code, b)
 	}
 
 	deliver := func(body []byte, delivery, signature string) (int, []byte) {
@@ -229,5 +240,43 @@ func githubFlow(t *testing.T, a *api, gh *githubtest.Server, shas map[string]str
 	_, b = a.do("GET", "/api/v1/runs/"+id+"/events", nil, nil)
 	if strings.Contains(string(b), token) {
 		t.Error("the run's events show the GitHub token")
+	}
+
+	// New events reach the hook; deleting the project removes it.
+	a.json("PATCH", "/api/v1/projects/gh-app", map[string]any{"events": []string{"push", "tag", "manual"}}, http.StatusOK, nil)
+	checkHook(t, a, gh, p, []string{"push"})
+	a.json("DELETE", "/api/v1/projects/gh-app", nil, http.StatusOK, nil)
+	if hooks := gh.Hooks("octo/app"); len(hooks) != 0 {
+		t.Errorf("hooks after the project was deleted: %+v", hooks)
+	}
+}
+
+// checkHook asserts that octo/app has exactly the hook of p: its webhook URL under
+// --public-url, its secret, JSON, certificates checked, the GitHub events want; and
+// that the project shows the hook's id but never its secret.
+func checkHook(t *testing.T, a *api, gh *githubtest.Server, p project, want []string) {
+	t.Helper()
+	hooks := gh.Hooks("octo/app")
+	if len(hooks) != 1 {
+		t.Fatalf("hooks of octo/app: %+v, want one", hooks)
+	}
+	h := hooks[0]
+	c := h.Config
+	if c["url"] != "https://ci.example"+p.WebhookPath || c["secret"] != p.WebhookSecret || c["content_type"] != "json" ||
+		c["insecure_ssl"] != "0" || !h.Active || !slices.Equal(h.Events, want) {
+		t.Errorf("hook %+v: want url https://ci.example%s, the project's secret, json, events %v", h, p.WebhookPath, want)
+	}
+	var shown struct {
+		Webhook struct {
+			ID     string `json:"id"`
+			Active bool   `json:"active"`
+		} `json:"webhook"`
+	}
+	code, b := a.do("GET", "/api/v1/projects/"+p.ID, nil, nil)
+	if err := json.Unmarshal(b, &shown); code != http.StatusOK || err != nil {
+		t.Fatalf("GET project: %d %s", code, b)
+	}
+	if shown.Webhook.ID != strconv.FormatInt(h.ID, 10) || !shown.Webhook.Active || strings.Contains(string(b), p.WebhookSecret) {
+		t.Errorf("project %s: want webhook {id %d, active} and no secret", b, h.ID)
 	}
 }
