@@ -2,10 +2,7 @@ package service_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +11,7 @@ import (
 	"time"
 
 	"github.com/simpleci/simpleci/libs/platform/auth"
+	"github.com/simpleci/simpleci/libs/eventstore/pgtest"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
@@ -22,12 +20,8 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// envPostgres names a PostgreSQL server (a role that may CREATE DATABASE); unset, the
-// PostgreSQL cases are skipped. `make test` always sets it.
-const envPostgres = "SIMPLECI_TEST_POSTGRES_URL"
-
-// dialects runs fn against a fresh SQLite database and, when envPostgres is set, a fresh
-// PostgreSQL database.
+// dialects runs fn against a fresh SQLite database and, when SIMPLECI_TEST_POSTGRES_URL is
+// set (pgtest), a fresh PostgreSQL database.
 func dialects(t *testing.T, fn func(t *testing.T, db *sqldb.DB)) {
 	t.Run("sqlite", func(t *testing.T) {
 		db, err := sqldb.Open(testCtx(t), filepath.Join(t.TempDir(), "auth.db"))
@@ -38,53 +32,13 @@ func dialects(t *testing.T, fn func(t *testing.T, db *sqldb.DB)) {
 		fn(t, db)
 	})
 	t.Run("postgres", func(t *testing.T) {
-		db, err := sqldb.Open(testCtx(t), postgresURL(t))
+		db, err := sqldb.Open(testCtx(t), pgtest.NewDatabase(t))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { db.Close() })
 		fn(t, db)
 	})
-}
-
-// postgresURL creates a database of the test's own, dropped when it ends.
-func postgresURL(t *testing.T) string {
-	t.Helper()
-	admin := os.Getenv(envPostgres)
-	if admin == "" {
-		t.Skip(envPostgres + " not set: run via make test, or start deploy/local/postgres.sh")
-	}
-	ctx := testCtx(t)
-	adb, err := sqldb.Open(ctx, admin)
-	if err != nil {
-		t.Fatalf("%s: %v", envPostgres, err)
-	}
-	defer adb.Close()
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "auth_test_" + hex.EncodeToString(b)
-	if _, err := adb.ExecContext(ctx, "CREATE DATABASE "+name+" TEMPLATE template0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		adb, err := sqldb.Open(ctx, admin)
-		if err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-			return
-		}
-		defer adb.Close()
-		if _, err := adb.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
 }
 
 // clock is a controlled time for the service.
