@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/eventstore/pgtest"
+	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
