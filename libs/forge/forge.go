@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 )
 
 // Events a Trigger can carry. They are the values users pick as "what starts a
@@ -198,4 +199,42 @@ type HookManager interface {
 	UpdateHook(ctx context.Context, repo string, id int64, h Hook) error
 	// DeleteHook removes hook id; a hook that is already gone is not an error.
 	DeleteHook(ctx context.Context, repo string, id int64) error
+}
+
+// CheckStatus is where a check run is: queued, in progress or completed.
+type CheckStatus string
+
+// The states of a check run, named as GitHub names them.
+const (
+	CheckQueued     CheckStatus = "queued"
+	CheckInProgress CheckStatus = "in_progress"
+	CheckCompleted  CheckStatus = "completed"
+)
+
+// Check is a run shown as a check on its commit: more than a Status, with a
+// title, a summary of the steps and the run's start and end.
+type Check struct {
+	// Name names the check on the commit, e.g. "simpleci".
+	Name   string
+	Status CheckStatus
+	// Conclusion is set when Status is CheckCompleted: success, failure,
+	// cancelled, timed_out, neutral, skipped or action_required.
+	Conclusion string
+	// DetailsURL links to the run; ExternalID is the run's id.
+	DetailsURL, ExternalID string
+	// Title is one line; Summary is Markdown (a provider may cut both).
+	Title, Summary string
+	StartedAt      time.Time
+	CompletedAt    time.Time
+}
+
+// CheckReporter is the optional capability of a forge that can show a run as a
+// check on its commit (a GitHub check run, which only a GitHub App may create).
+// ReportsChecks says whether this forge's configuration allows it.
+type CheckReporter interface {
+	ReportsChecks() bool
+	// CreateCheck shows c on commit sha of repo and returns the provider's id.
+	CreateCheck(ctx context.Context, repo, sha string, c Check) (id int64, err error)
+	// UpdateCheck replaces what check id shows.
+	UpdateCheck(ctx context.Context, repo string, id int64, c Check) error
 }

@@ -128,7 +128,19 @@ func (f *Forge) Checkout(ctx context.Context, repo, sha, dir string) error {
 	if err != nil {
 		return err
 	}
-	return f.git.Checkout(ctx, f.web.JoinPath(owner, name+".git").String(), sha, dir)
+	git := f.git
+	if f.app != nil {
+		// The installation token lives an hour: this clone's git is made for it
+		// and dropped with it.
+		token, err := f.app.token(ctx, repo)
+		if err != nil {
+			return fmt.Errorf("clone %s: %w", repo, err)
+		}
+		if git, err = gitWithToken(f.gitOpts, token); err != nil {
+			return err
+		}
+	}
+	return git.Checkout(ctx, f.web.JoinPath(owner, name+".git").String(), sha, dir)
 }
 
 // SetStatus posts a commit status (POST /repos/{owner}/{name}/statuses/{sha}).
@@ -169,6 +181,13 @@ func (f *Forge) SetStatus(ctx context.Context, repo, sha string, st forge.Status
 // (404) or forge.ErrNotAllowed (an address netguard refused), naming what failed
 // and GitHub's message but never a header or the token.
 func (f *Forge) apiError(what string, resp *gh.Response, err error) error {
+	return apiError(what, resp, err)
+}
+
+func apiError(what string, resp *gh.Response, err error) error {
+	if errors.Is(err, forge.ErrNotFound) { // the app is not installed on the repository
+		return fmt.Errorf("%s: %w", what, err)
+	}
 	if errors.Is(err, netguard.ErrForbidden) {
 		return fmt.Errorf("%w: %s: %s", forge.ErrNotAllowed, what, forge.Bound(err.Error()))
 	}

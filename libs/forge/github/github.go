@@ -70,6 +70,12 @@ type Options struct {
 	GitTimeout time.Duration
 	// Git is the git executable; default "git" found in PATH.
 	Git string
+	// AppID and AppKey (its private key, PEM) make the forge act as a GitHub
+	// App: each repository is read, cloned, hooked and reported on with the
+	// app's installation token for it (see app.go), and runs are shown as check
+	// runs too. Exclusive with Token.
+	AppID  int64
+	AppKey []byte
 }
 
 // Forge is the GitHub provider. It is safe for concurrent use.
@@ -77,7 +83,9 @@ type Forge struct {
 	client      *gh.Client
 	web         *url.URL
 	maxFileSize int64
-	git         *local.Forge
+	git         *local.Forge  // with Token; nil for an app, which clones with gitFor
+	gitOpts     local.Options // for gitFor
+	app         *appAuth      // nil unless the forge is a GitHub App
 }
 
 var (
@@ -97,29 +105,20 @@ func New(opts Options) (*Forge, error) {
 	if err != nil {
 		problems = append(problems, err)
 	}
+	if opts.Token != "" && (opts.AppID != 0 || len(opts.AppKey) > 0) {
+		problems = append(problems, errors.New("give a token or a GitHub App (id and private key), not both"))
+	}
 	if strings.ContainsAny(opts.Token, "\r\n\x00 ") {
 		problems = append(problems, errors.New("token has white space or control characters (a token file should hold the token alone)"))
 	}
 	if opts.MaxFileSize < 0 || opts.Timeout < 0 || opts.GitTimeout < 0 {
 		problems = append(problems, errors.New("sizes and timeouts must not be negative"))
 	}
+	gitOpts := local.Options{Git: opts.Git, Timeout: opts.GitTimeout, AllowNetworks: opts.AllowNetworks}
 	var git *local.Forge
 	if web != nil {
-		env := []string(nil)
-		if opts.Token != "" {
-			// git reads GIT_CONFIG_COUNT/KEY/VALUE like -c options, from its
-			// environment only: nothing reaches the command line, the remote URL or
-			// the checkout's .git/config. GitHub takes a token as basic
-			// authentication with the user name x-access-token.
-			basic := base64.StdEncoding.EncodeToString([]byte("x-access-token:" + opts.Token))
-			env = []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader",
-				"GIT_CONFIG_VALUE_0=Authorization: Basic " + basic}
-		}
-		git, err = local.New(local.Options{
-			Git: opts.Git, Timeout: opts.GitTimeout, Protocols: []string{web.Scheme},
-			Env: env, AllowNetworks: opts.AllowNetworks,
-		})
-		if err != nil {
+		gitOpts.Protocols = []string{web.Scheme}
+		if git, err = gitWithToken(gitOpts, opts.Token); err != nil {
 			problems = append(problems, err)
 		}
 	}
@@ -152,17 +151,38 @@ func New(opts Options) (*Forge, error) {
 			return nil
 		},
 	}
+	var app *appAuth
+	if opts.AppID != 0 || len(opts.AppKey) > 0 {
+		if app, err = newAppAuth(opts.AppID, opts.AppKey, transport, api, timeout); err != nil {
+			return nil, fmt.Errorf("github forge: %w", err)
+		}
+		httpClient.Transport = installationTransport{a: app, api: api, base: transport}
+	}
 	client := gh.NewClient(httpClient)
 	if opts.Token != "" {
 		client = client.WithAuthToken(opts.Token)
 	}
 	client.BaseURL = api
 	client.UploadURL = api
-	f := &Forge{client: client, web: web, maxFileSize: opts.MaxFileSize, git: git}
+	f := &Forge{client: client, web: web, maxFileSize: opts.MaxFileSize, git: git, gitOpts: gitOpts, app: app}
 	if f.maxFileSize == 0 {
 		f.maxFileSize = DefaultMaxFileSize
 	}
 	return f, nil
+}
+
+// gitWithToken is git for fetching from GitHub with token ("": anonymous). git
+// reads GIT_CONFIG_COUNT/KEY/VALUE like -c options, from its environment only:
+// nothing reaches the command line, the remote URL or the checkout's
+// .git/config. GitHub takes a token as basic authentication with the user name
+// x-access-token.
+func gitWithToken(opts local.Options, token string) (*local.Forge, error) {
+	if token != "" {
+		basic := base64.StdEncoding.EncodeToString([]byte("x-access-token:" + token))
+		opts.Env = []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader",
+			"GIT_CONFIG_VALUE_0=Authorization: Basic " + basic}
+	}
+	return local.New(opts)
 }
 
 // baseURL parses an http(s) base URL without credentials, query or fragment

@@ -62,6 +62,7 @@ type Server struct {
 	hooks map[string][]Hook
 	next  int64
 	reqs  int
+	app   *app // see apps.go; nil until EnableApp
 }
 
 // New starts a fake accepting token; it stops when the test ends.
@@ -177,7 +178,7 @@ func (s *Server) authorized(r *http.Request) bool {
 		}
 		_, got, _ = strings.Cut(string(raw), ":")
 	}
-	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) == 1
+	return got != "" && (subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) == 1 || s.installationToken(got, r.URL.Path))
 }
 
 var (
@@ -192,6 +193,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.reqs++
 	s.mu.Unlock()
+	if s.serveApp(w, r) {
+		return
+	}
 	if !s.authorized(r) {
 		if gitRE.MatchString(r.URL.Path) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="GitHub"`)
