@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -81,8 +82,21 @@ func RepoFlags(fs *flag.FlagSet) func() Repos {
 	SharedString(fs, &gh.URL, "github-url", Getenv("SIMPLECI_GITHUB_URL", "https://github.com"), "GitHub's web and git base URL (GitHub Enterprise Server: https://HOST)")
 	SharedString(fs, &gh.APIURL, "github-api-url", Getenv("SIMPLECI_GITHUB_API_URL", "https://api.github.com/"), "GitHub's REST API base URL (GitHub Enterprise Server: https://HOST/api/v3/)")
 	fs.StringVar(&gh.TokenFile, "github-token-file", Getenv("SIMPLECI_GITHUB_TOKEN_FILE", ""), "file holding the GitHub token the server reads repositories, clones and posts commit statuses with; set, it enables the github provider")
+	appID := Getenv("SIMPLECI_GITHUB_APP_ID", "")
+	fs.Func("github-app-id", "the GitHub App the server acts as (with --github-app-key-file, instead of --github-token-file): repositories are read, cloned, hooked and reported on as the app's installation, and runs show as check runs", func(v string) error {
+		appID = v
+		return nil
+	})
+	fs.StringVar(&gh.AppKeyFile, "github-app-key-file", Getenv("SIMPLECI_GITHUB_APP_KEY_FILE", ""), "file holding the GitHub App's private key (PEM), with --github-app-id")
 	return func() Repos {
 		r := Repos{LocalRepos: roots, AllowRepoNetworks: networks, GitHub: gh}
+		if appID != "" {
+			// A bad id is refused where the forge is opened (nodeforge), with the others.
+			r.GitHub.AppID, _ = strconv.ParseInt(appID, 10, 64)
+			if r.GitHub.AppID <= 0 {
+				r.GitHub.AppID = -1
+			}
+		}
 		if len(r.LocalRepos) == 0 {
 			r.LocalRepos = Split(Getenv("SIMPLECI_LOCAL_REPOS", ""))
 		}

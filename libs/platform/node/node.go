@@ -104,10 +104,15 @@ type Config struct {
 
 // GitHub is where GitHub (or GitHub Enterprise Server) is and the token the
 // server uses there (--github-url, --github-api-url, --github-token-file).
-type GitHub struct{ URL, APIURL, TokenFile string }
+type GitHub struct {
+	URL, APIURL, TokenFile string
+	// AppID and AppKeyFile make the server act as a GitHub App instead of with a token.
+	AppID      int64
+	AppKeyFile string
+}
 
-// Enabled reports whether the operator configured the github provider (its token).
-func (g GitHub) Enabled() bool { return g.TokenFile != "" }
+// Enabled reports whether the operator configured the github provider (a token or an app).
+func (g GitHub) Enabled() bool { return g.TokenFile != "" || g.AppKeyFile != "" || g.AppID != 0 }
 
 // Info says where a started process listens.
 type Info struct{ GRPCAddr, HTTPAddr string }

@@ -75,7 +75,8 @@ func (s *Service) reportStatuses(ctx context.Context, evs []eventstore.Event) er
 	return s.savePosition(ctx, s.db, "statuses", evs[len(evs)-1].Position)
 }
 
-// reportStatus posts the status one event means, if any.
+// reportStatus posts the status one event means, if any, and the check run
+// where the forge can show one.
 func (s *Service) reportStatus(ctx context.Context, e eventstore.Event) error {
 	var runID string
 	var st forge.Status
@@ -106,14 +107,17 @@ func (s *Service) reportStatus(ctx context.Context, e eventstore.Event) error {
 	if err != nil {
 		return nil
 	}
-	reporter, ok := f.(forge.StatusReporter)
-	if !ok {
-		return nil
+	var errs []error
+	if reporter, ok := f.(forge.StatusReporter); ok {
+		st.Context = StatusContext
+		st.TargetURL = s.runURL(runID)
+		st.Description = fmt.Sprintf("run #%d %s", q.Number, st.Description)
+		errs = append(errs, retry(ctx, func(ctx context.Context) error { return reporter.SetStatus(ctx, q.Repository, q.Sha, st) }))
 	}
-	st.Context = StatusContext
-	st.TargetURL = s.runURL(runID)
-	st.Description = fmt.Sprintf("run #%d %s", q.Number, st.Description)
-	return deliverStatus(ctx, reporter, q.Repository, q.Sha, st)
+	if checks, ok := f.(forge.CheckReporter); ok && checks.ReportsChecks() {
+		errs = append(errs, s.reportCheck(ctx, checks, q, m))
+	}
+	return errors.Join(errs...)
 }
 
 // finishedStatus maps a run's final status to a commit status.
@@ -160,14 +164,14 @@ func (s *Service) runURL(runID string) string {
 	return u.JoinPath("api", "v1", "runs", runID).String()
 }
 
-// deliverStatus tries a status statusAttempts times, each under statusTimeout,
-// doubling the pause between tries; refusals that retrying cannot mend stop early.
-func deliverStatus(ctx context.Context, r forge.StatusReporter, repo, sha string, st forge.Status) error {
+// retry tries deliver statusAttempts times, each under statusTimeout, doubling
+// the pause between tries; refusals that retrying cannot mend stop early.
+func retry(ctx context.Context, deliver func(context.Context) error) error {
 	pause := statusBackoff
 	var err error
 	for attempt := 1; attempt <= statusAttempts; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, statusTimeout)
-		err = r.SetStatus(actx, repo, sha, st)
+		err = deliver(actx)
 		cancel()
 		if err == nil || errors.Is(err, forge.ErrInvalid) || errors.Is(err, forge.ErrNotFound) || errors.Is(err, forge.ErrNotAllowed) {
 			return err

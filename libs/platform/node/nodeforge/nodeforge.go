@@ -6,6 +6,7 @@
 package nodeforge
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -89,7 +90,18 @@ func openGitHub(c node.GitHub, networks []netip.Prefix) (*github.Forge, error) {
 			return nil, fmt.Errorf("--github-token-file %s is empty", c.TokenFile)
 		}
 	}
-	g, err := github.New(github.Options{APIURL: c.APIURL, WebURL: c.URL, Token: token, AllowNetworks: networks})
+	var key []byte
+	if c.AppKeyFile != "" {
+		b, err := os.ReadFile(c.AppKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--github-app-key-file: %w", err)
+		}
+		key = b
+	}
+	if (c.AppID != 0) != (key != nil) {
+		return nil, errors.New("--github-app-id and --github-app-key-file go together (the id a positive number)")
+	}
+	g, err := github.New(github.Options{APIURL: c.APIURL, WebURL: c.URL, Token: token, AppID: c.AppID, AppKey: key, AllowNetworks: networks})
 	if err != nil {
 		return nil, fmt.Errorf("--github-*: %w", err)
 	}
