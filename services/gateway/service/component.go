@@ -28,6 +28,9 @@ type Component struct {
 	ReplayWindow time.Duration
 	// StreamsPerToken bounds the log streams one token holds open at once (0: the default).
 	StreamsPerToken int
+	// AuthHTTPURL is the auth service's HTTP address (--auth-http-url): set, and the
+	// auth service not in this process, /auth/ is forwarded there (authproxy.go).
+	AuthHTTPURL string
 }
 
 // Name implements node.Component.
@@ -39,6 +42,7 @@ func (c *Component) Flags(fs *flag.FlagSet) {
 	fs.Func("webhook-rate", fmt.Sprintf("gateway: webhook deliveries per project, N/s, N/m or N/h with ,burst=B, or off; past it 429 with Retry-After (default %s)", DefaultWebhookLimits),
 		func(v string) (err error) { c.WebhookLimits, err = ratelimit.ParseLimits(v); return err })
 	fs.DurationVar(&c.ReplayWindow, "webhook-replay-window", DefaultReplayWindow, "gateway: how long an accepted webhook body is remembered; the same body under a new delivery id is refused (409) within it")
+	fs.StringVar(&c.AuthHTTPURL, "auth-http-url", node.Getenv("SIMPLECI_AUTH_HTTP_URL", ""), "gateway: the auth service's HTTP address (http://HOST:PORT); set, the gateway forwards /auth/ (sign-in with GitHub) there, so browsers need only the gateway")
 	fs.IntVar(&c.StreamsPerToken, "log-streams-per-token", DefaultMaxStreamsPerToken, "gateway: most live log streams (SSE) one API token may hold open at once in this process (429 past it)")
 }
 
@@ -47,6 +51,11 @@ func (c *Component) Validate(cfg *node.Config) []string {
 	problems := append(cfg.RequireDatabase("gateway"), cfg.RequirePeers("gateway", "auth", "project", "scheduler", "log")...)
 	if c.ReplayWindow < 0 {
 		problems = append(problems, "--webhook-replay-window must not be negative")
+	}
+	if c.AuthHTTPURL != "" {
+		if _, err := ParseAuthHTTPURL(c.AuthHTTPURL); err != nil {
+			problems = append(problems, err.Error())
+		}
 	}
 	return problems
 }
@@ -93,6 +102,13 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 		return err
 	}
 	env.Mux.Handle("/", intakeGate(api, env.Draining()))
+	if c.AuthHTTPURL != "" && !env.Config.Has("auth") { // in one process the auth component serves /auth/ itself
+		target, err := ParseAuthHTTPURL(c.AuthHTTPURL)
+		if err != nil {
+			return err
+		}
+		env.Mux.Handle("/auth/", authProxy(target, env.Log))
+	}
 	return nil
 }
 

@@ -85,7 +85,7 @@ func startClusterEnv(t testing.TB, runners int, env []string, schedulerArgs ...s
 	for _, s := range []string{"gateway", "auth", "project", "scheduler", "log"} {
 		grpc[s] = freeAddr(t)
 	}
-	gatewayHTTP := freeAddr(t)
+	gatewayHTTP, authHTTP := freeAddr(t), freeAddr(t)
 	common := []string{
 		"SIMPLECI_DATABASE_URL=" + c.dbURL,
 		"SIMPLECI_KAFKA_BROKERS=" + brokers,
@@ -94,6 +94,8 @@ func startClusterEnv(t testing.TB, runners int, env []string, schedulerArgs ...s
 		"SIMPLECI_PROJECT_ADDR=" + grpc["project"],
 		"SIMPLECI_SCHEDULER_ADDR=" + grpc["scheduler"],
 		"SIMPLECI_LOG_ADDR=" + grpc["log"],
+		// The gateway forwards sign-in (/auth/) to the auth service, as deployed.
+		"SIMPLECI_AUTH_HTTP_URL=http://" + authHTTP,
 	}
 	common = append(common, env...)
 	c.common = common
@@ -110,8 +112,11 @@ func startClusterEnv(t testing.TB, runners int, env []string, schedulerArgs ...s
 	}
 	for _, s := range []string{"auth", "project", "log", "scheduler", "gateway"} {
 		httpAddr := freeAddr(t)
-		if s == "gateway" {
+		switch s {
+		case "gateway":
 			httpAddr = gatewayHTTP
+		case "auth":
+			httpAddr = authHTTP
 		}
 		c.http[s] = httpAddr
 		args := append([]string{"serve", "--service", s, "--grpc", grpc[s], "--http", httpAddr}, extra[s]...)
