@@ -38,11 +38,13 @@ type repoRef struct {
 
 // push is the part of a push delivery ParseWebhook reads.
 type push struct {
-	Ref        string          `json:"ref"`
-	After      string          `json:"after"`
-	Deleted    bool            `json:"deleted"`
-	HeadCommit json.RawMessage `json:"head_commit"`
-	Repository *repoRef        `json:"repository"`
+	Ref        string `json:"ref"`
+	After      string `json:"after"`
+	Deleted    bool   `json:"deleted"`
+	HeadCommit *struct {
+		ID string `json:"id"`
+	} `json:"head_commit"`
+	Repository *repoRef `json:"repository"`
 	Sender     *struct {
 		Login string `json:"login"`
 	} `json:"sender"`
@@ -77,8 +79,11 @@ type end struct {
 // project's secret, in constant time, before anything else; then maps the
 // X-GitHub-Event:
 //
-//   - push of a branch → EventPush, of a tag → EventTag, at "after"; a deleted
-//     ref or a push without a head commit → forge.ErrIgnoredEvent;
+//   - push of a branch → EventPush at "after", of a tag → EventTag at
+//     "head_commit.id" (for an annotated tag "after" is the tag object); a
+//     deleted ref or a push whose head_commit is null → forge.ErrIgnoredEvent.
+//     A push with an empty "commits" but a head commit (a branch or tag created
+//     at an existing commit, a force push back) builds that commit;
 //   - pull_request with action opened, synchronize or reopened →
 //     EventPullRequest at the head commit, ref refs/pull/N/head; other actions →
 //     forge.ErrIgnoredEvent. Trust is TrustSameRepository only when the head and
@@ -172,7 +177,7 @@ func parsePush(body []byte) (forge.Trigger, error) {
 	if p.Deleted || sha == strings.Repeat("0", 40) {
 		return ignored("%s was deleted", p.Ref)
 	}
-	if len(p.HeadCommit) == 0 || string(p.HeadCommit) == "null" {
+	if p.HeadCommit == nil {
 		return ignored("push to %s has no head commit", p.Ref)
 	}
 	if p.Repository == nil {
@@ -180,7 +185,14 @@ func parsePush(body []byte) (forge.Trigger, error) {
 	}
 	t := forge.Trigger{Event: forge.EventPush, Ref: p.Ref, SHA: sha, Repository: p.Repository.FullName, Trust: forge.TrustSameRepository}
 	if tag, ok := strings.CutPrefix(p.Ref, "refs/tags/"); ok {
+		// For an annotated tag "after" is the tag object, which is no commit: build
+		// the commit it points to, head_commit (set on every tag push since
+		// https://github.blog/changelog/2021-10-01-the-push-webhook-payload-provides-a-consistent-head_commit-on-tag-creation/).
 		t.Event, t.Tag = forge.EventTag, tag
+		t.SHA = strings.ToLower(p.HeadCommit.ID)
+		if err := forge.ValidateSHA(t.SHA); err != nil {
+			return bad(`push: "head_commit.id": %v`, err)
+		}
 	} else if branch, ok := strings.CutPrefix(p.Ref, "refs/heads/"); ok {
 		t.Branch = branch
 	} else {

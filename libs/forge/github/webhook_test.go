@@ -1,10 +1,14 @@
 package github
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,9 +17,13 @@ import (
 
 var secret = []byte("project-secret")
 
+// payloads is the directory of GitHub's deliveries (testdata/payloads/README.md):
+// PLATFORM/EVENT/FILE, the event being the X-GitHub-Event the file is sent with.
+const payloads = "testdata/payloads"
+
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
+	b, err := os.ReadFile(filepath.Join(payloads, filepath.FromSlash(name)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,75 +47,103 @@ func newForge(t *testing.T) *Forge {
 	return f
 }
 
+// expectation is what ParseWebhook makes of one delivery (testdata/payloads/expected.json):
+// a trigger, or Ignored (a substring of the ErrIgnoredEvent, answered 200).
+type expectation struct {
+	Event      string `json:"event,omitempty"`
+	Ref        string `json:"ref,omitempty"`
+	Branch     string `json:"branch,omitempty"`
+	Tag        string `json:"tag,omitempty"`
+	SHA        string `json:"sha,omitempty"`
+	Trust      string `json:"trust,omitempty"`
+	Actor      string `json:"actor,omitempty"`
+	Repository string `json:"repository,omitempty"`
+	Ignored    string `json:"ignored,omitempty"`
+}
+
+var trustNames = map[forge.Trust]string{forge.TrustUnknown: "unknown", forge.TrustSameRepository: "same_repository", forge.TrustFork: "fork"}
+
+// payloadFiles lists the deliveries under testdata/payloads (PLATFORM/EVENT/FILE).
+func payloadFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(payloads, "*", "*", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no payloads: %v", err)
+	}
+	for i, f := range files {
+		files[i] = filepath.ToSlash(strings.TrimPrefix(f, payloads+string(filepath.Separator)))
+	}
+	return files
+}
+
+// TestParseWebhookFixtures parses every delivery in testdata/payloads (GitHub's
+// published examples and the variants derived from them) and checks the trigger
+// exactly, or that it is ignored for the expected reason. A file without an
+// expectation, or an expectation without a file, fails.
 func TestParseWebhookFixtures(t *testing.T) {
 	f := newForge(t)
-	const (
-		pushSHA = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
-		prSHA   = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
-	)
-	type want struct {
-		event, ref, branch, tag, sha, actor string
-		trust                               forge.Trust
-	}
-	runs := map[string]want{
-		"push-branch.json":                           {forge.EventPush, "refs/heads/master", "master", "", pushSHA, "Codertocat", forge.TrustSameRepository},
-		"push-tag.json":                              {forge.EventTag, "refs/tags/simple-tag", "", "simple-tag", pushSHA, "Codertocat", forge.TrustSameRepository},
-		"push-new-branch-no-new-commits.json":        {forge.EventPush, "refs/heads/new-branch", "new-branch", "", pushSHA, "Codertocat", forge.TrustSameRepository},
-		"pull_request-opened.json":                   {forge.EventPullRequest, "refs/pull/2/head", "", "", prSHA, "Codertocat", forge.TrustSameRepository},
-		"pull_request-synchronize.json":              {forge.EventPullRequest, "refs/pull/2/head", "", "", prSHA, "Codertocat", forge.TrustSameRepository},
-		"pull_request-reopened.json":                 {forge.EventPullRequest, "refs/pull/2/head", "", "", prSHA, "Codertocat", forge.TrustSameRepository},
-		"pull_request-opened-fork.json":              {forge.EventPullRequest, "refs/pull/2/head", "", "", prSHA, "Octocat-fork", forge.TrustFork},
-		"pull_request-synchronize-fork.json":         {forge.EventPullRequest, "refs/pull/2/head", "", "", prSHA, "Octocat-fork", forge.TrustFork},
-		"pull_request-reopened-fork.json":            {forge.EventPullRequest, "refs/pull/2/head", "", "", prSHA, "Octocat-fork", forge.TrustFork},
-		"pull_request-opened-deleted-head-repo.json": {forge.EventPullRequest, "refs/pull/2/head", "", "", prSHA, "Octocat-fork", forge.TrustUnknown},
-	}
-	ignored := []string{"push-branch-deleted.json", "push-tag-deleted.json", "push-no-commits.json",
-		"pull_request-closed.json", "pull_request-closed-fork.json", "pull_request-labeled.json", "pull_request-labeled-fork.json", "ping.json"}
-
-	entries, err := os.ReadDir("testdata")
-	if err != nil {
+	var want map[string]expectation
+	if err := json.Unmarshal(fixture(t, "expected.json"), &want); err != nil {
 		t.Fatal(err)
 	}
-	covered := 0
-	for _, e := range entries {
-		name := e.Name()
-		if !strings.HasSuffix(name, ".json") {
-			continue
-		}
-		covered++
-		event, _, _ := strings.Cut(strings.TrimSuffix(name, ".json"), "-")
+	files := payloadFiles(t)
+	for _, name := range files {
 		t.Run(name, func(t *testing.T) {
+			w, ok := want[name]
+			if !ok {
+				t.Fatalf("%s has no expectation in %s/expected.json", name, payloads)
+			}
+			event := strings.Split(name, "/")[1]
 			body := fixture(t, name)
 			tr, err := f.ParseWebhook(signed(event, body), body, secret)
-			if w, ok := runs[name]; ok {
-				if err != nil {
-					t.Fatalf("ParseWebhook: %v", err)
-				}
-				got := want{tr.Event, tr.Ref, tr.Branch, tr.Tag, tr.SHA, tr.Actor, tr.Trust}
-				if got != w {
-					t.Errorf("trigger = %+v, want %+v", got, w)
-				}
-				if tr.Repository != "Codertocat/Hello-World" || tr.DeliveryID != "72d3162e-cc78-11e3-81ab-4c9367dc0958" {
-					t.Errorf("repository %q delivery %q", tr.Repository, tr.DeliveryID)
-				}
-				if tr.Payload["repository"] == nil {
-					t.Error("payload not kept")
+			if w.Ignored != "" {
+				if !errors.Is(err, forge.ErrIgnoredEvent) || !strings.Contains(err.Error(), w.Ignored) {
+					t.Fatalf("err = %v, want ErrIgnoredEvent saying %q", err, w.Ignored)
 				}
 				return
 			}
-			if !errors.Is(err, forge.ErrIgnoredEvent) {
-				t.Fatalf("err = %v, want ErrIgnoredEvent", err)
+			if err != nil {
+				t.Fatalf("ParseWebhook: %v", err)
+			}
+			got := expectation{Event: tr.Event, Ref: tr.Ref, Branch: tr.Branch, Tag: tr.Tag, SHA: tr.SHA,
+				Trust: trustNames[tr.Trust], Actor: tr.Actor, Repository: tr.Repository}
+			if got != w {
+				t.Errorf("trigger\n got %+v\nwant %+v", got, w)
+			}
+			if tr.DeliveryID != "72d3162e-cc78-11e3-81ab-4c9367dc0958" || tr.Payload["repository"] == nil {
+				t.Errorf("delivery %q, payload kept: %v", tr.DeliveryID, tr.Payload["repository"] != nil)
 			}
 		})
 	}
-	if covered != len(runs)+len(ignored) {
-		t.Errorf("%d fixtures, %d expectations: every fixture needs one", covered, len(runs)+len(ignored))
+	for name := range want {
+		if !slices.Contains(files, name) {
+			t.Errorf("expected.json names %s, which is not in %s", name, payloads)
+		}
+	}
+}
+
+// TestPayloadsAsPublished checks that the files taken from octokit/webhooks are
+// unmodified: each one's SHA-256 is the one listed in the README, and every file
+// not derived is listed there.
+func TestPayloadsAsPublished(t *testing.T) {
+	readme := string(fixture(t, "README.md"))
+	for _, name := range payloadFiles(t) {
+		if strings.HasPrefix(name, "derived/") {
+			if !strings.Contains(readme, "`"+name+"`") {
+				t.Errorf("%s is not described in the README", name)
+			}
+			continue
+		}
+		sum := sha256.Sum256(fixture(t, name))
+		if line := "| `" + name + "` | `" + hex.EncodeToString(sum[:]) + "` |"; !strings.Contains(readme, line) {
+			t.Errorf("%s: the README has no row %q: the file changed or is not listed", name, line)
+		}
 	}
 }
 
 func TestParseWebhookSignatureBeforeParsing(t *testing.T) {
 	f := newForge(t)
-	body := fixture(t, "push-branch.json")
+	body := fixture(t, "api.github.com/push/with-new-branch.payload.json")
 	for name, h := range map[string]http.Header{
 		"missing": {HeaderEvent: {"push"}},
 		"wrong":   {HeaderEvent: {"push"}, forge.SignatureHeader: {forge.Sign([]byte("other"), body)}},
@@ -128,7 +164,8 @@ func TestParseWebhookSignatureBeforeParsing(t *testing.T) {
 
 func TestParseWebhookBadPayloads(t *testing.T) {
 	f := newForge(t)
-	push := string(fixture(t, "push-branch.json"))
+	push := string(fixture(t, "api.github.com/push/with-new-branch.payload.json"))
+	tag := string(fixture(t, "ghes-35/push/payload.json"))
 	cases := map[string]struct {
 		event, body string
 	}{
@@ -136,6 +173,7 @@ func TestParseWebhookBadPayloads(t *testing.T) {
 		"trailing data":     {"push", push + "{}"},
 		"bad sha":           {"push", strings.Replace(push, "6113728f27ae82c7b1a177c8d03f9e96e0adf246", "zz", 1)},
 		"bad repository":    {"push", strings.Replace(push, `"full_name": "Codertocat/Hello-World"`, `"full_name": "../etc"`, 1)},
+		"tag, bad commit":   {"push", strings.Replace(tag, `"id": "6113728f27ae82c7b1a177c8d03f9e96e0adf246"`, `"id": "zz"`, 1)},
 		"no repository":     {"push", `{"ref":"refs/heads/x","after":"6113728f27ae82c7b1a177c8d03f9e96e0adf246","head_commit":{}}`},
 		"no event":          {"", push},
 		"pr without action": {"pull_request", `{"number":1}`},

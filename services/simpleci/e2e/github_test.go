@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -14,11 +15,14 @@ import (
 	"github.com/simpleci/simpleci/libs/forge/github/githubtest"
 )
 
-// githubPush is GitHub's published push payload (libs/forge/github/testdata) for
-// repository repo, branch and commit sha.
+// githubPayloads is the directory of GitHub's published deliveries (see its README.md).
+const githubPayloads = "../../../libs/forge/github/testdata/payloads/"
+
+// githubPush is GitHub's published push payload (a new branch) for repository repo,
+// branch and commit sha.
 func githubPush(t *testing.T, repo, branch, sha string) []byte {
 	t.Helper()
-	b, err := os.ReadFile("../../../libs/forge/github/testdata/push-branch.json")
+	b, err := os.ReadFile(githubPayloads + "api.github.com/push/with-new-branch.payload.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +179,7 @@ func githubFlow(t *testing.T, a *api, gh *githubtest.Server, shas map[string]str
 	if code, b := deliver(other, "d-other", sign(p.WebhookSecret, other)); code != http.StatusBadRequest {
 		t.Errorf("delivery for another repository: %d %s", code, b)
 	}
-	del, err := os.ReadFile("../../../libs/forge/github/testdata/push-branch-deleted.json")
+	del, err := os.ReadFile(githubPayloads + "derived/push/derived-branch-deleted.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +194,7 @@ func githubFlow(t *testing.T, a *api, gh *githubtest.Server, shas map[string]str
 	// payload, a fork's run gets no secret; a closed pull request starts nothing.
 	a.json("PUT", "/api/v1/projects/gh-app/secrets/PR_SECRET", map[string]string{"value": "pr-secret-4711"}, http.StatusOK, nil)
 	pull := func(fixture, delivery string) (int, []byte) {
-		b, err := os.ReadFile("../../../libs/forge/github/testdata/" + fixture)
+		b, err := os.ReadFile(githubPayloads + fixture)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,10 +204,10 @@ func githubFlow(t *testing.T, a *api, gh *githubtest.Server, shas map[string]str
 			"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": delivery, "Content-Type": "application/json"})
 	}
 	for _, tt := range []struct{ fixture, trust, secret string }{
-		{"pull_request-opened.json", "same_repository", "secret=[***]"},
-		{"pull_request-synchronize-fork.json", "fork", "secret=[]"},
+		{"api.github.com/pull_request/opened.payload.json", "same_repository", "secret=[***]"},
+		{"derived/pull_request/derived-synchronize-fork.json", "fork", "secret=[]"},
 	} {
-		id := runOf(pull(tt.fixture, "d-"+tt.fixture))
+		id := runOf(pull(tt.fixture, "d-"+path.Base(tt.fixture)))
 		r := a.waitRun(id, 90*time.Second)
 		if r.Status != "succeeded" || r.Event != "pull_request" || r.Sha != feature {
 			t.Fatalf("%s: run %s (%s) event %s sha %s", tt.fixture, r.Status, r.Reason, r.Event, r.Sha)
@@ -220,10 +224,10 @@ func githubFlow(t *testing.T, a *api, gh *githubtest.Server, shas map[string]str
 		}
 	}
 	waitStatus(feature, "success")
-	if code, b := pull("pull_request-closed.json", "d-closed"); code != http.StatusOK {
+	if code, b := pull("api.github.com/pull_request/closed.payload.json", "d-closed"); code != http.StatusOK {
 		t.Errorf("closed pull request: %d %s", code, b)
 	}
-	ping, err := os.ReadFile("../../../libs/forge/github/testdata/ping.json")
+	ping, err := os.ReadFile(githubPayloads + "api.github.com/ping/payload.json")
 	if err != nil {
 		t.Fatal(err)
 	}
