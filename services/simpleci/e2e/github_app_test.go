@@ -24,7 +24,7 @@ func TestGitHubAppDev(t *testing.T) {
 	}
 	gh.Install("octo")
 	gh.CreateRepo("elsewhere/app")
-	a, _ := startDevWith(t, nil, t.TempDir(), nil, "--tier", "standard:timeout=60s",
+	a, p0 := startDevWith(t, nil, t.TempDir(), nil, "--tier", "standard:timeout=60s",
 		"--github-url", gh.WebURL(), "--github-api-url", gh.APIURL(), "--github-app-id", "4242", "--github-app-key-file", keyFile,
 		"--allow-repo-network", "127.0.0.1/32", "--public-url", "https://ci.example/")
 
@@ -96,5 +96,20 @@ func TestGitHubAppDev(t *testing.T) {
 	// One installation token served the hook, both runs' reads, clones and reports.
 	if n := gh.InstallationTokensMade(); n != 1 {
 		t.Errorf("installation tokens made: %d, want 1", n)
+	}
+	// Neither the key nor an installation token is in a run's log or the process's log.
+	code, runLog := a.do("GET", "/api/v1/runs/"+good+"/logs", nil, nil)
+	if code != http.StatusOK || !strings.Contains(string(runLog), "built") {
+		t.Fatalf("run log: %d %s", code, runLog)
+	}
+	p0.stop()
+	logText, err := os.ReadFile(p0.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range [][]byte{logText, runLog} {
+		if strings.Contains(string(text), "ghs_") || strings.Contains(string(text), "PRIVATE KEY") {
+			t.Errorf("a credential of the app is in a log:\n%s", text)
+		}
 	}
 }
