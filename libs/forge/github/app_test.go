@@ -83,6 +83,10 @@ func TestAppNotInstalled(t *testing.T) {
 	if err := f.Checkout(context.Background(), "other/app", strings.Repeat("a", 40), dir); !errors.Is(err, forge.ErrNotFound) {
 		t.Errorf("checkout: err = %v, want ErrNotFound", err)
 	}
+	// The app uninstalled: a project there can still be deleted (its hook is out of reach).
+	if err := f.DeleteHook(context.Background(), "other/app", 7); err != nil {
+		t.Errorf("delete a hook where the app is not installed: %v", err)
+	}
 }
 
 func TestChecks(t *testing.T) {
