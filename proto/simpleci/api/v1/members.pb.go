@@ -31,7 +31,8 @@ type Member struct {
 	// role: viewer, developer, maintainer or owner.
 	Role      string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	// token is the new user's first API token, set only in AddMember's response.
+	// token is the new user's first API token, set only in AddMember's response for a
+	// user it created.
 	Token         string `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
