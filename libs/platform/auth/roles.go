@@ -113,9 +113,9 @@ var MethodPermission = map[string]Permission{
 	// A user's own organisations, whatever its role in the one the call acts in.
 	apiv1.OrganizationService_ListOrganizations_FullMethodName:  Authenticated,
 	apiv1.OrganizationService_CreateOrganization_FullMethodName: Authenticated,
-	apiv1.TokenService_CreateToken_FullMethodName:     Authenticated,
-	apiv1.TokenService_ListTokens_FullMethodName:      Authenticated,
-	apiv1.TokenService_RevokeToken_FullMethodName:     Authenticated,
+	apiv1.TokenService_CreateToken_FullMethodName:               Authenticated,
+	apiv1.TokenService_ListTokens_FullMethodName:                Authenticated,
+	apiv1.TokenService_RevokeToken_FullMethodName:               Authenticated,
 	// Admins only, checked by the auth service.
 	apiv1.RunnerTokenService_RegisterRunner_FullMethodName: Authenticated,
 	apiv1.RunnerTokenService_ListRunners_FullMethodName:    Authenticated,

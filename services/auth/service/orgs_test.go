@@ -288,4 +288,3 @@ func TestTeams(t *testing.T) {
 		}
 	})
 }
-

@@ -244,4 +244,3 @@ func (s *Service) RemoveTeamMember(ctx context.Context, req *apiv1.RemoveTeamMem
 	}
 	return &emptypb.Empty{}, nil
 }
-
