@@ -159,8 +159,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 			admin.json("PUT", "/api/v1/teams/matrix/members/m-developer", nil, http.StatusOK, nil)
 			return "DELETE", "/api/v1/teams/matrix/members/m-developer", nil
 		}},
-		"TokenService_CreateToken": {perm: auth.Authenticated, call: func(matrixCaller, int) (string, string, any) {
-			return "POST", "/api/v1/tokens", map[string]string{"name": "matrix", "expiresIn": "1h"}
+		"TokenService_CreateToken": {perm: auth.Authenticated, call: func(c matrixCaller, _ int) (string, string, any) {
+			body := map[string]string{"name": "matrix", "expiresIn": "1h"}
+			if c.name == "other-org" { // no member of its own organisation any more: it names its other one
+				body["organization"] = "other"
+			}
+			return "POST", "/api/v1/tokens", body
 		}},
 		"TokenService_ListTokens": {perm: auth.Authenticated, call: getOp("/api/v1/tokens")},
 		// Another user's token (the admin's) is 404 to everyone else.
