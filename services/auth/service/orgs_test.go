@@ -288,3 +288,45 @@ func TestTeams(t *testing.T) {
 		}
 	})
 }
+
+// TestGitHubUserInSecondOrganization: a user from sign-in with GitHub, who owns the
+// organisation made for it, is added to another by its login (no token made for it),
+// acts there with a token bound to it, and its sign-in tokens stay bound to its own.
+func TestGitHubUserInSecondOrganization(t *testing.T) {
+	dialects(t, func(t *testing.T, db *sqldb.DB) {
+		r := newSignInRig(t, db)
+		session := r.signIn()
+		own := r.principal(session)
+		admin, _, err := r.s.Bootstrap(testCtx(t), filepath.Join(t.TempDir(), "admin-token"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		actx := as(t, r.s, admin)
+		m, err := r.s.AddMember(actx, &apiv1.AddMemberRequest{Login: "github:octocat", Role: "maintainer"})
+		if err != nil || m.GetToken() != "" {
+			t.Fatalf("adding github:octocat: %v %v", m, err)
+		}
+		tok, err := r.s.CreateToken(as(t, r.s, session), &apiv1.CreateTokenRequest{Name: "ci", Organization: "default"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := r.principal(tok.GetToken())
+		adminP, _ := auth.PrincipalFrom(actx)
+		if p.GetOrgId() != adminP.GetOrgId() || p.GetRole() != "maintainer" || p.GetUserId() != own.GetUserId() {
+			t.Fatalf("octocat in default: %v", p)
+		}
+		again := r.principal(r.signIn())
+		if again.GetOrgId() != own.GetOrgId() || again.GetRole() != "owner" {
+			t.Fatalf("a new sign-in acts in its own organisation: %v, first %v", again, own)
+		}
+		if _, err := r.s.RemoveMember(actx, &apiv1.RemoveMemberRequest{Login: "github:octocat"}); err != nil {
+			t.Fatal(err)
+		}
+		if c := verifyCode(r.s, tok.GetToken()); c != codes.Unauthenticated {
+			t.Errorf("the default token after removal: %v", c)
+		}
+		if c := verifyCode(r.s, session); c != codes.OK {
+			t.Errorf("the sign-in token after removal from default: %v", c)
+		}
+	})
+}
