@@ -79,6 +79,32 @@ func (s *Service) ListMembers(ctx context.Context, _ *apiv1.ListMembersRequest) 
 	if err := rows.Err(); err != nil {
 		return nil, status.Errorf(codes.Internal, "list members: %v", err)
 	}
+	// The teams of each, in one query: a member's effective role is its own and its
+	// teams' highest.
+	teams, err := s.db.QueryContext(ctx, s.db.Q(`SELECT u.login, t.name, t.role FROM auth_teams t JOIN auth_team_members tm ON tm.team_id = t.id
+		JOIN auth_users u ON u.id = tm.user_id WHERE t.org_id = ? ORDER BY t.name`), org)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "list members: %v", err)
+	}
+	defer teams.Close()
+	byLogin := map[string]*apiv1.Member{}
+	for _, m := range out.Members {
+		m.EffectiveRole = m.Role
+		byLogin[m.Login] = m
+	}
+	for teams.Next() {
+		var login, team, role string
+		if err := teams.Scan(&login, &team, &role); err != nil {
+			return nil, status.Errorf(codes.Internal, "list members: %v", err)
+		}
+		if m := byLogin[login]; m != nil {
+			m.Teams = append(m.Teams, team)
+			m.EffectiveRole = string(auth.Highest(auth.Role(m.EffectiveRole), auth.Role(role)))
+		}
+	}
+	if err := teams.Err(); err != nil {
+		return nil, status.Errorf(codes.Internal, "list members: %v", err)
+	}
 	return out, nil
 }
 

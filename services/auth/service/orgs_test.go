@@ -241,6 +241,18 @@ func TestTeams(t *testing.T) {
 		if r := role(v.GetToken()); r != "maintainer" {
 			t.Errorf("after the team became maintainers: %q", r)
 		}
+		ms, err := svc.ListMembers(actx, &apiv1.ListMembersRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms.GetMembers() {
+			if m.GetLogin() == "vic" && (m.GetRole() != "developer" || m.GetEffectiveRole() != "maintainer" || !slices.Equal(m.GetTeams(), []string{"ops"})) {
+				t.Errorf("vic as listed: %v", m)
+			}
+			if m.GetLogin() == "admin" && (m.GetEffectiveRole() != "owner" || len(m.GetTeams()) != 0) {
+				t.Errorf("admin as listed: %v", m)
+			}
+		}
 		if _, err := svc.RemoveTeamMember(actx, &apiv1.RemoveTeamMemberRequest{Team: "ops", Login: "vic"}); err != nil {
 			t.Fatal(err)
 		}

@@ -13,10 +13,12 @@ import (
 var errUsage = errors.New("usage")
 
 type apiMember struct {
-	Login   string `json:"login"`
-	Role    string `json:"role"`
-	Created string `json:"createdAt"`
-	Token   string `json:"token"`
+	Login     string   `json:"login"`
+	Role      string   `json:"role"`
+	Created   string   `json:"createdAt"`
+	Token     string   `json:"token"`
+	Teams     []string `json:"teams"`
+	Effective string   `json:"effectiveRole"`
 }
 
 // members runs `simpleci members list|add|set|remove`.
@@ -30,9 +32,9 @@ func (a *api) members(ctx context.Context, rest []string, role string) error {
 			return err
 		}
 		w := tabwriter.NewWriter(a.io.Out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "LOGIN\tROLE\tSINCE")
+		fmt.Fprintln(w, "LOGIN\tROLE\tTEAMS\tEFFECTIVE\tSINCE")
 		for _, m := range out.Members {
-			fmt.Fprintf(w, "%s\t%s\t%s\n", m.Login, m.Role, m.Created)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", m.Login, m.Role, def(strings.Join(m.Teams, ","), "-"), m.Effective, m.Created)
 		}
 		return w.Flush()
 	case len(rest) == 2 && rest[0] == "add" && role != "":

@@ -114,6 +114,9 @@ func orgsAndTeams(t *testing.T, a *api) {
 		t.Fatalf("teams list: %s", out)
 	}
 	eventually(t, 10*time.Second, "the team's maintainer role reaching bo", func() bool { return secret() == http.StatusOK })
+	if out := cli(a.token, "members", "list"); !strings.Contains(strings.Join(strings.Fields(out), " "), "bo viewer ops maintainer") {
+		t.Errorf("members list shows bo's team and effective role: %s", out)
+	}
 	if code, b := other.do("GET", "/api/v1/teams/ops", nil, nil); code != http.StatusNotFound {
 		t.Errorf("another organisation's team: %d %s, want 404", code, b)
 	}
