@@ -1,5 +1,5 @@
 // Package client is the API client half of the simpleci command: runs, trigger,
-// projects, tokens and runners, talking to a SimpleCI server's REST API (--server, --token or
+// projects, tokens, runners, members, orgs and teams, talking to a SimpleCI server's REST API (--server, --token or
 // SIMPLECI_SERVER, SIMPLECI_TOKEN).
 package client
 
