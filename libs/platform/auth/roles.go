@@ -102,13 +102,38 @@ var MethodPermission = map[string]Permission{
 	apiv1.MemberService_AddMember_FullMethodName:      Administer,
 	apiv1.MemberService_UpdateMember_FullMethodName:   Administer,
 	apiv1.MemberService_RemoveMember_FullMethodName:   Administer,
-	apiv1.TokenService_CreateToken_FullMethodName:     Authenticated,
-	apiv1.TokenService_ListTokens_FullMethodName:      Authenticated,
-	apiv1.TokenService_RevokeToken_FullMethodName:     Authenticated,
+	// Teams give roles, so changing them is the owner's, like members.
+	apiv1.TeamService_ListTeams_FullMethodName:        Read,
+	apiv1.TeamService_GetTeam_FullMethodName:          Read,
+	apiv1.TeamService_CreateTeam_FullMethodName:       Administer,
+	apiv1.TeamService_UpdateTeam_FullMethodName:       Administer,
+	apiv1.TeamService_DeleteTeam_FullMethodName:       Administer,
+	apiv1.TeamService_AddTeamMember_FullMethodName:    Administer,
+	apiv1.TeamService_RemoveTeamMember_FullMethodName: Administer,
+	// A user's own organisations, whatever its role in the one the call acts in.
+	apiv1.OrganizationService_ListOrganizations_FullMethodName:  Authenticated,
+	apiv1.OrganizationService_CreateOrganization_FullMethodName: Authenticated,
+	apiv1.TokenService_CreateToken_FullMethodName:               Authenticated,
+	apiv1.TokenService_ListTokens_FullMethodName:                Authenticated,
+	apiv1.TokenService_RevokeToken_FullMethodName:               Authenticated,
 	// Admins only, checked by the auth service.
 	apiv1.RunnerTokenService_RegisterRunner_FullMethodName: Authenticated,
 	apiv1.RunnerTokenService_ListRunners_FullMethodName:    Authenticated,
 	apiv1.RunnerTokenService_RevokeRunner_FullMethodName:   Authenticated,
+}
+
+// Highest returns the most of roles (unknown ones and "" count for nothing), or "".
+func Highest(roles ...Role) Role {
+	best := -1
+	for _, r := range roles {
+		if i := slices.Index(Roles, r); i > best {
+			best = i
+		}
+	}
+	if best < 0 {
+		return ""
+	}
+	return Roles[best]
 }
 
 // RoleOf returns p's role in its organisation (p.OrgId), or "" for none.

@@ -112,3 +112,24 @@ func TestInterceptorChecksRole(t *testing.T) {
 		t.Errorf("refusal message: %q", msg)
 	}
 }
+
+// TestHighest: a member's effective role is the most of its own and its teams' roles;
+// unknown roles and none count for nothing.
+func TestHighest(t *testing.T) {
+	for _, c := range []struct {
+		in   []Role
+		want Role
+	}{
+		{nil, ""},
+		{[]Role{""}, ""},
+		{[]Role{"boss", ""}, ""},
+		{[]Role{Viewer, ""}, Viewer},
+		{[]Role{Viewer, Maintainer, Developer}, Maintainer},
+		{[]Role{Owner, Viewer}, Owner},
+		{[]Role{"", "boss", Developer}, Developer},
+	} {
+		if got := Highest(c.in...); got != c.want {
+			t.Errorf("Highest(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

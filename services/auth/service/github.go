@@ -431,8 +431,9 @@ func (s *Service) signIn(ctx context.Context, keys *seal.Keyring, u *github.User
 				return err
 			}
 		}
-		_, err = tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_tokens (hash, id, user_id, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`),
-			hash(session), id.New(), userID, SessionTokenName, now.UnixNano(), now.Add(SessionLifetime).UnixNano())
+		// The session token acts in the user's own organisation.
+		_, err = tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_tokens (hash, id, user_id, org_id, name, created_at, expires_at) SELECT ?, ?, id, org_id, ?, ?, ? FROM auth_users WHERE id = ?`),
+			hash(session), id.New(), SessionTokenName, now.UnixNano(), now.Add(SessionLifetime).UnixNano(), userID)
 		return err
 	})
 	if err != nil {

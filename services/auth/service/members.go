@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/platform/auth"
@@ -78,17 +79,42 @@ func (s *Service) ListMembers(ctx context.Context, _ *apiv1.ListMembersRequest) 
 	if err := rows.Err(); err != nil {
 		return nil, status.Errorf(codes.Internal, "list members: %v", err)
 	}
+	// The teams of each, in one query: a member's effective role is its own and its
+	// teams' highest.
+	teams, err := s.db.QueryContext(ctx, s.db.Q(`SELECT u.login, t.name, t.role FROM auth_teams t JOIN auth_team_members tm ON tm.team_id = t.id
+		JOIN auth_users u ON u.id = tm.user_id WHERE t.org_id = ? ORDER BY t.name`), org)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "list members: %v", err)
+	}
+	defer teams.Close()
+	byLogin := map[string]*apiv1.Member{}
+	for _, m := range out.Members {
+		m.EffectiveRole = m.Role
+		byLogin[m.Login] = m
+	}
+	for teams.Next() {
+		var login, team, role string
+		if err := teams.Scan(&login, &team, &role); err != nil {
+			return nil, status.Errorf(codes.Internal, "list members: %v", err)
+		}
+		if m := byLogin[login]; m != nil {
+			m.Teams = append(m.Teams, team)
+			m.EffectiveRole = string(auth.Highest(auth.Role(m.EffectiveRole), auth.Role(role)))
+		}
+	}
+	if err := teams.Err(); err != nil {
+		return nil, status.Errorf(codes.Internal, "list members: %v", err)
+	}
 	return out, nil
 }
 
-// AddMember creates a user in the caller's organisation with a role and its first
-// token, shown once.
+// AddMember adds a user to the caller's organisation with a role. An existing user
+// becomes a member without a token (it makes its own, bound to this organisation); a
+// new local login is created here with its first token, shown once, and so is a user of
+// this organisation that was removed from every organisation (its tokens were revoked).
 func (s *Service) AddMember(ctx context.Context, req *apiv1.AddMemberRequest) (*apiv1.Member, error) {
 	org, err := callerOrg(ctx)
 	if err != nil {
-		return nil, err
-	}
-	if err := validLogin(req.GetLogin()); err != nil {
 		return nil, err
 	}
 	role, err := parseRole(req.GetRole())
@@ -96,31 +122,45 @@ func (s *Service) AddMember(ctx context.Context, req *apiv1.AddMemberRequest) (*
 		return nil, err
 	}
 	now := s.Now()
-	token := TokenPrefix + id.Secret(24)
+	var token string
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-		// A user removed from this organisation comes back with a new token; any other
-		// holder of the login keeps it.
-		var userID, userOrg string
-		var members int
-		err := tx.QueryRowContext(ctx, s.db.Q(`SELECT u.id, u.org_id, (SELECT COUNT(*) FROM auth_memberships m WHERE m.user_id = u.id) FROM auth_users u WHERE u.login = ?`), req.GetLogin()).
-			Scan(&userID, &userOrg, &members)
+		var userID, home string
+		var memberships, here int
+		err := tx.QueryRowContext(ctx, s.db.Q(`SELECT u.id, u.org_id, (SELECT COUNT(*) FROM auth_memberships m WHERE m.user_id = u.id),
+			(SELECT COUNT(*) FROM auth_memberships m WHERE m.user_id = u.id AND m.org_id = ?) FROM auth_users u WHERE u.login = ?`), org, req.GetLogin()).
+			Scan(&userID, &home, &memberships, &here)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
+			if err := validLogin(req.GetLogin()); err != nil {
+				if strings.HasPrefix(req.GetLogin(), "github:") {
+					return status.Errorf(codes.NotFound, "no user %q: a GitHub user signs in once before it can be added", req.GetLogin())
+				}
+				return err
+			}
 			userID = id.New()
 			_, err = tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_users (id, org_id, login, admin, created_at) VALUES (?, ?, ?, ?, ?)`), userID, org, req.GetLogin(), false, now.UnixNano())
 			if sqldb.IsUniqueViolation(err) {
 				return status.Errorf(codes.AlreadyExists, "login %q is taken", req.GetLogin())
 			}
-		case err == nil && (userOrg != org || members > 0):
-			return status.Errorf(codes.AlreadyExists, "login %q is taken", req.GetLogin())
-		}
-		if err != nil {
+			if err != nil {
+				return err
+			}
+			token = TokenPrefix + id.Secret(24)
+		case err != nil:
 			return err
+		case here > 0:
+			return status.Errorf(codes.AlreadyExists, "%s is a member already: PATCH /api/v1/members/%s changes its role", req.GetLogin(), req.GetLogin())
+		case home == org && memberships == 0:
+			// Removed from everywhere, its tokens revoked: it comes back with a new one.
+			token = TokenPrefix + id.Secret(24)
 		}
 		if err := setRole(ctx, s.db, tx, userID, org, string(role), now.UnixNano()); err != nil {
 			return err
 		}
-		return s.insertToken(ctx, tx, token, id.New(), userID, "first", now, DefaultTokenLifetime)
+		if token == "" {
+			return nil
+		}
+		return s.insertToken(ctx, tx, token, id.New(), userID, org, "first", now, DefaultTokenLifetime)
 	})
 	if err != nil {
 		return nil, txError("add member", err)
@@ -189,7 +229,7 @@ func (s *Service) UpdateMember(ctx context.Context, req *apiv1.UpdateMemberReque
 		if _, err = tx.ExecContext(ctx, s.db.Q(`UPDATE auth_memberships SET role = ? WHERE user_id = ? AND org_id = ?`), string(role), userID, org); err != nil {
 			return err
 		}
-		changed, err = s.activeTokens(ctx, tx, userID)
+		changed, err = s.activeTokens(ctx, tx, []string{userID}, org)
 		return err
 	})
 	if err != nil {
@@ -199,7 +239,8 @@ func (s *Service) UpdateMember(ctx context.Context, req *apiv1.UpdateMemberReque
 	return out, nil
 }
 
-// RemoveMember removes a member and revokes its tokens; the last owner stays.
+// RemoveMember removes a member from the organisation and its teams and revokes its
+// tokens bound to it (the ones of its other organisations stay); the last owner stays.
 func (s *Service) RemoveMember(ctx context.Context, req *apiv1.RemoveMemberRequest) (*emptypb.Empty, error) {
 	org, err := callerOrg(ctx)
 	if err != nil {
@@ -217,10 +258,13 @@ func (s *Service) RemoveMember(ctx context.Context, req *apiv1.RemoveMemberReque
 		if _, err := tx.ExecContext(ctx, s.db.Q(`DELETE FROM auth_memberships WHERE user_id = ? AND org_id = ?`), userID, org); err != nil {
 			return err
 		}
-		if revoked, err = s.activeTokens(ctx, tx, userID); err != nil {
+		if _, err := tx.ExecContext(ctx, s.db.Q(`DELETE FROM auth_team_members WHERE user_id = ? AND team_id IN (SELECT id FROM auth_teams WHERE org_id = ?)`), userID, org); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE auth_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`), s.Now().UnixNano(), userID)
+		if revoked, err = s.activeTokens(ctx, tx, []string{userID}, org); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE auth_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND `+tokenInOrg), s.Now().UnixNano(), userID, org)
 		return err
 	})
 	if err != nil {
@@ -230,22 +274,63 @@ func (s *Service) RemoveMember(ctx context.Context, req *apiv1.RemoveMemberReque
 	return &emptypb.Empty{}, nil
 }
 
-// activeTokens lists the ids of userID's tokens that are not revoked.
-func (s *Service) activeTokens(ctx context.Context, tx *sql.Tx, userID string) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, s.db.Q(`SELECT id FROM auth_tokens WHERE user_id = ? AND revoked_at IS NULL`), userID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
+// tokenInOrg is the condition that a token of auth_tokens acts in the organisation given
+// as its parameter (a token without one acts in its user's own, as VerifyToken has it).
+const tokenInOrg = `COALESCE(org_id, (SELECT u.org_id FROM auth_users u WHERE u.id = auth_tokens.user_id)) = ?`
+
+// activeTokens lists the ids of the users' tokens acting in org that are not revoked:
+// the ones whose principal a change of role in org changes.
+func (s *Service) activeTokens(ctx context.Context, tx *sql.Tx, userIDs []string, org string) ([]string, error) {
 	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+	for _, userID := range userIDs {
+		rows, err := tx.QueryContext(ctx, s.db.Q(`SELECT id FROM auth_tokens WHERE user_id = ? AND revoked_at IS NULL AND `+tokenInOrg), userID, org)
+		if err != nil {
 			return nil, err
 		}
-		ids = append(ids, id)
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 	}
-	return ids, rows.Err()
+	return ids, nil
+}
+
+// querier is a database or a transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// effectiveRole is userID's role in org: the highest of its membership's role and its
+// teams' roles there; "" when it is no member (a team counts only for members).
+func effectiveRole(ctx context.Context, db *sqldb.DB, q querier, userID, org string) (auth.Role, error) {
+	rows, err := q.QueryContext(ctx, db.Q(`SELECT m.role, COALESCE(t.role, '') FROM auth_memberships m
+		LEFT JOIN auth_team_members tm ON tm.user_id = m.user_id
+		LEFT JOIN auth_teams t ON t.id = tm.team_id AND t.org_id = m.org_id
+		WHERE m.user_id = ? AND m.org_id = ?`), userID, org)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var roles []auth.Role
+	for rows.Next() {
+		var own, team string
+		if err := rows.Scan(&own, &team); err != nil {
+			return "", err
+		}
+		roles = append(roles, auth.Role(own), auth.Role(team))
+	}
+	if err := rows.Err(); err != nil {
+		return "", err
+	}
+	return auth.Highest(roles...), nil
 }
 
 // forget drops the tokens from this process's verification cache (OnRevoke), so that a

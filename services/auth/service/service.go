@@ -31,6 +31,8 @@ type Service struct {
 	apiv1.UnimplementedTokenServiceServer
 	apiv1.UnimplementedRunnerTokenServiceServer
 	apiv1.UnimplementedMemberServiceServer
+	apiv1.UnimplementedTeamServiceServer
+	apiv1.UnimplementedOrganizationServiceServer
 	db *sqldb.DB
 	// Now is the service's clock (tests replace it); expiry is judged by it.
 	Now func() time.Time
@@ -57,6 +59,8 @@ func (s *Service) Register(g *grpc.Server) {
 	apiv1.RegisterTokenServiceServer(g, s)
 	apiv1.RegisterRunnerTokenServiceServer(g, s)
 	apiv1.RegisterMemberServiceServer(g, s)
+	apiv1.RegisterTeamServiceServer(g, s)
+	apiv1.RegisterOrganizationServiceServer(g, s)
 }
 
 // TokenPrefix starts every API token, so that secret scanners can recognise them.
@@ -120,7 +124,7 @@ func (s *Service) Bootstrap(ctx context.Context, tokenFile string) (token string
 			return err
 		}
 		h := hash(token)
-		if _, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_tokens (hash, id, user_id, name, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING`), h, id.New(), userID, bootstrapName, now); err != nil {
+		if _, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_tokens (hash, id, user_id, org_id, name, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING`), h, id.New(), userID, orgID, bootstrapName, now); err != nil {
 			return err
 		}
 		var revoked sql.NullInt64
@@ -144,10 +148,11 @@ func (s *Service) Bootstrap(ctx context.Context, tokenFile string) (token string
 // at most one write per token and minute, not one per call.
 const lastUsedGranularity = time.Minute
 
-// VerifyToken resolves a token to its user, with the user's role in its organisation
-// (or a runner token to its runner). A revoked or expired token is refused
-// (Unauthenticated), judged on every call; the principal carries the token's id and
-// expiry so that a cache in front of it (libs/platform/auth) honours both.
+// VerifyToken resolves a token to its user, the organisation the token is bound to and
+// the user's effective role there (its own membership's or its teams', the highest), or
+// a runner token to its runner. A revoked or expired token is refused (Unauthenticated),
+// judged on every call; the principal carries the token's id and expiry so that a cache
+// in front of it (libs/platform/auth) honours both.
 func (s *Service) VerifyToken(ctx context.Context, req *authv1.VerifyTokenRequest) (*authv1.Principal, error) {
 	if isRunnerToken(req.GetToken()) {
 		return s.verifyRunner(ctx, req.GetToken())
@@ -158,12 +163,11 @@ func (s *Service) VerifyToken(ctx context.Context, req *authv1.VerifyTokenReques
 	p := &authv1.Principal{}
 	var expires, revoked, lastUsed sql.NullInt64
 	h := hash(req.GetToken())
-	var role sql.NullString
-	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT u.id, u.org_id, u.login, u.admin, t.id, t.expires_at, t.revoked_at, t.last_used_at, m.role
-		FROM auth_tokens t JOIN auth_users u ON u.id = t.user_id LEFT JOIN auth_memberships m ON m.user_id = u.id AND m.org_id = u.org_id
+	// A token without an organisation (none is made so) acts in its user's own.
+	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT u.id, COALESCE(t.org_id, u.org_id), u.login, u.admin, t.id, t.expires_at, t.revoked_at, t.last_used_at
+		FROM auth_tokens t JOIN auth_users u ON u.id = t.user_id
 		WHERE t.hash = ?`), h).
-		Scan(&p.UserId, &p.OrgId, &p.Login, &p.Admin, &p.TokenId, &expires, &revoked, &lastUsed, &role)
-	p.Role = role.String
+		Scan(&p.UserId, &p.OrgId, &p.Login, &p.Admin, &p.TokenId, &expires, &revoked, &lastUsed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, status.Error(codes.Unauthenticated, "invalid token")
 	}
@@ -180,6 +184,11 @@ func (s *Service) VerifyToken(ctx context.Context, req *authv1.VerifyTokenReques
 		}
 		p.ExpiresAt = timestamppb.New(time.Unix(0, expires.Int64))
 	}
+	role, err := effectiveRole(ctx, s.db, s.db, p.UserId, p.OrgId)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "verify token: %v", err)
+	}
+	p.Role = string(role)
 	s.touch(ctx, "auth_tokens", h, lastUsed, now)
 	return p, nil
 }

@@ -298,8 +298,8 @@ func TestPlainTokenNeverStored(t *testing.T) {
 	rows.Close()
 	// auth_oauth_states holds hashes of sign-in states and auth_github_accounts sealed
 	// GitHub tokens (TestGitHubTokenSealed); a new table must be added to this scan.
-	if len(tables) != 7 {
-		t.Fatalf("auth tables %v, want auth_orgs, auth_users, auth_tokens, auth_runners, auth_oauth_states, auth_github_accounts, auth_memberships", tables)
+	if len(tables) != 9 {
+		t.Fatalf("auth tables %v, want auth_orgs, auth_users, auth_tokens, auth_runners, auth_oauth_states, auth_github_accounts, auth_memberships, auth_teams, auth_team_members", tables)
 	}
 	cells := 0
 	for _, table := range tables {

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"strings"
 	"time"
 	"unicode"
@@ -86,6 +87,11 @@ func (s *Service) CreateToken(ctx context.Context, req *apiv1.CreateTokenRequest
 	token := TokenPrefix + id.Secret(24)
 	t := &apiv1.Token{Id: id.New(), Name: req.GetName(), CreatedAt: timestamppb.New(now), ExpiresAt: timestamppb.New(now.Add(life)), Token: token}
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		orgID, orgName, err := s.tokenOrg(ctx, tx, userID, req.GetOrganization())
+		if err != nil {
+			return err
+		}
+		t.Organization = orgName
 		var active int
 		if err := tx.QueryRowContext(ctx, s.db.Q(`SELECT COUNT(*) FROM auth_tokens WHERE user_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`), userID, now.UnixNano()).Scan(&active); err != nil {
 			return err
@@ -93,7 +99,7 @@ func (s *Service) CreateToken(ctx context.Context, req *apiv1.CreateTokenRequest
 		if active >= MaxActiveTokens {
 			return status.Errorf(codes.ResourceExhausted, "you hold %d active tokens, the most allowed: revoke one first", active)
 		}
-		return s.insertToken(ctx, tx, token, t.Id, userID, t.Name, now, life)
+		return s.insertToken(ctx, tx, token, t.Id, userID, orgID, t.Name, now, life)
 	})
 	if _, ok := status.FromError(err); ok && err != nil {
 		return nil, err
@@ -104,10 +110,31 @@ func (s *Service) CreateToken(ctx context.Context, req *apiv1.CreateTokenRequest
 	return t, nil
 }
 
-// insertToken stores the hash of a new API token of userID, expiring after life.
-func (s *Service) insertToken(ctx context.Context, tx *sql.Tx, token, tokenID, userID, name string, now time.Time, life time.Duration) error {
-	_, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_tokens (hash, id, user_id, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`),
-		hash(token), tokenID, userID, name, now.UnixNano(), now.Add(life).UnixNano())
+// tokenOrg resolves the organisation a new token of userID is bound to: the one named
+// (empty: the user's own), where the user must be a member; any other is NotFound, the
+// same answer as an unknown name.
+func (s *Service) tokenOrg(ctx context.Context, tx *sql.Tx, userID, name string) (orgID, orgName string, err error) {
+	if name == "" {
+		err = tx.QueryRowContext(ctx, s.db.Q(`SELECT o.id, o.name FROM auth_users u JOIN auth_orgs o ON o.id = u.org_id JOIN auth_memberships m ON m.user_id = u.id AND m.org_id = u.org_id WHERE u.id = ?`), userID).
+			Scan(&orgID, &orgName)
+		if errors.Is(err, sql.ErrNoRows) {
+			err = status.Error(codes.NotFound, "you are no member of your own organisation: name one of yours in organization (GET /api/v1/organizations)")
+		}
+		return
+	}
+	err = tx.QueryRowContext(ctx, s.db.Q(`SELECT o.id, o.name FROM auth_orgs o JOIN auth_memberships m ON m.org_id = o.id WHERE o.name = ? AND m.user_id = ?`), name, userID).
+		Scan(&orgID, &orgName)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = status.Errorf(codes.NotFound, "no organisation %q among yours", name)
+	}
+	return
+}
+
+// insertToken stores the hash of a new API token of userID acting in orgID, expiring
+// after life.
+func (s *Service) insertToken(ctx context.Context, tx *sql.Tx, token, tokenID, userID, orgID, name string, now time.Time, life time.Duration) error {
+	_, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO auth_tokens (hash, id, user_id, org_id, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+		hash(token), tokenID, userID, orgID, name, now.UnixNano(), now.Add(life).UnixNano())
 	return err
 }
 
@@ -117,7 +144,9 @@ func (s *Service) ListTokens(ctx context.Context, _ *apiv1.ListTokensRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT id, name, created_at, expires_at, last_used_at FROM auth_tokens WHERE user_id = ? AND revoked_at IS NULL ORDER BY created_at DESC, id`), userID)
+	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT t.id, t.name, t.created_at, t.expires_at, t.last_used_at, COALESCE(o.name, '')
+		FROM auth_tokens t JOIN auth_users u ON u.id = t.user_id LEFT JOIN auth_orgs o ON o.id = COALESCE(t.org_id, u.org_id)
+		WHERE t.user_id = ? AND t.revoked_at IS NULL ORDER BY t.created_at DESC, t.id`), userID)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "list tokens: %v", err)
 	}
@@ -127,7 +156,7 @@ func (s *Service) ListTokens(ctx context.Context, _ *apiv1.ListTokensRequest) (*
 		var t apiv1.Token
 		var created int64
 		var expires, used sql.NullInt64
-		if err := rows.Scan(&t.Id, &t.Name, &created, &expires, &used); err != nil {
+		if err := rows.Scan(&t.Id, &t.Name, &created, &expires, &used, &t.Organization); err != nil {
 			return nil, status.Errorf(codes.Internal, "list tokens: %v", err)
 		}
 		t.CreatedAt = timestamppb.New(time.Unix(0, created))

@@ -171,6 +171,9 @@ func TestTokens(t *testing.T) {
 			if _, err := db.ExecContext(ctx, db.Q(`INSERT INTO auth_users (id, org_id, login, admin, created_at) VALUES ('u-bob', ?, 'bob', ?, 0)`), orgID, false); err != nil {
 				t.Fatal(err)
 			}
+			if _, err := db.ExecContext(ctx, db.Q(`INSERT INTO auth_memberships (user_id, org_id, role, created_at) VALUES ('u-bob', ?, 'viewer', 0)`), orgID); err != nil {
+				t.Fatal(err)
+			}
 			// bob has no token yet: give him one through a principal, as an admin tool would.
 			bctx := auth.WithPrincipal(ctx, &authv1.Principal{UserId: "u-bob", OrgId: orgID, Login: "bob"})
 			bt, err := svc.CreateToken(bctx, &apiv1.CreateTokenRequest{Name: "bob"})

@@ -131,6 +131,12 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 		if err := apiv1.RegisterMemberServiceHandlerClient(ctx, gw, apiv1.NewMemberServiceClient(cfg.Auth)); err != nil {
 			return err
 		}
+		if err := apiv1.RegisterTeamServiceHandlerClient(ctx, gw, apiv1.NewTeamServiceClient(cfg.Auth)); err != nil {
+			return err
+		}
+		if err := apiv1.RegisterOrganizationServiceHandlerClient(ctx, gw, apiv1.NewOrganizationServiceClient(cfg.Auth)); err != nil {
+			return err
+		}
 	}
 	mux.Handle("/api/", g.api(gw))
 	mux.HandleFunc("POST /api/v1/webhooks/{provider}/{project}", g.webhook)

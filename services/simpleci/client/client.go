@@ -1,5 +1,5 @@
 // Package client is the API client half of the simpleci command: runs, trigger,
-// projects, tokens and runners, talking to a SimpleCI server's REST API (--server, --token or
+// projects, tokens, runners, members, orgs and teams, talking to a SimpleCI server's REST API (--server, --token or
 // SIMPLECI_SERVER, SIMPLECI_TOKEN).
 package client
 
@@ -21,7 +21,7 @@ import (
 )
 
 // Commands lists the top-level commands this package handles.
-var Commands = []string{"runs", "trigger", "projects", "tokens", "runners", "members"}
+var Commands = []string{"runs", "trigger", "projects", "tokens", "runners", "members", "orgs", "teams"}
 
 // IO is where a command reads and writes.
 type IO struct {
@@ -51,7 +51,8 @@ func Main(ctx context.Context, args []string, io IO) int {
 	status := fs.String("status", "", "runs list: only runs with this status")
 	branch := fs.String("branch", "", "runs list: only runs of this branch")
 	expires := fs.String("expires", "", "tokens create: lifetime such as 720h (default 2160h = 90 days, at most 8760h)")
-	role := fs.String("role", "", "members add, members set: viewer, developer, maintainer or owner")
+	role := fs.String("role", "", "members add|set, teams create|set: viewer, developer, maintainer or owner")
+	org := fs.String("org", "", "tokens create: the organisation the token acts in (default: your own)")
 	events := fs.String("events", "", "projects update: the events, comma-separated (push,pull_request,tag,manual,schedule)")
 	tier := fs.String("tier", "", "projects update: the runner tier")
 	network := fs.String("network", "", "projects update: default, on or off")
@@ -78,8 +79,13 @@ func Main(ctx context.Context, args []string, io IO) int {
   simpleci members list
   simpleci members add LOGIN --role ROLE   (owners: a new user and its first token, shown once)
   simpleci members set LOGIN --role ROLE   (owners; roles: viewer, developer, maintainer, owner)
-  simpleci members remove LOGIN            (owners: its tokens are revoked)
-  simpleci tokens create NAME [--expires 720h]
+  simpleci members remove LOGIN            (owners: its tokens of this organisation are revoked)
+  simpleci orgs list                       (your organisations, your role in each; * the token's)
+  simpleci orgs create NAME                (you own it: make a token with tokens create --org NAME)
+  simpleci teams list | show TEAM
+  simpleci teams create TEAM --role ROLE | set TEAM --role ROLE | delete TEAM   (owners)
+  simpleci teams add TEAM LOGIN | remove TEAM LOGIN                            (owners)
+  simpleci tokens create NAME [--expires 720h] [--org NAME]
   simpleci tokens list
   simpleci tokens revoke ID
   simpleci runners register NAME     (admins: a runner's own token, shown once)
@@ -125,10 +131,14 @@ func Main(ctx context.Context, args []string, io IO) int {
 		}
 	case args[0] == "members":
 		err = a.members(ctx, rest, *role)
+	case args[0] == "orgs":
+		err = a.orgs(ctx, rest)
+	case args[0] == "teams":
+		err = a.teams(ctx, rest, *role)
 	case args[0] == "tokens" && len(rest) == 2 && rest[0] == "create":
 		var t apiToken
-		if err = a.do(ctx, "POST", "/api/v1/tokens", map[string]string{"name": rest[1], "expiresIn": *expires}, &t); err == nil {
-			fmt.Fprintf(io.Out, "token %s (%s) expires %s; it is shown only now:\n%s\n", t.ID, t.Name, t.Expires, t.Token)
+		if err = a.do(ctx, "POST", "/api/v1/tokens", map[string]string{"name": rest[1], "expiresIn": *expires, "organization": *org}, &t); err == nil {
+			fmt.Fprintf(io.Out, "token %s (%s) acts in %s, expires %s; it is shown only now:\n%s\n", t.ID, t.Name, t.Org, t.Expires, t.Token)
 		}
 	case args[0] == "tokens" && len(rest) == 1 && rest[0] == "list":
 		err = a.listTokens(ctx)
@@ -425,6 +435,7 @@ type apiToken struct {
 	Expires  string `json:"expiresAt"`
 	LastUsed string `json:"lastUsedAt"`
 	Token    string `json:"token"`
+	Org      string `json:"organization"`
 }
 
 func (a *api) listTokens(ctx context.Context) error {
@@ -435,9 +446,9 @@ func (a *api) listTokens(ctx context.Context) error {
 		return err
 	}
 	w := tabwriter.NewWriter(a.io.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tNAME\tCREATED\tEXPIRES\tLAST USED")
+	fmt.Fprintln(w, "ID\tNAME\tORGANISATION\tCREATED\tEXPIRES\tLAST USED")
 	for _, t := range out.Tokens {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Created, def(t.Expires, "never"), def(t.LastUsed, "-"))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Org, t.Created, def(t.Expires, "never"), def(t.LastUsed, "-"))
 	}
 	return w.Flush()
 }

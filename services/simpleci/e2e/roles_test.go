@@ -1,20 +1,17 @@
 package e2e_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/simpleci/simpleci/libs/platform/auth"
-	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	"github.com/simpleci/simpleci/proto/simpleci/api/openapi"
 )
 
@@ -38,7 +35,8 @@ type matrixRow struct {
 
 // TestAuthorizationMatrix: every operation of the REST API (the operations of the API
 // document, made from the protos' HTTP rules, and the log stream) × owner, maintainer,
-// developer, viewer, an owner of another organisation, a revoked token and no token gets
+// developer, viewer, an owner of another organisation (and no member of this one), a
+// revoked token and no token gets
 // exactly the allowed answer: 200, 403 for a role that lacks the permission, 404 for
 // another organisation's resource (never 403: ids do not leak), 401 without a valid
 // token. The users are made through the members API; an operation without a row fails.
@@ -71,20 +69,16 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"revoked", "", ""},
 		{"no-token", "", ""},
 	}
-	// The outsider owns another organisation: dev has one, so the user is moved to a new
-	// one in the auth service's database, as the service would store it.
-	db, err := sqldb.Open(context.Background(), filepath.Join(data, "auth.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{`INSERT INTO auth_orgs (id, name, created_at) VALUES ('01otherorg', 'other', 0)`,
-		`UPDATE auth_memberships SET org_id = '01otherorg' WHERE user_id = (SELECT id FROM auth_users WHERE login = 'm-outsider')`,
-		`UPDATE auth_users SET org_id = '01otherorg' WHERE login = 'm-outsider'`} {
-		if _, err := db.ExecContext(context.Background(), q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	db.Close()
+	// The outsider owns another organisation, which it creates, acting there with a token
+	// of it; then it leaves this one (its tokens here are revoked).
+	outsider := &api{t: t, base: admin.base, token: callers[4].token}
+	outsider.json("POST", "/api/v1/organizations", map[string]string{"name": "other"}, http.StatusOK, nil)
+	var otk apiToken
+	outsider.json("POST", "/api/v1/tokens", map[string]string{"name": "other", "organization": "other"}, http.StatusOK, &otk)
+	admin.json("DELETE", "/api/v1/members/m-outsider", nil, http.StatusOK, nil)
+	callers[4].token = otk.Token
+	// A team of this organisation, of viewers, to read and change.
+	admin.json("POST", "/api/v1/teams", map[string]string{"name": "matrix", "role": "viewer"}, http.StatusOK, nil)
 	var tok apiToken
 	admin.json("POST", "/api/v1/tokens", map[string]string{"name": "to-revoke"}, http.StatusOK, &tok)
 	admin.json("DELETE", "/api/v1/tokens/"+tok.ID, nil, http.StatusOK, nil)
@@ -141,8 +135,36 @@ func TestAuthorizationMatrix(t *testing.T) {
 			member(login, "viewer")
 			return "DELETE", "/api/v1/members/" + login, nil
 		}},
-		"TokenService_CreateToken": {perm: auth.Authenticated, call: func(matrixCaller, int) (string, string, any) {
-			return "POST", "/api/v1/tokens", map[string]string{"name": "matrix", "expiresIn": "1h"}
+		"OrganizationService_ListOrganizations": {perm: auth.Authenticated, call: getOp("/api/v1/organizations")},
+		"OrganizationService_CreateOrganization": {perm: auth.Authenticated, call: func(c matrixCaller, n int) (string, string, any) {
+			return "POST", "/api/v1/organizations", map[string]string{"name": fmt.Sprintf("org-%s-%d", c.name, n)}
+		}},
+		"TeamService_ListTeams": {perm: auth.Read, call: getOp("/api/v1/teams")},
+		"TeamService_GetTeam":   {perm: auth.Read, scoped: true, call: getOp("/api/v1/teams/matrix")},
+		"TeamService_CreateTeam": {perm: auth.Administer, call: func(c matrixCaller, n int) (string, string, any) {
+			return "POST", "/api/v1/teams", map[string]string{"name": fmt.Sprintf("t-%s-%d", c.name, n), "role": "viewer"}
+		}},
+		"TeamService_UpdateTeam": {perm: auth.Administer, scoped: true, call: func(matrixCaller, int) (string, string, any) {
+			return "PATCH", "/api/v1/teams/matrix", map[string]string{"role": "viewer"}
+		}},
+		"TeamService_DeleteTeam": {perm: auth.Administer, scoped: true, call: func(c matrixCaller, n int) (string, string, any) {
+			name := fmt.Sprintf("del-%s-%d", c.name, n)
+			admin.json("POST", "/api/v1/teams", map[string]string{"name": name, "role": "viewer"}, http.StatusOK, nil)
+			return "DELETE", "/api/v1/teams/" + name, nil
+		}},
+		"TeamService_AddTeamMember": {perm: auth.Administer, scoped: true, call: func(matrixCaller, int) (string, string, any) {
+			return "PUT", "/api/v1/teams/matrix/members/m-viewer", nil
+		}},
+		"TeamService_RemoveTeamMember": {perm: auth.Administer, scoped: true, call: func(matrixCaller, int) (string, string, any) {
+			admin.json("PUT", "/api/v1/teams/matrix/members/m-developer", nil, http.StatusOK, nil)
+			return "DELETE", "/api/v1/teams/matrix/members/m-developer", nil
+		}},
+		"TokenService_CreateToken": {perm: auth.Authenticated, call: func(c matrixCaller, _ int) (string, string, any) {
+			body := map[string]string{"name": "matrix", "expiresIn": "1h"}
+			if c.name == "other-org" { // no member of its own organisation any more: it names its other one
+				body["organization"] = "other"
+			}
+			return "POST", "/api/v1/tokens", body
 		}},
 		"TokenService_ListTokens": {perm: auth.Authenticated, call: getOp("/api/v1/tokens")},
 		// Another user's token (the admin's) is 404 to everyone else.

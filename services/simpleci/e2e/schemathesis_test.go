@@ -61,6 +61,7 @@ func TestSchemathesis(t *testing.T) {
 	var r run
 	a.json("POST", "/api/v1/projects/fuzz/runs", map[string]string{"ref": "main"}, http.StatusOK, &r)
 	a.json("PUT", "/api/v1/projects/fuzz/secrets/FUZZ_SECRET", map[string]string{"value": "fuzz-secret-value"}, http.StatusOK, nil)
+	a.json("POST", "/api/v1/teams", map[string]string{"name": "fuzz-team", "role": "viewer"}, http.StatusOK, nil)
 	var tokens []string // for RevokeToken to revoke
 	for i := range 3 {
 		var tok struct {
@@ -80,11 +81,14 @@ values = [%q]
 values = ["FUZZ_SECRET"]
 [dictionaries.tokens]
 values = [%s]
+[dictionaries.teams]
+values = ["fuzz-team"]
 [parameters]
 "path.project" = { dictionary = "projects", probability = 0.5 }
 "path.run" = { dictionary = "runs", probability = 0.5 }
 "path.name" = { dictionary = "secrets", probability = 0.5 }
 "path.id" = { dictionary = "tokens", probability = 0.5 }
+"path.team" = { dictionary = "teams", probability = 0.5 }
 `, p.ID, r.ID, strings.Join(tokens, ", "))
 	if err := os.WriteFile(filepath.Join(work, "schemathesis.toml"), []byte(config), 0o600); err != nil {
 		t.Fatal(err)

@@ -210,7 +210,7 @@ func Main(args []string) int {
 		return local.Lint(args[1:], local.Std())
 	case "admin":
 		err = Admin(args[1:], os.Stdout, os.Stderr)
-	case "runs", "trigger", "projects", "tokens", "runners", "members":
+	case "runs", "trigger", "projects", "tokens", "runners", "members", "orgs", "teams":
 		ctx, cancel := signalContext()
 		defer cancel()
 		return client.Main(ctx, args, client.Std())
@@ -242,7 +242,12 @@ commands:
   projects list | update PROJECT [--events E,E] [--tier T] [--network N] | delete PROJECT
   members list | add LOGIN --role ROLE | set LOGIN --role ROLE | remove LOGIN
           owners: users of the organisation and their roles (viewer, developer, maintainer, owner)
-  tokens create NAME [--expires 720h] | list | revoke ID
+  orgs list | create NAME
+          your organisations; a token acts in one (tokens create --org NAME)
+  teams list | show TEAM | create TEAM --role ROLE | set TEAM --role ROLE | delete TEAM
+        | add TEAM LOGIN | remove TEAM LOGIN
+          owners: groups of members with a role (the highest of a member's roles counts)
+  tokens create NAME [--expires 720h] [--org NAME] | list | revoke ID
   runners register NAME | list | revoke NAME
           admins: a runner's own token (serve --service runner takes it in SIMPLECI_RUNNER_TOKEN)
           API client: --server URL --token TOKEN, or SIMPLECI_SERVER and SIMPLECI_TOKEN

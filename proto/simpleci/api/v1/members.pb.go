@@ -31,8 +31,14 @@ type Member struct {
 	// role: viewer, developer, maintainer or owner.
 	Role      string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	// token is the new user's first API token, set only in AddMember's response.
-	Token         string `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	// token is the new user's first API token, set only in AddMember's response for a
+	// user it created.
+	Token string `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	// teams are the organisation's teams the member is in, by name (ListMembers).
+	Teams []string `protobuf:"bytes,5,rep,name=teams,proto3" json:"teams,omitempty"`
+	// effective_role is the highest of role and its teams' roles: what it may do
+	// (ListMembers).
+	EffectiveRole string `protobuf:"bytes,6,opt,name=effective_role,json=effectiveRole,proto3" json:"effective_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -91,6 +97,20 @@ func (x *Member) GetCreatedAt() *timestamppb.Timestamp {
 func (x *Member) GetToken() string {
 	if x != nil {
 		return x.Token
+	}
+	return ""
+}
+
+func (x *Member) GetTeams() []string {
+	if x != nil {
+		return x.Teams
+	}
+	return nil
+}
+
+func (x *Member) GetEffectiveRole() string {
+	if x != nil {
+		return x.EffectiveRole
 	}
 	return ""
 }
@@ -332,13 +352,15 @@ var File_simpleci_api_v1_members_proto protoreflect.FileDescriptor
 
 const file_simpleci_api_v1_members_proto_rawDesc = "" +
 	"\n" +
-	"\x1dsimpleci/api/v1/members.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n" +
+	"\x1dsimpleci/api/v1/members.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x01\n" +
 	"\x06Member\x12\x14\n" +
 	"\x05login\x18\x01 \x01(\tR\x05login\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x129\n" +
 	"\n" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x14\n" +
-	"\x05token\x18\x04 \x01(\tR\x05token\"\x14\n" +
+	"\x05token\x18\x04 \x01(\tR\x05token\x12\x14\n" +
+	"\x05teams\x18\x05 \x03(\tR\x05teams\x12%\n" +
+	"\x0eeffective_role\x18\x06 \x01(\tR\reffectiveRole\"\x14\n" +
 	"\x12ListMembersRequest\"H\n" +
 	"\x13ListMembersResponse\x121\n" +
 	"\amembers\x18\x01 \x03(\v2\x17.simpleci.api.v1.MemberR\amembers\"<\n" +

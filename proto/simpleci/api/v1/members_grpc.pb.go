@@ -39,16 +39,18 @@ const (
 type MemberServiceClient interface {
 	// ListMembers lists the organisation's members by login.
 	ListMembers(ctx context.Context, in *ListMembersRequest, opts ...grpc.CallOption) (*ListMembersResponse, error)
-	// AddMember creates a user in the caller's organisation with a role, and its first
-	// API token (shown once, in the response; it expires like CreateToken's default).
-	// A login in use (in any organisation) is AlreadyExists, except a member removed from
-	// this organisation, who comes back with a new token.
+	// AddMember adds a user to the caller's organisation with a role. An existing user
+	// (a local login or github:LOGIN from sign-in) becomes a member, without a token: it
+	// makes one bound to this organisation itself (POST /api/v1/tokens). A new local login
+	// is created with its first API token (shown once, in the response; it expires like
+	// CreateToken's default), as is a user of this organisation that was removed from it.
+	// A member already is AlreadyExists.
 	AddMember(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*Member, error)
 	// UpdateMember changes a member's role. The organisation keeps at least one owner:
 	// demoting the last one is FailedPrecondition.
 	UpdateMember(ctx context.Context, in *UpdateMemberRequest, opts ...grpc.CallOption) (*Member, error)
-	// RemoveMember removes a member from the organisation and revokes its API tokens;
-	// removing the last owner is FailedPrecondition.
+	// RemoveMember removes a member from the organisation and its teams and revokes its
+	// API tokens bound to it; removing the last owner is FailedPrecondition.
 	RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
 }
 
@@ -113,16 +115,18 @@ func (c *memberServiceClient) RemoveMember(ctx context.Context, in *RemoveMember
 type MemberServiceServer interface {
 	// ListMembers lists the organisation's members by login.
 	ListMembers(context.Context, *ListMembersRequest) (*ListMembersResponse, error)
-	// AddMember creates a user in the caller's organisation with a role, and its first
-	// API token (shown once, in the response; it expires like CreateToken's default).
-	// A login in use (in any organisation) is AlreadyExists, except a member removed from
-	// this organisation, who comes back with a new token.
+	// AddMember adds a user to the caller's organisation with a role. An existing user
+	// (a local login or github:LOGIN from sign-in) becomes a member, without a token: it
+	// makes one bound to this organisation itself (POST /api/v1/tokens). A new local login
+	// is created with its first API token (shown once, in the response; it expires like
+	// CreateToken's default), as is a user of this organisation that was removed from it.
+	// A member already is AlreadyExists.
 	AddMember(context.Context, *AddMemberRequest) (*Member, error)
 	// UpdateMember changes a member's role. The organisation keeps at least one owner:
 	// demoting the last one is FailedPrecondition.
 	UpdateMember(context.Context, *UpdateMemberRequest) (*Member, error)
-	// RemoveMember removes a member from the organisation and revokes its API tokens;
-	// removing the last owner is FailedPrecondition.
+	// RemoveMember removes a member from the organisation and its teams and revokes its
+	// API tokens bound to it; removing the last owner is FailedPrecondition.
 	RemoveMember(context.Context, *RemoveMemberRequest) (*emptypb.Empty, error)
 	mustEmbedUnimplementedMemberServiceServer()
 }

@@ -35,7 +35,9 @@ type Token struct {
 	// last_used_at is when the token last authenticated a call, to within a minute.
 	LastUsedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_used_at,json=lastUsedAt,proto3" json:"last_used_at,omitempty"`
 	// token is the secret itself, shown once.
-	Token         string `protobuf:"bytes,6,opt,name=token,proto3" json:"token,omitempty"`
+	Token string `protobuf:"bytes,6,opt,name=token,proto3" json:"token,omitempty"`
+	// organization is the name of the organisation the token acts in.
+	Organization  string `protobuf:"bytes,7,opt,name=organization,proto3" json:"organization,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -112,12 +114,22 @@ func (x *Token) GetToken() string {
 	return ""
 }
 
+func (x *Token) GetOrganization() string {
+	if x != nil {
+		return x.Organization
+	}
+	return ""
+}
+
 // CreateTokenRequest is the body of POST /api/v1/tokens.
 type CreateTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// expires_in: a Go duration such as "720h"; empty means 90 days; at most one year.
-	ExpiresIn     string `protobuf:"bytes,2,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
+	ExpiresIn string `protobuf:"bytes,2,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
+	// organization names the organisation the token acts in, one the caller is a member
+	// of (another is NotFound); empty means the caller's own (home) organisation.
+	Organization  string `protobuf:"bytes,3,opt,name=organization,proto3" json:"organization,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -162,6 +174,13 @@ func (x *CreateTokenRequest) GetName() string {
 func (x *CreateTokenRequest) GetExpiresIn() string {
 	if x != nil {
 		return x.ExpiresIn
+	}
+	return ""
+}
+
+func (x *CreateTokenRequest) GetOrganization() string {
+	if x != nil {
+		return x.Organization
 	}
 	return ""
 }
@@ -541,7 +560,7 @@ var File_simpleci_api_v1_tokens_proto protoreflect.FileDescriptor
 
 const file_simpleci_api_v1_tokens_proto_rawDesc = "" +
 	"\n" +
-	"\x1csimpleci/api/v1/tokens.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x01\n" +
+	"\x1csimpleci/api/v1/tokens.proto\x12\x0fsimpleci.api.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x02\n" +
 	"\x05Token\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x129\n" +
@@ -551,11 +570,13 @@ const file_simpleci_api_v1_tokens_proto_rawDesc = "" +
 	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12<\n" +
 	"\flast_used_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"lastUsedAt\x12\x14\n" +
-	"\x05token\x18\x06 \x01(\tR\x05token\"G\n" +
+	"\x05token\x18\x06 \x01(\tR\x05token\x12\"\n" +
+	"\forganization\x18\a \x01(\tR\forganization\"k\n" +
 	"\x12CreateTokenRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
-	"expires_in\x18\x02 \x01(\tR\texpiresIn\"\x13\n" +
+	"expires_in\x18\x02 \x01(\tR\texpiresIn\x12\"\n" +
+	"\forganization\x18\x03 \x01(\tR\forganization\"\x13\n" +
 	"\x11ListTokensRequest\"D\n" +
 	"\x12ListTokensResponse\x12.\n" +
 	"\x06tokens\x18\x01 \x03(\v2\x16.simpleci.api.v1.TokenR\x06tokens\"$\n" +

@@ -34,7 +34,8 @@ const (
 type TokenServiceClient interface {
 	// CreateToken issues a token for the caller. expires_in is a Go duration ("720h"),
 	// at most 8760h (one year); empty means 2160h (90 days). name: 1 to 64 printable
-	// characters. A user holds at most 50 active tokens.
+	// characters. A user holds at most 50 active tokens. The token acts in one
+	// organisation: organization, or the caller's own when empty.
 	CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*Token, error)
 	// ListTokens lists the caller's tokens that are not revoked (expired ones included,
 	// with their expiry), newest first; never the token or its hash.
@@ -91,7 +92,8 @@ func (c *tokenServiceClient) RevokeToken(ctx context.Context, in *RevokeTokenReq
 type TokenServiceServer interface {
 	// CreateToken issues a token for the caller. expires_in is a Go duration ("720h"),
 	// at most 8760h (one year); empty means 2160h (90 days). name: 1 to 64 printable
-	// characters. A user holds at most 50 active tokens.
+	// characters. A user holds at most 50 active tokens. The token acts in one
+	// organisation: organization, or the caller's own when empty.
 	CreateToken(context.Context, *CreateTokenRequest) (*Token, error)
 	// ListTokens lists the caller's tokens that are not revoked (expired ones included,
 	// with their expiry), newest first; never the token or its hash.
