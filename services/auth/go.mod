@@ -43,6 +43,7 @@ require (
 require (
 	github.com/google/go-github/v60 v60.0.0
 	github.com/simpleci/simpleci/libs/eventstore v0.0.0
+	github.com/simpleci/simpleci/libs/forge v0.0.0
 	github.com/simpleci/simpleci/libs/platform v0.0.0
 	github.com/simpleci/simpleci/proto v0.0.0
 	github.com/simpleci/simpleci/services/project v0.0.0
@@ -51,6 +52,7 @@ require (
 
 replace (
 	github.com/simpleci/simpleci/libs/eventstore => ../../libs/eventstore
+	github.com/simpleci/simpleci/libs/forge => ../../libs/forge
 	github.com/simpleci/simpleci/libs/platform => ../../libs/platform
 	github.com/simpleci/simpleci/proto => ../../proto
 	github.com/simpleci/simpleci/services/project => ../project
