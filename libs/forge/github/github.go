@@ -126,6 +126,18 @@ func New(opts Options) (*Forge, error) {
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("github forge: %w", errors.Join(problems...))
 	}
+	client := newClient(api, opts)
+	f := &Forge{client: client, web: web, maxFileSize: opts.MaxFileSize, git: git}
+	if f.maxFileSize == 0 {
+		f.maxFileSize = DefaultMaxFileSize
+	}
+	return f, nil
+}
+
+// newClient is go-github for the API at api: every connection through netguard
+// (opts.AllowNetworks), a deadline per request, redirects only to the API's host,
+// authenticated with opts.Token when there is one.
+func newClient(api *url.URL, opts Options) *gh.Client {
 	timeout := opts.Timeout
 	if timeout == 0 {
 		timeout = DefaultTimeout
@@ -158,11 +170,7 @@ func New(opts Options) (*Forge, error) {
 	}
 	client.BaseURL = api
 	client.UploadURL = api
-	f := &Forge{client: client, web: web, maxFileSize: opts.MaxFileSize, git: git}
-	if f.maxFileSize == 0 {
-		f.maxFileSize = DefaultMaxFileSize
-	}
-	return f, nil
+	return client
 }
 
 // baseURL parses an http(s) base URL without credentials, query or fragment
