@@ -109,6 +109,9 @@ var MethodPermission = map[string]Permission{
 	apiv1.RunnerTokenService_RegisterRunner_FullMethodName: Authenticated,
 	apiv1.RunnerTokenService_ListRunners_FullMethodName:    Authenticated,
 	apiv1.RunnerTokenService_RevokeRunner_FullMethodName:   Authenticated,
+
+	// The caller's own GitHub repositories, read with the caller's GitHub token.
+	apiv1.GitHubService_ListGitHubRepositories_FullMethodName: Read,
 }
 
 // RoleOf returns p's role in its organisation (p.OrgId), or "" for none.

@@ -131,6 +131,9 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 		if err := apiv1.RegisterMemberServiceHandlerClient(ctx, gw, apiv1.NewMemberServiceClient(cfg.Auth)); err != nil {
 			return err
 		}
+		if err := apiv1.RegisterGitHubServiceHandlerClient(ctx, gw, apiv1.NewGitHubServiceClient(cfg.Auth)); err != nil {
+			return err
+		}
 	}
 	mux.Handle("/api/", g.api(gw))
 	mux.HandleFunc("POST /api/v1/webhooks/{provider}/{project}", g.webhook)
