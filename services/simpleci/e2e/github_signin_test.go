@@ -4,16 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
-	"net/http/cookiejar"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/simpleci/simpleci/libs/forge/github/githubtest"
 )
@@ -30,26 +26,6 @@ func oauthGitHub(t *testing.T) *githubtest.Server {
 	return gh
 }
 
-// signInBrowser signs in at base (the process serving /auth/github/) as a browser
-// would, following redirects with a cookie jar, and returns the token page and the
-// session token it shows.
-func signInBrowser(t *testing.T, base string) (*http.Response, []byte, string) {
-	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar, Timeout: 30 * time.Second}
-	resp, err := browser.Get(base + "/auth/github/login")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	m := regexp.MustCompile(`<code id="token">(sci_[0-9a-f]+)</code>`).FindSubmatch(page)
-	if resp.StatusCode != http.StatusOK || m == nil {
-		t.Fatalf("sign-in: %d %s", resp.StatusCode, page)
-	}
-	return resp, page, string(m[1])
-}
-
 // TestGitHubSignIn signs in to `simpleci dev` through a fake GitHub as a browser would
 // (following redirects, with a cookie jar), then uses the session token on the API; the
 // GitHub token shows up in no API answer, no log line and no file of the data directory.
@@ -63,7 +39,7 @@ func TestGitHubSignIn(t *testing.T) {
 	admin, p := startDevWith(t, nil, data, nil, "--github-client-id", fakeClientID, "--github-client-secret-file", secretFile,
 		"--github-url", gh.WebURL(), "--github-api-url", gh.APIURL())
 
-	resp, page, session := signInBrowser(t, admin.base)
+	resp, page, session := signInBehind(t, admin.base, "")
 	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
 		t.Fatalf("the token page is cacheable: Cache-Control %q", cc)
 	}
