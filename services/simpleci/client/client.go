@@ -79,6 +79,7 @@ func Main(ctx context.Context, args []string, io IO) int {
   simpleci members add LOGIN --role ROLE   (owners: a new user and its first token, shown once)
   simpleci members set LOGIN --role ROLE   (owners; roles: viewer, developer, maintainer, owner)
   simpleci members remove LOGIN            (owners: its tokens are revoked)
+  simpleci repos list                  (the GitHub repositories you administer; needs sign-in with GitHub)
   simpleci tokens create NAME [--expires 720h]
   simpleci tokens list
   simpleci tokens revoke ID
@@ -125,6 +126,8 @@ func Main(ctx context.Context, args []string, io IO) int {
 		}
 	case args[0] == "members":
 		err = a.members(ctx, rest, *role)
+	case args[0] == "repos" && len(rest) == 1 && rest[0] == "list":
+		err = a.listRepos(ctx)
 	case args[0] == "tokens" && len(rest) == 2 && rest[0] == "create":
 		var t apiToken
 		if err = a.do(ctx, "POST", "/api/v1/tokens", map[string]string{"name": rest[1], "expiresIn": *expires}, &t); err == nil {

@@ -125,6 +125,11 @@ func TestGitHubServices(t *testing.T) {
 	if !slices.Equal(names, []string{"octo/app", "octo/lib"}) || pages != 3 {
 		t.Fatalf("%d pages listing %v, want 3 pages listing octo/app and octo/lib", pages, names)
 	}
+	// The CLI lists every page.
+	if out, err := runCLI(user.base, session, "repos", "list"); err != nil || !strings.Contains(out, "octo/app  ") ||
+		!strings.Contains(out, "octo/lib  ") || strings.Contains(out, "octo/readonly") {
+		t.Errorf("simpleci repos list: %v\n%s", err, out)
+	}
 	if code, b := user.do("GET", "/api/v1/github/repositories?page_token=%21%21", nil, nil); code != http.StatusBadRequest {
 		t.Errorf("a bad page token: %d %s", code, b)
 	}

@@ -210,7 +210,7 @@ func Main(args []string) int {
 		return local.Lint(args[1:], local.Std())
 	case "admin":
 		err = Admin(args[1:], os.Stdout, os.Stderr)
-	case "runs", "trigger", "projects", "tokens", "runners", "members":
+	case "runs", "trigger", "projects", "tokens", "runners", "members", "repos":
 		ctx, cancel := signalContext()
 		defer cancel()
 		return client.Main(ctx, args, client.Std())
@@ -242,6 +242,8 @@ commands:
   projects list | update PROJECT [--events E,E] [--tier T] [--network N] | delete PROJECT
   members list | add LOGIN --role ROLE | set LOGIN --role ROLE | remove LOGIN
           owners: users of the organisation and their roles (viewer, developer, maintainer, owner)
+  repos list
+          the GitHub repositories you administer (after signing in with GitHub)
   tokens create NAME [--expires 720h] | list | revoke ID
   runners register NAME | list | revoke NAME
           admins: a runner's own token (serve --service runner takes it in SIMPLECI_RUNNER_TOKEN)
