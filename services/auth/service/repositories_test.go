@@ -98,6 +98,13 @@ func TestListGitHubRepositories(t *testing.T) {
 		}
 	}
 
+	// The user revoked the app on GitHub: their token is refused (401), sign in again.
+	r.gh.RevokeAccessTokens()
+	if _, err := repos.ListGitHubRepositories(ctx, &apiv1.ListGitHubRepositoriesRequest{}); status.Code(err) != codes.FailedPrecondition ||
+		!strings.Contains(err.Error(), "sign in again") || forgeReason(status.Convert(err)) {
+		t.Errorf("a revoked GitHub token: %v", err)
+	}
+
 	// A user who never signed in with GitHub.
 	local := auth.WithPrincipal(testCtx(t), &authv1.Principal{UserId: "u-local", OrgId: p.GetOrgId(), Login: "local", Role: "owner"})
 	if _, err := repos.ListGitHubRepositories(local, &apiv1.ListGitHubRepositoriesRequest{}); status.Code(err) != codes.FailedPrecondition ||

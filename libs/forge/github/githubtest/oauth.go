@@ -51,6 +51,14 @@ func (s *Server) IssuedTokens() []string {
 	return append([]string(nil), s.issued...)
 }
 
+// RevokeAccessTokens makes every access token the OAuth flow issued so far unusable
+// (the user revoked the app): the API answers them 401.
+func (s *Server) RevokeAccessTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.userTokens = map[string]time.Time{}
+}
+
 // RevokeRefreshTokens makes every refresh token issued so far unusable.
 func (s *Server) RevokeRefreshTokens() {
 	s.mu.Lock()
