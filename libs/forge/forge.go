@@ -238,3 +238,19 @@ type CheckReporter interface {
 	// UpdateCheck replaces what check id shows.
 	UpdateCheck(ctx context.Context, repo string, id int64, c Check) error
 }
+
+// HookStatus is a registered hook as the provider reports it: whether it is active
+// and its last delivery (GitHub's last_response: code 0 and status "unused" before
+// the first).
+type HookStatus struct {
+	Active      bool
+	LastCode    int
+	LastStatus  string
+	LastMessage string
+}
+
+// HookInspector is the optional capability of a HookManager that reads a hook back
+// (GitHub: GET /repos/{o}/{r}/hooks/{id}), to show whether it is live.
+type HookInspector interface {
+	HookStatus(ctx context.Context, repo string, id int64) (HookStatus, error)
+}

@@ -8,6 +8,7 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dustin/go-humanize v1.1.0 // indirect
+	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/google/go-querystring v1.1.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.33.0 // indirect
@@ -33,7 +34,6 @@ require (
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20261110000943-09e21b237f2c // indirect
-	google.golang.org/genproto/googleapis/rpc v0.0.0-20261110000943-09e21b237f2c // indirect
 	modernc.org/libc v1.80.2 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
@@ -43,14 +43,17 @@ require (
 require (
 	github.com/google/go-github/v60 v60.0.0
 	github.com/simpleci/simpleci/libs/eventstore v0.0.0
+	github.com/simpleci/simpleci/libs/forge v0.0.0
 	github.com/simpleci/simpleci/libs/platform v0.0.0
 	github.com/simpleci/simpleci/proto v0.0.0
 	github.com/simpleci/simpleci/services/project v0.0.0
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20261110000943-09e21b237f2c
 	google.golang.org/protobuf v1.36.12
 )
 
 replace (
 	github.com/simpleci/simpleci/libs/eventstore => ../../libs/eventstore
+	github.com/simpleci/simpleci/libs/forge => ../../libs/forge
 	github.com/simpleci/simpleci/libs/platform => ../../libs/platform
 	github.com/simpleci/simpleci/proto => ../../proto
 	github.com/simpleci/simpleci/services/project => ../project

@@ -184,6 +184,9 @@ func (f *Forge) apiError(what string, resp *gh.Response, err error) error {
 	return apiError(what, resp, err)
 }
 
+// ErrTokenRefused is GitHub answering 401: the token is wrong, revoked or expired.
+var ErrTokenRefused = errors.New("GitHub refused the token")
+
 func apiError(what string, resp *gh.Response, err error) error {
 	if errors.Is(err, forge.ErrNotFound) { // the app is not installed on the repository
 		return fmt.Errorf("%s: %w", what, err)
@@ -198,7 +201,7 @@ func apiError(what string, resp *gh.Response, err error) error {
 		case http.StatusNotFound:
 			return fmt.Errorf("%w: %s: GitHub answered 404 (no such repository, commit or file, or the token may not read it)", forge.ErrNotFound, what)
 		case http.StatusUnauthorized:
-			return fmt.Errorf("%s: GitHub refused the token (401): %s", what, forge.Bound(msg))
+			return fmt.Errorf("%s: %w (401): %s", what, ErrTokenRefused, forge.Bound(msg))
 		default:
 			return fmt.Errorf("%s: GitHub answered %d: %s", what, code, forge.Bound(msg))
 		}

@@ -125,6 +125,22 @@ func New(opts Options) (*Forge, error) {
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("github forge: %w", errors.Join(problems...))
 	}
+	client, app, err := newClient(api, opts)
+	if err != nil {
+		return nil, fmt.Errorf("github forge: %w", err)
+	}
+	f := &Forge{client: client, web: web, maxFileSize: opts.MaxFileSize, git: git, gitOpts: gitOpts, app: app}
+	if f.maxFileSize == 0 {
+		f.maxFileSize = DefaultMaxFileSize
+	}
+	return f, nil
+}
+
+// newClient is go-github for the API at api: every connection through netguard
+// (opts.AllowNetworks), a deadline per request, redirects only to the API's host,
+// authenticated with opts.Token when there is one, or as the GitHub App of
+// opts.AppID and opts.AppKey (app.go), which it returns too.
+func newClient(api *url.URL, opts Options) (*gh.Client, *appAuth, error) {
 	timeout := opts.Timeout
 	if timeout == 0 {
 		timeout = DefaultTimeout
@@ -153,8 +169,9 @@ func New(opts Options) (*Forge, error) {
 	}
 	var app *appAuth
 	if opts.AppID != 0 || len(opts.AppKey) > 0 {
+		var err error
 		if app, err = newAppAuth(opts.AppID, opts.AppKey, transport, api, timeout); err != nil {
-			return nil, fmt.Errorf("github forge: %w", err)
+			return nil, nil, err
 		}
 		httpClient.Transport = installationTransport{a: app, api: api, base: transport}
 	}
@@ -164,11 +181,7 @@ func New(opts Options) (*Forge, error) {
 	}
 	client.BaseURL = api
 	client.UploadURL = api
-	f := &Forge{client: client, web: web, maxFileSize: opts.MaxFileSize, git: git, gitOpts: gitOpts, app: app}
-	if f.maxFileSize == 0 {
-		f.maxFileSize = DefaultMaxFileSize
-	}
-	return f, nil
+	return client, app, nil
 }
 
 // gitWithToken is git for fetching from GitHub with token ("": anonymous). git

@@ -118,3 +118,31 @@ func (f *Forge) DeleteHook(ctx context.Context, repo string, id int64) error {
 	}
 	return nil
 }
+
+var _ forge.HookInspector = (*Forge)(nil)
+
+// HookStatus reads hook id back (GET /repos/{owner}/{name}/hooks/{id}) for its
+// "last_response": {code, status, message}, each null until the first delivery
+// (https://docs.github.com/en/rest/repos/webhooks#get-a-repository-webhook).
+func (f *Forge) HookStatus(ctx context.Context, repo string, id int64) (forge.HookStatus, error) {
+	owner, name, err := SplitRepository(repo)
+	if err != nil {
+		return forge.HookStatus{}, err
+	}
+	h, resp, err := f.client.Repositories.GetHook(ctx, owner, name, id)
+	if err != nil {
+		return forge.HookStatus{}, f.apiError(fmt.Sprintf("read webhook %d of %s", id, repo), resp, err)
+	}
+	st := forge.HookStatus{Active: h.GetActive()}
+	// go-github keeps last_response as a map of JSON values: numbers are float64.
+	if c, ok := h.LastResponse["code"].(float64); ok && c >= 0 && c < 1000 {
+		st.LastCode = int(c)
+	}
+	if s, ok := h.LastResponse["status"].(string); ok {
+		st.LastStatus = forge.Bound(s)
+	}
+	if m, ok := h.LastResponse["message"].(string); ok {
+		st.LastMessage = forge.Bound(m)
+	}
+	return st, nil
+}

@@ -81,6 +81,10 @@ var ACL = map[string]Callers{
 	apiv1.TeamService_RemoveTeamMember_FullMethodName:           Users,
 	apiv1.OrganizationService_ListOrganizations_FullMethodName:  Users,
 	apiv1.OrganizationService_CreateOrganization_FullMethodName: Users,
+
+	// The caller's GitHub repositories (the auth service holds the caller's GitHub token).
+	apiv1.GitHubService_ListGitHubRepositories_FullMethodName: Users,
+
 	// Runner tokens: users (the service refuses all but admins).
 	apiv1.RunnerTokenService_RegisterRunner_FullMethodName: Users,
 	apiv1.RunnerTokenService_ListRunners_FullMethodName:    Users,

@@ -120,6 +120,9 @@ var MethodPermission = map[string]Permission{
 	apiv1.RunnerTokenService_RegisterRunner_FullMethodName: Authenticated,
 	apiv1.RunnerTokenService_ListRunners_FullMethodName:    Authenticated,
 	apiv1.RunnerTokenService_RevokeRunner_FullMethodName:   Authenticated,
+
+	// The caller's own GitHub repositories, read with the caller's GitHub token.
+	apiv1.GitHubService_ListGitHubRepositories_FullMethodName: Read,
 }
 
 // Highest returns the most of roles (unknown ones and "" count for nothing), or "".

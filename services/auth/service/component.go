@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/simpleci/simpleci/libs/forge/github"
+	"github.com/simpleci/simpleci/libs/forge/netguard"
 	"github.com/simpleci/simpleci/libs/platform/node"
 	"github.com/simpleci/simpleci/libs/platform/node/nodesql"
 	"github.com/simpleci/simpleci/services/project/seal"
@@ -27,6 +29,9 @@ type Component struct {
 	GitHub GitHubFlags
 	// SignIn serves sign-in with GitHub when it is configured (set by Init).
 	SignIn *SignIn
+	// Repositories lists users' GitHub repositories with their own tokens (set by Init;
+	// FailedPrecondition for everyone without sign-in with GitHub).
+	Repositories *Repositories
 }
 
 // GitHubFlags are the flags of sign-in with GitHub (docs/operations.md). --github-url
@@ -132,6 +137,8 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 	c.Service.OnRevoke = env.ForgetToken
 	env.Authenticate(Local{S: c.Service})
 	c.Service.Register(env.GRPC)
+	c.Repositories = &Repositories{}
+	c.Repositories.Register(env.GRPC)
 	if c.GitHub.Enabled() {
 		cfg, err := c.GitHub.config(env.Config.DataDir)
 		if err != nil {
@@ -142,6 +149,16 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 			return err
 		}
 		c.SignIn.Register(env.Mux)
+		// Users' GitHub calls follow the forge's network rules (--allow-repo-network).
+		networks, err := netguard.ParseNetworks(env.Config.AllowRepoNetworks)
+		if err != nil {
+			return fmt.Errorf("--allow-repo-network: %w", err)
+		}
+		client, err := github.NewUserClient(github.Options{APIURL: c.GitHub.APIURL, AllowNetworks: networks})
+		if err != nil {
+			return fmt.Errorf("--github-api-url: %w", err)
+		}
+		c.Repositories.SetSignIn(c.SignIn, client)
 	}
 	return nil
 }

@@ -468,6 +468,10 @@ func (s *Service) freeLogin(ctx context.Context, tx *sql.Tx, login, userID strin
 	return err
 }
 
+// ErrSignInAgain is GitHubToken's error when only a new sign-in with GitHub gives the
+// user a token: none stored, or expired with no usable refresh token.
+var ErrSignInAgain = errors.New("sign in with GitHub (again)")
+
 // GitHubToken returns the GitHub access token of userID, refreshed first (refresh_token
 // grant, the new tokens stored sealed) when it expires within a minute. It is for the
 // service's own calls to GitHub; no API returns it.
@@ -485,10 +489,10 @@ func (g *SignIn) GitHubToken(ctx context.Context, userID string) (string, error)
 	}
 	now := g.s.Now()
 	if !st.refresh.Valid {
-		return "", fmt.Errorf("the GitHub token of user %s expired and there is no refresh token: sign in again", userID)
+		return "", fmt.Errorf("%w: the GitHub token of user %s expired and there is no refresh token", ErrSignInAgain, userID)
 	}
 	if st.refreshExp.Valid && !now.Before(time.Unix(0, st.refreshExp.Int64)) {
-		return "", fmt.Errorf("the GitHub refresh token of user %s expired: sign in again", userID)
+		return "", fmt.Errorf("%w: the GitHub refresh token of user %s expired", ErrSignInAgain, userID)
 	}
 	refresh, err := g.open(gid, st.keyID, st.refresh.String, "refresh")
 	if err != nil {
@@ -525,7 +529,7 @@ func (g *SignIn) current(ctx context.Context, userID string) (string, int64, *se
 	err := g.s.db.QueryRowContext(ctx, g.s.db.Q(`SELECT github_id, key_id, access_sealed, access_expires_at, refresh_sealed, refresh_expires_at FROM auth_github_accounts WHERE user_id = ?`), userID).
 		Scan(&gid, &st.keyID, &st.access, &st.accessExp, &st.refresh, &st.refreshExp)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", 0, nil, fmt.Errorf("user %s has not signed in with GitHub", userID)
+		return "", 0, nil, fmt.Errorf("%w: user %s has not signed in with GitHub", ErrSignInAgain, userID)
 	}
 	if err != nil {
 		return "", 0, nil, err

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/simpleci/simpleci/libs/forge/github/githubtest"
 	"github.com/simpleci/simpleci/libs/platform/node"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
@@ -30,10 +31,22 @@ type signInRig struct {
 	db  *sqldb.DB
 	cfg GitHubConfig
 	g   *SignIn
-	gh  *fakeGitHub
+	gh  *githubtest.Server
 	srv *httptest.Server
 	mu  sync.Mutex
 	now time.Time
+}
+
+// The OAuth App the fake GitHub knows, and who signs in.
+const (
+	fakeClientID     = "Iv1.fakeclient"
+	fakeClientSecret = "fake-client-secret"
+)
+
+func newFakeGitHub(t *testing.T) *githubtest.Server {
+	gh := githubtest.New(t, "ghp_operator_token_unused_here")
+	gh.EnableOAuth(fakeClientID, fakeClientSecret, githubtest.User{ID: 4242, Login: "octocat"})
+	return gh
 }
 
 func newSignInRig(t *testing.T, db *sqldb.DB) *signInRig {
@@ -50,8 +63,8 @@ func newSignInRig(t *testing.T, db *sqldb.DB) *signInRig {
 	mux := http.NewServeMux()
 	r.srv = httptest.NewServer(mux)
 	t.Cleanup(r.srv.Close)
-	r.cfg = GitHubConfig{ClientID: r.gh.clientID, ClientSecret: r.gh.secret, WebURL: r.gh.URL,
-		APIURL: r.gh.URL + "/api", PublicURL: r.srv.URL + "/", Keys: keys}
+	r.cfg = GitHubConfig{ClientID: fakeClientID, ClientSecret: fakeClientSecret, WebURL: r.gh.URL,
+		APIURL: r.gh.APIURL(), PublicURL: r.srv.URL + "/", Keys: keys}
 	r.g, err = NewSignIn(s, r.cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +124,7 @@ func (r *signInRig) start() (*http.Client, string) {
 	authorize := resp.Header.Get("Location")
 	u, _ := url.Parse(authorize)
 	q := u.Query()
-	if !strings.HasPrefix(authorize, r.gh.URL+"/login/oauth/authorize?") || q.Get("client_id") != r.gh.clientID ||
+	if !strings.HasPrefix(authorize, r.gh.URL+"/login/oauth/authorize?") || q.Get("client_id") != fakeClientID ||
 		q.Get("redirect_uri") != r.srv.URL+"/auth/github/callback" || q.Get("scope") != DefaultGitHubScopes || len(q.Get("state")) != 64 {
 		r.t.Fatalf("login redirects to %s", authorize)
 	}
@@ -182,12 +195,12 @@ func TestGitHubSignIn(t *testing.T) {
 		}
 		// A renamed GitHub account stays the same user, under its new login; another
 		// account taking the old login later gets it.
-		r.gh.set(func(f *fakeGitHub) { f.login = "hubot" })
+		r.gh.Set(func(_ *githubtest.Knobs, u *githubtest.User) { u.Login = "hubot" })
 		renamed := r.principal(r.signIn())
 		if renamed.GetUserId() != first.GetUserId() || renamed.GetLogin() != "github:hubot" {
 			t.Fatalf("after the rename: %+v", renamed)
 		}
-		r.gh.set(func(f *fakeGitHub) { f.userID, f.login = 777, "octocat" })
+		r.gh.Set(func(_ *githubtest.Knobs, u *githubtest.User) { u.ID, u.Login = 777, "octocat" })
 		other := r.principal(r.signIn())
 		if other.GetUserId() == first.GetUserId() || other.GetOrgId() == first.GetOrgId() || other.GetLogin() != "github:octocat" {
 			t.Fatalf("another account: %+v", other)
@@ -248,14 +261,14 @@ func TestGitHubSignInFailures(t *testing.T) {
 	})
 	t.Run("token endpoint down", func(t *testing.T) {
 		c, cb := r.start()
-		r.gh.set(func(f *fakeGitHub) { f.exchangeDown = true })
-		defer r.gh.set(func(f *fakeGitHub) { f.exchangeDown = false })
+		r.gh.Set(func(k *githubtest.Knobs, _ *githubtest.User) { k.TokenEndpointDown = true })
+		defer r.gh.Set(func(k *githubtest.Knobs, _ *githubtest.User) { k.TokenEndpointDown = false })
 		r.wantRefused(c, cb, http.StatusBadGateway, "GitHub's token endpoint answered 500")
 	})
 	t.Run("API down", func(t *testing.T) {
 		c, cb := r.start()
-		r.gh.set(func(f *fakeGitHub) { f.apiDown = true })
-		defer r.gh.set(func(f *fakeGitHub) { f.apiDown = false })
+		r.gh.Set(func(k *githubtest.Knobs, _ *githubtest.User) { k.UserDown = true })
+		defer r.gh.Set(func(k *githubtest.Knobs, _ *githubtest.User) { k.UserDown = false })
 		r.wantRefused(c, cb, http.StatusBadGateway, "GitHub's API answered 503")
 	})
 	t.Run("GitHub unreachable", func(t *testing.T) {
@@ -292,9 +305,9 @@ func TestGitHubTokenSealed(t *testing.T) {
 	}
 	t.Cleanup(func() { db.Close() })
 	r := newSignInRig(t, db)
-	r.gh.set(func(f *fakeGitHub) { f.expiresIn = 8 * 3600 })
+	r.gh.Set(func(k *githubtest.Knobs, _ *githubtest.User) { k.TokenLifetime = 8 * time.Hour })
 	user := r.principal(r.signIn()).GetUserId()
-	issued := r.gh.issuedTokens()
+	issued := r.gh.IssuedTokens()
 	if len(issued) != 2 {
 		t.Fatalf("the fake issued %v", issued)
 	}
@@ -311,7 +324,7 @@ func TestGitHubTokenSealed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, tok := range append(issued, "SECRET", r.gh.secret) {
+		for _, tok := range append(issued, fakeClientSecret) {
 			if bytes.Contains(b, []byte(tok)) {
 				t.Fatalf("%s holds %q in plain text", filepath.Base(f), tok)
 			}
@@ -323,7 +336,7 @@ func TestGitHubTokenSealed(t *testing.T) {
 // grant, and the new pair replaces the old (GitHub rotates refresh tokens).
 func TestGitHubTokenRefresh(t *testing.T) {
 	r := newSignInRig(t, openSQLite(t))
-	r.gh.set(func(f *fakeGitHub) { f.expiresIn = 8 * 3600 })
+	r.gh.Set(func(k *githubtest.Knobs, _ *githubtest.User) { k.TokenLifetime = 8 * time.Hour })
 	user := r.principal(r.signIn()).GetUserId()
 	ctx := testCtx(t)
 	first, err := r.g.GitHubToken(ctx, user)
@@ -344,7 +357,7 @@ func TestGitHubTokenRefresh(t *testing.T) {
 	if err != nil || fourth == second {
 		t.Fatalf("second refresh: %q %v", fourth, err)
 	}
-	r.gh.set(func(f *fakeGitHub) { f.refresh = map[string]bool{} })
+	r.gh.RevokeRefreshTokens()
 	r.advance(9 * time.Hour)
 	if _, err := r.g.GitHubToken(ctx, user); err == nil || !strings.Contains(err.Error(), "bad_refresh_token") {
 		t.Fatalf("a refused refresh: %v", err)
@@ -431,10 +444,10 @@ func TestGitHubSignInConfig(t *testing.T) {
 // (GitHub rotates the refresh token: a second refresh with the old one would fail).
 func TestGitHubTokenRefreshConcurrent(t *testing.T) {
 	r := newSignInRig(t, openSQLite(t))
-	r.gh.set(func(f *fakeGitHub) { f.expiresIn = 8 * 3600 })
+	r.gh.Set(func(k *githubtest.Knobs, _ *githubtest.User) { k.TokenLifetime = 8 * time.Hour })
 	user := r.principal(r.signIn()).GetUserId()
 	r.advance(8 * time.Hour)
-	r.gh.set(func(f *fakeGitHub) { f.delay = 200 * time.Millisecond })
+	r.gh.Set(func(k *githubtest.Knobs, _ *githubtest.User) { k.TokenDelay = 200 * time.Millisecond })
 	var wg sync.WaitGroup
 	got := make([]string, 8)
 	errs := make([]error, 8)
@@ -447,7 +460,7 @@ func TestGitHubTokenRefreshConcurrent(t *testing.T) {
 			t.Fatalf("caller %d: %q %v, caller 0: %q", i, got[i], errs[i], got[0])
 		}
 	}
-	if n := len(r.gh.issuedTokens()); n != 4 {
+	if n := len(r.gh.IssuedTokens()); n != 4 {
 		t.Fatalf("the fake issued %d tokens, want 4 (sign-in and one refresh, each a pair)", n)
 	}
 }

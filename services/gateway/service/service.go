@@ -137,6 +137,9 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 		if err := apiv1.RegisterOrganizationServiceHandlerClient(ctx, gw, apiv1.NewOrganizationServiceClient(cfg.Auth)); err != nil {
 			return err
 		}
+		if err := apiv1.RegisterGitHubServiceHandlerClient(ctx, gw, apiv1.NewGitHubServiceClient(cfg.Auth)); err != nil {
+			return err
+		}
 	}
 	mux.Handle("/api/", g.api(gw))
 	mux.HandleFunc("POST /api/v1/webhooks/{provider}/{project}", g.webhook)

@@ -22,6 +22,10 @@ const ReasonForge = "FORGE_FAILED"
 // hookTimeout bounds one call to the forge about a hook.
 const hookTimeout = 20 * time.Second
 
+// LivenessTimeout bounds GetProject's question to the forge about the hook's last
+// delivery: a slow GitHub must not make the project page slow.
+const LivenessTimeout = 3 * time.Second
+
 // WithPublicURL sets the external base URL (--public-url) webhooks are delivered to:
 // a project of a forge that manages hooks (github) gets a hook for
 // PUBLIC-URL/api/v1/webhooks/{provider}/{project}. Empty: no hook is registered.
@@ -122,4 +126,33 @@ func (s *Service) deleteHook(ctx context.Context, p *apiv1.Project, id int64) er
 		return forgeError(p.Provider, "project not deleted (nothing was removed): deleting its webhook", err)
 	}
 	return nil
+}
+
+// hookLiveness adds the hook's last delivery as the forge reports it (GitHub's
+// last_response) to p's webhook; when the forge cannot be asked within
+// LivenessTimeout, it says why instead and the project is shown all the same.
+func (s *Service) hookLiveness(ctx context.Context, p *apiv1.Project) {
+	if p.Webhook == nil || s.forges == nil {
+		return
+	}
+	f, err := s.forges.Lookup(p.Provider)
+	if err != nil {
+		p.Webhook.LastResponseUnavailable = "the forge " + p.Provider + " is not served here"
+		return
+	}
+	hi, ok := f.(forge.HookInspector)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, LivenessTimeout)
+	defer cancel()
+	st, err := hi.HookStatus(ctx, p.Repository, p.Webhook.Id)
+	switch {
+	case errors.Is(err, forge.ErrNotFound):
+		p.Webhook.LastResponseUnavailable = p.Provider + " no longer has this hook (404): change the project's events to register it again"
+	case err != nil:
+		p.Webhook.LastResponseUnavailable = forge.Bound(fmt.Sprintf("%s could not be asked: %s", p.Provider, trimForge(err)))
+	default:
+		p.Webhook.LastResponse = &apiv1.HookResponse{Code: int32(st.LastCode), Status: st.LastStatus, Message: st.LastMessage}
+	}
 }

@@ -162,3 +162,35 @@ func TestLocalProjectNoHook(t *testing.T) {
 		t.Errorf("local project's webhook = %v", p.GetWebhook())
 	}
 }
+
+// TestGitHubHookLiveness: GetProject shows the hook's last delivery as GitHub reports
+// it; with GitHub gone the project is still shown, saying why the delivery is missing;
+// the list never asks GitHub.
+func TestGitHubHookLiveness(t *testing.T) {
+	s := newService(t)
+	srv := withGitHub(t, s, ghToken)
+	alice := user(t, "org1", "alice")
+	p, err := s.CreateProject(alice, &apiv1.CreateProjectRequest{Name: "app", Provider: "github", Repository: "octo/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetProject(alice, &apiv1.GetProjectRequest{Project: "app"})
+	if err != nil || got.GetWebhook().GetLastResponse().GetStatus() != "unused" || got.GetWebhook().GetLastResponse().GetCode() != 0 {
+		t.Fatalf("before a delivery: %v %v", got.GetWebhook(), err)
+	}
+	srv.RecordDelivery("octo/app", p.GetWebhook().GetId(), 202, "OK")
+	got, err = s.GetProject(alice, &apiv1.GetProjectRequest{Project: "app"})
+	if lr := got.GetWebhook().GetLastResponse(); err != nil || lr.GetCode() != 202 || lr.GetStatus() != "active" || lr.GetMessage() != "OK" {
+		t.Fatalf("after a delivery: %v %v", got.GetWebhook(), err)
+	}
+	before := srv.Requests()
+	if _, err := s.ListProjects(alice, &apiv1.ListProjectsRequest{}); err != nil || srv.Requests() != before {
+		t.Errorf("ListProjects asked GitHub (%d requests) %v", srv.Requests()-before, err)
+	}
+	srv.Close()
+	got, err = s.GetProject(alice, &apiv1.GetProjectRequest{Project: "app"})
+	if err != nil || got.GetWebhook().GetLastResponse() != nil || !strings.Contains(got.GetWebhook().GetLastResponseUnavailable(), "github could not be asked") ||
+		got.GetWebhook().GetId() != p.GetWebhook().GetId() {
+		t.Fatalf("with GitHub gone: %v %v", got.GetWebhook(), err)
+	}
+}

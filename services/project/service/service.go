@@ -207,6 +207,7 @@ func (s *Service) find(ctx context.Context, org, ref string) (*apiv1.Project, st
 func (s *Service) GetProject(ctx context.Context, req *apiv1.GetProjectRequest) (*apiv1.Project, error) {
 	_, p, err := s.own(ctx, req.GetProject())
 	if p != nil {
+		s.hookLiveness(ctx, p)
 		p.Repository = forge.Redact(p.Repository) // a project made before credentials were refused
 	}
 	return p, err

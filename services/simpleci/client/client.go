@@ -85,6 +85,7 @@ func Main(ctx context.Context, args []string, io IO) int {
   simpleci teams list | show TEAM
   simpleci teams create TEAM --role ROLE | set TEAM --role ROLE | delete TEAM   (owners)
   simpleci teams add TEAM LOGIN | remove TEAM LOGIN                            (owners)
+  simpleci repos list                      (the GitHub repositories you administer; needs sign-in with GitHub)
   simpleci tokens create NAME [--expires 720h] [--org NAME]
   simpleci tokens list
   simpleci tokens revoke ID
@@ -135,6 +136,8 @@ func Main(ctx context.Context, args []string, io IO) int {
 		err = a.orgs(ctx, rest)
 	case args[0] == "teams":
 		err = a.teams(ctx, rest, *role)
+	case args[0] == "repos" && len(rest) == 1 && rest[0] == "list":
+		err = a.listRepos(ctx)
 	case args[0] == "tokens" && len(rest) == 2 && rest[0] == "create":
 		var t apiToken
 		if err = a.do(ctx, "POST", "/api/v1/tokens", map[string]string{"name": rest[1], "expiresIn": *expires, "organization": *org}, &t); err == nil {

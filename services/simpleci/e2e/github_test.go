@@ -2,10 +2,14 @@ package e2e_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,16 +66,120 @@ func TestGitHubDev(t *testing.T) {
 	githubFlow(t, a, gh, shas)
 }
 
-// TestGitHubServices is TestGitHubDev with the six services apart on Kafka and
-// PostgreSQL, configured through the environment: the gateway parses, the scheduler
-// reads the pipeline and posts the statuses, the runner clones, each with the token.
+// TestGitHubServices is the whole GitHub flow with the six services apart on Kafka and
+// PostgreSQL, configured through the environment, against the fake GitHub: a user signs
+// in with GitHub through the auth process (as a browser, behind the public URL), lists
+// the repositories they administer page by page with the session token, and creates the
+// project from one; then githubFlow (hook, signed pushes, statuses, deletion) as that
+// user. The gateway parses, the scheduler reads the pipeline and posts the statuses, the
+// runner clones, each with the token.
 func TestGitHubServices(t *testing.T) {
 	gh, tokenFile, shas := fakeGitHub(t)
+	gh.EnableOAuth(fakeClientID, fakeClientSecret, githubtest.User{ID: 9001, Login: "e2e-octocat"})
+	gh.CreateRepo("octo/lib")
+	gh.CreateRepo("octo/readonly")
+	gh.SetRepo("octo/readonly", true, false)
+	gh.Set(func(k *githubtest.Knobs, _ *githubtest.User) { k.MaxPerPage = 1 })
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "client-secret")
+	if err := os.WriteFile(secretFile, []byte(fakeClientSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c := startClusterEnv(t, 1, []string{"SIMPLECI_GITHUB_URL=" + gh.WebURL(), "SIMPLECI_GITHUB_API_URL=" + gh.APIURL(),
-		"SIMPLECI_GITHUB_TOKEN_FILE=" + tokenFile, "SIMPLECI_ALLOW_REPO_NETWORK=127.0.0.1/32", "SIMPLECI_PUBLIC_URL=https://ci.example/"},
+		"SIMPLECI_GITHUB_TOKEN_FILE=" + tokenFile, "SIMPLECI_ALLOW_REPO_NETWORK=127.0.0.1/32", "SIMPLECI_PUBLIC_URL=https://ci.example/",
+		"SIMPLECI_GITHUB_CLIENT_ID=" + fakeClientID, "SIMPLECI_GITHUB_CLIENT_SECRET_FILE=" + secretFile,
+		"SIMPLECI_GITHUB_TOKEN_KEYRING=" + filepath.Join(dir, "github-tokens.keyring")},
 		"--tier", "standard:timeout=60s", "--lease", "10s")
-	githubFlow(t, c.api, gh, shas)
+
+	// Before signing in with GitHub, the admin has no GitHub token: 400, saying so.
+	if code, b := c.api.do("GET", "/api/v1/github/repositories", nil, nil); code != http.StatusBadRequest || !strings.Contains(string(b), "sign in with GitHub") {
+		t.Errorf("repositories of a user without GitHub: %d %s", code, b)
+	}
+	// The browser reaches https://ci.example/auth/github/... at the auth process, as a
+	// reverse proxy in front of the services would route it.
+	_, _, session := signInBehind(t, "https://ci.example", c.http["auth"])
+	user := &api{t: t, base: c.api.base, token: session}
+
+	var names []string
+	pages, token := 0, ""
+	for {
+		var page struct {
+			Repositories []struct {
+				FullName      string `json:"fullName"`
+				Private       bool   `json:"private"`
+				DefaultBranch string `json:"defaultBranch"`
+				HTMLURL       string `json:"htmlUrl"`
+			} `json:"repositories"`
+			NextPageToken string `json:"nextPageToken"`
+		}
+		user.json("GET", "/api/v1/github/repositories?page_size=50&page_token="+token, nil, http.StatusOK, &page)
+		pages++
+		for _, r := range page.Repositories {
+			names = append(names, r.FullName)
+			if r.DefaultBranch != "main" || r.HTMLURL != gh.URL+"/"+r.FullName || r.Private {
+				t.Errorf("repository shown as %+v", r)
+			}
+		}
+		if page.NextPageToken == "" || pages > 5 {
+			break
+		}
+		token = page.NextPageToken
+	}
+	// One repository per GitHub page (the fake's per_page cap); the read-only one is left out.
+	if !slices.Equal(names, []string{"octo/app", "octo/lib"}) || pages != 3 {
+		t.Fatalf("%d pages listing %v, want 3 pages listing octo/app and octo/lib", pages, names)
+	}
+	// The CLI lists every page.
+	if out, err := runCLI(user.base, session, "repos", "list"); err != nil || !strings.Contains(out, "octo/app  ") ||
+		!strings.Contains(out, "octo/lib  ") || strings.Contains(out, "octo/readonly") {
+		t.Errorf("simpleci repos list: %v\n%s", err, out)
+	}
+	if code, b := user.do("GET", "/api/v1/github/repositories?page_token=%21%21", nil, nil); code != http.StatusBadRequest {
+		t.Errorf("a bad page token: %d %s", code, b)
+	}
+	for _, tok := range gh.IssuedTokens() {
+		if strings.Contains(strings.Join(names, " "), tok) {
+			t.Fatal("the listing shows the GitHub token")
+		}
+	}
+	githubFlow(t, user, gh, shas)
 }
+
+// signInBehind signs in with GitHub at public (the deployment's public URL) as a
+// browser would, following redirects with a cookie jar, its requests for public's host
+// sent to the auth process at authAddr (when set, as a reverse proxy would), and
+// returns the token page and the session token it shows.
+func signInBehind(t *testing.T, public, authAddr string) (*http.Response, []byte, string) {
+	t.Helper()
+	pub, err := url.Parse(public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jar, _ := cookiejar.New(nil)
+	proxy := roundTripper(func(r *http.Request) (*http.Response, error) {
+		if authAddr != "" && r.URL.Host == pub.Host {
+			r = r.Clone(r.Context())
+			r.URL.Scheme, r.URL.Host = "http", authAddr
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})
+	browser := &http.Client{Jar: jar, Timeout: 30 * time.Second, Transport: proxy}
+	resp, err := browser.Get(public + "/auth/github/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`<code id="token">(sci_[0-9a-f]+)</code>`).FindSubmatch(page)
+	if resp.StatusCode != http.StatusOK || m == nil {
+		t.Fatalf("sign-in: %d %s", resp.StatusCode, page)
+	}
+	return resp, page, string(m[1])
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // githubFlow drives a SimpleCI configured for the fake GitHub gh.
 func githubFlow(t *testing.T, a *api, gh *githubtest.Server, shas map[string]string) {
@@ -85,6 +193,18 @@ func githubFlow(t *testing.T, a *api, gh *githubtest.Server, shas map[string]str
 		t.Errorf("project with repository not/a/repo: %d %s", code, b)
 	}
 	checkHook(t, a, gh, p, []string{"pull_request", "push"})
+	// The hook is live: GitHub (the fake) signs a ping with the secret it was given, the
+	// gateway accepts it, and the project shows that delivery as GitHub reports it.
+	hook := gh.Hooks("octo/app")[0]
+	if lr := lastResponse(t, a, p); lr.Status != "unused" || lr.Code != 0 {
+		t.Errorf("the hook before any delivery: %+v, want status unused", lr)
+	}
+	if code, b := gh.Deliver("octo/app", hook.ID, "ping", []byte(`{"zen":"Keep it logically awesome.","hook_id":1}`), a.base); code != http.StatusOK {
+		t.Errorf("GitHub's ping, signed with the secret GitHub holds: %d %s", code, b)
+	}
+	if lr := lastResponse(t, a, p); lr.Code != http.StatusOK || lr.Status != "active" || lr.Message != "OK" {
+		t.Errorf("the hook after GitHub's ping: %+v, want 200 active OK", lr)
+	}
 	// A repository GitHub will not give a hook for: 502, saying so, and no project.
 	code, b = a.do("POST", "/api/v1/projects", map[string]any{"name": "gh-none", "provider": "github", "repository": "octo/none"}, nil)
 	if code != http.StatusBadGateway || !strings.Contains(string(b), "webhook") || strings.Contains(string(b), token) {
@@ -283,4 +403,26 @@ func checkHook(t *testing.T, a *api, gh *githubtest.Server, p project, want []st
 	if shown.Webhook.ID != strconv.FormatInt(h.ID, 10) || !shown.Webhook.Active || strings.Contains(string(b), p.WebhookSecret) {
 		t.Errorf("project %s: want webhook {id %d, active} and no secret", b, h.ID)
 	}
+}
+
+type hookResponse struct {
+	Code    int    `json:"code"`
+	Status  string `json:"status"`
+	Message string `json:"message"`
+}
+
+// lastResponse is the project's webhook.lastResponse from GET /api/v1/projects/{id}.
+func lastResponse(t *testing.T, a *api, p project) hookResponse {
+	t.Helper()
+	var shown struct {
+		Webhook struct {
+			LastResponse            *hookResponse `json:"lastResponse"`
+			LastResponseUnavailable string        `json:"lastResponseUnavailable"`
+		} `json:"webhook"`
+	}
+	a.json("GET", "/api/v1/projects/"+p.ID, nil, http.StatusOK, &shown)
+	if shown.Webhook.LastResponse == nil {
+		t.Fatalf("the project shows no last delivery: %q", shown.Webhook.LastResponseUnavailable)
+	}
+	return *shown.Webhook.LastResponse
 }

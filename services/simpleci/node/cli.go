@@ -210,7 +210,7 @@ func Main(args []string) int {
 		return local.Lint(args[1:], local.Std())
 	case "admin":
 		err = Admin(args[1:], os.Stdout, os.Stderr)
-	case "runs", "trigger", "projects", "tokens", "runners", "members", "orgs", "teams":
+	case "runs", "trigger", "projects", "tokens", "runners", "members", "orgs", "teams", "repos":
 		ctx, cancel := signalContext()
 		defer cancel()
 		return client.Main(ctx, args, client.Std())
@@ -247,6 +247,8 @@ commands:
   teams list | show TEAM | create TEAM --role ROLE | set TEAM --role ROLE | delete TEAM
         | add TEAM LOGIN | remove TEAM LOGIN
           owners: groups of members with a role (the highest of a member's roles counts)
+  repos list
+          the GitHub repositories you administer (after signing in with GitHub)
   tokens create NAME [--expires 720h] [--org NAME] | list | revoke ID
   runners register NAME | list | revoke NAME
           admins: a runner's own token (serve --service runner takes it in SIMPLECI_RUNNER_TOKEN)

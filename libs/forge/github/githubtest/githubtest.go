@@ -1,9 +1,12 @@
 // Package githubtest is a fake GitHub for tests: an httptest server speaking the
-// parts of the REST API that package github uses (contents, commits, statuses,
-// hooks) and git smart HTTP, served by git's own http-backend over bare
-// repositories the test creates. Every request must carry the token, as the API
+// parts of the REST API that SimpleCI uses (contents, commits, statuses, hooks with
+// their last delivery, the authenticated user and their repositories, paged), the
+// OAuth web flow of sign-in (EnableOAuth) and git smart HTTP, served by git's own
+// http-backend over bare repositories the test creates. Every API and git request
+// must carry the operator's token (New) or one the OAuth flow issued, as the API
 // takes it ("Authorization: Bearer TOKEN" or "token TOKEN") or as git sends it
 // (basic authentication, any user, the token as password); anything else gets 401.
+// The OAuth endpoints (/login/oauth/...) take none, as GitHub's.
 package githubtest
 
 import (
@@ -40,13 +43,26 @@ type Status struct {
 	Context     string `json:"context"`
 }
 
-// Hook is a repository webhook the fake keeps.
+// Hook is a repository webhook the fake keeps, shaped as GitHub shows it
+// (https://docs.github.com/en/rest/repos/webhooks#get-a-repository-webhook).
 type Hook struct {
 	ID     int64             `json:"id"`
+	Type   string            `json:"type"`
 	Name   string            `json:"name"`
 	Active bool              `json:"active"`
 	Events []string          `json:"events"`
 	Config map[string]string `json:"config"`
+	// LastResponse is the hook's last delivery as GitHub reports it: {"code": null,
+	// "status": "unused", "message": null} until the first one (Deliver, RecordDelivery).
+	LastResponse HookResponse `json:"last_response"`
+}
+
+// HookResponse is a hook's "last_response" (GitHub's hook-response schema: code,
+// status and message, each nullable).
+type HookResponse struct {
+	Code    *int    `json:"code"`
+	Status  *string `json:"status"`
+	Message *string `json:"message"`
 }
 
 // Server is the fake. Its methods are safe for concurrent use.
@@ -62,7 +78,18 @@ type Server struct {
 	hooks map[string][]Hook
 	next  int64
 	reqs  int
-	app   *app // see apps.go; nil until EnableApp
+	app   *app            // see apps.go; nil until EnableApp
+	repos map[string]Repo // by "owner/name", every repository CreateRepo made
+
+	// The OAuth web flow (oauth.go).
+	clientID, clientSecret string
+	user                   User
+	knobs                  Knobs
+	n                      int
+	codes                  map[string]bool      // issued, unspent codes
+	userTokens             map[string]time.Time // access token → expiry (zero: never)
+	refresh                map[string]bool      // valid refresh tokens
+	issued                 []string
 }
 
 // New starts a fake accepting token; it stops when the test ends.
@@ -71,7 +98,8 @@ func New(t testing.TB, token string) *Server {
 	if _, err := os.Stat(HTTPBackend); err != nil {
 		t.Skipf("git http-backend not installed (%v)", err)
 	}
-	s := &Server{Token: token, t: t, root: t.TempDir(), hooks: map[string][]Hook{}}
+	s := &Server{Token: token, t: t, root: t.TempDir(), hooks: map[string][]Hook{}, repos: map[string]Repo{},
+		codes: map[string]bool{}, userTokens: map[string]time.Time{}, refresh: map[string]bool{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
@@ -110,6 +138,10 @@ func (s *Server) CreateRepo(repo string) string {
 	dir := filepath.Join(s.root, repo+".git")
 	s.git("", "init", "-q", "--bare", "-b", "main", dir)
 	s.git(dir, "config", "http.receivepack", "false")
+	s.mu.Lock()
+	s.next++
+	s.repos[repo] = Repo{ID: s.next, Admin: true}
+	s.mu.Unlock()
 	return dir
 }
 
@@ -162,7 +194,7 @@ func (s *Server) gitOut(dir string, args ...string) string {
 	return string(out)
 }
 
-// authorized checks the token in constant time.
+// authorized checks the token: the operator's in constant time, or one the OAuth flow issued.
 func (s *Server) authorized(r *http.Request) bool {
 	h := r.Header.Get("Authorization")
 	var got string
@@ -178,7 +210,15 @@ func (s *Server) authorized(r *http.Request) bool {
 		}
 		_, got, _ = strings.Cut(string(raw), ":")
 	}
-	return got != "" && (subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) == 1 || s.installationToken(got, r.URL.Path))
+	if got == "" {
+		return false
+	}
+	if subtle.ConstantTimeCompare([]byte(got), []byte(s.Token)) == 1 || s.installationToken(got, r.URL.Path) {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.userToken(got)
 }
 
 var (
@@ -194,6 +234,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.reqs++
 	s.mu.Unlock()
 	if s.serveApp(w, r) {
+		return
+	}
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/login/oauth/authorize":
+		s.authorize(w, r)
+		return
+	case r.Method == http.MethodPost && r.URL.Path == "/login/oauth/access_token":
+		s.accessToken(w, r)
 		return
 	}
 	if !s.authorized(r) {
@@ -224,6 +272,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && statusesRE.MatchString(p):
 		m := statusesRE.FindStringSubmatch(p)
 		s.status(w, r, m[1], m[2])
+	case r.Method == http.MethodGet && p == "/api/v3/user":
+		s.authUser(w)
+	case r.Method == http.MethodGet && p == "/api/v3/user/repos":
+		s.userRepos(w, r)
 	case hooksRE.MatchString(p):
 		m := hooksRE.FindStringSubmatch(p)
 		s.hook(w, r, m[1], m[2])
@@ -341,6 +393,15 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, repo, id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
+	case id != "" && r.Method == http.MethodGet:
+		n, _ := strconv.ParseInt(id, 10, 64)
+		for _, h := range s.hooks[repo] {
+			if h.ID == n {
+				writeJSON(w, http.StatusOK, masked(h))
+				return
+			}
+		}
+		apiError(w, http.StatusNotFound, "Not Found")
 	case id == "" && r.Method == http.MethodGet:
 		out := []Hook{}
 		for _, h := range s.hooks[repo] {
@@ -354,10 +415,12 @@ func (s *Server) hook(w http.ResponseWriter, r *http.Request, repo, id string) {
 			return
 		}
 		s.next++
-		h.ID = s.next
+		h.ID, h.Type = s.next, "Repository"
 		if h.Name == "" {
 			h.Name = "web"
 		}
+		unused := "unused"
+		h.LastResponse = HookResponse{Status: &unused}
 		s.hooks[repo] = append(s.hooks[repo], h)
 		writeJSON(w, http.StatusCreated, masked(h))
 	case id != "" && r.Method == http.MethodPatch:

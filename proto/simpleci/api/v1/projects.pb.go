@@ -181,9 +181,16 @@ type ProjectWebhook struct {
 	Id int64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// active is false when none of the project's events needs a delivery (only manual
 	// or schedule): the hook stays registered so that a change of events updates it.
-	Active        bool `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Active bool `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	// last_response is the hook's last delivery as the forge reports it (GitHub's
+	// last_response: status "unused" and no code before the first delivery). Only
+	// GetProject reads it, asking the forge with a short deadline.
+	LastResponse *HookResponse `protobuf:"bytes,3,opt,name=last_response,json=lastResponse,proto3" json:"last_response,omitempty"`
+	// last_response_unavailable says why last_response is missing from a GetProject
+	// answer: the forge could not be asked, or did not answer in time.
+	LastResponseUnavailable string `protobuf:"bytes,4,opt,name=last_response_unavailable,json=lastResponseUnavailable,proto3" json:"last_response_unavailable,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *ProjectWebhook) Reset() {
@@ -230,6 +237,83 @@ func (x *ProjectWebhook) GetActive() bool {
 	return false
 }
 
+func (x *ProjectWebhook) GetLastResponse() *HookResponse {
+	if x != nil {
+		return x.LastResponse
+	}
+	return nil
+}
+
+func (x *ProjectWebhook) GetLastResponseUnavailable() string {
+	if x != nil {
+		return x.LastResponseUnavailable
+	}
+	return ""
+}
+
+// HookResponse is a webhook's last delivery: the HTTP code this service answered
+// (0 before the first), the forge's status of the hook ("unused", "active",
+// "failed", ...) and its message.
+type HookResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Status        string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HookResponse) Reset() {
+	*x = HookResponse{}
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HookResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HookResponse) ProtoMessage() {}
+
+func (x *HookResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HookResponse.ProtoReflect.Descriptor instead.
+func (*HookResponse) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *HookResponse) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *HookResponse) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *HookResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // CreateProjectRequest is the body of POST /api/v1/projects.
 type CreateProjectRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -249,7 +333,7 @@ type CreateProjectRequest struct {
 
 func (x *CreateProjectRequest) Reset() {
 	*x = CreateProjectRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[2]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -261,7 +345,7 @@ func (x *CreateProjectRequest) String() string {
 func (*CreateProjectRequest) ProtoMessage() {}
 
 func (x *CreateProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[2]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -274,7 +358,7 @@ func (x *CreateProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateProjectRequest.ProtoReflect.Descriptor instead.
 func (*CreateProjectRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{2}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateProjectRequest) GetName() string {
@@ -330,7 +414,7 @@ type ListProjectsRequest struct {
 
 func (x *ListProjectsRequest) Reset() {
 	*x = ListProjectsRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[3]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +426,7 @@ func (x *ListProjectsRequest) String() string {
 func (*ListProjectsRequest) ProtoMessage() {}
 
 func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[3]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +439,7 @@ func (x *ListProjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsRequest.ProtoReflect.Descriptor instead.
 func (*ListProjectsRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{3}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ListProjectsRequest) GetPageSize() int32 {
@@ -383,7 +467,7 @@ type ListProjectsResponse struct {
 
 func (x *ListProjectsResponse) Reset() {
 	*x = ListProjectsResponse{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[4]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +479,7 @@ func (x *ListProjectsResponse) String() string {
 func (*ListProjectsResponse) ProtoMessage() {}
 
 func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[4]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +492,7 @@ func (x *ListProjectsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProjectsResponse.ProtoReflect.Descriptor instead.
 func (*ListProjectsResponse) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{4}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListProjectsResponse) GetProjects() []*Project {
@@ -435,7 +519,7 @@ type GetProjectRequest struct {
 
 func (x *GetProjectRequest) Reset() {
 	*x = GetProjectRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[5]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -447,7 +531,7 @@ func (x *GetProjectRequest) String() string {
 func (*GetProjectRequest) ProtoMessage() {}
 
 func (x *GetProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[5]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -460,7 +544,7 @@ func (x *GetProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProjectRequest.ProtoReflect.Descriptor instead.
 func (*GetProjectRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{5}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetProjectRequest) GetProject() string {
@@ -484,7 +568,7 @@ type UpdateProjectRequest struct {
 
 func (x *UpdateProjectRequest) Reset() {
 	*x = UpdateProjectRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[6]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -496,7 +580,7 @@ func (x *UpdateProjectRequest) String() string {
 func (*UpdateProjectRequest) ProtoMessage() {}
 
 func (x *UpdateProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[6]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -509,7 +593,7 @@ func (x *UpdateProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateProjectRequest.ProtoReflect.Descriptor instead.
 func (*UpdateProjectRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{6}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UpdateProjectRequest) GetProject() string {
@@ -550,7 +634,7 @@ type DeleteProjectRequest struct {
 
 func (x *DeleteProjectRequest) Reset() {
 	*x = DeleteProjectRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[7]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -562,7 +646,7 @@ func (x *DeleteProjectRequest) String() string {
 func (*DeleteProjectRequest) ProtoMessage() {}
 
 func (x *DeleteProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[7]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -575,7 +659,7 @@ func (x *DeleteProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProjectRequest.ProtoReflect.Descriptor instead.
 func (*DeleteProjectRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{7}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeleteProjectRequest) GetProject() string {
@@ -596,7 +680,7 @@ type ResolveProjectRequest struct {
 
 func (x *ResolveProjectRequest) Reset() {
 	*x = ResolveProjectRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[8]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +692,7 @@ func (x *ResolveProjectRequest) String() string {
 func (*ResolveProjectRequest) ProtoMessage() {}
 
 func (x *ResolveProjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[8]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -621,7 +705,7 @@ func (x *ResolveProjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveProjectRequest.ProtoReflect.Descriptor instead.
 func (*ResolveProjectRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{8}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ResolveProjectRequest) GetOrgId() string {
@@ -649,7 +733,7 @@ type ResolvedProject struct {
 
 func (x *ResolvedProject) Reset() {
 	*x = ResolvedProject{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[9]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +745,7 @@ func (x *ResolvedProject) String() string {
 func (*ResolvedProject) ProtoMessage() {}
 
 func (x *ResolvedProject) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[9]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +758,7 @@ func (x *ResolvedProject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolvedProject.ProtoReflect.Descriptor instead.
 func (*ResolvedProject) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{9}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ResolvedProject) GetProject() *Project {
@@ -702,7 +786,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[10]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +798,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[10]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +811,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{10}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Secret) GetName() string {
@@ -758,7 +842,7 @@ type SetSecretRequest struct {
 
 func (x *SetSecretRequest) Reset() {
 	*x = SetSecretRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[11]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +854,7 @@ func (x *SetSecretRequest) String() string {
 func (*SetSecretRequest) ProtoMessage() {}
 
 func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[11]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +867,7 @@ func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSecretRequest.ProtoReflect.Descriptor instead.
 func (*SetSecretRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{11}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetSecretRequest) GetProject() string {
@@ -817,7 +901,7 @@ type ListSecretsRequest struct {
 
 func (x *ListSecretsRequest) Reset() {
 	*x = ListSecretsRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[12]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +913,7 @@ func (x *ListSecretsRequest) String() string {
 func (*ListSecretsRequest) ProtoMessage() {}
 
 func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[12]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +926,7 @@ func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{12}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListSecretsRequest) GetProject() string {
@@ -862,7 +946,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[13]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +958,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[13]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +971,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{13}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListSecretsResponse) GetSecrets() []*Secret {
@@ -908,7 +992,7 @@ type DeleteSecretRequest struct {
 
 func (x *DeleteSecretRequest) Reset() {
 	*x = DeleteSecretRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[14]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1004,7 @@ func (x *DeleteSecretRequest) String() string {
 func (*DeleteSecretRequest) ProtoMessage() {}
 
 func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[14]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1017,7 @@ func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{14}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteSecretRequest) GetProject() string {
@@ -960,7 +1044,7 @@ type JobSecretsRequest struct {
 
 func (x *JobSecretsRequest) Reset() {
 	*x = JobSecretsRequest{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[15]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +1056,7 @@ func (x *JobSecretsRequest) String() string {
 func (*JobSecretsRequest) ProtoMessage() {}
 
 func (x *JobSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[15]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +1069,7 @@ func (x *JobSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSecretsRequest.ProtoReflect.Descriptor instead.
 func (*JobSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{15}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *JobSecretsRequest) GetProjectId() string {
@@ -1005,7 +1089,7 @@ type JobSecretsResponse struct {
 
 func (x *JobSecretsResponse) Reset() {
 	*x = JobSecretsResponse{}
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[16]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1101,7 @@ func (x *JobSecretsResponse) String() string {
 func (*JobSecretsResponse) ProtoMessage() {}
 
 func (x *JobSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_projects_proto_msgTypes[16]
+	mi := &file_simpleci_api_v1_projects_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1114,7 @@ func (x *JobSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSecretsResponse.ProtoReflect.Descriptor instead.
 func (*JobSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{16}
+	return file_simpleci_api_v1_projects_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *JobSecretsResponse) GetSecrets() map[string]string {
@@ -1061,10 +1145,16 @@ const file_simpleci_api_v1_projects_proto_rawDesc = "" +
 	"\fwebhook_path\x18\n" +
 	" \x01(\tR\vwebhookPath\x12\x18\n" +
 	"\anetwork\x18\v \x01(\tR\anetwork\x129\n" +
-	"\awebhook\x18\f \x01(\v2\x1f.simpleci.api.v1.ProjectWebhookR\awebhook\"8\n" +
+	"\awebhook\x18\f \x01(\v2\x1f.simpleci.api.v1.ProjectWebhookR\awebhook\"\xb8\x01\n" +
 	"\x0eProjectWebhook\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x16\n" +
-	"\x06active\x18\x02 \x01(\bR\x06active\"\xac\x01\n" +
+	"\x06active\x18\x02 \x01(\bR\x06active\x12B\n" +
+	"\rlast_response\x18\x03 \x01(\v2\x1d.simpleci.api.v1.HookResponseR\flastResponse\x12:\n" +
+	"\x19last_response_unavailable\x18\x04 \x01(\tR\x17lastResponseUnavailable\"T\n" +
+	"\fHookResponse\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xac\x01\n" +
 	"\x14CreateProjectRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x1e\n" +
@@ -1146,62 +1236,64 @@ func file_simpleci_api_v1_projects_proto_rawDescGZIP() []byte {
 	return file_simpleci_api_v1_projects_proto_rawDescData
 }
 
-var file_simpleci_api_v1_projects_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_simpleci_api_v1_projects_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_simpleci_api_v1_projects_proto_goTypes = []any{
 	(*Project)(nil),               // 0: simpleci.api.v1.Project
 	(*ProjectWebhook)(nil),        // 1: simpleci.api.v1.ProjectWebhook
-	(*CreateProjectRequest)(nil),  // 2: simpleci.api.v1.CreateProjectRequest
-	(*ListProjectsRequest)(nil),   // 3: simpleci.api.v1.ListProjectsRequest
-	(*ListProjectsResponse)(nil),  // 4: simpleci.api.v1.ListProjectsResponse
-	(*GetProjectRequest)(nil),     // 5: simpleci.api.v1.GetProjectRequest
-	(*UpdateProjectRequest)(nil),  // 6: simpleci.api.v1.UpdateProjectRequest
-	(*DeleteProjectRequest)(nil),  // 7: simpleci.api.v1.DeleteProjectRequest
-	(*ResolveProjectRequest)(nil), // 8: simpleci.api.v1.ResolveProjectRequest
-	(*ResolvedProject)(nil),       // 9: simpleci.api.v1.ResolvedProject
-	(*Secret)(nil),                // 10: simpleci.api.v1.Secret
-	(*SetSecretRequest)(nil),      // 11: simpleci.api.v1.SetSecretRequest
-	(*ListSecretsRequest)(nil),    // 12: simpleci.api.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),   // 13: simpleci.api.v1.ListSecretsResponse
-	(*DeleteSecretRequest)(nil),   // 14: simpleci.api.v1.DeleteSecretRequest
-	(*JobSecretsRequest)(nil),     // 15: simpleci.api.v1.JobSecretsRequest
-	(*JobSecretsResponse)(nil),    // 16: simpleci.api.v1.JobSecretsResponse
-	nil,                           // 17: simpleci.api.v1.JobSecretsResponse.SecretsEntry
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*emptypb.Empty)(nil),         // 19: google.protobuf.Empty
+	(*HookResponse)(nil),          // 2: simpleci.api.v1.HookResponse
+	(*CreateProjectRequest)(nil),  // 3: simpleci.api.v1.CreateProjectRequest
+	(*ListProjectsRequest)(nil),   // 4: simpleci.api.v1.ListProjectsRequest
+	(*ListProjectsResponse)(nil),  // 5: simpleci.api.v1.ListProjectsResponse
+	(*GetProjectRequest)(nil),     // 6: simpleci.api.v1.GetProjectRequest
+	(*UpdateProjectRequest)(nil),  // 7: simpleci.api.v1.UpdateProjectRequest
+	(*DeleteProjectRequest)(nil),  // 8: simpleci.api.v1.DeleteProjectRequest
+	(*ResolveProjectRequest)(nil), // 9: simpleci.api.v1.ResolveProjectRequest
+	(*ResolvedProject)(nil),       // 10: simpleci.api.v1.ResolvedProject
+	(*Secret)(nil),                // 11: simpleci.api.v1.Secret
+	(*SetSecretRequest)(nil),      // 12: simpleci.api.v1.SetSecretRequest
+	(*ListSecretsRequest)(nil),    // 13: simpleci.api.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),   // 14: simpleci.api.v1.ListSecretsResponse
+	(*DeleteSecretRequest)(nil),   // 15: simpleci.api.v1.DeleteSecretRequest
+	(*JobSecretsRequest)(nil),     // 16: simpleci.api.v1.JobSecretsRequest
+	(*JobSecretsResponse)(nil),    // 17: simpleci.api.v1.JobSecretsResponse
+	nil,                           // 18: simpleci.api.v1.JobSecretsResponse.SecretsEntry
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*emptypb.Empty)(nil),         // 20: google.protobuf.Empty
 }
 var file_simpleci_api_v1_projects_proto_depIdxs = []int32{
-	18, // 0: simpleci.api.v1.Project.created_at:type_name -> google.protobuf.Timestamp
+	19, // 0: simpleci.api.v1.Project.created_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: simpleci.api.v1.Project.webhook:type_name -> simpleci.api.v1.ProjectWebhook
-	0,  // 2: simpleci.api.v1.ListProjectsResponse.projects:type_name -> simpleci.api.v1.Project
-	0,  // 3: simpleci.api.v1.ResolvedProject.project:type_name -> simpleci.api.v1.Project
-	18, // 4: simpleci.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
-	10, // 5: simpleci.api.v1.ListSecretsResponse.secrets:type_name -> simpleci.api.v1.Secret
-	17, // 6: simpleci.api.v1.JobSecretsResponse.secrets:type_name -> simpleci.api.v1.JobSecretsResponse.SecretsEntry
-	2,  // 7: simpleci.api.v1.ProjectService.CreateProject:input_type -> simpleci.api.v1.CreateProjectRequest
-	3,  // 8: simpleci.api.v1.ProjectService.ListProjects:input_type -> simpleci.api.v1.ListProjectsRequest
-	5,  // 9: simpleci.api.v1.ProjectService.GetProject:input_type -> simpleci.api.v1.GetProjectRequest
-	6,  // 10: simpleci.api.v1.ProjectService.UpdateProject:input_type -> simpleci.api.v1.UpdateProjectRequest
-	7,  // 11: simpleci.api.v1.ProjectService.DeleteProject:input_type -> simpleci.api.v1.DeleteProjectRequest
-	11, // 12: simpleci.api.v1.ProjectService.SetSecret:input_type -> simpleci.api.v1.SetSecretRequest
-	12, // 13: simpleci.api.v1.ProjectService.ListSecrets:input_type -> simpleci.api.v1.ListSecretsRequest
-	14, // 14: simpleci.api.v1.ProjectService.DeleteSecret:input_type -> simpleci.api.v1.DeleteSecretRequest
-	8,  // 15: simpleci.api.v1.ProjectInternalService.ResolveProject:input_type -> simpleci.api.v1.ResolveProjectRequest
-	15, // 16: simpleci.api.v1.ProjectInternalService.JobSecrets:input_type -> simpleci.api.v1.JobSecretsRequest
-	0,  // 17: simpleci.api.v1.ProjectService.CreateProject:output_type -> simpleci.api.v1.Project
-	4,  // 18: simpleci.api.v1.ProjectService.ListProjects:output_type -> simpleci.api.v1.ListProjectsResponse
-	0,  // 19: simpleci.api.v1.ProjectService.GetProject:output_type -> simpleci.api.v1.Project
-	0,  // 20: simpleci.api.v1.ProjectService.UpdateProject:output_type -> simpleci.api.v1.Project
-	19, // 21: simpleci.api.v1.ProjectService.DeleteProject:output_type -> google.protobuf.Empty
-	10, // 22: simpleci.api.v1.ProjectService.SetSecret:output_type -> simpleci.api.v1.Secret
-	13, // 23: simpleci.api.v1.ProjectService.ListSecrets:output_type -> simpleci.api.v1.ListSecretsResponse
-	19, // 24: simpleci.api.v1.ProjectService.DeleteSecret:output_type -> google.protobuf.Empty
-	9,  // 25: simpleci.api.v1.ProjectInternalService.ResolveProject:output_type -> simpleci.api.v1.ResolvedProject
-	16, // 26: simpleci.api.v1.ProjectInternalService.JobSecrets:output_type -> simpleci.api.v1.JobSecretsResponse
-	17, // [17:27] is the sub-list for method output_type
-	7,  // [7:17] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	2,  // 2: simpleci.api.v1.ProjectWebhook.last_response:type_name -> simpleci.api.v1.HookResponse
+	0,  // 3: simpleci.api.v1.ListProjectsResponse.projects:type_name -> simpleci.api.v1.Project
+	0,  // 4: simpleci.api.v1.ResolvedProject.project:type_name -> simpleci.api.v1.Project
+	19, // 5: simpleci.api.v1.Secret.updated_at:type_name -> google.protobuf.Timestamp
+	11, // 6: simpleci.api.v1.ListSecretsResponse.secrets:type_name -> simpleci.api.v1.Secret
+	18, // 7: simpleci.api.v1.JobSecretsResponse.secrets:type_name -> simpleci.api.v1.JobSecretsResponse.SecretsEntry
+	3,  // 8: simpleci.api.v1.ProjectService.CreateProject:input_type -> simpleci.api.v1.CreateProjectRequest
+	4,  // 9: simpleci.api.v1.ProjectService.ListProjects:input_type -> simpleci.api.v1.ListProjectsRequest
+	6,  // 10: simpleci.api.v1.ProjectService.GetProject:input_type -> simpleci.api.v1.GetProjectRequest
+	7,  // 11: simpleci.api.v1.ProjectService.UpdateProject:input_type -> simpleci.api.v1.UpdateProjectRequest
+	8,  // 12: simpleci.api.v1.ProjectService.DeleteProject:input_type -> simpleci.api.v1.DeleteProjectRequest
+	12, // 13: simpleci.api.v1.ProjectService.SetSecret:input_type -> simpleci.api.v1.SetSecretRequest
+	13, // 14: simpleci.api.v1.ProjectService.ListSecrets:input_type -> simpleci.api.v1.ListSecretsRequest
+	15, // 15: simpleci.api.v1.ProjectService.DeleteSecret:input_type -> simpleci.api.v1.DeleteSecretRequest
+	9,  // 16: simpleci.api.v1.ProjectInternalService.ResolveProject:input_type -> simpleci.api.v1.ResolveProjectRequest
+	16, // 17: simpleci.api.v1.ProjectInternalService.JobSecrets:input_type -> simpleci.api.v1.JobSecretsRequest
+	0,  // 18: simpleci.api.v1.ProjectService.CreateProject:output_type -> simpleci.api.v1.Project
+	5,  // 19: simpleci.api.v1.ProjectService.ListProjects:output_type -> simpleci.api.v1.ListProjectsResponse
+	0,  // 20: simpleci.api.v1.ProjectService.GetProject:output_type -> simpleci.api.v1.Project
+	0,  // 21: simpleci.api.v1.ProjectService.UpdateProject:output_type -> simpleci.api.v1.Project
+	20, // 22: simpleci.api.v1.ProjectService.DeleteProject:output_type -> google.protobuf.Empty
+	11, // 23: simpleci.api.v1.ProjectService.SetSecret:output_type -> simpleci.api.v1.Secret
+	14, // 24: simpleci.api.v1.ProjectService.ListSecrets:output_type -> simpleci.api.v1.ListSecretsResponse
+	20, // 25: simpleci.api.v1.ProjectService.DeleteSecret:output_type -> google.protobuf.Empty
+	10, // 26: simpleci.api.v1.ProjectInternalService.ResolveProject:output_type -> simpleci.api.v1.ResolvedProject
+	17, // 27: simpleci.api.v1.ProjectInternalService.JobSecrets:output_type -> simpleci.api.v1.JobSecretsResponse
+	18, // [18:28] is the sub-list for method output_type
+	8,  // [8:18] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_api_v1_projects_proto_init() }
@@ -1215,7 +1307,7 @@ func file_simpleci_api_v1_projects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_api_v1_projects_proto_rawDesc), len(file_simpleci_api_v1_projects_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
