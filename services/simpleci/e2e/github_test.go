@@ -95,9 +95,9 @@ func TestGitHubServices(t *testing.T) {
 	if code, b := c.api.do("GET", "/api/v1/github/repositories", nil, nil); code != http.StatusBadRequest || !strings.Contains(string(b), "sign in with GitHub") {
 		t.Errorf("repositories of a user without GitHub: %d %s", code, b)
 	}
-	// The browser reaches https://ci.example/auth/github/... at the auth process, as a
-	// reverse proxy in front of the services would route it.
-	_, _, session := signInBehind(t, "https://ci.example", c.http["auth"])
+	// The browser reaches https://ci.example/auth/github/... at the gateway, which
+	// forwards it to the auth process (--auth-http-url).
+	_, _, session := signInBehind(t, "https://ci.example", strings.TrimPrefix(c.api.base, "http://"))
 	user := &api{t: t, base: c.api.base, token: session}
 
 	var names []string
