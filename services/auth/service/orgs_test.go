@@ -68,8 +68,11 @@ func TestOrganizations(t *testing.T) {
 		if p.GetRole() != "owner" || p.GetOrgId() == adminP.GetOrgId() || p.GetLogin() != "alice" {
 			t.Fatalf("the acme token's principal: %v", p)
 		}
-		if def, err := svc.CreateToken(acme, &apiv1.CreateTokenRequest{Name: "home"}); err != nil || def.GetOrganization() != "default" {
-			t.Fatalf("a token without organization is bound to the user's own: %v %v", def, err)
+		if def, err := svc.CreateToken(acme, &apiv1.CreateTokenRequest{Name: "acme too"}); err != nil || def.GetOrganization() != "acme" {
+			t.Fatalf("a token without organization is bound to the calling token's: %v %v", def, err)
+		}
+		if def, err := svc.CreateToken(home, &apiv1.CreateTokenRequest{Name: "home"}); err != nil || def.GetOrganization() != "default" {
+			t.Fatalf("a token without organization made with the home token: %v %v", def, err)
 		}
 		for _, org := range []string{"nope", "acme"} {
 			if _, err := svc.CreateToken(actx, &apiv1.CreateTokenRequest{Name: "x", Organization: org}); code(err) != codes.NotFound {
@@ -131,7 +134,12 @@ func TestOrganizations(t *testing.T) {
 		if c := verifyCode(svc, tok.GetToken()); c != codes.OK {
 			t.Errorf("alice's acme token after her removal from default: %v", c)
 		}
-		if _, err := svc.CreateToken(acme, &apiv1.CreateTokenRequest{Name: "x"}); code(err) != codes.NotFound {
+		// Without an organisation named, a token is made where the calling token acts
+		// (acme), not in the own organisation she left.
+		if tk, err := svc.CreateToken(acme, &apiv1.CreateTokenRequest{Name: "x"}); err != nil || tk.GetOrganization() != "acme" {
+			t.Errorf("a token made with the acme token after leaving default: %v %v", tk, err)
+		}
+		if _, err := svc.CreateToken(acme, &apiv1.CreateTokenRequest{Name: "y", Organization: "default"}); code(err) != codes.NotFound {
 			t.Errorf("a token of an own organisation the user left: %v", err)
 		}
 	})

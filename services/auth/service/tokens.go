@@ -115,7 +115,16 @@ func (s *Service) CreateToken(ctx context.Context, req *apiv1.CreateTokenRequest
 // same answer as an unknown name.
 func (s *Service) tokenOrg(ctx context.Context, tx *sql.Tx, userID, name string) (orgID, orgName string, err error) {
 	if name == "" {
-		err = tx.QueryRowContext(ctx, s.db.Q(`SELECT o.id, o.name FROM auth_users u JOIN auth_orgs o ON o.id = u.org_id JOIN auth_memberships m ON m.user_id = u.id AND m.org_id = u.org_id WHERE u.id = ?`), userID).
+		// The organisation the calling token acts in (a token made while working in an
+		// organisation works there too), else the user's own.
+		current := ""
+		if p, ok := auth.PrincipalFrom(ctx); ok {
+			current = p.GetOrgId()
+		}
+		err = tx.QueryRowContext(ctx, s.db.Q(`SELECT o.id, o.name FROM auth_users u
+			JOIN auth_memberships m ON m.user_id = u.id AND (m.org_id = ? OR m.org_id = u.org_id)
+			JOIN auth_orgs o ON o.id = m.org_id
+			WHERE u.id = ? ORDER BY CASE WHEN m.org_id = ? THEN 0 ELSE 1 END LIMIT 1`), current, userID, current).
 			Scan(&orgID, &orgName)
 		if errors.Is(err, sql.ErrNoRows) {
 			err = status.Error(codes.NotFound, "you are no member of your own organisation: name one of yours in organization (GET /api/v1/organizations)")

@@ -128,7 +128,8 @@ type CreateTokenRequest struct {
 	// expires_in: a Go duration such as "720h"; empty means 90 days; at most one year.
 	ExpiresIn string `protobuf:"bytes,2,opt,name=expires_in,json=expiresIn,proto3" json:"expires_in,omitempty"`
 	// organization names the organisation the token acts in, one the caller is a member
-	// of (another is NotFound); empty means the caller's own (home) organisation.
+	// of (another is NotFound); empty means the one the calling token acts in (the
+	// caller's own, home, organisation when it is no member there any more).
 	Organization  string `protobuf:"bytes,3,opt,name=organization,proto3" json:"organization,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

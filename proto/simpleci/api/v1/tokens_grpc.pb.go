@@ -35,7 +35,7 @@ type TokenServiceClient interface {
 	// CreateToken issues a token for the caller. expires_in is a Go duration ("720h"),
 	// at most 8760h (one year); empty means 2160h (90 days). name: 1 to 64 printable
 	// characters. A user holds at most 50 active tokens. The token acts in one
-	// organisation: organization, or the caller's own when empty.
+	// organisation: organization, or when empty the one the calling token acts in.
 	CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*Token, error)
 	// ListTokens lists the caller's tokens that are not revoked (expired ones included,
 	// with their expiry), newest first; never the token or its hash.
@@ -93,7 +93,7 @@ type TokenServiceServer interface {
 	// CreateToken issues a token for the caller. expires_in is a Go duration ("720h"),
 	// at most 8760h (one year); empty means 2160h (90 days). name: 1 to 64 printable
 	// characters. A user holds at most 50 active tokens. The token acts in one
-	// organisation: organization, or the caller's own when empty.
+	// organisation: organization, or when empty the one the calling token acts in.
 	CreateToken(context.Context, *CreateTokenRequest) (*Token, error)
 	// ListTokens lists the caller's tokens that are not revoked (expired ones included,
 	// with their expiry), newest first; never the token or its hash.
