@@ -46,7 +46,6 @@ require (
 	github.com/simpleci/simpleci/libs/forge v0.0.0
 	github.com/simpleci/simpleci/libs/platform v0.0.0
 	github.com/simpleci/simpleci/proto v0.0.0
-	github.com/simpleci/simpleci/services/project v0.0.0
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261110000943-09e21b237f2c
 	google.golang.org/protobuf v1.36.12
 )
@@ -56,5 +55,4 @@ replace (
 	github.com/simpleci/simpleci/libs/forge => ../../libs/forge
 	github.com/simpleci/simpleci/libs/platform => ../../libs/platform
 	github.com/simpleci/simpleci/proto => ../../proto
-	github.com/simpleci/simpleci/services/project => ../project
 )

@@ -13,7 +13,7 @@ import (
 	"github.com/simpleci/simpleci/libs/forge/netguard"
 	"github.com/simpleci/simpleci/libs/platform/node"
 	"github.com/simpleci/simpleci/libs/platform/node/nodesql"
-	"github.com/simpleci/simpleci/services/project/seal"
+	"github.com/simpleci/simpleci/libs/platform/seal"
 )
 
 // Component runs the auth service in a node process; the process then verifies user

@@ -20,7 +20,7 @@ import (
 
 	"github.com/google/go-github/v60/github"
 	"github.com/simpleci/simpleci/libs/platform/id"
-	"github.com/simpleci/simpleci/services/project/seal"
+	"github.com/simpleci/simpleci/libs/platform/seal"
 )
 
 // Sign-in with GitHub: limits and names (docs/adr/0018-github-sign-in.md).

@@ -11,7 +11,7 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/node/nodeforge"
 	"github.com/simpleci/simpleci/libs/platform/node/nodesql"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
-	"github.com/simpleci/simpleci/services/project/seal"
+	"github.com/simpleci/simpleci/libs/platform/seal"
 )
 
 // Component runs the project service in a node process.

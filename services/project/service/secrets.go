@@ -9,7 +9,7 @@ import (
 
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
-	"github.com/simpleci/simpleci/services/project/seal"
+	"github.com/simpleci/simpleci/libs/platform/seal"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"

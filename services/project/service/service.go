@@ -18,7 +18,7 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/id"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
-	"github.com/simpleci/simpleci/services/project/seal"
+	"github.com/simpleci/simpleci/libs/platform/seal"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
