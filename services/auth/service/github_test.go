@@ -17,10 +17,10 @@ import (
 
 	"github.com/simpleci/simpleci/libs/forge/github/githubtest"
 	"github.com/simpleci/simpleci/libs/platform/node"
+	"github.com/simpleci/simpleci/libs/platform/seal"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
 	. "github.com/simpleci/simpleci/services/auth/service"
-	"github.com/simpleci/simpleci/libs/platform/seal"
 )
 
 // signInRig is the auth service with sign-in with GitHub against a fake GitHub, served

@@ -10,8 +10,8 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/node"
 	"github.com/simpleci/simpleci/libs/platform/node/nodeforge"
 	"github.com/simpleci/simpleci/libs/platform/node/nodesql"
-	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	"github.com/simpleci/simpleci/libs/platform/seal"
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 )
 
 // Component runs the project service in a node process.

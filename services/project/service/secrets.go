@@ -8,8 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/simpleci/simpleci/libs/platform/auth"
-	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	"github.com/simpleci/simpleci/libs/platform/seal"
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"

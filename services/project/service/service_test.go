@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/simpleci/simpleci/libs/platform/auth"
+	"github.com/simpleci/simpleci/libs/platform/seal"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
-	"github.com/simpleci/simpleci/libs/platform/seal"
 	"github.com/simpleci/simpleci/services/project/service"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
