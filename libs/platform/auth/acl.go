@@ -8,6 +8,8 @@ import (
 	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionalphapb "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 )
 
 // Callers is a set of kinds of caller.
@@ -108,6 +110,12 @@ var ACL = map[string]Callers{
 	healthpb.Health_Check_FullMethodName: Services | Runners,
 	healthpb.Health_List_FullMethodName:  0,
 	healthpb.Health_Watch_FullMethodName: 0,
+
+	// Server reflection: what a process serves, its methods and messages, for grpcurl
+	// and other clients that discover the API; to anyone holding a token (it tells
+	// nothing the public protos and /openapi.json do not).
+	reflectionpb.ServerReflection_ServerReflectionInfo_FullMethodName:      Users | Services | Runners,
+	reflectionalphapb.ServerReflection_ServerReflectionInfo_FullMethodName: Users | Services | Runners,
 }
 
 // CallerKind is the kind of caller p is (0: none the ACL knows).

@@ -10,6 +10,8 @@ import (
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionalphapb "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 )
@@ -20,11 +22,12 @@ import (
 func TestACLCoversEveryMethod(t *testing.T) {
 	// Link every service's descriptor (the imports above register them).
 	_ = []any{apiv1.File_simpleci_api_v1_projects_proto, runnerv1.File_simpleci_runner_v1_runner_proto,
-		authv1.File_simpleci_auth_v1_auth_proto, healthpb.File_grpc_health_v1_health_proto, health.NewServer}
+		authv1.File_simpleci_auth_v1_auth_proto, healthpb.File_grpc_health_v1_health_proto, health.NewServer,
+		reflectionpb.File_grpc_reflection_v1_reflection_proto, reflectionalphapb.File_grpc_reflection_v1alpha_reflection_proto}
 	var methods []string
 	protoregistry.GlobalFiles.RangeFiles(func(f protoreflect.FileDescriptor) bool {
 		pkg := string(f.Package())
-		if !strings.HasPrefix(pkg, "simpleci.") && pkg != "grpc.health.v1" {
+		if !strings.HasPrefix(pkg, "simpleci.") && pkg != "grpc.health.v1" && !strings.HasPrefix(pkg, "grpc.reflection.") {
 			return true
 		}
 		for i := range f.Services().Len() {

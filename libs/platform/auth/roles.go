@@ -8,6 +8,8 @@ import (
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
 	"google.golang.org/grpc/codes"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionalphapb "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 )
 
@@ -82,6 +84,10 @@ func (r Role) Grants(p Permission) bool {
 // checks it (authorize); TestMethodPermissionCoversUsers fails for a user method
 // without a row. Methods for admins only (runner tokens) are checked by their handler.
 var MethodPermission = map[string]Permission{
+	// Server reflection describes the API, not an organisation's data.
+	reflectionpb.ServerReflection_ServerReflectionInfo_FullMethodName:      Authenticated,
+	reflectionalphapb.ServerReflection_ServerReflectionInfo_FullMethodName: Authenticated,
+
 	apiv1.ProjectService_ListProjects_FullMethodName:  Read,
 	apiv1.ProjectService_GetProject_FullMethodName:    Read,
 	apiv1.ProjectService_ListSecrets_FullMethodName:   Read,

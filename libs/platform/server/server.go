@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
 )
 
 // CheckTimeout bounds each readiness check: a dependency that does not answer within
@@ -124,10 +125,13 @@ func Mux(checks *Checks) *http.ServeMux {
 	return mux
 }
 
-// NewGRPC returns a gRPC server with the standard health service registered.
+// NewGRPC returns a gRPC server with the standard health service and server
+// reflection (v1 and v1alpha, for grpcurl and other clients that discover the API)
+// registered.
 func NewGRPC(opts ...grpc.ServerOption) *grpc.Server {
 	s := grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(s, health.NewServer())
+	reflection.Register(s)
 	return s
 }
 
