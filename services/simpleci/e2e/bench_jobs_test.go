@@ -1,6 +1,8 @@
 package e2e_test
 
 import (
+	"bytes"
+	"fmt"
 	"net/http"
 	"os"
 	"slices"
@@ -28,15 +30,17 @@ func TestBenchJobs(t *testing.T) {
 		}
 		runs = n
 	}
-	for _, v := range strings.Split(list, ",") {
+	for i, v := range strings.Split(list, ",") {
 		jobs := strings.TrimSpace(v)
-		t.Run("jobs="+jobs, func(t *testing.T) {
-			a, _ := startDevWith(t, nil, t.TempDir(), nil, "--tier", "standard:timeout=120s", "--webhook-rate", "off", "--jobs", jobs)
+		// Named apart, as a repeated name would put a '#' into the data directory's path.
+		t.Run(fmt.Sprintf("%d-jobs=%s", i+1, jobs), func(t *testing.T) {
+			a, dev := startDevWith(t, nil, t.TempDir(), nil, "--tier", "standard:timeout=120s", "--webhook-rate", "off", "--jobs", jobs)
 			repo, shas := gitRepo(t, map[string]string{"main2": `{"steps": [
 				{"name": "a", "run": "true"}, {"name": "b", "run": "true"}, {"name": "c", "run": "true"}]}`})
 			var p project
 			a.json("POST", "/api/v1/projects", map[string]any{"name": "bench", "provider": "local", "repository": repo,
 				"events": []string{"push"}}, http.StatusOK, &p)
+			cpu0 := cpuTime(t, dev.cmd.Process.Pid)
 			start := time.Now()
 			ids := make([]string, 0, runs)
 			for range runs {
@@ -76,8 +80,33 @@ func TestBenchJobs(t *testing.T) {
 				most = max(most, now)
 			}
 			took := last.Sub(start)
-			t.Logf("--jobs %s: %d runs of three `true` steps in %v (webhooks sent in %v): %.1f runs/s, at most %d running at once, all succeeded",
-				jobs, runs, took.Round(time.Millisecond), sent.Round(time.Millisecond), float64(runs)/took.Seconds(), most)
+			cpu := cpuTime(t, dev.cmd.Process.Pid) - cpu0
+			t.Logf("--jobs %s: %d runs of three `true` steps in %v (webhooks sent in %v): %.1f runs/s, at most %d running at once, all succeeded; "+
+				"CPU of simpleci dev and its children %v, %v per run",
+				jobs, runs, took.Round(time.Millisecond), sent.Round(time.Millisecond), float64(runs)/took.Seconds(), most,
+				cpu.Round(time.Millisecond), (cpu / time.Duration(runs)).Round(time.Millisecond))
 		})
 	}
+}
+
+// cpuTime is the CPU time process pid and its waited-for children used so far (user and
+// system, /proc/PID/stat), in clock ticks of 10 ms.
+func cpuTime(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fields after the command's name (which may hold spaces) in parentheses; utime,
+	// stime, cutime and cstime are fields 14 to 17 of the line.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	var ticks int64
+	for _, v := range f[11:15] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			t.Fatalf("/proc/%d/stat: %q", pid, b)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
