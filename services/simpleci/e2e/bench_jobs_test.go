@@ -40,7 +40,7 @@ func TestBenchJobs(t *testing.T) {
 			var p project
 			a.json("POST", "/api/v1/projects", map[string]any{"name": "bench", "provider": "local", "repository": repo,
 				"events": []string{"push"}}, http.StatusOK, &p)
-			cpu0 := cpuTime(t, dev.cmd.Process.Pid)
+			own0, kids0 := cpuTime(t, dev.cmd.Process.Pid)
 			start := time.Now()
 			ids := make([]string, 0, runs)
 			for range runs {
@@ -80,18 +80,20 @@ func TestBenchJobs(t *testing.T) {
 				most = max(most, now)
 			}
 			took := last.Sub(start)
-			cpu := cpuTime(t, dev.cmd.Process.Pid) - cpu0
+			own, kids := cpuTime(t, dev.cmd.Process.Pid)
+			own, kids = own-own0, kids-kids0
+			perRun := func(d time.Duration) time.Duration { return (d / time.Duration(runs)).Round(time.Millisecond) }
 			t.Logf("--jobs %s: %d runs of three `true` steps in %v (webhooks sent in %v): %.1f runs/s, at most %d running at once, all succeeded; "+
-				"CPU of simpleci dev and its children %v, %v per run",
+				"CPU per run: %v (simpleci dev %v, its children: git, bwrap, nsenter, the steps %v)",
 				jobs, runs, took.Round(time.Millisecond), sent.Round(time.Millisecond), float64(runs)/took.Seconds(), most,
-				cpu.Round(time.Millisecond), (cpu / time.Duration(runs)).Round(time.Millisecond))
+				perRun(own+kids), perRun(own), perRun(kids))
 		})
 	}
 }
 
-// cpuTime is the CPU time process pid and its waited-for children used so far (user and
-// system, /proc/PID/stat), in clock ticks of 10 ms.
-func cpuTime(t *testing.T, pid int) time.Duration {
+// cpuTime is the CPU time process pid used so far (user and system) and that of its
+// waited-for children (/proc/PID/stat), in clock ticks of 10 ms.
+func cpuTime(t *testing.T, pid int) (own, children time.Duration) {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -100,13 +102,12 @@ func cpuTime(t *testing.T, pid int) time.Duration {
 	// The fields after the command's name (which may hold spaces) in parentheses; utime,
 	// stime, cutime and cstime are fields 14 to 17 of the line.
 	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	var ticks int64
-	for _, v := range f[11:15] {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
+	var ticks [4]int64
+	for i, v := range f[11:15] {
+		if ticks[i], err = strconv.ParseInt(v, 10, 64); err != nil {
 			t.Fatalf("/proc/%d/stat: %q", pid, b)
 		}
-		ticks += n
 	}
-	return time.Duration(ticks) * 10 * time.Millisecond
+	tick := 10 * time.Millisecond
+	return time.Duration(ticks[0]+ticks[1]) * tick, time.Duration(ticks[2]+ticks[3]) * tick
 }
