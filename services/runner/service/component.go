@@ -2,12 +2,14 @@ package service
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -20,9 +22,9 @@ import (
 )
 
 // Component runs a runner in a node process, as its worker: at the process's first
-// signal it claims no new job and finishes the one in progress (for at most
+// signal it claims no new job and finishes the ones in progress (for at most
 // DrainTimeout) while the scheduler and the log service still answer; at the second it
-// hands the job back.
+// hands them back.
 //
 // The runner calls the scheduler and the log service (its jobs' output, under each job's
 // log grant) with its own token (Token, TokenFile: issued by
@@ -36,7 +38,10 @@ type Component struct {
 	ID string
 	// Token is the runner's token (SIMPLECI_RUNNER_TOKEN); TokenFile a file holding it.
 	Token, TokenFile string
-	// DrainTimeout: see Config (the flag's default is 10 minutes; 0 stops the job at once).
+	// Jobs is how many jobs the runner runs at once (--jobs, SIMPLECI_RUNNER_JOBS); 0 is
+	// the number of CPUs.
+	Jobs int
+	// DrainTimeout: see Config (the flag's default is 10 minutes; 0 stops the jobs at once).
 	DrainTimeout time.Duration
 	// AllowWeakIsolation: see Config.
 	AllowWeakIsolation bool
@@ -46,6 +51,7 @@ type Component struct {
 
 	deny, allow []netip.Prefix
 	weakEnvErr  string
+	jobsEnvErr  string
 }
 
 // Name implements node.Component.
@@ -61,8 +67,43 @@ func (c *Component) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ID, "runner-id", node.Getenv("SIMPLECI_RUNNER_ID", ""), "runner: its name (default: the name in its token)")
 	fs.StringVar(&c.TokenFile, "runner-token-file", node.Getenv("SIMPLECI_RUNNER_TOKEN_FILE", ""), "runner: file with its token (or SIMPLECI_RUNNER_TOKEN; from `simpleci runners register NAME`)")
 	c.Token = os.Getenv("SIMPLECI_RUNNER_TOKEN")
-	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 10*time.Minute, "runner: on SIGTERM, how long the job in progress may still run")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 10*time.Minute, "runner: on SIGTERM, how long the jobs in progress may still run")
+	c.JobsFlag(fs)
 	c.IsolationFlags(fs, false)
+}
+
+// JobsFlag registers --jobs (SIMPLECI_RUNNER_JOBS); `simpleci dev` calls it too.
+func (c *Component) JobsFlag(fs *flag.FlagSet) {
+	if v := os.Getenv("SIMPLECI_RUNNER_JOBS"); v != "" {
+		n, err := parseJobs(v)
+		if err != nil {
+			c.jobsEnvErr = fmt.Sprintf("SIMPLECI_RUNNER_JOBS=%q: %v", v, err)
+		}
+		c.Jobs = n
+	}
+	fs.Func("jobs", fmt.Sprintf("runner: how many jobs run at once, each in its own workspace and sandbox with its tier's limits (SIMPLECI_RUNNER_JOBS; default the number of CPUs, here %d)", runtime.NumCPU()),
+		func(v string) error {
+			n, err := parseJobs(v)
+			c.Jobs = n
+			return err
+		})
+}
+
+// parseJobs reads a number of jobs at once: at least 1.
+func parseJobs(v string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 1 {
+		return 0, errors.New("want a number of jobs at once, at least 1")
+	}
+	return n, nil
+}
+
+// jobs is the number of jobs at once: Jobs, or the number of CPUs.
+func (c *Component) jobs() int {
+	if c.Jobs > 0 {
+		return c.Jobs
+	}
+	return runtime.NumCPU()
 }
 
 // IsolationFlags registers the sandbox's flags: --allow-weak-isolation (default
@@ -95,6 +136,9 @@ func (c *Component) Validate(cfg *node.Config) []string {
 	problems := cfg.RequirePeers("runner", "scheduler", "log")
 	if c.weakEnvErr != "" {
 		problems = append(problems, "runner: "+c.weakEnvErr)
+	}
+	if c.jobsEnvErr != "" {
+		problems = append(problems, "runner: "+c.jobsEnvErr)
 	}
 	var err error
 	if c.deny, err = sandbox.ParseNetworks(c.DenyNetworks, false); err != nil {
@@ -190,7 +234,7 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 	if env.Config.DataDir != "" {
 		workDir = filepath.Join(env.Config.DataDir, "workspaces")
 	}
-	r, err := New(Config{ID: c.ID, Tiers: c.Tiers, WorkDir: workDir, DrainTimeout: c.DrainTimeout,
+	r, err := New(Config{ID: c.ID, Tiers: c.Tiers, WorkDir: workDir, Jobs: c.jobs(), DrainTimeout: c.DrainTimeout,
 		AllowWeakIsolation: c.AllowWeakIsolation, DenyNetworks: c.deny, AllowNetworks: c.allow,
 		Scheduler: runnerv1.NewRunnerServiceClient(sc), Logs: runnerv1.NewRunnerLogServiceClient(lc), Forges: forges, Log: env.Log})
 	if err != nil {

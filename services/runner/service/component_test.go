@@ -2,8 +2,11 @@ package service
 
 import (
 	"context"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -76,3 +79,37 @@ type named string
 
 func (n named) Name() string                        { return string(n) }
 func (named) Init(context.Context, *node.Env) error { return nil }
+
+// TestJobsFlag: --jobs and SIMPLECI_RUNNER_JOBS set how many jobs run at once (default
+// the number of CPUs); anything but a number from 1 up is refused, saying what it wants.
+func TestJobsFlag(t *testing.T) {
+	parse := func(env string, args ...string) (*Component, error, []string) {
+		t.Setenv("SIMPLECI_RUNNER_JOBS", env)
+		c := &Component{Token: "scr_t_" + strings.Repeat("ab", 24)}
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c.JobsFlag(fs)
+		err := fs.Parse(args)
+		return c, err, c.Validate(&node.Config{Peers: map[string]string{"scheduler": "127.0.0.1:1", "log": "127.0.0.1:2"}})
+	}
+	if c, err, problems := parse(""); err != nil || len(problems) > 0 || c.jobs() != runtime.NumCPU() {
+		t.Fatalf("default: %d jobs (%v %v), want the number of CPUs, %d", c.jobs(), err, problems, runtime.NumCPU())
+	}
+	if c, err, _ := parse("", "--jobs", "3"); err != nil || c.jobs() != 3 {
+		t.Fatalf("--jobs 3: %d jobs (%v)", c.jobs(), err)
+	}
+	if c, err, problems := parse("2"); err != nil || len(problems) > 0 || c.jobs() != 2 {
+		t.Fatalf("SIMPLECI_RUNNER_JOBS=2: %d jobs (%v %v)", c.jobs(), err, problems)
+	}
+	if c, err, _ := parse("2", "--jobs", "5"); err != nil || c.jobs() != 5 {
+		t.Fatalf("the flag over the environment: %d jobs (%v)", c.jobs(), err)
+	}
+	for _, v := range []string{"0", "-1", "many"} {
+		if _, err, _ := parse("", "--jobs", v); err == nil || !strings.Contains(err.Error(), "at least 1") {
+			t.Errorf("--jobs %s: %v, want refused", v, err)
+		}
+		if _, _, problems := parse(v); !strings.Contains(strings.Join(problems, "\n"), `SIMPLECI_RUNNER_JOBS="`+v+`": want a number of jobs at once, at least 1`) {
+			t.Errorf("SIMPLECI_RUNNER_JOBS=%s: %v, want refused", v, problems)
+		}
+	}
+}

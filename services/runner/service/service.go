@@ -56,7 +56,11 @@ type Config struct {
 	// they cannot (a private data directory), the workspaces go to a directory of the
 	// runner's own under the temp dir instead (see jobsDirFor).
 	WorkDir string
-	// DrainTimeout is how long the job in progress may still run after the runner was
+	// Jobs is how many jobs the runner runs at once (default 1), each in a workspace and
+	// a sandbox of its own with its tier's limits: the runner claims a job whenever fewer
+	// run.
+	Jobs int
+	// DrainTimeout is how long the jobs in progress may still run after the runner was
 	// asked to stop (Run's ctx ended); it takes no new job meanwhile. 0 stops at once.
 	DrainTimeout time.Duration
 	// AllowWeakIsolation lets the runner take jobs although the machine lacks
@@ -75,11 +79,15 @@ type Config struct {
 	Log    *slog.Logger
 }
 
-// Runner executes jobs one at a time; run more runners for more parallelism.
+// Runner executes up to Config.Jobs jobs at once. The jobs share nothing mutable: each
+// has its own workspace (a fresh directory under jobsDir), sandbox (cgroup, uid, network
+// namespace and slirp4netns, all named after the job), log queue, heartbeat and lease.
 type Runner struct {
 	cfg  Config
 	log  *slog.Logger
 	lock *os.File
+	// running counts the jobs in progress (for the log).
+	running atomic.Int64
 	// jobsDir is where the job directories are made: WorkDir, or the fallback of
 	// jobsDirFor.
 	jobsDir string
@@ -102,6 +110,10 @@ func New(cfg Config) (*Runner, error) {
 	if len(cfg.Tiers) == 0 {
 		cfg.Tiers = []string{"standard"}
 	}
+	if cfg.Jobs < 0 {
+		return nil, fmt.Errorf("runner: %d jobs at once: want at least 1", cfg.Jobs)
+	}
+	cfg.Jobs = max(cfg.Jobs, 1)
 	if cfg.WorkDir == "" {
 		cfg.WorkDir = filepath.Join(os.TempDir(), "simpleci-runner-"+cfg.ID)
 	}
@@ -247,10 +259,11 @@ func (r *Runner) lockWorkDir() error {
 	return nil
 }
 
-// Run claims and executes jobs until ctx ends, then lets the job in progress finish
-// (for at most DrainTimeout) and returns. When abort ends, the job in progress is
-// stopped at once and handed back to the scheduler (ReleaseJob), which queues its run
-// again for another runner. A nil abort never ends.
+// Run claims and executes jobs, up to Config.Jobs at once, until ctx ends; then it
+// claims no more, lets the jobs in progress finish (for at most DrainTimeout) and
+// returns when every one has ended. When abort ends, the jobs in progress are stopped at
+// once and handed back to the scheduler (ReleaseJob), which queues their runs again for
+// another runner. A nil abort never ends.
 func (r *Runner) Run(ctx, abort context.Context) error {
 	if abort == nil {
 		abort = context.Background()
@@ -264,50 +277,80 @@ func (r *Runner) Run(ctx, abort context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	r.log.Info("runner ready", "tiers", strings.Join(r.cfg.Tiers, ","))
+	r.log.Info("runner ready", "tiers", strings.Join(r.cfg.Tiers, ","), "jobs", r.cfg.Jobs)
+	jobsCtx, handBack, stopDrain := r.drainContext(ctx, abort)
+	defer stopDrain()
+	var running sync.WaitGroup
+	defer running.Wait() // before stopDrain: the jobs keep their context until they end
+	// slots holds a token per job in progress: a claim is made only with a free slot,
+	// and the slot is freed after the job's end was reported, so the scheduler never
+	// sees this runner hold more than Jobs jobs.
+	slots := make(chan struct{}, r.cfg.Jobs)
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		cctx, cancel := context.WithTimeout(ctx, 35*time.Second)
-		resp, err := r.cfg.Scheduler.ClaimJob(cctx, &runnerv1.ClaimJobRequest{RunnerId: r.cfg.ID, Tiers: r.cfg.Tiers, Wait: durationpb.New(25 * time.Second)})
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
-			if status.Code(err) == codes.InvalidArgument {
-				// A configuration the scheduler refuses (a tier it does not serve): say so
-				// loudly; it will not fix itself, but the scheduler's may change.
-				r.log.Error("the scheduler refuses this runner's claims; fix its configuration", "err", err)
-				backoff = 30 * time.Second
-			} else {
-				r.log.Warn("claim job", "err", err, "retry_in", backoff)
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 5*time.Second)
-			if status.Code(err) == codes.InvalidArgument {
-				backoff = 30 * time.Second
-			}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
 			continue
 		}
-		backoff = 100 * time.Millisecond
-		if resp.GetJob() != nil {
-			jctx, handBack := r.drainContext(ctx, abort)
-			r.execute(jctx, resp.GetJob(), handBack)
+		job := r.claim(ctx, &backoff)
+		if job == nil {
+			<-slots
+			continue
 		}
+		running.Add(1)
+		r.running.Add(1)
+		go func() {
+			defer running.Done()
+			defer func() { r.running.Add(-1); <-slots }()
+			r.execute(jobsCtx, job, handBack)
+		}()
 	}
 	return nil
 }
 
-// drainContext returns a context for a job that outlives ctx by the drain timeout, so
-// that a runner asked to stop finishes the job in progress; it ends at once when abort
-// ends, and handBack then reports true: the job is to be given back, not finished.
-func (r *Runner) drainContext(ctx, abort context.Context) (context.Context, func() bool) {
+// claim asks the scheduler for a job (a long poll) and returns it, or nil when none came
+// or the call failed; after a failure it waits (backoff, doubled each time) first.
+func (r *Runner) claim(ctx context.Context, backoff *time.Duration) *runnerv1.Job {
+	cctx, cancel := context.WithTimeout(ctx, 35*time.Second)
+	resp, err := r.cfg.Scheduler.ClaimJob(cctx, &runnerv1.ClaimJobRequest{RunnerId: r.cfg.ID, Tiers: r.cfg.Tiers, Wait: durationpb.New(25 * time.Second)})
+	cancel()
+	if err == nil {
+		*backoff = 100 * time.Millisecond
+		return resp.GetJob()
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if status.Code(err) == codes.InvalidArgument {
+		// A configuration the scheduler refuses (a tier it does not serve): say so
+		// loudly; it will not fix itself, but the scheduler's may change.
+		r.log.Error("the scheduler refuses this runner's claims; fix its configuration", "err", err)
+		*backoff = 30 * time.Second
+	} else {
+		r.log.Warn("claim job", "err", err, "retry_in", *backoff)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(*backoff):
+	}
+	*backoff = min(*backoff*2, 5*time.Second)
+	if status.Code(err) == codes.InvalidArgument {
+		*backoff = 30 * time.Second
+	}
+	return nil
+}
+
+// drainContext returns the context the jobs run under: it outlives ctx by the drain
+// timeout, so that a runner asked to stop finishes the jobs in progress; it ends at once
+// when abort ends, and handBack then reports true: the jobs are to be given back, not
+// finished. stop ends the context and waits for its goroutine.
+func (r *Runner) drainContext(ctx, abort context.Context) (jobs context.Context, handBack func() bool, stop func()) {
 	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var aborted atomic.Bool
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		defer cancel()
 		select {
 		case <-jctx.Done():
@@ -320,7 +363,9 @@ func (r *Runner) drainContext(ctx, abort context.Context) (context.Context, func
 		if r.cfg.DrainTimeout <= 0 {
 			return
 		}
-		r.log.Info("draining: finishing the job in progress (interrupt again to hand it back)", "limit", r.cfg.DrainTimeout)
+		if n := r.running.Load(); n > 0 {
+			r.log.Info("draining: finishing the jobs in progress (interrupt again to hand them back)", "jobs", n, "limit", r.cfg.DrainTimeout)
+		}
 		t := time.NewTimer(r.cfg.DrainTimeout)
 		defer t.Stop()
 		select {
@@ -330,7 +375,7 @@ func (r *Runner) drainContext(ctx, abort context.Context) (context.Context, func
 			aborted.Store(true)
 		}
 	}()
-	return jctx, aborted.Load
+	return jctx, aborted.Load, func() { cancel(); <-done }
 }
 
 // execute runs one job to its end and reports it.

@@ -88,7 +88,8 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	comps.gateway.Flags(fs)
 	comps.auth.GitHub.Register(fs)
 	comps.scheduler.LostRunRetries = 1
-	fs.DurationVar(&comps.runner.DrainTimeout, "drain-timeout", 10*time.Minute, "on the first interrupt, how long the job in progress may still run (a second interrupt hands it back)")
+	fs.DurationVar(&comps.runner.DrainTimeout, "drain-timeout", 10*time.Minute, "on the first interrupt, how long the jobs in progress may still run (a second interrupt hands them back)")
+	comps.runner.JobsFlag(fs)
 	// A developer's own machine, often without root: weak isolation is allowed unless
 	// --allow-weak-isolation=false; the runner's start log and every run's log then name
 	// the missing layers. Where every layer is there the flag changes nothing.
@@ -141,7 +142,7 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 		if comps.auth.GitHub.Enabled() {
 			fmt.Fprintf(stdout, "Sign in with GitHub: %s/auth/github/login\n", strings.TrimSuffix(comps.auth.GitHub.PublicURL, "/"))
 		}
-		fmt.Fprintln(stdout, "Ctrl-C stops after the job in progress; a second Ctrl-C stops at once and hands the job back.")
+		fmt.Fprintln(stdout, "Ctrl-C stops after the jobs in progress; a second Ctrl-C stops at once and hands them back.")
 	}
 	return platform.Run(stop, cfg, comps.all()...)
 }
