@@ -1,12 +1,14 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -138,12 +140,23 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "Admin API token (first start): %s\n", comps.auth.NewAdminToken)
 		}
 		fmt.Fprintf(stdout, "The admin token is in %s: export SIMPLECI_TOKEN=$(cat %s)\n", tokenFile, tokenFile)
+		if b, err := os.ReadFile(tokenFile); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			// The token rides in the fragment, which the browser never sends: the web UI
+			// keeps it and takes it out of the address bar (ADR 21).
+			fmt.Fprintf(stdout, "Open the web UI signed in as the admin: %s\n", signInLink("http://"+display(info.HTTPAddr), string(bytes.TrimSpace(b))))
+		}
 		if comps.auth.GitHub.Enabled() {
 			fmt.Fprintf(stdout, "Sign in with GitHub: %s/auth/github/login\n", strings.TrimSuffix(comps.auth.GitHub.PublicURL, "/"))
 		}
 		fmt.Fprintln(stdout, "Ctrl-C stops after the job in progress; a second Ctrl-C stops at once and hands the job back.")
 	}
 	return platform.Run(stop, cfg, comps.all()...)
+}
+
+// signInLink is the web UI's one-click sign-in address for token: base with the token
+// in the fragment (#token=...), which browsers never send to the server.
+func signInLink(base, token string) string {
+	return strings.TrimSuffix(base, "/") + "/#token=" + url.QueryEscape(token)
 }
 
 func display(addr string) string {

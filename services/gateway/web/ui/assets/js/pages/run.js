@@ -1,0 +1,262 @@
+// A run: its status, trigger, timing and isolation line; its steps as an accordion, each
+// with its log streamed live (ANSI colours, stderr marked, linkable line numbers such as
+// #step-2-L40), follow mode, the raw log's download and a cancel button.
+import * as api from '../api.js';
+import { h, link, replace, statusBadge, when, duration, shortSha, errorBox } from '../dom.js';
+import { ansiState, ansiSegments } from '../ansi.js';
+
+const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'timed_out', 'errored']);
+const POLL_MS = 2000;
+const SETUP = 'setup'; // the runner's own lines (step -1): the isolation line and such
+
+export function runPage(main, project, runId) {
+  const base = `/projects/${api.enc(project)}`;
+  const ctl = new AbortController();
+  const head = h('div', { class: 'runhead' });
+  const notice = h('div', { 'aria-live': 'polite' });
+  const followBox = h('input', { id: 'follow', type: 'checkbox', checked: true });
+  const tools = h('div', { class: 'tools' });
+  const stepsEl = h('div', { class: 'steps' });
+  main.append(
+    h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, link('/', 'Projects'), ' / ', link(base, project), ' / ', `run`),
+    head, notice, tools, h('h2', { class: 'sr' }, 'Steps'), stepsEl);
+
+  const steps = new Map(); // key (index or SETUP) -> {section, button, badge, meta, log, lines, partial, ansi, chosen}
+  let run = null;
+  let attempt = 0;
+  let target = null; // {key, line} from the address's fragment, until shown
+  let stopStream = null;
+  let timer = 0;
+  let following = true;
+  let streamState = 'connecting';
+
+  const streamNote = h('span', { class: 'muted', role: 'status' });
+  const cancelBtn = h('button', { type: 'button', class: 'danger', onclick: async () => {
+    cancelBtn.disabled = true;
+    try {
+      await api.call('POST', `/api/v1/runs/${api.enc(runId)}:cancel`, {});
+      refresh();
+    } catch (err) {
+      notice.replaceChildren(errorBox(err));
+      cancelBtn.disabled = false;
+    }
+  } }, 'Cancel run');
+  const download = h('button', { type: 'button', onclick: () => downloadLog(runId, run, notice) }, 'Download raw log');
+  followBox.addEventListener('change', () => {
+    following = followBox.checked;
+    if (following) for (const s of steps.values()) if (!s.log.hidden) s.log.scrollTop = s.log.scrollHeight;
+  });
+  tools.append(h('label', { class: 'check' }, followBox, ' Follow log'), download, cancelBtn, streamNote);
+
+  function setFollow(on) {
+    following = on;
+    followBox.checked = on;
+  }
+
+  function step(key, name) {
+    let s = steps.get(key);
+    if (s) return s;
+    const id = `step-${key}`;
+    const badge = h('span');
+    const title = h('span', { class: 'name' }, name || (key === SETUP ? 'Set up' : `Step ${key}`));
+    const meta = h('span', { class: 'dur muted' });
+    const log = h('div', { class: 'log', id: `${id}-log`, role: 'log', 'aria-label': `Log of ${title.textContent}`, hidden: true, tabindex: '0' });
+    const button = h('button', { type: 'button', class: 'steptoggle', 'aria-expanded': 'false', 'aria-controls': `${id}-log`,
+      onclick: () => toggle(s, log.hidden, true) }, badge, title, meta);
+    const reason = h('p', { class: 'reason', hidden: true });
+    const section = h('section', { class: 'step', id, 'data-step': key }, h('h3', {}, button), reason, log);
+    s = { key, section, button, badge, title, meta, reason, log, lines: 0, partial: false, ansi: ansiState(), chosen: false, status: '' };
+    log.addEventListener('scroll', () => {
+      // Scrolling up stops following; scrolling back to the end resumes it.
+      const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 8;
+      if (!atEnd && following && !s.auto) setFollow(false);
+      else if (atEnd && !following && s.userScrolled) setFollow(true);
+      s.auto = false;
+    });
+    for (const ev of ['wheel', 'touchmove', 'keydown', 'mousedown']) log.addEventListener(ev, () => { s.userScrolled = true; s.auto = false; }, { passive: true });
+    steps.set(key, s);
+    // Sections in order: set up first, then by index.
+    const after = [...steps.values()].filter((o) => o !== s && order(o.key) > order(key)).sort((a, b) => order(a.key) - order(b.key))[0];
+    stepsEl.insertBefore(section, after ? after.section : null);
+    return s;
+  }
+
+  // toggle opens or closes a step's log; once the user did, the page no longer does.
+  function toggle(s, open, byUser) {
+    s.log.hidden = !open;
+    s.button.setAttribute('aria-expanded', String(open));
+    s.section.classList.toggle('open', open);
+    if (byUser) s.chosen = true;
+    if (open && following) scrollEnd(s);
+  }
+
+  function scrollEnd(s) {
+    s.auto = true;
+    s.log.scrollTop = s.log.scrollHeight;
+  }
+
+  function addChunk(c) {
+    const a = c.attempt || 1;
+    if (a > attempt) {
+      // The run was requeued: its log starts again with the new attempt.
+      if (attempt) for (const s of steps.values()) { s.log.replaceChildren(); s.lines = 0; s.partial = false; s.ansi = ansiState(); }
+      attempt = a;
+    } else if (a < attempt) return;
+    const key = (c.step ?? 0) < 0 ? SETUP : (c.step || 0);
+    const s = step(key);
+    const parts = (c.text || '').split('\n');
+    if (parts.length > 1 && parts[parts.length - 1] === '') parts.pop();
+    parts.forEach((text, i) => {
+      if (i === 0 && s.partial && s.log.lastChild) {
+        appendText(s.log.lastChild.lastChild, text, s.ansi);
+        return;
+      }
+      s.lines++;
+      const id = `step-${key}-L${s.lines}`;
+      const line = h('div', { class: `line ${c.stream || ''}`, id, title: c.stream === 'stderr' ? 'stderr' : null },
+        h('a', { class: 'ln', href: `#${id}`, 'aria-label': `line ${s.lines}` }, String(s.lines)),
+        h('span', { class: 'txt' }));
+      appendText(line.lastChild, text, s.ansi);
+      s.log.appendChild(line);
+    });
+    s.partial = !(c.text || '').endsWith('\n');
+    // A step printing now, live, is opened (unless the user closed it).
+    if (key !== SETUP && s.log.hidden && !s.chosen && run && !FINAL.has(run.status)) toggle(s, true);
+    if (following && !s.log.hidden) scrollEnd(s);
+    if (target && target.key === key) showTarget();
+  }
+
+  function showTarget() {
+    if (!target) return;
+    const s = steps.get(target.key);
+    if (!s) return;
+    if (s.log.hidden) toggle(s, true);
+    const el = target.line ? document.getElementById(`step-${target.key}-L${target.line}`) : s.section;
+    if (!el) return; // not streamed yet: tried again as lines come
+    document.querySelectorAll('.line.hl').forEach((l) => l.classList.remove('hl'));
+    if (target.line) el.classList.add('hl');
+    el.scrollIntoView({ block: 'center' });
+    target = null;
+  }
+
+  function readHash() {
+    const m = /^#step-(setup|\d+)(?:-L(\d+))?$/.exec(location.hash);
+    if (!m) return;
+    target = { key: m[1] === SETUP ? SETUP : Number(m[1]), line: m[2] ? Number(m[2]) : 0 };
+    setFollow(false); // the user asked for a place in the log: stay there
+    showTarget();
+  }
+  window.addEventListener('hashchange', readHash);
+
+  function renderRun(r) {
+    run = r;
+    const trigger = [r.event || 'manual', r.actor ? ` by ${r.actor}` : '', r.branch || r.ref ? ` on ${r.branch || r.ref}` : '',
+      r.sha ? ' at ' : ''];
+    replace(head,
+      h('div', { class: 'titlebar' }, h('h1', {}, `Run #${r.number || ''}`), statusBadge(r.status)),
+      h('dl', { class: 'meta' },
+        h('dt', {}, 'Trigger'), h('dd', {}, trigger, r.sha ? h('code', { title: r.sha }, shortSha(r.sha)) : null),
+        h('dt', {}, 'Created'), h('dd', {}, when(r.createdAt)),
+        r.startedAt ? [h('dt', {}, 'Started'), h('dd', {}, when(r.startedAt))] : null,
+        r.startedAt ? [h('dt', {}, 'Duration'), h('dd', {}, duration(r.startedAt, r.finishedAt), r.finishedAt ? '' : ' so far')] : null,
+        h('dt', {}, 'Tier'), h('dd', {}, r.tier || 'standard'),
+        (r.attempt || 1) > 1 ? [h('dt', {}, 'Attempt'), h('dd', {}, `${r.attempt} (requeued after its runner was lost)`)] : null,
+        h('dt', {}, 'Isolation'), h('dd', { class: 'isolation' }, r.isolation || (FINAL.has(r.status) ? 'not reported' : 'not reported yet'))),
+      explain(r));
+    cancelBtn.hidden = FINAL.has(r.status);
+    for (const st of r.steps || []) {
+      const key = st.index || 0;
+      const s = step(key, st.name);
+      s.title.textContent = st.name;
+      s.log.setAttribute('aria-label', `Log of ${st.name}`);
+      replace(s.badge, statusBadge(st.status));
+      s.meta.textContent = duration(st.startedAt, st.finishedAt);
+      s.reason.hidden = !st.reason;
+      s.reason.textContent = st.reason ? `${st.status === 'skipped' ? 'Skipped' : 'Why'}: ${st.reason}` : '';
+      // Open the running step and a failed one, unless the user already chose.
+      if (!s.chosen && s.log.hidden && (st.status === 'running' || st.status === 'failed' || st.status === 'timed_out')) toggle(s, true);
+      s.status = st.status;
+    }
+  }
+
+  async function refresh() {
+    clearTimeout(timer);
+    try {
+      renderRun(await api.get(`/api/v1/runs/${api.enc(runId)}`, ctl.signal));
+    } catch (err) {
+      if (ctl.signal.aborted) return;
+      notice.replaceChildren(errorBox(err));
+    }
+    if (!ctl.signal.aborted && !(run && FINAL.has(run.status) && streamState === 'done')) timer = setTimeout(refresh, POLL_MS);
+  }
+
+  refresh().then(() => {
+    if (ctl.signal.aborted || !run) return;
+    readHash();
+    streamNote.textContent = 'Connecting to the log…';
+    stopStream = api.streamLogs(runId, {
+      onChunk: (c) => { streamNote.textContent = FINAL.has(run.status) ? '' : 'Live'; addChunk(c); },
+      onEnd: () => {
+        streamState = 'done';
+        streamNote.textContent = 'Log complete';
+        if (!steps.size) stepsEl.append(h('p', { class: 'muted' }, 'This run printed nothing.'));
+        if (target) showTarget();
+      },
+      onError: (err, retrying) => { streamNote.textContent = retrying ? `Log stream interrupted (${err.message}); reconnecting…` : `Log: ${err.message}`; },
+    });
+  });
+
+  return () => {
+    ctl.abort();
+    clearTimeout(timer);
+    if (stopStream) stopStream();
+    window.removeEventListener('hashchange', readHash);
+  };
+}
+
+function order(key) {
+  return key === SETUP ? -1 : key;
+}
+
+function appendText(el, text, state) {
+  for (const seg of ansiSegments(text, state)) {
+    el.appendChild(seg.cls ? h('span', { class: seg.cls }, seg.text) : document.createTextNode(seg.text));
+  }
+}
+
+// explain says in plain words why a run ended the way it did.
+function explain(r) {
+  const why = r.reason ? `: ${r.reason}` : '.';
+  const say = {
+    queued: r.reason ? `Waiting${why}` : '',
+    errored: `The run could not start${why}`,
+    timed_out: `The run took longer than its tier allows${why}`,
+    cancelled: `The run was cancelled${why}`,
+    failed: r.reason ? `The run failed${why}` : '',
+  }[r.status];
+  return say ? h('p', { class: r.status === 'queued' ? 'notice' : 'error', role: 'status' }, say) : null;
+}
+
+// downloadLog fetches the stored log page by page and saves it as a text file, as the
+// steps printed it (ANSI escapes included).
+async function downloadLog(runId, run, notice) {
+  const parts = [];
+  let after = '0';
+  try {
+    for (let i = 0; i < 100000; i++) {
+      const res = await api.get(`/api/v1/runs/${api.enc(runId)}/logs?after=${api.enc(after)}`);
+      for (const c of res.chunks || []) parts.push(c.text || '');
+      if (!res.nextAfter || res.nextAfter === '0' || res.nextAfter === after) break;
+      after = res.nextAfter;
+    }
+  } catch (err) {
+    notice.replaceChildren(errorBox(err));
+    return;
+  }
+  const url = URL.createObjectURL(new Blob(parts, { type: 'text/plain' }));
+  const a = h('a', { href: url, download: `run-${run && run.number ? run.number : runId}.log` });
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
