@@ -1,0 +1,39 @@
+// Start the demo run from its project's page, see it succeed with the tag-only step
+// skipped and why, and expand a finished step (with the keyboard) to read its log.
+import { run, env, check, signIn, checkLabelled, runId } from './lib.mjs';
+
+run(async ({ page }) => {
+  await signIn(page, env('SIMPLECI_LINK'));
+  await checkLabelled(page, 'projects page');
+  await page.getByRole('link', { name: 'demo', exact: true }).click();
+  await page.getByRole('heading', { name: 'demo' }).waitFor();
+  await checkLabelled(page, 'runs page');
+  await page.getByRole('button', { name: 'Run pipeline' }).click();
+  await page.waitForURL(/\/projects\/demo\/runs\//);
+  check(runId(page.url()), `no run in ${page.url()}`);
+  await page.locator('.runhead .badge', { hasText: 'succeeded' }).waitFor({ timeout: 60000 });
+  await page.getByText('Log complete').waitFor();
+  await checkLabelled(page, 'run page');
+
+  const deploy = page.locator('section.step', { has: page.getByRole('button', { name: /Deploy \(tags only\)/ }) });
+  check((await deploy.locator('.badge').innerText()) === 'skipped', 'the tag-only step is not shown skipped');
+  const why = await deploy.locator('.reason').innerText();
+  check(/^Skipped: /.test(why) && why.includes('tag'), `the skipped step does not say why: "${why}"`);
+  const isolation = await page.locator('.isolation').innerText();
+  check(isolation.startsWith('isolation:'), `isolation line: "${isolation}"`);
+
+  // A succeeded step starts collapsed; Enter on its focused header opens it.
+  const build = page.getByRole('button', { name: /Build/ });
+  check((await build.getAttribute('aria-expanded')) === 'false', 'a succeeded step should start collapsed');
+  await build.focus();
+  await page.keyboard.press('Enter');
+  check((await build.getAttribute('aria-expanded')) === 'true', 'Enter did not expand the step');
+  const log = page.locator(`#${await build.getAttribute('aria-controls')}`);
+  await log.getByText('compiling part 3').waitFor();
+  await log.getByText('build ok').waitFor();
+  const warn = log.locator('.line', { hasText: 'warning: this is a demo' });
+  check(await warn.evaluate((el) => el.classList.contains('stderr')), 'the stderr line is not marked');
+  check(!(await log.locator('.line.stderr', { hasText: 'build ok' }).count()), 'a stdout line is marked stderr');
+  await page.keyboard.press('Enter');
+  check(await log.isHidden(), 'Enter again did not collapse the step');
+});

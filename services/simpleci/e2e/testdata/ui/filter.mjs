@@ -1,0 +1,32 @@
+// Filter a project's runs by event: the filter is in the address (a reload or a shared
+// link keeps it) and only matching runs are listed.
+import { run, env, base, check, signIn } from './lib.mjs';
+
+run(async ({ page }) => {
+  await signIn(page, env('SIMPLECI_LINK'));
+  await page.goto(`${base}/projects/slow`);
+  const rows = page.locator('#runs tbody tr');
+  await rows.first().waitFor();
+  const events = () => rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.event));
+  check(new Set(await events()).size >= 2, `want runs of two events to filter, got ${await events()}`);
+
+  await page.getByLabel('Event').selectOption('push');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.waitForURL((u) => u.searchParams.get('event') === 'push');
+  await page.waitForFunction(() => [...document.querySelectorAll('#runs tbody tr')].every((tr) => tr.dataset.event === 'push'));
+  const pushed = await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.run));
+  check(pushed.includes(env('SIMPLECI_PUSHED_RUN')), `the pushed run is not listed: ${pushed}`);
+  check(/\bpush\b/.test(await rows.first().locator('.event').innerText()), 'the event column does not say push');
+
+  await page.reload();
+  await rows.first().waitFor();
+  check((await page.getByLabel('Event').inputValue()) === 'push', 'the filter is not kept after a reload');
+  check((await events()).every((e) => e === 'push'), `after a reload: ${await events()}`);
+
+  // No match says so.
+  await page.goto(`${base}/projects/slow?event=tag`);
+  await page.getByText('No runs match these filters.').waitFor();
+  await page.getByRole('link', { name: 'Clear' }).click();
+  await page.waitForURL(`${base}/projects/slow`);
+  await rows.first().waitFor();
+});
