@@ -1,5 +1,6 @@
 // Start the demo run from its project's page, see it succeed with the tag-only step
 // skipped and why, and expand a finished step (with the keyboard) to read its log.
+import { readFileSync } from 'node:fs';
 import { run, env, check, signIn, checkLabelled, runId } from './lib.mjs';
 
 run(async ({ page }) => {
@@ -36,4 +37,12 @@ run(async ({ page }) => {
   check(!(await log.locator('.line.stderr', { hasText: 'build ok' }).count()), 'a stdout line is marked stderr');
   await page.keyboard.press('Enter');
   check(await log.isHidden(), 'Enter again did not collapse the step');
+
+  // The raw log, as the steps printed it.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download raw log' }).click()]);
+  check(/^run-\d+\.log$/.test(download.suggestedFilename()), `download named ${download.suggestedFilename()}`);
+  const raw = readFileSync(await download.path(), 'utf8');
+  for (const want of ['isolation:', 'Hello from SimpleCI', 'compiling part 3', 'warning: this is a demo', 'stderr line']) {
+    check(raw.includes(want), `the raw log lacks "${want}":\n${raw}`);
+  }
 });

@@ -23,6 +23,24 @@ run(async ({ page }) => {
   check((await page.getByLabel('Event').inputValue()) === 'push', 'the filter is not kept after a reload');
   check((await events()).every((e) => e === 'push'), `after a reload: ${await events()}`);
 
+  // Paging: one run a page, older runs follow, and back to the newest.
+  await page.goto(`${base}/projects/slow?page_size=1`);
+  await rows.first().waitFor();
+  check(await rows.count() === 1, `page_size=1 shows ${await rows.count()} runs`);
+  const newest = await rows.first().getAttribute('data-run');
+  await page.getByRole('link', { name: 'Older runs' }).click();
+  await page.waitForURL((u) => u.searchParams.get('page_token'));
+  await page.waitForFunction((id) => {
+    const tr = document.querySelector('#runs tbody tr');
+    return tr && tr.dataset.run !== id;
+  }, newest);
+  await page.getByRole('link', { name: 'Newest runs' }).click();
+  await page.waitForFunction((id) => {
+    const tr = document.querySelector('#runs tbody tr');
+    return tr && tr.dataset.run === id;
+  }, newest);
+  check(!new URL(page.url()).searchParams.get('page_token'), `back to the newest, the URL still has a page token: ${page.url()}`);
+
   // No match says so.
   await page.goto(`${base}/projects/slow?event=tag`);
   await page.getByText('No runs match these filters.').waitFor();

@@ -6,6 +6,7 @@ import { h, link, replace, statusBadge, when, duration, shortSha, errorBox } fro
 import { ansiState, ansiSegments } from '../ansi.js';
 
 const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'timed_out', 'errored']);
+const DONE = new Set(['succeeded', 'failed', 'skipped', 'cancelled', 'timed_out']); // a step's final statuses
 const POLL_MS = 2000;
 const SETUP = 'setup'; // the runner's own lines (step -1): the isolation line and such
 
@@ -28,7 +29,6 @@ export function runPage(main, project, runId) {
   let stopStream = null;
   let timer = 0;
   let following = true;
-  let streamState = 'connecting';
 
   const streamNote = h('span', { class: 'muted', role: 'status' });
   const cancelBtn = h('button', { type: 'button', class: 'danger', onclick: async () => {
@@ -120,8 +120,8 @@ export function runPage(main, project, runId) {
       s.log.appendChild(line);
     });
     s.partial = !(c.text || '').endsWith('\n');
-    // A step printing now, live, is opened (unless the user closed it).
-    if (key !== SETUP && s.log.hidden && !s.chosen && run && !FINAL.has(run.status)) toggle(s, true);
+    // A step printing now, live, is opened (unless the user chose otherwise).
+    if (key !== SETUP && s.log.hidden && !s.chosen && run && !FINAL.has(run.status) && !DONE.has(s.status)) toggle(s, true);
     if (following && !s.log.hidden) scrollEnd(s);
     if (target && target.key === key) showTarget();
   }
@@ -130,7 +130,7 @@ export function runPage(main, project, runId) {
     if (!target) return;
     const s = steps.get(target.key);
     if (!s) return;
-    if (s.log.hidden) toggle(s, true);
+    if (s.log.hidden) toggle(s, true, true);
     const el = target.line ? document.getElementById(`step-${target.key}-L${target.line}`) : s.section;
     if (!el) return; // not streamed yet: tried again as lines come
     document.querySelectorAll('.line.hl').forEach((l) => l.classList.remove('hl'));
@@ -173,8 +173,10 @@ export function runPage(main, project, runId) {
       s.meta.textContent = duration(st.startedAt, st.finishedAt);
       s.reason.hidden = !st.reason;
       s.reason.textContent = st.reason ? `${st.status === 'skipped' ? 'Skipped' : 'Why'}: ${st.reason}` : '';
-      // Open the running step and a failed one, unless the user already chose.
+      // Open the running step and a failed one, and close a step that went well once it
+      // is done, unless the user chose.
       if (!s.chosen && s.log.hidden && (st.status === 'running' || st.status === 'failed' || st.status === 'timed_out')) toggle(s, true);
+      else if (!s.chosen && !s.log.hidden && (st.status === 'succeeded' || st.status === 'skipped')) toggle(s, false);
       s.status = st.status;
     }
   }
@@ -187,7 +189,7 @@ export function runPage(main, project, runId) {
       if (ctl.signal.aborted) return;
       notice.replaceChildren(errorBox(err));
     }
-    if (!ctl.signal.aborted && !(run && FINAL.has(run.status) && streamState === 'done')) timer = setTimeout(refresh, POLL_MS);
+    if (!ctl.signal.aborted && !(run && FINAL.has(run.status))) timer = setTimeout(refresh, POLL_MS);
   }
 
   refresh().then(() => {
@@ -197,7 +199,6 @@ export function runPage(main, project, runId) {
     stopStream = api.streamLogs(runId, {
       onChunk: (c) => { streamNote.textContent = FINAL.has(run.status) ? '' : 'Live'; addChunk(c); },
       onEnd: () => {
-        streamState = 'done';
         streamNote.textContent = 'Log complete';
         if (!steps.size) stepsEl.append(h('p', { class: 'muted' }, 'This run printed nothing.'));
         if (target) showTarget();

@@ -14,6 +14,7 @@ export function runsPage(main, project) {
   const filters = { status: q.get('status') || '', event: q.get('event') || '', branch: q.get('branch') || '',
     since: q.get('since') || '', until: q.get('until') || '' };
   const pageToken = q.get('page_token') || '';
+  const size = /^\d+$/.test(q.get('page_size') || '') ? Math.min(Math.max(Number(q.get('page_size')), 1), 200) : 25;
   const base = `/projects/${api.enc(project)}`;
 
   const select = (name, label, options) => h('div', { class: 'field' },
@@ -55,12 +56,24 @@ export function runsPage(main, project) {
 
   const ctl = new AbortController();
   let timer = 0;
-  const params = { ...filters, since: day(filters.since, false), until: day(filters.until, true), page_size: 25, page_token: pageToken };
+  const params = { ...filters, since: day(filters.since, false), until: day(filters.until, true), page_size: size, page_token: pageToken };
+  let shown = '';
   const load = async () => {
     clearTimeout(timer);
     try {
       const res = await api.get(`/api/v1/projects/${api.enc(project)}/runs${api.qs(params)}`, ctl.signal);
-      show(list, res, base, filters);
+      // Redrawn only when something changed (a running run's duration does), keeping
+      // the keyboard focus on the link it was on.
+      const json = JSON.stringify(res);
+      if (json !== shown || (res.runs || []).some((r) => !r.finishedAt)) {
+        shown = json;
+        const focused = list.contains(document.activeElement) ? document.activeElement.getAttribute('href') : null;
+        show(list, res, base, filters);
+        if (focused) {
+          const again = [...list.querySelectorAll('a[href]')].find((a) => a.getAttribute('href') === focused);
+          if (again) again.focus();
+        }
+      }
     } catch (err) {
       if (ctl.signal.aborted) return;
       list.replaceChildren(errorBox(err));
