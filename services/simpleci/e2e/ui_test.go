@@ -58,12 +58,16 @@ func TestUI(t *testing.T) {
 	// A project whose run prints for a while, in colour and on stderr, to watch live.
 	repo, shas := gitRepo(t, map[string]string{"main": `{"steps": [
 		{"name": "prepare", "run": "echo ready"},
-		{"name": "count", "run": "printf '\\033[31mred alert\\033[0m plain\\n'; echo 'to stderr' >&2; for i in $(seq 1 16); do echo tick $i; sleep 0.5; done"}]}`})
+		{"name": "count", "run": "printf '\\033[31mred alert\\033[0m plain\\n'; echo 'to stderr' >&2; for i in $(seq 1 16); do echo tick $i; sleep 0.5; done"}]}`,
+		"quick": `{"steps": [{"name": "quick", "run": "echo quick"}]}`})
 	var slow project
 	a.json("POST", "/api/v1/projects", map[string]any{"name": "slow", "provider": "local", "repository": repo,
 		"events": []string{"push", "manual"}}, http.StatusOK, &slow)
 	// A pushed run, for the filter to find among manual ones.
 	pushed := a.waitRun(a.push(slow, "main", shas["main"]), 60*time.Second)
+	var manual run
+	a.json("POST", "/api/v1/projects/slow/runs", map[string]string{"ref": "quick"}, http.StatusOK, &manual)
+	a.waitRun(manual.ID, 60*time.Second)
 	// A finished demo run, for the deep link.
 	var demo run
 	a.json("POST", "/api/v1/projects/demo/runs", map[string]string{"ref": "main"}, http.StatusOK, &demo)
@@ -75,7 +79,8 @@ func TestUI(t *testing.T) {
 		{"sign in with the one-click link and a pasted token, sign out", "signin.mjs"},
 		{"start the demo run and expand a step", "demo.mjs"},
 		{"watch a log grow live, in colour, following until scrolled up", "live.mjs"},
-		{"filter runs by event, kept in the URL", "filter.mjs"},
+		{"filter runs by event and date, kept in the URL; paging", "filter.mjs"},
+		{"cancel a running run", "cancel.mjs"},
 		{"set a secret: its value is nowhere in the page", "secret.mjs"},
 		{"a link to a log line highlights it in view", "deeplink.mjs"},
 		{"usable at phone width", "phone.mjs"},

@@ -4,6 +4,7 @@ import { h, link, statusBadge, when, errorBox } from '../dom.js';
 
 export function projectsPage(main) {
   const ctl = new AbortController();
+  document.title = 'Projects · SimpleCI';
   const list = h('div', { 'aria-live': 'polite' }, h('p', { class: 'muted' }, 'Loading projects…'));
   main.append(h('h1', {}, 'Projects'), list);
   load(list, ctl.signal, location.search);

@@ -150,6 +150,7 @@ export function runPage(main, project, runId) {
 
   function renderRun(r) {
     run = r;
+    document.title = `${project} #${r.number || ''} ${r.status || ''} · SimpleCI`;
     const trigger = [r.event || 'manual', r.actor ? ` by ${r.actor}` : '', r.branch || r.ref ? ` on ${r.branch || r.ref}` : '',
       r.sha ? ' at ' : ''];
     replace(head,
@@ -227,7 +228,8 @@ function appendText(el, text, state) {
 
 // explain says in plain words why a run ended the way it did.
 function explain(r) {
-  const why = r.reason ? `: ${r.reason}` : '.';
+  // A reason that only repeats the status ("cancelled") adds nothing.
+  const why = r.reason && r.reason.toLowerCase() !== (r.status || '').replace('_', ' ') ? `: ${r.reason}` : '.';
   const say = {
     queued: r.reason ? `Waiting${why}` : '',
     errored: `The run could not start${why}`,

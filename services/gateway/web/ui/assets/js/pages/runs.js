@@ -16,6 +16,7 @@ export function runsPage(main, project) {
   const pageToken = q.get('page_token') || '';
   const size = /^\d+$/.test(q.get('page_size') || '') ? Math.min(Math.max(Number(q.get('page_size')), 1), 200) : 25;
   const base = `/projects/${api.enc(project)}`;
+  document.title = `${project} · SimpleCI`;
 
   const select = (name, label, options) => h('div', { class: 'field' },
     h('label', { for: `f-${name}` }, label),
@@ -48,7 +49,8 @@ export function runsPage(main, project) {
     }
   } }, h('label', { for: 'ref' }, 'Ref'), ref, h('button', { type: 'submit' }, 'Run pipeline'), triggerMsg);
 
-  const list = h('div', { id: 'runs', 'aria-live': 'polite', 'aria-busy': 'true' }, h('p', { class: 'muted' }, 'Loading runs…'));
+  // Not a live region: it is redrawn every few seconds while runs are running.
+  const list = h('div', { id: 'runs', 'aria-busy': 'true' }, h('p', { class: 'muted' }, 'Loading runs…'));
   main.append(
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, link('/', 'Projects'), ' / ', project),
     h('div', { class: 'titlebar' }, h('h1', {}, project), link(`${base}/secrets`, 'Secrets')),

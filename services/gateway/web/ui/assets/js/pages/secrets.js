@@ -8,6 +8,7 @@ export function secretsPage(main, project) {
   const base = `/projects/${api.enc(project)}`;
   const path = `/api/v1/projects/${api.enc(project)}/secrets`;
   const ctl = new AbortController();
+  document.title = `Secrets of ${project} · SimpleCI`;
   const list = h('div', { 'aria-live': 'polite' });
   const msg = h('p', { role: 'status' });
   const name = h('input', { id: 'secret-name', name: 'name', type: 'text', required: true, pattern: '[A-Z_][A-Z0-9_]*',

@@ -11,6 +11,7 @@ export function signInPage(main) {
     go();
     return;
   }
+  document.title = 'Sign in · SimpleCI';
   const err = h('p', { class: 'error', role: 'alert', hidden: true });
   const input = h('input', { id: 'token', name: 'token', type: 'password', autocomplete: 'off', required: true, spellcheck: 'false' });
   const remember = h('input', { id: 'remember', type: 'checkbox' });
