@@ -77,7 +77,7 @@ func TestUI(t *testing.T) {
 		"SIMPLECI_TOKEN=" + a.token, "SIMPLECI_DEMO_RUN=" + demo.ID, "SIMPLECI_PUSHED_RUN=" + pushed.ID}
 	for _, s := range []struct{ name, script string }{
 		{"sign in with the one-click link and a pasted token, sign out", "signin.mjs"},
-		{"start the demo run and expand a step", "demo.mjs"},
+		{"start the demo run, expand a step, download its log, read its events, run it again", "demo.mjs"},
 		{"watch a log grow live, in colour, following until scrolled up", "live.mjs"},
 		{"filter runs by event and date, kept in the URL; paging", "filter.mjs"},
 		{"cancel a running run", "cancel.mjs"},

@@ -45,4 +45,27 @@ run(async ({ page }) => {
   for (const want of ['isolation:', 'Hello from SimpleCI', 'compiling part 3', 'warning: this is a demo', 'stderr line']) {
     check(raw.includes(want), `the raw log lacks "${want}":\n${raw}`);
   }
+
+  // The run's recorded events, on a tab; the arrow keys move between the tabs.
+  await page.getByRole('tab', { name: 'Events' }).click();
+  const types = page.locator('#panel-events li');
+  await types.first().waitFor();
+  const seen = await types.evaluateAll((lis) => lis.map((li) => li.dataset.type));
+  const at = (t) => seen.indexOf(t);
+  check(at('RunQueued') >= 0 && at('RunQueued') < at('RunStarted') && at('RunStarted') < at('RunFinished'), `events: ${seen}`);
+  check(await page.locator('#panel-steps').isHidden(), 'the steps stay shown under the Events tab');
+  await page.locator('#panel-events li', { hasText: 'RunFinished' }).locator('summary').click();
+  check((await page.locator('#panel-events li', { hasText: 'RunFinished' }).locator('pre').innerText()).includes('succeeded'), 'the event body is not shown');
+  await page.getByRole('tab', { name: 'Events' }).focus();
+  await page.keyboard.press('ArrowLeft');
+  check((await page.getByRole('tab', { name: 'Steps' }).getAttribute('aria-selected')) === 'true', 'ArrowLeft did not select Steps');
+  check(await page.locator('#panel-steps').isVisible(), 'the steps are not shown again');
+
+  // Run again: a new run of the same commit.
+  const first = runId(page.url());
+  const sha = await page.locator('.meta code').getAttribute('title');
+  await page.getByRole('button', { name: 'Run again' }).click();
+  await page.waitForURL((u) => runId(u.toString()) && runId(u.toString()) !== first);
+  await page.locator('.runhead .badge', { hasText: 'succeeded' }).waitFor({ timeout: 60000 });
+  check((await page.locator('.meta code').getAttribute('title')) === sha, 'the new run is of another commit');
 });

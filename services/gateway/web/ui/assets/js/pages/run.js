@@ -4,6 +4,8 @@
 import * as api from '../api.js';
 import { h, link, replace, statusBadge, when, duration, shortSha, errorBox } from '../dom.js';
 import { ansiState, ansiSegments } from '../ansi.js';
+import { loadEvents } from './events.js';
+import { navigate } from '../main.js';
 
 const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'timed_out', 'errored']);
 const DONE = new Set(['succeeded', 'failed', 'skipped', 'cancelled', 'timed_out']); // a step's final statuses
@@ -18,9 +20,14 @@ export function runPage(main, project, runId) {
   const followBox = h('input', { id: 'follow', type: 'checkbox', checked: true });
   const tools = h('div', { class: 'tools' });
   const stepsEl = h('div', { class: 'steps' });
+  const eventsEl = h('div', { id: 'panel-events', role: 'tabpanel', 'aria-labelledby': 'tab-events', hidden: true, tabindex: '0' });
+  const stepsPanel = h('div', { id: 'panel-steps', role: 'tabpanel', 'aria-labelledby': 'tab-steps' }, tools, stepsEl);
+  const tabs = tabList([['steps', 'Steps', stepsPanel], ['events', 'Events', eventsEl]], (name) => {
+    if (name === 'events') loadEvents(eventsEl, runId, ctl.signal);
+  });
   main.append(
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, link('/', 'Projects'), ' / ', link(base, project), ' / ', `run`),
-    head, notice, tools, h('h2', { class: 'sr' }, 'Steps'), stepsEl);
+    head, notice, tabs, stepsPanel, eventsEl);
 
   const steps = new Map(); // key (index or SETUP) -> {section, button, badge, meta, log, lines, partial, ansi, chosen}
   let run = null;
@@ -41,12 +48,23 @@ export function runPage(main, project, runId) {
       cancelBtn.disabled = false;
     }
   } }, 'Cancel run');
+  // Run again: a manual run of the same commit.
+  const again = h('button', { type: 'button', onclick: async () => {
+    again.disabled = true;
+    try {
+      const r = await api.call('POST', `/api/v1/projects/${api.enc(project)}/runs`, { ref: run.sha || run.ref || '' });
+      navigate(`${base}/runs/${api.enc(r.id)}`);
+    } catch (err) {
+      notice.replaceChildren(errorBox(err));
+      again.disabled = false;
+    }
+  } }, 'Run again');
   const download = h('button', { type: 'button', onclick: () => downloadLog(runId, run, notice) }, 'Download raw log');
   followBox.addEventListener('change', () => {
     following = followBox.checked;
     if (following) for (const s of steps.values()) if (!s.log.hidden) s.log.scrollTop = s.log.scrollHeight;
   });
-  tools.append(h('label', { class: 'check' }, followBox, ' Follow log'), download, cancelBtn, streamNote);
+  tools.append(h('label', { class: 'check' }, followBox, ' Follow log'), download, cancelBtn, again, streamNote);
 
   function setFollow(on) {
     following = on;
@@ -165,6 +183,7 @@ export function runPage(main, project, runId) {
         h('dt', {}, 'Isolation'), h('dd', { class: 'isolation' }, r.isolation || (FINAL.has(r.status) ? 'not reported' : 'not reported yet'))),
       explain(r));
     cancelBtn.hidden = FINAL.has(r.status);
+    again.hidden = !FINAL.has(r.status);
     for (const st of r.steps || []) {
       const key = st.index || 0;
       const s = step(key, st.name);
@@ -214,6 +233,32 @@ export function runPage(main, project, runId) {
     if (stopStream) stopStream();
     window.removeEventListener('hashchange', readHash);
   };
+}
+
+// tabList makes an accessible tab list: each tab shows its panel and hides the others;
+// the arrow keys move between tabs. onSelect gets the chosen tab's name.
+function tabList(items, onSelect) {
+  const buttons = items.map(([name, label, panel]) => h('button', { type: 'button', role: 'tab', id: `tab-${name}`,
+    'aria-controls': panel.id, 'aria-selected': String(name === items[0][0]), tabindex: name === items[0][0] ? '0' : '-1',
+    onclick: () => select(name) }, label));
+  function select(name) {
+    items.forEach(([n, , panel], i) => {
+      const on = n === name;
+      panel.hidden = !on;
+      buttons[i].setAttribute('aria-selected', String(on));
+      buttons[i].tabIndex = on ? 0 : -1;
+      if (on) buttons[i].focus();
+    });
+    onSelect(name);
+  }
+  const list = h('div', { role: 'tablist', class: 'tabs', 'aria-label': 'Run views' }, buttons);
+  list.addEventListener('keydown', (e) => {
+    const i = buttons.indexOf(document.activeElement);
+    if (i < 0 || (e.key !== 'ArrowRight' && e.key !== 'ArrowLeft')) return;
+    e.preventDefault();
+    select(items[(i + (e.key === 'ArrowRight' ? 1 : items.length - 1)) % items.length][0]);
+  });
+  return list;
 }
 
 function order(key) {
