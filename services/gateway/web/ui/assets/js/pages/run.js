@@ -83,15 +83,17 @@ export function runPage(main, project, runId) {
       onclick: () => toggle(s, log.hidden, true) }, badge, title, meta);
     const reason = h('p', { class: 'reason', hidden: true });
     const section = h('section', { class: 'step', id, 'data-step': key }, h('h3', {}, button), reason, log);
-    s = { key, section, button, badge, title, meta, reason, log, lines: 0, partial: false, ansi: ansiState(), chosen: false, status: '' };
+    s = { key, section, button, badge, title, meta, reason, log, lines: 0, partial: '', ansi: ansiState(), chosen: false, status: '', userAt: 0 };
+    // The user scrolling up stops following; scrolling back to the end resumes it. Only
+    // scrolls right after the user's own wheel, touch, key or mouse count, not the
+    // page's scrolling to the end.
     log.addEventListener('scroll', () => {
-      // Scrolling up stops following; scrolling back to the end resumes it.
+      if (Date.now() - s.userAt > 1000) return;
       const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 8;
-      if (!atEnd && following && !s.auto) setFollow(false);
-      else if (atEnd && !following && s.userScrolled) setFollow(true);
-      s.auto = false;
+      if (!atEnd && following) setFollow(false);
+      else if (atEnd && !following) setFollow(true);
     });
-    for (const ev of ['wheel', 'touchmove', 'keydown', 'mousedown']) log.addEventListener(ev, () => { s.userScrolled = true; s.auto = false; }, { passive: true });
+    for (const ev of ['wheel', 'touchmove', 'keydown', 'mousedown']) log.addEventListener(ev, () => { s.userAt = Date.now(); }, { passive: true });
     steps.set(key, s);
     // Sections in order: set up first, then by index.
     const after = [...steps.values()].filter((o) => o !== s && order(o.key) > order(key)).sort((a, b) => order(a.key) - order(b.key))[0];
@@ -109,7 +111,6 @@ export function runPage(main, project, runId) {
   }
 
   function scrollEnd(s) {
-    s.auto = true;
     s.log.scrollTop = s.log.scrollHeight;
   }
 
@@ -117,15 +118,19 @@ export function runPage(main, project, runId) {
     const a = c.attempt || 1;
     if (a > attempt) {
       // The run was requeued: its log starts again with the new attempt.
-      if (attempt) for (const s of steps.values()) { s.log.replaceChildren(); s.lines = 0; s.partial = false; s.ansi = ansiState(); }
+      if (attempt) for (const s of steps.values()) { s.log.replaceChildren(); s.lines = 0; s.partial = ''; s.ansi = ansiState(); }
       attempt = a;
     } else if (a < attempt) return;
     const key = (c.step ?? 0) < 0 ? SETUP : (c.step || 0);
     const s = step(key);
     const parts = (c.text || '').split('\n');
     if (parts.length > 1 && parts[parts.length - 1] === '') parts.pop();
-    parts.forEach((text, i) => {
-      if (i === 0 && s.partial && s.log.lastChild) {
+    parts.forEach((raw, i) => {
+      // A carriage return rewrites the line, as in a terminal: its last part is shown.
+      const noCR = raw.replace(/\r+$/, '');
+      const text = noCR.slice(noCR.lastIndexOf('\r') + 1);
+      // The rest of a line whose start came in the previous chunk of the same stream.
+      if (i === 0 && s.partial === (c.stream || 'stdout') && s.log.lastChild) {
         appendText(s.log.lastChild.lastChild, text, s.ansi);
         return;
       }
@@ -137,7 +142,7 @@ export function runPage(main, project, runId) {
       appendText(line.lastChild, text, s.ansi);
       s.log.appendChild(line);
     });
-    s.partial = !(c.text || '').endsWith('\n');
+    s.partial = (c.text || '').endsWith('\n') ? '' : c.stream || 'stdout';
     // A step printing now, live, is opened (unless the user chose otherwise).
     if (key !== SETUP && s.log.hidden && !s.chosen && run && !FINAL.has(run.status) && !DONE.has(s.status)) toggle(s, true);
     if (following && !s.log.hidden) scrollEnd(s);
