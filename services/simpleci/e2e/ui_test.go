@@ -87,6 +87,10 @@ func TestUI(t *testing.T) {
 	} {
 		t.Run(s.name, func(t *testing.T) { runUIScript(t, s.script, env) })
 	}
+	// SIMPLECI_UI_SCREENSHOTS=$PWD/docs/images refreshes the README's screenshots.
+	if dir := os.Getenv("SIMPLECI_UI_SCREENSHOTS"); dir != "" {
+		runUIScript(t, "screenshots.mjs", append(env, "SIMPLECI_UI_SCREENSHOTS="+dir))
+	}
 }
 
 // runUIScript runs testdata/ui/SCRIPT with node; its output is shown when it fails.
