@@ -59,7 +59,8 @@ func TestUI(t *testing.T) {
 	repo, shas := gitRepo(t, map[string]string{"main": `{"steps": [
 		{"name": "prepare", "run": "echo ready"},
 		{"name": "count", "run": "printf '\\033[31mred alert\\033[0m plain\\n'; echo 'to stderr' >&2; for i in $(seq 1 16); do echo tick $i; sleep 0.5; done"}]}`,
-		"quick": `{"steps": [{"name": "quick", "run": "echo quick"}]}`})
+		"quick": `{"steps": [{"name": "quick", "run": "echo quick"}]}`,
+		"big":   `{"steps": [{"name": "big", "run": "awk 'BEGIN { for (i = 1; i <= 100000; i++) print \"line \" i }'"}, {"name": "prepare", "run": "true"}]}`})
 	var slow project
 	a.json("POST", "/api/v1/projects", map[string]any{"name": "slow", "provider": "local", "repository": repo,
 		"events": []string{"push", "manual"}}, http.StatusOK, &slow)
@@ -68,13 +69,16 @@ func TestUI(t *testing.T) {
 	var manual run
 	a.json("POST", "/api/v1/projects/slow/runs", map[string]string{"ref": "quick"}, http.StatusOK, &manual)
 	a.waitRun(manual.ID, 60*time.Second)
+	var big run
+	a.json("POST", "/api/v1/projects/slow/runs", map[string]string{"ref": "big"}, http.StatusOK, &big)
+	a.waitRun(big.ID, 60*time.Second)
 	// A finished demo run, for the deep link.
 	var demo run
 	a.json("POST", "/api/v1/projects/demo/runs", map[string]string{"ref": "main"}, http.StatusOK, &demo)
 	demo = a.waitRun(demo.ID, 60*time.Second)
 
 	env := []string{"SIMPLECI_PLAYWRIGHT=" + modules, "SIMPLECI_BASE=" + a.base, "SIMPLECI_LINK=" + link,
-		"SIMPLECI_TOKEN=" + a.token, "SIMPLECI_DEMO_RUN=" + demo.ID, "SIMPLECI_PUSHED_RUN=" + pushed.ID}
+		"SIMPLECI_TOKEN=" + a.token, "SIMPLECI_DEMO_RUN=" + demo.ID, "SIMPLECI_PUSHED_RUN=" + pushed.ID, "SIMPLECI_BIG_RUN=" + big.ID}
 	for _, s := range []struct{ name, script string }{
 		{"sign in with the one-click link and a pasted token, sign out", "signin.mjs"},
 		{"start the demo run, expand a step, download its log, read its events, run it again", "demo.mjs"},
@@ -84,6 +88,7 @@ func TestUI(t *testing.T) {
 		{"set a secret: its value is nowhere in the page", "secret.mjs"},
 		{"a link to a log line highlights it in view", "deeplink.mjs"},
 		{"usable at phone width", "phone.mjs"},
+		{"a 100,000-line log stays responsive", "biglog.mjs"},
 	} {
 		t.Run(s.name, func(t *testing.T) { runUIScript(t, s.script, env) })
 	}

@@ -20,8 +20,10 @@ run(async ({ page }) => {
   check(await inView(), 'the line is not scrolled into view');
   check(await page.locator('.line.hl').count() === 1, 'more than one line highlighted');
 
+  await page.evaluate(() => { window.before = document.querySelector('.runhead'); });
   await page.locator('#step-1-L5 .ln').click();
   await page.waitForURL(/#step-1-L5$/);
   await page.waitForFunction(() => document.getElementById('step-1-L5').classList.contains('hl'));
   check(!(await line.evaluate((el) => el.classList.contains('hl'))), 'the old line stayed highlighted');
+  check(await page.evaluate(() => window.before === document.querySelector('.runhead')), 'a click on a line number rebuilt the page');
 });

@@ -65,3 +65,8 @@ function classes(s) {
   if (s.underline) c.push('u');
   return c.join(' ');
 }
+
+// styled reports whether text under state would carry any class.
+export function styled(s) {
+  return classes(s) !== '';
+}

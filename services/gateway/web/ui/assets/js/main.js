@@ -46,7 +46,10 @@ function nav() {
   );
 }
 
+let rendered = ''; // the path and query of the page shown
+
 function render() {
+  rendered = location.pathname + location.search;
   if (cleanup) cleanup();
   cleanup = null;
   const path = location.pathname.replace(/\/+$/, '') || '/';
@@ -88,7 +91,11 @@ document.addEventListener('click', (e) => {
   e.preventDefault();
   navigate(a.pathname + a.search + a.hash);
 });
-window.addEventListener('popstate', render);
+// Back and forward render the page they reach; a change of the fragment alone (a click
+// on a line number fires popstate too) is the page's own business (hashchange).
+window.addEventListener('popstate', () => {
+  if (location.pathname + location.search !== rendered) render();
+});
 
 api.takeFragmentToken();
 render();

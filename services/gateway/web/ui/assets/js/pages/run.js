@@ -3,13 +3,15 @@
 // #step-2-L40), follow mode, the raw log's download and a cancel button.
 import * as api from '../api.js';
 import { h, link, replace, statusBadge, when, duration, shortSha, errorBox } from '../dom.js';
-import { ansiState, ansiSegments } from '../ansi.js';
+import { ansiState, ansiSegments, styled } from '../ansi.js';
 import { loadEvents } from './events.js';
 import { navigate } from '../main.js';
 
 const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'timed_out', 'errored']);
 const DONE = new Set(['succeeded', 'failed', 'skipped', 'cancelled', 'timed_out']); // a step's final statuses
 const POLL_MS = 2000;
+const LINES_PER_FRAME = 2000;
+const BLOCK_LINES = 500;
 const SETUP = 'setup'; // the runner's own lines (step -1): the isolation line and such
 
 export function runPage(main, project, runId) {
@@ -37,7 +39,7 @@ export function runPage(main, project, runId) {
   let timer = 0;
   let following = true;
 
-  const streamNote = h('span', { class: 'muted', role: 'status' });
+  const streamNote = h('span', { class: 'muted', role: 'status', id: 'log-state' });
   const cancelBtn = h('button', { type: 'button', class: 'danger', onclick: async () => {
     cancelBtn.disabled = true;
     try {
@@ -83,7 +85,7 @@ export function runPage(main, project, runId) {
       onclick: () => toggle(s, log.hidden, true) }, badge, title, meta);
     const reason = h('p', { class: 'reason', hidden: true });
     const section = h('section', { class: 'step', id, 'data-step': key }, h('h3', {}, button), reason, log);
-    s = { key, section, button, badge, title, meta, reason, log, lines: 0, partial: '', ansi: ansiState(), chosen: false, status: '', userAt: 0 };
+    s = { key, section, button, badge, title, meta, reason, log, lines: 0, partial: '', last: null, block: null, blockLines: 0, frag: document.createDocumentFragment(), ansi: ansiState(), chosen: false, status: '', userAt: 0 };
     // The user scrolling up stops following; scrolling back to the end resumes it. Only
     // scrolls right after the user's own wheel, touch, key or mouse count, not the
     // page's scrolling to the end.
@@ -114,39 +116,93 @@ export function runPage(main, project, runId) {
     s.log.scrollTop = s.log.scrollHeight;
   }
 
-  function addChunk(c) {
+  // Chunks are queued and drawn once per animation frame, at most LINES_PER_FRAME lines
+  // a frame, so a long log replayed at once never blocks the page: the first lines show
+  // at once and the rest follow while the page stays responsive.
+  let pending = [];
+  let frame = 0;
+  let ended = null; // what to do once the queue is drawn after the log's end
+  function queueChunk(c) {
+    pending.push(c);
+    if (!frame) frame = requestAnimationFrame(flush);
+  }
+
+  function flush() {
+    frame = 0;
+    const touched = new Set();
+    let budget = LINES_PER_FRAME;
+    while (pending.length && budget > 0) {
+      const c = pending[0];
+      const { s, done, lines } = addLines(c, budget);
+      budget -= lines;
+      touched.add(s);
+      if (done) pending.shift();
+    }
+    for (const s of touched) {
+      s.log.appendChild(s.frag);
+      // A step printing now, live, is opened (unless the user chose otherwise).
+      if (s.key !== SETUP && s.log.hidden && !s.chosen && run && !FINAL.has(run.status) && !DONE.has(s.status)) toggle(s, true);
+      if (following && !s.log.hidden) scrollEnd(s);
+    }
+    if (target) showTarget();
+    if (pending.length) frame = requestAnimationFrame(flush);
+    else if (ended) {
+      const f = ended;
+      ended = null;
+      f();
+    }
+  }
+
+  // addLines adds up to budget lines of chunk c to its step's fragment; a chunk not done
+  // keeps its place (c.rest, the lines still to add) for the next frame.
+  function addLines(c, budget) {
     const a = c.attempt || 1;
+    const key = (c.step ?? 0) < 0 ? SETUP : (c.step || 0);
     if (a > attempt) {
       // The run was requeued: its log starts again with the new attempt.
-      if (attempt) for (const s of steps.values()) { s.log.replaceChildren(); s.lines = 0; s.partial = ''; s.ansi = ansiState(); }
+      if (attempt) for (const o of steps.values()) { o.log.replaceChildren(); o.frag = document.createDocumentFragment(); o.lines = 0; o.partial = ''; o.last = null; o.block = null; o.ansi = ansiState(); }
       attempt = a;
-    } else if (a < attempt) return;
-    const key = (c.step ?? 0) < 0 ? SETUP : (c.step || 0);
+    }
     const s = step(key);
-    const parts = (c.text || '').split('\n');
-    if (parts.length > 1 && parts[parts.length - 1] === '') parts.pop();
-    parts.forEach((raw, i) => {
+    if (a < attempt) return { s, done: true, lines: 0 };
+    const stream = c.stream || 'stdout';
+    if (!c.rest) {
+      const parts = (c.text || '').split('\n');
+      if (parts.length > 1 && parts[parts.length - 1] === '') parts.pop();
+      c.rest = parts;
+      c.first = true;
+    }
+    let n = 0;
+    while (c.rest.length && n < budget) {
+      const raw = c.rest.shift();
       // A carriage return rewrites the line, as in a terminal: its last part is shown.
       const noCR = raw.replace(/\r+$/, '');
       const text = noCR.slice(noCR.lastIndexOf('\r') + 1);
       // The rest of a line whose start came in the previous chunk of the same stream.
-      if (i === 0 && s.partial === (c.stream || 'stdout') && s.log.lastChild) {
-        appendText(s.log.lastChild.lastChild, text, s.ansi);
-        return;
+      if (c.first && s.partial === stream && s.last) {
+        c.first = false;
+        appendText(s.last.lastChild, text, s.ansi);
+        continue;
       }
+      c.first = false;
       s.lines++;
-      const id = `step-${key}-L${s.lines}`;
-      const line = h('div', { class: `line ${c.stream || ''}`, id, title: c.stream === 'stderr' ? 'stderr' : null },
-        h('a', { class: 'ln', href: `#${id}`, 'aria-label': `line ${s.lines}` }, String(s.lines)),
-        h('span', { class: 'txt' }));
+      n++;
+      const line = newLine(key, s.lines, stream);
       appendText(line.lastChild, text, s.ansi);
-      s.log.appendChild(line);
-    });
-    s.partial = (c.text || '').endsWith('\n') ? '' : c.stream || 'stdout';
-    // A step printing now, live, is opened (unless the user chose otherwise).
-    if (key !== SETUP && s.log.hidden && !s.chosen && run && !FINAL.has(run.status) && !DONE.has(s.status)) toggle(s, true);
-    if (following && !s.log.hidden) scrollEnd(s);
-    if (target && target.key === key) showTarget();
+      // Lines go in blocks of BLOCK_LINES, each skipped by the browser's rendering while
+      // out of view (content-visibility), so a long log costs little to lay out.
+      if (!s.block || s.blockLines >= BLOCK_LINES) {
+        s.block = h('div', { class: 'lines' });
+        s.blockLines = 0;
+        s.frag.appendChild(s.block);
+      }
+      s.block.appendChild(line);
+      s.blockLines++;
+      s.last = line;
+    }
+    if (c.rest.length) return { s, done: false, lines: n };
+    s.partial = (c.text || '').endsWith('\n') ? '' : stream;
+    return { s, done: true, lines: n };
   }
 
   function showTarget() {
@@ -222,11 +278,16 @@ export function runPage(main, project, runId) {
     readHash();
     streamNote.textContent = 'Connecting to the log…';
     stopStream = api.streamLogs(runId, {
-      onChunk: (c) => { streamNote.textContent = FINAL.has(run.status) ? '' : 'Live'; addChunk(c); },
+      onChunk: (c) => { streamNote.textContent = FINAL.has(run.status) ? '' : 'Live'; queueChunk(c); },
       onEnd: () => {
-        streamNote.textContent = 'Log complete';
-        if (!steps.size) stepsEl.append(h('p', { class: 'muted' }, 'This run printed nothing.'));
-        if (target) showTarget();
+        // Said once every chunk is drawn.
+        const finish = () => {
+          streamNote.textContent = 'Log complete';
+          if (!steps.size) stepsEl.append(h('p', { class: 'muted' }, 'This run printed nothing.'));
+          if (target) showTarget();
+        };
+        if (pending.length || frame) ended = finish;
+        else finish();
       },
       onError: (err, retrying) => { streamNote.textContent = retrying ? `Log stream interrupted (${err.message}); reconnecting…` : `Log: ${err.message}`; },
     });
@@ -235,6 +296,7 @@ export function runPage(main, project, runId) {
   return () => {
     ctl.abort();
     clearTimeout(timer);
+    cancelAnimationFrame(frame);
     if (stopStream) stopStream();
     window.removeEventListener('hashchange', readHash);
   };
@@ -266,11 +328,31 @@ function tabList(items, onSelect) {
   return list;
 }
 
+// newLine makes a log line's element: <div class="line STREAM" id="step-K-LN"><a
+// class="ln" href="#step-K-LN">N</a><span class="txt"></span></div>, cloned from a
+// template, as a long log makes many.
+const lineTemplate = h('div', {}, h('a', { class: 'ln' }), h('span', { class: 'txt' }));
+function newLine(key, n, stream) {
+  const line = lineTemplate.cloneNode(true);
+  const id = `step-${key}-L${n}`;
+  line.className = `line ${stream}`;
+  line.id = id;
+  if (stream === 'stderr') line.title = 'stderr';
+  const a = line.firstChild;
+  a.href = `#${id}`;
+  a.textContent = n;
+  return line;
+}
+
 function order(key) {
   return key === SETUP ? -1 : key;
 }
 
 function appendText(el, text, state) {
+  if (!text.includes('\x1b') && !styled(state)) {
+    el.appendChild(document.createTextNode(text)); // the common case, no colours
+    return;
+  }
   for (const seg of ansiSegments(text, state)) {
     el.appendChild(seg.cls ? h('span', { class: seg.cls }, seg.text) : document.createTextNode(seg.text));
   }
