@@ -96,6 +96,21 @@ func TestUI(t *testing.T) {
 	if dir := os.Getenv("SIMPLECI_UI_SCREENSHOTS"); dir != "" {
 		runUIScript(t, "screenshots.mjs", append(env, "SIMPLECI_UI_SCREENSHOTS="+dir))
 	}
+
+	// The link carries the admin token, which is printed on the first start only; a later
+	// start says where the token is.
+	t.Run("a later start prints where the token is, not the token", func(t *testing.T) {
+		p.restart(t)
+		eventually(t, 60*time.Second, "readiness after the restart", func() bool { return a.up("/readyz") })
+		eventually(t, 30*time.Second, "the web UI's address in the output", func() bool {
+			b, _ := os.ReadFile(p.log)
+			return strings.Contains(string(b), "Open the web UI: "+a.base+"/ (sign in with the admin token from ")
+		})
+		b, _ := os.ReadFile(p.log)
+		if n := strings.Count(string(b), a.token); n != 2 {
+			t.Fatalf("the admin token is in the output %d times, want twice (the first start's token line and link)", n)
+		}
+	})
 }
 
 // runUIScript runs testdata/ui/SCRIPT with node; its output is shown when it fails.

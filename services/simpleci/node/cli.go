@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -134,17 +133,18 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.Ready = func(info platform.Info) {
 		tokenFile := filepath.Join(dir, "admin-token")
-		fmt.Fprintf(stdout, "SimpleCI is running: http://%s (gRPC %s)\n", display(info.HTTPAddr), info.GRPCAddr)
+		web := "http://" + display(info.HTTPAddr)
+		fmt.Fprintf(stdout, "SimpleCI is running: %s (gRPC %s)\n", web, info.GRPCAddr)
 		if comps.auth.NewAdminToken != "" {
 			// Shown once, on the first start; it stays readable only in the 0600 file.
 			fmt.Fprintf(stdout, "Admin API token (first start): %s\n", comps.auth.NewAdminToken)
-		}
-		fmt.Fprintf(stdout, "The admin token is in %s: export SIMPLECI_TOKEN=$(cat %s)\n", tokenFile, tokenFile)
-		if b, err := os.ReadFile(tokenFile); err == nil && len(bytes.TrimSpace(b)) > 0 {
 			// The token rides in the fragment, which the browser never sends: the web UI
 			// keeps it and takes it out of the address bar (ADR 21).
-			fmt.Fprintf(stdout, "Open the web UI signed in as the admin: %s\n", signInLink("http://"+display(info.HTTPAddr), string(bytes.TrimSpace(b))))
+			fmt.Fprintf(stdout, "Open the web UI signed in as the admin: %s\n", signInLink(web, comps.auth.NewAdminToken))
+		} else {
+			fmt.Fprintf(stdout, "Open the web UI: %s/ (sign in with the admin token from %s)\n", web, tokenFile)
 		}
+		fmt.Fprintf(stdout, "The admin token is in %s: export SIMPLECI_TOKEN=$(cat %s)\n", tokenFile, tokenFile)
 		if comps.auth.GitHub.Enabled() {
 			fmt.Fprintf(stdout, "Sign in with GitHub: %s/auth/github/login\n", strings.TrimSuffix(comps.auth.GitHub.PublicURL, "/"))
 		}
