@@ -19,6 +19,9 @@ fi
 eval "$(deploy/local/test-env.sh)"
 export SIMPLECI_TEST_POSTGRES_URL SIMPLECI_TEST_KAFKA_BROKERS
 
+# The web UI's browser tests drive Debian's Chromium with playwright-core (npm, pinned).
+deploy/local/browser.sh >/dev/null
+
 deploy/local/proto.sh check
 make --no-print-directory lint
 

@@ -2,7 +2,7 @@
 // (grpc-gateway over the owning services' gRPC APIs, forwarding the caller's token),
 // the webhook intake that turns a verified delivery into RunRequested (kept in its own
 // outbox table until the bus has it, intake.go), and the live log tail as server-sent
-// events. It holds no domain state.
+// events, and the web UI (package web, at every other path). It holds no domain state.
 package service
 
 import (
@@ -29,6 +29,7 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	"github.com/simpleci/simpleci/services/gateway/web"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -152,6 +153,8 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		w.Write(pipeline.Schema)
 	})
+	// The web UI: every other path (web.Handler keeps /auth, /healthz... a plain 404).
+	mux.Handle("/", web.Handler())
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -451,3 +452,30 @@ func repoDir(t testing.TB) string {
 
 // jsonInto decodes b into v and reports whether it could.
 func jsonInto(b []byte, v any) bool { return json.Unmarshal(b, v) == nil }
+
+// localTool runs deploy/local/SCRIPT, which installs a test tool into a cache outside the
+// repository and prints where it is, and returns that. Under `make test` (the servers'
+// addresses are set) a missing tool is installed; run alone without it, the test skips
+// and says how to install it.
+func localTool(t *testing.T, script, what string) string {
+	t.Helper()
+	path, _ := filepath.Abs("../../../deploy/local/" + script)
+	args := []string{"--if-installed"}
+	if os.Getenv("SIMPLECI_TEST_POSTGRES_URL") != "" {
+		args = nil // make test: install it (once; it is cached outside the repository)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == 3 {
+		t.Skipf("%s is not installed: run deploy/local/%s (make test installs it)", what, script)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", path, err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
+}

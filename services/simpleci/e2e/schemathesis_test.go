@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -111,25 +110,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 
 // schemathesis returns the schemathesis command, installing it under `make test`.
 func schemathesis(t *testing.T) string {
-	script, _ := filepath.Abs("../../../deploy/local/schemathesis.sh")
-	args := []string{"--if-installed"}
-	if os.Getenv("SIMPLECI_TEST_POSTGRES_URL") != "" {
-		args = nil // make test: install it (once; the virtualenv is cached outside the repository)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, script, args...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	var exit *exec.ExitError
-	if errors.As(err, &exit) && exit.ExitCode() == 3 {
-		t.Skip("schemathesis is not installed: run deploy/local/schemathesis.sh (make test installs it)")
-	}
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", script, err, stderr.String())
-	}
-	return strings.TrimSpace(string(out))
+	return localTool(t, "schemathesis.sh", "schemathesis")
 }
 
 func runSchemathesis(t *testing.T, st, dir string, args ...string) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -133,10 +134,16 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg.Ready = func(info platform.Info) {
 		tokenFile := filepath.Join(dir, "admin-token")
-		fmt.Fprintf(stdout, "SimpleCI is running: http://%s (gRPC %s)\n", display(info.HTTPAddr), info.GRPCAddr)
+		web := "http://" + display(info.HTTPAddr)
+		fmt.Fprintf(stdout, "SimpleCI is running: %s (gRPC %s)\n", web, info.GRPCAddr)
 		if comps.auth.NewAdminToken != "" {
 			// Shown once, on the first start; it stays readable only in the 0600 file.
 			fmt.Fprintf(stdout, "Admin API token (first start): %s\n", comps.auth.NewAdminToken)
+			// The token rides in the fragment, which the browser never sends: the web UI
+			// keeps it and takes it out of the address bar (ADR 21).
+			fmt.Fprintf(stdout, "Open the web UI signed in as the admin: %s\n", signInLink(web, comps.auth.NewAdminToken))
+		} else {
+			fmt.Fprintf(stdout, "Open the web UI: %s/ (sign in with the admin token from %s)\n", web, tokenFile)
 		}
 		fmt.Fprintf(stdout, "The admin token is in %s: export SIMPLECI_TOKEN=$(cat %s)\n", tokenFile, tokenFile)
 		if comps.auth.GitHub.Enabled() {
@@ -145,6 +152,12 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "Ctrl-C stops after the jobs in progress; a second Ctrl-C stops at once and hands them back.")
 	}
 	return platform.Run(stop, cfg, comps.all()...)
+}
+
+// signInLink is the web UI's one-click sign-in address for token: base with the token
+// in the fragment (#token=...), which browsers never send to the server.
+func signInLink(base, token string) string {
+	return strings.TrimSuffix(base, "/") + "/#token=" + url.QueryEscape(token)
 }
 
 func display(addr string) string {

@@ -1,0 +1,82 @@
+// Shared by the web UI's browser tests (ui_test.go runs each script with node): a
+// headless Debian Chromium driven by playwright-core, a page that fails the test on any
+// script error, console error or CSP violation, and small assertion helpers.
+import { createRequire } from 'node:module';
+
+const require = createRequire(`${process.env.SIMPLECI_PLAYWRIGHT}/`);
+const { chromium } = require('playwright-core');
+
+export const base = process.env.SIMPLECI_BASE;
+export const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+};
+
+// run launches the browser, calls fn({browser, page, problems}) and exits 0 when it
+// returns and no page reported a problem, 1 otherwise (printing why).
+export async function run(fn, { viewport = { width: 1280, height: 900 } } = {}) {
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+  const problems = [];
+  const context = await browser.newContext({ viewport, acceptDownloads: true });
+  context.setDefaultTimeout(20000);
+  const page = await context.newPage();
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (401|404)/.test(m.text())) {
+      problems.push(`console error: ${m.text()}`);
+    }
+  });
+  let code = 0;
+  try {
+    await fn({ browser, context, page, problems });
+    if (problems.length) throw new Error(problems.join('\n'));
+  } catch (e) {
+    code = 1;
+    console.error(e && e.stack ? e.stack : String(e));
+    try {
+      console.error(`URL: ${page.url()}\nPAGE TEXT:\n${(await page.locator('body').innerText()).slice(0, 4000)}`);
+    } catch {
+      // the page is gone
+    }
+  } finally {
+    await browser.close();
+  }
+  process.exit(code);
+}
+
+export function check(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+// signIn opens the one-click link `simpleci dev` printed and waits for the projects.
+export async function signIn(page, link) {
+  await page.goto(link);
+  await page.getByRole('heading', { name: 'Projects' }).waitFor();
+}
+
+// unlabelled lists the page's form controls and buttons that have no accessible name
+// (a label, aria-label or text), which a screen reader could not announce.
+export async function unlabelled(page) {
+  return page.evaluate(() => [...document.querySelectorAll('input, select, textarea, button, a[href]')]
+    .filter((el) => {
+      if (el.closest('[hidden]')) return false;
+      if (el.getAttribute('aria-label') || el.getAttribute('aria-labelledby')) return false;
+      if (el.labels && el.labels.length) return false;
+      return !el.textContent.trim();
+    })
+    .map((el) => el.outerHTML.slice(0, 120)));
+}
+
+// checkLabelled fails when a control of the page has no accessible name.
+export async function checkLabelled(page, where) {
+  const bad = await unlabelled(page);
+  check(!bad.length, `${where}: controls without a label: ${bad.join(', ')}`);
+}
+
+// runId is the run id in a run page's address.
+export function runId(url) {
+  const m = /\/runs\/([^/?#]+)/.exec(url);
+  return m ? m[1] : '';
+}
