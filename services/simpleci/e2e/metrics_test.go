@@ -68,6 +68,7 @@ func (w metricWant) String() string {
 // metricWants are the metrics of one run of faultPipeline on tier standard, whose
 // event store is store (postgres or sqlite).
 func metricWants(store string) []metricWant {
+	kafka := store == "postgres" // the split deployment; simpleci dev has the in-process bus
 	l := func(kv ...string) map[string]string {
 		m := map[string]string{}
 		for i := 0; i+1 < len(kv); i += 2 {
@@ -75,7 +76,7 @@ func metricWants(store string) []metricWant {
 		}
 		return m
 	}
-	return []metricWant{
+	wants := []metricWant{
 		{"gateway", "simpleci_webhooks_total", l("provider", "local", "outcome", "accepted"), 1},
 		{"gateway", "simpleci_webhooks_total", l("provider", "local", "outcome", "bad_signature"), 1},
 		{"gateway", "simpleci_gateway_outbox_lag_positions", nil, 0},
@@ -88,6 +89,7 @@ func metricWants(store string) []metricWant {
 		{"scheduler", "simpleci_runners_connected", l("tier", "standard"), 1},
 		{"scheduler", "simpleci_jobs_running", l("tier", "standard"), 0},
 		{"scheduler", "simpleci_leases_lost_total", nil, 0},
+		{"scheduler", "simpleci_kafka_consumer_lag_messages", l("group", "scheduler", "topic", "simpleci.run-requests"), 0},
 		{"scheduler", "simpleci_scheduler_follower_lag_positions", l("follower", "outbox"), 0},
 		{"scheduler", "simpleci_scheduler_follower_lag_positions", l("follower", "run-list"), 0},
 		{"scheduler", "simpleci_eventstore_append_seconds", l("store", store, "result", "ok"), 3}, // queued, started, finished at least
@@ -97,10 +99,15 @@ func metricWants(store string) []metricWant {
 		{"runner-1", "simpleci_runner_jobs_running", l("tier", "standard"), 0},
 		{"runner-1", "simpleci_grpc_client_handled_total", l("grpc_method", "ClaimJob"), 1},
 		{"log", "simpleci_log_chunks_stored_total", l("stream", "stdout"), 1},
+		{"log", "simpleci_kafka_consumer_lag_messages", l("group", "log-chunks", "topic", "simpleci.logs"), 0},
 		// faultPipeline prints line-1 to line-5 and done: 40 bytes on stdout.
 		{"log", "simpleci_log_stored_bytes_total", l("stream", "stdout"), 40},
 		{"log", "simpleci_grpc_server_handled_total", l("grpc_service", "simpleci.runner.v1.RunnerLogService", "grpc_code", "OK"), 1},
 	}
+	if !kafka {
+		wants = slices.DeleteFunc(wants, func(w metricWant) bool { return strings.HasPrefix(w.name, "simpleci_kafka_") })
+	}
+	return wants
 }
 
 // checkMetrics scrapes each process at addrs (by the wants' proc) until every want is
