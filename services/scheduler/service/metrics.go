@@ -34,7 +34,7 @@ var (
 	})
 	queueWait = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "simpleci", Name: "queue_wait_seconds",
-		Help:    "Time a run's first attempt waited in the queue, from queued to started, by tier.",
+		Help:    "Time an attempt of a run waited in the queue, from queued (or requeued) to started, by tier.",
 		Buckets: []float64{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600},
 	}, []string{"tier"})
 )
@@ -52,10 +52,8 @@ func (s *Service) observeCommitted(r *domain.Run, evs []recorded) {
 			}
 			runsRequeued.WithLabelValues(reason).Inc()
 		case *eventsv1.RunStarted:
-			// A requeued attempt's wait is not measured: the run keeps only when it was
-			// first queued.
-			if r.Attempt == 1 && !r.Created.IsZero() {
-				queueWait.WithLabelValues(s.tierLabel(r.Tier)).Observe(ev.GetStartedAt().AsTime().Sub(r.Created).Seconds())
+			if !r.Waiting.IsZero() {
+				queueWait.WithLabelValues(s.tierLabel(r.Tier)).Observe(ev.GetStartedAt().AsTime().Sub(r.Waiting).Seconds())
 			}
 		}
 	}
