@@ -190,7 +190,9 @@ type kafkaBus struct {
 	closed  bool
 	closing chan struct{}
 	subs    map[*kafka.Subscriber]struct{}
-	wg      sync.WaitGroup // one per subscription goroutine
+	wg      sync.WaitGroup // one per subscription goroutine, and watchLag's
+	// subscribed are the subscriptions established, whose lag watchLag measures.
+	subscribed map[subscription]struct{}
 }
 
 func (b *kafkaBus) Publish(ctx context.Context, topic string, msgs ...Message) error {
@@ -294,6 +296,16 @@ func (b *kafkaBus) Subscribe(ctx context.Context, topic, group string, h Handler
 	defer timer.Stop()
 	select {
 	case <-ready.ch:
+		b.mu.Lock()
+		if !b.closed {
+			if b.subscribed == nil {
+				b.subscribed = map[subscription]struct{}{}
+				b.wg.Add(1)
+				go b.watchLag()
+			}
+			b.subscribed[subscription{topic: topic, group: group}] = struct{}{}
+		}
+		b.mu.Unlock()
 		return nil
 	case <-done:
 		err = fmt.Errorf("bus: subscribe to %s as %s: the subscription ended before it was established (see the logs)", topic, group)

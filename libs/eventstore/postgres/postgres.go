@@ -174,7 +174,10 @@ var errNotAppended = errors.New("not appended")
 // Append implements eventstore.Store. See the package documentation for the
 // locking that keeps ReadAll safe.
 func (s *Store) Append(ctx context.Context, streamID string, expected int64, events ...eventstore.Event) (int64, error) {
-	return appendEvents(ctx, s, streamID, expected, events, maxAnyAttempts)
+	start := time.Now()
+	v, err := appendEvents(ctx, s, streamID, expected, events, maxAnyAttempts)
+	eventstore.ObserveAppend("postgres", start, err)
+	return v, err
 }
 
 // appender is where appendEvents writes: the pool (Store) or a caller's transaction

@@ -29,7 +29,10 @@ type txStore struct{ tx *sql.Tx }
 // Append implements eventstore.Store inside the transaction. A lost race is not tried
 // again, even with ExpectAny: the transaction already has an id (TxStore's contract).
 func (s *txStore) Append(ctx context.Context, streamID string, expected int64, events ...eventstore.Event) (int64, error) {
-	return appendEvents(ctx, s, streamID, expected, events, 1)
+	start := time.Now()
+	v, err := appendEvents(ctx, s, streamID, expected, events, 1)
+	eventstore.ObserveAppend("postgres", start, err)
+	return v, err
 }
 
 const savepoint = "eventstore_append"

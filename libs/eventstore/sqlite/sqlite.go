@@ -125,6 +125,13 @@ func encode(streamID string, expected int64, events []eventstore.Event) ([][]byt
 
 // Append implements eventstore.Store.
 func (s *Store) Append(ctx context.Context, streamID string, expected int64, events ...eventstore.Event) (int64, error) {
+	start := time.Now()
+	v, err := s.append(ctx, streamID, expected, events)
+	eventstore.ObserveAppend("sqlite", start, err)
+	return v, err
+}
+
+func (s *Store) append(ctx context.Context, streamID string, expected int64, events []eventstore.Event) (int64, error) {
 	metadata, err := encode(streamID, expected, events)
 	if err != nil {
 		return 0, err
@@ -387,6 +394,13 @@ type txStore struct{ tx *sql.Tx }
 
 // Append implements eventstore.Store inside the transaction.
 func (s *txStore) Append(ctx context.Context, streamID string, expected int64, events ...eventstore.Event) (int64, error) {
+	start := time.Now()
+	v, err := s.append(ctx, streamID, expected, events)
+	eventstore.ObserveAppend("sqlite", start, err)
+	return v, err
+}
+
+func (s *txStore) append(ctx context.Context, streamID string, expected int64, events []eventstore.Event) (int64, error) {
 	metadata, err := encode(streamID, expected, events)
 	if err != nil {
 		return 0, err

@@ -218,8 +218,8 @@ func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]s
 func (tokenCreds) RequireTransportSecurity() bool { return false }
 
 // Dial connects to a peer service, presenting token on every call. Connections are lazy:
-// Dial does not wait for the peer.
-func Dial(addr, token string) (*grpc.ClientConn, error) {
+// Dial does not wait for the peer. extra options (the node's metrics interceptors) come last.
+func Dial(addr, token string, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		// Reconnect to a restarted peer within seconds, not gRPC's default of up to 2 min.
@@ -231,7 +231,7 @@ func Dial(addr, token string) (*grpc.ClientConn, error) {
 	if token != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds(token)))
 	}
-	return grpc.NewClient(addr, opts...)
+	return grpc.NewClient(addr, append(opts, extra...)...)
 }
 
 // RequireOrg returns the caller's organisation, or an error for callers without one.

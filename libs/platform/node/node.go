@@ -294,7 +294,7 @@ func (e *Env) dial(service, token string) (*grpc.ClientConn, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("no address for the %s service (--%s-addr)", service, service)
 	}
-	c, err := auth.Dial(addr, token)
+	c, err := auth.Dial(addr, token, server.GRPCClientMetrics()...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s at %s: %w", service, addr, err)
 	}
@@ -451,6 +451,7 @@ func Run(ctx context.Context, cfg Config, comps ...Component) error {
 		closeListeners()
 		return fmt.Errorf("methods served without an entry in libs/platform/auth's ACL: %s", strings.Join(missing, ", "))
 	}
+	server.InitGRPCMetrics(env.GRPC)
 	// The process verifies user and runner tokens with the auth service, as the first of
 	// its services (a process running only the runner serves no one: it needs none).
 	if i := slices.IndexFunc(cfg.services, func(s string) bool { return s != "runner" }); authn.Verifier == nil && cfg.Peers["auth"] != "" && i >= 0 {

@@ -127,8 +127,11 @@ func Mux(checks *Checks) *http.ServeMux {
 
 // NewGRPC returns a gRPC server with the standard health service and server
 // reflection (v1 and v1alpha, for grpcurl and other clients that discover the API)
-// registered.
+// registered. Its calls are counted in the process's gRPC server metrics (metrics.go),
+// before opts' interceptors run, so that calls they refuse are counted too.
 func NewGRPC(opts ...grpc.ServerOption) *grpc.Server {
+	opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(grpcServerMetrics.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(grpcServerMetrics.StreamServerInterceptor())}, opts...)
 	s := grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(s, health.NewServer())
 	reflection.Register(s)

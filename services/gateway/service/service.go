@@ -103,6 +103,7 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 			return fmt.Errorf("gateway: %w", err)
 		}
 		go g.intake.forward(ctx) // stops with ctx, the process's
+		observeOutbox(g.intake)
 	}
 	g.routes = apiRoutes().
 		add(http.MethodPost, "/api/v1/webhooks/{provider}/{project}").
@@ -143,7 +144,7 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 		}
 	}
 	mux.Handle("/api/", g.api(gw))
-	mux.HandleFunc("POST /api/v1/webhooks/{provider}/{project}", g.webhook)
+	mux.HandleFunc("POST /api/v1/webhooks/{provider}/{project}", g.countWebhooks(g.webhook))
 	mux.HandleFunc("GET /api/v1/runs/{run}/logs:stream", g.stream)
 	// The API's OpenAPI document, which every API request is validated against.
 	mux.HandleFunc("GET /openapi.json", g.serveSpec)

@@ -139,7 +139,9 @@ func (s *Service) onChunk(ctx context.Context, c *eventsv1.LogEmitted) error {
 	if c.RunId == "" || c.Sequence <= 0 {
 		return nil
 	}
+	stored := -1 // bytes of the chunk this delivery stored (-1: none, a redelivery)
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		stored = -1
 		data := c.Data
 		capped := c.RunLogBytes > 0 && (c.Stream == eventsv1.LogStream_LOG_STREAM_STDOUT || c.Stream == eventsv1.LogStream_LOG_STREAM_STDERR)
 		if capped {
@@ -158,11 +160,15 @@ func (s *Service) onChunk(ctx context.Context, c *eventsv1.LogEmitted) error {
 		res, err := tx.ExecContext(ctx, s.db.Q(`INSERT INTO log_chunks (run_id, attempt, seq, org_id, project_id, step, stream, at, data)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, attempt, seq) DO NOTHING`),
 			c.RunId, attempt(c.Attempt), c.Sequence, c.OrgId, c.ProjectId, c.StepIndex, streams[c.Stream], c.At.AsTime().UnixNano(), data)
-		if err != nil || !capped || len(data) == 0 {
+		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil || n == 0 {
 			return err // a redelivery: counted already
+		}
+		stored = len(data)
+		if !capped || len(data) == 0 {
+			return nil
 		}
 		_, err = tx.ExecContext(ctx, s.db.Q(`INSERT INTO log_sizes (run_id, attempt, bytes) VALUES (?, ?, ?)
 			ON CONFLICT (run_id, attempt) DO UPDATE SET bytes = log_sizes.bytes + excluded.bytes`), c.RunId, attempt(c.Attempt), len(data))
@@ -170,6 +176,9 @@ func (s *Service) onChunk(ctx context.Context, c *eventsv1.LogEmitted) error {
 	})
 	if err != nil {
 		return event.Transient(ctx, fmt.Errorf("store chunk %s/%d: %w", c.RunId, c.Sequence, err), s.db.PingContext)
+	}
+	if stored >= 0 {
+		countChunk(streams[c.Stream], stored)
 	}
 	s.stored.Notify(c.RunId)
 	return nil

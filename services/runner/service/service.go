@@ -391,13 +391,16 @@ func (r *Runner) execute(ctx context.Context, job *runnerv1.Job, handBack func()
 	defer wg.Wait()
 	defer cancelJob()
 
+	done := r.jobStarted(job)
 	status, reason := r.runJob(jctx, job, obs)
 	// The run's end names its last log sequence number: publish the log first.
 	obs.logs.close()
 	if handBack() && !obs.cancelled.Load() {
+		done("handed_back")
 		r.release(job, log)
 		return
 	}
+	done(status)
 	if status == string(engine.StatusCancelled) {
 		if obs.cancelled.Load() {
 			reason = "cancelled"

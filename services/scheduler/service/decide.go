@@ -96,6 +96,7 @@ func (s *Service) decideTx(ctx context.Context, runID string, choose func(tx *sq
 		cached.run = out
 		if len(wrote) > 0 {
 			s.committed(wrote)
+			s.observeCommitted(out, wrote)
 		}
 		return out.Clone(), nil
 	}

@@ -227,6 +227,7 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("scheduler: subscribe: %w", err)
 	}
 	go s.reapLeases(ctx)
+	observeGauges(s)
 	// The followers of the log run once per deployment: on the scheduler replica that
 	// holds the leadership (libs/platform/leader); another takes over within seconds
 	// when it dies.
@@ -299,8 +300,10 @@ func (s *Service) expire(ctx context.Context, runID, lease string) error {
 // loseRunner handles a lease that lapsed: the run is requeued for another runner while
 // it has retries left, else it fails with reason "runner lost" (domain.Run.LoseRunner).
 func (s *Service) loseRunner(ctx context.Context, runID, lease string) error {
+	lost := false // as the committed decision chose
 	r, err := s.decide(ctx, runID, func(r *domain.Run) ([]recorded, error) {
 		ev := r.LoseRunner(lease, s.cfg.LostRunRetries, s.cfg.LeaseDuration, time.Now())
+		lost = ev != nil
 		if ev == nil {
 			return nil, nil
 		}
@@ -308,6 +311,9 @@ func (s *Service) loseRunner(ctx context.Context, runID, lease string) error {
 	})
 	if err != nil {
 		return err
+	}
+	if lost {
+		leasesLost.Inc()
 	}
 	if r.Status == domain.RunQueued {
 		s.log.Warn("runner lost; run requeued", "run", runID, "attempt", r.Attempt)

@@ -54,8 +54,8 @@ type cluster struct {
 	procs map[string]*proc // by service name; runners are runner-1, runner-2, ...
 	// common is every process's environment; schedulerArgs the scheduler's flags.
 	common, schedulerArgs []string
-	// http is each service's HTTP address (health, readiness, metrics); grpc each
-	// service's gRPC address (runners have none here).
+	// http is each process's HTTP address (health, readiness, metrics), by service name
+	// or runner-N; grpc each service's gRPC address (runners have none here).
 	http, grpc map[string]string
 	// runnerEnv is a runner's environment but its token: common without the
 	// deployment's internal token and the Kafka brokers, which a runner process refuses
@@ -135,7 +135,8 @@ func startClusterEnv(t testing.TB, runners int, env []string, schedulerArgs ...s
 	for i := 1; i <= runners; i++ {
 		name := fmt.Sprintf("runner-%d", i)
 		env := append(slices.Clone(c.runnerEnv), "SIMPLECI_RUNNER_TOKEN="+c.registerRunner(name))
-		c.procs[name] = start(t, name, env, "serve", "--service", "runner", "--grpc", freeAddr(t), "--http", freeAddr(t),
+		c.http[name] = freeAddr(t)
+		c.procs[name] = start(t, name, env, "serve", "--service", "runner", "--grpc", freeAddr(t), "--http", c.http[name],
 			"--data", filepath.Join(dir, name))
 	}
 	return c
@@ -156,10 +157,14 @@ func (c *cluster) registerRunner(name string) string {
 }
 
 // project creates a project on a repository whose branch "main2" holds faultPipeline.
-func (c *cluster) project(name string) (project, string) {
-	repo, shas := gitRepo(c.t, map[string]string{"main2": faultPipeline})
+func (c *cluster) project(name string) (project, string) { return c.api.faultProject(name) }
+
+// faultProject creates a project on a repository whose branch "main2" holds
+// faultPipeline and returns it with that branch's commit.
+func (a *api) faultProject(name string) (project, string) {
+	repo, shas := gitRepo(a.t, map[string]string{"main2": faultPipeline})
 	var p project
-	c.api.json("POST", "/api/v1/projects", map[string]any{"name": name, "provider": "local", "repository": repo,
+	a.json("POST", "/api/v1/projects", map[string]any{"name": name, "provider": "local", "repository": repo,
 		"events": []string{"push"}}, http.StatusOK, &p)
 	return p, shas["main2"]
 }

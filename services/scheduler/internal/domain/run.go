@@ -64,6 +64,8 @@ type Run struct {
 	CancelRequested bool
 	// Queued holds the RunQueued event, which carries what a runner needs.
 	Queued *eventsv1.RunQueued
+	// Waiting is when the current attempt was queued (the run's queuing, or its requeue).
+	Waiting time.Time
 	// Version is the stream version the state reflects.
 	Version int64
 	// ids are the ids of the events folded with ApplyEvent.
@@ -134,8 +136,13 @@ func (r *Run) Apply(ev proto.Message, recorded time.Time) {
 		}
 		r.Queued = e
 		r.Attempt = 1
+		r.Waiting = r.Created
 	case *eventsv1.RunRequeued:
 		r.Status, r.Attempt, r.LeaseID, r.RunnerID, r.Started = RunQueued, e.Attempt, "", "", time.Time{}
+		r.Waiting = recorded
+		if e.At != nil {
+			r.Waiting = e.At.AsTime()
+		}
 		if !e.HandedBack {
 			r.Lost++
 		}

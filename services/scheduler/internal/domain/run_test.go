@@ -475,3 +475,16 @@ func TestCheckHolder(t *testing.T) {
 		}
 	}
 }
+
+// Waiting is when the current attempt joined the queue: the run's queuing, then each
+// requeue's time (the queue wait per attempt is measured from it).
+func TestWaitingPerAttempt(t *testing.T) {
+	r := fold(queued("a"))
+	if !r.Waiting.Equal(pb(0).AsTime()) {
+		t.Fatalf("first attempt waits since %v, want the queuing %v", r.Waiting, pb(0).AsTime())
+	}
+	r = fold(queued("a"), started(), &eventsv1.RunRequeued{RunId: "run1", Attempt: 2, At: pb(5)}, started())
+	if !r.Waiting.Equal(pb(5).AsTime()) {
+		t.Fatalf("second attempt waits since %v, want the requeue %v", r.Waiting, pb(5).AsTime())
+	}
+}
