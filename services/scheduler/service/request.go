@@ -74,16 +74,33 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 	if reason != "" { // recorded without steps or pipeline: RunQueued + RunFinished{errored}
 		q.StepNames, q.PipelineSha256, q.PipelineSize, data = nil, "", 0, nil
 	}
+	r, err := s.enqueue(ctx, q, data, reason)
+	if err != nil {
+		return nil, err
+	}
+	if reason != "" {
+		log.Info("run errored before start", "reason", reason)
+	} else {
+		log.Info("run queued", "number", r.Number, "tier", r.Tier)
+	}
+	return r, nil
+}
+
+// enqueue records run q.RunId, numbered next in its project: RunQueued (with the pipeline
+// file data, stored by reference; nil when q refers to a stored one or has none), and
+// RunFinished{errored} when reason says why it cannot start. A run already recorded is
+// returned as it is.
+func (s *Service) enqueue(ctx context.Context, q *eventsv1.RunQueued, data []byte, reason string) (*domain.Run, error) {
 	// Runs of one project take consecutive numbers: this process queues them one at a
 	// time, so that only other scheduler replicas can race for a number.
-	mu, _ := s.numbering.LoadOrStore(p.GetId(), &sync.Mutex{})
+	mu, _ := s.numbering.LoadOrStore(q.ProjectId, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
-	r, err := s.decideTx(ctx, req.RunId, func(tx *sql.Tx, r *domain.Run) ([]recorded, error) {
+	return s.decideTx(ctx, q.RunId, func(tx *sql.Tx, r *domain.Run) ([]recorded, error) {
 		if r.Version > 0 { // recorded meanwhile (a concurrent redelivery)
 			return nil, nil
 		}
-		n, err := s.lastNumber(ctx, tx, p.GetId())
+		n, err := s.lastNumber(ctx, tx, q.ProjectId)
 		if err != nil {
 			return nil, err
 		}
@@ -99,15 +116,6 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 		}
 		return evs, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	if reason != "" {
-		log.Info("run errored before start", "reason", reason)
-	} else {
-		log.Info("run queued", "number", r.Number, "tier", r.Tier)
-	}
-	return r, nil
 }
 
 // Bounds of what a run request carries into RunQueued, so that the event stays far below

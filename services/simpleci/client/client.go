@@ -56,6 +56,7 @@ func Main(ctx context.Context, args []string, io IO) int {
 	events := fs.String("events", "", "projects update: the events, comma-separated (push,pull_request,tag,manual,schedule)")
 	tier := fs.String("tier", "", "projects update: the runner tier")
 	network := fs.String("network", "", "projects update: default, on or off")
+	fromFailed := fs.Bool("from-failed", false, "runs rerun: run again from the first failed step (default: the whole run)")
 	if err := fs.Parse(reorder(args[1:])); err != nil {
 		return 2
 	}
@@ -72,6 +73,7 @@ func Main(ctx context.Context, args []string, io IO) int {
   simpleci runs logs RUN [-f]
   simpleci runs events RUN
   simpleci runs cancel RUN
+  simpleci runs rerun RUN [--from-failed]   (a new run: same commit and pipeline; default the whole run)
   simpleci trigger PROJECT [--ref REF] [--event E]
   simpleci projects list
   simpleci projects update PROJECT [--events push,tag] [--tier T] [--network default|on|off]   (maintainers)
@@ -115,6 +117,11 @@ func Main(ctx context.Context, args []string, io IO) int {
 		var r run
 		if err = a.do(ctx, "POST", "/api/v1/runs/"+url.PathEscape(rest[1])+":cancel", map[string]any{}, &r); err == nil {
 			fmt.Fprintf(io.Out, "run %s: %s\n", r.ID, r.Status)
+		}
+	case args[0] == "runs" && len(rest) == 2 && rest[0] == "rerun":
+		var r run
+		if err = a.do(ctx, "POST", "/api/v1/runs/"+url.PathEscape(rest[1])+":rerun", map[string]any{"fromFailed": *fromFailed}, &r); err == nil {
+			fmt.Fprintf(io.Out, "run %s (#%s) %s at %s, re-run of #%s\n", r.ID, r.Number, r.Status, short(r.Sha), r.RerunOfNumber)
 		}
 	case args[0] == "trigger" && len(rest) == 1:
 		var r run
@@ -173,6 +180,9 @@ func Main(ctx context.Context, args []string, io IO) int {
 	return 0
 }
 
+// boolFlag names the flags that take no value.
+var boolFlag = map[string]bool{"f": true, "from-failed": true}
+
 // reorder moves flags after positional arguments to the front, so that both
 // `runs logs RUN -f` and `runs logs -f RUN` work.
 func reorder(args []string) []string {
@@ -180,7 +190,7 @@ func reorder(args []string) []string {
 	for i := 0; i < len(args); i++ {
 		if strings.HasPrefix(args[i], "-") {
 			flags = append(flags, args[i])
-			if !strings.Contains(args[i], "=") && args[i] != "-f" && i+1 < len(args) {
+			if !strings.Contains(args[i], "=") && !boolFlag[strings.TrimLeft(args[i], "-")] && i+1 < len(args) {
 				flags = append(flags, args[i+1])
 				i++
 			}
@@ -276,6 +286,9 @@ type run struct {
 	Finished string `json:"finishedAt"`
 	Steps    []step `json:"steps"`
 	Trust    string `json:"trust"`
+	// RerunOf and RerunOfNumber name the run this one re-runs.
+	RerunOf       string `json:"rerunOf"`
+	RerunOfNumber string `json:"rerunOfNumber"`
 }
 
 func duration(from, to string) string {
@@ -315,7 +328,11 @@ func (a *api) showRun(ctx context.Context, id string) error {
 	if r.Reason != "" {
 		fmt.Fprintf(a.io.Out, ": %s", r.Reason)
 	}
-	fmt.Fprintf(a.io.Out, "\nevent %s, branch %s, commit %s, trust %s\n\n", r.Event, r.Branch, short(r.Sha), r.Trust)
+	fmt.Fprintf(a.io.Out, "\nevent %s, branch %s, commit %s, trust %s\n", r.Event, r.Branch, short(r.Sha), r.Trust)
+	if r.RerunOf != "" {
+		fmt.Fprintf(a.io.Out, "re-run of run %s (#%s)\n", r.RerunOf, r.RerunOfNumber)
+	}
+	fmt.Fprintln(a.io.Out)
 	w := tabwriter.NewWriter(a.io.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "STEP\tSTATUS\tEXIT\tDURATION\tREASON")
 	for _, s := range r.Steps {

@@ -325,7 +325,16 @@ type RunQueued struct {
 	PipelineSha256 string `protobuf:"bytes,21,opt,name=pipeline_sha256,json=pipelineSha256,proto3" json:"pipeline_sha256,omitempty"`
 	PipelineSize   int64  `protobuf:"varint,22,opt,name=pipeline_size,json=pipelineSize,proto3" json:"pipeline_size,omitempty"`
 	// trust is copied from the RunRequested (see there for events without it).
-	Trust         Trust `protobuf:"varint,23,opt,name=trust,proto3,enum=simpleci.events.v1.Trust" json:"trust,omitempty"`
+	Trust Trust `protobuf:"varint,23,opt,name=trust,proto3,enum=simpleci.events.v1.Trust" json:"trust,omitempty"`
+	// rerun_of is the id of the run this run re-runs, rerun_of_number its number (empty
+	// and 0: not a re-run). A re-run copies the original's RunQueued (commit, ref, event,
+	// context, trust, pipeline_sha256): the pipeline is not read again.
+	RerunOf       string `protobuf:"bytes,24,opt,name=rerun_of,json=rerunOf,proto3" json:"rerun_of,omitempty"`
+	RerunOfNumber int64  `protobuf:"varint,25,opt,name=rerun_of_number,json=rerunOfNumber,proto3" json:"rerun_of_number,omitempty"`
+	// reused_steps are the steps a re-run from the failed step does not execute: every
+	// step before the original's first failed, timed out or cancelled step, with the
+	// outcome they had in the original run.
+	ReusedSteps   []*ReusedStep `protobuf:"bytes,26,rep,name=reused_steps,json=reusedSteps,proto3" json:"reused_steps,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -521,6 +530,99 @@ func (x *RunQueued) GetTrust() Trust {
 	return Trust_TRUST_UNSPECIFIED
 }
 
+func (x *RunQueued) GetRerunOf() string {
+	if x != nil {
+		return x.RerunOf
+	}
+	return ""
+}
+
+func (x *RunQueued) GetRerunOfNumber() int64 {
+	if x != nil {
+		return x.RerunOfNumber
+	}
+	return 0
+}
+
+func (x *RunQueued) GetReusedSteps() []*ReusedStep {
+	if x != nil {
+		return x.ReusedSteps
+	}
+	return nil
+}
+
+// ReusedStep is a step of a re-run taken over from the original run instead of run again.
+type ReusedStep struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	StepIndex int32                  `protobuf:"varint,1,opt,name=step_index,json=stepIndex,proto3" json:"step_index,omitempty"`
+	// status and exit_code are the step's outcome in the original run (succeeded or
+	// skipped); later steps' conditions see them as steps.<id>.
+	Status   string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	ExitCode int32  `protobuf:"varint,3,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	// reason is what the re-run shows for the step, e.g. "succeeded in run 12".
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReusedStep) Reset() {
+	*x = ReusedStep{}
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReusedStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReusedStep) ProtoMessage() {}
+
+func (x *ReusedStep) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReusedStep.ProtoReflect.Descriptor instead.
+func (*ReusedStep) Descriptor() ([]byte, []int) {
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReusedStep) GetStepIndex() int32 {
+	if x != nil {
+		return x.StepIndex
+	}
+	return 0
+}
+
+func (x *ReusedStep) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ReusedStep) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *ReusedStep) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // RunStarted records that a runner claimed the run's job.
 type RunStarted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -536,7 +638,7 @@ type RunStarted struct {
 
 func (x *RunStarted) Reset() {
 	*x = RunStarted{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[2]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +650,7 @@ func (x *RunStarted) String() string {
 func (*RunStarted) ProtoMessage() {}
 
 func (x *RunStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[2]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +663,7 @@ func (x *RunStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStarted.ProtoReflect.Descriptor instead.
 func (*RunStarted) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{2}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RunStarted) GetRunId() string {
@@ -625,7 +727,7 @@ type RunIsolation struct {
 
 func (x *RunIsolation) Reset() {
 	*x = RunIsolation{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[3]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +739,7 @@ func (x *RunIsolation) String() string {
 func (*RunIsolation) ProtoMessage() {}
 
 func (x *RunIsolation) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[3]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +752,7 @@ func (x *RunIsolation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunIsolation.ProtoReflect.Descriptor instead.
 func (*RunIsolation) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RunIsolation) GetRunId() string {
@@ -703,7 +805,7 @@ type StepStarted struct {
 
 func (x *StepStarted) Reset() {
 	*x = StepStarted{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[4]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +817,7 @@ func (x *StepStarted) String() string {
 func (*StepStarted) ProtoMessage() {}
 
 func (x *StepStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[4]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +830,7 @@ func (x *StepStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepStarted.ProtoReflect.Descriptor instead.
 func (*StepStarted) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StepStarted) GetRunId() string {
@@ -789,7 +891,7 @@ type StepSkipped struct {
 
 func (x *StepSkipped) Reset() {
 	*x = StepSkipped{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[5]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -801,7 +903,7 @@ func (x *StepSkipped) String() string {
 func (*StepSkipped) ProtoMessage() {}
 
 func (x *StepSkipped) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[5]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -814,7 +916,7 @@ func (x *StepSkipped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepSkipped.ProtoReflect.Descriptor instead.
 func (*StepSkipped) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StepSkipped) GetRunId() string {
@@ -886,7 +988,7 @@ type StepFinished struct {
 
 func (x *StepFinished) Reset() {
 	*x = StepFinished{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[6]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1000,7 @@ func (x *StepFinished) String() string {
 func (*StepFinished) ProtoMessage() {}
 
 func (x *StepFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[6]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1013,7 @@ func (x *StepFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepFinished.ProtoReflect.Descriptor instead.
 func (*StepFinished) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StepFinished) GetRunId() string {
@@ -998,7 +1100,7 @@ type RunCancelRequested struct {
 
 func (x *RunCancelRequested) Reset() {
 	*x = RunCancelRequested{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[7]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1112,7 @@ func (x *RunCancelRequested) String() string {
 func (*RunCancelRequested) ProtoMessage() {}
 
 func (x *RunCancelRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[7]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1125,7 @@ func (x *RunCancelRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunCancelRequested.ProtoReflect.Descriptor instead.
 func (*RunCancelRequested) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RunCancelRequested) GetRunId() string {
@@ -1081,7 +1183,7 @@ type RunRequeued struct {
 
 func (x *RunRequeued) Reset() {
 	*x = RunRequeued{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[8]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1195,7 @@ func (x *RunRequeued) String() string {
 func (*RunRequeued) ProtoMessage() {}
 
 func (x *RunRequeued) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[8]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1208,7 @@ func (x *RunRequeued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequeued.ProtoReflect.Descriptor instead.
 func (*RunRequeued) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RunRequeued) GetRunId() string {
@@ -1178,7 +1280,7 @@ type RunFinished struct {
 
 func (x *RunFinished) Reset() {
 	*x = RunFinished{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[9]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1292,7 @@ func (x *RunFinished) String() string {
 func (*RunFinished) ProtoMessage() {}
 
 func (x *RunFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[9]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1305,7 @@ func (x *RunFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunFinished.ProtoReflect.Descriptor instead.
 func (*RunFinished) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RunFinished) GetRunId() string {
@@ -1286,7 +1388,7 @@ type LogEmitted struct {
 
 func (x *LogEmitted) Reset() {
 	*x = LogEmitted{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[10]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1400,7 @@ func (x *LogEmitted) String() string {
 func (*LogEmitted) ProtoMessage() {}
 
 func (x *LogEmitted) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[10]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1413,7 @@ func (x *LogEmitted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEmitted.ProtoReflect.Descriptor instead.
 func (*LogEmitted) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LogEmitted) GetRunId() string {
@@ -1411,7 +1513,7 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\x05trust\x18\x0e \x01(\x0e2\x19.simpleci.events.v1.TrustR\x05trust\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb2\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb8\a\n" +
 	"\tRunQueued\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -1441,10 +1543,20 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\anetwork\x18\x14 \x01(\tR\anetwork\x12'\n" +
 	"\x0fpipeline_sha256\x18\x15 \x01(\tR\x0epipelineSha256\x12#\n" +
 	"\rpipeline_size\x18\x16 \x01(\x03R\fpipelineSize\x12/\n" +
-	"\x05trust\x18\x17 \x01(\x0e2\x19.simpleci.events.v1.TrustR\x05trust\x1a:\n" +
+	"\x05trust\x18\x17 \x01(\x0e2\x19.simpleci.events.v1.TrustR\x05trust\x12\x19\n" +
+	"\brerun_of\x18\x18 \x01(\tR\arerunOf\x12&\n" +
+	"\x0frerun_of_number\x18\x19 \x01(\x03R\rrerunOfNumber\x12A\n" +
+	"\freused_steps\x18\x1a \x03(\v2\x1e.simpleci.events.v1.ReusedStepR\vreusedSteps\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"x\n" +
+	"\n" +
+	"ReusedStep\x12\x1d\n" +
+	"\n" +
+	"step_index\x18\x01 \x01(\x05R\tstepIndex\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1b\n" +
+	"\texit_code\x18\x03 \x01(\x05R\bexitCode\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xcc\x01\n" +
 	"\n" +
 	"RunStarted\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
@@ -1565,49 +1677,51 @@ func file_simpleci_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_simpleci_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_simpleci_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_simpleci_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_simpleci_events_v1_events_proto_goTypes = []any{
 	(Trust)(0),                    // 0: simpleci.events.v1.Trust
 	(LogStream)(0),                // 1: simpleci.events.v1.LogStream
 	(*RunRequested)(nil),          // 2: simpleci.events.v1.RunRequested
 	(*RunQueued)(nil),             // 3: simpleci.events.v1.RunQueued
-	(*RunStarted)(nil),            // 4: simpleci.events.v1.RunStarted
-	(*RunIsolation)(nil),          // 5: simpleci.events.v1.RunIsolation
-	(*StepStarted)(nil),           // 6: simpleci.events.v1.StepStarted
-	(*StepSkipped)(nil),           // 7: simpleci.events.v1.StepSkipped
-	(*StepFinished)(nil),          // 8: simpleci.events.v1.StepFinished
-	(*RunCancelRequested)(nil),    // 9: simpleci.events.v1.RunCancelRequested
-	(*RunRequeued)(nil),           // 10: simpleci.events.v1.RunRequeued
-	(*RunFinished)(nil),           // 11: simpleci.events.v1.RunFinished
-	(*LogEmitted)(nil),            // 12: simpleci.events.v1.LogEmitted
-	nil,                           // 13: simpleci.events.v1.RunRequested.ContextEntry
-	nil,                           // 14: simpleci.events.v1.RunQueued.ContextEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
+	(*ReusedStep)(nil),            // 4: simpleci.events.v1.ReusedStep
+	(*RunStarted)(nil),            // 5: simpleci.events.v1.RunStarted
+	(*RunIsolation)(nil),          // 6: simpleci.events.v1.RunIsolation
+	(*StepStarted)(nil),           // 7: simpleci.events.v1.StepStarted
+	(*StepSkipped)(nil),           // 8: simpleci.events.v1.StepSkipped
+	(*StepFinished)(nil),          // 9: simpleci.events.v1.StepFinished
+	(*RunCancelRequested)(nil),    // 10: simpleci.events.v1.RunCancelRequested
+	(*RunRequeued)(nil),           // 11: simpleci.events.v1.RunRequeued
+	(*RunFinished)(nil),           // 12: simpleci.events.v1.RunFinished
+	(*LogEmitted)(nil),            // 13: simpleci.events.v1.LogEmitted
+	nil,                           // 14: simpleci.events.v1.RunRequested.ContextEntry
+	nil,                           // 15: simpleci.events.v1.RunQueued.ContextEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
 }
 var file_simpleci_events_v1_events_proto_depIdxs = []int32{
-	13, // 0: simpleci.events.v1.RunRequested.context:type_name -> simpleci.events.v1.RunRequested.ContextEntry
-	15, // 1: simpleci.events.v1.RunRequested.requested_at:type_name -> google.protobuf.Timestamp
+	14, // 0: simpleci.events.v1.RunRequested.context:type_name -> simpleci.events.v1.RunRequested.ContextEntry
+	16, // 1: simpleci.events.v1.RunRequested.requested_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: simpleci.events.v1.RunRequested.trust:type_name -> simpleci.events.v1.Trust
-	16, // 3: simpleci.events.v1.RunQueued.timeout:type_name -> google.protobuf.Duration
-	14, // 4: simpleci.events.v1.RunQueued.context:type_name -> simpleci.events.v1.RunQueued.ContextEntry
-	15, // 5: simpleci.events.v1.RunQueued.queued_at:type_name -> google.protobuf.Timestamp
+	17, // 3: simpleci.events.v1.RunQueued.timeout:type_name -> google.protobuf.Duration
+	15, // 4: simpleci.events.v1.RunQueued.context:type_name -> simpleci.events.v1.RunQueued.ContextEntry
+	16, // 5: simpleci.events.v1.RunQueued.queued_at:type_name -> google.protobuf.Timestamp
 	0,  // 6: simpleci.events.v1.RunQueued.trust:type_name -> simpleci.events.v1.Trust
-	15, // 7: simpleci.events.v1.RunStarted.started_at:type_name -> google.protobuf.Timestamp
-	15, // 8: simpleci.events.v1.StepStarted.started_at:type_name -> google.protobuf.Timestamp
-	15, // 9: simpleci.events.v1.StepSkipped.at:type_name -> google.protobuf.Timestamp
-	15, // 10: simpleci.events.v1.StepFinished.started_at:type_name -> google.protobuf.Timestamp
-	15, // 11: simpleci.events.v1.StepFinished.finished_at:type_name -> google.protobuf.Timestamp
-	15, // 12: simpleci.events.v1.RunCancelRequested.at:type_name -> google.protobuf.Timestamp
-	15, // 13: simpleci.events.v1.RunRequeued.at:type_name -> google.protobuf.Timestamp
-	15, // 14: simpleci.events.v1.RunFinished.finished_at:type_name -> google.protobuf.Timestamp
-	1,  // 15: simpleci.events.v1.LogEmitted.stream:type_name -> simpleci.events.v1.LogStream
-	15, // 16: simpleci.events.v1.LogEmitted.at:type_name -> google.protobuf.Timestamp
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	4,  // 7: simpleci.events.v1.RunQueued.reused_steps:type_name -> simpleci.events.v1.ReusedStep
+	16, // 8: simpleci.events.v1.RunStarted.started_at:type_name -> google.protobuf.Timestamp
+	16, // 9: simpleci.events.v1.StepStarted.started_at:type_name -> google.protobuf.Timestamp
+	16, // 10: simpleci.events.v1.StepSkipped.at:type_name -> google.protobuf.Timestamp
+	16, // 11: simpleci.events.v1.StepFinished.started_at:type_name -> google.protobuf.Timestamp
+	16, // 12: simpleci.events.v1.StepFinished.finished_at:type_name -> google.protobuf.Timestamp
+	16, // 13: simpleci.events.v1.RunCancelRequested.at:type_name -> google.protobuf.Timestamp
+	16, // 14: simpleci.events.v1.RunRequeued.at:type_name -> google.protobuf.Timestamp
+	16, // 15: simpleci.events.v1.RunFinished.finished_at:type_name -> google.protobuf.Timestamp
+	1,  // 16: simpleci.events.v1.LogEmitted.stream:type_name -> simpleci.events.v1.LogStream
+	16, // 17: simpleci.events.v1.LogEmitted.at:type_name -> google.protobuf.Timestamp
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_events_v1_events_proto_init() }
@@ -1621,7 +1735,7 @@ func file_simpleci_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_events_v1_events_proto_rawDesc), len(file_simpleci_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,38 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
+	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
+)
+
+// RerunRun starts a new run that runs a finished one again (domain.Run.Rerun): the same
+// commit, context, trust and pipeline snapshot, linked to the original by rerun_of. The
+// original's stream is only read. The new run takes the next number of the project.
+func (s *Service) RerunRun(ctx context.Context, req *apiv1.RerunRunRequest) (*apiv1.Run, error) {
+	org, err := requireOrg(ctx)
+	if err != nil {
+		return nil, err
+	}
+	orig, err := load(ctx, s.store, req.GetRun())
+	if err != nil {
+		return nil, err
+	}
+	if orig.Version == 0 || orig.OrgID != org {
+		return nil, fmt.Errorf("run %q: %w", req.GetRun(), domain.ErrNotFound)
+	}
+	q, err := orig.Rerun(newID(), actor(ctx), req.GetFromFailed(), time.Now())
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.enqueue(ctx, q, nil, "")
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("run re-run queued", "run", r.ID, "number", r.Number, "rerun_of", orig.ID, "from_failed", req.GetFromFailed(),
+		"reused_steps", len(q.ReusedSteps))
+	return toAPI(r, true), nil
+}

@@ -1,0 +1,107 @@
+package service_test
+
+import (
+	"slices"
+	"testing"
+
+	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
+	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
+	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// runTo claims the next job and reports its steps' outcomes (succeeded, failed, skipped)
+// and the run's end.
+func (e *env) runTo(runStatus string, steps ...string) *runnerv1.Job {
+	e.t.Helper()
+	job := e.mustClaim()
+	now := timestamppb.Now()
+	for i, st := range steps {
+		if st == "skipped" {
+			e.mustReport(job, &eventsv1.StepSkipped{StepIndex: int32(i), Reason: "condition is false"})
+			continue
+		}
+		e.mustReport(job, &eventsv1.StepStarted{StepIndex: int32(i), StartedAt: now})
+		e.mustReport(job, &eventsv1.StepFinished{StepIndex: int32(i), Status: st, StartedAt: now, FinishedAt: now})
+	}
+	e.mustReport(job, &eventsv1.RunFinished{Status: runStatus})
+	return job
+}
+
+func TestRerun(t *testing.T) {
+	e := newEnv(t)
+	orig := e.trigger("main", "")
+	rerun := func(run string, fromFailed bool) (*apiv1.Run, error) {
+		return e.svc.RerunRun(e.user("org1"), &apiv1.RerunRunRequest{Run: run, FromFailed: fromFailed})
+	}
+	if _, err := rerun(orig.GetId(), false); code(err) != codes.FailedPrecondition {
+		t.Fatalf("re-run of a queued run: %v, want FailedPrecondition", err)
+	}
+	origJob := e.runTo("failed", "succeeded", "failed")
+
+	t.Run("from the failed step", func(t *testing.T) {
+		e := e.at(t)
+		r, err := rerun(orig.GetId(), true)
+		if err != nil {
+			t.Fatalf("RerunRun: %v", err)
+		}
+		if r.GetId() == orig.GetId() || r.GetNumber() != orig.GetNumber()+1 || r.GetRerunOf() != orig.GetId() || r.GetRerunOfNumber() != orig.GetNumber() {
+			t.Fatalf("re-run id %s number %d rerun_of %s #%d; original %s #%d", r.GetId(), r.GetNumber(), r.GetRerunOf(), r.GetRerunOfNumber(), orig.GetId(), orig.GetNumber())
+		}
+		if r.GetSha() != orig.GetSha() || r.GetRef() != orig.GetRef() || r.GetEvent() != orig.GetEvent() || r.GetStatus() != "queued" {
+			t.Fatalf("re-run %s at %s %s %s, original at %s %s %s", r.GetStatus(), r.GetSha(), r.GetRef(), r.GetEvent(), orig.GetSha(), orig.GetRef(), orig.GetEvent())
+		}
+		job := e.mustClaim()
+		if job.GetRunId() != r.GetId() || string(job.GetPipeline()) != string(origJob.GetPipeline()) || job.GetSha() != origJob.GetSha() ||
+			job.GetContext()["run_number"] != "2" || job.GetContext()["branch"] != "main" {
+			t.Fatalf("job %s at %s context %v pipeline %q", job.GetRunId(), job.GetSha(), job.GetContext(), job.GetPipeline())
+		}
+		want := []*eventsv1.ReusedStep{{StepIndex: 0, Status: "succeeded", Reason: "succeeded in run 1"}}
+		if len(job.GetReusedSteps()) != 1 || job.GetReusedSteps()[0].String() != want[0].String() {
+			t.Fatalf("reused steps %v, want %v", job.GetReusedSteps(), want)
+		}
+		e.mustReport(job, &eventsv1.StepSkipped{StepIndex: 0, Reason: job.GetReusedSteps()[0].GetReason()})
+		now := timestamppb.Now()
+		e.mustReport(job, &eventsv1.StepStarted{StepIndex: 1, StartedAt: now})
+		e.mustReport(job, &eventsv1.StepFinished{StepIndex: 1, Status: "succeeded", StartedAt: now, FinishedAt: now})
+		e.mustReport(job, &eventsv1.RunFinished{Status: "succeeded"})
+		g := e.get(r.GetId())
+		if g.GetStatus() != "succeeded" || !slices.Equal(stepStatuses(g), []string{"skipped", "succeeded"}) || g.GetSteps()[0].GetReason() != "succeeded in run 1" {
+			t.Fatalf("re-run %s steps %v, step 0 reason %q", g.GetStatus(), stepStatuses(g), g.GetSteps()[0].GetReason())
+		}
+		if o := e.get(orig.GetId()); o.GetStatus() != "failed" || o.GetRerunOf() != "" || !slices.Equal(stepStatuses(o), []string{"succeeded", "failed"}) {
+			t.Fatalf("the original changed: %s %v rerun_of %q", o.GetStatus(), stepStatuses(o), o.GetRerunOf())
+		}
+		// A succeeded run has no failed step.
+		if _, err := rerun(r.GetId(), true); code(err) != codes.FailedPrecondition {
+			t.Fatalf("from the failed step of a succeeded run: %v, want FailedPrecondition", err)
+		}
+	})
+	t.Run("the whole run", func(t *testing.T) {
+		e := e.at(t)
+		r, err := rerun(orig.GetId(), false)
+		if err != nil {
+			t.Fatalf("RerunRun: %v", err)
+		}
+		job := e.mustClaim()
+		if job.GetRunId() != r.GetId() || len(job.GetReusedSteps()) != 0 || r.GetNumber() != 3 || r.GetRerunOfNumber() != 1 {
+			t.Fatalf("job %s (run %s #%d) reuses %v", job.GetRunId(), r.GetId(), r.GetNumber(), job.GetReusedSteps())
+		}
+	})
+	t.Run("another organisation's run is not found", func(t *testing.T) {
+		if _, err := e.svc.RerunRun(e.user("org2"), &apiv1.RerunRunRequest{Run: orig.GetId()}); code(err) != codes.NotFound {
+			t.Fatalf("RerunRun from org2: %v, want NotFound", err)
+		}
+		if _, err := rerun("01aaaaaaaaaaaaaaaaaaaaaaaa", false); code(err) != codes.NotFound {
+			t.Fatalf("RerunRun of an unknown run: %v, want NotFound", err)
+		}
+	})
+	t.Run("a run that errored before it started", func(t *testing.T) {
+		bad := e.trigger("bad", "")
+		e.eventually("errored", func() bool { return e.get(bad.GetId()).GetStatus() == "errored" })
+		if _, err := rerun(bad.GetId(), false); code(err) != codes.FailedPrecondition {
+			t.Fatalf("re-run of a run without pipeline: %v, want FailedPrecondition", err)
+		}
+	})
+}
