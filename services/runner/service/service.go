@@ -459,6 +459,8 @@ func (r *Runner) runJob(ctx context.Context, job *runnerv1.Job, obs *observer) (
 	for k, v := range job.Context {
 		jc[k] = v
 	}
+	// context.inputs: the run's inputs, typed as the pipeline declares them.
+	jc["inputs"] = pl.InputValues(job.Inputs)
 	// The sandbox takes the checkout (it gives it to the job's user); it is closed (every
 	// process of the job killed, its cgroups, HOME and /tmp removed) before the
 	// workspace is removed and before the run's end is reported.

@@ -1,8 +1,11 @@
 package service_test
 
 import (
+	"maps"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
@@ -104,4 +107,58 @@ func TestRerun(t *testing.T) {
 			t.Fatalf("re-run of a run without pipeline: %v, want FailedPrecondition", err)
 		}
 	})
+}
+
+// inputsPipeline declares inputs (branch "inputs" of the test repository).
+const inputsPipeline = `{"inputs": {"target": {"enum": ["staging", "prod"], "default": "staging"},
+  "dryRun": {"type": "bool", "required": true}, "count": {"type": "number", "default": 1}},
+  "steps": [{"name": "deploy", "run": "echo {{ context.inputs.target }}"}]}`
+
+func TestTriggerInputs(t *testing.T) {
+	e := newEnv(t)
+	trigger := func(in map[string]string) (*apiv1.Run, error) {
+		return e.svc.TriggerRun(e.user("org1"), &apiv1.TriggerRunRequest{Project: "app", Ref: "inputs", Inputs: in})
+	}
+	r, err := trigger(map[string]string{"target": "prod", "dryRun": "false"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"target": "prod", "dryRun": "false", "count": "1"}
+	if g := e.get(r.GetId()); g.GetStatus() != "queued" || !maps.Equal(g.GetInputs(), want) {
+		t.Fatalf("run %s inputs %v, want %v", g.GetStatus(), g.GetInputs(), want)
+	}
+	job := e.mustClaim()
+	if !maps.Equal(job.GetInputs(), want) {
+		t.Fatalf("job inputs %v, want %v", job.GetInputs(), want)
+	}
+	before := len(e.list(&apiv1.ListRunsRequest{Project: "app"}).GetRuns())
+	for _, c := range []struct {
+		in   map[string]string
+		want string
+	}{
+		{map[string]string{"dryRun": "true", "nope": "1"}, `unknown input "nope"`},
+		{map[string]string{"dryRun": "yes"}, `input "dryRun" must be true or false, not "yes"`},
+		{map[string]string{"dryRun": "true", "count": "many"}, `input "count" must be a number`},
+		{map[string]string{"dryRun": "true", "target": "qa"}, `input "target": "qa" is not one of staging, prod`},
+		{map[string]string{"target": "prod"}, `input "dryRun" is required`},
+	} {
+		_, err := trigger(c.in)
+		if code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("inputs %v: %v, want InvalidArgument with %q", c.in, err, c.want)
+		}
+	}
+	if _, err := e.svc.TriggerRun(e.user("org1"), &apiv1.TriggerRunRequest{Project: "app", Ref: "main", Inputs: map[string]string{"x": "1"}}); code(err) != codes.InvalidArgument ||
+		!strings.Contains(err.Error(), "declares no inputs") {
+		t.Errorf("inputs to a pipeline without: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond) // the run list follows the log
+	if after := len(e.list(&apiv1.ListRunsRequest{Project: "app"}).GetRuns()); after != before {
+		t.Errorf("refused triggers recorded runs: %d runs, were %d", after, before)
+	}
+	// A re-run keeps the inputs.
+	e.mustReport(job, &eventsv1.RunFinished{Status: "failed"})
+	rr, err := e.svc.RerunRun(e.user("org1"), &apiv1.RerunRunRequest{Run: r.GetId()})
+	if err != nil || !maps.Equal(rr.GetInputs(), want) {
+		t.Fatalf("re-run inputs %v (%v), want %v", rr.GetInputs(), err, want)
+	}
 }

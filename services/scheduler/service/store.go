@@ -165,7 +165,7 @@ func jobFor(r *domain.Run, lease string, leaseDur time.Duration, tier Tier) *run
 		Env: map[string]string{}, Timeout: q.Timeout, Tier: q.Tier, LeaseDuration: durationpb.New(leaseDur), Attempt: r.Attempt,
 		MemoryBytes: tier.Memory, PidsLimit: tier.Pids, Cpus: tier.CPUs,
 		StepLogBytes: tier.StepLog, RunLogBytes: tier.RunLog,
-		Network: network(q.Network, r.Trusted()), ReusedSteps: q.ReusedSteps}
+		Network: network(q.Network, r.Trusted()), ReusedSteps: q.ReusedSteps, Inputs: q.Inputs}
 }
 
 // network applies a project's network setting to a run: "off" never; "default" and "on"
@@ -182,7 +182,7 @@ func toAPI(r *domain.Run, steps bool) *apiv1.Run {
 		Event: r.Event, Ref: r.Ref, Branch: r.Branch, Sha: r.SHA, Actor: r.Actor, Tier: r.Tier,
 		CreatedAt: tsOf(r.Created), StartedAt: tsOf(r.Started), FinishedAt: tsOf(r.Finished), Attempt: r.Attempt,
 		Isolation: r.Isolation, Trust: domain.TrustName(r.Trust()),
-		RerunOf: r.Queued.GetRerunOf(), RerunOfNumber: r.Queued.GetRerunOfNumber()}
+		RerunOf: r.Queued.GetRerunOf(), RerunOfNumber: r.Queued.GetRerunOfNumber(), Inputs: r.Queued.GetInputs()}
 	if steps {
 		for _, st := range r.Steps {
 			out.Steps = append(out.Steps, &apiv1.Step{Index: st.Index, Name: st.Name, Status: st.Status, ExitCode: st.ExitCode,

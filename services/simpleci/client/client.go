@@ -56,6 +56,8 @@ func Main(ctx context.Context, args []string, io IO) int {
 	events := fs.String("events", "", "projects update: the events, comma-separated (push,pull_request,tag,manual,schedule)")
 	tier := fs.String("tier", "", "projects update: the runner tier")
 	network := fs.String("network", "", "projects update: default, on or off")
+	inputs := inputFlag{}
+	fs.Var(inputs, "input", "trigger: a pipeline input as name=value (repeatable)")
 	fromFailed := fs.Bool("from-failed", false, "runs rerun: run again from the first failed step (default: the whole run)")
 	if err := fs.Parse(reorder(args[1:])); err != nil {
 		return 2
@@ -74,7 +76,7 @@ func Main(ctx context.Context, args []string, io IO) int {
   simpleci runs events RUN
   simpleci runs cancel RUN
   simpleci runs rerun RUN [--from-failed]   (a new run: same commit and pipeline; default the whole run)
-  simpleci trigger PROJECT [--ref REF] [--event E]
+  simpleci trigger PROJECT [--ref REF] [--event E] [--input NAME=VALUE ...]
   simpleci projects list
   simpleci projects update PROJECT [--events push,tag] [--tier T] [--network default|on|off]   (maintainers)
   simpleci projects delete PROJECT     (owners: the project and its secrets; its runs stay)
@@ -125,7 +127,7 @@ func Main(ctx context.Context, args []string, io IO) int {
 		}
 	case args[0] == "trigger" && len(rest) == 1:
 		var r run
-		body := map[string]string{"ref": *ref, "event": *event}
+		body := map[string]any{"ref": *ref, "event": *event, "inputs": map[string]string(inputs)}
 		if err = a.do(ctx, "POST", "/api/v1/projects/"+url.PathEscape(rest[0])+"/runs", body, &r); err == nil {
 			fmt.Fprintf(io.Out, "run %s (#%s) %s at %s\n", r.ID, r.Number, r.Status, short(r.Sha))
 		}
@@ -178,6 +180,23 @@ func Main(ctx context.Context, args []string, io IO) int {
 		return 1
 	}
 	return 0
+}
+
+// inputFlag collects --input name=value.
+type inputFlag map[string]string
+
+func (f inputFlag) String() string { return "" }
+
+func (f inputFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want name=value, not %q", s)
+	}
+	if _, dup := f[k]; dup {
+		return fmt.Errorf("input %q given twice", k)
+	}
+	f[k] = v
+	return nil
 }
 
 // boolFlag names the flags that take no value.

@@ -249,6 +249,9 @@ type Run struct {
 	// and 0: not a re-run). Filled by GetRun, TriggerRun and RerunRun, not by ListRuns.
 	RerunOf       string `protobuf:"bytes,20,opt,name=rerun_of,json=rerunOf,proto3" json:"rerun_of,omitempty"`
 	RerunOfNumber int64  `protobuf:"varint,21,opt,name=rerun_of_number,json=rerunOfNumber,proto3" json:"rerun_of_number,omitempty"`
+	// inputs are the pipeline's inputs of the run (given or default), as text. Filled by
+	// GetRun, TriggerRun and RerunRun, not by ListRuns.
+	Inputs        map[string]string `protobuf:"bytes,22,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -430,6 +433,13 @@ func (x *Run) GetRerunOfNumber() int64 {
 	return 0
 }
 
+func (x *Run) GetInputs() map[string]string {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
 // Step is one step of a run.
 type Step struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -531,7 +541,12 @@ type TriggerRunRequest struct {
 	// ref: a branch, tag, full ref or commit sha; default: the repository's HEAD.
 	Ref string `protobuf:"bytes,2,opt,name=ref,proto3" json:"ref,omitempty"`
 	// event: default manual.
-	Event         string `protobuf:"bytes,3,opt,name=event,proto3" json:"event,omitempty"`
+	Event string `protobuf:"bytes,3,opt,name=event,proto3" json:"event,omitempty"`
+	// inputs give the pipeline's declared inputs by name, as text (a bool as true or
+	// false). Checked before the run is queued: an unknown input, a value of the wrong
+	// type or not in the input's enum, or a missing required input is InvalidArgument
+	// naming the input, and no run is recorded.
+	Inputs        map[string]string `protobuf:"bytes,4,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -585,6 +600,13 @@ func (x *TriggerRunRequest) GetEvent() string {
 		return x.Event
 	}
 	return ""
+}
+
+func (x *TriggerRunRequest) GetInputs() map[string]string {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
 }
 
 // ListRunsRequest filters and pages a project's runs.
@@ -1082,7 +1104,7 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1b\n" +
 	"\tmax_steps\x18\x06 \x01(\x05R\bmaxSteps\x12$\n" +
 	"\x0estep_log_bytes\x18\a \x01(\x03R\fstepLogBytes\x12\"\n" +
-	"\rrun_log_bytes\x18\b \x01(\x03R\vrunLogBytes\"\x80\x05\n" +
+	"\rrun_log_bytes\x18\b \x01(\x03R\vrunLogBytes\"\xf5\x05\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1d\n" +
@@ -1109,7 +1131,11 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\tisolation\x18\x12 \x01(\tR\tisolation\x12\x14\n" +
 	"\x05trust\x18\x13 \x01(\tR\x05trust\x12\x19\n" +
 	"\brerun_of\x18\x14 \x01(\tR\arerunOf\x12&\n" +
-	"\x0frerun_of_number\x18\x15 \x01(\x03R\rrerunOfNumber\"\xf5\x01\n" +
+	"\x0frerun_of_number\x18\x15 \x01(\x03R\rrerunOfNumber\x128\n" +
+	"\x06inputs\x18\x16 \x03(\v2 .simpleci.api.v1.Run.InputsEntryR\x06inputs\x1a9\n" +
+	"\vInputsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf5\x01\n" +
 	"\x04Step\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -1119,11 +1145,15 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x16\n" +
-	"\x06reason\x18\a \x01(\tR\x06reason\"U\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"\xd8\x01\n" +
 	"\x11TriggerRunRequest\x12\x18\n" +
 	"\aproject\x18\x01 \x01(\tR\aproject\x12\x10\n" +
 	"\x03ref\x18\x02 \x01(\tR\x03ref\x12\x14\n" +
-	"\x05event\x18\x03 \x01(\tR\x05event\"\xd9\x01\n" +
+	"\x05event\x18\x03 \x01(\tR\x05event\x12F\n" +
+	"\x06inputs\x18\x04 \x03(\v2..simpleci.api.v1.TriggerRunRequest.InputsEntryR\x06inputs\x1a9\n" +
+	"\vInputsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd9\x01\n" +
 	"\x0fListRunsRequest\x12\x18\n" +
 	"\aproject\x18\x01 \x01(\tR\aproject\x12\x14\n" +
 	"\x05event\x18\x02 \x01(\tR\x05event\x12\x16\n" +
@@ -1179,7 +1209,7 @@ func file_simpleci_api_v1_runs_proto_rawDescGZIP() []byte {
 	return file_simpleci_api_v1_runs_proto_rawDescData
 }
 
-var file_simpleci_api_v1_runs_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_simpleci_api_v1_runs_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_simpleci_api_v1_runs_proto_goTypes = []any{
 	(*ListTiersRequest)(nil),      // 0: simpleci.api.v1.ListTiersRequest
 	(*ListTiersResponse)(nil),     // 1: simpleci.api.v1.ListTiersResponse
@@ -1195,42 +1225,46 @@ var file_simpleci_api_v1_runs_proto_goTypes = []any{
 	(*RunEvent)(nil),              // 11: simpleci.api.v1.RunEvent
 	(*RerunRunRequest)(nil),       // 12: simpleci.api.v1.RerunRunRequest
 	(*CancelRunRequest)(nil),      // 13: simpleci.api.v1.CancelRunRequest
-	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 16: google.protobuf.Struct
+	nil,                           // 14: simpleci.api.v1.Run.InputsEntry
+	nil,                           // 15: simpleci.api.v1.TriggerRunRequest.InputsEntry
+	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 18: google.protobuf.Struct
 }
 var file_simpleci_api_v1_runs_proto_depIdxs = []int32{
 	2,  // 0: simpleci.api.v1.ListTiersResponse.tiers:type_name -> simpleci.api.v1.Tier
-	14, // 1: simpleci.api.v1.Tier.timeout:type_name -> google.protobuf.Duration
-	15, // 2: simpleci.api.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	15, // 3: simpleci.api.v1.Run.started_at:type_name -> google.protobuf.Timestamp
-	15, // 4: simpleci.api.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	16, // 1: simpleci.api.v1.Tier.timeout:type_name -> google.protobuf.Duration
+	17, // 2: simpleci.api.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	17, // 3: simpleci.api.v1.Run.started_at:type_name -> google.protobuf.Timestamp
+	17, // 4: simpleci.api.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: simpleci.api.v1.Run.steps:type_name -> simpleci.api.v1.Step
-	15, // 6: simpleci.api.v1.Step.started_at:type_name -> google.protobuf.Timestamp
-	15, // 7: simpleci.api.v1.Step.finished_at:type_name -> google.protobuf.Timestamp
-	3,  // 8: simpleci.api.v1.ListRunsResponse.runs:type_name -> simpleci.api.v1.Run
-	11, // 9: simpleci.api.v1.ListRunEventsResponse.events:type_name -> simpleci.api.v1.RunEvent
-	15, // 10: simpleci.api.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	16, // 11: simpleci.api.v1.RunEvent.payload:type_name -> google.protobuf.Struct
-	5,  // 12: simpleci.api.v1.RunService.TriggerRun:input_type -> simpleci.api.v1.TriggerRunRequest
-	6,  // 13: simpleci.api.v1.RunService.ListRuns:input_type -> simpleci.api.v1.ListRunsRequest
-	8,  // 14: simpleci.api.v1.RunService.GetRun:input_type -> simpleci.api.v1.GetRunRequest
-	13, // 15: simpleci.api.v1.RunService.CancelRun:input_type -> simpleci.api.v1.CancelRunRequest
-	12, // 16: simpleci.api.v1.RunService.RerunRun:input_type -> simpleci.api.v1.RerunRunRequest
-	9,  // 17: simpleci.api.v1.RunService.ListRunEvents:input_type -> simpleci.api.v1.ListRunEventsRequest
-	0,  // 18: simpleci.api.v1.RunService.ListTiers:input_type -> simpleci.api.v1.ListTiersRequest
-	3,  // 19: simpleci.api.v1.RunService.TriggerRun:output_type -> simpleci.api.v1.Run
-	7,  // 20: simpleci.api.v1.RunService.ListRuns:output_type -> simpleci.api.v1.ListRunsResponse
-	3,  // 21: simpleci.api.v1.RunService.GetRun:output_type -> simpleci.api.v1.Run
-	3,  // 22: simpleci.api.v1.RunService.CancelRun:output_type -> simpleci.api.v1.Run
-	3,  // 23: simpleci.api.v1.RunService.RerunRun:output_type -> simpleci.api.v1.Run
-	10, // 24: simpleci.api.v1.RunService.ListRunEvents:output_type -> simpleci.api.v1.ListRunEventsResponse
-	1,  // 25: simpleci.api.v1.RunService.ListTiers:output_type -> simpleci.api.v1.ListTiersResponse
-	19, // [19:26] is the sub-list for method output_type
-	12, // [12:19] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	14, // 6: simpleci.api.v1.Run.inputs:type_name -> simpleci.api.v1.Run.InputsEntry
+	17, // 7: simpleci.api.v1.Step.started_at:type_name -> google.protobuf.Timestamp
+	17, // 8: simpleci.api.v1.Step.finished_at:type_name -> google.protobuf.Timestamp
+	15, // 9: simpleci.api.v1.TriggerRunRequest.inputs:type_name -> simpleci.api.v1.TriggerRunRequest.InputsEntry
+	3,  // 10: simpleci.api.v1.ListRunsResponse.runs:type_name -> simpleci.api.v1.Run
+	11, // 11: simpleci.api.v1.ListRunEventsResponse.events:type_name -> simpleci.api.v1.RunEvent
+	17, // 12: simpleci.api.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	18, // 13: simpleci.api.v1.RunEvent.payload:type_name -> google.protobuf.Struct
+	5,  // 14: simpleci.api.v1.RunService.TriggerRun:input_type -> simpleci.api.v1.TriggerRunRequest
+	6,  // 15: simpleci.api.v1.RunService.ListRuns:input_type -> simpleci.api.v1.ListRunsRequest
+	8,  // 16: simpleci.api.v1.RunService.GetRun:input_type -> simpleci.api.v1.GetRunRequest
+	13, // 17: simpleci.api.v1.RunService.CancelRun:input_type -> simpleci.api.v1.CancelRunRequest
+	12, // 18: simpleci.api.v1.RunService.RerunRun:input_type -> simpleci.api.v1.RerunRunRequest
+	9,  // 19: simpleci.api.v1.RunService.ListRunEvents:input_type -> simpleci.api.v1.ListRunEventsRequest
+	0,  // 20: simpleci.api.v1.RunService.ListTiers:input_type -> simpleci.api.v1.ListTiersRequest
+	3,  // 21: simpleci.api.v1.RunService.TriggerRun:output_type -> simpleci.api.v1.Run
+	7,  // 22: simpleci.api.v1.RunService.ListRuns:output_type -> simpleci.api.v1.ListRunsResponse
+	3,  // 23: simpleci.api.v1.RunService.GetRun:output_type -> simpleci.api.v1.Run
+	3,  // 24: simpleci.api.v1.RunService.CancelRun:output_type -> simpleci.api.v1.Run
+	3,  // 25: simpleci.api.v1.RunService.RerunRun:output_type -> simpleci.api.v1.Run
+	10, // 26: simpleci.api.v1.RunService.ListRunEvents:output_type -> simpleci.api.v1.ListRunEventsResponse
+	1,  // 27: simpleci.api.v1.RunService.ListTiers:output_type -> simpleci.api.v1.ListTiersResponse
+	21, // [21:28] is the sub-list for method output_type
+	14, // [14:21] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_api_v1_runs_proto_init() }
@@ -1244,7 +1278,7 @@ func file_simpleci_api_v1_runs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_api_v1_runs_proto_rawDesc), len(file_simpleci_api_v1_runs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -158,7 +158,9 @@ type RunRequested struct {
 	// (never taken from a user's context). Unset in events recorded before the field
 	// existed: read as unknown for a pull request and TRUST_SAME_REPOSITORY for any
 	// other event (push, tag, manual), which only ever built the project's own repository.
-	Trust         Trust `protobuf:"varint,14,opt,name=trust,proto3,enum=simpleci.events.v1.Trust" json:"trust,omitempty"`
+	Trust Trust `protobuf:"varint,14,opt,name=trust,proto3,enum=simpleci.events.v1.Trust" json:"trust,omitempty"`
+	// inputs are the values a manual trigger gave for the pipeline's inputs, as text.
+	Inputs        map[string]string `protobuf:"bytes,15,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -291,6 +293,13 @@ func (x *RunRequested) GetTrust() Trust {
 	return Trust_TRUST_UNSPECIFIED
 }
 
+func (x *RunRequested) GetInputs() map[string]string {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
 // RunQueued records that the pipeline was read and validated and a job was queued.
 type RunQueued struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -334,7 +343,10 @@ type RunQueued struct {
 	// reused_steps are the steps a re-run from the failed step does not execute: every
 	// step before the original's first failed, timed out or cancelled step, with the
 	// outcome they had in the original run.
-	ReusedSteps   []*ReusedStep `protobuf:"bytes,26,rep,name=reused_steps,json=reusedSteps,proto3" json:"reused_steps,omitempty"`
+	ReusedSteps []*ReusedStep `protobuf:"bytes,26,rep,name=reused_steps,json=reusedSteps,proto3" json:"reused_steps,omitempty"`
+	// inputs are the pipeline's inputs resolved when the run was queued: the values given
+	// (normalised: true/false, numbers in shortest form) and the defaults of the others.
+	Inputs        map[string]string `protobuf:"bytes,27,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -547,6 +559,13 @@ func (x *RunQueued) GetRerunOfNumber() int64 {
 func (x *RunQueued) GetReusedSteps() []*ReusedStep {
 	if x != nil {
 		return x.ReusedSteps
+	}
+	return nil
+}
+
+func (x *RunQueued) GetInputs() map[string]string {
+	if x != nil {
+		return x.Inputs
 	}
 	return nil
 }
@@ -1490,7 +1509,7 @@ var File_simpleci_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1fsimpleci/events/v1/events.proto\x12\x12simpleci.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x04\n" +
+	"\x1fsimpleci/events/v1/events.proto\x12\x12simpleci.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x05\n" +
 	"\fRunRequested\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -1510,10 +1529,14 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"deliveryId\x12G\n" +
 	"\acontext\x18\f \x03(\v2-.simpleci.events.v1.RunRequested.ContextEntryR\acontext\x12=\n" +
 	"\frequested_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12/\n" +
-	"\x05trust\x18\x0e \x01(\x0e2\x19.simpleci.events.v1.TrustR\x05trust\x1a:\n" +
+	"\x05trust\x18\x0e \x01(\x0e2\x19.simpleci.events.v1.TrustR\x05trust\x12D\n" +
+	"\x06inputs\x18\x0f \x03(\v2,.simpleci.events.v1.RunRequested.InputsEntryR\x06inputs\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb8\a\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vInputsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb6\b\n" +
 	"\tRunQueued\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -1546,8 +1569,12 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\x05trust\x18\x17 \x01(\x0e2\x19.simpleci.events.v1.TrustR\x05trust\x12\x19\n" +
 	"\brerun_of\x18\x18 \x01(\tR\arerunOf\x12&\n" +
 	"\x0frerun_of_number\x18\x19 \x01(\x03R\rrerunOfNumber\x12A\n" +
-	"\freused_steps\x18\x1a \x03(\v2\x1e.simpleci.events.v1.ReusedStepR\vreusedSteps\x1a:\n" +
+	"\freused_steps\x18\x1a \x03(\v2\x1e.simpleci.events.v1.ReusedStepR\vreusedSteps\x12A\n" +
+	"\x06inputs\x18\x1b \x03(\v2).simpleci.events.v1.RunQueued.InputsEntryR\x06inputs\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"x\n" +
 	"\n" +
@@ -1677,7 +1704,7 @@ func file_simpleci_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_simpleci_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_simpleci_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_simpleci_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_simpleci_events_v1_events_proto_goTypes = []any{
 	(Trust)(0),                    // 0: simpleci.events.v1.Trust
 	(LogStream)(0),                // 1: simpleci.events.v1.LogStream
@@ -1694,34 +1721,38 @@ var file_simpleci_events_v1_events_proto_goTypes = []any{
 	(*RunFinished)(nil),           // 12: simpleci.events.v1.RunFinished
 	(*LogEmitted)(nil),            // 13: simpleci.events.v1.LogEmitted
 	nil,                           // 14: simpleci.events.v1.RunRequested.ContextEntry
-	nil,                           // 15: simpleci.events.v1.RunQueued.ContextEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
+	nil,                           // 15: simpleci.events.v1.RunRequested.InputsEntry
+	nil,                           // 16: simpleci.events.v1.RunQueued.ContextEntry
+	nil,                           // 17: simpleci.events.v1.RunQueued.InputsEntry
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
 }
 var file_simpleci_events_v1_events_proto_depIdxs = []int32{
 	14, // 0: simpleci.events.v1.RunRequested.context:type_name -> simpleci.events.v1.RunRequested.ContextEntry
-	16, // 1: simpleci.events.v1.RunRequested.requested_at:type_name -> google.protobuf.Timestamp
+	18, // 1: simpleci.events.v1.RunRequested.requested_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: simpleci.events.v1.RunRequested.trust:type_name -> simpleci.events.v1.Trust
-	17, // 3: simpleci.events.v1.RunQueued.timeout:type_name -> google.protobuf.Duration
-	15, // 4: simpleci.events.v1.RunQueued.context:type_name -> simpleci.events.v1.RunQueued.ContextEntry
-	16, // 5: simpleci.events.v1.RunQueued.queued_at:type_name -> google.protobuf.Timestamp
-	0,  // 6: simpleci.events.v1.RunQueued.trust:type_name -> simpleci.events.v1.Trust
-	4,  // 7: simpleci.events.v1.RunQueued.reused_steps:type_name -> simpleci.events.v1.ReusedStep
-	16, // 8: simpleci.events.v1.RunStarted.started_at:type_name -> google.protobuf.Timestamp
-	16, // 9: simpleci.events.v1.StepStarted.started_at:type_name -> google.protobuf.Timestamp
-	16, // 10: simpleci.events.v1.StepSkipped.at:type_name -> google.protobuf.Timestamp
-	16, // 11: simpleci.events.v1.StepFinished.started_at:type_name -> google.protobuf.Timestamp
-	16, // 12: simpleci.events.v1.StepFinished.finished_at:type_name -> google.protobuf.Timestamp
-	16, // 13: simpleci.events.v1.RunCancelRequested.at:type_name -> google.protobuf.Timestamp
-	16, // 14: simpleci.events.v1.RunRequeued.at:type_name -> google.protobuf.Timestamp
-	16, // 15: simpleci.events.v1.RunFinished.finished_at:type_name -> google.protobuf.Timestamp
-	1,  // 16: simpleci.events.v1.LogEmitted.stream:type_name -> simpleci.events.v1.LogStream
-	16, // 17: simpleci.events.v1.LogEmitted.at:type_name -> google.protobuf.Timestamp
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	15, // 3: simpleci.events.v1.RunRequested.inputs:type_name -> simpleci.events.v1.RunRequested.InputsEntry
+	19, // 4: simpleci.events.v1.RunQueued.timeout:type_name -> google.protobuf.Duration
+	16, // 5: simpleci.events.v1.RunQueued.context:type_name -> simpleci.events.v1.RunQueued.ContextEntry
+	18, // 6: simpleci.events.v1.RunQueued.queued_at:type_name -> google.protobuf.Timestamp
+	0,  // 7: simpleci.events.v1.RunQueued.trust:type_name -> simpleci.events.v1.Trust
+	4,  // 8: simpleci.events.v1.RunQueued.reused_steps:type_name -> simpleci.events.v1.ReusedStep
+	17, // 9: simpleci.events.v1.RunQueued.inputs:type_name -> simpleci.events.v1.RunQueued.InputsEntry
+	18, // 10: simpleci.events.v1.RunStarted.started_at:type_name -> google.protobuf.Timestamp
+	18, // 11: simpleci.events.v1.StepStarted.started_at:type_name -> google.protobuf.Timestamp
+	18, // 12: simpleci.events.v1.StepSkipped.at:type_name -> google.protobuf.Timestamp
+	18, // 13: simpleci.events.v1.StepFinished.started_at:type_name -> google.protobuf.Timestamp
+	18, // 14: simpleci.events.v1.StepFinished.finished_at:type_name -> google.protobuf.Timestamp
+	18, // 15: simpleci.events.v1.RunCancelRequested.at:type_name -> google.protobuf.Timestamp
+	18, // 16: simpleci.events.v1.RunRequeued.at:type_name -> google.protobuf.Timestamp
+	18, // 17: simpleci.events.v1.RunFinished.finished_at:type_name -> google.protobuf.Timestamp
+	1,  // 18: simpleci.events.v1.LogEmitted.stream:type_name -> simpleci.events.v1.LogStream
+	18, // 19: simpleci.events.v1.LogEmitted.at:type_name -> google.protobuf.Timestamp
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_events_v1_events_proto_init() }
@@ -1735,7 +1766,7 @@ func file_simpleci_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_events_v1_events_proto_rawDesc), len(file_simpleci_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
