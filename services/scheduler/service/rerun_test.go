@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -104,6 +105,23 @@ func TestRerun(t *testing.T) {
 		e.eventually("errored", func() bool { return e.get(bad.GetId()).GetStatus() == "errored" })
 		if _, err := rerun(bad.GetId(), false); code(err) != codes.FailedPrecondition {
 			t.Fatalf("re-run of a run without pipeline: %v, want FailedPrecondition", err)
+		}
+	})
+	t.Run("the run list filters by trigger", func(t *testing.T) {
+		e := e.at(t)
+		ids := func(trigger string) (out []string) {
+			for _, r := range e.list(&apiv1.ListRunsRequest{Project: "app", Trigger: trigger}).GetRuns() {
+				out = append(out, fmt.Sprintf("#%d %s %s %d", r.GetNumber(), r.GetTrigger(), r.GetEvent(), r.GetRerunOfNumber()))
+			}
+			return out
+		}
+		want := []string{"#3 rerun manual 1", "#2 rerun manual 1"}
+		e.eventually("two re-runs listed", func() bool { return slices.Equal(ids("rerun"), want) })
+		e.eventually("two manual runs listed", func() bool {
+			return slices.Equal(ids("manual"), []string{"#4 manual manual 0", "#1 manual manual 0"})
+		})
+		if _, err := e.svc.ListRuns(e.user("org1"), &apiv1.ListRunsRequest{Project: "app", Trigger: "cron"}); code(err) != codes.InvalidArgument {
+			t.Fatalf("trigger=cron: %v, want InvalidArgument", err)
 		}
 	})
 }

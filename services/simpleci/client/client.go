@@ -50,6 +50,7 @@ func Main(ctx context.Context, args []string, io IO) int {
 	event := fs.String("event", "manual", "trigger: the event name")
 	status := fs.String("status", "", "runs list: only runs with this status")
 	branch := fs.String("branch", "", "runs list: only runs of this branch")
+	trigger := fs.String("trigger", "", "runs list: only runs started by push, pull_request, tag, manual, schedule or rerun")
 	expires := fs.String("expires", "", "tokens create: lifetime such as 720h (default 2160h = 90 days, at most 8760h)")
 	role := fs.String("role", "", "members add|set, teams create|set: viewer, developer, maintainer or owner")
 	org := fs.String("org", "", "tokens create: the organisation the token acts in (default: your own)")
@@ -70,7 +71,7 @@ func Main(ctx context.Context, args []string, io IO) int {
 	rest := fs.Args()
 	usage := func() int {
 		fmt.Fprint(io.Err, `usage:
-  simpleci runs list PROJECT [--status S] [--branch B]
+  simpleci runs list PROJECT [--status S] [--branch B] [--trigger push|pull_request|tag|manual|schedule|rerun]
   simpleci runs show RUN
   simpleci runs logs RUN [-f]
   simpleci runs events RUN
@@ -103,7 +104,7 @@ func Main(ctx context.Context, args []string, io IO) int {
 	switch {
 	case args[0] == "runs" && len(rest) == 2 && rest[0] == "list":
 		q := url.Values{}
-		for k, v := range map[string]string{"status": *status, "branch": *branch} {
+		for k, v := range map[string]string{"status": *status, "branch": *branch, "trigger": *trigger} {
 			if v != "" {
 				q.Set(k, v)
 			}
@@ -333,7 +334,11 @@ func (a *api) listRuns(ctx context.Context, project string, q url.Values) error 
 	w := tabwriter.NewWriter(a.io.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "#\tRUN\tSTATUS\tEVENT\tBRANCH\tSHA\tCREATED\tDURATION")
 	for _, r := range out.Runs {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Number, r.ID, r.Status, r.Event, r.Branch, short(r.Sha), r.Created, duration(r.Started, r.Finished))
+		event := r.Event
+		if r.RerunOf != "" {
+			event += " (re-run of #" + r.RerunOfNumber + ")"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Number, r.ID, r.Status, event, r.Branch, short(r.Sha), r.Created, duration(r.Started, r.Finished))
 	}
 	return w.Flush()
 }

@@ -29,6 +29,7 @@ type rerunRun struct {
 	Trust         string `json:"trust"`
 	RerunOf       string `json:"rerunOf"`
 	RerunOfNumber string `json:"rerunOfNumber"`
+	Trigger       string `json:"trigger"`
 }
 
 // rerunFlow: a failed run is re-run from its failed step and as a whole after the
@@ -126,6 +127,28 @@ func rerunFlow(t *testing.T, a *api) {
 		}
 		if code, b := a.do("POST", "/api/v1/runs/01aaaaaaaaaaaaaaaaaaaaaaaa:rerun", map[string]any{}, nil); code != http.StatusNotFound {
 			t.Fatalf("re-run of an unknown run: %d %s, want 404", code, b)
+		}
+	})
+	t.Run("the run list filters by trigger", func(t *testing.T) {
+		a := &api{t: t, base: a.base, token: a.token}
+		var list struct {
+			Runs []rerunRun `json:"runs"`
+		}
+		eventually(t, 30*time.Second, "two re-runs in the list", func() bool {
+			a.json("GET", "/api/v1/projects/rerun/runs?trigger=rerun", nil, http.StatusOK, &list)
+			return len(list.Runs) == 2
+		})
+		for _, r := range list.Runs {
+			if r.RerunOf != orig.ID || r.RerunOfNumber != orig.Number || r.Trigger != "rerun" || r.Event != "manual" {
+				t.Fatalf("listed re-run %+v", r)
+			}
+		}
+		out, err := exec.Command(bin, "runs", "list", "rerun", "--trigger", "rerun", "--server", a.base, "--token", a.token).CombinedOutput()
+		if err != nil || strings.Count(string(out), "re-run of #"+orig.Number) != 2 {
+			t.Fatalf("simpleci runs list --trigger rerun: %v\n%s", err, out)
+		}
+		if code, b := a.do("GET", "/api/v1/projects/rerun/runs?trigger=cron", nil, nil); code != http.StatusBadRequest {
+			t.Fatalf("trigger=cron: %d %s, want 400", code, b)
 		}
 	})
 }

@@ -246,12 +246,15 @@ type Run struct {
 	// pull request gets the project's secrets and the network only when same_repository.
 	Trust string `protobuf:"bytes,19,opt,name=trust,proto3" json:"trust,omitempty"`
 	// rerun_of is the id of the run this one re-runs, rerun_of_number its number (empty
-	// and 0: not a re-run). Filled by GetRun, TriggerRun and RerunRun, not by ListRuns.
+	// and 0: not a re-run).
 	RerunOf       string `protobuf:"bytes,20,opt,name=rerun_of,json=rerunOf,proto3" json:"rerun_of,omitempty"`
 	RerunOfNumber int64  `protobuf:"varint,21,opt,name=rerun_of_number,json=rerunOfNumber,proto3" json:"rerun_of_number,omitempty"`
 	// inputs are the pipeline's inputs of the run (given or default), as text. Filled by
 	// GetRun, TriggerRun and RerunRun, not by ListRuns.
-	Inputs        map[string]string `protobuf:"bytes,22,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Inputs map[string]string `protobuf:"bytes,22,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// trigger is what started the run: rerun for a re-run (whose event stays the
+	// original's), else its event (push, pull_request, tag, manual, schedule).
+	Trigger       string `protobuf:"bytes,23,opt,name=trigger,proto3" json:"trigger,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -440,6 +443,13 @@ func (x *Run) GetInputs() map[string]string {
 	return nil
 }
 
+func (x *Run) GetTrigger() string {
+	if x != nil {
+		return x.Trigger
+	}
+	return ""
+}
+
 // Step is one step of a run.
 type Step struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -617,10 +627,13 @@ type ListRunsRequest struct {
 	Status  string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
 	Branch  string                 `protobuf:"bytes,4,opt,name=branch,proto3" json:"branch,omitempty"`
 	// since and until bound the creation time (RFC 3339).
-	Since         string `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
-	Until         string `protobuf:"bytes,6,opt,name=until,proto3" json:"until,omitempty"`
-	PageSize      int32  `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,8,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	Since     string `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
+	Until     string `protobuf:"bytes,6,opt,name=until,proto3" json:"until,omitempty"`
+	PageSize  int32  `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,8,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// trigger: push, pull_request, tag, manual, schedule (runs of that event that are not
+	// re-runs) or rerun.
+	Trigger       string `protobuf:"bytes,9,opt,name=trigger,proto3" json:"trigger,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -707,6 +720,13 @@ func (x *ListRunsRequest) GetPageSize() int32 {
 func (x *ListRunsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListRunsRequest) GetTrigger() string {
+	if x != nil {
+		return x.Trigger
 	}
 	return ""
 }
@@ -1104,7 +1124,7 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1b\n" +
 	"\tmax_steps\x18\x06 \x01(\x05R\bmaxSteps\x12$\n" +
 	"\x0estep_log_bytes\x18\a \x01(\x03R\fstepLogBytes\x12\"\n" +
-	"\rrun_log_bytes\x18\b \x01(\x03R\vrunLogBytes\"\xf5\x05\n" +
+	"\rrun_log_bytes\x18\b \x01(\x03R\vrunLogBytes\"\x8f\x06\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1d\n" +
@@ -1132,7 +1152,8 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\x05trust\x18\x13 \x01(\tR\x05trust\x12\x19\n" +
 	"\brerun_of\x18\x14 \x01(\tR\arerunOf\x12&\n" +
 	"\x0frerun_of_number\x18\x15 \x01(\x03R\rrerunOfNumber\x128\n" +
-	"\x06inputs\x18\x16 \x03(\v2 .simpleci.api.v1.Run.InputsEntryR\x06inputs\x1a9\n" +
+	"\x06inputs\x18\x16 \x03(\v2 .simpleci.api.v1.Run.InputsEntryR\x06inputs\x12\x18\n" +
+	"\atrigger\x18\x17 \x01(\tR\atrigger\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf5\x01\n" +
@@ -1153,7 +1174,7 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\x06inputs\x18\x04 \x03(\v2..simpleci.api.v1.TriggerRunRequest.InputsEntryR\x06inputs\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd9\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf3\x01\n" +
 	"\x0fListRunsRequest\x12\x18\n" +
 	"\aproject\x18\x01 \x01(\tR\aproject\x12\x14\n" +
 	"\x05event\x18\x02 \x01(\tR\x05event\x12\x16\n" +
@@ -1163,7 +1184,8 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\x05until\x18\x06 \x01(\tR\x05until\x12\x1b\n" +
 	"\tpage_size\x18\a \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\b \x01(\tR\tpageToken\"d\n" +
+	"page_token\x18\b \x01(\tR\tpageToken\x12\x18\n" +
+	"\atrigger\x18\t \x01(\tR\atrigger\"d\n" +
 	"\x10ListRunsResponse\x12(\n" +
 	"\x04runs\x18\x01 \x03(\v2\x14.simpleci.api.v1.RunR\x04runs\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"!\n" +
