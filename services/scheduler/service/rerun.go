@@ -7,11 +7,14 @@ import (
 
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // RerunRun starts a new run that runs a finished one again (domain.Run.Rerun): the same
 // commit, context, trust and pipeline snapshot, linked to the original by rerun_of. The
-// original's stream is only read. The new run takes the next number of the project.
+// original's stream is only read. The new run takes the next number of the project; a
+// run of a deleted project is not re-run.
 func (s *Service) RerunRun(ctx context.Context, req *apiv1.RerunRunRequest) (*apiv1.Run, error) {
 	org, err := requireOrg(ctx)
 	if err != nil {
@@ -27,6 +30,12 @@ func (s *Service) RerunRun(ctx context.Context, req *apiv1.RerunRunRequest) (*ap
 	q, err := orig.Rerun(newID(), actor(ctx), req.GetFromFailed(), time.Now())
 	if err != nil {
 		return nil, err
+	}
+	// A deleted project's runs stay readable, but run no more.
+	if _, _, err := s.callersProject(ctx, orig.ProjectID); status.Code(err) == codes.NotFound {
+		return nil, status.Errorf(codes.FailedPrecondition, "run %d: its project was deleted; it cannot be re-run", orig.Number)
+	} else if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "re-run: resolve the project: %v", err)
 	}
 	r, err := s.enqueue(ctx, q, nil, "")
 	if err != nil {

@@ -151,4 +151,11 @@ func rerunFlow(t *testing.T, a *api) {
 			t.Fatalf("trigger=cron: %d %s, want 400", code, b)
 		}
 	})
+	t.Run("a deleted project's run is not re-run", func(t *testing.T) {
+		a := &api{t: t, base: a.base, token: a.token}
+		a.json("DELETE", "/api/v1/projects/rerun", nil, http.StatusOK, nil)
+		if code, b := a.do("POST", "/api/v1/runs/"+orig.ID+":rerun", map[string]any{}, nil); code != http.StatusBadRequest || !strings.Contains(string(b), "project was deleted") {
+			t.Fatalf("re-run after the project was deleted: %d %s, want 400", code, b)
+		}
+	})
 }
