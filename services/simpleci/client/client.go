@@ -12,9 +12,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -309,6 +311,8 @@ type run struct {
 	// RerunOf and RerunOfNumber name the run this one re-runs.
 	RerunOf       string `json:"rerunOf"`
 	RerunOfNumber string `json:"rerunOfNumber"`
+	// Inputs are the pipeline's inputs of the run.
+	Inputs map[string]string `json:"inputs"`
 }
 
 func duration(from, to string) string {
@@ -355,6 +359,13 @@ func (a *api) showRun(ctx context.Context, id string) error {
 	fmt.Fprintf(a.io.Out, "\nevent %s, branch %s, commit %s, trust %s\n", r.Event, r.Branch, short(r.Sha), r.Trust)
 	if r.RerunOf != "" {
 		fmt.Fprintf(a.io.Out, "re-run of run %s (#%s)\n", r.RerunOf, r.RerunOfNumber)
+	}
+	if len(r.Inputs) > 0 {
+		kv := make([]string, 0, len(r.Inputs))
+		for _, k := range slices.Sorted(maps.Keys(r.Inputs)) {
+			kv = append(kv, k+"="+r.Inputs[k])
+		}
+		fmt.Fprintf(a.io.Out, "inputs %s\n", strings.Join(kv, " "))
 	}
 	fmt.Fprintln(a.io.Out)
 	w := tabwriter.NewWriter(a.io.Out, 0, 4, 2, ' ', 0)

@@ -62,6 +62,10 @@ func inputsFlow(t *testing.T, a *api) {
 	if got.Inputs["target"] != "prod" || got.Inputs["dryRun"] != "false" || got.Inputs["replicas"] != "3" {
 		t.Fatalf("run inputs %v", got.Inputs)
 	}
+	if out, err := exec.Command(bin, "runs", "show", id, "--server", a.base, "--token", a.token).CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "inputs dryRun=false replicas=3 target=prod") {
+		t.Fatalf("simpleci runs show: %v\n%s", err, out)
+	}
 	// Defaults: the condition is false.
 	var d run
 	a.json("POST", "/api/v1/projects/inputs/runs", map[string]any{"ref": "main2", "inputs": map[string]string{"replicas": "1"}}, http.StatusOK, &d)
