@@ -235,7 +235,11 @@ func (r *Run) Rerun(newID, actor string, fromFailed bool, now time.Time) (*event
 		return nil, fmt.Errorf("run %d (%s) has no failed, timed out or cancelled step: re-run the whole run: %w", r.Number, r.Status, ErrTransition)
 	}
 	for _, s := range r.Steps[:first] {
-		q.ReusedSteps = append(q.ReusedSteps, &eventsv1.ReusedStep{StepIndex: s.Index, Status: s.Status, ExitCode: s.ExitCode,
+		code := s.ExitCode
+		if s.Status == StepSkipped {
+			code = -1 // as the engine gives a skipped step in steps.<id>.exit_code
+		}
+		q.ReusedSteps = append(q.ReusedSteps, &eventsv1.ReusedStep{StepIndex: s.Index, Status: s.Status, ExitCode: code,
 			Reason: fmt.Sprintf("%s in run %d", s.Status, r.Number)})
 	}
 	return q, nil

@@ -493,7 +493,7 @@ func TestRerun(t *testing.T) {
 		got.Sha != q.Sha || got.PipelineSha256 != q.PipelineSha256 || got.Trust != eventsv1.Trust_TRUST_FORK || got.Context["k"] != "v" || !got.QueuedAt.AsTime().Equal(at(10)) {
 		t.Fatalf("re-run queued %v", got)
 	}
-	want := []*eventsv1.ReusedStep{{StepIndex: 0, Status: "skipped", Reason: "skipped in run 7"}, {StepIndex: 1, Status: "succeeded", Reason: "succeeded in run 7"}}
+	want := []*eventsv1.ReusedStep{{StepIndex: 0, Status: "skipped", ExitCode: -1, Reason: "skipped in run 7"}, {StepIndex: 1, Status: "succeeded", Reason: "succeeded in run 7"}}
 	if len(got.ReusedSteps) != len(want) || !proto.Equal(got.ReusedSteps[0], want[0]) || !proto.Equal(got.ReusedSteps[1], want[1]) {
 		t.Fatalf("reused %v, want %v", got.ReusedSteps, want)
 	}
