@@ -38,6 +38,13 @@ const (
 // the command exited, for background processes that still hold it.
 const WaitDelay = time.Second
 
+// Reused is the outcome of a step in an earlier run that a re-run takes over.
+type Reused struct {
+	Status   Status
+	ExitCode int
+	Reason   string
+}
+
 // DefaultPath is the PATH a step gets unless the job's env sets one.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -54,6 +61,10 @@ type Job struct {
 	Env map[string]string
 	// Context is context in conditions (event, branch, sha, ...).
 	Context map[string]any
+	// Reused holds, by step index, steps decided in an earlier run (a re-run from its
+	// failed step): each is reported skipped with its Reason and not executed, and later
+	// steps' conditions see its earlier Status and ExitCode as steps.<id>.
+	Reused map[int]Reused
 	// Timeout limits the whole job (the tier's run timeout); zero means no
 	// limit.
 	Timeout time.Duration
@@ -293,6 +304,12 @@ func (r *jobRun) run(ctx context.Context) Result {
 			res.Steps[i] = StepResult{Status: StatusSkipped, ExitCode: -1, Reason: "the run errored"}
 			r.em.stepSkipped(i, step.Name, res.Steps[i].Reason)
 			vars[step.ID] = pipeline.StepState{Status: pipeline.StatusSkipped, ExitCode: -1}
+			continue
+		}
+		if u, ok := job.Reused[i]; ok {
+			res.Steps[i] = StepResult{Status: StatusSkipped, ExitCode: -1, Reason: u.Reason}
+			r.em.stepSkipped(i, step.Name, u.Reason)
+			vars[step.ID] = pipeline.StepState{Status: string(u.Status), ExitCode: u.ExitCode}
 			continue
 		}
 		// The step's env templates see the job's env; the condition and

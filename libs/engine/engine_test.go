@@ -564,3 +564,25 @@ func TestErrored(t *testing.T) {
 		})
 	}
 }
+
+func TestReusedStepsAreSkippedAndSeenByConditions(t *testing.T) {
+	dir := t.TempDir()
+	p := mustPipeline(t,
+		step{"name": "Build", "run": "touch built"},
+		step{"name": "Test", "condition": "steps.build.status == 'succeeded'", "run": "test ! -e built && echo tested"},
+	)
+	res, rec := run(t, context.Background(), Job{Pipeline: p, Dir: dir,
+		Reused: map[int]Reused{0: {Status: StatusSucceeded, Reason: "succeeded in run 4"}}})
+	if res.Status != StatusSucceeded {
+		t.Fatalf("result %s %q", res.Status, res.Reason)
+	}
+	if got, want := rec.statuses(), "0:skipped 1:succeeded"; got != want {
+		t.Errorf("statuses %q, want %q", got, want)
+	}
+	if got := rec.reason(0); got != "succeeded in run 4" {
+		t.Errorf("reason %q", got)
+	}
+	if got := rec.output(1, "stdout"); got != "tested\n" {
+		t.Errorf("the reused step ran, or the next did not: stdout %q", got)
+	}
+}

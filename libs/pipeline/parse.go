@@ -15,7 +15,7 @@ const MaxFileSize = 1 << 20
 
 // The fields the parser knows; the JSON Schema (Schema) lists the same.
 var (
-	topFields  = []string{"$schema", "steps"}
+	topFields  = []string{"$schema", "inputs", "steps"}
 	stepFields = []string{"name", "id", "condition", "run", "env", "timeout", "continueOnError", "workingDirectory", "type"}
 )
 
@@ -143,11 +143,13 @@ func (p *parser) parse() *Pipeline {
 		p.errorf(root.off, "the pipeline must be %s with \"steps\", not %s", format, p.kind(root))
 		return nil
 	}
-	var steps *node
+	var steps, inputs *node
 	for _, m := range p.members(root, "field") {
 		switch m.key {
 		case "steps":
 			steps = m.val
+		case "inputs":
+			inputs = m.val
 		case "$schema":
 			// The editor's schema reference; not part of the pipeline.
 			if m.val.kind != kindString {
@@ -188,6 +190,9 @@ func (p *parser) parse() *Pipeline {
 		}
 	}
 	pl := &Pipeline{File: p.file}
+	if inputs != nil {
+		pl.Inputs = p.inputs(inputs)
+	}
 	firstName := map[string]int{} // name -> offset of its first use
 	for i, el := range steps.elems {
 		p.cur = i

@@ -6,6 +6,8 @@ import "time"
 type Pipeline struct {
 	// File is the name the pipeline was parsed from, as given to Parse.
 	File string
+	// Inputs are the parameters of a manual trigger, in file order (inputs.go).
+	Inputs []*Input
 	// Steps run in this order.
 	Steps []*Step
 }

@@ -63,6 +63,7 @@ var ACL = map[string]Callers{
 	apiv1.RunService_ListRuns_FullMethodName:                    Users,
 	apiv1.RunService_GetRun_FullMethodName:                      Users,
 	apiv1.RunService_CancelRun_FullMethodName:                   Users,
+	apiv1.RunService_RerunRun_FullMethodName:                    Users,
 	apiv1.RunService_ListRunEvents_FullMethodName:               Users,
 	apiv1.RunService_ListTiers_FullMethodName:                   Users | ProjectService | GatewayService,
 	apiv1.LogService_GetLogs_FullMethodName:                     Users,

@@ -462,6 +462,8 @@ func (r *Runner) runJob(ctx context.Context, job *runnerv1.Job, obs *observer) (
 	for k, v := range job.Context {
 		jc[k] = v
 	}
+	// context.inputs: the run's inputs, typed as the pipeline declares them.
+	jc["inputs"] = pl.InputValues(job.Inputs)
 	// The sandbox takes the checkout (it gives it to the job's user); it is closed (every
 	// process of the job killed, its cgroups, HOME and /tmp removed) before the
 	// workspace is removed and before the run's end is reported.
@@ -489,8 +491,18 @@ func (r *Runner) runJob(ctx context.Context, job *runnerv1.Job, obs *observer) (
 	// A one-second grace between SIGTERM and SIGKILL keeps a cancel within two seconds.
 	res := engine.Run(ctx, engine.Job{Pipeline: pl, Dir: checkout, Env: jobEnv(job), Secrets: secretValues(job), Context: jc,
 		Timeout: job.Timeout.AsDuration(), KillGrace: time.Second, Sandbox: sb, Preamble: []byte(preamble),
-		StepLogLimit: job.StepLogBytes, RunLogLimit: job.RunLogBytes}, obs)
+		StepLogLimit: job.StepLogBytes, RunLogLimit: job.RunLogBytes, Reused: reused(job)}, obs)
 	return string(res.Status), res.Reason
+}
+
+// reused is the job's steps taken over from an earlier run (a re-run from its failed
+// step), by index.
+func reused(job *runnerv1.Job) map[int]engine.Reused {
+	out := make(map[int]engine.Reused, len(job.GetReusedSteps()))
+	for _, u := range job.GetReusedSteps() {
+		out[int(u.GetStepIndex())] = engine.Reused{Status: engine.Status(u.GetStatus()), ExitCode: int(u.GetExitCode()), Reason: u.GetReason()}
+	}
+	return out
 }
 
 // heartbeat keeps the lease alive and listens for a cancel: each call extends the lease

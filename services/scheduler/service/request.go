@@ -27,10 +27,13 @@ import (
 )
 
 // requestRun turns a RunRequested into a queued run (or an errored one when the
-// pipeline cannot be read or is invalid, or the project's tier is not served). A request
+// pipeline cannot be read or is invalid, or the project's tier is not served). manual
+// (TriggerRun) checks the inputs strictly: required inputs must be given, and inputs
+// that do not fit the pipeline's declarations are an error wrapping domain.ErrInvalid,
+// with nothing recorded; other requests get an errored run saying so. A request
 // whose run already exists records nothing, so redelivered requests are harmless: the
 // run's job was queued in the transaction that recorded the run.
-func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*domain.Run, error) {
+func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested, manual bool) (*domain.Run, error) {
 	log := s.log.With("run", req.GetRunId(), "project", req.GetProjectId())
 	if req.GetRunId() == "" || req.GetProjectId() == "" {
 		log.Error("drop run request without run or project id")
@@ -59,6 +62,7 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 		Provider: p.GetProvider(), Repository: p.GetRepository(), Ref: req.Ref, Branch: req.Branch, Sha: req.Sha,
 		Event: req.Event, Actor: req.Actor, Context: req.Context, QueuedAt: timestamppb.Now(),
 		PipelinePath: s.cfg.PipelinePath, DeliveryId: req.DeliveryId, Network: p.GetNetwork(), Trust: req.GetTrust(),
+		Inputs: req.GetInputs(),
 	}
 	var data []byte
 	reason := boundRequest(q)
@@ -66,7 +70,11 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 		reason = fmt.Sprintf("tier %q is not served by this deployment (served: %s)", p.GetTier(), strings.Join(s.tierNames(), ", "))
 	} else if reason == "" {
 		q.Timeout = durationpb.New(tier.Timeout)
-		data, reason = s.readPipeline(ctx, p.GetProvider(), p.GetRepository(), tier, q)
+		var inputsErr error
+		data, reason, inputsErr = s.readPipeline(ctx, p.GetProvider(), p.GetRepository(), tier, q, manual)
+		if inputsErr != nil && manual {
+			return nil, fmt.Errorf("%w: %v", domain.ErrInvalid, inputsErr)
+		}
 	}
 	if _, err := event.Marshal(q); err != nil && reason == "" {
 		reason = fmt.Sprintf("the run cannot be recorded: %v; its %d step names are too long together", err, len(q.StepNames))
@@ -74,16 +82,33 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 	if reason != "" { // recorded without steps or pipeline: RunQueued + RunFinished{errored}
 		q.StepNames, q.PipelineSha256, q.PipelineSize, data = nil, "", 0, nil
 	}
+	r, err := s.enqueue(ctx, q, data, reason)
+	if err != nil {
+		return nil, err
+	}
+	if reason != "" {
+		log.Info("run errored before start", "reason", reason)
+	} else {
+		log.Info("run queued", "number", r.Number, "tier", r.Tier)
+	}
+	return r, nil
+}
+
+// enqueue records run q.RunId, numbered next in its project: RunQueued (with the pipeline
+// file data, stored by reference; nil when q refers to a stored one or has none), and
+// RunFinished{errored} when reason says why it cannot start. A run already recorded is
+// returned as it is.
+func (s *Service) enqueue(ctx context.Context, q *eventsv1.RunQueued, data []byte, reason string) (*domain.Run, error) {
 	// Runs of one project take consecutive numbers: this process queues them one at a
 	// time, so that only other scheduler replicas can race for a number.
-	mu, _ := s.numbering.LoadOrStore(p.GetId(), &sync.Mutex{})
+	mu, _ := s.numbering.LoadOrStore(q.ProjectId, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
-	r, err := s.decideTx(ctx, req.RunId, func(tx *sql.Tx, r *domain.Run) ([]recorded, error) {
+	return s.decideTx(ctx, q.RunId, func(tx *sql.Tx, r *domain.Run) ([]recorded, error) {
 		if r.Version > 0 { // recorded meanwhile (a concurrent redelivery)
 			return nil, nil
 		}
-		n, err := s.lastNumber(ctx, tx, p.GetId())
+		n, err := s.lastNumber(ctx, tx, q.ProjectId)
 		if err != nil {
 			return nil, err
 		}
@@ -99,15 +124,6 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested) (*
 		}
 		return evs, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	if reason != "" {
-		log.Info("run errored before start", "reason", reason)
-	} else {
-		log.Info("run queued", "number", r.Number, "tier", r.Tier)
-	}
-	return r, nil
 }
 
 // Bounds of what a run request carries into RunQueued, so that the event stays far below
@@ -163,14 +179,15 @@ func boundReason(r string) string { return event.Bound(r, maxReason) }
 // pipelineFiles are read in this order at the commit: JSON first, then YAML.
 var pipelineFiles = []string{".simpleci/pipeline.json", ".simpleci/pipeline.yaml", ".simpleci/pipeline.yml"}
 
-// readPipeline fills q's sha, pipeline reference and step names and returns the pipeline
-// file, or returns why the run cannot start. A reason made from a forge error is bounded
+// readPipeline fills q's sha, pipeline reference, step names and resolved inputs
+// (pipeline.ResolveInputs; required ones only when manual) and returns the pipeline file,
+// or returns why the run cannot start (with inputsErr when the inputs are why). A reason made from a forge error is bounded
 // (forge.Bound, 512 bytes): the forge's errors are already scrubbed of credentials and
 // server paths, and a reason is shown through the API.
-func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier Tier, q *eventsv1.RunQueued) ([]byte, string) {
+func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier Tier, q *eventsv1.RunQueued, manual bool) (data []byte, reason string, inputsErr error) {
 	f, err := s.cfg.Forges.Lookup(provider)
 	if err != nil {
-		return nil, err.Error()
+		return nil, err.Error(), nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -181,7 +198,7 @@ func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier 
 		}
 		sha, err := f.ResolveRef(ctx, repo, ref)
 		if err != nil {
-			return nil, forge.Bound(fmt.Sprintf("cannot resolve ref %q: %v", ref, err))
+			return nil, forge.Bound(fmt.Sprintf("cannot resolve ref %q: %v", ref, err)), nil
 		}
 		q.Sha = sha
 	}
@@ -189,30 +206,32 @@ func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier 
 	if s.cfg.PipelinePath == pipelineFiles[0] {
 		paths = pipelineFiles
 	}
-	var data []byte
 	for _, p := range paths {
 		data, err = f.ReadFile(ctx, repo, q.Sha, p)
 		if errors.Is(err, forge.ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, forge.Bound(fmt.Sprintf("cannot read %s at commit %s: %v", p, q.Sha, err))
+			return nil, forge.Bound(fmt.Sprintf("cannot read %s at commit %s: %v", p, q.Sha, err)), nil
 		}
 		q.PipelinePath = p
 		break
 	}
 	if errors.Is(err, forge.ErrNotFound) {
-		return nil, fmt.Sprintf("%s: not found at commit %s", strings.Join(paths, " or "), q.Sha)
+		return nil, fmt.Sprintf("%s: not found at commit %s", strings.Join(paths, " or "), q.Sha), nil
 	}
 	pl, err := pipeline.ParseWithOptions(q.PipelinePath, data, pipeline.Options{MaxTimeout: tier.Timeout, Tier: tier.Name, MaxSteps: tier.Steps})
 	if err != nil {
-		return nil, "invalid pipeline: " + err.Error()
+		return nil, "invalid pipeline: " + err.Error(), nil
+	}
+	if q.Inputs, err = pl.ResolveInputs(q.Inputs, manual); err != nil {
+		return nil, "inputs: " + err.Error(), err
 	}
 	q.PipelineSha256, q.PipelineSize = blobKey(data), int64(len(data))
 	for _, st := range pl.Steps {
 		q.StepNames = append(q.StepNames, st.Name)
 	}
-	return data, ""
+	return data, "", nil
 }
 
 // TriggerRun is the manual trigger: it records the request and returns the run.
@@ -238,6 +257,9 @@ func (s *Service) TriggerRun(ctx context.Context, req *apiv1.TriggerRunRequest) 
 	default: // the API document's enum; gRPC callers get the same answer as REST ones
 		return nil, invalid("event %q: use manual, push, pull_request, tag or schedule", ev)
 	}
+	if err := checkInputs(req.GetInputs()); err != nil {
+		return nil, err
+	}
 	ref := req.GetRef()
 	if ref != "" {
 		if err := forge.ValidateRef(ref); err != nil && forge.ValidateSHA(ref) != nil {
@@ -249,7 +271,7 @@ func (s *Service) TriggerRun(ctx context.Context, req *apiv1.TriggerRunRequest) 
 		Ref: ref, Event: ev, Actor: actor(ctx), RequestedAt: timestamppb.Now(),
 		// A member of the project's organisation asked for a run of the project's own
 		// repository, whatever event they name: same repository.
-		Trust: eventsv1.Trust_TRUST_SAME_REPOSITORY}
+		Trust: eventsv1.Trust_TRUST_SAME_REPOSITORY, Inputs: req.GetInputs()}
 	if forge.ValidateSHA(ref) == nil {
 		rr.Sha, rr.Ref = ref, ""
 	} else if b, ok := cutPrefix(ref, "refs/heads/"); ok {
@@ -257,7 +279,10 @@ func (s *Service) TriggerRun(ctx context.Context, req *apiv1.TriggerRunRequest) 
 	} else if ref != "" && !hasPrefix(ref, "refs/") {
 		rr.Branch = ref
 	}
-	r, err := s.requestRun(ctx, rr)
+	r, err := s.requestRun(ctx, rr, true)
+	if errors.Is(err, domain.ErrInvalid) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "start run: %v", err)
 	}
@@ -265,4 +290,21 @@ func (s *Service) TriggerRun(ctx context.Context, req *apiv1.TriggerRunRequest) 
 		return nil, status.Errorf(codes.NotFound, "project %q not found", req.GetProject())
 	}
 	return toAPI(r, true), nil
+}
+
+// checkInputs bounds the inputs of a manual trigger before the pipeline is read: their
+// number, and each name and value (the pipeline's declarations check the rest).
+func checkInputs(in map[string]string) error {
+	if len(in) > pipeline.MaxInputs {
+		return invalid("%d inputs: at most %d", len(in), pipeline.MaxInputs)
+	}
+	for k, v := range in {
+		if len(k) > maxContextKey {
+			return invalid("input name %.40q... is %d bytes (at most %d)", k, len(k), maxContextKey)
+		}
+		if len(v) > pipeline.MaxInputValue {
+			return invalid("input %q is %d bytes (at most %d)", k, len(v), pipeline.MaxInputValue)
+		}
+	}
+	return nil
 }

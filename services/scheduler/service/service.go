@@ -212,7 +212,7 @@ const Group = "scheduler"
 func (s *Service) Start(ctx context.Context) error {
 	err := s.cfg.Bus.Subscribe(ctx, event.TopicRunRequests, Group, event.Consumer(
 		event.On(func(ctx context.Context, req *eventsv1.RunRequested) error {
-			if _, err := s.requestRun(ctx, req); err != nil {
+			if _, err := s.requestRun(ctx, req, false); err != nil {
 				if errors.Is(err, event.ErrTooLarge) { // no retry makes it smaller
 					return bus.Permanent(err)
 				}

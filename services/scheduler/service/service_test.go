@@ -91,7 +91,7 @@ func makeRepo(dir string) (testRepo, error) {
 		fmt.Fprintf(&long, `{"name": "s%d", "run": "true"}`, i)
 	}
 	long.WriteString("]}")
-	for _, b := range []struct{ name, pipeline string }{{"feature", goodPipeline + "\n"}, {"bad", badPipeline}, {"nopipe", ""}, {"long", long.String()}} {
+	for _, b := range []struct{ name, pipeline string }{{"feature", goodPipeline + "\n"}, {"bad", badPipeline}, {"nopipe", ""}, {"long", long.String()}, {"inputs", inputsPipeline}} {
 		git("checkout", "-q", "-B", b.name, "main")
 		if b.pipeline == "" {
 			git("rm", "-q", pipelineFile)

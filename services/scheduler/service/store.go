@@ -165,7 +165,7 @@ func jobFor(r *domain.Run, lease string, leaseDur time.Duration, tier Tier) *run
 		Env: map[string]string{}, Timeout: q.Timeout, Tier: q.Tier, LeaseDuration: durationpb.New(leaseDur), Attempt: r.Attempt,
 		MemoryBytes: tier.Memory, PidsLimit: tier.Pids, Cpus: tier.CPUs,
 		StepLogBytes: tier.StepLog, RunLogBytes: tier.RunLog,
-		Network: network(q.Network, r.Trusted())}
+		Network: network(q.Network, r.Trusted()), ReusedSteps: q.ReusedSteps, Inputs: q.Inputs}
 }
 
 // network applies a project's network setting to a run: "off" never; "default" and "on"
@@ -176,12 +176,26 @@ func network(setting string, trusted bool) bool {
 	return setting != "off" && trusted
 }
 
+// triggerRerun is the trigger of a re-run; any other run's trigger is its event.
+const triggerRerun = "rerun"
+
+// trigger is what started a run: "rerun" for a re-run (whose event stays the
+// original's), else its event.
+func trigger(event, rerunOf string) string {
+	if rerunOf != "" {
+		return triggerRerun
+	}
+	return event
+}
+
 // toAPI converts a run; steps only when asked (the list leaves them out).
 func toAPI(r *domain.Run, steps bool) *apiv1.Run {
 	out := &apiv1.Run{Id: r.ID, Number: r.Number, ProjectId: r.ProjectID, OrgId: r.OrgID, Status: r.Status, Reason: r.Reason,
 		Event: r.Event, Ref: r.Ref, Branch: r.Branch, Sha: r.SHA, Actor: r.Actor, Tier: r.Tier,
 		CreatedAt: tsOf(r.Created), StartedAt: tsOf(r.Started), FinishedAt: tsOf(r.Finished), Attempt: r.Attempt,
-		Isolation: r.Isolation, Trust: domain.TrustName(r.Trust())}
+		Isolation: r.Isolation, Trust: domain.TrustName(r.Trust()),
+		RerunOf: r.Queued.GetRerunOf(), RerunOfNumber: r.Queued.GetRerunOfNumber(), Inputs: r.Queued.GetInputs(),
+		Trigger: trigger(r.Event, r.Queued.GetRerunOf())}
 	if steps {
 		for _, st := range r.Steps {
 			out.Steps = append(out.Steps, &apiv1.Step{Index: st.Index, Name: st.Name, Status: st.Status, ExitCode: st.ExitCode,
@@ -262,6 +276,16 @@ func (s *Service) ListRuns(ctx context.Context, req *apiv1.ListRunsRequest) (*ap
 			args = append(args, v)
 		}
 	}
+	switch tr := req.GetTrigger(); tr {
+	case "":
+	case triggerRerun:
+		where = append(where, "rerun_of <> ''")
+	case "manual", "push", "pull_request", "tag", "schedule":
+		where = append(where, "event = ?", "rerun_of = ''")
+		args = append(args, tr)
+	default:
+		return nil, invalid("trigger %q: use push, pull_request, tag, manual, schedule or rerun", tr)
+	}
 	for _, b := range []struct {
 		v, op, name string
 	}{{req.GetSince(), ">=", "since"}, {req.GetUntil(), "<", "until"}} {
@@ -288,7 +312,7 @@ func (s *Service) ListRuns(ctx context.Context, req *apiv1.ListRunsRequest) (*ap
 		size = 50
 	}
 	args = append(args, size+1)
-	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT run_id, org_id, project_id, number, status, reason, event, ref, branch, sha, actor, tier, created_at, started_at, finished_at
+	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT run_id, org_id, project_id, number, status, reason, event, ref, branch, sha, actor, tier, created_at, started_at, finished_at, rerun_of, rerun_of_number
 		FROM sched_runs WHERE `+strings.Join(where, " AND ")+` ORDER BY created_at DESC, run_id DESC LIMIT ?`), args...)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "list runs: %v", err)
@@ -299,10 +323,11 @@ func (s *Service) ListRuns(ctx context.Context, req *apiv1.ListRunsRequest) (*ap
 	for rows.Next() {
 		var r apiv1.Run
 		var c, st, fin int64
-		if err := rows.Scan(&r.Id, &r.OrgId, &r.ProjectId, &r.Number, &r.Status, &r.Reason, &r.Event, &r.Ref, &r.Branch, &r.Sha, &r.Actor, &r.Tier, &c, &st, &fin); err != nil {
+		if err := rows.Scan(&r.Id, &r.OrgId, &r.ProjectId, &r.Number, &r.Status, &r.Reason, &r.Event, &r.Ref, &r.Branch, &r.Sha, &r.Actor, &r.Tier, &c, &st, &fin, &r.RerunOf, &r.RerunOfNumber); err != nil {
 			return nil, status.Errorf(codes.Internal, "list runs: %v", err)
 		}
 		r.CreatedAt, r.StartedAt, r.FinishedAt = ts(c), ts(st), ts(fin)
+		r.Trigger = trigger(r.Event, r.RerunOf)
 		resp.Runs = append(resp.Runs, &r)
 		created = append(created, c)
 	}

@@ -12,9 +12,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -50,12 +52,16 @@ func Main(ctx context.Context, args []string, io IO) int {
 	event := fs.String("event", "manual", "trigger: the event name")
 	status := fs.String("status", "", "runs list: only runs with this status")
 	branch := fs.String("branch", "", "runs list: only runs of this branch")
+	trigger := fs.String("trigger", "", "runs list: only runs started by push, pull_request, tag, manual, schedule or rerun")
 	expires := fs.String("expires", "", "tokens create: lifetime such as 720h (default 2160h = 90 days, at most 8760h)")
 	role := fs.String("role", "", "members add|set, teams create|set: viewer, developer, maintainer or owner")
 	org := fs.String("org", "", "tokens create: the organisation the token acts in (default: your own)")
 	events := fs.String("events", "", "projects update: the events, comma-separated (push,pull_request,tag,manual,schedule)")
 	tier := fs.String("tier", "", "projects update: the runner tier")
 	network := fs.String("network", "", "projects update: default, on or off")
+	inputs := inputFlag{}
+	fs.Var(inputs, "input", "trigger: a pipeline input as name=value (repeatable)")
+	fromFailed := fs.Bool("from-failed", false, "runs rerun: run again from the first failed step (default: the whole run)")
 	if err := fs.Parse(reorder(args[1:])); err != nil {
 		return 2
 	}
@@ -67,12 +73,13 @@ func Main(ctx context.Context, args []string, io IO) int {
 	rest := fs.Args()
 	usage := func() int {
 		fmt.Fprint(io.Err, `usage:
-  simpleci runs list PROJECT [--status S] [--branch B]
+  simpleci runs list PROJECT [--status S] [--branch B] [--trigger push|pull_request|tag|manual|schedule|rerun]
   simpleci runs show RUN
   simpleci runs logs RUN [-f]
   simpleci runs events RUN
   simpleci runs cancel RUN
-  simpleci trigger PROJECT [--ref REF] [--event E]
+  simpleci runs rerun RUN [--from-failed]   (a new run: same commit and pipeline; default the whole run)
+  simpleci trigger PROJECT [--ref REF] [--event E] [--input NAME=VALUE ...]
   simpleci projects list
   simpleci projects update PROJECT [--events push,tag] [--tier T] [--network default|on|off]   (maintainers)
   simpleci projects delete PROJECT     (owners: the project and its secrets; its runs stay)
@@ -99,7 +106,7 @@ func Main(ctx context.Context, args []string, io IO) int {
 	switch {
 	case args[0] == "runs" && len(rest) == 2 && rest[0] == "list":
 		q := url.Values{}
-		for k, v := range map[string]string{"status": *status, "branch": *branch} {
+		for k, v := range map[string]string{"status": *status, "branch": *branch, "trigger": *trigger} {
 			if v != "" {
 				q.Set(k, v)
 			}
@@ -116,9 +123,14 @@ func Main(ctx context.Context, args []string, io IO) int {
 		if err = a.do(ctx, "POST", "/api/v1/runs/"+url.PathEscape(rest[1])+":cancel", map[string]any{}, &r); err == nil {
 			fmt.Fprintf(io.Out, "run %s: %s\n", r.ID, r.Status)
 		}
+	case args[0] == "runs" && len(rest) == 2 && rest[0] == "rerun":
+		var r run
+		if err = a.do(ctx, "POST", "/api/v1/runs/"+url.PathEscape(rest[1])+":rerun", map[string]any{"fromFailed": *fromFailed}, &r); err == nil {
+			fmt.Fprintf(io.Out, "run %s (#%s) %s at %s, re-run of #%s\n", r.ID, r.Number, r.Status, short(r.Sha), r.RerunOfNumber)
+		}
 	case args[0] == "trigger" && len(rest) == 1:
 		var r run
-		body := map[string]string{"ref": *ref, "event": *event}
+		body := map[string]any{"ref": *ref, "event": *event, "inputs": map[string]string(inputs)}
 		if err = a.do(ctx, "POST", "/api/v1/projects/"+url.PathEscape(rest[0])+"/runs", body, &r); err == nil {
 			fmt.Fprintf(io.Out, "run %s (#%s) %s at %s\n", r.ID, r.Number, r.Status, short(r.Sha))
 		}
@@ -173,6 +185,26 @@ func Main(ctx context.Context, args []string, io IO) int {
 	return 0
 }
 
+// inputFlag collects --input name=value.
+type inputFlag map[string]string
+
+func (f inputFlag) String() string { return "" }
+
+func (f inputFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want name=value, not %q", s)
+	}
+	if _, dup := f[k]; dup {
+		return fmt.Errorf("input %q given twice", k)
+	}
+	f[k] = v
+	return nil
+}
+
+// boolFlag names the flags that take no value.
+var boolFlag = map[string]bool{"f": true, "from-failed": true}
+
 // reorder moves flags after positional arguments to the front, so that both
 // `runs logs RUN -f` and `runs logs -f RUN` work.
 func reorder(args []string) []string {
@@ -180,7 +212,7 @@ func reorder(args []string) []string {
 	for i := 0; i < len(args); i++ {
 		if strings.HasPrefix(args[i], "-") {
 			flags = append(flags, args[i])
-			if !strings.Contains(args[i], "=") && args[i] != "-f" && i+1 < len(args) {
+			if !strings.Contains(args[i], "=") && !boolFlag[strings.TrimLeft(args[i], "-")] && i+1 < len(args) {
 				flags = append(flags, args[i+1])
 				i++
 			}
@@ -276,6 +308,11 @@ type run struct {
 	Finished string `json:"finishedAt"`
 	Steps    []step `json:"steps"`
 	Trust    string `json:"trust"`
+	// RerunOf and RerunOfNumber name the run this one re-runs.
+	RerunOf       string `json:"rerunOf"`
+	RerunOfNumber string `json:"rerunOfNumber"`
+	// Inputs are the pipeline's inputs of the run.
+	Inputs map[string]string `json:"inputs"`
 }
 
 func duration(from, to string) string {
@@ -301,7 +338,11 @@ func (a *api) listRuns(ctx context.Context, project string, q url.Values) error 
 	w := tabwriter.NewWriter(a.io.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "#\tRUN\tSTATUS\tEVENT\tBRANCH\tSHA\tCREATED\tDURATION")
 	for _, r := range out.Runs {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Number, r.ID, r.Status, r.Event, r.Branch, short(r.Sha), r.Created, duration(r.Started, r.Finished))
+		event := r.Event
+		if r.RerunOf != "" {
+			event += " (re-run of #" + r.RerunOfNumber + ")"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Number, r.ID, r.Status, event, r.Branch, short(r.Sha), r.Created, duration(r.Started, r.Finished))
 	}
 	return w.Flush()
 }
@@ -315,7 +356,18 @@ func (a *api) showRun(ctx context.Context, id string) error {
 	if r.Reason != "" {
 		fmt.Fprintf(a.io.Out, ": %s", r.Reason)
 	}
-	fmt.Fprintf(a.io.Out, "\nevent %s, branch %s, commit %s, trust %s\n\n", r.Event, r.Branch, short(r.Sha), r.Trust)
+	fmt.Fprintf(a.io.Out, "\nevent %s, branch %s, commit %s, trust %s\n", r.Event, r.Branch, short(r.Sha), r.Trust)
+	if r.RerunOf != "" {
+		fmt.Fprintf(a.io.Out, "re-run of run %s (#%s)\n", r.RerunOf, r.RerunOfNumber)
+	}
+	if len(r.Inputs) > 0 {
+		kv := make([]string, 0, len(r.Inputs))
+		for _, k := range slices.Sorted(maps.Keys(r.Inputs)) {
+			kv = append(kv, k+"="+r.Inputs[k])
+		}
+		fmt.Fprintf(a.io.Out, "inputs %s\n", strings.Join(kv, " "))
+	}
+	fmt.Fprintln(a.io.Out)
 	w := tabwriter.NewWriter(a.io.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "STEP\tSTATUS\tEXIT\tDURATION\tREASON")
 	for _, s := range r.Steps {

@@ -126,6 +126,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		"RunService_CancelRun": {perm: auth.Run, scoped: true, call: func(matrixCaller, int) (string, string, any) {
 			return "POST", "/api/v1/runs/" + r.ID + ":cancel", map[string]any{}
 		}},
+		"RunService_RerunRun": {perm: auth.Run, scoped: true, call: func(matrixCaller, int) (string, string, any) {
+			return "POST", "/api/v1/runs/" + r.ID + ":rerun", map[string]any{}
+		}},
 		"MemberService_ListMembers": {perm: auth.Read, call: getOp("/api/v1/members")},
 		"MemberService_AddMember": {perm: auth.Administer, call: func(c matrixCaller, n int) (string, string, any) {
 			return "POST", "/api/v1/members", map[string]string{"login": fmt.Sprintf("add-%s-%d", c.name, n), "role": "viewer"}

@@ -77,6 +77,10 @@ func Exec(ctx context.Context, args []string, std Stdio) int {
 		return ExitUsage
 	}
 	jobCtx := buildContext(dir, &o, func() gitInfo { return <-gitc })
+	if _, set := jobCtx["inputs"]; !set { // the pipeline's defaults, as a manual trigger without inputs
+		defaults, _ := pl.ResolveInputs(nil, false)
+		jobCtx["inputs"] = pl.InputValues(defaults)
+	}
 	secrets := make([]string, 0, len(o.secrets.list))
 	for _, s := range o.secrets.list {
 		secrets = append(secrets, s.value)

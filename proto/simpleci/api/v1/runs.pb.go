@@ -244,7 +244,17 @@ type Run struct {
 	// trust: same_repository | fork | unknown, as the forge that mapped the delivery said
 	// (push, tag and manual runs build the project's own repository: same_repository). A
 	// pull request gets the project's secrets and the network only when same_repository.
-	Trust         string `protobuf:"bytes,19,opt,name=trust,proto3" json:"trust,omitempty"`
+	Trust string `protobuf:"bytes,19,opt,name=trust,proto3" json:"trust,omitempty"`
+	// rerun_of is the id of the run this one re-runs, rerun_of_number its number (empty
+	// and 0: not a re-run).
+	RerunOf       string `protobuf:"bytes,20,opt,name=rerun_of,json=rerunOf,proto3" json:"rerun_of,omitempty"`
+	RerunOfNumber int64  `protobuf:"varint,21,opt,name=rerun_of_number,json=rerunOfNumber,proto3" json:"rerun_of_number,omitempty"`
+	// inputs are the pipeline's inputs of the run (given or default), as text. Filled by
+	// GetRun, TriggerRun and RerunRun, not by ListRuns.
+	Inputs map[string]string `protobuf:"bytes,22,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// trigger is what started the run: rerun for a re-run (whose event stays the
+	// original's), else its event (push, pull_request, tag, manual, schedule).
+	Trigger       string `protobuf:"bytes,23,opt,name=trigger,proto3" json:"trigger,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -412,6 +422,34 @@ func (x *Run) GetTrust() string {
 	return ""
 }
 
+func (x *Run) GetRerunOf() string {
+	if x != nil {
+		return x.RerunOf
+	}
+	return ""
+}
+
+func (x *Run) GetRerunOfNumber() int64 {
+	if x != nil {
+		return x.RerunOfNumber
+	}
+	return 0
+}
+
+func (x *Run) GetInputs() map[string]string {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+func (x *Run) GetTrigger() string {
+	if x != nil {
+		return x.Trigger
+	}
+	return ""
+}
+
 // Step is one step of a run.
 type Step struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -513,7 +551,12 @@ type TriggerRunRequest struct {
 	// ref: a branch, tag, full ref or commit sha; default: the repository's HEAD.
 	Ref string `protobuf:"bytes,2,opt,name=ref,proto3" json:"ref,omitempty"`
 	// event: default manual.
-	Event         string `protobuf:"bytes,3,opt,name=event,proto3" json:"event,omitempty"`
+	Event string `protobuf:"bytes,3,opt,name=event,proto3" json:"event,omitempty"`
+	// inputs give the pipeline's declared inputs by name, as text (a bool as true or
+	// false). Checked before the run is queued: an unknown input, a value of the wrong
+	// type or not in the input's enum, or a missing required input is InvalidArgument
+	// naming the input, and no run is recorded.
+	Inputs        map[string]string `protobuf:"bytes,4,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -569,6 +612,13 @@ func (x *TriggerRunRequest) GetEvent() string {
 	return ""
 }
 
+func (x *TriggerRunRequest) GetInputs() map[string]string {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
 // ListRunsRequest filters and pages a project's runs.
 type ListRunsRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -577,10 +627,13 @@ type ListRunsRequest struct {
 	Status  string                 `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
 	Branch  string                 `protobuf:"bytes,4,opt,name=branch,proto3" json:"branch,omitempty"`
 	// since and until bound the creation time (RFC 3339).
-	Since         string `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
-	Until         string `protobuf:"bytes,6,opt,name=until,proto3" json:"until,omitempty"`
-	PageSize      int32  `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,8,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	Since     string `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
+	Until     string `protobuf:"bytes,6,opt,name=until,proto3" json:"until,omitempty"`
+	PageSize  int32  `protobuf:"varint,7,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,8,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// trigger: push, pull_request, tag, manual, schedule (runs of that event that are not
+	// re-runs) or rerun.
+	Trigger       string `protobuf:"bytes,9,opt,name=trigger,proto3" json:"trigger,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -667,6 +720,13 @@ func (x *ListRunsRequest) GetPageSize() int32 {
 func (x *ListRunsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListRunsRequest) GetTrigger() string {
+	if x != nil {
+		return x.Trigger
 	}
 	return ""
 }
@@ -948,6 +1008,61 @@ func (x *RunEvent) GetPayload() *structpb.Struct {
 	return nil
 }
 
+// RerunRunRequest names the run to re-run.
+type RerunRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Run   string                 `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	// from_failed: run again from the first failed, timed out or cancelled step; the
+	// steps before it are shown skipped ("succeeded in run N"). Default: the whole run.
+	FromFailed    bool `protobuf:"varint,2,opt,name=from_failed,json=fromFailed,proto3" json:"from_failed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RerunRunRequest) Reset() {
+	*x = RerunRunRequest{}
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RerunRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RerunRunRequest) ProtoMessage() {}
+
+func (x *RerunRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RerunRunRequest.ProtoReflect.Descriptor instead.
+func (*RerunRunRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RerunRunRequest) GetRun() string {
+	if x != nil {
+		return x.Run
+	}
+	return ""
+}
+
+func (x *RerunRunRequest) GetFromFailed() bool {
+	if x != nil {
+		return x.FromFailed
+	}
+	return false
+}
+
 // CancelRunRequest names the run to cancel.
 type CancelRunRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -958,7 +1073,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[12]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1085,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_api_v1_runs_proto_msgTypes[12]
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1098,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{12}
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CancelRunRequest) GetRun() string {
@@ -1009,7 +1124,7 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1b\n" +
 	"\tmax_steps\x18\x06 \x01(\x05R\bmaxSteps\x12$\n" +
 	"\x0estep_log_bytes\x18\a \x01(\x03R\fstepLogBytes\x12\"\n" +
-	"\rrun_log_bytes\x18\b \x01(\x03R\vrunLogBytes\"\xbd\x04\n" +
+	"\rrun_log_bytes\x18\b \x01(\x03R\vrunLogBytes\"\x8f\x06\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1d\n" +
@@ -1034,7 +1149,14 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\x05steps\x18\x10 \x03(\v2\x15.simpleci.api.v1.StepR\x05steps\x12\x18\n" +
 	"\aattempt\x18\x11 \x01(\x05R\aattempt\x12\x1c\n" +
 	"\tisolation\x18\x12 \x01(\tR\tisolation\x12\x14\n" +
-	"\x05trust\x18\x13 \x01(\tR\x05trust\"\xf5\x01\n" +
+	"\x05trust\x18\x13 \x01(\tR\x05trust\x12\x19\n" +
+	"\brerun_of\x18\x14 \x01(\tR\arerunOf\x12&\n" +
+	"\x0frerun_of_number\x18\x15 \x01(\x03R\rrerunOfNumber\x128\n" +
+	"\x06inputs\x18\x16 \x03(\v2 .simpleci.api.v1.Run.InputsEntryR\x06inputs\x12\x18\n" +
+	"\atrigger\x18\x17 \x01(\tR\atrigger\x1a9\n" +
+	"\vInputsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf5\x01\n" +
 	"\x04Step\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -1044,11 +1166,15 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x16\n" +
-	"\x06reason\x18\a \x01(\tR\x06reason\"U\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"\xd8\x01\n" +
 	"\x11TriggerRunRequest\x12\x18\n" +
 	"\aproject\x18\x01 \x01(\tR\aproject\x12\x10\n" +
 	"\x03ref\x18\x02 \x01(\tR\x03ref\x12\x14\n" +
-	"\x05event\x18\x03 \x01(\tR\x05event\"\xd9\x01\n" +
+	"\x05event\x18\x03 \x01(\tR\x05event\x12F\n" +
+	"\x06inputs\x18\x04 \x03(\v2..simpleci.api.v1.TriggerRunRequest.InputsEntryR\x06inputs\x1a9\n" +
+	"\vInputsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf3\x01\n" +
 	"\x0fListRunsRequest\x12\x18\n" +
 	"\aproject\x18\x01 \x01(\tR\aproject\x12\x14\n" +
 	"\x05event\x18\x02 \x01(\tR\x05event\x12\x16\n" +
@@ -1058,7 +1184,8 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\x05until\x18\x06 \x01(\tR\x05until\x12\x1b\n" +
 	"\tpage_size\x18\a \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\b \x01(\tR\tpageToken\"d\n" +
+	"page_token\x18\b \x01(\tR\tpageToken\x12\x18\n" +
+	"\atrigger\x18\t \x01(\tR\atrigger\"d\n" +
 	"\x10ListRunsResponse\x12(\n" +
 	"\x04runs\x18\x01 \x03(\v2\x14.simpleci.api.v1.RunR\x04runs\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"!\n" +
@@ -1074,16 +1201,21 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x12.\n" +
 	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1a\n" +
 	"\bposition\x18\x05 \x01(\x03R\bposition\x121\n" +
-	"\apayload\x18\x06 \x01(\v2\x17.google.protobuf.StructR\apayload\"$\n" +
+	"\apayload\x18\x06 \x01(\v2\x17.google.protobuf.StructR\apayload\"D\n" +
+	"\x0fRerunRunRequest\x12\x10\n" +
+	"\x03run\x18\x01 \x01(\tR\x03run\x12\x1f\n" +
+	"\vfrom_failed\x18\x02 \x01(\bR\n" +
+	"fromFailed\"$\n" +
 	"\x10CancelRunRequest\x12\x10\n" +
-	"\x03run\x18\x01 \x01(\tR\x03run2\xb1\x05\n" +
+	"\x03run\x18\x01 \x01(\tR\x03run2\x9a\x06\n" +
 	"\n" +
 	"RunService\x12r\n" +
 	"\n" +
 	"TriggerRun\x12\".simpleci.api.v1.TriggerRunRequest\x1a\x14.simpleci.api.v1.Run\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/api/v1/projects/{project}/runs\x12x\n" +
 	"\bListRuns\x12 .simpleci.api.v1.ListRunsRequest\x1a!.simpleci.api.v1.ListRunsResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/api/v1/projects/{project}/runs\x12Z\n" +
 	"\x06GetRun\x12\x1e.simpleci.api.v1.GetRunRequest\x1a\x14.simpleci.api.v1.Run\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/runs/{run}\x12j\n" +
-	"\tCancelRun\x12!.simpleci.api.v1.CancelRunRequest\x1a\x14.simpleci.api.v1.Run\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/api/v1/runs/{run}:cancel\x12\x81\x01\n" +
+	"\tCancelRun\x12!.simpleci.api.v1.CancelRunRequest\x1a\x14.simpleci.api.v1.Run\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/api/v1/runs/{run}:cancel\x12g\n" +
+	"\bRerunRun\x12 .simpleci.api.v1.RerunRunRequest\x1a\x14.simpleci.api.v1.Run\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/api/v1/runs/{run}:rerun\x12\x81\x01\n" +
 	"\rListRunEvents\x12%.simpleci.api.v1.ListRunEventsRequest\x1a&.simpleci.api.v1.ListRunEventsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/runs/{run}/events\x12i\n" +
 	"\tListTiers\x12!.simpleci.api.v1.ListTiersRequest\x1a\".simpleci.api.v1.ListTiersResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/tiersB:Z8github.com/simpleci/simpleci/proto/simpleci/api/v1;apiv1b\x06proto3"
 
@@ -1099,7 +1231,7 @@ func file_simpleci_api_v1_runs_proto_rawDescGZIP() []byte {
 	return file_simpleci_api_v1_runs_proto_rawDescData
 }
 
-var file_simpleci_api_v1_runs_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_simpleci_api_v1_runs_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_simpleci_api_v1_runs_proto_goTypes = []any{
 	(*ListTiersRequest)(nil),      // 0: simpleci.api.v1.ListTiersRequest
 	(*ListTiersResponse)(nil),     // 1: simpleci.api.v1.ListTiersResponse
@@ -1113,41 +1245,48 @@ var file_simpleci_api_v1_runs_proto_goTypes = []any{
 	(*ListRunEventsRequest)(nil),  // 9: simpleci.api.v1.ListRunEventsRequest
 	(*ListRunEventsResponse)(nil), // 10: simpleci.api.v1.ListRunEventsResponse
 	(*RunEvent)(nil),              // 11: simpleci.api.v1.RunEvent
-	(*CancelRunRequest)(nil),      // 12: simpleci.api.v1.CancelRunRequest
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 15: google.protobuf.Struct
+	(*RerunRunRequest)(nil),       // 12: simpleci.api.v1.RerunRunRequest
+	(*CancelRunRequest)(nil),      // 13: simpleci.api.v1.CancelRunRequest
+	nil,                           // 14: simpleci.api.v1.Run.InputsEntry
+	nil,                           // 15: simpleci.api.v1.TriggerRunRequest.InputsEntry
+	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 18: google.protobuf.Struct
 }
 var file_simpleci_api_v1_runs_proto_depIdxs = []int32{
 	2,  // 0: simpleci.api.v1.ListTiersResponse.tiers:type_name -> simpleci.api.v1.Tier
-	13, // 1: simpleci.api.v1.Tier.timeout:type_name -> google.protobuf.Duration
-	14, // 2: simpleci.api.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	14, // 3: simpleci.api.v1.Run.started_at:type_name -> google.protobuf.Timestamp
-	14, // 4: simpleci.api.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	16, // 1: simpleci.api.v1.Tier.timeout:type_name -> google.protobuf.Duration
+	17, // 2: simpleci.api.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	17, // 3: simpleci.api.v1.Run.started_at:type_name -> google.protobuf.Timestamp
+	17, // 4: simpleci.api.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: simpleci.api.v1.Run.steps:type_name -> simpleci.api.v1.Step
-	14, // 6: simpleci.api.v1.Step.started_at:type_name -> google.protobuf.Timestamp
-	14, // 7: simpleci.api.v1.Step.finished_at:type_name -> google.protobuf.Timestamp
-	3,  // 8: simpleci.api.v1.ListRunsResponse.runs:type_name -> simpleci.api.v1.Run
-	11, // 9: simpleci.api.v1.ListRunEventsResponse.events:type_name -> simpleci.api.v1.RunEvent
-	14, // 10: simpleci.api.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	15, // 11: simpleci.api.v1.RunEvent.payload:type_name -> google.protobuf.Struct
-	5,  // 12: simpleci.api.v1.RunService.TriggerRun:input_type -> simpleci.api.v1.TriggerRunRequest
-	6,  // 13: simpleci.api.v1.RunService.ListRuns:input_type -> simpleci.api.v1.ListRunsRequest
-	8,  // 14: simpleci.api.v1.RunService.GetRun:input_type -> simpleci.api.v1.GetRunRequest
-	12, // 15: simpleci.api.v1.RunService.CancelRun:input_type -> simpleci.api.v1.CancelRunRequest
-	9,  // 16: simpleci.api.v1.RunService.ListRunEvents:input_type -> simpleci.api.v1.ListRunEventsRequest
-	0,  // 17: simpleci.api.v1.RunService.ListTiers:input_type -> simpleci.api.v1.ListTiersRequest
-	3,  // 18: simpleci.api.v1.RunService.TriggerRun:output_type -> simpleci.api.v1.Run
-	7,  // 19: simpleci.api.v1.RunService.ListRuns:output_type -> simpleci.api.v1.ListRunsResponse
-	3,  // 20: simpleci.api.v1.RunService.GetRun:output_type -> simpleci.api.v1.Run
-	3,  // 21: simpleci.api.v1.RunService.CancelRun:output_type -> simpleci.api.v1.Run
-	10, // 22: simpleci.api.v1.RunService.ListRunEvents:output_type -> simpleci.api.v1.ListRunEventsResponse
-	1,  // 23: simpleci.api.v1.RunService.ListTiers:output_type -> simpleci.api.v1.ListTiersResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	14, // 6: simpleci.api.v1.Run.inputs:type_name -> simpleci.api.v1.Run.InputsEntry
+	17, // 7: simpleci.api.v1.Step.started_at:type_name -> google.protobuf.Timestamp
+	17, // 8: simpleci.api.v1.Step.finished_at:type_name -> google.protobuf.Timestamp
+	15, // 9: simpleci.api.v1.TriggerRunRequest.inputs:type_name -> simpleci.api.v1.TriggerRunRequest.InputsEntry
+	3,  // 10: simpleci.api.v1.ListRunsResponse.runs:type_name -> simpleci.api.v1.Run
+	11, // 11: simpleci.api.v1.ListRunEventsResponse.events:type_name -> simpleci.api.v1.RunEvent
+	17, // 12: simpleci.api.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	18, // 13: simpleci.api.v1.RunEvent.payload:type_name -> google.protobuf.Struct
+	5,  // 14: simpleci.api.v1.RunService.TriggerRun:input_type -> simpleci.api.v1.TriggerRunRequest
+	6,  // 15: simpleci.api.v1.RunService.ListRuns:input_type -> simpleci.api.v1.ListRunsRequest
+	8,  // 16: simpleci.api.v1.RunService.GetRun:input_type -> simpleci.api.v1.GetRunRequest
+	13, // 17: simpleci.api.v1.RunService.CancelRun:input_type -> simpleci.api.v1.CancelRunRequest
+	12, // 18: simpleci.api.v1.RunService.RerunRun:input_type -> simpleci.api.v1.RerunRunRequest
+	9,  // 19: simpleci.api.v1.RunService.ListRunEvents:input_type -> simpleci.api.v1.ListRunEventsRequest
+	0,  // 20: simpleci.api.v1.RunService.ListTiers:input_type -> simpleci.api.v1.ListTiersRequest
+	3,  // 21: simpleci.api.v1.RunService.TriggerRun:output_type -> simpleci.api.v1.Run
+	7,  // 22: simpleci.api.v1.RunService.ListRuns:output_type -> simpleci.api.v1.ListRunsResponse
+	3,  // 23: simpleci.api.v1.RunService.GetRun:output_type -> simpleci.api.v1.Run
+	3,  // 24: simpleci.api.v1.RunService.CancelRun:output_type -> simpleci.api.v1.Run
+	3,  // 25: simpleci.api.v1.RunService.RerunRun:output_type -> simpleci.api.v1.Run
+	10, // 26: simpleci.api.v1.RunService.ListRunEvents:output_type -> simpleci.api.v1.ListRunEventsResponse
+	1,  // 27: simpleci.api.v1.RunService.ListTiers:output_type -> simpleci.api.v1.ListTiersResponse
+	21, // [21:28] is the sub-list for method output_type
+	14, // [14:21] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_api_v1_runs_proto_init() }
@@ -1161,7 +1300,7 @@ func file_simpleci_api_v1_runs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_api_v1_runs_proto_rawDesc), len(file_simpleci_api_v1_runs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

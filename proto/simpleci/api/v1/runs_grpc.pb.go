@@ -23,6 +23,7 @@ const (
 	RunService_ListRuns_FullMethodName      = "/simpleci.api.v1.RunService/ListRuns"
 	RunService_GetRun_FullMethodName        = "/simpleci.api.v1.RunService/GetRun"
 	RunService_CancelRun_FullMethodName     = "/simpleci.api.v1.RunService/CancelRun"
+	RunService_RerunRun_FullMethodName      = "/simpleci.api.v1.RunService/RerunRun"
 	RunService_ListRunEvents_FullMethodName = "/simpleci.api.v1.RunService/ListRunEvents"
 	RunService_ListTiers_FullMethodName     = "/simpleci.api.v1.RunService/ListTiers"
 )
@@ -42,6 +43,12 @@ type RunServiceClient interface {
 	// CancelRun stops a run: a queued run ends at once, a running one within moments
 	// (its processes get SIGTERM, then SIGKILL). Cancelling a finished run changes nothing.
 	CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*Run, error)
+	// RerunRun starts a new run of the run's project with the original's commit, ref,
+	// event, context, trust and pipeline snapshot (the pipeline file is not read again).
+	// from_failed skips the steps before the first failed, timed out or cancelled step.
+	// Only a finished run can be re-run (FailedPrecondition otherwise), and from_failed
+	// only one that failed, timed out or was cancelled.
+	RerunRun(ctx context.Context, in *RerunRunRequest, opts ...grpc.CallOption) (*Run, error)
 	// ListRunEvents returns the run's events as recorded in its stream, in order.
 	ListRunEvents(ctx context.Context, in *ListRunEventsRequest, opts ...grpc.CallOption) (*ListRunEventsResponse, error)
 	// ListTiers lists the runner tiers this deployment serves, with their limits: the one
@@ -97,6 +104,16 @@ func (c *runServiceClient) CancelRun(ctx context.Context, in *CancelRunRequest, 
 	return out, nil
 }
 
+func (c *runServiceClient) RerunRun(ctx context.Context, in *RerunRunRequest, opts ...grpc.CallOption) (*Run, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Run)
+	err := c.cc.Invoke(ctx, RunService_RerunRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *runServiceClient) ListRunEvents(ctx context.Context, in *ListRunEventsRequest, opts ...grpc.CallOption) (*ListRunEventsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListRunEventsResponse)
@@ -132,6 +149,12 @@ type RunServiceServer interface {
 	// CancelRun stops a run: a queued run ends at once, a running one within moments
 	// (its processes get SIGTERM, then SIGKILL). Cancelling a finished run changes nothing.
 	CancelRun(context.Context, *CancelRunRequest) (*Run, error)
+	// RerunRun starts a new run of the run's project with the original's commit, ref,
+	// event, context, trust and pipeline snapshot (the pipeline file is not read again).
+	// from_failed skips the steps before the first failed, timed out or cancelled step.
+	// Only a finished run can be re-run (FailedPrecondition otherwise), and from_failed
+	// only one that failed, timed out or was cancelled.
+	RerunRun(context.Context, *RerunRunRequest) (*Run, error)
 	// ListRunEvents returns the run's events as recorded in its stream, in order.
 	ListRunEvents(context.Context, *ListRunEventsRequest) (*ListRunEventsResponse, error)
 	// ListTiers lists the runner tiers this deployment serves, with their limits: the one
@@ -158,6 +181,9 @@ func (UnimplementedRunServiceServer) GetRun(context.Context, *GetRunRequest) (*R
 }
 func (UnimplementedRunServiceServer) CancelRun(context.Context, *CancelRunRequest) (*Run, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelRun not implemented")
+}
+func (UnimplementedRunServiceServer) RerunRun(context.Context, *RerunRunRequest) (*Run, error) {
+	return nil, status.Error(codes.Unimplemented, "method RerunRun not implemented")
 }
 func (UnimplementedRunServiceServer) ListRunEvents(context.Context, *ListRunEventsRequest) (*ListRunEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRunEvents not implemented")
@@ -258,6 +284,24 @@ func _RunService_CancelRun_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RunService_RerunRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RerunRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).RerunRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunService_RerunRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).RerunRun(ctx, req.(*RerunRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RunService_ListRunEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListRunEventsRequest)
 	if err := dec(in); err != nil {
@@ -316,6 +360,10 @@ var RunService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelRun",
 			Handler:    _RunService_CancelRun_Handler,
+		},
+		{
+			MethodName: "RerunRun",
+			Handler:    _RunService_RerunRun_Handler,
 		},
 		{
 			MethodName: "ListRunEvents",

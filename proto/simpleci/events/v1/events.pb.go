@@ -158,7 +158,9 @@ type RunRequested struct {
 	// (never taken from a user's context). Unset in events recorded before the field
 	// existed: read as unknown for a pull request and TRUST_SAME_REPOSITORY for any
 	// other event (push, tag, manual), which only ever built the project's own repository.
-	Trust         Trust `protobuf:"varint,14,opt,name=trust,proto3,enum=simpleci.events.v1.Trust" json:"trust,omitempty"`
+	Trust Trust `protobuf:"varint,14,opt,name=trust,proto3,enum=simpleci.events.v1.Trust" json:"trust,omitempty"`
+	// inputs are the values a manual trigger gave for the pipeline's inputs, as text.
+	Inputs        map[string]string `protobuf:"bytes,15,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -291,6 +293,13 @@ func (x *RunRequested) GetTrust() Trust {
 	return Trust_TRUST_UNSPECIFIED
 }
 
+func (x *RunRequested) GetInputs() map[string]string {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
 // RunQueued records that the pipeline was read and validated and a job was queued.
 type RunQueued struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -325,7 +334,19 @@ type RunQueued struct {
 	PipelineSha256 string `protobuf:"bytes,21,opt,name=pipeline_sha256,json=pipelineSha256,proto3" json:"pipeline_sha256,omitempty"`
 	PipelineSize   int64  `protobuf:"varint,22,opt,name=pipeline_size,json=pipelineSize,proto3" json:"pipeline_size,omitempty"`
 	// trust is copied from the RunRequested (see there for events without it).
-	Trust         Trust `protobuf:"varint,23,opt,name=trust,proto3,enum=simpleci.events.v1.Trust" json:"trust,omitempty"`
+	Trust Trust `protobuf:"varint,23,opt,name=trust,proto3,enum=simpleci.events.v1.Trust" json:"trust,omitempty"`
+	// rerun_of is the id of the run this run re-runs, rerun_of_number its number (empty
+	// and 0: not a re-run). A re-run copies the original's RunQueued (commit, ref, event,
+	// context, trust, pipeline_sha256): the pipeline is not read again.
+	RerunOf       string `protobuf:"bytes,24,opt,name=rerun_of,json=rerunOf,proto3" json:"rerun_of,omitempty"`
+	RerunOfNumber int64  `protobuf:"varint,25,opt,name=rerun_of_number,json=rerunOfNumber,proto3" json:"rerun_of_number,omitempty"`
+	// reused_steps are the steps a re-run from the failed step does not execute: every
+	// step before the original's first failed, timed out or cancelled step, with the
+	// outcome they had in the original run.
+	ReusedSteps []*ReusedStep `protobuf:"bytes,26,rep,name=reused_steps,json=reusedSteps,proto3" json:"reused_steps,omitempty"`
+	// inputs are the pipeline's inputs resolved when the run was queued: the values given
+	// (normalised: true/false, numbers in shortest form) and the defaults of the others.
+	Inputs        map[string]string `protobuf:"bytes,27,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -521,6 +542,106 @@ func (x *RunQueued) GetTrust() Trust {
 	return Trust_TRUST_UNSPECIFIED
 }
 
+func (x *RunQueued) GetRerunOf() string {
+	if x != nil {
+		return x.RerunOf
+	}
+	return ""
+}
+
+func (x *RunQueued) GetRerunOfNumber() int64 {
+	if x != nil {
+		return x.RerunOfNumber
+	}
+	return 0
+}
+
+func (x *RunQueued) GetReusedSteps() []*ReusedStep {
+	if x != nil {
+		return x.ReusedSteps
+	}
+	return nil
+}
+
+func (x *RunQueued) GetInputs() map[string]string {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+// ReusedStep is a step of a re-run taken over from the original run instead of run again.
+type ReusedStep struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	StepIndex int32                  `protobuf:"varint,1,opt,name=step_index,json=stepIndex,proto3" json:"step_index,omitempty"`
+	// status and exit_code are the step's outcome in the original run (succeeded or
+	// skipped); later steps' conditions see them as steps.<id>.
+	Status   string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	ExitCode int32  `protobuf:"varint,3,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	// reason is what the re-run shows for the step, e.g. "succeeded in run 12".
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReusedStep) Reset() {
+	*x = ReusedStep{}
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReusedStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReusedStep) ProtoMessage() {}
+
+func (x *ReusedStep) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReusedStep.ProtoReflect.Descriptor instead.
+func (*ReusedStep) Descriptor() ([]byte, []int) {
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReusedStep) GetStepIndex() int32 {
+	if x != nil {
+		return x.StepIndex
+	}
+	return 0
+}
+
+func (x *ReusedStep) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ReusedStep) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *ReusedStep) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // RunStarted records that a runner claimed the run's job.
 type RunStarted struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -536,7 +657,7 @@ type RunStarted struct {
 
 func (x *RunStarted) Reset() {
 	*x = RunStarted{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[2]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +669,7 @@ func (x *RunStarted) String() string {
 func (*RunStarted) ProtoMessage() {}
 
 func (x *RunStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[2]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +682,7 @@ func (x *RunStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStarted.ProtoReflect.Descriptor instead.
 func (*RunStarted) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{2}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RunStarted) GetRunId() string {
@@ -625,7 +746,7 @@ type RunIsolation struct {
 
 func (x *RunIsolation) Reset() {
 	*x = RunIsolation{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[3]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +758,7 @@ func (x *RunIsolation) String() string {
 func (*RunIsolation) ProtoMessage() {}
 
 func (x *RunIsolation) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[3]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +771,7 @@ func (x *RunIsolation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunIsolation.ProtoReflect.Descriptor instead.
 func (*RunIsolation) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RunIsolation) GetRunId() string {
@@ -703,7 +824,7 @@ type StepStarted struct {
 
 func (x *StepStarted) Reset() {
 	*x = StepStarted{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[4]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +836,7 @@ func (x *StepStarted) String() string {
 func (*StepStarted) ProtoMessage() {}
 
 func (x *StepStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[4]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +849,7 @@ func (x *StepStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepStarted.ProtoReflect.Descriptor instead.
 func (*StepStarted) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StepStarted) GetRunId() string {
@@ -789,7 +910,7 @@ type StepSkipped struct {
 
 func (x *StepSkipped) Reset() {
 	*x = StepSkipped{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[5]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -801,7 +922,7 @@ func (x *StepSkipped) String() string {
 func (*StepSkipped) ProtoMessage() {}
 
 func (x *StepSkipped) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[5]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -814,7 +935,7 @@ func (x *StepSkipped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepSkipped.ProtoReflect.Descriptor instead.
 func (*StepSkipped) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StepSkipped) GetRunId() string {
@@ -886,7 +1007,7 @@ type StepFinished struct {
 
 func (x *StepFinished) Reset() {
 	*x = StepFinished{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[6]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1019,7 @@ func (x *StepFinished) String() string {
 func (*StepFinished) ProtoMessage() {}
 
 func (x *StepFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[6]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1032,7 @@ func (x *StepFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepFinished.ProtoReflect.Descriptor instead.
 func (*StepFinished) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StepFinished) GetRunId() string {
@@ -998,7 +1119,7 @@ type RunCancelRequested struct {
 
 func (x *RunCancelRequested) Reset() {
 	*x = RunCancelRequested{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[7]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1131,7 @@ func (x *RunCancelRequested) String() string {
 func (*RunCancelRequested) ProtoMessage() {}
 
 func (x *RunCancelRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[7]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1144,7 @@ func (x *RunCancelRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunCancelRequested.ProtoReflect.Descriptor instead.
 func (*RunCancelRequested) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RunCancelRequested) GetRunId() string {
@@ -1081,7 +1202,7 @@ type RunRequeued struct {
 
 func (x *RunRequeued) Reset() {
 	*x = RunRequeued{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[8]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1214,7 @@ func (x *RunRequeued) String() string {
 func (*RunRequeued) ProtoMessage() {}
 
 func (x *RunRequeued) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[8]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1227,7 @@ func (x *RunRequeued) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunRequeued.ProtoReflect.Descriptor instead.
 func (*RunRequeued) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RunRequeued) GetRunId() string {
@@ -1178,7 +1299,7 @@ type RunFinished struct {
 
 func (x *RunFinished) Reset() {
 	*x = RunFinished{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[9]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1311,7 @@ func (x *RunFinished) String() string {
 func (*RunFinished) ProtoMessage() {}
 
 func (x *RunFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[9]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1324,7 @@ func (x *RunFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunFinished.ProtoReflect.Descriptor instead.
 func (*RunFinished) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RunFinished) GetRunId() string {
@@ -1286,7 +1407,7 @@ type LogEmitted struct {
 
 func (x *LogEmitted) Reset() {
 	*x = LogEmitted{}
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[10]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1419,7 @@ func (x *LogEmitted) String() string {
 func (*LogEmitted) ProtoMessage() {}
 
 func (x *LogEmitted) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_events_v1_events_proto_msgTypes[10]
+	mi := &file_simpleci_events_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1432,7 @@ func (x *LogEmitted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEmitted.ProtoReflect.Descriptor instead.
 func (*LogEmitted) Descriptor() ([]byte, []int) {
-	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_simpleci_events_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LogEmitted) GetRunId() string {
@@ -1388,7 +1509,7 @@ var File_simpleci_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1fsimpleci/events/v1/events.proto\x12\x12simpleci.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x04\n" +
+	"\x1fsimpleci/events/v1/events.proto\x12\x12simpleci.events.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x05\n" +
 	"\fRunRequested\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -1408,10 +1529,14 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"deliveryId\x12G\n" +
 	"\acontext\x18\f \x03(\v2-.simpleci.events.v1.RunRequested.ContextEntryR\acontext\x12=\n" +
 	"\frequested_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12/\n" +
-	"\x05trust\x18\x0e \x01(\x0e2\x19.simpleci.events.v1.TrustR\x05trust\x1a:\n" +
+	"\x05trust\x18\x0e \x01(\x0e2\x19.simpleci.events.v1.TrustR\x05trust\x12D\n" +
+	"\x06inputs\x18\x0f \x03(\v2,.simpleci.events.v1.RunRequested.InputsEntryR\x06inputs\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb2\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vInputsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb6\b\n" +
 	"\tRunQueued\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -1441,10 +1566,24 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\anetwork\x18\x14 \x01(\tR\anetwork\x12'\n" +
 	"\x0fpipeline_sha256\x18\x15 \x01(\tR\x0epipelineSha256\x12#\n" +
 	"\rpipeline_size\x18\x16 \x01(\x03R\fpipelineSize\x12/\n" +
-	"\x05trust\x18\x17 \x01(\x0e2\x19.simpleci.events.v1.TrustR\x05trust\x1a:\n" +
+	"\x05trust\x18\x17 \x01(\x0e2\x19.simpleci.events.v1.TrustR\x05trust\x12\x19\n" +
+	"\brerun_of\x18\x18 \x01(\tR\arerunOf\x12&\n" +
+	"\x0frerun_of_number\x18\x19 \x01(\x03R\rrerunOfNumber\x12A\n" +
+	"\freused_steps\x18\x1a \x03(\v2\x1e.simpleci.events.v1.ReusedStepR\vreusedSteps\x12A\n" +
+	"\x06inputs\x18\x1b \x03(\v2).simpleci.events.v1.RunQueued.InputsEntryR\x06inputs\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vInputsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"x\n" +
+	"\n" +
+	"ReusedStep\x12\x1d\n" +
+	"\n" +
+	"step_index\x18\x01 \x01(\x05R\tstepIndex\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1b\n" +
+	"\texit_code\x18\x03 \x01(\x05R\bexitCode\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xcc\x01\n" +
 	"\n" +
 	"RunStarted\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
@@ -1565,49 +1704,55 @@ func file_simpleci_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_simpleci_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_simpleci_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_simpleci_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_simpleci_events_v1_events_proto_goTypes = []any{
 	(Trust)(0),                    // 0: simpleci.events.v1.Trust
 	(LogStream)(0),                // 1: simpleci.events.v1.LogStream
 	(*RunRequested)(nil),          // 2: simpleci.events.v1.RunRequested
 	(*RunQueued)(nil),             // 3: simpleci.events.v1.RunQueued
-	(*RunStarted)(nil),            // 4: simpleci.events.v1.RunStarted
-	(*RunIsolation)(nil),          // 5: simpleci.events.v1.RunIsolation
-	(*StepStarted)(nil),           // 6: simpleci.events.v1.StepStarted
-	(*StepSkipped)(nil),           // 7: simpleci.events.v1.StepSkipped
-	(*StepFinished)(nil),          // 8: simpleci.events.v1.StepFinished
-	(*RunCancelRequested)(nil),    // 9: simpleci.events.v1.RunCancelRequested
-	(*RunRequeued)(nil),           // 10: simpleci.events.v1.RunRequeued
-	(*RunFinished)(nil),           // 11: simpleci.events.v1.RunFinished
-	(*LogEmitted)(nil),            // 12: simpleci.events.v1.LogEmitted
-	nil,                           // 13: simpleci.events.v1.RunRequested.ContextEntry
-	nil,                           // 14: simpleci.events.v1.RunQueued.ContextEntry
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
+	(*ReusedStep)(nil),            // 4: simpleci.events.v1.ReusedStep
+	(*RunStarted)(nil),            // 5: simpleci.events.v1.RunStarted
+	(*RunIsolation)(nil),          // 6: simpleci.events.v1.RunIsolation
+	(*StepStarted)(nil),           // 7: simpleci.events.v1.StepStarted
+	(*StepSkipped)(nil),           // 8: simpleci.events.v1.StepSkipped
+	(*StepFinished)(nil),          // 9: simpleci.events.v1.StepFinished
+	(*RunCancelRequested)(nil),    // 10: simpleci.events.v1.RunCancelRequested
+	(*RunRequeued)(nil),           // 11: simpleci.events.v1.RunRequeued
+	(*RunFinished)(nil),           // 12: simpleci.events.v1.RunFinished
+	(*LogEmitted)(nil),            // 13: simpleci.events.v1.LogEmitted
+	nil,                           // 14: simpleci.events.v1.RunRequested.ContextEntry
+	nil,                           // 15: simpleci.events.v1.RunRequested.InputsEntry
+	nil,                           // 16: simpleci.events.v1.RunQueued.ContextEntry
+	nil,                           // 17: simpleci.events.v1.RunQueued.InputsEntry
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
 }
 var file_simpleci_events_v1_events_proto_depIdxs = []int32{
-	13, // 0: simpleci.events.v1.RunRequested.context:type_name -> simpleci.events.v1.RunRequested.ContextEntry
-	15, // 1: simpleci.events.v1.RunRequested.requested_at:type_name -> google.protobuf.Timestamp
+	14, // 0: simpleci.events.v1.RunRequested.context:type_name -> simpleci.events.v1.RunRequested.ContextEntry
+	18, // 1: simpleci.events.v1.RunRequested.requested_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: simpleci.events.v1.RunRequested.trust:type_name -> simpleci.events.v1.Trust
-	16, // 3: simpleci.events.v1.RunQueued.timeout:type_name -> google.protobuf.Duration
-	14, // 4: simpleci.events.v1.RunQueued.context:type_name -> simpleci.events.v1.RunQueued.ContextEntry
-	15, // 5: simpleci.events.v1.RunQueued.queued_at:type_name -> google.protobuf.Timestamp
-	0,  // 6: simpleci.events.v1.RunQueued.trust:type_name -> simpleci.events.v1.Trust
-	15, // 7: simpleci.events.v1.RunStarted.started_at:type_name -> google.protobuf.Timestamp
-	15, // 8: simpleci.events.v1.StepStarted.started_at:type_name -> google.protobuf.Timestamp
-	15, // 9: simpleci.events.v1.StepSkipped.at:type_name -> google.protobuf.Timestamp
-	15, // 10: simpleci.events.v1.StepFinished.started_at:type_name -> google.protobuf.Timestamp
-	15, // 11: simpleci.events.v1.StepFinished.finished_at:type_name -> google.protobuf.Timestamp
-	15, // 12: simpleci.events.v1.RunCancelRequested.at:type_name -> google.protobuf.Timestamp
-	15, // 13: simpleci.events.v1.RunRequeued.at:type_name -> google.protobuf.Timestamp
-	15, // 14: simpleci.events.v1.RunFinished.finished_at:type_name -> google.protobuf.Timestamp
-	1,  // 15: simpleci.events.v1.LogEmitted.stream:type_name -> simpleci.events.v1.LogStream
-	15, // 16: simpleci.events.v1.LogEmitted.at:type_name -> google.protobuf.Timestamp
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	15, // 3: simpleci.events.v1.RunRequested.inputs:type_name -> simpleci.events.v1.RunRequested.InputsEntry
+	19, // 4: simpleci.events.v1.RunQueued.timeout:type_name -> google.protobuf.Duration
+	16, // 5: simpleci.events.v1.RunQueued.context:type_name -> simpleci.events.v1.RunQueued.ContextEntry
+	18, // 6: simpleci.events.v1.RunQueued.queued_at:type_name -> google.protobuf.Timestamp
+	0,  // 7: simpleci.events.v1.RunQueued.trust:type_name -> simpleci.events.v1.Trust
+	4,  // 8: simpleci.events.v1.RunQueued.reused_steps:type_name -> simpleci.events.v1.ReusedStep
+	17, // 9: simpleci.events.v1.RunQueued.inputs:type_name -> simpleci.events.v1.RunQueued.InputsEntry
+	18, // 10: simpleci.events.v1.RunStarted.started_at:type_name -> google.protobuf.Timestamp
+	18, // 11: simpleci.events.v1.StepStarted.started_at:type_name -> google.protobuf.Timestamp
+	18, // 12: simpleci.events.v1.StepSkipped.at:type_name -> google.protobuf.Timestamp
+	18, // 13: simpleci.events.v1.StepFinished.started_at:type_name -> google.protobuf.Timestamp
+	18, // 14: simpleci.events.v1.StepFinished.finished_at:type_name -> google.protobuf.Timestamp
+	18, // 15: simpleci.events.v1.RunCancelRequested.at:type_name -> google.protobuf.Timestamp
+	18, // 16: simpleci.events.v1.RunRequeued.at:type_name -> google.protobuf.Timestamp
+	18, // 17: simpleci.events.v1.RunFinished.finished_at:type_name -> google.protobuf.Timestamp
+	1,  // 18: simpleci.events.v1.LogEmitted.stream:type_name -> simpleci.events.v1.LogStream
+	18, // 19: simpleci.events.v1.LogEmitted.at:type_name -> google.protobuf.Timestamp
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_events_v1_events_proto_init() }
@@ -1621,7 +1766,7 @@ func file_simpleci_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_events_v1_events_proto_rawDesc), len(file_simpleci_events_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -167,7 +167,13 @@ type Job struct {
 	StepLogBytes int64 `protobuf:"varint,21,opt,name=step_log_bytes,json=stepLogBytes,proto3" json:"step_log_bytes,omitempty"`
 	RunLogBytes  int64 `protobuf:"varint,22,opt,name=run_log_bytes,json=runLogBytes,proto3" json:"run_log_bytes,omitempty"`
 	// log_grant lets the runner holding this job append its log (RunnerLogService).
-	LogGrant      *LogGrant `protobuf:"bytes,23,opt,name=log_grant,json=logGrant,proto3" json:"log_grant,omitempty"`
+	LogGrant *LogGrant `protobuf:"bytes,23,opt,name=log_grant,json=logGrant,proto3" json:"log_grant,omitempty"`
+	// reused_steps (a re-run from the failed step) are reported skipped with their reason
+	// and not executed; later steps' conditions see their original outcome.
+	ReusedSteps []*v1.ReusedStep `protobuf:"bytes,24,rep,name=reused_steps,json=reusedSteps,proto3" json:"reused_steps,omitempty"`
+	// inputs are the run's resolved inputs as text; conditions and templates see them as
+	// context.inputs, typed by the pipeline's declarations.
+	Inputs        map[string]string `protobuf:"bytes,25,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -359,6 +365,20 @@ func (x *Job) GetRunLogBytes() int64 {
 func (x *Job) GetLogGrant() *LogGrant {
 	if x != nil {
 		return x.LogGrant
+	}
+	return nil
+}
+
+func (x *Job) GetReusedSteps() []*v1.ReusedStep {
+	if x != nil {
+		return x.ReusedSteps
+	}
+	return nil
+}
+
+func (x *Job) GetInputs() map[string]string {
+	if x != nil {
+		return x.Inputs
 	}
 	return nil
 }
@@ -1053,7 +1073,7 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\x05tiers\x18\x02 \x03(\tR\x05tiers\x12-\n" +
 	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"=\n" +
 	"\x10ClaimJobResponse\x12)\n" +
-	"\x03job\x18\x01 \x01(\v2\x17.simpleci.runner.v1.JobR\x03job\"\xfa\a\n" +
+	"\x03job\x18\x01 \x01(\v2\x17.simpleci.runner.v1.JobR\x03job\"\xb5\t\n" +
 	"\x03Job\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -1082,7 +1102,9 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\asecrets\x18\x14 \x03(\v2$.simpleci.runner.v1.Job.SecretsEntryR\asecrets\x12$\n" +
 	"\x0estep_log_bytes\x18\x15 \x01(\x03R\fstepLogBytes\x12\"\n" +
 	"\rrun_log_bytes\x18\x16 \x01(\x03R\vrunLogBytes\x129\n" +
-	"\tlog_grant\x18\x17 \x01(\v2\x1c.simpleci.runner.v1.LogGrantR\blogGrant\x1a:\n" +
+	"\tlog_grant\x18\x17 \x01(\v2\x1c.simpleci.runner.v1.LogGrantR\blogGrant\x12A\n" +
+	"\freused_steps\x18\x18 \x03(\v2\x1e.simpleci.events.v1.ReusedStepR\vreusedSteps\x12;\n" +
+	"\x06inputs\x18\x19 \x03(\v2#.simpleci.runner.v1.Job.InputsEntryR\x06inputs\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
@@ -1090,6 +1112,9 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
 	"\fSecretsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfa\x01\n" +
 	"\bLogGrant\x12\x15\n" +
@@ -1159,7 +1184,7 @@ func file_simpleci_runner_v1_runner_proto_rawDescGZIP() []byte {
 	return file_simpleci_runner_v1_runner_proto_rawDescData
 }
 
-var file_simpleci_runner_v1_runner_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_simpleci_runner_v1_runner_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_simpleci_runner_v1_runner_proto_goTypes = []any{
 	(*ClaimJobRequest)(nil),       // 0: simpleci.runner.v1.ClaimJobRequest
 	(*ClaimJobResponse)(nil),      // 1: simpleci.runner.v1.ClaimJobResponse
@@ -1177,50 +1202,54 @@ var file_simpleci_runner_v1_runner_proto_goTypes = []any{
 	nil,                           // 13: simpleci.runner.v1.Job.ContextEntry
 	nil,                           // 14: simpleci.runner.v1.Job.EnvEntry
 	nil,                           // 15: simpleci.runner.v1.Job.SecretsEntry
-	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*v1.StepStarted)(nil),        // 18: simpleci.events.v1.StepStarted
-	(*v1.StepSkipped)(nil),        // 19: simpleci.events.v1.StepSkipped
-	(*v1.StepFinished)(nil),       // 20: simpleci.events.v1.StepFinished
-	(*v1.RunFinished)(nil),        // 21: simpleci.events.v1.RunFinished
-	(*v1.RunIsolation)(nil),       // 22: simpleci.events.v1.RunIsolation
-	(v1.LogStream)(0),             // 23: simpleci.events.v1.LogStream
+	nil,                           // 16: simpleci.runner.v1.Job.InputsEntry
+	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
+	(*v1.ReusedStep)(nil),         // 18: simpleci.events.v1.ReusedStep
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*v1.StepStarted)(nil),        // 20: simpleci.events.v1.StepStarted
+	(*v1.StepSkipped)(nil),        // 21: simpleci.events.v1.StepSkipped
+	(*v1.StepFinished)(nil),       // 22: simpleci.events.v1.StepFinished
+	(*v1.RunFinished)(nil),        // 23: simpleci.events.v1.RunFinished
+	(*v1.RunIsolation)(nil),       // 24: simpleci.events.v1.RunIsolation
+	(v1.LogStream)(0),             // 25: simpleci.events.v1.LogStream
 }
 var file_simpleci_runner_v1_runner_proto_depIdxs = []int32{
-	16, // 0: simpleci.runner.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
+	17, // 0: simpleci.runner.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 1: simpleci.runner.v1.ClaimJobResponse.job:type_name -> simpleci.runner.v1.Job
 	13, // 2: simpleci.runner.v1.Job.context:type_name -> simpleci.runner.v1.Job.ContextEntry
 	14, // 3: simpleci.runner.v1.Job.env:type_name -> simpleci.runner.v1.Job.EnvEntry
-	16, // 4: simpleci.runner.v1.Job.timeout:type_name -> google.protobuf.Duration
-	16, // 5: simpleci.runner.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	17, // 4: simpleci.runner.v1.Job.timeout:type_name -> google.protobuf.Duration
+	17, // 5: simpleci.runner.v1.Job.lease_duration:type_name -> google.protobuf.Duration
 	15, // 6: simpleci.runner.v1.Job.secrets:type_name -> simpleci.runner.v1.Job.SecretsEntry
 	3,  // 7: simpleci.runner.v1.Job.log_grant:type_name -> simpleci.runner.v1.LogGrant
-	17, // 8: simpleci.runner.v1.LogGrant.expires_at:type_name -> google.protobuf.Timestamp
-	16, // 9: simpleci.runner.v1.HeartbeatRequest.wait:type_name -> google.protobuf.Duration
-	18, // 10: simpleci.runner.v1.ReportRequest.step_started:type_name -> simpleci.events.v1.StepStarted
-	19, // 11: simpleci.runner.v1.ReportRequest.step_skipped:type_name -> simpleci.events.v1.StepSkipped
-	20, // 12: simpleci.runner.v1.ReportRequest.step_finished:type_name -> simpleci.events.v1.StepFinished
-	21, // 13: simpleci.runner.v1.ReportRequest.run_finished:type_name -> simpleci.events.v1.RunFinished
-	22, // 14: simpleci.runner.v1.ReportRequest.run_isolation:type_name -> simpleci.events.v1.RunIsolation
-	3,  // 15: simpleci.runner.v1.AppendLogsRequest.grant:type_name -> simpleci.runner.v1.LogGrant
-	11, // 16: simpleci.runner.v1.AppendLogsRequest.chunks:type_name -> simpleci.runner.v1.LogChunk
-	23, // 17: simpleci.runner.v1.LogChunk.stream:type_name -> simpleci.events.v1.LogStream
-	17, // 18: simpleci.runner.v1.LogChunk.at:type_name -> google.protobuf.Timestamp
-	0,  // 19: simpleci.runner.v1.RunnerService.ClaimJob:input_type -> simpleci.runner.v1.ClaimJobRequest
-	4,  // 20: simpleci.runner.v1.RunnerService.Heartbeat:input_type -> simpleci.runner.v1.HeartbeatRequest
-	6,  // 21: simpleci.runner.v1.RunnerService.Report:input_type -> simpleci.runner.v1.ReportRequest
-	8,  // 22: simpleci.runner.v1.RunnerService.ReleaseJob:input_type -> simpleci.runner.v1.ReleaseJobRequest
-	10, // 23: simpleci.runner.v1.RunnerLogService.AppendLogs:input_type -> simpleci.runner.v1.AppendLogsRequest
-	1,  // 24: simpleci.runner.v1.RunnerService.ClaimJob:output_type -> simpleci.runner.v1.ClaimJobResponse
-	5,  // 25: simpleci.runner.v1.RunnerService.Heartbeat:output_type -> simpleci.runner.v1.HeartbeatResponse
-	7,  // 26: simpleci.runner.v1.RunnerService.Report:output_type -> simpleci.runner.v1.ReportResponse
-	9,  // 27: simpleci.runner.v1.RunnerService.ReleaseJob:output_type -> simpleci.runner.v1.ReleaseJobResponse
-	12, // 28: simpleci.runner.v1.RunnerLogService.AppendLogs:output_type -> simpleci.runner.v1.AppendLogsResponse
-	24, // [24:29] is the sub-list for method output_type
-	19, // [19:24] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	18, // 8: simpleci.runner.v1.Job.reused_steps:type_name -> simpleci.events.v1.ReusedStep
+	16, // 9: simpleci.runner.v1.Job.inputs:type_name -> simpleci.runner.v1.Job.InputsEntry
+	19, // 10: simpleci.runner.v1.LogGrant.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 11: simpleci.runner.v1.HeartbeatRequest.wait:type_name -> google.protobuf.Duration
+	20, // 12: simpleci.runner.v1.ReportRequest.step_started:type_name -> simpleci.events.v1.StepStarted
+	21, // 13: simpleci.runner.v1.ReportRequest.step_skipped:type_name -> simpleci.events.v1.StepSkipped
+	22, // 14: simpleci.runner.v1.ReportRequest.step_finished:type_name -> simpleci.events.v1.StepFinished
+	23, // 15: simpleci.runner.v1.ReportRequest.run_finished:type_name -> simpleci.events.v1.RunFinished
+	24, // 16: simpleci.runner.v1.ReportRequest.run_isolation:type_name -> simpleci.events.v1.RunIsolation
+	3,  // 17: simpleci.runner.v1.AppendLogsRequest.grant:type_name -> simpleci.runner.v1.LogGrant
+	11, // 18: simpleci.runner.v1.AppendLogsRequest.chunks:type_name -> simpleci.runner.v1.LogChunk
+	25, // 19: simpleci.runner.v1.LogChunk.stream:type_name -> simpleci.events.v1.LogStream
+	19, // 20: simpleci.runner.v1.LogChunk.at:type_name -> google.protobuf.Timestamp
+	0,  // 21: simpleci.runner.v1.RunnerService.ClaimJob:input_type -> simpleci.runner.v1.ClaimJobRequest
+	4,  // 22: simpleci.runner.v1.RunnerService.Heartbeat:input_type -> simpleci.runner.v1.HeartbeatRequest
+	6,  // 23: simpleci.runner.v1.RunnerService.Report:input_type -> simpleci.runner.v1.ReportRequest
+	8,  // 24: simpleci.runner.v1.RunnerService.ReleaseJob:input_type -> simpleci.runner.v1.ReleaseJobRequest
+	10, // 25: simpleci.runner.v1.RunnerLogService.AppendLogs:input_type -> simpleci.runner.v1.AppendLogsRequest
+	1,  // 26: simpleci.runner.v1.RunnerService.ClaimJob:output_type -> simpleci.runner.v1.ClaimJobResponse
+	5,  // 27: simpleci.runner.v1.RunnerService.Heartbeat:output_type -> simpleci.runner.v1.HeartbeatResponse
+	7,  // 28: simpleci.runner.v1.RunnerService.Report:output_type -> simpleci.runner.v1.ReportResponse
+	9,  // 29: simpleci.runner.v1.RunnerService.ReleaseJob:output_type -> simpleci.runner.v1.ReleaseJobResponse
+	12, // 30: simpleci.runner.v1.RunnerLogService.AppendLogs:output_type -> simpleci.runner.v1.AppendLogsResponse
+	26, // [26:31] is the sub-list for method output_type
+	21, // [21:26] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_runner_v1_runner_proto_init() }
@@ -1241,7 +1270,7 @@ func file_simpleci_runner_v1_runner_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_runner_v1_runner_proto_rawDesc), len(file_simpleci_runner_v1_runner_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

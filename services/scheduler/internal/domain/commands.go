@@ -197,3 +197,50 @@ func (r *Run) Expire(lease string, grace time.Duration, now time.Time) proto.Mes
 		Reason:     fmt.Sprintf("run exceeded its timeout of %s; its runner did not end it within %s", timeout, grace),
 		FinishedAt: timestamppb.New(now), Attempt: r.Attempt}
 }
+
+// Rerun chooses the RunQueued of a new run (id newID, queued at now, asked for by actor)
+// that runs r again: the same commit, ref, event, context, trust and pipeline snapshot
+// (r's RunQueued copied, the pipeline not read again). fromFailed takes over every step
+// before r's first failed, timed out or cancelled step instead of running it again. Only
+// a finished run can be re-run, and only one that had a pipeline (a run that errored
+// before it started has none); fromFailed only one that did not succeed. The number is
+// left for the caller to assign.
+func (r *Run) Rerun(newID, actor string, fromFailed bool, now time.Time) (*eventsv1.RunQueued, error) {
+	if r.Version == 0 || r.Queued == nil {
+		return nil, fmt.Errorf("run %s: %w", r.ID, ErrNotFound)
+	}
+	if !r.Done() {
+		return nil, fmt.Errorf("run %d is %s: only a finished run can be re-run (cancel it or wait): %w", r.Number, r.Status, ErrTransition)
+	}
+	if r.Queued.GetPipelineSha256() == "" && len(r.Queued.GetPipeline()) == 0 {
+		return nil, fmt.Errorf("run %d errored before it started (%s): it has no pipeline to re-run; trigger a new run: %w", r.Number, r.Reason, ErrTransition)
+	}
+	q := proto.Clone(r.Queued).(*eventsv1.RunQueued)
+	q.RunId, q.Number, q.Actor, q.QueuedAt, q.DeliveryId = newID, 0, actor, timestamppb.New(now), ""
+	q.RerunOf, q.RerunOfNumber, q.ReusedSteps = r.ID, r.Number, nil
+	if !fromFailed {
+		return q, nil
+	}
+	if r.Status == RunSucceeded {
+		return nil, fmt.Errorf("run %d succeeded: there is no failed step to re-run from; re-run the whole run: %w", r.Number, ErrTransition)
+	}
+	first := -1
+	for i, s := range r.Steps {
+		if s.Status == RunFailed || s.Status == RunTimedOut || s.Status == RunCancelled {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return nil, fmt.Errorf("run %d (%s) has no failed, timed out or cancelled step: re-run the whole run: %w", r.Number, r.Status, ErrTransition)
+	}
+	for _, s := range r.Steps[:first] {
+		code := s.ExitCode
+		if s.Status == StepSkipped {
+			code = -1 // as the engine gives a skipped step in steps.<id>.exit_code
+		}
+		q.ReusedSteps = append(q.ReusedSteps, &eventsv1.ReusedStep{StepIndex: s.Index, Status: s.Status, ExitCode: code,
+			Reason: fmt.Sprintf("%s in run %d", s.Status, r.Number)})
+	}
+	return q, nil
+}

@@ -488,3 +488,48 @@ func TestWaitingPerAttempt(t *testing.T) {
 		t.Fatalf("second attempt waits since %v, want the requeue %v", r.Waiting, pb(5).AsTime())
 	}
 }
+
+func TestRerun(t *testing.T) {
+	q := queued("lint", "build", "test", "report")
+	q.PipelineSha256, q.Trust, q.Context = strings.Repeat("b", 64), eventsv1.Trust_TRUST_FORK, map[string]string{"k": "v"}
+	step := func(i int32, st string, code int32) *eventsv1.StepFinished {
+		return &eventsv1.StepFinished{StepIndex: i, Status: st, ExitCode: code, StartedAt: pb(2), FinishedAt: pb(3)}
+	}
+	timedOut := fold(q, started(), &eventsv1.StepSkipped{StepIndex: 0, Reason: "condition is false"},
+		&eventsv1.StepStarted{StepIndex: 1}, step(1, "succeeded", 0), &eventsv1.StepStarted{StepIndex: 2}, step(2, "timed_out", -1),
+		&eventsv1.RunFinished{Status: domain.RunTimedOut, FinishedAt: pb(4)})
+	got, err := timedOut.Rerun("run2", "bob", true, at(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.RunId != "run2" || got.Number != 0 || got.Actor != "bob" || got.DeliveryId != "" || got.RerunOf != "run1" || got.RerunOfNumber != 7 ||
+		got.Sha != q.Sha || got.PipelineSha256 != q.PipelineSha256 || got.Trust != eventsv1.Trust_TRUST_FORK || got.Context["k"] != "v" || !got.QueuedAt.AsTime().Equal(at(10)) {
+		t.Fatalf("re-run queued %v", got)
+	}
+	want := []*eventsv1.ReusedStep{{StepIndex: 0, Status: "skipped", ExitCode: -1, Reason: "skipped in run 7"}, {StepIndex: 1, Status: "succeeded", Reason: "succeeded in run 7"}}
+	if len(got.ReusedSteps) != len(want) || !proto.Equal(got.ReusedSteps[0], want[0]) || !proto.Equal(got.ReusedSteps[1], want[1]) {
+		t.Fatalf("reused %v, want %v", got.ReusedSteps, want)
+	}
+	if q.RunId != "run1" || timedOut.Queued.RerunOf != "" {
+		t.Fatal("Rerun changed the original's RunQueued")
+	}
+	whole, err := timedOut.Rerun("run3", "bob", false, at(10))
+	if err != nil || len(whole.ReusedSteps) != 0 || whole.RerunOf != "run1" {
+		t.Fatalf("whole re-run: %v %v", whole, err)
+	}
+	for name, c := range map[string]struct {
+		r          *domain.Run
+		fromFailed bool
+		want       error
+	}{
+		"unknown run":                   {&domain.Run{ID: "x"}, false, domain.ErrNotFound},
+		"running run":                   {fold(q, started()), false, domain.ErrTransition},
+		"succeeded from failed":         {fold(q, started(), &eventsv1.RunFinished{Status: domain.RunSucceeded}), true, domain.ErrTransition},
+		"errored without a failed step": {fold(q, started(), &eventsv1.RunFinished{Status: domain.RunErrored}), true, domain.ErrTransition},
+		"errored before it started":     {fold(queued(), &eventsv1.RunFinished{Status: domain.RunErrored, Reason: "invalid pipeline"}), false, domain.ErrTransition},
+	} {
+		if _, err := c.r.Rerun("n", "bob", c.fromFailed, at(10)); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", name, err, c.want)
+		}
+	}
+}
