@@ -132,18 +132,29 @@ func (s *Service) seen(ctx context.Context, runner string, tiers []string) error
 // (a claim call waits up to maxClaimWait).
 const runnerGone = maxClaimWait + 15*time.Second
 
-// waitReason says why a queued run of tier waits.
-func (s *Service) waitReason(ctx context.Context, tier string) string {
+// waitReason says why a queued run of tier waits, and where it is in the tier's queue
+// (runners take a tier's runs in creation order).
+func (s *Service) waitReason(ctx context.Context, runID, tier string) string {
 	var n int
 	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT COUNT(*) FROM sched_runners WHERE tiers LIKE ? AND last_seen > ?`),
 		"%,"+tier+",%", time.Now().Add(-runnerGone).UnixNano()).Scan(&n)
 	if err != nil {
 		return ""
 	}
+	why := fmt.Sprintf("waiting for a free runner of tier %s", tier)
 	if n == 0 {
-		return fmt.Sprintf("waiting: no runner for tier %s is connected", tier)
+		why = fmt.Sprintf("waiting: no runner for tier %s is connected", tier)
 	}
-	return fmt.Sprintf("waiting for a free runner of tier %s", tier)
+	var ahead, queued int
+	err = s.db.QueryRowContext(ctx, s.db.Q(`SELECT
+			COALESCE(SUM(CASE WHEN j.created_at < me.created_at OR (j.created_at = me.created_at AND j.run_id < me.run_id) THEN 1 ELSE 0 END), 0),
+			COUNT(*)
+		FROM sched_jobs j, sched_jobs me
+		WHERE me.run_id = ? AND j.state = 'queued' AND j.tier = me.tier`), runID).Scan(&ahead, &queued)
+	if err != nil || queued == 0 {
+		return why
+	}
+	return fmt.Sprintf("%s; %d of %d in the tier's queue", why, ahead+1, queued)
 }
 
 // jobFor builds the runner's view of a run.
@@ -236,7 +247,7 @@ func (s *Service) GetRun(ctx context.Context, req *apiv1.GetRunRequest) (*apiv1.
 	}
 	out := toAPI(r, true)
 	if r.Status == domain.RunQueued {
-		out.Reason = s.waitReason(ctx, r.Tier)
+		out.Reason = s.waitReason(ctx, r.ID, r.Tier)
 	}
 	return out, nil
 }

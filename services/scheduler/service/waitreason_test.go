@@ -15,8 +15,19 @@ func TestWaitReason(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := e.get(r.GetId()).GetReason(); got != "waiting: no runner for tier large is connected" {
+	if got := e.get(r.GetId()).GetReason(); got != "waiting: no runner for tier large is connected; 1 of 1 in the tier's queue" {
 		t.Fatalf("with no runner: reason %q", got)
+	}
+	// A second run queues behind it: each says where it is.
+	r2, err := e.svc.TriggerRun(e.user("org1"), &apiv1.TriggerRunRequest{Project: "big", Ref: "main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.get(r2.GetId()).GetReason(); !strings.HasSuffix(got, "; 2 of 2 in the tier's queue") {
+		t.Fatalf("the second run: reason %q", got)
+	}
+	if got := e.get(r.GetId()).GetReason(); !strings.HasSuffix(got, "; 1 of 2 in the tier's queue") {
+		t.Fatalf("the first run, with one behind: reason %q", got)
 	}
 	// A runner of another tier does not change that.
 	if job := e.claim(10*time.Millisecond, "standard"); job != nil {
@@ -31,5 +42,8 @@ func TestWaitReason(t *testing.T) {
 	}
 	if g := e.get(r.GetId()); g.GetStatus() != "running" || g.GetReason() != "" {
 		t.Fatalf("after the claim: %s %q", g.GetStatus(), g.GetReason())
+	}
+	if got := e.get(r2.GetId()).GetReason(); got != "waiting for a free runner of tier large; 1 of 1 in the tier's queue" {
+		t.Fatalf("the second run, first in the queue now: reason %q", got)
 	}
 }
