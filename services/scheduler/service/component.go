@@ -98,8 +98,14 @@ func (c *Component) Tiers() (map[string]Tier, error) {
 		if o.RunLog > 0 {
 			t.RunLog = o.RunLog
 		}
+		if o.Queue > 0 {
+			t.Queue = o.Queue
+		}
 		if t.Steps <= 0 {
 			t.Steps = pipeline.DefaultMaxSteps
+		}
+		if t.Queue <= 0 {
+			t.Queue = DefaultQueue
 		}
 		if t.RunLog <= 0 {
 			t.RunLog = max(DefaultRunLog, t.StepLog)
@@ -166,7 +172,7 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 }
 
 // ParseTiers reads tier overrides, each "NAME:KEY=VALUE,..." with the keys timeout
-// (a duration), memory (bytes, or with KiB/MiB/GiB), pids, cpus, steps, and log-step and
+// (a duration), queue (how long a run may wait for a runner, a duration), memory (bytes, or with KiB/MiB/GiB), pids, cpus, steps, and log-step and
 // log-run (the output caps of a step and of a run, sizes like memory), e.g.
 // "standard:timeout=60s,memory=2GiB". Several are separated by ";".
 func ParseTiers(specs []string) (map[string]Tier, error) {
@@ -199,6 +205,11 @@ func ParseTiers(specs []string) (map[string]Tier, error) {
 					t.Pids, err = strconv.ParseInt(v, 10, 64)
 				case "cpus":
 					t.CPUs, err = strconv.ParseFloat(v, 64)
+				case "queue":
+					t.Queue, err = time.ParseDuration(v)
+					if err == nil && t.Queue <= 0 {
+						err = errors.New("must be positive")
+					}
 				case "log-step":
 					t.StepLog, err = parseSize(v)
 				case "log-run":
@@ -209,7 +220,7 @@ func ParseTiers(specs []string) (map[string]Tier, error) {
 						err = errors.New("must be between 1 and 100000")
 					}
 				default:
-					err = errors.New("unknown key (timeout, memory, pids, cpus, steps, log-step, log-run)")
+					err = errors.New("unknown key (timeout, queue, memory, pids, cpus, steps, log-step, log-run)")
 				}
 				if err != nil {
 					problems = append(problems, fmt.Sprintf("tier %s: %s=%s: %v", name, k, v, err))

@@ -45,7 +45,14 @@ type Tier struct {
 	// steps keep running.
 	StepLog int64
 	RunLog  int64
+	// Queue is how long a run may wait in the tier's queue for a runner before it ends
+	// errored, saying why it waited (DefaultQueue unless set).
+	Queue time.Duration
 }
+
+// DefaultQueue is how long a run waits for a runner at most by default (GitHub Actions
+// gives a job on self-hosted runners 24 hours).
+const DefaultQueue = 24 * time.Hour
 
 // Default output caps of a tier (GitHub Actions keeps 64 MiB of a job's log).
 const (
@@ -58,11 +65,11 @@ const (
 func DefaultTiers() map[string]Tier {
 	return map[string]Tier{
 		"standard": {Name: "standard", Memory: 1 << 30, Pids: 1024, CPUs: 1, Timeout: 150 * time.Second, Steps: 200,
-			StepLog: DefaultStepLog, RunLog: DefaultRunLog},
+			StepLog: DefaultStepLog, RunLog: DefaultRunLog, Queue: DefaultQueue},
 		"medium": {Name: "medium", Memory: 4 << 30, Pids: 2048, CPUs: 2, Timeout: 300 * time.Second, Steps: 500,
-			StepLog: 32 << 20, RunLog: 128 << 20},
+			StepLog: 32 << 20, RunLog: 128 << 20, Queue: DefaultQueue},
 		"large": {Name: "large", Memory: 8 << 30, Pids: 4096, CPUs: 4, Timeout: 540 * time.Second, Steps: 1000,
-			StepLog: 64 << 20, RunLog: 256 << 20},
+			StepLog: 64 << 20, RunLog: 256 << 20, Queue: DefaultQueue},
 	}
 }
 
@@ -277,6 +284,40 @@ func (s *Service) reapLeases(ctx context.Context) {
 				if err := sweep.act(ctx, j.runID, j.lease); err != nil {
 					s.log.Error("handle "+sweep.what, "run", j.runID, "err", err)
 				}
+			}
+		}
+		s.expireQueue(ctx)
+	}
+}
+
+// expireQueue ends the runs that waited in their tier's queue longer than its Queue
+// limit (domain.Run.ExpireQueue), each with why it waited.
+func (s *Service) expireQueue(ctx context.Context) {
+	now := time.Now()
+	for _, name := range s.tierNames() {
+		tier := s.cfg.Tiers[name]
+		if tier.Queue <= 0 {
+			continue
+		}
+		// created_at is when the run was first queued, no later than its current wait
+		// began: a superset, which the decision narrows to runs whose wait is up.
+		ids, err := s.queuedBefore(ctx, name, now.Add(-tier.Queue))
+		if err != nil {
+			s.log.Error("find runs queued too long", "tier", name, "err", err)
+			return
+		}
+		for _, runID := range ids {
+			why := strings.TrimPrefix(s.waitReason(ctx, runID, name), "waiting: ")
+			r, err := s.decide(ctx, runID, func(r *domain.Run) ([]recorded, error) {
+				if ev := r.ExpireQueue(tier.Queue, why, now); ev != nil {
+					return []recorded{{id: newID(), msg: ev}}, nil
+				}
+				return nil, nil
+			})
+			if err != nil {
+				s.log.Error("end a run queued too long", "run", runID, "err", err)
+			} else if r.Status == domain.RunErrored {
+				s.log.Warn("run ended: queued too long", "run", runID, "tier", name, "reason", r.Reason)
 			}
 		}
 	}

@@ -111,6 +111,25 @@ func (s *Service) runningPast(ctx context.Context, column string) ([]lapsed, err
 	return out, rows.Err()
 }
 
+// queuedBefore lists the queued runs of tier first queued before t.
+func (s *Service) queuedBefore(ctx context.Context, tier string, t time.Time) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT run_id FROM sched_jobs WHERE state = 'queued' AND tier = ? AND created_at < ?
+		ORDER BY created_at, run_id`), tier, t.UnixNano())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
 func (s *Service) cancelRequested(ctx context.Context, runID string) (bool, error) {
 	var c bool
 	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT cancel_requested FROM sched_jobs WHERE run_id = ?`), runID).Scan(&c)

@@ -244,3 +244,19 @@ func (r *Run) Rerun(newID, actor string, fromFailed bool, now time.Time) (*event
 	}
 	return q, nil
 }
+
+// ExpireQueue ends a run that has waited in its tier's queue (since it was queued, or
+// requeued) for limit or longer without a runner taking it: errored, with why it
+// waited (why, e.g. that no runner of its tier is connected). Nothing for a run that is
+// not queued, a limit of 0, or a wait not that long yet at now.
+func (r *Run) ExpireQueue(limit time.Duration, why string, now time.Time) proto.Message {
+	if r.Status != RunQueued || limit <= 0 || now.Sub(r.Waiting) < limit {
+		return nil
+	}
+	reason := fmt.Sprintf("queued for more than %s without starting", limit)
+	if why != "" {
+		reason += " (" + why + ")"
+	}
+	return &eventsv1.RunFinished{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, Status: RunErrored,
+		Reason: reason, FinishedAt: timestamppb.New(now), Attempt: r.Attempt}
+}

@@ -533,3 +533,22 @@ func TestRerun(t *testing.T) {
 		}
 	}
 }
+
+func TestExpireQueue(t *testing.T) {
+	r := fold(queued("a"))
+	if ev := r.ExpireQueue(time.Minute, "no runner", pb(0).AsTime().Add(59*time.Second)); ev != nil {
+		t.Fatalf("before the limit: %v", ev)
+	}
+	ev, ok := r.ExpireQueue(time.Minute, "no runner", pb(0).AsTime().Add(time.Minute)).(*eventsv1.RunFinished)
+	if !ok || ev.Status != domain.RunErrored || ev.Reason != "queued for more than 1m0s without starting (no runner)" {
+		t.Fatalf("at the limit: %v", ev)
+	}
+	if ev := fold(queued("a"), started()).ExpireQueue(time.Minute, "", pb(0).AsTime().Add(time.Hour)); ev != nil {
+		t.Fatalf("a running run: %v", ev)
+	}
+	// A requeued run's wait starts again at the requeue.
+	re := fold(queued("a"), started(), &eventsv1.RunRequeued{RunId: "run1", Attempt: 2, At: pb(100)})
+	if ev := re.ExpireQueue(time.Minute, "", pb(100).AsTime().Add(30*time.Second)); ev != nil {
+		t.Fatalf("30 s after the requeue: %v", ev)
+	}
+}
