@@ -77,7 +77,10 @@ func TestUI(t *testing.T) {
 	a.json("POST", "/api/v1/projects/demo/runs", map[string]string{"ref": "main"}, http.StatusOK, &demo)
 	demo = a.waitRun(demo.ID, 60*time.Second)
 
-	env := []string{"SIMPLECI_PLAYWRIGHT=" + modules, "SIMPLECI_BASE=" + a.base, "SIMPLECI_LINK=" + link,
+	// A repository for the project form to create a project of.
+	formRepo, _ := gitRepo(t, map[string]string{"main": `{"steps": [{"name": "hello", "run": "echo hello"}]}`})
+
+	env := []string{"SIMPLECI_FORM_REPO=" + formRepo, "SIMPLECI_PLAYWRIGHT=" + modules, "SIMPLECI_BASE=" + a.base, "SIMPLECI_LINK=" + link,
 		"SIMPLECI_TOKEN=" + a.token, "SIMPLECI_DEMO_RUN=" + demo.ID, "SIMPLECI_PUSHED_RUN=" + pushed.ID, "SIMPLECI_BIG_RUN=" + big.ID}
 	for _, s := range []struct{ name, script string }{
 		{"sign in with the one-click link and a pasted token, sign out", "signin.mjs"},
@@ -86,6 +89,7 @@ func TestUI(t *testing.T) {
 		{"filter runs by event and date, kept in the URL; paging", "filter.mjs"},
 		{"cancel a running run", "cancel.mjs"},
 		{"set a secret: its value is nowhere in the page", "secret.mjs"},
+		{"create a project with the form, change its settings, delete it", "project.mjs"},
 		{"a link to a log line highlights it in view", "deeplink.mjs"},
 		{"usable at phone width", "phone.mjs"},
 		{"a 100,000-line log stays responsive", "biglog.mjs"},

@@ -14,8 +14,10 @@ export const env = (name) => {
 };
 
 // run launches the browser, calls fn({browser, page, problems}) and exits 0 when it
-// returns and no page reported a problem, 1 otherwise (printing why).
-export async function run(fn, { viewport = { width: 1280, height: 900 } } = {}) {
+// returns and no page reported a problem, 1 otherwise (printing why). allowFailed lists
+// the API answers a script provokes on purpose ({status, path}), whose "Failed to load
+// resource" console line is then no problem.
+export async function run(fn, { viewport = { width: 1280, height: 900 }, allowFailed = [] } = {}) {
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
   const problems = [];
@@ -24,6 +26,9 @@ export async function run(fn, { viewport = { width: 1280, height: 900 } } = {}) 
   const page = await context.newPage();
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => {
+    const failed = /Failed to load resource: the server responded with a status of (\d+)/.exec(m.text());
+    const url = (m.location() && m.location().url) || '';
+    if (failed && allowFailed.some((a) => String(a.status) === failed[1] && url.includes(a.path))) return;
     if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of (401|404)/.test(m.text())) {
       problems.push(`console error: ${m.text()}`);
     }

@@ -8,13 +8,16 @@ import { projectsPage } from './pages/projects.js';
 import { runsPage } from './pages/runs.js';
 import { runPage } from './pages/run.js';
 import { secretsPage } from './pages/secrets.js';
+import { newProjectPage, settingsPage } from './pages/project.js';
 
 const routes = [
   [/^\/$/, projectsPage],
   [/^\/signin$/, signInPage],
+  [/^\/new-project$/, newProjectPage],
   [/^\/projects\/([^/]+)$/, runsPage],
   [/^\/projects\/([^/]+)\/runs\/([^/]+)$/, runPage],
   [/^\/projects\/([^/]+)\/secrets$/, secretsPage],
+  [/^\/projects\/([^/]+)\/settings$/, settingsPage],
 ];
 
 const main = document.getElementById('main');

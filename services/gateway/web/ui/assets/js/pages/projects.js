@@ -6,7 +6,7 @@ export function projectsPage(main) {
   const ctl = new AbortController();
   document.title = 'Projects · SimpleCI';
   const list = h('div', { 'aria-live': 'polite' }, h('p', { class: 'muted' }, 'Loading projects…'));
-  main.append(h('h1', {}, 'Projects'), list);
+  main.append(h('div', { class: 'titlebar' }, h('h1', {}, 'Projects'), link('/new-project', 'New project')), list);
   load(list, ctl.signal, location.search);
   return () => ctl.abort();
 }
@@ -22,7 +22,7 @@ async function load(list, signal, search) {
   }
   const projects = res.projects || [];
   if (!projects.length) {
-    list.replaceChildren(h('p', {}, 'No projects yet. Create one with the API (POST /api/v1/projects) or simpleci projects create.'));
+    list.replaceChildren(h('p', {}, 'No projects yet. ', link('/new-project', 'Create one.')));
     return;
   }
   const rows = projects.map((p) => {
@@ -32,7 +32,8 @@ async function load(list, signal, search) {
       h('th', { scope: 'row' }, link(`/projects/${api.enc(p.name)}`, p.name)),
       h('td', { class: 'wrap' }, p.repository || ''),
       last,
-      h('td', {}, link(`/projects/${api.enc(p.name)}/secrets`, 'Secrets')));
+      h('td', {}, link(`/projects/${api.enc(p.name)}/secrets`, 'Secrets'), ' ',
+        link(`/projects/${api.enc(p.name)}/settings`, 'Settings')));
   });
   list.replaceChildren(h('table', { class: 'list' },
     h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Project'), h('th', { scope: 'col' }, 'Repository'),

@@ -53,7 +53,7 @@ export function runsPage(main, project) {
   const list = h('div', { id: 'runs', 'aria-busy': 'true' }, h('p', { class: 'muted' }, 'Loading runs…'));
   main.append(
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, link('/', 'Projects'), ' / ', project),
-    h('div', { class: 'titlebar' }, h('h1', {}, project), link(`${base}/secrets`, 'Secrets')),
+    h('div', { class: 'titlebar' }, h('h1', {}, project), link(`${base}/secrets`, 'Secrets'), link(`${base}/settings`, 'Settings')),
     trigger, form, list);
 
   const ctl = new AbortController();
