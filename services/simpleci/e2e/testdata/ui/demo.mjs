@@ -61,11 +61,13 @@ run(async ({ page }) => {
   check((await page.getByRole('tab', { name: 'Steps' }).getAttribute('aria-selected')) === 'true', 'ArrowLeft did not select Steps');
   check(await page.locator('#panel-steps').isVisible(), 'the steps are not shown again');
 
-  // Run again: a new run of the same commit.
+  // Re-run: a new run of the same commit (the demo run succeeded: no re-run from a failed step).
   const first = runId(page.url());
   const sha = await page.locator('.meta code').getAttribute('title');
-  await page.getByRole('button', { name: 'Run again' }).click();
+  check(await page.getByRole('button', { name: 'Re-run from failed step' }).isHidden(), 'a succeeded run offers a re-run from its failed step');
+  await page.getByRole('button', { name: 'Re-run', exact: true }).click();
   await page.waitForURL((u) => runId(u.toString()) && runId(u.toString()) !== first);
   await page.locator('.runhead .badge', { hasText: 'succeeded' }).waitFor({ timeout: 60000 });
   check((await page.locator('.meta code').getAttribute('title')) === sha, 'the new run is of another commit');
+  check((await page.locator('.meta').getByRole('link', { name: /^run #\d+$/ }).getAttribute('href')).endsWith(`/runs/${first}`), 'the re-run does not link to the run it re-runs');
 });

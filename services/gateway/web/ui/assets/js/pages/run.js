@@ -50,23 +50,27 @@ export function runPage(main, project, runId) {
       cancelBtn.disabled = false;
     }
   } }, 'Cancel run');
-  // Run again: a manual run of the same commit.
-  const again = h('button', { type: 'button', onclick: async () => {
-    again.disabled = true;
+  // Re-run (POST /runs/{run}:rerun): a new run of the same commit, context and pipeline
+  // snapshot, linked to this one; from the failed step where one failed.
+  const rerun = (fromFailed) => async (ev) => {
+    const btn = ev.currentTarget;
+    btn.disabled = true;
     try {
-      const r = await api.call('POST', `/api/v1/projects/${api.enc(project)}/runs`, { ref: run.sha || run.ref || '' });
+      const r = await api.call('POST', `/api/v1/runs/${api.enc(runId)}:rerun`, fromFailed ? { fromFailed: true } : {});
       navigate(`${base}/runs/${api.enc(r.id)}`);
     } catch (err) {
       notice.replaceChildren(errorBox(err));
-      again.disabled = false;
+      btn.disabled = false;
     }
-  } }, 'Run again');
+  };
+  const again = h('button', { type: 'button', onclick: rerun(false) }, 'Re-run');
+  const againFailed = h('button', { type: 'button', onclick: rerun(true) }, 'Re-run from failed step');
   const download = h('button', { type: 'button', onclick: () => downloadLog(runId, run, notice) }, 'Download raw log');
   followBox.addEventListener('change', () => {
     following = followBox.checked;
     if (following) for (const s of steps.values()) if (!s.log.hidden) s.log.scrollTop = s.log.scrollHeight;
   });
-  tools.append(h('label', { class: 'check' }, followBox, ' Follow log'), download, cancelBtn, again, streamNote);
+  tools.append(h('label', { class: 'check' }, followBox, ' Follow log'), download, cancelBtn, again, againFailed, streamNote);
 
   function setFollow(on) {
     following = on;
@@ -236,6 +240,7 @@ export function runPage(main, project, runId) {
       h('div', { class: 'titlebar' }, h('h1', {}, `Run #${r.number || ''}`), statusBadge(r.status)),
       h('dl', { class: 'meta' },
         h('dt', {}, 'Trigger'), h('dd', {}, trigger, r.sha ? h('code', { title: r.sha }, shortSha(r.sha)) : null),
+        r.rerunOf ? [h('dt', {}, 'Re-run of'), h('dd', {}, link(`${base}/runs/${api.enc(r.rerunOf)}`, `run #${r.rerunOfNumber || ''}`))] : null,
         h('dt', {}, 'Created'), h('dd', {}, when(r.createdAt)),
         r.startedAt ? [h('dt', {}, 'Started'), h('dd', {}, when(r.startedAt))] : null,
         r.startedAt ? [h('dt', {}, 'Duration'), h('dd', {}, duration(r.startedAt, r.finishedAt), r.finishedAt ? '' : ' so far')] : null,
@@ -244,7 +249,8 @@ export function runPage(main, project, runId) {
         h('dt', {}, 'Isolation'), h('dd', { class: 'isolation' }, r.isolation || (FINAL.has(r.status) ? 'not reported' : 'not reported yet'))),
       explain(r));
     cancelBtn.hidden = FINAL.has(r.status);
-    again.hidden = !FINAL.has(r.status);
+    again.hidden = !FINAL.has(r.status) || !r.startedAt; // a run that errored before it started has no pipeline to run again
+    againFailed.hidden = again.hidden || !(r.steps || []).some((st) => ['failed', 'timed_out', 'cancelled'].includes(st.status));
     for (const st of r.steps || []) {
       const key = st.index || 0;
       const s = step(key, st.name);
