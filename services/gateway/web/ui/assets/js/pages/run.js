@@ -236,6 +236,7 @@ export function runPage(main, project, runId) {
       h('div', { class: 'titlebar' }, h('h1', {}, `Run #${r.number || ''}`), statusBadge(r.status)),
       h('dl', { class: 'meta' },
         h('dt', {}, 'Trigger'), h('dd', {}, trigger, r.sha ? h('code', { title: r.sha }, shortSha(r.sha)) : null),
+        r.commitMessage ? [h('dt', {}, 'Commit message'), h('dd', {}, h('pre', { class: 'commit-message' }, r.commitMessage))] : null,
         h('dt', {}, 'Created'), h('dd', {}, when(r.createdAt)),
         r.startedAt ? [h('dt', {}, 'Started'), h('dd', {}, when(r.startedAt))] : null,
         r.startedAt ? [h('dt', {}, 'Duration'), h('dd', {}, duration(r.startedAt, r.finishedAt), r.finishedAt ? '' : ' so far')] : null,
