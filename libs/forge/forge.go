@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -135,6 +136,27 @@ type Forge interface {
 	// Checkout puts a fresh working tree of commit sha into dir, which must be
 	// empty or not exist yet. HEAD is detached at sha.
 	Checkout(ctx context.Context, repo, sha, dir string) error
+}
+
+// MaxCommitMessage bounds the commit message a CommitReader returns: the run's
+// RunQueued event carries it and events stay small (event.MaxEventBytes).
+const MaxCommitMessage = 1 << 10
+
+// CommitReader is the optional capability of a forge that reads a commit's message
+// (the scheduler records it with the run it queues). Callers test for it with a type
+// assertion.
+type CommitReader interface {
+	// CommitMessage returns the message of commit sha, cut to MaxCommitMessage bytes
+	// (at a character boundary) with trailing white space removed. It returns
+	// ErrNotFound when the commit does not exist, ErrInvalid for a malformed sha.
+	CommitMessage(ctx context.Context, repo, sha string) (string, error)
+}
+
+// BoundCommitMessage makes a commit message fit for a RunQueued event: invalid
+// UTF-8 replaced, trailing white space removed, cut to MaxCommitMessage bytes
+// (Truncate: on a character boundary, with a marker).
+func BoundCommitMessage(m string) string {
+	return Truncate(strings.TrimRight(strings.ToValidUTF8(m, "\uFFFD"), " \t\r\n"), MaxCommitMessage)
 }
 
 // StatusState is the outcome a commit status reports (see StatusReporter).

@@ -119,6 +119,28 @@ func (f *Forge) ResolveRef(ctx context.Context, repo, ref string) (string, error
 	return sha, nil
 }
 
+// CommitMessage returns the message of commit sha through GET
+// /repos/{owner}/{name}/commits/{sha} (commit.message; per_page=1 keeps the
+// answer's file list short), bounded by forge.BoundCommitMessage.
+func (f *Forge) CommitMessage(ctx context.Context, repo, sha string) (string, error) {
+	sha = strings.ToLower(sha)
+	if err := forge.ValidateSHA(sha); err != nil {
+		return "", err
+	}
+	owner, name, err := SplitRepository(repo)
+	if err != nil {
+		return "", err
+	}
+	c, resp, err := f.client.Repositories.GetCommit(ctx, owner, name, sha, &gh.ListOptions{PerPage: 1})
+	if err != nil {
+		if resp != nil && (resp.StatusCode == http.StatusUnprocessableEntity || resp.StatusCode == http.StatusNotFound) {
+			return "", fmt.Errorf("%w: no commit %s in %s", forge.ErrNotFound, sha, repo)
+		}
+		return "", f.apiError(fmt.Sprintf("read commit %s in %s", sha, repo), resp, err)
+	}
+	return forge.BoundCommitMessage(c.GetCommit().GetMessage()), nil
+}
+
 // Checkout fetches commit sha of repo from WebURL + "owner/name.git" over git
 // smart HTTP into dir (see local.Forge.Checkout: a fresh working tree, HEAD
 // detached, no remote configured, the connection pinned to checked addresses,

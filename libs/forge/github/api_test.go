@@ -75,6 +75,26 @@ func TestReadFile(t *testing.T) {
 	}
 }
 
+func TestCommitMessage(t *testing.T) {
+	f, srv, sha := fakeForge(t, Options{})
+	ctx := context.Background()
+	if got, err := f.CommitMessage(ctx, "octo/app", sha); err != nil || got != "commit" {
+		t.Errorf("CommitMessage = %q, %v; want %q", got, err, "commit")
+	}
+	msg := "Fix <b>the</b> build\n\nBecause ü " + strings.Repeat("z", 2<<10)
+	sha2 := srv.CommitMessage("octo/app", "main", msg+"\n", nil)
+	got, err := f.CommitMessage(ctx, "octo/app", strings.ToUpper(sha2))
+	if err != nil || len(got) > forge.MaxCommitMessage || !strings.HasPrefix(got, "Fix <b>the</b> build\n\nBecause ü zz") || !strings.HasSuffix(got, " [...]") {
+		t.Errorf("long message: %d bytes %.60q..., %v; want it cut to %d bytes", len(got), got, err, forge.MaxCommitMessage)
+	}
+	if _, err := f.CommitMessage(ctx, "octo/app", strings.Repeat("e", 40)); !errors.Is(err, forge.ErrNotFound) {
+		t.Errorf("unknown commit: err = %v, want ErrNotFound", err)
+	}
+	if _, err := f.CommitMessage(ctx, "octo/app", "main"); !errors.Is(err, forge.ErrInvalid) {
+		t.Errorf("not a sha: err = %v, want ErrInvalid", err)
+	}
+}
+
 func TestResolveRef(t *testing.T) {
 	f, srv, sha := fakeForge(t, Options{})
 	srv.Tag("octo/app", "v1", sha)

@@ -170,6 +170,27 @@ func TestReadFileRefusesHostileInput(t *testing.T) {
 	}
 }
 
+func TestCommitMessage(t *testing.T) {
+	repo := newTestRepo(t)
+	f := newForge(t, local.Options{})
+	if got, err := f.CommitMessage(ctx(t), repo.dir, repo.second); err != nil || got != "second" {
+		t.Errorf("CommitMessage(second) = %q, %v; want %q", got, err, "second")
+	}
+	msg := "Subject <script>x</script>\n\nBody ü " + strings.Repeat("z", 2<<10)
+	git(t, repo.dir, "commit", "-q", "--allow-empty", "-m", msg)
+	third := git(t, repo.dir, "rev-parse", "HEAD")
+	got, err := f.CommitMessage(ctx(t), repo.dir, third)
+	if err != nil || len(got) > forge.MaxCommitMessage || !strings.HasPrefix(got, "Subject <script>x</script>\n\nBody ü zz") || !strings.HasSuffix(got, " [...]") {
+		t.Errorf("long message: %d bytes %.60q..., %v; want it cut to %d bytes", len(got), got, err, forge.MaxCommitMessage)
+	}
+	if _, err := f.CommitMessage(ctx(t), repo.dir, strings.Repeat("e", 40)); !errors.Is(err, forge.ErrNotFound) {
+		t.Errorf("unknown commit: err = %v, want ErrNotFound", err)
+	}
+	if _, err := f.CommitMessage(ctx(t), repo.dir, "main"); !errors.Is(err, forge.ErrInvalid) {
+		t.Errorf("not a sha: err = %v, want ErrInvalid", err)
+	}
+}
+
 func TestResolveRef(t *testing.T) {
 	repo := newTestRepo(t)
 	f := newForge(t, local.Options{})

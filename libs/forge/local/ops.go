@@ -140,6 +140,32 @@ func (f *Forge) ResolveRef(ctx context.Context, repo, ref string) (string, error
 	return "", notFound
 }
 
+// CommitMessage returns the message of commit sha (git cat-file: the commit
+// object's text after its header), bounded by forge.BoundCommitMessage.
+func (f *Forge) CommitMessage(ctx context.Context, repo, sha string) (string, error) {
+	sha = strings.ToLower(sha)
+	if err := forge.ValidateSHA(sha); err != nil {
+		return "", err
+	}
+	r, err := f.parseRepo(repo)
+	if err != nil {
+		return "", err
+	}
+	dir, err := f.commitDir(ctx, r, sha)
+	if err != nil {
+		return "", err
+	}
+	// A commit object is its header and message; signatures and long messages
+	// can make it large: keep what the bounded message needs.
+	out := &cappedBuffer{max: 64 << 10}
+	err = f.run(ctx, gitCmd{stdout: out, args: []string{"--git-dir=" + dir, "cat-file", "commit", sha}})
+	if err != nil && !errors.Is(err, errTooMuch) {
+		return "", fmt.Errorf("read commit %s in %s: %w", sha, r, err)
+	}
+	_, msg, _ := strings.Cut(out.buf.String(), "\n\n")
+	return forge.BoundCommitMessage(msg), nil
+}
+
 func checkedSHA(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if err := forge.ValidateSHA(s); err != nil {

@@ -121,10 +121,10 @@ func (s *Service) applyRunList(ctx context.Context, tx *sql.Tx, e eventstore.Eve
 	}
 	switch ev := m.(type) {
 	case *eventsv1.RunQueued:
-		_, err = tx.ExecContext(ctx, s.db.Q(`INSERT INTO sched_runs (run_id, org_id, project_id, number, status, reason, event, ref, branch, sha, actor, tier, created_at, started_at, finished_at, version, rerun_of, rerun_of_number)
-			VALUES (?, ?, ?, ?, 'queued', '', ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING`),
+		_, err = tx.ExecContext(ctx, s.db.Q(`INSERT INTO sched_runs (run_id, org_id, project_id, number, status, reason, event, ref, branch, sha, actor, tier, created_at, started_at, finished_at, version, rerun_of, rerun_of_number, commit_message)
+			VALUES (?, ?, ?, ?, 'queued', '', ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING`),
 			ev.RunId, ev.OrgId, ev.ProjectId, ev.Number, ev.Event, ev.Ref, ev.Branch, ev.Sha, ev.Actor, ev.Tier,
-			ev.QueuedAt.AsTime().UnixNano(), e.Version, ev.RerunOf, ev.RerunOfNumber)
+			ev.QueuedAt.AsTime().UnixNano(), e.Version, ev.RerunOf, ev.RerunOfNumber, ev.CommitMessage)
 	case *eventsv1.RunStarted:
 		_, err = tx.ExecContext(ctx, s.db.Q(`UPDATE sched_runs SET status = 'running', started_at = ?, version = ? WHERE run_id = ? AND version < ?`),
 			ev.StartedAt.AsTime().UnixNano(), e.Version, ev.RunId, e.Version)

@@ -202,6 +202,7 @@ func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier 
 		}
 		q.Sha = sha
 	}
+	s.readCommitMessage(ctx, f, repo, q)
 	paths := []string{s.cfg.PipelinePath}
 	if s.cfg.PipelinePath == pipelineFiles[0] {
 		paths = pipelineFiles
@@ -232,6 +233,23 @@ func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier 
 		q.StepNames = append(q.StepNames, st.Name)
 	}
 	return data, "", nil
+}
+
+// readCommitMessage fills q's commit message when the forge can read it (a
+// forge.CommitReader, bounded to forge.MaxCommitMessage). The message is for people
+// reading the run list: a forge that cannot tell it leaves it empty, and the run is
+// queued all the same.
+func (s *Service) readCommitMessage(ctx context.Context, f forge.Forge, repo string, q *eventsv1.RunQueued) {
+	cr, ok := f.(forge.CommitReader)
+	if !ok {
+		return
+	}
+	msg, err := cr.CommitMessage(ctx, repo, q.Sha)
+	if err != nil {
+		s.log.Warn("cannot read the commit message", "run", q.RunId, "sha", q.Sha, "err", forge.Bound(err.Error()))
+		return
+	}
+	q.CommitMessage = forge.BoundCommitMessage(msg)
 }
 
 // TriggerRun is the manual trigger: it records the request and returns the run.

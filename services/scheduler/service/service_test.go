@@ -99,7 +99,7 @@ func makeRepo(dir string) (testRepo, error) {
 			write(pipelineFile, b.pipeline)
 			git("add", "-A")
 		}
-		git("commit", "-q", "-m", b.name)
+		git("commit", "-q", "-m", b.name, "-m", featureBody)
 		shas[b.name] = git("rev-parse", "HEAD")
 	}
 	git("checkout", "-q", "main")
@@ -369,19 +369,25 @@ func stepStatuses(r *apiv1.Run) []string {
 	return out
 }
 
+// featureBody is the second paragraph of the test repository's branch commits'
+// messages: user-controlled text that the API returns as it is.
+const featureBody = "Adds <b>bold</b> & \"quotes\""
+
 func TestTriggerRun(t *testing.T) {
 	e := newEnv(t)
 	main, feature := e.repo.shas["main"], e.repo.shas["feature"]
+	featureMsg := "feature\n\n" + featureBody
 	tests := []struct {
 		name, ref, event    string
 		wantRef, wantBranch string
 		wantSHA, wantEvent  string
 		wantNumber          int64
+		wantMessage         string
 	}{
-		{"default ref is HEAD", "", "", "", "", main, "manual", 1},
-		{"branch name", "main", "", "main", "main", main, "manual", 2},
-		{"full branch ref", "refs/heads/feature", "push", "refs/heads/feature", "feature", feature, "push", 3},
-		{"commit sha", feature, "", "", "", feature, "manual", 4},
+		{"default ref is HEAD", "", "", "", "", main, "manual", 1, "main"},
+		{"branch name", "main", "", "main", "main", main, "manual", 2, "main"},
+		{"full branch ref", "refs/heads/feature", "push", "refs/heads/feature", "feature", feature, "push", 3, featureMsg},
+		{"commit sha", feature, "", "", "", feature, "manual", 4, featureMsg},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -410,6 +416,9 @@ func TestTriggerRun(t *testing.T) {
 				g.GetBranch() != r.GetBranch() || g.GetRef() != r.GetRef() || !proto.Equal(g.GetCreatedAt(), r.GetCreatedAt()) ||
 				!slices.Equal(stepStatuses(g), stepStatuses(r)) {
 				t.Errorf("GetRun = %v\nTriggerRun = %v", g, r)
+			}
+			if r.GetCommitMessage() != tt.wantMessage || g.GetCommitMessage() != tt.wantMessage {
+				t.Errorf("commit message: TriggerRun %q, GetRun %q; want %q", r.GetCommitMessage(), g.GetCommitMessage(), tt.wantMessage)
 			}
 		})
 	}
@@ -1036,6 +1045,14 @@ func TestListRuns(t *testing.T) {
 			}
 		}
 		return true
+	})
+	t.Run("commit messages", func(t *testing.T) {
+		want := map[int64]string{1: "main", 2: "feature\n\n" + featureBody, 3: "main", 4: "bad\n\n" + featureBody, 5: "feature\n\n" + featureBody}
+		for _, r := range e.list(&apiv1.ListRunsRequest{}).GetRuns() {
+			if n := byID[r.GetId()]; r.GetCommitMessage() != want[n] {
+				t.Errorf("run #%d in the list: commit message %q, want %q", n, r.GetCommitMessage(), want[n])
+			}
+		}
 	})
 
 	created := func(n int) string { return runs[n-1].GetCreatedAt().AsTime().Format(time.RFC3339Nano) }

@@ -225,7 +225,7 @@ func toAPI(r *domain.Run, steps bool) *apiv1.Run {
 		CreatedAt: tsOf(r.Created), StartedAt: tsOf(r.Started), FinishedAt: tsOf(r.Finished), Attempt: r.Attempt,
 		Isolation: r.Isolation, Trust: domain.TrustName(r.Trust()),
 		RerunOf: r.Queued.GetRerunOf(), RerunOfNumber: r.Queued.GetRerunOfNumber(), Inputs: r.Queued.GetInputs(),
-		Trigger: trigger(r.Event, r.Queued.GetRerunOf())}
+		Trigger: trigger(r.Event, r.Queued.GetRerunOf()), CommitMessage: r.CommitMessage}
 	if steps {
 		for _, st := range r.Steps {
 			out.Steps = append(out.Steps, &apiv1.Step{Index: st.Index, Name: st.Name, Status: st.Status, ExitCode: st.ExitCode,
@@ -342,7 +342,7 @@ func (s *Service) ListRuns(ctx context.Context, req *apiv1.ListRunsRequest) (*ap
 		size = 50
 	}
 	args = append(args, size+1)
-	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT run_id, org_id, project_id, number, status, reason, event, ref, branch, sha, actor, tier, created_at, started_at, finished_at, rerun_of, rerun_of_number
+	rows, err := s.db.QueryContext(ctx, s.db.Q(`SELECT run_id, org_id, project_id, number, status, reason, event, ref, branch, sha, actor, tier, created_at, started_at, finished_at, rerun_of, rerun_of_number, commit_message
 		FROM sched_runs WHERE `+strings.Join(where, " AND ")+` ORDER BY created_at DESC, run_id DESC LIMIT ?`), args...)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "list runs: %v", err)
@@ -353,7 +353,7 @@ func (s *Service) ListRuns(ctx context.Context, req *apiv1.ListRunsRequest) (*ap
 	for rows.Next() {
 		var r apiv1.Run
 		var c, st, fin int64
-		if err := rows.Scan(&r.Id, &r.OrgId, &r.ProjectId, &r.Number, &r.Status, &r.Reason, &r.Event, &r.Ref, &r.Branch, &r.Sha, &r.Actor, &r.Tier, &c, &st, &fin, &r.RerunOf, &r.RerunOfNumber); err != nil {
+		if err := rows.Scan(&r.Id, &r.OrgId, &r.ProjectId, &r.Number, &r.Status, &r.Reason, &r.Event, &r.Ref, &r.Branch, &r.Sha, &r.Actor, &r.Tier, &c, &st, &fin, &r.RerunOf, &r.RerunOfNumber, &r.CommitMessage); err != nil {
 			return nil, status.Errorf(codes.Internal, "list runs: %v", err)
 		}
 		r.CreatedAt, r.StartedAt, r.FinishedAt = ts(c), ts(st), ts(fin)

@@ -64,6 +64,18 @@ func TestDev(t *testing.T) {
 		if st := stepStatuses(r); st["Deploy (tags only)"] != "skipped" {
 			t.Fatalf("demo steps %v: the tag-only step should be skipped", st)
 		}
+		// The commit's message, read from the demo repository when the run was queued,
+		// on the run and in the run list.
+		if r.CommitMessage != "SimpleCI demo" {
+			t.Errorf("GET run: commitMessage %q, want the demo commit's %q", r.CommitMessage, "SimpleCI demo")
+		}
+		var list struct {
+			Runs []run `json:"runs"`
+		}
+		a.json("GET", "/api/v1/projects/demo/runs", nil, http.StatusOK, &list)
+		if len(list.Runs) == 0 || list.Runs[0].ID != r.ID || list.Runs[0].CommitMessage != "SimpleCI demo" {
+			t.Errorf("run list %+v: want run %s first with commitMessage %q", list.Runs, r.ID, "SimpleCI demo")
+		}
 		streams := map[string]bool{}
 		for _, c := range a.waitLogs(r.ID) {
 			streams[c.Stream] = true

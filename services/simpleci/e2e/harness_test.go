@@ -333,6 +333,8 @@ type run struct {
 	Steps     []step `json:"steps"`
 	Attempt   int    `json:"attempt"`
 	Isolation string `json:"isolation"`
+	// CommitMessage is the commit's message, as the forge read it when the run was queued.
+	CommitMessage string `json:"commitMessage"`
 }
 
 type chunk struct {

@@ -146,8 +146,15 @@ func (s *Server) CreateRepo(repo string) string {
 }
 
 // Commit commits files (path → content) on branch of repo (created when
-// needed), with the parent the branch had, and returns the commit id.
+// needed), with the parent the branch had and the message "commit", and returns
+// the commit id.
 func (s *Server) Commit(repo, branch string, files map[string]string) string {
+	s.t.Helper()
+	return s.CommitMessage(repo, branch, "commit", files)
+}
+
+// CommitMessage is Commit with the commit message given.
+func (s *Server) CommitMessage(repo, branch, message string, files map[string]string) string {
 	s.t.Helper()
 	bare := filepath.Join(s.root, repo+".git")
 	work := s.t.TempDir()
@@ -166,7 +173,7 @@ func (s *Server) Commit(repo, branch string, files map[string]string) string {
 		}
 	}
 	s.git(work, "add", "-A")
-	s.git(work, "-c", "user.name=Fake", "-c", "user.email=fake@example.com", "commit", "-q", "--allow-empty", "-m", "commit")
+	s.git(work, "-c", "user.name=Fake", "-c", "user.email=fake@example.com", "commit", "-q", "--allow-empty", "--cleanup=verbatim", "-m", message)
 	s.git(work, "push", "-q", "origin", "HEAD:refs/heads/"+branch)
 	return strings.TrimSpace(s.gitOut(work, "rev-parse", "HEAD"))
 }
@@ -359,7 +366,16 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, repo, ref string
 		_, _ = w.Write([]byte(sha))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sha": sha})
+	// GitHub's commit: the message as git stores it, without the header.
+	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+	defer cancel()
+	obj, err := exec.CommandContext(ctx, "git", "--git-dir="+dir, "cat-file", "commit", sha).Output()
+	if err != nil {
+		apiError(w, http.StatusInternalServerError, "git cat-file: "+err.Error())
+		return
+	}
+	_, msg, _ := strings.Cut(string(obj), "\n\n")
+	writeJSON(w, http.StatusOK, map[string]any{"sha": sha, "commit": map[string]any{"message": msg}})
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request, repo, sha string) {

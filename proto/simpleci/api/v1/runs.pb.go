@@ -254,7 +254,11 @@ type Run struct {
 	Inputs map[string]string `protobuf:"bytes,22,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// trigger is what started the run: rerun for a re-run (whose event stays the
 	// original's), else its event (push, pull_request, tag, manual, schedule).
-	Trigger       string `protobuf:"bytes,23,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	Trigger string `protobuf:"bytes,23,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	// commit_message is the commit's message (at most 1 KiB; lists show its first line),
+	// "" when unknown (runs queued before it was recorded). User-controlled text: show
+	// it as text only.
+	CommitMessage string `protobuf:"bytes,24,opt,name=commit_message,json=commitMessage,proto3" json:"commit_message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -446,6 +450,13 @@ func (x *Run) GetInputs() map[string]string {
 func (x *Run) GetTrigger() string {
 	if x != nil {
 		return x.Trigger
+	}
+	return ""
+}
+
+func (x *Run) GetCommitMessage() string {
+	if x != nil {
+		return x.CommitMessage
 	}
 	return ""
 }
@@ -1124,7 +1135,7 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x1b\n" +
 	"\tmax_steps\x18\x06 \x01(\x05R\bmaxSteps\x12$\n" +
 	"\x0estep_log_bytes\x18\a \x01(\x03R\fstepLogBytes\x12\"\n" +
-	"\rrun_log_bytes\x18\b \x01(\x03R\vrunLogBytes\"\x8f\x06\n" +
+	"\rrun_log_bytes\x18\b \x01(\x03R\vrunLogBytes\"\xb6\x06\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1d\n" +
@@ -1153,7 +1164,8 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\brerun_of\x18\x14 \x01(\tR\arerunOf\x12&\n" +
 	"\x0frerun_of_number\x18\x15 \x01(\x03R\rrerunOfNumber\x128\n" +
 	"\x06inputs\x18\x16 \x03(\v2 .simpleci.api.v1.Run.InputsEntryR\x06inputs\x12\x18\n" +
-	"\atrigger\x18\x17 \x01(\tR\atrigger\x1a9\n" +
+	"\atrigger\x18\x17 \x01(\tR\atrigger\x12%\n" +
+	"\x0ecommit_message\x18\x18 \x01(\tR\rcommitMessage\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf5\x01\n" +

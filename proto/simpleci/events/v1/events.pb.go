@@ -346,7 +346,11 @@ type RunQueued struct {
 	ReusedSteps []*ReusedStep `protobuf:"bytes,26,rep,name=reused_steps,json=reusedSteps,proto3" json:"reused_steps,omitempty"`
 	// inputs are the pipeline's inputs resolved when the run was queued: the values given
 	// (normalised: true/false, numbers in shortest form) and the defaults of the others.
-	Inputs        map[string]string `protobuf:"bytes,27,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Inputs map[string]string `protobuf:"bytes,27,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// commit_message is the message of the commit (sha) as the forge read it when the run
+	// was queued, cut to 1 KiB (forge.MaxCommitMessage); empty when the forge cannot read
+	// it or the run errored before its commit was known. User-controlled text.
+	CommitMessage string `protobuf:"bytes,28,opt,name=commit_message,json=commitMessage,proto3" json:"commit_message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -568,6 +572,13 @@ func (x *RunQueued) GetInputs() map[string]string {
 		return x.Inputs
 	}
 	return nil
+}
+
+func (x *RunQueued) GetCommitMessage() string {
+	if x != nil {
+		return x.CommitMessage
+	}
+	return ""
 }
 
 // ReusedStep is a step of a re-run taken over from the original run instead of run again.
@@ -1536,7 +1547,7 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb6\b\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdd\b\n" +
 	"\tRunQueued\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -1570,7 +1581,8 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\brerun_of\x18\x18 \x01(\tR\arerunOf\x12&\n" +
 	"\x0frerun_of_number\x18\x19 \x01(\x03R\rrerunOfNumber\x12A\n" +
 	"\freused_steps\x18\x1a \x03(\v2\x1e.simpleci.events.v1.ReusedStepR\vreusedSteps\x12A\n" +
-	"\x06inputs\x18\x1b \x03(\v2).simpleci.events.v1.RunQueued.InputsEntryR\x06inputs\x1a:\n" +
+	"\x06inputs\x18\x1b \x03(\v2).simpleci.events.v1.RunQueued.InputsEntryR\x06inputs\x12%\n" +
+	"\x0ecommit_message\x18\x1c \x01(\tR\rcommitMessage\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +

@@ -51,9 +51,11 @@ type Run struct {
 	Status, Reason                             string
 	Tier, Provider, Repository                 string
 	Event, Ref, Branch, SHA, Actor, DeliveryID string
-	Created, Started, Finished                 time.Time
-	Steps                                      []Step
-	LeaseID, RunnerID                          string
+	// CommitMessage is the commit's message as the forge read it (at most 1 KiB; "" when unknown).
+	CommitMessage              string
+	Created, Started, Finished time.Time
+	Steps                      []Step
+	LeaseID, RunnerID          string
 	// Attempt numbers the executions of the run from 1 (a requeued run runs again).
 	Attempt int32
 	// Lost counts the attempts whose runner was lost (not those handed back).
@@ -129,6 +131,7 @@ func (r *Run) Apply(ev proto.Message, recorded time.Time) {
 		r.ID, r.OrgID, r.ProjectID, r.Number = e.RunId, e.OrgId, e.ProjectId, e.Number
 		r.Status, r.Tier, r.Provider, r.Repository = RunQueued, e.Tier, e.Provider, e.Repository
 		r.Event, r.Ref, r.Branch, r.SHA, r.Actor, r.DeliveryID = e.Event, e.Ref, e.Branch, e.Sha, e.Actor, e.DeliveryId
+		r.CommitMessage = e.CommitMessage
 		r.Created = e.QueuedAt.AsTime()
 		r.Steps = make([]Step, len(e.StepNames))
 		for i, n := range e.StepNames {

@@ -20,6 +20,9 @@ run(async ({ page }) => {
   check((await deploy.locator('.badge').innerText()) === 'skipped', 'the tag-only step is not shown skipped');
   const why = await deploy.locator('.reason').innerText();
   check(/^Skipped: /.test(why) && why.includes('tag'), `the skipped step does not say why: "${why}"`);
+  // The commit's message (the demo repository's "SimpleCI demo"), as text.
+  const message = await page.locator('.runhead pre.commit-message').innerText();
+  check(message === 'SimpleCI demo', `the run page's commit message: "${message}"`);
   const isolation = await page.locator('.isolation').innerText();
   check(isolation.startsWith('isolation:'), `isolation line: "${isolation}"`);
 
@@ -70,4 +73,11 @@ run(async ({ page }) => {
   await page.locator('.runhead .badge', { hasText: 'succeeded' }).waitFor({ timeout: 60000 });
   check((await page.locator('.meta code').getAttribute('title')) === sha, 'the new run is of another commit');
   check((await page.locator('.meta').getByRole('link', { name: /^run #\d+$/ }).getAttribute('href')).endsWith(`/runs/${first}`), 'the re-run does not link to the run it re-runs');
+
+  // The run list shows each run's short sha with its commit message's first line.
+  await page.getByRole('navigation', { name: 'Breadcrumb' }).getByRole('link', { name: 'demo', exact: true }).click();
+  const row = page.locator(`tr[data-run="${first}"]`);
+  await row.waitFor();
+  const commit = await row.locator('td[data-label="Commit"]').innerText();
+  check(commit.replace(/\s+/g, ' ').trim() === `${sha.slice(0, 7)} SimpleCI demo`, `the run list's commit cell: "${commit}"`);
 });

@@ -65,6 +65,12 @@ export function shortSha(sha) {
   return sha ? sha.slice(0, 7) : '';
 }
 
+// firstLine is a commit message's subject: its first line ('' for none). The message is
+// user-controlled: callers put it in a text node (h), never in markup.
+export function firstLine(msg) {
+  return msg ? msg.split('\n', 1)[0].trim() : '';
+}
+
 // errorBox shows an API error in plain words.
 export function errorBox(err) {
   return h('p', { class: 'error', role: 'alert' }, err && err.message ? err.message : String(err));

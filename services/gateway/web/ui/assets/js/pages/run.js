@@ -241,6 +241,7 @@ export function runPage(main, project, runId) {
       h('dl', { class: 'meta' },
         h('dt', {}, 'Trigger'), h('dd', {}, trigger, r.sha ? h('code', { title: r.sha }, shortSha(r.sha)) : null),
         r.rerunOf ? [h('dt', {}, 'Re-run of'), h('dd', {}, link(`${base}/runs/${api.enc(r.rerunOf)}`, `run #${r.rerunOfNumber || ''}`))] : null,
+        r.commitMessage ? [h('dt', {}, 'Commit message'), h('dd', {}, h('pre', { class: 'commit-message' }, r.commitMessage))] : null,
         h('dt', {}, 'Created'), h('dd', {}, when(r.createdAt)),
         r.startedAt ? [h('dt', {}, 'Started'), h('dd', {}, when(r.startedAt))] : null,
         r.startedAt ? [h('dt', {}, 'Duration'), h('dd', {}, duration(r.startedAt, r.finishedAt), r.finishedAt ? '' : ' so far')] : null,

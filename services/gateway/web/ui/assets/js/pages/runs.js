@@ -2,7 +2,7 @@
 // address's query so a filtered list can be shared and reloaded, paging, a manual
 // trigger, and a refresh every few seconds while the page is visible.
 import * as api from '../api.js';
-import { h, link, statusBadge, when, duration, shortSha, errorBox } from '../dom.js';
+import { h, link, statusBadge, when, duration, shortSha, firstLine, errorBox } from '../dom.js';
 import { navigate } from '../main.js';
 
 export const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out', 'errored'];
@@ -118,7 +118,8 @@ function show(list, res, base, filters) {
       h('th', { scope: 'row', 'data-label': 'Run' }, link(`${base}/runs/${api.enc(r.id)}`, `#${r.number}`)),
       h('td', { 'data-label': 'Event', class: 'event' }, r.event || ''),
       h('td', { 'data-label': 'Branch', class: 'wrap' }, r.branch || r.ref || ''),
-      h('td', { 'data-label': 'Commit' }, h('code', { title: r.sha || '' }, shortSha(r.sha))),
+      h('td', { 'data-label': 'Commit', class: 'wrap' }, h('code', { title: r.sha || '' }, shortSha(r.sha)),
+        r.commitMessage ? [' ', h('span', { class: 'commit-message', title: r.commitMessage }, firstLine(r.commitMessage))] : null),
       h('td', { 'data-label': 'Actor' }, r.actor || ''),
       h('td', { 'data-label': 'Duration' }, duration(r.startedAt, r.finishedAt)),
       h('td', { 'data-label': 'Started' }, when(r.startedAt || r.createdAt))))));
