@@ -1,20 +1,20 @@
 // Start the demo run from its project's page, see it succeed with the tag-only step
 // skipped and why, and expand a finished step (with the keyboard) to read its log.
 import { readFileSync } from 'node:fs';
-import { run, env, check, signIn, checkLabelled, runId } from './lib.mjs';
+import { run, env, check, signIn, checkAccessible, runId } from './lib.mjs';
 
 run(async ({ page }) => {
   await signIn(page, env('SIMPLECI_LINK'));
-  await checkLabelled(page, 'projects page');
+  await checkAccessible(page, 'projects page');
   await page.getByRole('link', { name: 'demo', exact: true }).click();
   await page.getByRole('heading', { name: 'demo' }).waitFor();
-  await checkLabelled(page, 'runs page');
+  await checkAccessible(page, 'runs page');
   await page.getByRole('button', { name: 'Run pipeline' }).click();
   await page.waitForURL(/\/projects\/demo\/runs\//);
   check(runId(page.url()), `no run in ${page.url()}`);
   await page.locator('.runhead .badge', { hasText: 'succeeded' }).waitFor({ timeout: 60000 });
   await page.getByText('Log complete').waitFor();
-  await checkLabelled(page, 'run page');
+  await checkAccessible(page, 'run page');
 
   const deploy = page.locator('section.step', { has: page.getByRole('button', { name: /Deploy \(tags only\)/ }) });
   check((await deploy.locator('.badge').innerText()) === 'skipped', 'the tag-only step is not shown skipped');

@@ -74,10 +74,52 @@ export async function unlabelled(page) {
     .map((el) => el.outerHTML.slice(0, 120)));
 }
 
-// checkLabelled fails when a control of the page has no accessible name.
-export async function checkLabelled(page, where) {
+// lowContrast lists the page's visible text whose colour has less contrast against its
+// background than WCAG 2 AA asks (4.5:1, large text 3:1), skipping disabled controls
+// (WCAG exempts them) and the text inside step logs, whose colours the job's own ANSI
+// codes choose.
+export async function lowContrast(page) {
+  return page.evaluate(() => {
+    const rgba = (c) => { const m = c.match(/[\d.]+/g) || []; return m.map(Number).concat([1, 1, 1, 1]).slice(0, 4); };
+    const lum = ([r, g, b]) => {
+      const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const over = (top, under) => { const a = top[3]; return [0, 1, 2].map((i) => top[i] * a + under[i] * (1 - a)).concat([1]); };
+    const background = (el) => {
+      const layers = [];
+      for (let e = el; e; e = e.parentElement) {
+        const c = rgba(getComputedStyle(e).backgroundColor);
+        if (c[3] > 0) layers.push(c);
+        if (c[3] >= 1) break;
+      }
+      return layers.reduceRight((under, top) => over(top, under), [255, 255, 255, 1]);
+    };
+    const bad = [];
+    for (const el of document.querySelectorAll('body *')) {
+      if (el.closest('.log, [hidden]') || el.disabled || !el.getClientRects().length) continue;
+      if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+      const st = getComputedStyle(el);
+      if (st.visibility === 'hidden' || Number(st.opacity) === 0) continue;
+      const bg = background(el);
+      const fg = over(rgba(st.color), bg);
+      const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+      const ratio = (hi + 0.05) / (lo + 0.05);
+      const size = parseFloat(st.fontSize);
+      const large = size >= 24 || (size >= 18.66 && Number(st.fontWeight) >= 700);
+      if (ratio < (large ? 3 : 4.5)) bad.push(`${el.tagName.toLowerCase()}.${el.className} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}:1`);
+    }
+    return bad;
+  });
+}
+
+// checkAccessible fails when a control of the page has no accessible name, or some of
+// its text too little contrast.
+export async function checkAccessible(page, where) {
   const bad = await unlabelled(page);
   check(!bad.length, `${where}: controls without a label: ${bad.join(', ')}`);
+  const dim = await lowContrast(page);
+  check(!dim.length, `${where}: text with too little contrast: ${dim.join('; ')}`);
 }
 
 // runId is the run id in a run page's address.

@@ -1,7 +1,7 @@
 // Create a local project through the form (a bad path and a taken name show the API's
 // error in plain words), see it in the list, change its events and network in its
 // settings and see them kept after a reload, delete it.
-import { run, env, base, check, signIn, checkLabelled } from './lib.mjs';
+import { run, env, base, check, signIn, checkAccessible } from './lib.mjs';
 
 const NAME = 'formproj';
 
@@ -22,7 +22,7 @@ run(async ({ page }) => {
   await page.getByText('GitHub repositories are listed here after signing in with GitHub').waitFor();
   const providers = await page.getByLabel('Provider').locator('option').evaluateAll((os) => os.map((o) => o.value));
   check(providers.join() === 'local', `providers offered: ${providers}`);
-  await checkLabelled(page, 'new project page');
+  await checkAccessible(page, 'new project page');
   const tiers = await page.getByLabel('Tier').locator('option').evaluateAll((os) => os.map((o) => o.value));
   const served = (await apiCall('GET', '/api/v1/tiers')).body.tiers.map((t) => t.name);
   check(tiers.join() === served.join() && (await page.getByLabel('Tier').inputValue()) === 'standard', `tiers offered: ${tiers}, served: ${served}`);
@@ -56,7 +56,7 @@ run(async ({ page }) => {
   await page.goto(`${base}/`);
   await page.getByRole('row').filter({ has: page.getByRole('link', { name: NAME, exact: true }) }).getByRole('link', { name: 'Settings' }).click();
   await page.getByRole('heading', { name: `Settings of ${NAME}` }).waitFor();
-  await checkLabelled(page, 'settings page');
+  await checkAccessible(page, 'settings page');
   check(await page.getByLabel('Push', { exact: true }).isChecked() && !(await page.getByLabel('Tag').isChecked()), 'settings do not show the events');
   check(!(await page.getByRole('heading', { name: 'Webhook' }).count()), 'a local project shows a webhook section');
   await page.getByLabel('Push', { exact: true }).uncheck();

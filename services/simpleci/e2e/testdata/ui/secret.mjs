@@ -1,6 +1,6 @@
 // Set a secret: it is listed by name and update time, and its value is nowhere in the
 // page (text, attributes, form fields) afterwards; delete it.
-import { run, env, base, check, signIn, checkLabelled } from './lib.mjs';
+import { run, env, base, check, signIn, checkAccessible } from './lib.mjs';
 
 const VALUE = 'ui-secret-value-7c1e9';
 
@@ -9,7 +9,7 @@ run(async ({ page }) => {
   await page.goto(`${base}/projects/demo`);
   await page.getByRole('link', { name: 'Secrets' }).click();
   await page.getByRole('heading', { name: 'Secrets of demo' }).waitFor();
-  await checkLabelled(page, 'secrets page');
+  await checkAccessible(page, 'secrets page');
   await page.getByLabel('Name').fill('UI_TOKEN');
   await page.getByLabel('Value').fill(VALUE);
   check((await page.getByLabel('Value').getAttribute('type')) === 'password', 'the value field shows what is typed');

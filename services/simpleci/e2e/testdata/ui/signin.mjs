@@ -1,6 +1,6 @@
 // Sign in with the one-click link `simpleci dev` prints; the token leaves the address
 // bar at once. Sign out forgets it. Sign in again with a pasted token, remembered.
-import { run, env, base, check, signIn, checkLabelled } from './lib.mjs';
+import { run, env, base, check, signIn, checkAccessible } from './lib.mjs';
 
 run(async ({ page }) => {
   await signIn(page, env('SIMPLECI_LINK'));
@@ -14,7 +14,7 @@ run(async ({ page }) => {
   check(await page.evaluate(() => sessionStorage.length + localStorage.length) === 0, 'sign out left the token in storage');
   await page.goto(`${base}/projects/demo`);
   await page.getByRole('heading', { name: 'Sign in to SimpleCI' }).waitFor(); // signed out stays signed out
-  await checkLabelled(page, 'sign-in page');
+  await checkAccessible(page, 'sign-in page');
   check(await page.getByRole('link', { name: 'Sign in with GitHub' }).getAttribute('href') === '/auth/github/login', 'no GitHub sign-in link');
 
   await page.getByLabel('API token').fill('sci_not-a-real-token');
