@@ -5,7 +5,7 @@ BIN := bin
 # Every module of go.work, as package patterns.
 PKGS = $(shell $(GO) list -m -f '{{.Path}}/...')
 
-.PHONY: run build test test-unit proto proto-check lint bench fuzz services-up services-down clean
+.PHONY: run build test test-unit proto proto-check lint bench bench-go fuzz services-up services-down clean
 
 run: build ## all services in one process on the embedded default (SQLite, in-process bus, local runner)
 	$(BIN)/simpleci dev
@@ -32,7 +32,10 @@ lint:
 fuzz: ## every fuzz target for 2 minutes each
 	deploy/local/fuzz.sh 2m
 
-bench: ## benchmarks (see docs/benchmarks.md)
+bench: ## the whole service from outside, embedded and split: latency, throughput, logs, memory (into docs/benchmarks.md)
+	deploy/local/bench.sh
+
+bench-go: ## every Go benchmark of every module (see docs/benchmarks.md)
 	eval "$$(deploy/local/test-env.sh)" && $(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 services-up: ## start PostgreSQL and Kafka for local work

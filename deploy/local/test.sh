@@ -8,14 +8,7 @@ start=$(date +%s)
 
 # The runner's sandbox uses bubblewrap and, for jobs with the network on, slirp4netns
 # when present; the tests of its layers need them.
-need=()
-command -v bwrap >/dev/null || need+=(bubblewrap)
-command -v slirp4netns >/dev/null || need+=(slirp4netns)
-if [[ ${#need[@]} -gt 0 ]]; then
-  echo "installing ${need[*]}" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2 ||
-    { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2; }
-fi
+deploy/local/sandbox-tools.sh
 eval "$(deploy/local/test-env.sh)"
 export SIMPLECI_TEST_POSTGRES_URL SIMPLECI_TEST_KAFKA_BROKERS
 

@@ -303,6 +303,14 @@ func (c *jobCgroups) controllers() []string {
 	return out
 }
 
+// confines reports whether the groups hold every process of the job, so
+// that killing them leaves none: each process is born in them (v1: the
+// launcher thread forks from inside them; v2: clone3 with
+// CLONE_INTO_CGROUP) and the job's user cannot move out of them.
+func (c *jobCgroups) confines() bool {
+	return c != nil && (c.v1 != nil || (c.v2 != nil && c.cloneInto))
+}
+
 // canKillV2 is true when the v2 group has cgroup.kill (Linux 5.14+).
 func (c *jobCgroups) canKillV2() bool {
 	if c.v2 == nil {

@@ -44,7 +44,7 @@ type Layers struct {
 	// Kill lists how [Sandbox.Kill] finds the job's processes, strongest
 	// first: "cgroup.kill" (v2), "cgroup" (v1: freeze, SIGKILL every
 	// process, repeat), "uid" (every process of the job's user, killed in
-	// one kill(-1) as that user), "pid namespace" (the job's PID namespace
+	// one kill(-1) as that user, where the groups do not hold the whole job), "pid namespace" (the job's PID namespace
 	// dies with its init) and "process groups" (the floor, which misses
 	// processes that called setsid).
 	Kill []string
@@ -67,7 +67,7 @@ func (l Layers) onlyProcessGroups() bool {
 
 // String is the line the run's log starts with, for example
 //
-//	isolation: cgroup=v1+v2 memory,pids,cpu,freezer; namespaces=user,mount,pid,net,ipc,uts,cgroup; user=uid 64001; fs=bubblewrap; no_new_privs; caps=none; kill=cgroup.kill,cgroup,uid,pid namespace
+//	isolation: cgroup=v1+v2 memory,pids,cpu,freezer; namespaces=user,mount,pid,net,ipc,uts,cgroup; user=uid 64001; fs=bubblewrap; no_new_privs; caps=none; kill=cgroup.kill,cgroup,pid namespace
 //
 // and, when [Layers.Weak] is true, "isolation: weak (why): ..." followed by
 // the same fields.

@@ -186,6 +186,10 @@ func New(jobID string, opts Options, log *slog.Logger) (_ *Sandbox, err error) {
 		if err != nil || !ok {
 			return nil, fmt.Errorf("sandbox: uid %d is used by another sandbox (%v)", s.uid, err)
 		}
+		if err := markUID(lock, uidHeld); err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("sandbox: uid %d: %w", s.uid, err)
+		}
 		s.uidLock = lock
 	default:
 		uid, lock, err := allocateUID(base)
@@ -726,7 +730,8 @@ const killTimeout = 5 * time.Second
 // Kill kills every process of the job, including those that called setsid
 // or double-forked, with every means the sandbox has: cgroup.kill (v2),
 // freeze and SIGKILL every process of the v1 group until it is empty,
-// kill(-1) as the job's user, the death of the job's PID namespace and,
+// kill(-1) as the job's user (when the groups do not hold the whole job:
+// see jobCgroups.confines), the death of the job's PID namespace and,
 // as the floor, SIGKILL to the process groups the sandbox started. It
 // returns once none is left (zombies aside: their parents reap them), or
 // an error after 5 seconds. The sandbox stays usable: the next command
@@ -748,9 +753,11 @@ func (s *Sandbox) killLocked() error {
 			errs = append(errs, err)
 		}
 	}
-	if s.setUser {
-		// With cgroups this finds nothing more (the job cannot leave its
-		// cgroup); it is the layer that does not depend on them.
+	if s.setUser && !s.cg.confines() {
+		// The layer that does not depend on cgroups. Groups that confine
+		// the job leave nothing for it to find (the job cannot leave them),
+		// and it reads the status of every process of the machine (~40 µs
+		// each), so it runs only without them.
 		var zombiesSince time.Time
 		for left := processesOf(s.uid); !settled(left, &zombiesSince); left = processesOf(s.uid) {
 			if slices.ContainsFunc(left, alive) {
@@ -790,36 +797,49 @@ func isSubreaper() bool {
 // their pids are released. The processes the sandbox started are left to
 // their caller's wait.
 func (s *Sandbox) reapOrphans() {
-	me := strconv.Itoa(os.Getpid())
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || slices.Contains(s.pgids, pid) {
+	for _, pid := range runnerChildren() {
+		if slices.Contains(s.pgids, pid) {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/status")
-		if err != nil {
+		if state, _, ok := procStat(pid); !ok || state != 'Z' {
 			continue
 		}
-		var ppid, state string
-		var uids []string
-		for _, line := range strings.Split(string(b), "\n") {
-			k, v, _ := strings.Cut(line, ":")
-			switch k {
-			case "PPid":
-				ppid = strings.TrimSpace(v)
-			case "State":
-				state = strings.TrimSpace(v)
-			case "Uid":
-				uids = strings.Fields(v)
-			}
-		}
-		if ppid != me || !strings.HasPrefix(state, "Z") || len(uids) == 0 || uids[0] != strconv.Itoa(s.uid) {
+		if uids, _ := procUIDs(strconv.Itoa(pid)); len(uids) == 0 || uids[0] != s.uid {
 			continue
 		}
 		var ws syscall.WaitStatus
 		_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
 	}
+}
+
+// runnerChildren lists the runner's child processes: those of each of its
+// threads (/proc/self/task/TID/children; orphans are re-parented to one of
+// them), or, on a kernel without that file, every process whose parent is
+// the runner.
+func runnerChildren() []int {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err == nil && len(tasks) > 0 {
+		if _, err = os.Stat("/proc/self/task/" + tasks[0].Name() + "/children"); err == nil {
+			var out []int
+			for _, t := range tasks {
+				out = append(out, readPids("/proc/self/task/"+t.Name()+"/children")...)
+			}
+			return out
+		}
+	}
+	me := os.Getpid()
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if _, ppid, ok := procStat(pid); ok && ppid == me {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // stopHolderLocked kills the holder (and so the job's PID namespace) and
@@ -849,6 +869,12 @@ func (s *Sandbox) Close() error {
 	}
 	err := s.killLocked()
 	s.closed = true
+	if err == nil && s.setUser && s.uidLock != nil {
+		// No process of the uid is left: the next holder need not look.
+		if merr := markUID(s.uidLock, uidClean); merr != nil {
+			s.log.Warn("sandbox: mark the uid clean", "uid", s.uid, "err", merr)
+		}
+	}
 	s.mu.Unlock()
 	if serr := s.slirp.stop(); serr != nil {
 		err = errors.Join(err, serr)
@@ -995,7 +1021,7 @@ exec readlink /proc/self/ns/user /proc/self/ns/mnt /proc/self/ns/pid /proc/self/
 			l.Kill = append(l.Kill, "cgroup")
 		}
 	}
-	if s.setUser {
+	if s.setUser && !s.cg.confines() {
 		l.Kill = append(l.Kill, "uid")
 	}
 	if s.tools != nil {

@@ -989,3 +989,74 @@ func TestCommandAcrossKill(t *testing.T) {
 		}
 	})
 }
+
+// TestUIDReuse: a uid whose last holder did not say it left no process
+// behind (a crashed runner's "held") is not given out while a process runs
+// as it, and is once none does; Close marks the uid it gives back clean.
+// (Other runners on the machine may take uids meanwhile: the test then says
+// so and stops.)
+func TestUIDReuse(t *testing.T) {
+	needRoot(t)
+	base, err := makeStateBase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() int { return UIDBase + int((uidCursor.Load()+1)%UIDCount) }
+	uid := next()
+	for isAccount(uid) || lockHeld(uidLockFile(base, uid)) {
+		uidCursor.Add(1)
+		uid = next()
+	}
+	if err := os.WriteFile(uidLockFile(base, uid), []byte(uidHeld), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	left := exec.Command("/bin/sleep", "100")
+	left.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	if err := left.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { left.Process.Kill(); left.Wait() })
+	cursor := uidCursor.Load()
+	got, f, err := allocateUID(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if got == uid {
+		t.Fatalf("allocateUID gave uid %d, which process %d runs as", uid, left.Process.Pid)
+	}
+	left.Process.Kill()
+	left.Wait()
+	uidCursor.Store(cursor)
+	got, f, err = allocateUID(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if got != uid {
+		if lockHeld(uidLockFile(base, uid)) {
+			t.Skipf("another sandbox on the machine took uid %d meanwhile", uid)
+		}
+		t.Fatalf("allocateUID gave uid %d, want %d, which no process runs as any more", got, uid)
+	}
+	if b, _ := os.ReadFile(uidLockFile(base, uid)); string(b) != uidHeld {
+		t.Errorf("lock file of a uid given out says %q, want %q", b, uidHeld)
+	}
+	s, err := New("uid-reuse", Options{Workspace: newWorkspace(t), NoBubblewrap: true}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, s, "sleep 100 >/dev/null 2>&1 &"); err != nil {
+		s.Close()
+		t.Fatalf("%v: %s", err, out)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(uidLockFile(base, s.uid)); string(b) != uidClean {
+		t.Errorf("lock file after Close says %q, want %q", b, uidClean)
+	}
+	if n := processesOf(s.uid); len(n) > 0 {
+		t.Errorf("processes %v of uid %d survive Close", n, s.uid)
+	}
+}

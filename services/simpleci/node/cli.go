@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -211,6 +212,14 @@ func Main(args []string) int {
 		return 2
 	}
 	var err error
+	if path := os.Getenv("SIMPLECI_CPUPROFILE"); path != "" && (args[0] == "dev" || args[0] == "serve") {
+		stop, perr := cpuProfile(path)
+		if perr != nil {
+			fmt.Fprintln(os.Stderr, "simpleci:", perr)
+			return 1
+		}
+		defer stop()
+	}
 	switch args[0] {
 	case "dev":
 		err = Dev(args[1:], os.Stdout, os.Stderr)
@@ -243,6 +252,20 @@ func Main(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// cpuProfile writes a CPU profile of the process to path until stop is called
+// (SIMPLECI_CPUPROFILE, for finding where a service's time goes; docs/benchmarks.md).
+func cpuProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("SIMPLECI_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("SIMPLECI_CPUPROFILE: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func usage(w io.Writer) {
