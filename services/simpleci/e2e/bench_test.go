@@ -24,7 +24,8 @@ import (
 // TestBench is `make bench` (deploy/local/bench.sh, docs/benchmarks.md), a benchmark,
 // not a test: with SIMPLECI_BENCH_OUT=FILE it starts `simpleci dev` and then the split
 // deployment (every service its own process, Kafka and PostgreSQL, two runners), drives
-// each from outside with signed push webhooks, and writes one Markdown table of what it
+// each from outside with signed push webhooks (SIMPLECI_BENCH_MODES: dev, split, and split2
+// with two gateways, schedulers and log services), and writes one Markdown table of what it
 // measured into FILE:
 //   - webhook sent → first step started (the step's startedAt), p50 and p99, with
 //     webhooks sent at 1, 10 and 25 runs/s for SIMPLECI_BENCH_RATE_SECONDS (10) each;
@@ -52,7 +53,7 @@ func TestBench(t *testing.T) {
 	}
 	modes := strings.Split(os.Getenv("SIMPLECI_BENCH_MODES"), ",")
 	if modes[0] == "" {
-		modes = []string{"dev", "split"}
+		modes = []string{"dev", "split", "split2"}
 	}
 	logCap := fmt.Sprintf("%dMiB", cfg.logBytes>>20+16)
 	tier := "standard:timeout=600s,log-step=" + logCap + ",log-run=" + logCap
@@ -64,20 +65,30 @@ func TestBench(t *testing.T) {
 			case "dev":
 				begin := time.Now()
 				a, p := startDevWith(t, nil, t.TempDir(), nil, "--tier", tier)
-				tgt = benchTarget{name: "`simpleci dev`", api: a, procs: map[string]*proc{"simpleci dev": p}, ready: time.Since(begin)}
+				tgt = benchTarget{name: "`simpleci dev`", apis: []*api{a}, procs: map[string]*proc{"simpleci dev": p}, ready: time.Since(begin)}
 			case "split":
 				begin := time.Now()
 				c := startClusterWith(t, 2, "--tier", tier)
-				for name, addr := range c.http {
-					eventually(t, 60*time.Second, name+" ready", func() bool {
-						return (&api{t: t, base: "http://" + addr}).up("/readyz")
-					})
-				}
-				tgt = benchTarget{name: "split: 5 services + 2 runners", api: c.api, procs: c.procs, ready: time.Since(begin)}
+				waitReady(t, c)
+				tgt = benchTarget{name: "split: 1 of each service, 2 runners", apis: []*api{c.api}, procs: c.procs, ready: time.Since(begin)}
+			case "split2":
+				// Two gateways (webhooks sent to each in turn), two schedulers, two log
+				// services; each runner talks to its own scheduler and log service.
+				begin := time.Now()
+				c := startClusterWith(t, 0, "--tier", tier)
+				_, gw2 := c.startReplica("gateway", "gateway-2")
+				sched2, _ := c.startReplica("scheduler", "scheduler-2")
+				log2, _ := c.startReplica("log", "log-2")
+				c.startRunner("runner-1")
+				c.startRunner("runner-2", "SIMPLECI_SCHEDULER_ADDR="+sched2, "SIMPLECI_LOG_ADDR="+log2)
+				waitReady(t, c)
+				tgt = benchTarget{name: "split: 2 gateways, 2 schedulers, 2 log services, 2 runners", apis: []*api{c.api, gw2}, procs: c.procs, ready: time.Since(begin)}
 			default:
-				t.Fatalf("SIMPLECI_BENCH_MODES: unknown mode %q (dev, split)", mode)
+				t.Fatalf("SIMPLECI_BENCH_MODES: unknown mode %q (dev, split, split2)", mode)
 			}
-			tgt.api = &api{t: t, base: tgt.api.base, token: tgt.api.token}
+			for i, a := range tgt.apis {
+				tgt.apis[i] = &api{t: t, base: a.base, token: a.token}
+			}
 			results = append(results, runBench(t, cfg, tgt))
 		})
 	}
@@ -97,9 +108,17 @@ type benchConfig struct {
 
 type benchTarget struct {
 	name  string
-	api   *api
+	apis  []*api // gateways: webhooks go to each in turn
 	procs map[string]*proc
 	ready time.Duration
+}
+
+// waitReady waits until every process of c answers /readyz.
+func waitReady(t *testing.T, c *cluster) {
+	for name, addr := range c.http {
+		probe := &api{t: t, base: "http://" + addr}
+		eventually(t, 60*time.Second, name+" ready", func() bool { return probe.up("/readyz") })
+	}
 }
 
 // benchResult is one mode's figures, as table cells.
@@ -116,7 +135,8 @@ func runBench(t *testing.T, cfg benchConfig, tgt benchTarget) benchResult {
 	res := benchResult{name: tgt.name, latency: map[int]string{}, ready: tgt.ready.Round(10 * time.Millisecond).String()}
 	time.Sleep(3 * time.Second) // settle, then measure the idle processes
 	res.idleRSS = rssOf(t, tgt.procs)
-	a := tgt.api
+	a := tgt.apis[0]
+	gw := func(i int) *api { return tgt.apis[i%len(tgt.apis)] }
 	pipeline := `{"steps": [{"name": "a", "run": "true"}, {"name": "b", "run": "true"}, {"name": "c", "run": "true"}]}`
 	var projects []benchProject
 	for i := range 8 {
@@ -150,7 +170,7 @@ func runBench(t *testing.T, cfg benchConfig, tgt benchTarget) benchResult {
 			go func() {
 				defer wg.Done()
 				sent[i] = time.Now()
-				ids[i], errs[i] = benchPush(a, projects[i%len(projects)])
+				ids[i], errs[i] = benchPush(gw(i), projects[i%len(projects)])
 			}()
 		}
 		tick.Stop()
@@ -181,7 +201,7 @@ func runBench(t *testing.T, cfg benchConfig, tgt benchTarget) benchResult {
 // waiting for the run to finish, for cfg.sustainFor; it returns runs per second and
 // where the CPU went meanwhile.
 func benchSustain(t *testing.T, cfg benchConfig, tgt benchTarget, projects []benchProject) (string, string) {
-	a := tgt.api
+	a := tgt.apis[0]
 	cpu0, procs0 := machineCPU(t), processCPU(tgt.procs)
 	begin := time.Now()
 	end := begin.Add(cfg.sustainFor)
@@ -194,7 +214,7 @@ func benchSustain(t *testing.T, cfg benchConfig, tgt benchTarget, projects []ben
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(end) {
-				id, err := benchPush(a, projects[w%len(projects)])
+				id, err := benchPush(tgt.apis[w%len(tgt.apis)], projects[w%len(projects)])
 				if err == nil {
 					_, err = benchPoll(a, id, 5*time.Minute)
 				}

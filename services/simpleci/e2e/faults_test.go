@@ -61,6 +61,7 @@ type cluster struct {
 	// deployment's internal token and the Kafka brokers, which a runner process refuses
 	// (it reaches the scheduler and the log service only).
 	runnerEnv []string
+	dir       string // runners' data directories are in it
 }
 
 func startCluster(t *testing.T, runners int) *cluster {
@@ -132,14 +133,39 @@ func startClusterEnv(t testing.TB, runners int, env []string, schedulerArgs ...s
 	eventually(t, 60*time.Second, "the gateway to answer", func() bool { return c.api.up("/api/v1/projects") })
 	// Each runner runs with its own token, registered by the admin, and without the
 	// deployment's internal token.
+	c.dir = dir
 	for i := 1; i <= runners; i++ {
-		name := fmt.Sprintf("runner-%d", i)
-		env := append(slices.Clone(c.runnerEnv), "SIMPLECI_RUNNER_TOKEN="+c.registerRunner(name))
-		c.http[name] = freeAddr(t)
-		c.procs[name] = start(t, name, env, "serve", "--service", "runner", "--grpc", freeAddr(t), "--http", c.http[name],
-			"--data", filepath.Join(dir, name))
+		c.startRunner(fmt.Sprintf("runner-%d", i))
 	}
 	return c
+}
+
+// startRunner registers and starts a runner called name; env overrides its environment
+// (e.g. SIMPLECI_SCHEDULER_ADDR to use another scheduler replica).
+func (c *cluster) startRunner(name string, env ...string) {
+	env = append(append(slices.Clone(c.runnerEnv), env...), "SIMPLECI_RUNNER_TOKEN="+c.registerRunner(name))
+	c.http[name] = freeAddr(c.t)
+	c.procs[name] = start(c.t, name, env, "serve", "--service", "runner", "--grpc", freeAddr(c.t), "--http", c.http[name],
+		"--data", filepath.Join(c.dir, name))
+}
+
+// startReplica starts another process of service s (gateway, scheduler or log) as
+// replica name, with addresses of its own, and waits until it is ready; it returns its
+// gRPC address, and for a gateway the API behind it.
+func (c *cluster) startReplica(s, name string) (string, *api) {
+	grpcAddr, httpAddr := freeAddr(c.t), freeAddr(c.t)
+	var extra []string
+	if s == "scheduler" {
+		extra = c.schedulerArgs
+	}
+	c.http[name] = httpAddr
+	c.procs[name] = start(c.t, name, c.common, append([]string{"serve", "--service", s, "--grpc", grpcAddr, "--http", httpAddr}, extra...)...)
+	probe := &api{t: c.t, base: "http://" + httpAddr}
+	eventually(c.t, 60*time.Second, name+" ready", func() bool { return probe.up("/readyz") })
+	if s == "gateway" {
+		return grpcAddr, &api{t: c.t, base: "http://" + httpAddr, token: c.api.token}
+	}
+	return grpcAddr, nil
 }
 
 // registerRunner registers a runner as the admin and returns its token.
