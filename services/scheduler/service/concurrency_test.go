@@ -3,8 +3,13 @@ package service_test
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/simpleci/simpleci/libs/platform/id"
+	"github.com/simpleci/simpleci/services/scheduler/service"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
@@ -127,5 +132,75 @@ func TestConcurrencyKeyErrors(t *testing.T) {
 	r := e.trigger("concbad", "")
 	if got := e.get(r.GetId()); got.GetStatus() != "errored" || !strings.Contains(got.GetReason(), "invalid pipeline: concurrency.key: {{ context.nope }}: ") {
 		t.Fatalf("%s %q", got.GetStatus(), got.GetReason())
+	}
+}
+
+// TestConcurrencyTwoSchedulers: two scheduler replicas over one database, each with
+// runners claiming at once, never start two runs of a key of limit 1, and start them in
+// order: the database decides, not a lock of one process.
+func TestConcurrencyTwoSchedulers(t *testing.T) {
+	var cfg service.Config
+	e := newEnv(t, func(c *service.Config) { cfg = *c })
+	other, err := service.New(e.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs []*apiv1.Run
+	for range 4 {
+		runs = append(runs, e.trigger("concq", ""))
+	}
+	for i, want := range runs {
+		var mu sync.Mutex
+		var got []*runnerv1.Job
+		var wg sync.WaitGroup
+		for j, svc := range []*service.Service{e.svc, other, e.svc, other} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				name := fmt.Sprintf("runner-%d", j)
+				resp, err := svc.ClaimJob(e.runner(name), &runnerv1.ClaimJobRequest{RunnerId: name, Tiers: []string{"standard"}, Wait: durationpb.New(300 * time.Millisecond)})
+				if err != nil {
+					t.Errorf("claim: %v", err)
+					return
+				}
+				if resp.GetJob() != nil {
+					mu.Lock()
+					got = append(got, resp.GetJob())
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if len(got) != 1 || got[0].GetRunId() != want.GetId() {
+			t.Fatalf("round %d: %d jobs claimed (%v), want only run %d", i, len(got), got, want.GetNumber())
+		}
+		job := got[0]
+		if _, err := e.svc.Report(e.runner(job.GetLogGrant().GetRunner()), &runnerv1.ReportRequest{RunId: job.GetRunId(), LeaseId: job.GetLeaseId(), EventId: id.New(),
+			Event: &runnerv1.ReportRequest_RunFinished{RunFinished: &eventsv1.RunFinished{Status: "succeeded"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestConcurrencyQueueBound: at most domain.MaxKeyQueue runs wait on a key; the next one
+// ends errored at once, saying why, and the waiting ones are kept.
+func TestConcurrencyQueueBound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("queues 100 runs")
+	}
+	e := newEnv(t)
+	first := e.trigger("concq", "")
+	if job := e.mustClaim(); job.GetRunId() != first.GetId() {
+		t.Fatalf("claimed %s", job.GetRunId())
+	}
+	for range 100 {
+		if r := e.trigger("concq", ""); r.GetStatus() != "queued" {
+			t.Fatalf("run %d: %s %q", r.GetNumber(), r.GetStatus(), r.GetReason())
+		}
+	}
+	r := e.trigger("concq", "")
+	want := `concurrency key "deploy-concq" already has 100 runs waiting (at most 100)`
+	if r.GetStatus() != "errored" || !strings.Contains(r.GetReason(), want) {
+		t.Fatalf("run %d beyond the bound: %s %q, want errored %q", r.GetNumber(), r.GetStatus(), r.GetReason(), want)
 	}
 }
