@@ -1,9 +1,13 @@
 package service_test
 
 import (
+	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -202,5 +206,32 @@ func TestConcurrencyQueueBound(t *testing.T) {
 	want := `concurrency key "deploy-concq" already has 100 runs waiting (at most 100)`
 	if r.GetStatus() != "errored" || !strings.Contains(r.GetReason(), want) {
 		t.Fatalf("run %d beyond the bound: %s %q, want errored %q", r.GetNumber(), r.GetStatus(), r.GetReason(), want)
+	}
+}
+
+// TestConcurrencySupersedeSweep: a scheduler that queued a cancelInProgress run but failed
+// to supersede the older one (it stopped in between) leaves it to the sweep: the older run
+// still ends cancelled, superseded by the newer.
+func TestConcurrencySupersedeSweep(t *testing.T) {
+	e := newEnv(t, withLease(600*time.Millisecond))
+	x := e.trigger("concc", "")
+	var decisions atomic.Int32
+	service.InjectAfterAppend(e.svc, func(context.Context, *sql.Tx) error {
+		if decisions.Add(1) == 2 { // the first supersession after queuing the newer run
+			return errors.New("injected: the scheduler stopped")
+		}
+		return nil
+	})
+	y := e.trigger("concc", "")
+	if got := decisions.Load(); got < 2 {
+		t.Fatalf("%d decisions: the supersession was not attempted", got)
+	}
+	want := fmt.Sprintf("superseded by run %d", y.GetNumber())
+	e.eventually("the sweep supersedes the older run", func() bool { return e.get(x.GetId()).GetStatus() == "cancelled" })
+	if got := e.get(x.GetId()).GetReason(); got != want {
+		t.Fatalf("run %d: reason %q, want %q", x.GetNumber(), got, want)
+	}
+	if job := e.mustClaim(); job.GetRunId() != y.GetId() {
+		t.Fatalf("claimed %s, want run %d", job.GetRunId(), y.GetNumber())
 	}
 }
