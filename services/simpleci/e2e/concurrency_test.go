@@ -22,13 +22,19 @@ type concurrencyRun struct {
 }
 
 // TestConcurrencyServices: with the services apart on Kafka and PostgreSQL and two
-// runners free, two pushes to one branch under a concurrency key of limit 1 run one after
+// runners free (concurrencyFlow), two pushes to one branch under a concurrency key of limit 1 run one after
 // the other in the order they were pushed, the second saying which run holds the key;
 // with cancelInProgress the second push supersedes the first, which ends cancelled with
 // reason "superseded by run N", and the second succeeds.
 func TestConcurrencyServices(t *testing.T) {
-	c := startClusterWith(t, 2, "--tier", "standard:timeout="+tierTimeout.String(), "--lease", "10s")
-	a := c.api
+	concurrencyFlow(t, startClusterWith(t, 2, "--tier", "standard:timeout="+tierTimeout.String(), "--lease", "10s").api)
+}
+
+// TestConcurrencyDev is TestConcurrencyServices through `simpleci dev` (SQLite, the
+// in-process bus, one runner with a job slot per CPU).
+func TestConcurrencyDev(t *testing.T) { concurrencyFlow(t, startDev(t)) }
+
+func concurrencyFlow(t *testing.T, a *api) {
 	pipeline := func(cancel bool) string {
 		return fmt.Sprintf(`{"concurrency": {"key": "deploy-{{ context.branch }}", "limit": 1, "cancelInProgress": %t},
   "steps": [{"name": "deploy", "run": "echo deploying; sleep 2"}]}`, cancel)
