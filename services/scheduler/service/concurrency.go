@@ -72,7 +72,7 @@ func renderKey(pl *pipeline.Pipeline, q *eventsv1.RunQueued) string {
 	ctx["inputs"] = pl.InputValues(q.Inputs)
 	key, err := c.RenderKey(pipeline.Vars{Context: ctx, Env: map[string]string{}})
 	if err != nil {
-		return "invalid pipeline: " + err.Error()
+		return fmt.Sprintf("invalid pipeline: %s:%d:%d: %v", q.PipelinePath, c.Pos.Line, c.Pos.Col, err)
 	}
 	q.ConcurrencyKey, q.ConcurrencyLimit, q.CancelInProgress = key, int32(c.Limit), c.CancelInProgress
 	return ""

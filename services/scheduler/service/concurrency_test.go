@@ -134,7 +134,7 @@ func TestConcurrencyCancelInProgress(t *testing.T) {
 func TestConcurrencyKeyErrors(t *testing.T) {
 	e := newEnv(t)
 	r := e.trigger("concbad", "")
-	if got := e.get(r.GetId()); got.GetStatus() != "errored" || !strings.Contains(got.GetReason(), "invalid pipeline: concurrency.key: {{ context.nope }}: ") {
+	if got := e.get(r.GetId()); got.GetStatus() != "errored" || !strings.Contains(got.GetReason(), "invalid pipeline: .simpleci/pipeline.json:1:17: concurrency.key: {{ context.nope }}: no such key") {
 		t.Fatalf("%s %q", got.GetStatus(), got.GetReason())
 	}
 }
