@@ -15,7 +15,7 @@ const MaxFileSize = 1 << 20
 
 // The fields the parser knows; the JSON Schema (Schema) lists the same.
 var (
-	topFields  = []string{"$schema", "inputs", "steps"}
+	topFields  = []string{"$schema", "concurrency", "inputs", "steps"}
 	stepFields = []string{"name", "id", "condition", "run", "env", "timeout", "continueOnError", "workingDirectory", "type"}
 )
 
@@ -143,13 +143,15 @@ func (p *parser) parse() *Pipeline {
 		p.errorf(root.off, "the pipeline must be %s with \"steps\", not %s", format, p.kind(root))
 		return nil
 	}
-	var steps, inputs *node
+	var steps, inputs, concurrency *node
 	for _, m := range p.members(root, "field") {
 		switch m.key {
 		case "steps":
 			steps = m.val
 		case "inputs":
 			inputs = m.val
+		case "concurrency":
+			concurrency = m.val
 		case "$schema":
 			// The editor's schema reference; not part of the pipeline.
 			if m.val.kind != kindString {
@@ -192,6 +194,9 @@ func (p *parser) parse() *Pipeline {
 	pl := &Pipeline{File: p.file}
 	if inputs != nil {
 		pl.Inputs = p.inputs(inputs)
+	}
+	if concurrency != nil {
+		pl.Concurrency = p.concurrency(concurrency)
 	}
 	firstName := map[string]int{} // name -> offset of its first use
 	for i, el := range steps.elems {

@@ -8,6 +8,8 @@ type Pipeline struct {
 	File string
 	// Inputs are the parameters of a manual trigger, in file order (inputs.go).
 	Inputs []*Input
+	// Concurrency groups the project's runs by a key (concurrency.go); nil when absent.
+	Concurrency *Concurrency
 	// Steps run in this order.
 	Steps []*Step
 }

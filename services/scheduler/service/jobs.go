@@ -45,9 +45,10 @@ func (s *Service) applyJob(ctx context.Context, tx execer, m proto.Message) erro
 			if n, _ := res.RowsAffected(); n != 1 {
 				return errRetry
 			}
-			_, err = tx.ExecContext(ctx, s.db.Q(`INSERT INTO sched_jobs (run_id, tier, state, created_at, runner_id, lease_id, lease_expires, timeout_ns)
-				VALUES (?, ?, 'queued', ?, '', '', 0, ?) ON CONFLICT (run_id) DO NOTHING`), ev.RunId, ev.Tier, ev.QueuedAt.AsTime().UnixNano(),
-				ev.GetTimeout().AsDuration().Nanoseconds())
+			_, err = tx.ExecContext(ctx, s.db.Q(`INSERT INTO sched_jobs (run_id, tier, state, created_at, runner_id, lease_id, lease_expires, timeout_ns,
+				project_id, number, concurrency_key, concurrency_limit, cancel_in_progress)
+				VALUES (?, ?, 'queued', ?, '', '', 0, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING`), ev.RunId, ev.Tier, ev.QueuedAt.AsTime().UnixNano(),
+				ev.GetTimeout().AsDuration().Nanoseconds(), ev.ProjectId, ev.Number, ev.ConcurrencyKey, max(ev.ConcurrencyLimit, 1), ev.CancelInProgress)
 		}
 	case *eventsv1.RunStarted:
 		// The deadline: the run's timeout and a grace after it started, when the runner
@@ -66,7 +67,8 @@ func (s *Service) applyJob(ctx context.Context, tx execer, m proto.Message) erro
 	return err
 }
 
-// oldestQueued returns the run id of the oldest queued job of tiers ("" when none).
+// oldestQueued returns the run id of the oldest queued job of tiers that its concurrency
+// key lets start ("" when none).
 func (s *Service) oldestQueued(ctx context.Context, tiers []string) (string, error) {
 	marks := strings.TrimSuffix(strings.Repeat("?, ", len(tiers)), ", ")
 	args := make([]any, len(tiers))
@@ -74,7 +76,8 @@ func (s *Service) oldestQueued(ctx context.Context, tiers []string) (string, err
 		args[i] = t
 	}
 	var runID string
-	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT run_id FROM sched_jobs WHERE state = 'queued' AND tier IN (`+marks+`)
+	err := s.db.QueryRowContext(ctx, s.db.Q(`SELECT run_id FROM sched_jobs me WHERE state = 'queued' AND tier IN (`+marks+`)
+		AND (concurrency_key = '' OR `+keyBefore+` < concurrency_limit)
 		ORDER BY created_at, run_id LIMIT 1`), args...).Scan(&runID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil

@@ -98,7 +98,20 @@ func (s *Service) requestRun(ctx context.Context, req *eventsv1.RunRequested, ma
 // file data, stored by reference; nil when q refers to a stored one or has none), and
 // RunFinished{errored} when reason says why it cannot start. A run already recorded is
 // returned as it is.
+//
+// A run with a concurrency key is refused (errored) when its key's queue is full; one with
+// cancelInProgress then supersedes the older runs of its key (supersede).
 func (s *Service) enqueue(ctx context.Context, q *eventsv1.RunQueued, data []byte, reason string) (*domain.Run, error) {
+	r, err := s.enqueueRun(ctx, q, data, reason)
+	if err == nil && r.Status == domain.RunQueued && r.Queued.GetCancelInProgress() {
+		if err := s.supersede(ctx, r.ProjectID, r.Queued.GetConcurrencyKey()); err != nil {
+			s.log.Error("supersede the older runs of the key; the sweep tries again", "run", r.ID, "err", err)
+		}
+	}
+	return r, err
+}
+
+func (s *Service) enqueueRun(ctx context.Context, q *eventsv1.RunQueued, data []byte, reason string) (*domain.Run, error) {
 	// Runs of one project take consecutive numbers: this process queues them one at a
 	// time, so that only other scheduler replicas can race for a number.
 	mu, _ := s.numbering.LoadOrStore(q.ProjectId, &sync.Mutex{})
@@ -111,6 +124,12 @@ func (s *Service) enqueue(ctx context.Context, q *eventsv1.RunQueued, data []byt
 		n, err := s.lastNumber(ctx, tx, q.ProjectId)
 		if err != nil {
 			return nil, err
+		}
+		reason := reason
+		if reason == "" {
+			if reason, err = s.keyFull(ctx, tx, q); err != nil {
+				return nil, err
+			}
 		}
 		q := proto.Clone(q).(*eventsv1.RunQueued)
 		q.Number = n + 1
@@ -227,6 +246,9 @@ func (s *Service) readPipeline(ctx context.Context, provider, repo string, tier 
 	}
 	if q.Inputs, err = pl.ResolveInputs(q.Inputs, manual); err != nil {
 		return nil, "inputs: " + err.Error(), err
+	}
+	if why := renderKey(pl, q); why != "" {
+		return nil, why, nil
 	}
 	q.PipelineSha256, q.PipelineSize = blobKey(data), int64(len(data))
 	for _, st := range pl.Steps {

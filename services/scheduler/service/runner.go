@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -106,15 +107,24 @@ func (s *Service) claim(ctx context.Context, runner string, tiers []string) (*do
 			return nil, "", err
 		}
 		lease := newID()
-		r, err := s.decide(ctx, runID, func(r *domain.Run) ([]recorded, error) {
+		r, err := s.decideTx(ctx, runID, func(tx *sql.Tx, r *domain.Run) ([]recorded, error) {
 			ev, err := r.Start(runner, lease, time.Now())
 			if err != nil {
 				return nil, err
 			}
+			if key, _ := r.Concurrency(); key != "" { // concurrency.go
+				before, err := s.countBefore(ctx, tx, runID)
+				if err != nil {
+					return nil, err
+				}
+				if err := r.CheckKey(before); err != nil {
+					return nil, err
+				}
+			}
 			return []recorded{{id: newID(), msg: ev}}, nil
 		})
-		if errors.Is(err, domain.ErrTransition) || errors.Is(err, eventstore.ErrConcurrency) {
-			continue // started or ended by another scheduler meanwhile
+		if errors.Is(err, domain.ErrTransition) || errors.Is(err, eventstore.ErrConcurrency) || errors.Is(err, domain.ErrKeyHeld) {
+			continue // started or ended by another scheduler meanwhile, or its key filled up
 		}
 		if err != nil {
 			return nil, "", err

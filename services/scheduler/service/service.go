@@ -287,6 +287,9 @@ func (s *Service) reapLeases(ctx context.Context) {
 			}
 		}
 		s.expireQueue(ctx)
+		if err := s.supersede(ctx, "", ""); err != nil {
+			s.log.Error("supersede runs", "err", err)
+		}
 	}
 }
 
@@ -307,7 +310,7 @@ func (s *Service) expireQueue(ctx context.Context) {
 			return
 		}
 		for _, runID := range ids {
-			why := strings.TrimPrefix(s.waitReason(ctx, runID, name), "waiting: ")
+			why := strings.TrimPrefix(s.queuedReason(ctx, runID, name), "waiting: ")
 			r, err := s.decide(ctx, runID, func(r *domain.Run) ([]recorded, error) {
 				if ev := r.ExpireQueue(tier.Queue, why, now); ev != nil {
 					return []recorded{{id: newID(), msg: ev}}, nil

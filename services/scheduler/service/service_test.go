@@ -91,7 +91,8 @@ func makeRepo(dir string) (testRepo, error) {
 		fmt.Fprintf(&long, `{"name": "s%d", "run": "true"}`, i)
 	}
 	long.WriteString("]}")
-	for _, b := range []struct{ name, pipeline string }{{"feature", goodPipeline + "\n"}, {"bad", badPipeline}, {"nopipe", ""}, {"long", long.String()}, {"inputs", inputsPipeline}} {
+	for _, b := range []struct{ name, pipeline string }{{"feature", goodPipeline + "\n"}, {"bad", badPipeline}, {"nopipe", ""}, {"long", long.String()}, {"inputs", inputsPipeline},
+		{"concq", concurrencyPipeline(false)}, {"concc", concurrencyPipeline(true)}, {"concbad", `{"concurrency": {"key": "{{ context.nope }}"}, "steps": [{"name": "a", "run": "true"}]}`}} {
 		git("checkout", "-q", "-B", b.name, "main")
 		if b.pipeline == "" {
 			git("rm", "-q", pipelineFile)

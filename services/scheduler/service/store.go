@@ -13,6 +13,7 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/event"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
+	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
 	"google.golang.org/grpc/codes"
@@ -176,9 +177,8 @@ func (s *Service) waitReason(ctx context.Context, runID, tier string) string {
 	return fmt.Sprintf("%s; %d of %d in the tier's queue", why, ahead+1, queued)
 }
 
-// jobFor builds the runner's view of a run.
-func jobFor(r *domain.Run, lease string, leaseDur time.Duration, tier Tier) *runnerv1.Job {
-	q := r.Queued
+// runContext is the context a run's pipeline sees (trust: its domain.TrustName).
+func runContext(q *eventsv1.RunQueued, trust string) map[string]string {
 	ctx := map[string]string{}
 	for k, v := range q.GetContext() {
 		ctx[k] = v
@@ -187,9 +187,25 @@ func jobFor(r *domain.Run, lease string, leaseDur time.Duration, tier Tier) *run
 	// they were refused may still hold some; the runner's checkout gets Job.Repository).
 	for k, v := range map[string]string{"event": q.Event, "provider": q.Provider, "repository": forge.Redact(q.Repository),
 		"branch": q.Branch, "ref": q.Ref, "sha": q.Sha, "actor": q.Actor, "run_id": q.RunId,
-		"run_number": strconv.FormatInt(q.Number, 10), "trust": domain.TrustName(r.Trust())} {
+		"run_number": strconv.FormatInt(q.Number, 10), "trust": trust} {
 		ctx[k] = v
 	}
+	return ctx
+}
+
+// queuedReason says why a queued run waits: for its concurrency key when that holds it,
+// else for a runner of its tier.
+func (s *Service) queuedReason(ctx context.Context, runID, tier string) string {
+	if why := s.keyWaitReason(ctx, runID); why != "" {
+		return why
+	}
+	return s.waitReason(ctx, runID, tier)
+}
+
+// jobFor builds the runner's view of a run.
+func jobFor(r *domain.Run, lease string, leaseDur time.Duration, tier Tier) *runnerv1.Job {
+	q := r.Queued
+	ctx := runContext(q, domain.TrustName(r.Trust()))
 	return &runnerv1.Job{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, LeaseId: lease, Provider: q.Provider,
 		Repository: q.Repository, Sha: q.Sha, PipelinePath: q.PipelinePath, Pipeline: q.Pipeline, Context: ctx,
 		Env: map[string]string{}, Timeout: q.Timeout, Tier: q.Tier, LeaseDuration: durationpb.New(leaseDur), Attempt: r.Attempt,
@@ -266,7 +282,7 @@ func (s *Service) GetRun(ctx context.Context, req *apiv1.GetRunRequest) (*apiv1.
 	}
 	out := toAPI(r, true)
 	if r.Status == domain.RunQueued {
-		out.Reason = s.waitReason(ctx, r.ID, r.Tier)
+		out.Reason = s.queuedReason(ctx, r.ID, r.Tier)
 	}
 	return out, nil
 }

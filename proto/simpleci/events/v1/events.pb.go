@@ -351,8 +351,15 @@ type RunQueued struct {
 	// was queued, cut to 1 KiB (forge.MaxCommitMessage); empty when the forge cannot read
 	// it or the run errored before its commit was known. User-controlled text.
 	CommitMessage string `protobuf:"bytes,28,opt,name=commit_message,json=commitMessage,proto3" json:"commit_message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The pipeline's "concurrency", its key rendered when the run was queued ("": none).
+	// Runs of the project with the same key run at most concurrency_limit at once, in the
+	// order of their numbers; with cancel_in_progress the run cancels the older runs of its
+	// key (docs/adr/0028-concurrency-groups.md).
+	ConcurrencyKey   string `protobuf:"bytes,29,opt,name=concurrency_key,json=concurrencyKey,proto3" json:"concurrency_key,omitempty"`
+	ConcurrencyLimit int32  `protobuf:"varint,30,opt,name=concurrency_limit,json=concurrencyLimit,proto3" json:"concurrency_limit,omitempty"`
+	CancelInProgress bool   `protobuf:"varint,31,opt,name=cancel_in_progress,json=cancelInProgress,proto3" json:"cancel_in_progress,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *RunQueued) Reset() {
@@ -579,6 +586,27 @@ func (x *RunQueued) GetCommitMessage() string {
 		return x.CommitMessage
 	}
 	return ""
+}
+
+func (x *RunQueued) GetConcurrencyKey() string {
+	if x != nil {
+		return x.ConcurrencyKey
+	}
+	return ""
+}
+
+func (x *RunQueued) GetConcurrencyLimit() int32 {
+	if x != nil {
+		return x.ConcurrencyLimit
+	}
+	return 0
+}
+
+func (x *RunQueued) GetCancelInProgress() bool {
+	if x != nil {
+		return x.CancelInProgress
+	}
+	return false
 }
 
 // ReusedStep is a step of a re-run taken over from the original run instead of run again.
@@ -1118,12 +1146,15 @@ func (x *StepFinished) GetFinishedAt() *timestamppb.Timestamp {
 
 // RunCancelRequested records a user's request to stop a run.
 type RunCancelRequested struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	OrgId         string                 `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
-	ProjectId     string                 `protobuf:"bytes,3,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
-	Actor         string                 `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at,proto3" json:"at,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RunId     string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	OrgId     string                 `protobuf:"bytes,2,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	ProjectId string                 `protobuf:"bytes,3,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
+	Actor     string                 `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
+	At        *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at,proto3" json:"at,omitempty"`
+	// Why, when the scheduler asked (e.g. "superseded by run 12"): the reason the run ends
+	// cancelled with. "": a user asked (actor).
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1191,6 +1222,13 @@ func (x *RunCancelRequested) GetAt() *timestamppb.Timestamp {
 		return x.At
 	}
 	return nil
+}
+
+func (x *RunCancelRequested) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 // RunRequeued records that a started run goes back to the queue to be run again from the
@@ -1547,7 +1585,7 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdd\b\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe1\t\n" +
 	"\tRunQueued\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -1582,7 +1620,10 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"\x0frerun_of_number\x18\x19 \x01(\x03R\rrerunOfNumber\x12A\n" +
 	"\freused_steps\x18\x1a \x03(\v2\x1e.simpleci.events.v1.ReusedStepR\vreusedSteps\x12A\n" +
 	"\x06inputs\x18\x1b \x03(\v2).simpleci.events.v1.RunQueued.InputsEntryR\x06inputs\x12%\n" +
-	"\x0ecommit_message\x18\x1c \x01(\tR\rcommitMessage\x1a:\n" +
+	"\x0ecommit_message\x18\x1c \x01(\tR\rcommitMessage\x12'\n" +
+	"\x0fconcurrency_key\x18\x1d \x01(\tR\x0econcurrencyKey\x12+\n" +
+	"\x11concurrency_limit\x18\x1e \x01(\x05R\x10concurrencyLimit\x12,\n" +
+	"\x12cancel_in_progress\x18\x1f \x01(\bR\x10cancelInProgress\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
@@ -1648,14 +1689,15 @@ const file_simpleci_events_v1_events_proto_rawDesc = "" +
 	"started_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishedAt\"\xa3\x01\n" +
+	"finishedAt\"\xbb\x01\n" +
 	"\x12RunCancelRequested\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
 	"\n" +
 	"project_id\x18\x03 \x01(\tR\tprojectId\x12\x14\n" +
 	"\x05actor\x18\x04 \x01(\tR\x05actor\x12*\n" +
-	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xd9\x01\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xd9\x01\n" +
 	"\vRunRequeued\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -132,6 +133,9 @@ func (r *Run) Finish(lease, st, reason string, lastLogSeq int64, now time.Time) 
 	if lease != "" && (lease != r.LeaseID || r.Status != RunRunning) {
 		return nil, fmt.Errorf("lease %s of run %s (now %s): %w", lease, r.ID, r.Status, ErrLeaseLost)
 	}
+	if st == RunCancelled && r.CancelReason != "" { // the runner only knows it was told to stop
+		reason = r.CancelReason
+	}
 	// The attempt says whose output last_log_sequence counts: the log service judges the
 	// completeness of that attempt's log (a requeued run's log starts again).
 	return &eventsv1.RunFinished{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, Status: st, Reason: reason,
@@ -142,18 +146,39 @@ func (r *Run) Finish(lease, st, reason string, lastLogSeq int64, now time.Time) 
 // marked, and its runner stops it. Cancelling an ended run, or one already being
 // cancelled, records nothing.
 func (r *Run) Cancel(actor string, now time.Time) ([]proto.Message, error) {
+	return r.cancel(actor, "", "cancelled by "+actor+" before it started", now)
+}
+
+// Supersede cancels the run because run number by (a newer run of its concurrency key,
+// with cancelInProgress) replaces it: as Cancel, and the run ends cancelled with reason
+// "superseded by run N" whether it was queued or its runner stops it.
+func (r *Run) Supersede(by int64, now time.Time) ([]proto.Message, error) {
+	why := fmt.Sprintf("superseded by run %d", by)
+	return r.cancel("", why, why, now)
+}
+
+// cancel records that the run is to stop (reason: why the scheduler asks, "" for a user),
+// and ends a queued run cancelled with queuedReason.
+func (r *Run) cancel(actor, reason, queuedReason string, now time.Time) ([]proto.Message, error) {
 	if r.Version == 0 {
 		return nil, fmt.Errorf("run %s: %w", r.ID, ErrNotFound)
 	}
 	if r.Done() || r.CancelRequested {
 		return nil, nil
 	}
-	evs := []proto.Message{&eventsv1.RunCancelRequested{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, Actor: actor, At: timestamppb.New(now)}}
+	evs := []proto.Message{&eventsv1.RunCancelRequested{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, Actor: actor,
+		At: timestamppb.New(now), Reason: reason}}
 	if r.Status == RunQueued {
 		evs = append(evs, &eventsv1.RunFinished{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, Status: RunCancelled,
-			Reason: "cancelled by " + actor + " before it started", FinishedAt: timestamppb.New(now), Attempt: r.Attempt})
+			Reason: queuedReason, FinishedAt: timestamppb.New(now), Attempt: r.Attempt})
 	}
 	return evs, nil
+}
+
+// cancelledBecause is the reason of a run that ends cancelled because detail happened
+// after it was asked to stop.
+func (r *Run) cancelledBecause(detail string) string {
+	return cmp.Or(r.CancelReason, "cancelled") + "; " + detail
 }
 
 // LoseRunner handles a lease that lapsed (lease is the lapsed one): the run goes back to
@@ -172,7 +197,7 @@ func (r *Run) LoseRunner(lease string, retries int, leaseDuration time.Duration,
 	}
 	switch {
 	case r.CancelRequested:
-		return end(RunCancelled, "cancelled; the runner stopped answering")
+		return end(RunCancelled, r.cancelledBecause("the runner stopped answering"))
 	case int(r.Lost) >= retries:
 		return end(RunFailed, lost)
 	}

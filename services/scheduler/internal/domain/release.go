@@ -26,7 +26,7 @@ func (r *Run) Release(lease, why string, now time.Time) (proto.Message, error) {
 	}
 	if r.CancelRequested {
 		return &eventsv1.RunFinished{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID, Status: RunCancelled,
-			Reason: "cancelled; the runner stopped (" + why + ")", FinishedAt: timestamppb.New(now), Attempt: r.Attempt}, nil
+			Reason: r.cancelledBecause("the runner stopped (" + why + ")"), FinishedAt: timestamppb.New(now), Attempt: r.Attempt}, nil
 	}
 	next := r.Attempt + 1
 	return &eventsv1.RunRequeued{RunId: r.ID, OrgId: r.OrgID, ProjectId: r.ProjectID,

@@ -64,6 +64,9 @@ type Run struct {
 	Isolation string
 	// CancelRequested is set once someone asked to stop the run.
 	CancelRequested bool
+	// CancelReason is why the scheduler asked to stop it ("superseded by run N"); "" when
+	// a user did. The run ends cancelled with it.
+	CancelReason string
 	// Queued holds the RunQueued event, which carries what a runner needs.
 	Queued *eventsv1.RunQueued
 	// Waiting is when the current attempt was queued (the run's queuing, or its requeue).
@@ -154,7 +157,7 @@ func (r *Run) Apply(ev proto.Message, recorded time.Time) {
 			r.Steps[i] = Step{Index: r.Steps[i].Index, Name: r.Steps[i].Name, Status: StepPending}
 		}
 	case *eventsv1.RunCancelRequested:
-		r.CancelRequested = true
+		r.CancelRequested, r.CancelReason = true, e.Reason
 	case *eventsv1.RunStarted:
 		r.Status, r.Started, r.LeaseID, r.RunnerID = RunRunning, e.StartedAt.AsTime(), e.LeaseId, e.RunnerId
 	case *eventsv1.RunIsolation:
