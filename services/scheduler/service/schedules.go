@@ -86,10 +86,6 @@ func (s *Service) SetSchedules(ctx context.Context, req *apiv1.SetSchedulesReque
 	if len(in) > MaxSchedules {
 		return nil, invalid("%d schedules: at most %d per project", len(in), MaxSchedules)
 	}
-	if len(in) > 0 && !slices.Contains(p.GetEvents(), triggerSchedule) {
-		return nil, invalid("project %s does not start runs on the schedule event (its events: %s): add it first, e.g. simpleci projects update %s --events %s",
-			p.GetName(), strings.Join(p.GetEvents(), ","), p.GetName(), strings.Join(append(slices.Clone(p.GetEvents()), triggerSchedule), ","))
-	}
 	now := s.now()
 	var out []schedule
 	seen := map[string]int{}
@@ -104,6 +100,10 @@ func (s *Service) SetSchedules(ctx context.Context, req *apiv1.SetSchedulesReque
 		}
 		seen[row.key()] = i
 		out = append(out, row)
+	}
+	if len(in) > 0 && !slices.Contains(p.GetEvents(), triggerSchedule) {
+		return nil, invalid("project %s does not start runs on the schedule event (its events: %s): add it first, e.g. simpleci projects update %s --events %s",
+			p.GetName(), strings.Join(p.GetEvents(), ","), p.GetName(), strings.Join(append(slices.Clone(p.GetEvents()), triggerSchedule), ","))
 	}
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
 		old, err := s.schedulesOf(ctx, tx, p.GetId())
@@ -306,8 +306,8 @@ func (s *Service) fire(ctx context.Context, sc schedule, slot time.Time) error {
 	if err != nil {
 		return err
 	}
-	if r != nil {
-		s.log.Info("scheduled run", "run", r.ID, "number", r.Number, "project", sc.projectID, "cron", sc.cron, "slot", slot)
+	if r != nil { // recorded by this replica or, in a close race, by another
+		s.log.Info("scheduled slot has its run", "run", r.ID, "number", r.Number, "project", sc.projectID, "cron", sc.cron, "slot", slot)
 	}
 	return nil
 }
