@@ -89,4 +89,20 @@ func TestScheduleTwoSchedulers(t *testing.T) {
 			t.Errorf("slots %s and %s are %s apart: want one run per minute's slot, no duplicate and no gap", slots[i-1], slots[i], d)
 		}
 	}
+
+	// The CLI: add, list, refuse a bad one, remove.
+	cli := func(args ...string) (string, error) { return runCLI(a.base, a.token, args...) }
+	if out, err := cli("projects", "schedule", "add", "app", "--cron", "0 3 * * 1-5", "--timezone", "Europe/Berlin", "--ref", "main"); err != nil ||
+		!strings.Contains(out, "0 3 * * 1-5") || !strings.Contains(out, "Europe/Berlin") || !strings.Contains(out, "main") {
+		t.Fatalf("projects schedule add: %v\n%s", err, out)
+	}
+	if out, err := cli("projects", "schedule", "add", "app", "--cron", "0 3 * * 1-5", "--timezone", "Mars/Base"); err == nil || !strings.Contains(out, "schedule 2: time zone \"Mars/Base\"") {
+		t.Fatalf("projects schedule add with a bad time zone: %v\n%s", err, out)
+	}
+	if out, err := cli("projects", "schedule", "list", "app"); err != nil || !strings.Contains(out, "1  0 3 * * 1-5") {
+		t.Fatalf("projects schedule list: %v\n%s", err, out)
+	}
+	if out, err := cli("projects", "schedule", "remove", "app", "1"); err != nil || !strings.Contains(out, "no schedules") {
+		t.Fatalf("projects schedule remove: %v\n%s", err, out)
+	}
 }
