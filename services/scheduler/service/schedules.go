@@ -105,8 +105,25 @@ func (s *Service) SetSchedules(ctx context.Context, req *apiv1.SetSchedulesReque
 		return nil, invalid("project %s does not start runs on the schedule event (its events: %s): add it first, e.g. simpleci projects update %s --events %s",
 			p.GetName(), strings.Join(p.GetEvents(), ","), p.GetName(), strings.Join(append(slices.Clone(p.GetEvents()), triggerSchedule), ","))
 	}
-	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-		old, err := s.schedulesOf(ctx, tx, p.GetId())
+	// Two concurrent replacements of one project's list may collide on its rows (the
+	// loser's insert finds the winner's): the loser replaces the winner's list, again.
+	for attempt := 1; ; attempt++ {
+		if err = s.replaceSchedules(ctx, p.GetId(), out); err == nil || attempt == 3 || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store schedules: %w", err)
+	}
+	s.log.Info("schedules set", "project", p.GetId(), "schedules", len(out), "actor", actor(ctx))
+	return s.scheduleList(out, now), nil
+}
+
+// replaceSchedules stores out as the project's schedules, in one transaction; a schedule
+// the project had keeps its createdAt.
+func (s *Service) replaceSchedules(ctx context.Context, projectID string, out []schedule) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		old, err := s.schedulesOf(ctx, tx, projectID)
 		if err != nil {
 			return err
 		}
@@ -117,7 +134,7 @@ func (s *Service) SetSchedules(ctx context.Context, req *apiv1.SetSchedulesReque
 				}
 			}
 		}
-		if _, err := tx.ExecContext(ctx, s.db.Q(`DELETE FROM sched_schedules WHERE project_id = ?`), p.GetId()); err != nil {
+		if _, err := tx.ExecContext(ctx, s.db.Q(`DELETE FROM sched_schedules WHERE project_id = ?`), projectID); err != nil {
 			return err
 		}
 		for i, sc := range out {
@@ -128,11 +145,6 @@ func (s *Service) SetSchedules(ctx context.Context, req *apiv1.SetSchedulesReque
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("store schedules: %w", err)
-	}
-	s.log.Info("schedules set", "project", p.GetId(), "schedules", len(out), "actor", actor(ctx))
-	return s.scheduleList(out, now), nil
 }
 
 // ListSchedules returns the caller's project's schedules.

@@ -157,6 +157,16 @@ func TestSchedulesTwoReplicas(t *testing.T) {
 		t.Errorf("latest run %d, want number %d for slot %s", latest.GetNumber(), slots+1, want)
 	}
 
+	// Setting the same schedule again keeps when it was set; a new one starts now.
+	again, err := e.svc.SetSchedules(e.user("org1"), &apiv1.SetSchedulesRequest{Project: "nightly",
+		Schedules: []*apiv1.Schedule{{Cron: "*  *  * * *", Ref: "main"}, {Cron: "0 3 * * *", Timezone: "Asia/Tokyo"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := again.GetSchedules(); len(got) != 2 || !got[0].GetCreatedAt().AsTime().Equal(start) || !got[1].GetCreatedAt().AsTime().Equal(clock.now()) {
+		t.Errorf("schedules set again: %v; want the first created at %s, the second now", got, start)
+	}
+
 	// Removing the schedules stops the runs.
 	if _, err := e.svc.SetSchedules(e.user("org1"), &apiv1.SetSchedulesRequest{Project: "nightly"}); err != nil {
 		t.Fatal(err)
