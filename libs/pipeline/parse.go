@@ -152,6 +152,9 @@ func (p *parser) parse() *Pipeline {
 			inputs = m.val
 		case "concurrency":
 			concurrency = m.val
+		case "schedule":
+			// PIPELINE.md names it; schedules are the project's settings for now (ADR 29).
+			p.errorf(m.keyOff, "\"schedule\" in the pipeline file is not supported yet: set the project's schedules (simpleci projects schedule add PROJECT --cron '0 3 * * 1-5'; docs/pipeline.md#schedules)")
 		case "$schema":
 			// The editor's schema reference; not part of the pipeline.
 			if m.val.kind != kindString {

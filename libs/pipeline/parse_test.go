@@ -147,6 +147,7 @@ func TestParseErrors(t *testing.T) {
 		{"workingDirectory absolute", `{"steps": [{"name": "a", "run": "x", "workingDirectory": "/etc"}]}`, []string{`1:58: step "a": workingDirectory "/etc" must be relative to the checkout`}},
 		{"workingDirectory escapes", `{"steps": [{"name": "a", "run": "x", "workingDirectory": "src/../../x"}]}`, []string{`1:58: step "a": workingDirectory "src/../../x" escapes the checkout`}},
 		{"workingDirectory not a string", `{"steps": [{"name": "a", "run": "x", "workingDirectory": 1}]}`, []string{`1:58: step "a": "workingDirectory" must be a string, not a number`}},
+		{"schedule not supported", `{"schedule": [], "steps": [{"name": "a", "run": "x"}]}`, []string{`1:2: "schedule" in the pipeline file is not supported yet: set the project's schedules (simpleci projects schedule add PROJECT --cron '0 3 * * 1-5'; docs/pipeline.md#schedules)`}},
 		{"type not supported", `{"steps": [{"name": "a", "run": "x", "type": "cache-files"}]}`, []string{`1:46: step "a": step type "cache-files" is not supported yet`}},
 		{"type unknown", `{"steps": [{"name": "a", "run": "x", "type": "docker"}]}`, []string{`1:46: step "a": unknown step type "docker" (leave "type" out for a command step)`}},
 		{"unknown step field", `{"steps": [{"name": "a", "run": "x", "if": "true"}]}`, []string{

@@ -64,6 +64,8 @@ var ACL = map[string]Callers{
 	apiv1.RunService_GetRun_FullMethodName:                      Users,
 	apiv1.RunService_CancelRun_FullMethodName:                   Users,
 	apiv1.RunService_RerunRun_FullMethodName:                    Users,
+	apiv1.RunService_ListSchedules_FullMethodName:               Users,
+	apiv1.RunService_SetSchedules_FullMethodName:                Users,
 	apiv1.RunService_ListRunEvents_FullMethodName:               Users,
 	apiv1.RunService_ListTiers_FullMethodName:                   Users | ProjectService | GatewayService,
 	apiv1.LogService_GetLogs_FullMethodName:                     Users,

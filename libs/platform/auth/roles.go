@@ -100,6 +100,8 @@ var MethodPermission = map[string]Permission{
 	apiv1.RunService_TriggerRun_FullMethodName:        Run,
 	apiv1.RunService_CancelRun_FullMethodName:         Run,
 	apiv1.RunService_RerunRun_FullMethodName:          Run,
+	apiv1.RunService_ListSchedules_FullMethodName:     Read,
+	apiv1.RunService_SetSchedules_FullMethodName:      Configure,
 	apiv1.ProjectService_CreateProject_FullMethodName: Configure,
 	apiv1.ProjectService_UpdateProject_FullMethodName: Configure,
 	apiv1.ProjectService_DeleteProject_FullMethodName: Administer,

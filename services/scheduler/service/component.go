@@ -160,15 +160,44 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 	if err != nil {
 		return err
 	}
+	clock, tick, err := testClock(os.Getenv("SIMPLECI_TEST_CLOCK"))
+	if err != nil {
+		return err
+	}
 	c.Service, err = New(ctx, Config{DB: db, Bus: b, Forges: forges, Projects: apiv1.NewProjectInternalServiceClient(pc),
 		Log: env.Log, Secret: env.Config.InternalToken, Tiers: tiers, LeaseDuration: c.LeaseDuration, LostRunRetries: c.LostRunRetries,
-		TriggerLimits: c.TriggerLimits, PublicURL: c.PublicURL})
+		TriggerLimits: c.TriggerLimits, PublicURL: c.PublicURL, Clock: clock, ScheduleTick: tick})
 	if err != nil {
 		return err
 	}
 	c.Service.Register(env.GRPC)
 	env.OnStart(c.Service.Start)
 	return nil
+}
+
+// testClock reads SIMPLECI_TEST_CLOCK, which only tests set (never a deployment): it
+// makes the schedules' clock run fast from a fixed start, the same in every process
+// given the same value, so that an end-to-end test sees many slots in seconds. The
+// value is REAL/FAKE/SPEED, two RFC 3339 times and a factor: at real time REAL the clock
+// reads FAKE and it runs SPEED times as fast; the schedules are then checked every
+// 10 s of that clock (at least every 10 ms of real time). Empty: the real clock (nil) and the default tick.
+func testClock(v string) (func() time.Time, time.Duration, error) {
+	if v == "" {
+		return nil, 0, nil
+	}
+	bad := fmt.Errorf("SIMPLECI_TEST_CLOCK %q: want REAL/FAKE/SPEED such as 2026-01-01T00:00:00Z/2030-01-01T00:00:00Z/60 (tests only)", v)
+	parts := strings.Split(v, "/")
+	if len(parts) != 3 {
+		return nil, 0, bad
+	}
+	real0, err1 := time.Parse(time.RFC3339Nano, parts[0])
+	fake0, err2 := time.Parse(time.RFC3339Nano, parts[1])
+	speed, err3 := strconv.ParseFloat(parts[2], 64)
+	if err1 != nil || err2 != nil || err3 != nil || speed <= 0 {
+		return nil, 0, bad
+	}
+	clock := func() time.Time { return fake0.Add(time.Duration(float64(time.Since(real0)) * speed)) }
+	return clock, max(time.Duration(float64(10*time.Second)/speed), 10*time.Millisecond), nil
 }
 
 // ParseTiers reads tier overrides, each "NAME:KEY=VALUE,..." with the keys timeout

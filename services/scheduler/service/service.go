@@ -101,6 +101,14 @@ type Config struct {
 	// which the gateway answers 429 with Retry-After); zero: no limit (the component's
 	// --trigger-rate defaults to DefaultTriggerLimits).
 	TriggerLimits ratelimit.Limits
+	// Clock tells the time of schedules (default time.Now): which slots are due, and
+	// when a schedule was set. Tests move it (Component: SIMPLECI_TEST_CLOCK).
+	Clock func() time.Time
+	// ScheduleTick is how often the schedules are checked (default DefaultScheduleTick);
+	// MissedSlotWindow how late a slot may still run (default DefaultMissedSlotWindow):
+	// see docs/adr/0029-scheduled-runs.md.
+	ScheduleTick     time.Duration
+	MissedSlotWindow time.Duration
 	// PublicURL is where users reach this deployment (--public-url, e.g.
 	// https://ci.example.com/): commit statuses link to PublicURL/api/v1/runs/RUN.
 	// Empty: statuses carry no link.
@@ -171,6 +179,15 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.LostRunRetries < 0 {
 		cfg.LostRunRetries = 0
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.ScheduleTick <= 0 {
+		cfg.ScheduleTick = DefaultScheduleTick
+	}
+	if cfg.MissedSlotWindow <= 0 {
+		cfg.MissedSlotWindow = DefaultMissedSlotWindow
+	}
 	if cfg.PipelinePath == "" {
 		cfg.PipelinePath = ".simpleci/pipeline.json"
 	}
@@ -215,7 +232,8 @@ func openStore(ctx context.Context, db *sqldb.DB) (eventstore.TxStore, error) {
 // Group is the scheduler's consumer group on the run-requests topic (permanent).
 const Group = "scheduler"
 
-// Start subscribes to run requests and starts the lease reaper; both stop with ctx.
+// Start subscribes to run requests and starts the lease reaper and the schedule loop;
+// all stop with ctx.
 func (s *Service) Start(ctx context.Context) error {
 	err := s.cfg.Bus.Subscribe(ctx, event.TopicRunRequests, Group, event.Consumer(
 		event.On(func(ctx context.Context, req *eventsv1.RunRequested) error {
@@ -234,6 +252,7 @@ func (s *Service) Start(ctx context.Context) error {
 		return fmt.Errorf("scheduler: subscribe: %w", err)
 	}
 	go s.reapLeases(ctx)
+	go s.scheduleLoop(ctx)
 	observeGauges(s)
 	// The followers of the log run once per deployment: on the scheduler replica that
 	// holds the leadership (libs/platform/leader); another takes over within seconds

@@ -48,7 +48,7 @@ func Main(ctx context.Context, args []string, io IO) int {
 	server := fs.String("server", def(io.Env("SIMPLECI_SERVER"), "http://localhost:8080"), "server URL (SIMPLECI_SERVER)")
 	token := fs.String("token", io.Env("SIMPLECI_TOKEN"), "API token (SIMPLECI_TOKEN)")
 	follow := fs.Bool("f", false, "logs: follow the live log until the run ends")
-	ref := fs.String("ref", "", "trigger: branch, tag or commit (default: the repository's HEAD)")
+	ref := fs.String("ref", "", "trigger, projects schedule add: branch, tag or commit (default: the repository's HEAD)")
 	event := fs.String("event", "manual", "trigger: the event name")
 	status := fs.String("status", "", "runs list: only runs with this status")
 	branch := fs.String("branch", "", "runs list: only runs of this branch")
@@ -59,6 +59,9 @@ func Main(ctx context.Context, args []string, io IO) int {
 	events := fs.String("events", "", "projects update: the events, comma-separated (push,pull_request,tag,manual,schedule)")
 	tier := fs.String("tier", "", "projects update: the runner tier")
 	network := fs.String("network", "", "projects update: default, on or off")
+	var sched scheduleArgs
+	fs.StringVar(&sched.cron, "cron", "", "projects schedule add: 5 cron fields, such as '0 3 * * 1-5'")
+	fs.StringVar(&sched.timezone, "timezone", "", "projects schedule add: an IANA time zone such as Europe/Berlin (default UTC)")
 	inputs := inputFlag{}
 	fs.Var(inputs, "input", "trigger: a pipeline input as name=value (repeatable)")
 	fromFailed := fs.Bool("from-failed", false, "runs rerun: run again from the first failed step (default: the whole run)")
@@ -83,6 +86,9 @@ func Main(ctx context.Context, args []string, io IO) int {
   simpleci projects list
   simpleci projects update PROJECT [--events push,tag] [--tier T] [--network default|on|off]   (maintainers)
   simpleci projects delete PROJECT     (owners: the project and its secrets; its runs stay)
+  simpleci projects schedule list PROJECT
+  simpleci projects schedule add PROJECT --cron '0 3 * * 1-5' [--timezone Europe/Berlin] [--ref main]   (maintainers)
+  simpleci projects schedule remove PROJECT N                                                        (maintainers)
   simpleci members list
   simpleci members add LOGIN --role ROLE   (owners: a new user and its first token, shown once)
   simpleci members set LOGIN --role ROLE   (owners; roles: viewer, developer, maintainer, owner)
@@ -138,6 +144,9 @@ func Main(ctx context.Context, args []string, io IO) int {
 		err = a.listProjects(ctx)
 	case args[0] == "projects" && len(rest) == 2 && rest[0] == "update":
 		err = a.updateProject(ctx, rest[1], *events, *tier, *network)
+	case args[0] == "projects" && len(rest) >= 1 && rest[0] == "schedule":
+		sched.ref = *ref
+		err = a.schedules(ctx, rest, sched)
 	case args[0] == "projects" && len(rest) == 2 && rest[0] == "delete":
 		if err = a.do(ctx, "DELETE", "/api/v1/projects/"+url.PathEscape(rest[1]), nil, &struct{}{}); err == nil {
 			fmt.Fprintf(io.Out, "project %s deleted\n", rest[1])

@@ -1119,6 +1119,233 @@ func (x *CancelRunRequest) GetRun() string {
 	return ""
 }
 
+// Schedule is a cron schedule of a project: when to start a run of which ref.
+type Schedule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cron: 5 fields (minute hour day-of-month month day-of-week), such as "0 3 * * 1-5".
+	Cron string `protobuf:"bytes,1,opt,name=cron,proto3" json:"cron,omitempty"`
+	// timezone: an IANA time zone name such as Europe/Berlin; empty means UTC.
+	Timezone string `protobuf:"bytes,2,opt,name=timezone,proto3" json:"timezone,omitempty"`
+	// ref: a branch, tag or full ref whose head commit runs; empty: the repository's HEAD.
+	Ref string `protobuf:"bytes,3,opt,name=ref,proto3" json:"ref,omitempty"`
+	// next_run_at is the next slot (output only).
+	NextRunAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=next_run_at,json=nextRunAt,proto3" json:"next_run_at,omitempty"`
+	// created_at is when the schedule was added (output only): no slot before it runs.
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Schedule) Reset() {
+	*x = Schedule{}
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Schedule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Schedule) ProtoMessage() {}
+
+func (x *Schedule) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
+func (*Schedule) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Schedule) GetCron() string {
+	if x != nil {
+		return x.Cron
+	}
+	return ""
+}
+
+func (x *Schedule) GetTimezone() string {
+	if x != nil {
+		return x.Timezone
+	}
+	return ""
+}
+
+func (x *Schedule) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *Schedule) GetNextRunAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextRunAt
+	}
+	return nil
+}
+
+func (x *Schedule) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// ListSchedulesRequest names a project.
+type ListSchedulesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Project       string                 `protobuf:"bytes,1,opt,name=project,proto3" json:"project,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesRequest) Reset() {
+	*x = ListSchedulesRequest{}
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesRequest) ProtoMessage() {}
+
+func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
+func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListSchedulesRequest) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
+// ListSchedulesResponse is a project's schedules, in the order they were set.
+type ListSchedulesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedules     []*Schedule            `protobuf:"bytes,1,rep,name=schedules,proto3" json:"schedules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesResponse) Reset() {
+	*x = ListSchedulesResponse{}
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesResponse) ProtoMessage() {}
+
+func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
+func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListSchedulesResponse) GetSchedules() []*Schedule {
+	if x != nil {
+		return x.Schedules
+	}
+	return nil
+}
+
+// SetSchedulesRequest is the body of PUT /api/v1/projects/{project}/schedules.
+type SetSchedulesRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Project string                 `protobuf:"bytes,1,opt,name=project,proto3" json:"project,omitempty"`
+	// schedules replace the project's (next_run_at and created_at are ignored; a schedule
+	// identical to one the project has keeps its created_at).
+	Schedules     []*Schedule `protobuf:"bytes,2,rep,name=schedules,proto3" json:"schedules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSchedulesRequest) Reset() {
+	*x = SetSchedulesRequest{}
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSchedulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSchedulesRequest) ProtoMessage() {}
+
+func (x *SetSchedulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_api_v1_runs_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSchedulesRequest.ProtoReflect.Descriptor instead.
+func (*SetSchedulesRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_api_v1_runs_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SetSchedulesRequest) GetProject() string {
+	if x != nil {
+		return x.Project
+	}
+	return ""
+}
+
+func (x *SetSchedulesRequest) GetSchedules() []*Schedule {
+	if x != nil {
+		return x.Schedules
+	}
+	return nil
+}
+
 var File_simpleci_api_v1_runs_proto protoreflect.FileDescriptor
 
 const file_simpleci_api_v1_runs_proto_rawDesc = "" +
@@ -1219,7 +1446,21 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\vfrom_failed\x18\x02 \x01(\bR\n" +
 	"fromFailed\"$\n" +
 	"\x10CancelRunRequest\x12\x10\n" +
-	"\x03run\x18\x01 \x01(\tR\x03run2\x9a\x06\n" +
+	"\x03run\x18\x01 \x01(\tR\x03run\"\xc3\x01\n" +
+	"\bSchedule\x12\x12\n" +
+	"\x04cron\x18\x01 \x01(\tR\x04cron\x12\x1a\n" +
+	"\btimezone\x18\x02 \x01(\tR\btimezone\x12\x10\n" +
+	"\x03ref\x18\x03 \x01(\tR\x03ref\x12:\n" +
+	"\vnext_run_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tnextRunAt\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"0\n" +
+	"\x14ListSchedulesRequest\x12\x18\n" +
+	"\aproject\x18\x01 \x01(\tR\aproject\"P\n" +
+	"\x15ListSchedulesResponse\x127\n" +
+	"\tschedules\x18\x01 \x03(\v2\x19.simpleci.api.v1.ScheduleR\tschedules\"h\n" +
+	"\x13SetSchedulesRequest\x12\x18\n" +
+	"\aproject\x18\x01 \x01(\tR\aproject\x127\n" +
+	"\tschedules\x18\x02 \x03(\v2\x19.simpleci.api.v1.ScheduleR\tschedules2\xb9\b\n" +
 	"\n" +
 	"RunService\x12r\n" +
 	"\n" +
@@ -1228,7 +1469,9 @@ const file_simpleci_api_v1_runs_proto_rawDesc = "" +
 	"\x06GetRun\x12\x1e.simpleci.api.v1.GetRunRequest\x1a\x14.simpleci.api.v1.Run\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/v1/runs/{run}\x12j\n" +
 	"\tCancelRun\x12!.simpleci.api.v1.CancelRunRequest\x1a\x14.simpleci.api.v1.Run\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/api/v1/runs/{run}:cancel\x12g\n" +
 	"\bRerunRun\x12 .simpleci.api.v1.RerunRunRequest\x1a\x14.simpleci.api.v1.Run\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/api/v1/runs/{run}:rerun\x12\x81\x01\n" +
-	"\rListRunEvents\x12%.simpleci.api.v1.ListRunEventsRequest\x1a&.simpleci.api.v1.ListRunEventsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/runs/{run}/events\x12i\n" +
+	"\rListRunEvents\x12%.simpleci.api.v1.ListRunEventsRequest\x1a&.simpleci.api.v1.ListRunEventsResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/v1/runs/{run}/events\x12\x8c\x01\n" +
+	"\rListSchedules\x12%.simpleci.api.v1.ListSchedulesRequest\x1a&.simpleci.api.v1.ListSchedulesResponse\",\x82\xd3\xe4\x93\x02&\x12$/api/v1/projects/{project}/schedules\x12\x8d\x01\n" +
+	"\fSetSchedules\x12$.simpleci.api.v1.SetSchedulesRequest\x1a&.simpleci.api.v1.ListSchedulesResponse\"/\x82\xd3\xe4\x93\x02):\x01*\x1a$/api/v1/projects/{project}/schedules\x12i\n" +
 	"\tListTiers\x12!.simpleci.api.v1.ListTiersRequest\x1a\".simpleci.api.v1.ListTiersResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/tiersB:Z8github.com/simpleci/simpleci/proto/simpleci/api/v1;apiv1b\x06proto3"
 
 var (
@@ -1243,7 +1486,7 @@ func file_simpleci_api_v1_runs_proto_rawDescGZIP() []byte {
 	return file_simpleci_api_v1_runs_proto_rawDescData
 }
 
-var file_simpleci_api_v1_runs_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_simpleci_api_v1_runs_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_simpleci_api_v1_runs_proto_goTypes = []any{
 	(*ListTiersRequest)(nil),      // 0: simpleci.api.v1.ListTiersRequest
 	(*ListTiersResponse)(nil),     // 1: simpleci.api.v1.ListTiersResponse
@@ -1259,46 +1502,58 @@ var file_simpleci_api_v1_runs_proto_goTypes = []any{
 	(*RunEvent)(nil),              // 11: simpleci.api.v1.RunEvent
 	(*RerunRunRequest)(nil),       // 12: simpleci.api.v1.RerunRunRequest
 	(*CancelRunRequest)(nil),      // 13: simpleci.api.v1.CancelRunRequest
-	nil,                           // 14: simpleci.api.v1.Run.InputsEntry
-	nil,                           // 15: simpleci.api.v1.TriggerRunRequest.InputsEntry
-	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 18: google.protobuf.Struct
+	(*Schedule)(nil),              // 14: simpleci.api.v1.Schedule
+	(*ListSchedulesRequest)(nil),  // 15: simpleci.api.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil), // 16: simpleci.api.v1.ListSchedulesResponse
+	(*SetSchedulesRequest)(nil),   // 17: simpleci.api.v1.SetSchedulesRequest
+	nil,                           // 18: simpleci.api.v1.Run.InputsEntry
+	nil,                           // 19: simpleci.api.v1.TriggerRunRequest.InputsEntry
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 22: google.protobuf.Struct
 }
 var file_simpleci_api_v1_runs_proto_depIdxs = []int32{
 	2,  // 0: simpleci.api.v1.ListTiersResponse.tiers:type_name -> simpleci.api.v1.Tier
-	16, // 1: simpleci.api.v1.Tier.timeout:type_name -> google.protobuf.Duration
-	17, // 2: simpleci.api.v1.Run.created_at:type_name -> google.protobuf.Timestamp
-	17, // 3: simpleci.api.v1.Run.started_at:type_name -> google.protobuf.Timestamp
-	17, // 4: simpleci.api.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
+	20, // 1: simpleci.api.v1.Tier.timeout:type_name -> google.protobuf.Duration
+	21, // 2: simpleci.api.v1.Run.created_at:type_name -> google.protobuf.Timestamp
+	21, // 3: simpleci.api.v1.Run.started_at:type_name -> google.protobuf.Timestamp
+	21, // 4: simpleci.api.v1.Run.finished_at:type_name -> google.protobuf.Timestamp
 	4,  // 5: simpleci.api.v1.Run.steps:type_name -> simpleci.api.v1.Step
-	14, // 6: simpleci.api.v1.Run.inputs:type_name -> simpleci.api.v1.Run.InputsEntry
-	17, // 7: simpleci.api.v1.Step.started_at:type_name -> google.protobuf.Timestamp
-	17, // 8: simpleci.api.v1.Step.finished_at:type_name -> google.protobuf.Timestamp
-	15, // 9: simpleci.api.v1.TriggerRunRequest.inputs:type_name -> simpleci.api.v1.TriggerRunRequest.InputsEntry
+	18, // 6: simpleci.api.v1.Run.inputs:type_name -> simpleci.api.v1.Run.InputsEntry
+	21, // 7: simpleci.api.v1.Step.started_at:type_name -> google.protobuf.Timestamp
+	21, // 8: simpleci.api.v1.Step.finished_at:type_name -> google.protobuf.Timestamp
+	19, // 9: simpleci.api.v1.TriggerRunRequest.inputs:type_name -> simpleci.api.v1.TriggerRunRequest.InputsEntry
 	3,  // 10: simpleci.api.v1.ListRunsResponse.runs:type_name -> simpleci.api.v1.Run
 	11, // 11: simpleci.api.v1.ListRunEventsResponse.events:type_name -> simpleci.api.v1.RunEvent
-	17, // 12: simpleci.api.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
-	18, // 13: simpleci.api.v1.RunEvent.payload:type_name -> google.protobuf.Struct
-	5,  // 14: simpleci.api.v1.RunService.TriggerRun:input_type -> simpleci.api.v1.TriggerRunRequest
-	6,  // 15: simpleci.api.v1.RunService.ListRuns:input_type -> simpleci.api.v1.ListRunsRequest
-	8,  // 16: simpleci.api.v1.RunService.GetRun:input_type -> simpleci.api.v1.GetRunRequest
-	13, // 17: simpleci.api.v1.RunService.CancelRun:input_type -> simpleci.api.v1.CancelRunRequest
-	12, // 18: simpleci.api.v1.RunService.RerunRun:input_type -> simpleci.api.v1.RerunRunRequest
-	9,  // 19: simpleci.api.v1.RunService.ListRunEvents:input_type -> simpleci.api.v1.ListRunEventsRequest
-	0,  // 20: simpleci.api.v1.RunService.ListTiers:input_type -> simpleci.api.v1.ListTiersRequest
-	3,  // 21: simpleci.api.v1.RunService.TriggerRun:output_type -> simpleci.api.v1.Run
-	7,  // 22: simpleci.api.v1.RunService.ListRuns:output_type -> simpleci.api.v1.ListRunsResponse
-	3,  // 23: simpleci.api.v1.RunService.GetRun:output_type -> simpleci.api.v1.Run
-	3,  // 24: simpleci.api.v1.RunService.CancelRun:output_type -> simpleci.api.v1.Run
-	3,  // 25: simpleci.api.v1.RunService.RerunRun:output_type -> simpleci.api.v1.Run
-	10, // 26: simpleci.api.v1.RunService.ListRunEvents:output_type -> simpleci.api.v1.ListRunEventsResponse
-	1,  // 27: simpleci.api.v1.RunService.ListTiers:output_type -> simpleci.api.v1.ListTiersResponse
-	21, // [21:28] is the sub-list for method output_type
-	14, // [14:21] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	21, // 12: simpleci.api.v1.RunEvent.time:type_name -> google.protobuf.Timestamp
+	22, // 13: simpleci.api.v1.RunEvent.payload:type_name -> google.protobuf.Struct
+	21, // 14: simpleci.api.v1.Schedule.next_run_at:type_name -> google.protobuf.Timestamp
+	21, // 15: simpleci.api.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
+	14, // 16: simpleci.api.v1.ListSchedulesResponse.schedules:type_name -> simpleci.api.v1.Schedule
+	14, // 17: simpleci.api.v1.SetSchedulesRequest.schedules:type_name -> simpleci.api.v1.Schedule
+	5,  // 18: simpleci.api.v1.RunService.TriggerRun:input_type -> simpleci.api.v1.TriggerRunRequest
+	6,  // 19: simpleci.api.v1.RunService.ListRuns:input_type -> simpleci.api.v1.ListRunsRequest
+	8,  // 20: simpleci.api.v1.RunService.GetRun:input_type -> simpleci.api.v1.GetRunRequest
+	13, // 21: simpleci.api.v1.RunService.CancelRun:input_type -> simpleci.api.v1.CancelRunRequest
+	12, // 22: simpleci.api.v1.RunService.RerunRun:input_type -> simpleci.api.v1.RerunRunRequest
+	9,  // 23: simpleci.api.v1.RunService.ListRunEvents:input_type -> simpleci.api.v1.ListRunEventsRequest
+	15, // 24: simpleci.api.v1.RunService.ListSchedules:input_type -> simpleci.api.v1.ListSchedulesRequest
+	17, // 25: simpleci.api.v1.RunService.SetSchedules:input_type -> simpleci.api.v1.SetSchedulesRequest
+	0,  // 26: simpleci.api.v1.RunService.ListTiers:input_type -> simpleci.api.v1.ListTiersRequest
+	3,  // 27: simpleci.api.v1.RunService.TriggerRun:output_type -> simpleci.api.v1.Run
+	7,  // 28: simpleci.api.v1.RunService.ListRuns:output_type -> simpleci.api.v1.ListRunsResponse
+	3,  // 29: simpleci.api.v1.RunService.GetRun:output_type -> simpleci.api.v1.Run
+	3,  // 30: simpleci.api.v1.RunService.CancelRun:output_type -> simpleci.api.v1.Run
+	3,  // 31: simpleci.api.v1.RunService.RerunRun:output_type -> simpleci.api.v1.Run
+	10, // 32: simpleci.api.v1.RunService.ListRunEvents:output_type -> simpleci.api.v1.ListRunEventsResponse
+	16, // 33: simpleci.api.v1.RunService.ListSchedules:output_type -> simpleci.api.v1.ListSchedulesResponse
+	16, // 34: simpleci.api.v1.RunService.SetSchedules:output_type -> simpleci.api.v1.ListSchedulesResponse
+	1,  // 35: simpleci.api.v1.RunService.ListTiers:output_type -> simpleci.api.v1.ListTiersResponse
+	27, // [27:36] is the sub-list for method output_type
+	18, // [18:27] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_api_v1_runs_proto_init() }
@@ -1312,7 +1567,7 @@ func file_simpleci_api_v1_runs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_api_v1_runs_proto_rawDesc), len(file_simpleci_api_v1_runs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,8 @@ const (
 	RunService_CancelRun_FullMethodName     = "/simpleci.api.v1.RunService/CancelRun"
 	RunService_RerunRun_FullMethodName      = "/simpleci.api.v1.RunService/RerunRun"
 	RunService_ListRunEvents_FullMethodName = "/simpleci.api.v1.RunService/ListRunEvents"
+	RunService_ListSchedules_FullMethodName = "/simpleci.api.v1.RunService/ListSchedules"
+	RunService_SetSchedules_FullMethodName  = "/simpleci.api.v1.RunService/SetSchedules"
 	RunService_ListTiers_FullMethodName     = "/simpleci.api.v1.RunService/ListTiers"
 )
 
@@ -51,6 +53,16 @@ type RunServiceClient interface {
 	RerunRun(ctx context.Context, in *RerunRunRequest, opts ...grpc.CallOption) (*Run, error)
 	// ListRunEvents returns the run's events as recorded in its stream, in order.
 	ListRunEvents(ctx context.Context, in *ListRunEventsRequest, opts ...grpc.CallOption) (*ListRunEventsResponse, error)
+	// ListSchedules lists a project's cron schedules with their next slot
+	// (docs/adr/0029-scheduled-runs.md).
+	ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error)
+	// SetSchedules replaces a project's cron schedules (an empty list removes them), each
+	// checked: a 5-field cron expression, an IANA time zone (empty: UTC) and the ref to run
+	// (empty: the repository's HEAD). The project's events must include schedule. Each
+	// slot starts one run of the ref's head commit with event schedule, however many
+	// schedulers run; of the slots missed while no scheduler ran, only the latest runs,
+	// once, if it is at most an hour old. Takes maintainer.
+	SetSchedules(ctx context.Context, in *SetSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error)
 	// ListTiers lists the runner tiers this deployment serves, with their limits: the one
 	// definition of the tier names that projects may use.
 	ListTiers(ctx context.Context, in *ListTiersRequest, opts ...grpc.CallOption) (*ListTiersResponse, error)
@@ -124,6 +136,26 @@ func (c *runServiceClient) ListRunEvents(ctx context.Context, in *ListRunEventsR
 	return out, nil
 }
 
+func (c *runServiceClient) ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSchedulesResponse)
+	err := c.cc.Invoke(ctx, RunService_ListSchedules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *runServiceClient) SetSchedules(ctx context.Context, in *SetSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSchedulesResponse)
+	err := c.cc.Invoke(ctx, RunService_SetSchedules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *runServiceClient) ListTiers(ctx context.Context, in *ListTiersRequest, opts ...grpc.CallOption) (*ListTiersResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListTiersResponse)
@@ -157,6 +189,16 @@ type RunServiceServer interface {
 	RerunRun(context.Context, *RerunRunRequest) (*Run, error)
 	// ListRunEvents returns the run's events as recorded in its stream, in order.
 	ListRunEvents(context.Context, *ListRunEventsRequest) (*ListRunEventsResponse, error)
+	// ListSchedules lists a project's cron schedules with their next slot
+	// (docs/adr/0029-scheduled-runs.md).
+	ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error)
+	// SetSchedules replaces a project's cron schedules (an empty list removes them), each
+	// checked: a 5-field cron expression, an IANA time zone (empty: UTC) and the ref to run
+	// (empty: the repository's HEAD). The project's events must include schedule. Each
+	// slot starts one run of the ref's head commit with event schedule, however many
+	// schedulers run; of the slots missed while no scheduler ran, only the latest runs,
+	// once, if it is at most an hour old. Takes maintainer.
+	SetSchedules(context.Context, *SetSchedulesRequest) (*ListSchedulesResponse, error)
 	// ListTiers lists the runner tiers this deployment serves, with their limits: the one
 	// definition of the tier names that projects may use.
 	ListTiers(context.Context, *ListTiersRequest) (*ListTiersResponse, error)
@@ -187,6 +229,12 @@ func (UnimplementedRunServiceServer) RerunRun(context.Context, *RerunRunRequest)
 }
 func (UnimplementedRunServiceServer) ListRunEvents(context.Context, *ListRunEventsRequest) (*ListRunEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRunEvents not implemented")
+}
+func (UnimplementedRunServiceServer) ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSchedules not implemented")
+}
+func (UnimplementedRunServiceServer) SetSchedules(context.Context, *SetSchedulesRequest) (*ListSchedulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetSchedules not implemented")
 }
 func (UnimplementedRunServiceServer) ListTiers(context.Context, *ListTiersRequest) (*ListTiersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListTiers not implemented")
@@ -320,6 +368,42 @@ func _RunService_ListRunEvents_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RunService_ListSchedules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSchedulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).ListSchedules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunService_ListSchedules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).ListSchedules(ctx, req.(*ListSchedulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RunService_SetSchedules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetSchedulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RunServiceServer).SetSchedules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RunService_SetSchedules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RunServiceServer).SetSchedules(ctx, req.(*SetSchedulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RunService_ListTiers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListTiersRequest)
 	if err := dec(in); err != nil {
@@ -368,6 +452,14 @@ var RunService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListRunEvents",
 			Handler:    _RunService_ListRunEvents_Handler,
+		},
+		{
+			MethodName: "ListSchedules",
+			Handler:    _RunService_ListSchedules_Handler,
+		},
+		{
+			MethodName: "SetSchedules",
+			Handler:    _RunService_SetSchedules_Handler,
 		},
 		{
 			MethodName: "ListTiers",
