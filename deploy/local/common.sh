@@ -38,3 +38,31 @@ port_open() {
 
 # now_s prints seconds since the epoch.
 now_s() { date +%s; }
+
+# pip_tool PACKAGE VERSION COMMAND [--if-installed]: install the PyPI package PACKAGE==VERSION
+# into a virtualenv cached under SIMPLECI_CACHE_DIR and print the path of its COMMAND.
+# Idempotent: a venv that already holds the pinned version is reused without touching the
+# network; with --if-installed a missing one exits 3 instead of being installed.
+pip_tool() {
+	local pkg="$1" version="$2" cmd="$3" mode="${4:-}"
+	local venv="$SIMPLECI_CACHE_DIR/$pkg-$version"
+	local bin="$venv/bin/$cmd"
+	# The marker is written last, so an interrupted install is redone, not reused.
+	if [[ -x "$bin" && -f "$venv/.installed" ]]; then
+		echo "$bin"
+		return 0
+	fi
+	[[ "$mode" != "--if-installed" ]] || exit 3
+	local py
+	py="$(command -v python3 || true)"
+	[[ -n "$py" ]] || die "python3 is needed to install $pkg"
+	log "installing $pkg $version into $venv"
+	rm -rf "$venv"
+	mkdir -p "$SIMPLECI_CACHE_DIR"
+	"$py" -m venv "$venv" >&2 || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+	"$venv/bin/pip" install --quiet --disable-pip-version-check "$pkg==$version" >&2 ||
+		die "pip install $pkg==$version failed"
+	"$bin" --version >&2
+	touch "$venv/.installed"
+	echo "$bin"
+}

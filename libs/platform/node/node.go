@@ -8,8 +8,11 @@
 // small packages beside this one (nodesql, nodebus, nodeforge), so a binary links only
 // the drivers its services use.
 //
+// The standard gRPC health service answers NOT_SERVING until the process serves (its
+// components initialised and started), then SERVING.
+//
 // Shutdown runs in three phases. The first signal (or the end of Run's ctx) stops intake:
-// /readyz answers 503 "draining", Env.Draining is closed (the gateway refuses new
+// /readyz answers 503 "draining", the gRPC health service NOT_SERVING, Env.Draining is closed (the gateway refuses new
 // webhooks and triggers) and workers stop taking work (the runner claims no job) and
 // finish what they hold while every service of the process still answers. When the
 // workers have returned, the rest stops: consumers and followers, the servers (in-flight
@@ -411,7 +414,8 @@ func Run(ctx context.Context, cfg Config, comps ...Component) error {
 	authn := &auth.Authenticator{InternalToken: cfg.InternalToken}
 	checks := &server.Checks{}
 	mux := server.Mux(checks)
-	env := &Env{Config: &cfg, GRPC: server.NewGRPC(grpc.ChainUnaryInterceptor(authn.Unary()), grpc.ChainStreamInterceptor(authn.Stream())),
+	health := server.NewHealth()
+	env := &Env{Config: &cfg, GRPC: server.NewGRPC(health, grpc.ChainUnaryInterceptor(authn.Unary()), grpc.ChainStreamInterceptor(authn.Stream())),
 		Mux: mux, Checks: checks, Log: log, self: self, authn: authn, draining: make(chan struct{}),
 		conns: map[string]*grpc.ClientConn{}, shared: map[string]any{}}
 	defer func() {
@@ -493,6 +497,7 @@ func Run(ctx context.Context, cfg Config, comps ...Component) error {
 		}
 	}
 	if failed == nil {
+		health.Serving(env.GRPC)
 		if cfg.Ready != nil {
 			cfg.Ready(info)
 		}
@@ -508,6 +513,7 @@ func Run(ctx context.Context, cfg Config, comps ...Component) error {
 	}
 	close(env.draining)
 	checks.Drain()
+	health.Drain()
 	log.Info("stopping: no new work; finishing the work in progress", "services", strings.Join(cfg.services, ","))
 	// Phase 2: the workers finish (or hand back) their work while everything answers.
 	done := make(chan struct{})

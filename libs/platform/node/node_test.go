@@ -2,11 +2,16 @@ package node
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/simpleci/simpleci/libs/platform/auth"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // component is a Component with a name and an Init.
@@ -91,5 +96,83 @@ func TestValidateRunnerCredentials(t *testing.T) {
 				t.Fatalf("Validate: %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestGRPCHealthFollowsTheLifecycle: the standard gRPC health service answers
+// NOT_SERVING while the process starts, SERVING (for the process and each service it
+// serves) once it serves, and NOT_SERVING from the first signal while its work in
+// progress finishes, as /readyz does; an unknown service is NotFound.
+func TestGRPCHealthFollowsTheLifecycle(t *testing.T) {
+	const secret = "int-health-test"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	check := func(service string) (healthpb.HealthCheckResponse_ServingStatus, error) {
+		token, err := auth.IdentityToken(secret, "gateway")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := auth.Dial(addr, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := healthpb.NewHealthClient(c).Check(cctx, &healthpb.HealthCheckRequest{Service: service})
+		return resp.GetStatus(), err
+	}
+
+	ctx, signal := context.WithCancel(context.Background())
+	defer signal()
+	workerStopping, release := make(chan struct{}), make(chan struct{})
+	comp := component{name: "log", init: func(_ context.Context, env *Env) error {
+		env.Worker(func(ctx, _ context.Context) {
+			<-ctx.Done()
+			close(workerStopping)
+			<-release // the work in progress, finishing while the process drains
+		})
+		return nil
+	}}
+	var duringStart healthpb.HealthCheckResponse_ServingStatus
+	var duringStartErr error
+	started := make(chan struct{})
+	cfg := Config{GRPCAddr: addr, DataDir: t.TempDir(), InternalToken: secret,
+		// OnStart runs while the gRPC server already serves, before the process counts as started.
+		OnStart: func(context.Context) error { duringStart, duringStartErr = check(""); return nil },
+		Ready:   func(Info) { close(started) }}
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, comp) }()
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	}
+	if duringStartErr != nil || duringStart != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health while starting: %v %v, want NOT_SERVING", duringStart, duringStartErr)
+	}
+	for _, svc := range []string{"", "grpc.health.v1.Health"} {
+		if st, err := check(svc); err != nil || st != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("health of %q once started: %v %v, want SERVING", svc, st, err)
+		}
+	}
+	if _, err := check("simpleci.nothing.v1.Nothing"); status.Code(err) != codes.NotFound {
+		t.Fatalf("health of an unknown service: %v, want NotFound", err)
+	}
+
+	signal()
+	<-workerStopping
+	for _, svc := range []string{"", "grpc.health.v1.Health"} {
+		if st, err := check(svc); err != nil || st != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Fatalf("health of %q while draining: %v %v, want NOT_SERVING", svc, st, err)
+		}
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }

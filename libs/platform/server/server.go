@@ -125,18 +125,47 @@ func Mux(checks *Checks) *http.ServeMux {
 	return mux
 }
 
-// NewGRPC returns a gRPC server with the standard health service and server
+// NewGRPC returns a gRPC server with the standard health service (hs) and server
 // reflection (v1 and v1alpha, for grpcurl and other clients that discover the API)
 // registered. Its calls are counted in the process's gRPC server metrics (metrics.go),
 // before opts' interceptors run, so that calls they refuse are counted too.
-func NewGRPC(opts ...grpc.ServerOption) *grpc.Server {
+func NewGRPC(hs *Health, opts ...grpc.ServerOption) *grpc.Server {
 	opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(grpcServerMetrics.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(grpcServerMetrics.StreamServerInterceptor())}, opts...)
 	s := grpc.NewServer(opts...)
-	healthpb.RegisterHealthServer(s, health.NewServer())
+	healthpb.RegisterHealthServer(s, hs.s)
 	reflection.Register(s)
 	return s
 }
+
+// Health is a process's standard gRPC health service (grpc.health.v1), which follows
+// the process's life as /readyz does: NOT_SERVING while it starts, SERVING once it
+// serves (Serving), NOT_SERVING for good from the moment it drains (Drain), through
+// the shutdown. It answers for the whole process (service "") and for each gRPC
+// service the process serves by its full name; other names are NotFound. Unlike
+// /readyz it runs no checks of the process's dependencies: a peer asking it learns
+// whether this process takes calls, without each check asking the next process's
+// peers in turn.
+type Health struct{ s *health.Server }
+
+// NewHealth returns a health service answering NOT_SERVING.
+func NewHealth() *Health {
+	s := health.NewServer()
+	s.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	return &Health{s: s}
+}
+
+// Serving marks the process and every service gs serves SERVING (unless it drains).
+func (h *Health) Serving(gs *grpc.Server) {
+	for name := range gs.GetServiceInfo() {
+		h.s.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	h.s.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+}
+
+// Drain marks the process and its services NOT_SERVING and keeps them so; watchers
+// are told at once.
+func (h *Health) Drain() { h.s.Shutdown() }
 
 // Listen opens a TCP listener, saying which address failed.
 func Listen(addr string) (net.Listener, error) {

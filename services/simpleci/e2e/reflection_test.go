@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/simpleci/simpleci/libs/platform/auth"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	grpcstatus "google.golang.org/grpc/status"
@@ -20,6 +22,8 @@ import (
 // TestReflectionServices: each service process describes what it serves through gRPC
 // server reflection, as grpcurl asks (ListServices), to a caller with a token; together
 // they list every public API service; without a token the answer is Unauthenticated.
+// The standard health service answers SERVING for the process and for each service it
+// lists, to a peer service.
 func TestReflectionServices(t *testing.T) {
 	c := startCluster(t, 1)
 	var all []string
@@ -32,6 +36,11 @@ func TestReflectionServices(t *testing.T) {
 			t.Errorf("%s lists %v: no health or reflection service", svc, listed)
 		}
 		all = append(all, listed...)
+		for _, name := range append([]string{""}, listed...) {
+			if st, err := healthStatus(t, c.grpc[svc], internalToken(c), name); err != nil || st != healthpb.HealthCheckResponse_SERVING {
+				t.Errorf("%s: health of %q: %v %v, want SERVING", svc, name, st, err)
+			}
+		}
 		if _, err := listServices(t, c.grpc[svc], ""); grpcstatus.Code(err) != codes.Unauthenticated {
 			t.Errorf("%s: reflection without a token: %v, want Unauthenticated", svc, err)
 		}
@@ -43,6 +52,24 @@ func TestReflectionServices(t *testing.T) {
 			t.Errorf("no process lists %s (all: %s)", want, strings.Join(all, ", "))
 		}
 	}
+}
+
+// healthStatus asks the process at addr for the health of service as a peer service
+// (the gateway's identity) does.
+func healthStatus(t *testing.T, addr, secret, service string) (healthpb.HealthCheckResponse_ServingStatus, error) {
+	token, err := auth.IdentityToken(secret, "gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := auth.Dial(addr, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+	return resp.GetStatus(), err
 }
 
 // listServices asks the process at addr what it serves, as grpcurl list does.
