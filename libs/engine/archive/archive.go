@@ -234,6 +234,10 @@ type Limits struct {
 	MaxBytes int64
 	// MaxEntries bounds the number of entries; zero means no limit.
 	MaxEntries int
+	// Chown, when set, makes every entry written owned by UID and GID (a runner that
+	// runs as root restoring into a job user's checkout).
+	Chown    bool
+	UID, GID int
 }
 
 // ErrLimit is returned when an archive passes its Limits.
@@ -287,7 +291,9 @@ func Unpack(r io.Reader, dest string, lim Limits, report Report) (Stats, error) 
 			if err := root.MkdirAll(name, 0o755); err != nil {
 				report(fmt.Sprintf("refused: archive entry %q: %v", hdr.Name, err))
 				st.Refused++
+				continue
 			}
+			chown(root, name, lim)
 		case tar.TypeSymlink:
 			if !linkInside(dest, name, hdr.Linkname) {
 				report(fmt.Sprintf("refused: archive entry %q is a symbolic link out of the directory (-> %s)", hdr.Name, hdr.Linkname))
@@ -301,7 +307,9 @@ func Unpack(r io.Reader, dest string, lim Limits, report Report) (Stats, error) 
 			if err != nil {
 				report(fmt.Sprintf("refused: archive entry %q: %v", hdr.Name, err))
 				st.Refused++
+				continue
 			}
+			chown(root, name, lim)
 		case tar.TypeReg:
 			if lim.MaxBytes > 0 && st.Bytes+hdr.Size > lim.MaxBytes {
 				return st, fmt.Errorf("more than %d bytes: %w", lim.MaxBytes, ErrLimit)
@@ -315,6 +323,7 @@ func Unpack(r io.Reader, dest string, lim Limits, report Report) (Stats, error) 
 				st.Refused++
 				continue
 			}
+			chown(root, name, lim)
 			st.Files++
 			st.Bytes += n
 		default:
@@ -325,6 +334,14 @@ func Unpack(r io.Reader, dest string, lim Limits, report Report) (Stats, error) 
 }
 
 var errRead = errors.New("archive: read")
+
+// chown gives name (and the directories MkdirAll made for it: they are the entry's
+// parents, which the archive lists first) to lim's owner, without following a link.
+func chown(root *os.Root, name string, lim Limits) {
+	if lim.Chown {
+		_ = root.Lchown(name, lim.UID, lim.GID)
+	}
+}
 
 func mkParent(root *os.Root, name string) error {
 	if dir := path.Dir(name); dir != "." {

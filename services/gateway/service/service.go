@@ -438,6 +438,11 @@ func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 	if tr.Tag != "" {
 		rr.Context = map[string]string{"tag": tr.Tag}
 	}
+	if tr.BaseBranch != "" {
+		// context.base_branch; the scheduler also gives the run read access to that
+		// branch's caches (a pull request never writes them).
+		rr.Context = map[string]string{"base_branch": tr.BaseBranch}
+	}
 	m, err := event.Encode(rr.RunId, rr.RunId, rr)
 	if err != nil { // the forge bounds each field; this is the last check (event.MaxEventBytes)
 		log.Warn("run request too large", "err", err)
