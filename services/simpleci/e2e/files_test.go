@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -142,6 +145,33 @@ func TestDevCachesAndArtifacts(t *testing.T) {
 		}
 		if code, _ := a.do("GET", "/api/v1/runs/01aaaaaaaaaaaaaaaaaaaaaaaa/artifacts/report", nil, nil); code != http.StatusNotFound {
 			t.Errorf("an unknown run's artifact: %d", code)
+		}
+	})
+
+	t.Run("the command-line client", func(t *testing.T) {
+		cli := func(args ...string) string {
+			cmd := exec.Command(bin, append(args, "--server", a.base, "--token", a.token)...)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("simpleci %v: %v\n%s", args, err, out)
+			}
+			return string(out)
+		}
+		if out := cli("artifacts", "list", id1); !strings.Contains(out, "report") || !strings.Contains(out, "3.0 MB") {
+			t.Errorf("artifacts list:\n%s", out)
+		}
+		file := filepath.Join(t.TempDir(), "report.tar.zst")
+		cli("artifacts", "download", id1, "report", "-o", file)
+		got, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, api := a.do("GET", "/api/v1/runs/"+id1+"/artifacts/report", nil, nil)
+		if !bytes.Equal(got, api) {
+			t.Errorf("the CLI's download (%d bytes) differs from the API's (%d)", len(got), len(api))
+		}
+		if out := cli("caches", "list", "caches"); !strings.Contains(out, "deps-a") || !strings.Contains(out, "branch:main2") {
+			t.Errorf("caches list:\n%s", out)
 		}
 	})
 

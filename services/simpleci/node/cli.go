@@ -224,7 +224,7 @@ func Main(args []string) int {
 		return local.Lint(args[1:], local.Std())
 	case "admin":
 		err = Admin(args[1:], os.Stdout, os.Stderr)
-	case "runs", "trigger", "projects", "tokens", "runners", "members", "orgs", "teams", "repos":
+	case "runs", "trigger", "projects", "tokens", "runners", "members", "orgs", "teams", "repos", "artifacts", "caches":
 		ctx, cancel := signalContext()
 		defer cancel()
 		return client.Main(ctx, args, client.Std())
@@ -264,6 +264,10 @@ commands:
   repos list
           the GitHub repositories you administer (after signing in with GitHub)
   tokens create NAME [--expires 720h] [--org NAME] | list | revoke ID
+  artifacts list RUN | download RUN NAME [-o FILE]
+          a run's stored files (store-files steps); download checks the sha256
+  caches list PROJECT | delete PROJECT KEY [--scope S]
+          a project's cache entries (cache-files steps); delete: maintainers
   runners register NAME | list | revoke NAME
           admins: a runner's own token (serve --service runner takes it in SIMPLECI_RUNNER_TOKEN)
           API client: --server URL --token TOKEN, or SIMPLECI_SERVER and SIMPLECI_TOKEN
