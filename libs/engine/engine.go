@@ -484,17 +484,7 @@ func (r *jobRun) runStep(base context.Context, index int, step *pipeline.Step, s
 		}
 	}
 	if interrupted {
-		sr.ExitCode = -1
-		switch cause := context.Cause(ctx); {
-		case errors.Is(cause, errStepTimeout):
-			sr.Status, sr.Reason = StatusTimedOut, fmt.Sprintf("exceeded the step's time limit of %s", step.Timeout)
-		case errors.Is(cause, errJobTimeout):
-			sr.Status, sr.Reason = StatusTimedOut, fmt.Sprintf("the job exceeded its time limit of %s", r.job.Timeout)
-		case errors.Is(cause, errCleanupTimeout):
-			sr.Status, sr.Reason = StatusTimedOut, fmt.Sprintf("exceeded the cleanup time limit of %s", r.job.CleanupTimeout)
-		default:
-			sr.Status, sr.Reason = StatusCancelled, "the run was cancelled"
-		}
+		sr = r.interrupted(ctx, step)
 		if kernel != "" {
 			sr.Reason += "; " + kernel
 		}

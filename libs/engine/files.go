@@ -173,7 +173,7 @@ func (r *jobRun) put(ctx context.Context, line func(string, ...any), kind, key s
 	return p.st, err
 }
 
-// interrupted is the result of a files step stopped by a timeout or a cancel.
+// interrupted is the result of a step stopped by a timeout or a cancel (ctx's cause).
 func (r *jobRun) interrupted(ctx context.Context, step *pipeline.Step) StepResult {
 	sr := StepResult{ExitCode: -1}
 	switch cause := context.Cause(ctx); {

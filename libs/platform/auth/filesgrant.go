@@ -57,12 +57,6 @@ func VerifyFilesGrant(secret string, g *runnerv1.FilesGrant, runner string, now 
 		return errors.New("files grant: this process holds no deployment secret")
 	case g == nil || len(g.GetMac()) == 0:
 		return errors.New("no files grant: a runner reaches caches and artifacts of a job it claimed, under the job's files_grant")
-	case !hmac.Equal(g.GetMac(), filesGrantMAC(secret, g)):
-		return fmt.Errorf("the files grant for run %s is not the scheduler's (forged or altered)", g.GetRunId())
-	case g.GetRunner() != runner:
-		return fmt.Errorf("the files grant for run %s was issued to runner %s, not %s", g.GetRunId(), g.GetRunner(), runner)
-	case !now.Before(g.GetExpiresAt().AsTime()):
-		return fmt.Errorf("the files grant for run %s (attempt %d) expired at %s", g.GetRunId(), g.GetAttempt(), g.GetExpiresAt().AsTime().UTC().Format(time.RFC3339))
 	}
-	return nil
+	return checkGrant("files", hmac.Equal(g.GetMac(), filesGrantMAC(secret, g)), g.GetRunId(), g.GetAttempt(), g.GetRunner(), runner, g.GetExpiresAt().AsTime(), now)
 }

@@ -61,12 +61,20 @@ func VerifyLogGrant(secret string, g *runnerv1.LogGrant, runner string, now time
 		return errors.New("log grant: this process holds no deployment secret")
 	case g == nil || len(g.GetMac()) == 0:
 		return errors.New("no log grant: a runner appends the log of a job it claimed, under the job's log_grant")
-	case !hmac.Equal(g.GetMac(), logGrantMAC(secret, g)):
-		return fmt.Errorf("the log grant for run %s is not the scheduler's (forged or altered)", g.GetRunId())
-	case g.GetRunner() != runner:
-		return fmt.Errorf("the log grant for run %s was issued to runner %s, not %s", g.GetRunId(), g.GetRunner(), runner)
-	case !now.Before(g.GetExpiresAt().AsTime()):
-		return fmt.Errorf("the log grant for run %s (attempt %d) expired at %s", g.GetRunId(), g.GetAttempt(), g.GetExpiresAt().AsTime().UTC().Format(time.RFC3339))
+	}
+	return checkGrant("log", hmac.Equal(g.GetMac(), logGrantMAC(secret, g)), g.GetRunId(), g.GetAttempt(), g.GetRunner(), runner, g.GetExpiresAt().AsTime(), now)
+}
+
+// checkGrant is the part of verifying a grant (log, files) that all kinds share: its MAC,
+// its holder and its expiry. Its errors name the run and the runner, never the MAC.
+func checkGrant(kind string, macOK bool, run string, attempt int32, holder, runner string, expires, now time.Time) error {
+	switch {
+	case !macOK:
+		return fmt.Errorf("the %s grant for run %s is not the scheduler's (forged or altered)", kind, run)
+	case holder != runner:
+		return fmt.Errorf("the %s grant for run %s was issued to runner %s, not %s", kind, run, holder, runner)
+	case !now.Before(expires):
+		return fmt.Errorf("the %s grant for run %s (attempt %d) expired at %s", kind, run, attempt, expires.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -378,6 +378,14 @@ func (f *Files) project(ctx context.Context, project string) (string, string, er
 	return org, p.GetId(), nil
 }
 
+// cacheEntryOf returns the scope and key of a cache object.
+func cacheEntryOf(in blobstore.Info) (scope, key string) {
+	segs := strings.Split(in.Key, "/")
+	scope, _ = blobstore.UnescapeSegment(segs[len(segs)-2])
+	key, _ = blobstore.UnescapeSegment(segs[len(segs)-1])
+	return scope, key
+}
+
 // ListCaches implements FileService.
 func (f *Files) ListCaches(ctx context.Context, req *apiv1.ListCachesRequest) (*apiv1.ListCachesResponse, error) {
 	org, proj, err := f.project(ctx, req.GetProject())
@@ -390,9 +398,7 @@ func (f *Files) ListCaches(ctx context.Context, req *apiv1.ListCachesRequest) (*
 	}
 	out := &apiv1.ListCachesResponse{}
 	for _, in := range infos {
-		segs := strings.Split(in.Key, "/")
-		scope, _ := blobstore.UnescapeSegment(segs[len(segs)-2])
-		key, _ := blobstore.UnescapeSegment(segs[len(segs)-1])
+		scope, key := cacheEntryOf(in)
 		out.Entries = append(out.Entries, &apiv1.CacheEntry{Key: key, Scope: scope, Size: in.Size, CreatedAt: timestamppb.New(in.Created), ExpiresAt: timestamppb.New(in.Expires)})
 		out.TotalBytes += in.Size
 	}
@@ -414,9 +420,7 @@ func (f *Files) DeleteCache(ctx context.Context, req *apiv1.DeleteCacheRequest) 
 	}
 	out := &apiv1.DeleteCacheResponse{}
 	for _, in := range infos {
-		segs := strings.Split(in.Key, "/")
-		scope, _ := blobstore.UnescapeSegment(segs[len(segs)-2])
-		key, _ := blobstore.UnescapeSegment(segs[len(segs)-1])
+		scope, key := cacheEntryOf(in)
 		if key != req.GetKey() || (req.GetScope() != "" && scope != req.GetScope()) {
 			continue
 		}
