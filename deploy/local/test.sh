@@ -17,7 +17,7 @@ if [[ ${#need[@]} -gt 0 ]]; then
     { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2; }
 fi
 eval "$(deploy/local/test-env.sh)"
-export SIMPLECI_TEST_POSTGRES_URL SIMPLECI_TEST_KAFKA_BROKERS
+export SIMPLECI_TEST_POSTGRES_URL SIMPLECI_TEST_KAFKA_BROKERS SIMPLECI_TEST_S3_URL
 
 # The web UI's browser tests drive Debian's Chromium with playwright-core (npm, pinned).
 deploy/local/browser.sh >/dev/null

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,8 +36,25 @@ const cachePipeline = `{
 // 1 misses and saves, run 2 hits and its dependent step is faster, a changed key
 // restores through the prefix; the artifact downloads with the bytes the step wrote; a
 // link to / is refused and logged; the caches API lists and deletes entries.
-func TestDevCachesAndArtifacts(t *testing.T) {
-	a := startDev(t)
+func TestDevCachesAndArtifacts(t *testing.T) { cachesFlow(t, startDev(t)) }
+
+// TestDevCachesAndArtifactsS3 is the same with the log service keeping the files in a
+// real S3-compatible server (deploy/local/s3.sh, gofakes3), in a bucket of its own.
+func TestDevCachesAndArtifactsS3(t *testing.T) {
+	raw := os.Getenv("SIMPLECI_TEST_S3_URL")
+	if raw == "" {
+		t.Skip("SIMPLECI_TEST_S3_URL is not set (deploy/local/s3.sh start; deploy/local/s3.sh url)")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = fmt.Sprintf("/e2e%d", time.Now().UnixNano())
+	a, _ := startDevWith(t, nil, t.TempDir(), []string{"SIMPLECI_FILES_STORE=" + u.String()}, "--tier", "standard:timeout="+tierTimeout.String())
+	cachesFlow(t, a)
+}
+
+func cachesFlow(t *testing.T, a *api) {
 	repo, _ := gitRepo(t, map[string]string{"main2": cachePipeline})
 	var p project
 	a.json("POST", "/api/v1/projects", map[string]any{"name": "caches", "provider": "local", "repository": repo, "events": []string{"push"}}, http.StatusOK, &p)

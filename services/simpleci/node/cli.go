@@ -47,17 +47,18 @@ type components struct {
 	auth      *authsvc.Component
 	project   *projectsvc.Component
 	scheduler *schedsvc.Component
+	log       *logsvc.Component
 	gateway   *gatewaysvc.Component
 	runner    *runnersvc.Component
 }
 
 func (c *components) all() []platform.Component {
-	return []platform.Component{c.auth, c.project, c.scheduler, logsvc.Component{}, c.gateway, c.runner}
+	return []platform.Component{c.auth, c.project, c.scheduler, c.log, c.gateway, c.runner}
 }
 
 func newComponents() *components {
 	return &components{auth: &authsvc.Component{}, project: &projectsvc.Component{}, scheduler: &schedsvc.Component{},
-		gateway: &gatewaysvc.Component{}, runner: &runnersvc.Component{}}
+		log: &logsvc.Component{}, gateway: &gatewaysvc.Component{}, runner: &runnersvc.Component{}}
 }
 
 func logger(w io.Writer) *slog.Logger { return platform.Logger(w) }
@@ -87,6 +88,7 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	comps.scheduler.TriggerFlag(fs, "")
 	comps.scheduler.PublicURLFlag(fs, "")
 	comps.gateway.Flags(fs)
+	comps.log.Flags(fs)
 	comps.auth.GitHub.Register(fs)
 	comps.scheduler.LostRunRetries = 1
 	fs.DurationVar(&comps.runner.DrainTimeout, "drain-timeout", 10*time.Minute, "on the first interrupt, how long the jobs in progress may still run (a second interrupt hands them back)")
