@@ -79,7 +79,8 @@ func (f *Files) Register(g *grpc.Server) {
 
 // Sweep deletes expired entries every interval until ctx ends.
 func (f *Files) Sweep(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(cmp.Or(interval, DefaultSweepInterval))
+	interval = cmp.Or(interval, DefaultSweepInterval)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {

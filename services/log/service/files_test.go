@@ -8,6 +8,9 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -248,5 +251,69 @@ func TestCacheQuota(t *testing.T) {
 		if _, _, err := e.restore(g, k); err != nil {
 			t.Errorf("entry %s: %v", k, err)
 		}
+	}
+}
+
+// The periodic sweep deletes expired entries (not only hides them): with the clock set
+// back, they stay gone.
+func TestSweepLoop(t *testing.T) {
+	e := newFilesEnv(t, 0)
+	g := e.grant("run1", "branch:main", "branch:main")
+	if _, err := e.put(g, "artifact", "a", time.Minute, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.put(g, "artifact", "b", time.Hour, []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.add(2 * time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.files.Sweep(ctx, 10*time.Millisecond) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e.clock.add(-2 * time.Minute) // as before the expiry: only a deleted entry is missing
+		infos, err := e.store.List(context.Background(), "artifacts/")
+		e.clock.add(2 * time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(infos) == 1 && strings.HasSuffix(infos[0].Key, "/b") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the sweep: %v", infos)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A stored object whose bytes changed is not served: the checksum recorded at the put
+// fails at the end of the stream (DataLoss).
+func TestChecksumOnRestore(t *testing.T) {
+	e := newFilesEnv(t, 0)
+	dir := t.TempDir()
+	store, err := blobstore.NewDisk(dir, e.clock.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := service.NewFiles(service.FilesConfig{Store: store, Now: e.clock.now}, testSecret, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.files, e.store = f, store
+	g := e.grant("run1", "branch:main", "branch:main")
+	if _, err := e.put(g, "cache", "deps", time.Hour, []byte("the bytes stored")); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := filepath.Glob(filepath.Join(dir, "objects", "*.data"))
+	if len(data) != 1 {
+		t.Fatalf("objects %q", data)
+	}
+	if err := os.WriteFile(data[0], []byte("the bytes STORED"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.restore(g, "deps"); status.Code(err) != codes.DataLoss {
+		t.Fatalf("restore of an altered entry: %v", err)
 	}
 }
