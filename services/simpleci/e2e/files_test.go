@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -55,9 +56,13 @@ func TestDevCachesAndArtifactsS3(t *testing.T) {
 }
 
 func cachesFlow(t *testing.T, a *api) {
-	repo, _ := gitRepo(t, map[string]string{"main2": cachePipeline})
+	// The feature branch (a fork's pull request) has its own key and poisons what it
+	// caches.
+	prPipeline := strings.Replace(strings.Replace(cachePipeline, `"default": "a"`, `"default": "pr"`, 1),
+		`ln -sfn / deps/root`, `echo poison > deps/blob`, 1)
+	repo, shas := gitRepo(t, map[string]string{"main2": cachePipeline, "feature": prPipeline})
 	var p project
-	a.json("POST", "/api/v1/projects", map[string]any{"name": "caches", "provider": "local", "repository": repo, "events": []string{"push"}}, http.StatusOK, &p)
+	a.json("POST", "/api/v1/projects", map[string]any{"name": "caches", "provider": "local", "repository": repo, "events": []string{"push", "pull_request"}}, http.StatusOK, &p)
 
 	type timedStep struct {
 		Name     string `json:"name"`
@@ -217,6 +222,51 @@ func cachesFlow(t *testing.T, a *api) {
 		}
 		if code, _ := a.do("GET", "/api/v1/projects/nope/caches", nil, nil); code != http.StatusNotFound {
 			t.Errorf("an unknown project's caches: %d", code)
+		}
+	})
+
+	t.Run("a fork's pull request reads the base branch's cache and never writes it", func(t *testing.T) {
+		a := &api{t: t, base: a.base, token: a.token}
+		delivery := fmt.Sprintf("pr-%d", time.Now().UnixNano())
+		body, _ := json.Marshal(map[string]any{"ref": "refs/heads/feature", "after": shas["feature"], "sender": map[string]string{"login": "mallory"},
+			"delivery": delivery, "pull_request": map[string]any{
+				"head": map[string]any{"repo": map[string]string{"full_name": "mallory/fork"}},
+				"base": map[string]any{"ref": "main2", "repo": map[string]string{"full_name": "owner/caches"}}}})
+		code, b := a.do("POST", p.WebhookPath, body, map[string]string{"X-Hub-Signature-256": sign(p.WebhookSecret, body),
+			"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": delivery})
+		var out struct {
+			RunIDs []string `json:"runIds"`
+		}
+		if code != http.StatusAccepted || json.Unmarshal(b, &out) != nil || len(out.RunIDs) != 1 {
+			t.Fatalf("pull request webhook: %d %s", code, b)
+		}
+		r := a.waitRun(out.RunIDs[0], 90*time.Second)
+		if r.Status != "succeeded" {
+			t.Fatalf("pull request run: %s (%s)", r.Status, r.Reason)
+		}
+		logs := map[int]string{}
+		for _, c := range a.waitLogs(r.ID) {
+			logs[c.Step] += c.Text
+		}
+		expect("the pull request's cache step", logs[0], `cache restored from prefix "deps-": deps-b`)
+		expect("the pull request's end", logs[-1], `step "Deps cache": cache saved: deps-pr`)
+		var l struct {
+			Entries []struct {
+				Key   string `json:"key"`
+				Scope string `json:"scope"`
+			} `json:"entries"`
+		}
+		a.json("GET", "/api/v1/projects/caches/caches", nil, http.StatusOK, &l)
+		if len(l.Entries) != 2 || l.Entries[0].Key != "deps-pr" || l.Entries[0].Scope != "pr:feature" {
+			t.Fatalf("caches after the pull request %+v: want deps-pr in scope pr:feature", l)
+		}
+		// The base branch asks for the same key: a miss in its own scope, so it restores
+		// its own entry, not the poisoned one.
+		_, logs2, _ := trigger("pr")
+		expect("main2's cache step", logs2[0], `cache restored from prefix "deps-": deps-b`)
+		expect("main2's install step", logs2[1], "cached", blobSum[1])
+		if strings.Contains(logs2[1], "poison") {
+			t.Errorf("main2 restored the pull request's files:\n%s", logs2[1])
 		}
 	})
 }
