@@ -338,8 +338,8 @@ func (f *Files) DownloadArtifact(req *apiv1.DownloadArtifactRequest, stream grpc
 	if err != nil {
 		return err
 	}
-	if err := checkKey("artifact", req.GetName()); err != nil {
-		return err
+	if checkKey("artifact", req.GetName()) != nil { // no artifact can have such a name
+		return status.Errorf(codes.NotFound, "run %s has no artifact %q", req.GetRun(), req.GetName())
 	}
 	rc, info, err := f.cfg.Store.Get(ctx, artifactPrefix(org, req.GetRun())+blobstore.EscapeSegment(req.GetName()))
 	if err != nil {
@@ -410,9 +410,6 @@ func (f *Files) ListCaches(ctx context.Context, req *apiv1.ListCachesRequest) (*
 func (f *Files) DeleteCache(ctx context.Context, req *apiv1.DeleteCacheRequest) (*apiv1.DeleteCacheResponse, error) {
 	org, proj, err := f.project(ctx, req.GetProject())
 	if err != nil {
-		return nil, err
-	}
-	if err := checkKey("cache key", req.GetKey()); err != nil {
 		return nil, err
 	}
 	infos, err := f.cfg.Store.List(ctx, cachePrefix(org, proj))
