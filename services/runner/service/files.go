@@ -107,6 +107,8 @@ func filesError(err error) error {
 		return engine.ErrCacheMiss
 	case codes.AlreadyExists:
 		return engine.ErrCacheExists
+	case codes.Unimplemented:
+		return errors.New("this deployment keeps no caches or artifacts (the log service has neither --files-store nor a data directory)")
 	}
 	return fmt.Errorf("%s", st.Message())
 }
