@@ -3,9 +3,9 @@ package auth
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
@@ -20,20 +20,10 @@ import (
 func filesGrantMAC(secret string, g *runnerv1.FilesGrant) []byte {
 	k := hmac.New(sha256.New, []byte(secret))
 	k.Write([]byte("simpleci files grant key v1"))
-	m := hmac.New(sha256.New, k.Sum(nil))
-	var buf []byte
-	strs := []string{g.GetRunId(), g.GetRunner(), g.GetOrgId(), g.GetProjectId(), g.GetWriteScope()}
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(g.GetReadScopes())))
-	strs = append(strs, g.GetReadScopes()...)
-	for _, s := range strs {
-		buf = binary.BigEndian.AppendUint32(buf, uint32(len(s)))
-		buf = append(buf, s...)
-	}
-	buf = binary.BigEndian.AppendUint32(buf, uint32(g.GetAttempt()))
-	buf = binary.BigEndian.AppendUint64(buf, uint64(g.GetMaxEntryBytes()))
-	buf = binary.BigEndian.AppendUint64(buf, uint64(g.GetExpiresAt().AsTime().UnixNano()))
-	m.Write(buf)
-	return m.Sum(nil)
+	// The read scopes are counted first, so no two grants share an encoding.
+	strs := append([]string{g.GetRunId(), g.GetRunner(), g.GetOrgId(), g.GetProjectId(), g.GetWriteScope(),
+		strconv.Itoa(len(g.GetReadScopes()))}, g.GetReadScopes()...)
+	return grantMAC(k.Sum(nil), strs, g.GetAttempt(), g.GetMaxEntryBytes(), g.GetExpiresAt().AsTime())
 }
 
 // SignFilesGrant sets g's MAC under the deployment secret.

@@ -27,15 +27,22 @@ func logGrantKey(secret string) []byte {
 // logGrantMAC is the MAC of every field of g but its mac, each length-prefixed so that
 // no two grants share an encoding.
 func logGrantMAC(secret string, g *runnerv1.LogGrant) []byte {
-	m := hmac.New(sha256.New, logGrantKey(secret))
+	return grantMAC(logGrantKey(secret), []string{g.GetRunId(), g.GetRunner(), g.GetOrgId(), g.GetProjectId()}, g.GetAttempt(),
+		g.GetRunLogBytes(), g.GetExpiresAt().AsTime())
+}
+
+// grantMAC is the HMAC-SHA256 under key of a grant's strings (each length-prefixed),
+// attempt, limit and expiry.
+func grantMAC(key []byte, strs []string, attempt int32, limit int64, expires time.Time) []byte {
+	m := hmac.New(sha256.New, key)
 	var buf []byte
-	for _, s := range []string{g.GetRunId(), g.GetRunner(), g.GetOrgId(), g.GetProjectId()} {
+	for _, s := range strs {
 		buf = binary.BigEndian.AppendUint32(buf, uint32(len(s)))
 		buf = append(buf, s...)
 	}
-	buf = binary.BigEndian.AppendUint32(buf, uint32(g.GetAttempt()))
-	buf = binary.BigEndian.AppendUint64(buf, uint64(g.GetRunLogBytes()))
-	buf = binary.BigEndian.AppendUint64(buf, uint64(g.GetExpiresAt().AsTime().UnixNano()))
+	buf = binary.BigEndian.AppendUint32(buf, uint32(attempt))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(limit))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(expires.UnixNano()))
 	m.Write(buf)
 	return m.Sum(nil)
 }

@@ -387,15 +387,24 @@ func cacheEntryOf(in blobstore.Info) (scope, key string) {
 	return scope, key
 }
 
-// ListCaches implements FileService.
-func (f *Files) ListCaches(ctx context.Context, req *apiv1.ListCachesRequest) (*apiv1.ListCachesResponse, error) {
-	org, proj, err := f.project(ctx, req.GetProject())
+// caches lists the cache entries of the caller's project, newest first.
+func (f *Files) caches(ctx context.Context, project string) ([]blobstore.Info, error) {
+	org, proj, err := f.project(ctx, project)
 	if err != nil {
 		return nil, err
 	}
 	infos, err := f.cfg.Store.List(ctx, cachePrefix(org, proj))
 	if err != nil {
 		return nil, storeError(err)
+	}
+	return infos, nil
+}
+
+// ListCaches implements FileService.
+func (f *Files) ListCaches(ctx context.Context, req *apiv1.ListCachesRequest) (*apiv1.ListCachesResponse, error) {
+	infos, err := f.caches(ctx, req.GetProject())
+	if err != nil {
+		return nil, err
 	}
 	out := &apiv1.ListCachesResponse{}
 	for _, in := range infos {
@@ -408,13 +417,9 @@ func (f *Files) ListCaches(ctx context.Context, req *apiv1.ListCachesRequest) (*
 
 // DeleteCache implements FileService.
 func (f *Files) DeleteCache(ctx context.Context, req *apiv1.DeleteCacheRequest) (*apiv1.DeleteCacheResponse, error) {
-	org, proj, err := f.project(ctx, req.GetProject())
+	infos, err := f.caches(ctx, req.GetProject())
 	if err != nil {
 		return nil, err
-	}
-	infos, err := f.cfg.Store.List(ctx, cachePrefix(org, proj))
-	if err != nil {
-		return nil, storeError(err)
 	}
 	out := &apiv1.DeleteCacheResponse{}
 	for _, in := range infos {
