@@ -176,3 +176,45 @@ func Evict(ctx context.Context, s Store, prefix string, max int64, keep string) 
 	}
 	return gone, nil
 }
+
+// live is Stat's answer for an object whose Info was read as info, err: the object of
+// key, unless it is another key's or expired at now.
+func live(key string, info Info, err error, now time.Time) (Info, error) {
+	switch {
+	case err != nil:
+		return Info{}, err
+	case info.Key != key:
+		return Info{}, fmt.Errorf("blobstore: %s: stored under another key", key)
+	case !now.Before(info.Expires):
+		return Info{}, fmt.Errorf("blobstore: %s (expired): %w", key, ErrNotFound)
+	}
+	return info, nil
+}
+
+// unexpired keeps the objects of all under prefix that have not expired at now, newest
+// first.
+func unexpired(all []Info, prefix string, now time.Time) []Info {
+	out := all[:0]
+	for _, info := range all {
+		if strings.HasPrefix(info.Key, prefix) && now.Before(info.Expires) {
+			out = append(out, info)
+		}
+	}
+	SortNewestFirst(out)
+	return out
+}
+
+// sweep deletes the objects of all expired at now from s.
+func sweep(ctx context.Context, s Store, all []Info, now time.Time) (int, error) {
+	n := 0
+	for _, info := range all {
+		if now.Before(info.Expires) {
+			continue
+		}
+		if err := s.Delete(ctx, info.Key); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 )
@@ -145,17 +144,10 @@ func (d *Disk) Stat(_ context.Context, key string) (Info, error) {
 	}
 	_, metaPath := d.paths(key)
 	info, err := d.readInfo(metaPath)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	if errors.Is(err, fs.ErrNotExist) {
 		return Info{}, fmt.Errorf("blobstore: %s: %w", key, ErrNotFound)
-	case err != nil:
-		return Info{}, err
-	case info.Key != key:
-		return Info{}, fmt.Errorf("blobstore: %s: stored under another key", key)
-	case !d.now().Before(info.Expires):
-		return Info{}, fmt.Errorf("blobstore: %s (expired): %w", key, ErrNotFound)
 	}
-	return info, nil
+	return live(key, info, err, d.now())
 }
 
 // Get implements Store.
@@ -201,15 +193,7 @@ func (d *Disk) List(_ context.Context, prefix string) ([]Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := d.now()
-	out := all[:0]
-	for _, info := range all {
-		if strings.HasPrefix(info.Key, prefix) && now.Before(info.Expires) {
-			out = append(out, info)
-		}
-	}
-	SortNewestFirst(out)
-	return out, nil
+	return unexpired(all, prefix, d.now()), nil
 }
 
 // SortNewestFirst orders infos by creation, newest first (then by key).
@@ -245,15 +229,5 @@ func (d *Disk) Sweep(ctx context.Context, now time.Time) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for _, info := range all {
-		if now.Before(info.Expires) {
-			continue
-		}
-		if err := d.Delete(ctx, info.Key); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
+	return sweep(ctx, d, all, now)
 }

@@ -130,15 +130,7 @@ func (s *S3) Stat(ctx context.Context, key string) (Info, error) {
 		return Info{}, err
 	}
 	info, err := s.readMeta(ctx, "meta/"+key)
-	switch {
-	case err != nil:
-		return Info{}, err
-	case info.Key != key:
-		return Info{}, fmt.Errorf("blobstore: %s: stored under another key", key)
-	case !s.now().Before(info.Expires):
-		return Info{}, fmt.Errorf("blobstore: %s (expired): %w", key, ErrNotFound)
-	}
-	return info, nil
+	return live(key, info, err, s.now())
 }
 
 // Get implements Store.
@@ -179,15 +171,7 @@ func (s *S3) List(ctx context.Context, prefix string) ([]Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := s.now()
-	out := all[:0]
-	for _, info := range all {
-		if now.Before(info.Expires) {
-			out = append(out, info)
-		}
-	}
-	SortNewestFirst(out)
-	return out, nil
+	return unexpired(all, prefix, s.now()), nil
 }
 
 // Delete implements Store: the meta first, so the object is gone before its data.
@@ -209,15 +193,5 @@ func (s *S3) Sweep(ctx context.Context, now time.Time) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for _, info := range all {
-		if now.Before(info.Expires) {
-			continue
-		}
-		if err := s.Delete(ctx, info.Key); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
+	return sweep(ctx, s, all, now)
 }
