@@ -63,6 +63,14 @@ func Pack(w io.Writer, root string, globs []string, report Report) (Stats, error
 		}
 		pats = append(pats, strings.Split(path.Clean(g), "/"))
 	}
+	// Files are opened through an os.Root of the workspace: the job's processes may still
+	// run while it is packed (a background service), and one that swaps a directory for a
+	// link out between the walk and the open gets the file refused, never read.
+	wsRoot, err := os.OpenRoot(realRoot)
+	if err != nil {
+		return st, err
+	}
+	defer wsRoot.Close()
 	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return st, err
@@ -107,11 +115,21 @@ func Pack(w io.Writer, root string, globs []string, report Report) (Stats, error
 			hdr.Typeflag, hdr.Name = tar.TypeDir, rel+"/"
 			return tw.WriteHeader(hdr)
 		case info.Mode().IsRegular():
-			f, err := os.Open(p)
+			if beforeOpen != nil {
+				beforeOpen(rel)
+			}
+			f, err := wsRoot.Open(filepath.FromSlash(rel))
 			if err != nil {
-				return err
+				report(fmt.Sprintf("refused: %s: %v", rel, err))
+				st.Refused++
+				return nil
 			}
 			defer f.Close()
+			if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+				report(fmt.Sprintf("refused: %s changed while it was packed", rel))
+				st.Refused++
+				return nil
+			}
 			hdr.Typeflag, hdr.Size = tar.TypeReg, info.Size()
 			if err := tw.WriteHeader(hdr); err != nil {
 				return err
@@ -139,6 +157,9 @@ func Pack(w io.Writer, root string, globs []string, report Report) (Stats, error
 	}
 	return st, zw.Close()
 }
+
+// beforeOpen, when set (tests), runs between the walk's sight of a file and its open.
+var beforeOpen func(rel string)
 
 // checkName refuses a relative name that is absolute or climbs with "..".
 func checkName(name string) error {

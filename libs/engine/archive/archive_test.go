@@ -213,3 +213,36 @@ func TestMatch(t *testing.T) {
 		}
 	}
 }
+
+// TestPackRaceWithTheJob: a job's process that swaps a directory for a link to
+// elsewhere after the walk saw a file in it gets the file refused, not read from
+// elsewhere.
+func TestPackRaceWithTheJob(t *testing.T) {
+	base := t.TempDir()
+	ws, outside := filepath.Join(base, "ws"), filepath.Join(base, "outside")
+	write(t, ws, map[string]string{"d/secret": "the job's"})
+	write(t, outside, map[string]string{"secret": "the runner's"})
+	beforeOpen = func(rel string) {
+		if rel == "d/secret" {
+			os.RemoveAll(filepath.Join(ws, "d"))
+			os.Symlink(outside, filepath.Join(ws, "d"))
+		}
+	}
+	defer func() { beforeOpen = nil }()
+	var buf bytes.Buffer
+	var lines []string
+	st, err := Pack(&buf, ws, []string{"d"}, func(l string) { lines = append(lines, l) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Files != 0 || st.Refused != 1 || len(lines) != 1 || !strings.HasPrefix(lines[0], "refused: d/secret") {
+		t.Fatalf("packed %+v, report %q", st, lines)
+	}
+	out := t.TempDir()
+	if _, err := Unpack(&buf, out, Limits{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "d", "secret")); err == nil {
+		t.Fatalf("packed %q from outside the workspace", b)
+	}
+}
