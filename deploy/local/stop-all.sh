@@ -8,4 +8,5 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 status=0
 "$here/kafka.sh" stop || status=1
 "$here/postgres.sh" stop || status=1
+"$here/s3.sh" stop || status=1
 exit "$status"

@@ -10,7 +10,7 @@ start=$(date +%s)
 # when present; the tests of its layers need them.
 deploy/local/sandbox-tools.sh
 eval "$(deploy/local/test-env.sh)"
-export SIMPLECI_TEST_POSTGRES_URL SIMPLECI_TEST_KAFKA_BROKERS
+export SIMPLECI_TEST_POSTGRES_URL SIMPLECI_TEST_KAFKA_BROKERS SIMPLECI_TEST_S3_URL
 
 # The web UI's browser tests drive Debian's Chromium with playwright-core (npm, pinned).
 deploy/local/browser.sh >/dev/null

@@ -95,6 +95,9 @@ type Job struct {
 	// counted against the caps.
 	StepLogLimit int64
 	RunLogLimit  int64
+	// Files keeps the caches and artifacts of cache-files and store-files steps; nil
+	// fails such steps.
+	Files Files
 }
 
 // Sandbox isolates the processes of one job (the runner's libs/sandbox
@@ -163,7 +166,9 @@ type LogChunk struct {
 
 // Observer receives what happens in a job as it happens. The engine never
 // calls its methods concurrently and calls them in order: for each step
-// either StepSkipped, or StepStarted, its Log chunks, then StepFinished.
+// either StepSkipped, or StepStarted, its Log chunks, then StepFinished;
+// after the last step, "system" chunks of step -1 say which caches were
+// saved (cache-files steps, when the run succeeded).
 // A slow observer slows the job's output down (back-pressure), never
 // memory up; an observer that blocks forever blocks the job (timeouts
 // still kill its processes, but Run does not return).
@@ -232,7 +237,8 @@ type jobRun struct {
 	masks     [][]byte
 	groups    []int // process groups the job created
 	dirReal   string
-	cio       *commandIO // made by the first command
+	cio       *commandIO    // made by the first command
+	saves     []pendingSave // caches to save when the run succeeds
 }
 
 func (r *jobRun) errored(format string, args ...any) Result {
@@ -344,9 +350,12 @@ func (r *jobRun) run(ctx context.Context) Result {
 		r.em.stepStarted(i, step.Name, started)
 		var sr StepResult
 		var infraErr error
-		if condErr != nil {
+		switch {
+		case condErr != nil:
 			sr = StepResult{Status: StatusFailed, ExitCode: -1, Reason: condErr.Error()}
-		} else {
+		case step.Type != "":
+			sr = r.runFilesStep(base, i, step, sv)
+		default:
 			sr, infraErr = r.runStep(base, i, step, sv)
 		}
 		sr.StartedAt, sr.FinishedAt = started, time.Now()
@@ -367,6 +376,9 @@ func (r *jobRun) run(ctx context.Context) Result {
 		case res.Status == StatusSucceeded:
 			res.Status, res.Reason = StatusFailed, fmt.Sprintf("step %q %s: %s", step.Name, verb(sr.Status), sr.Reason)
 		}
+	}
+	if res.Status == StatusSucceeded && len(r.saves) > 0 {
+		r.saveCaches(jobCtx)
 	}
 	return res
 }
@@ -472,17 +484,7 @@ func (r *jobRun) runStep(base context.Context, index int, step *pipeline.Step, s
 		}
 	}
 	if interrupted {
-		sr.ExitCode = -1
-		switch cause := context.Cause(ctx); {
-		case errors.Is(cause, errStepTimeout):
-			sr.Status, sr.Reason = StatusTimedOut, fmt.Sprintf("exceeded the step's time limit of %s", step.Timeout)
-		case errors.Is(cause, errJobTimeout):
-			sr.Status, sr.Reason = StatusTimedOut, fmt.Sprintf("the job exceeded its time limit of %s", r.job.Timeout)
-		case errors.Is(cause, errCleanupTimeout):
-			sr.Status, sr.Reason = StatusTimedOut, fmt.Sprintf("exceeded the cleanup time limit of %s", r.job.CleanupTimeout)
-		default:
-			sr.Status, sr.Reason = StatusCancelled, "the run was cancelled"
-		}
+		sr = r.interrupted(ctx, step)
 		if kernel != "" {
 			sr.Reason += "; " + kernel
 		}

@@ -92,8 +92,8 @@ func (r *recorder) Log(c LogChunk) {
 	}
 	switch {
 	case c.Stream == "system" && c.Step == -1:
-		// The job's preamble: before any step.
-		if len(r.events) > 0 {
+		// The job's preamble: before any step; or the caches saved after the last.
+		if len(r.events) > 0 && !r.allDone() {
 			r.errs = append(r.errs, fmt.Sprintf("system chunk %d for no step after %d events", c.Seq, len(r.events)))
 		}
 	case c.Stream != "stdout" && c.Stream != "stderr" && c.Stream != "system":
@@ -113,6 +113,12 @@ func (r *recorder) Log(c LogChunk) {
 	if f != nil {
 		f(c)
 	}
+}
+
+// allDone reports whether the last event finished or skipped a step (r.mu held).
+func (r *recorder) allDone() bool {
+	n := len(r.events)
+	return n > 0 && r.events[n-1].kind != "started"
 }
 
 // output returns the concatenated output of a step's stream.

@@ -2,7 +2,10 @@ module github.com/simpleci/simpleci/libs/engine
 
 go 1.26
 
-require github.com/simpleci/simpleci/libs/pipeline v0.0.0
+require (
+	github.com/klauspost/compress v1.20.4
+	github.com/simpleci/simpleci/libs/pipeline v0.0.0
+)
 
 require (
 	cel.dev/cel-go v0.33.2 // indirect

@@ -121,6 +121,19 @@ func (e *emitter) system(data []byte) {
 	}
 }
 
+// stepLine delivers one line of the engine's own (a cache hit, a refused path) in
+// step's log, stream "system", masked.
+func (e *emitter) stepLine(step int, line string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	data := []byte(e.mask.String(line) + "\n")
+	for len(data) > 0 {
+		n := min(len(data), MaxChunkSize)
+		e.log(step, streamSystem, data[:n])
+		data = data[n:]
+	}
+}
+
 // log delivers data as one chunk, as far as the caps let it; e.mu is held.
 func (e *emitter) log(step int, stream string, data []byte) {
 	if len(data) == 0 {

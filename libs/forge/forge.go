@@ -36,6 +36,9 @@ type Trigger struct {
 	Branch string
 	// Tag is Ref without "refs/tags/" when Ref is a tag, else empty.
 	Tag string
+	// BaseBranch is the branch a pull request targets (its caches are read by the pull
+	// request's runs), when the delivery says; else empty.
+	BaseBranch string
 	// SHA is the commit to build: 40 lowercase hex digits.
 	SHA string
 	// Actor is the provider's login of whoever caused the event (may be empty).

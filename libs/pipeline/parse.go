@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -16,7 +17,8 @@ const MaxFileSize = 1 << 20
 // The fields the parser knows; the JSON Schema (Schema) lists the same.
 var (
 	topFields  = []string{"$schema", "concurrency", "inputs", "steps"}
-	stepFields = []string{"name", "id", "condition", "run", "env", "timeout", "continueOnError", "workingDirectory", "type"}
+	stepFields = []string{"name", "id", "condition", "run", "env", "timeout", "continueOnError", "workingDirectory", "type",
+		"key", "restoreKeys", "downloadPath", "fileNames", "expiry"}
 )
 
 // Options adjust validation to where the pipeline will run.
@@ -279,8 +281,16 @@ func (p *parser) step(i int, obj *node) *Step {
 	s := &Step{Index: i, Name: p.names[i], Pos: p.li.pos(obj.off)}
 	var sawName, sawRun bool
 	var condition *node
-	for _, m := range p.members(obj, "field") {
+	ms := p.members(obj, "field")
+	if t := first(obj, "type"); t != nil && t.kind == kindString && (t.str == TypeCacheFiles || t.str == TypeStoreFiles) {
+		s.Type = t.str
+		p.files(s, ms, obj)
+	}
+	for _, m := range ms {
 		v := m.val
+		if s.Type != "" && (slices.Contains(filesFields, m.key) || m.key == "run" || m.key == "env" || m.key == "workingDirectory") {
+			continue // p.files's
+		}
 		switch m.key {
 		case "name":
 			sawName = true
@@ -321,16 +331,17 @@ func (p *parser) step(i int, obj *node) *Step {
 				s.ContinueOnError = v.boolean
 			}
 		case "workingDirectory":
-			s.WorkingDirectory = p.workingDirectory(v)
+			s.WorkingDirectory = p.relativeDir("workingDirectory", v)
 		case "type":
 			switch {
 			case v.kind != kindString:
 				p.wrongType("type", v, "a string")
-			case v.str == "cache-files" || v.str == "store-files":
-				p.errorf(v.off, "step type %q is not supported yet", v.str)
+			case v.str == TypeCacheFiles || v.str == TypeStoreFiles:
 			default:
 				p.errorf(v.off, "unknown step type %q (leave \"type\" out for a command step)", v.str)
 			}
+		case "key", "restoreKeys", "downloadPath", "fileNames", "expiry":
+			p.errorf(m.keyOff, "%q belongs to cache-files and store-files steps (\"type\")", m.key)
 		default:
 			p.unknownField(m, stepFields, stepAliases)
 		}
@@ -338,7 +349,7 @@ func (p *parser) step(i int, obj *node) *Step {
 	if !sawName {
 		p.errorf(obj.off, "missing \"name\"")
 	}
-	if !sawRun {
+	if !sawRun && s.Type == "" {
 		p.errorf(obj.off, "missing \"run\": a command or a list of commands")
 	}
 	if condition != nil {
@@ -477,23 +488,25 @@ func formatDuration(d time.Duration) string {
 	return d.String()
 }
 
-func (p *parser) workingDirectory(v *node) string {
+// relativeDir checks a directory relative to the checkout (workingDirectory,
+// downloadPath) and returns it cleaned, "" for the checkout itself.
+func (p *parser) relativeDir(field string, v *node) string {
 	if v.kind != kindString {
-		p.wrongType("workingDirectory", v, "a string")
+		p.wrongType(field, v, "a string")
 		return ""
 	}
 	dir := v.str
 	switch {
 	case strings.ContainsRune(dir, 0):
-		p.errorf(v.off, "workingDirectory contains a NUL character")
+		p.errorf(v.off, "%s contains a NUL character", field)
 		return ""
 	case strings.HasPrefix(dir, "/"):
-		p.errorf(v.off, "workingDirectory %q must be relative to the checkout", dir)
+		p.errorf(v.off, "%s %q must be relative to the checkout", field, dir)
 		return ""
 	}
 	clean := path.Clean("/" + dir)[1:] // rooted Clean cannot climb above "/"
 	if c := path.Clean(dir); c == ".." || strings.HasPrefix(c, "../") {
-		p.errorf(v.off, "workingDirectory %q escapes the checkout", dir)
+		p.errorf(v.off, "%s %q escapes the checkout", field, dir)
 		return ""
 	}
 	return clean

@@ -148,12 +148,29 @@ func TestParseErrors(t *testing.T) {
 		{"workingDirectory escapes", `{"steps": [{"name": "a", "run": "x", "workingDirectory": "src/../../x"}]}`, []string{`1:58: step "a": workingDirectory "src/../../x" escapes the checkout`}},
 		{"workingDirectory not a string", `{"steps": [{"name": "a", "run": "x", "workingDirectory": 1}]}`, []string{`1:58: step "a": "workingDirectory" must be a string, not a number`}},
 		{"schedule not supported", `{"schedule": [], "steps": [{"name": "a", "run": "x"}]}`, []string{`1:2: "schedule" in the pipeline file is not supported yet: set the project's schedules (simpleci projects schedule add PROJECT --cron '0 3 * * 1-5'; docs/pipeline.md#schedules)`}},
-		{"type not supported", `{"steps": [{"name": "a", "run": "x", "type": "cache-files"}]}`, []string{`1:46: step "a": step type "cache-files" is not supported yet`}},
+		{"run in a cache step", `{"steps": [{"name": "a", "run": "x", "type": "cache-files", "key": "k", "fileNames": ["d"], "expiry": "1d"}]}`, []string{`1:26: step "a": "run" is not allowed in a cache-files step (it runs no command)`}},
+		{"cache step missing fields", `{"steps": [{"name": "a", "type": "cache-files"}]}`, []string{
+			`1:12: step "a": missing "key": a cache-files step names what it stores`,
+			`1:12: step "a": missing "fileNames": the files or globs to store`,
+			`1:12: step "a": missing "expiry": how long to keep what the step stores, such as "7d"`}},
+		{"cache step bad fields", `{"steps": [{"name": "a", "type": "cache-files", "key": "", "fileNames": ["../../etc/passwd", "/etc", "a/**", 1], "expiry": "7 days", "downloadPath": "../x", "restoreKeys": "k-"}]}`, []string{
+			`1:56: step "a": key: a key may not be empty`,
+			`1:74: step "a": fileNames[0]: "../../etc/passwd" leaves the checkout (..)`,
+			`1:94: step "a": fileNames[1]: "/etc" must be relative to the checkout`,
+			`1:110: step "a": fileNames[3] must be a string, not a number`,
+			`1:124: step "a": expiry: "7 days" is not an expiry such as "7d" or "12h"`,
+			`1:150: step "a": downloadPath "../x" escapes the checkout`,
+			`1:173: step "a": "restoreKeys" must be a list of strings, not a string`}},
+		{"store step with cache fields", `{"steps": [{"name": "a", "type": "store-files", "key": "k", "fileNames": ["d"], "expiry": "100d", "restoreKeys": ["x"]}]}`, []string{
+			`1:91: step "a": expiry: expiry 100d exceeds the limit of 90d`,
+			`1:99: step "a": "restoreKeys" belongs to cache-files steps`}},
+		{"key in a command step", `{"steps": [{"name": "a", "run": "x", "key": "k"}]}`, []string{`1:38: step "a": "key" belongs to cache-files and store-files steps ("type")`}},
+		{"key template that does not compile", `{"steps": [{"name": "a", "type": "cache-files", "key": "d-{{ nope }}", "fileNames": ["d"], "expiry": "1d"}]}`, []string{`1:62: step "a": key: template: undeclared reference to 'nope'`}},
 		{"type unknown", `{"steps": [{"name": "a", "run": "x", "type": "docker"}]}`, []string{`1:46: step "a": unknown step type "docker" (leave "type" out for a command step)`}},
 		{"unknown step field", `{"steps": [{"name": "a", "run": "x", "if": "true"}]}`, []string{
 			`1:38: step "a": unknown field "if", did you mean "condition"?`}},
 		{"unknown step field without a likely match", `{"steps": [{"name": "a", "run": "x", "image": "x"}]}`, []string{
-			`1:38: step "a": unknown field "image" (known: name, id, condition, run, env, timeout, continueOnError, workingDirectory, type)`}},
+			`1:38: step "a": unknown field "image" (known: name, id, condition, run, env, timeout, continueOnError, workingDirectory, type, key, restoreKeys, downloadPath, fileNames, expiry)`}},
 		{"typo in step field", `{"steps": [{"name": "a", "run": "x", "continueOnErorr": true}]}`, []string{`1:38: step "a": unknown field "continueOnErorr", did you mean "continueOnError"?`}},
 		{"case typo", `{"steps": [{"name": "a", "run": "x", "WorkingDirectory": "."}]}`, []string{`1:38: step "a": unknown field "WorkingDirectory", did you mean "workingDirectory"?`}},
 		{"condition not a string", `{"steps": [{"name": "a", "run": "x", "condition": true}]}`, []string{`1:51: step "a": "condition" must be a string (a CEL expression), not a boolean`}},

@@ -27,8 +27,13 @@ type Step struct {
 	// Condition decides whether the step runs. Never nil: an absent
 	// condition compiles to success().
 	Condition *Condition
+	// Type is "" for a command step, TypeCacheFiles or TypeStoreFiles.
+	Type string
+	// Files says what a cache-files or store-files step stores; nil for
+	// a command step.
+	Files *Files
 	// Run holds the commands as written, each run with sh -e -c, in
-	// order. Never empty. They may hold {{ }} templates: run what
+	// order. Never empty for a command step, empty for the others. They may hold {{ }} templates: run what
 	// Commands returns, not these.
 	Run []string
 	// Env holds extra variables for this step as written (may be nil).

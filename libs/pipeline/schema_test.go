@@ -81,7 +81,7 @@ func TestSchemaMatchesParser(t *testing.T) {
 		required []string
 	}{
 		{"top level", doc, topFields, []string{"steps"}},
-		{"step", step, stepFields, []string{"name", "run"}},
+		{"step", step, stepFields, []string{"name"}},
 	} {
 		if got := keys(c.schema["properties"]); !slices.Equal(got, sorted(c.fields)) {
 			t.Errorf("%s: the schema has fields %q, the parser knows %q", c.where, got, sorted(c.fields))
@@ -144,6 +144,14 @@ func TestSchemaAgreesWithParser(t *testing.T) {
 		{"continueOnError string", `{"steps": [{"name": "a", "run": "x", "continueOnError": "true"}]}`, false, false, ""},
 		{"absolute workingDirectory", `{"steps": [{"name": "a", "run": "x", "workingDirectory": "/etc"}]}`, false, false, ""},
 		{"type", `{"steps": [{"name": "a", "run": "x", "type": "cache-files"}]}`, false, false, ""},
+		{"cache step", `{"steps": [{"name": "c", "type": "cache-files", "key": "deps-{{ context.branch }}", "restoreKeys": ["deps-"], "downloadPath": "x", "fileNames": ["node_modules/**"], "expiry": "7d"}]}`, true, true, ""},
+		{"store step", `{"steps": [{"name": "s", "type": "store-files", "key": "dist", "fileNames": ["dist/**", "c.txt"], "expiry": "12h"}]}`, true, true, ""},
+		{"store step with restoreKeys", `{"steps": [{"name": "s", "type": "store-files", "key": "d", "fileNames": ["d"], "expiry": "1d", "restoreKeys": ["x"]}]}`, false, false, ""},
+		{"cache step with run", `{"steps": [{"name": "s", "type": "cache-files", "key": "d", "fileNames": ["d"], "expiry": "1d", "run": "x"}]}`, false, false, ""},
+		{"cache step without expiry", `{"steps": [{"name": "s", "type": "cache-files", "key": "d", "fileNames": ["d"]}]}`, false, false, ""},
+		{"key in a command step", `{"steps": [{"name": "s", "run": "x", "key": "d"}]}`, false, false, ""},
+		{"glob climbing out", `{"steps": [{"name": "s", "type": "store-files", "key": "d", "fileNames": ["a/../../etc"], "expiry": "1d"}]}`, false, false, ""},
+		{"expiry too long", `{"steps": [{"name": "s", "type": "store-files", "key": "d", "fileNames": ["a"], "expiry": "100d"}]}`, true, false, "exceeds the limit"},
 		{"condition number", `{"steps": [{"name": "a", "run": "x", "condition": 1}]}`, false, false, ""},
 		{"duplicate names", `{"steps": [{"name": "a", "run": "x"}, {"name": "a", "run": "y"}]}`, true, false, "duplicate step name"},
 		{"duplicate ids", `{"steps": [{"name": "a", "id": "x", "run": "x"}, {"name": "b", "id": "x", "run": "y"}]}`, true, false, "duplicate step id"},

@@ -160,7 +160,7 @@ func TestParseYAMLErrors(t *testing.T) {
 		{"continueOnError not bool", "steps:\n  - name: a\n    run: x\n    continueOnError: yes\n", []string{`4:22: step "a": "continueOnError" must be true or false, not a string`}},
 		{"workingDirectory absolute", "steps:\n  - name: a\n    run: x\n    workingDirectory: /etc\n", []string{`4:23: step "a": workingDirectory "/etc" must be relative to the checkout`}},
 		{"workingDirectory escapes", "steps:\n  - name: a\n    run: x\n    workingDirectory: src/../../x\n", []string{`4:23: step "a": workingDirectory "src/../../x" escapes the checkout`}},
-		{"type not supported", "steps:\n  - name: a\n    run: x\n    type: cache-files\n", []string{`4:11: step "a": step type "cache-files" is not supported yet`}},
+		{"cache step expiry", "steps:\n  - name: a\n    type: cache-files\n    key: k\n    fileNames: [d]\n    expiry: 7 days\n", []string{`6:13: step "a": expiry: "7 days" is not an expiry such as "7d" or "12h"`}},
 		{"unknown step field", "steps:\n  - name: a\n    run: x\n    if: 'true'\n", []string{`4:5: step "a": unknown field "if", did you mean "condition"?`}},
 		{"typo in step field", "steps:\n  - name: a\n    run: x\n    continueOnErorr: true\n", []string{`4:5: step "a": unknown field "continueOnErorr", did you mean "continueOnError"?`}},
 		{"condition not a string", "steps:\n  - name: a\n    run: x\n    condition: true\n", []string{`4:16: step "a": "condition" must be a string (a CEL expression), not a boolean`}},

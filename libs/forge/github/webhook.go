@@ -241,6 +241,10 @@ func parsePullRequest(body []byte) (forge.Trigger, error) {
 		SHA:        sha,
 		Repository: p.Repository.FullName,
 		Trust:      trust(p.PullRequest.Head.Repo, p.PullRequest.Base.Repo),
+		BaseBranch: strings.TrimPrefix(p.PullRequest.Base.Ref, "refs/heads/"),
+	}
+	if forge.CheckText(t.BaseBranch, 255) != nil {
+		t.BaseBranch = ""
 	}
 	if p.Sender != nil {
 		t.Actor = p.Sender.Login

@@ -53,6 +53,7 @@ type payload struct {
 
 // side is one end of a GitHub-like pull request: the repository its commits are in.
 type side struct {
+	Ref  string `json:"ref"`
 	Repo *struct {
 		FullName string `json:"full_name"`
 	} `json:"repo"`
@@ -175,6 +176,9 @@ func parsePayload(header http.Header, body []byte) (forge.Trigger, error) {
 		return bad("a tag event needs a refs/tags/ ref, got %q", p.Ref)
 	}
 
+	if t.Event == forge.EventPullRequest && p.PullRequest != nil && forge.CheckText(p.PullRequest.Base.Ref, 255) == nil {
+		t.BaseBranch = strings.TrimPrefix(p.PullRequest.Base.Ref, "refs/heads/")
+	}
 	t.Actor = firstNonEmpty(p.Sender.Login, p.Pusher.Name)
 	if err := forge.CheckText(t.Actor, maxActorLength); err != nil {
 		return bad("actor: %v", err)

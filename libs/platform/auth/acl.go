@@ -70,6 +70,10 @@ var ACL = map[string]Callers{
 	apiv1.RunService_ListTiers_FullMethodName:                   Users | ProjectService | GatewayService,
 	apiv1.LogService_GetLogs_FullMethodName:                     Users,
 	apiv1.LogService_TailLogs_FullMethodName:                    Users,
+	apiv1.FileService_ListArtifacts_FullMethodName:              Users,
+	apiv1.FileService_DownloadArtifact_FullMethodName:           Users,
+	apiv1.FileService_ListCaches_FullMethodName:                 Users,
+	apiv1.FileService_DeleteCache_FullMethodName:                Users,
 	apiv1.TokenService_CreateToken_FullMethodName:               Users,
 	apiv1.TokenService_ListTokens_FullMethodName:                Users,
 	apiv1.TokenService_RevokeToken_FullMethodName:               Users,
@@ -108,6 +112,10 @@ var ACL = map[string]Callers{
 	// A runner's log, under the job's log grant (the log service checks it is the
 	// caller's): runners reach no event bus.
 	runnerv1.RunnerLogService_AppendLogs_FullMethodName: Runners,
+	// Caches and artifacts of a runner's job, under the job's files grant (checked by
+	// the log service like the log grant).
+	runnerv1.RunnerFilesService_RestoreCache_FullMethodName: Runners,
+	runnerv1.RunnerFilesService_PutFiles_FullMethodName:     Runners,
 
 	// Readiness: a process checks the peers it calls.
 	healthpb.Health_Check_FullMethodName: Services | Runners,

@@ -27,15 +27,22 @@ func logGrantKey(secret string) []byte {
 // logGrantMAC is the MAC of every field of g but its mac, each length-prefixed so that
 // no two grants share an encoding.
 func logGrantMAC(secret string, g *runnerv1.LogGrant) []byte {
-	m := hmac.New(sha256.New, logGrantKey(secret))
+	return grantMAC(logGrantKey(secret), []string{g.GetRunId(), g.GetRunner(), g.GetOrgId(), g.GetProjectId()}, g.GetAttempt(),
+		g.GetRunLogBytes(), g.GetExpiresAt().AsTime())
+}
+
+// grantMAC is the HMAC-SHA256 under key of a grant's strings (each length-prefixed),
+// attempt, limit and expiry.
+func grantMAC(key []byte, strs []string, attempt int32, limit int64, expires time.Time) []byte {
+	m := hmac.New(sha256.New, key)
 	var buf []byte
-	for _, s := range []string{g.GetRunId(), g.GetRunner(), g.GetOrgId(), g.GetProjectId()} {
+	for _, s := range strs {
 		buf = binary.BigEndian.AppendUint32(buf, uint32(len(s)))
 		buf = append(buf, s...)
 	}
-	buf = binary.BigEndian.AppendUint32(buf, uint32(g.GetAttempt()))
-	buf = binary.BigEndian.AppendUint64(buf, uint64(g.GetRunLogBytes()))
-	buf = binary.BigEndian.AppendUint64(buf, uint64(g.GetExpiresAt().AsTime().UnixNano()))
+	buf = binary.BigEndian.AppendUint32(buf, uint32(attempt))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(limit))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(expires.UnixNano()))
 	m.Write(buf)
 	return m.Sum(nil)
 }
@@ -61,12 +68,20 @@ func VerifyLogGrant(secret string, g *runnerv1.LogGrant, runner string, now time
 		return errors.New("log grant: this process holds no deployment secret")
 	case g == nil || len(g.GetMac()) == 0:
 		return errors.New("no log grant: a runner appends the log of a job it claimed, under the job's log_grant")
-	case !hmac.Equal(g.GetMac(), logGrantMAC(secret, g)):
-		return fmt.Errorf("the log grant for run %s is not the scheduler's (forged or altered)", g.GetRunId())
-	case g.GetRunner() != runner:
-		return fmt.Errorf("the log grant for run %s was issued to runner %s, not %s", g.GetRunId(), g.GetRunner(), runner)
-	case !now.Before(g.GetExpiresAt().AsTime()):
-		return fmt.Errorf("the log grant for run %s (attempt %d) expired at %s", g.GetRunId(), g.GetAttempt(), g.GetExpiresAt().AsTime().UTC().Format(time.RFC3339))
+	}
+	return checkGrant("log", hmac.Equal(g.GetMac(), logGrantMAC(secret, g)), g.GetRunId(), g.GetAttempt(), g.GetRunner(), runner, g.GetExpiresAt().AsTime(), now)
+}
+
+// checkGrant is the part of verifying a grant (log, files) that all kinds share: its MAC,
+// its holder and its expiry. Its errors name the run and the runner, never the MAC.
+func checkGrant(kind string, macOK bool, run string, attempt int32, holder, runner string, expires, now time.Time) error {
+	switch {
+	case !macOK:
+		return fmt.Errorf("the %s grant for run %s is not the scheduler's (forged or altered)", kind, run)
+	case holder != runner:
+		return fmt.Errorf("the %s grant for run %s was issued to runner %s, not %s", kind, run, holder, runner)
+	case !now.Before(expires):
+		return fmt.Errorf("the %s grant for run %s (attempt %d) expired at %s", kind, run, attempt, expires.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -447,6 +447,25 @@ func addGatewayOperations(doc *openapi3.T, providers []string, errContent openap
 	)
 	doc.AddOperation("/api/v1/runs/{run}/logs:stream", http.MethodGet, stream)
 
+	download := openapi3.NewOperation()
+	download.OperationID, download.Tags = "Gateway_DownloadArtifact", []string{"FileService"}
+	download.Summary = "An artifact's bytes (tar+zstd), checked against the SHA-256 recorded when it was stored (X-Checksum-Sha256)."
+	download.Parameters = openapi3.Parameters{
+		pathParam("run", "The run's id.", openapi3.NewStringSchema().WithPattern(`^[0-9a-z]{26}$`)),
+		pathParam("name", "The artifact's name (its store-files step's key).", openapi3.NewStringSchema().WithMinLength(1).WithMaxLength(256)),
+	}
+	download.Responses = openapi3.NewResponses(
+		openapi3.WithStatus(200, &openapi3.ResponseRef{Value: openapi3.NewResponse().WithDescription("The artifact.").
+			WithContent(openapi3.Content{"application/zstd": openapi3.NewMediaType().WithSchema(openapi3.NewStringSchema().WithFormat("binary"))})}),
+		openapi3.WithStatus(400, errResp("A parameter does not match this document.")),
+		openapi3.WithStatus(401, errResp("No bearer token, or one that is unknown, expired or revoked.")),
+		openapi3.WithStatus(403, errResp("The token may not do this.")),
+		openapi3.WithStatus(404, errResp("No such run in the caller's organisation, or no such artifact (or it expired).")),
+		openapi3.WithStatus(405, methodNotAllowed),
+		openapi3.WithStatus(503, errResp("A service this call needs is unavailable: retry.")),
+	)
+	doc.AddOperation("/api/v1/runs/{run}/artifacts/{name}", http.MethodGet, download)
+
 	for path, desc := range map[string]string{
 		"/api/v1/schema/pipeline.json": "The pipeline file's JSON Schema.",
 		"/openapi.json":                "This document.",

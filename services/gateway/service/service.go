@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"slices"
 	"strconv"
@@ -85,7 +86,7 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	g := &gateway{cfg: cfg, log: cfg.Log.With("service", "gateway"), logs: apiv1.NewLogServiceClient(cfg.Logs),
+	g := &gateway{cfg: cfg, log: cfg.Log.With("service", "gateway"), logs: apiv1.NewLogServiceClient(cfg.Logs), files: apiv1.NewFileServiceClient(cfg.Logs),
 		runs: apiv1.NewRunServiceClient(cfg.Scheduler), streams: newStreamSlots(cfg.MaxStreamsPerToken)}
 	g.hooks = ratelimit.New(cfg.WebhookLimits)
 	// Built once now, without asking the scheduler, so that a broken document stops the
@@ -108,6 +109,7 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 	g.routes = apiRoutes().
 		add(http.MethodPost, "/api/v1/webhooks/{provider}/{project}").
 		add(http.MethodGet, "/api/v1/runs/{run}/logs:stream").
+		add(http.MethodGet, "/api/v1/runs/{run}/artifacts/{name}").
 		add(http.MethodGet, "/api/v1/schema/pipeline.json").
 		add(http.MethodGet, "/openapi.json")
 	gw := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
@@ -121,6 +123,9 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 		return err
 	}
 	if err := apiv1.RegisterLogServiceHandlerClient(ctx, gw, g.logs); err != nil {
+		return err
+	}
+	if err := apiv1.RegisterFileServiceHandlerClient(ctx, gw, g.files); err != nil {
 		return err
 	}
 	if cfg.Auth != nil {
@@ -146,6 +151,7 @@ func Register(ctx context.Context, mux *http.ServeMux, cfg Config) error {
 	mux.Handle("/api/", g.api(gw))
 	mux.HandleFunc("POST /api/v1/webhooks/{provider}/{project}", g.countWebhooks(g.webhook))
 	mux.HandleFunc("GET /api/v1/runs/{run}/logs:stream", g.stream)
+	mux.HandleFunc("GET /api/v1/runs/{run}/artifacts/{name}", g.downloadArtifact)
 	// The API's OpenAPI document, which every API request is validated against.
 	mux.HandleFunc("GET /openapi.json", g.serveSpec)
 	// The pipeline file's JSON Schema, for editors: public, like the documentation.
@@ -163,6 +169,7 @@ type gateway struct {
 	cfg     Config
 	log     *slog.Logger
 	logs    apiv1.LogServiceClient
+	files   apiv1.FileServiceClient
 	runs    apiv1.RunServiceClient
 	intake  *intake
 	replays *replays           // nil without a database
@@ -225,11 +232,66 @@ func (g *gateway) runVisible(ctx context.Context, run string) error {
 	return err
 }
 
-// logsRun returns the run of a GET /api/v1/runs/{run}/logs path.
+// logsRun returns the run of a GET /api/v1/runs/{run}/logs or /artifacts path (the
+// log service keeps both and cannot tell an unknown run from one without any).
 func logsRun(r *http.Request) (string, bool) {
 	rest, ok := strings.CutPrefix(r.URL.Path, "/api/v1/runs/")
 	run, ok2 := strings.CutSuffix(rest, "/logs")
+	if !ok2 {
+		run, ok2 = strings.CutSuffix(rest, "/artifacts")
+	}
 	return run, r.Method == http.MethodGet && ok && ok2 && run != "" && !strings.Contains(run, "/")
+}
+
+// downloadArtifact serves an artifact's bytes (a .tar.zst) as they come from the log
+// service, which checks them against the checksum recorded when they were stored: a
+// mismatch ends the response early (the client sees a short body against
+// Content-Length). The run is looked up first with the caller's token, as for logs.
+func (g *gateway) downloadArtifact(w http.ResponseWriter, r *http.Request) {
+	if g.refused(w, r, nil) {
+		return
+	}
+	ctx := r.Context()
+	if h := r.Header.Get("Authorization"); h != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", h)
+	} else {
+		writeError(w, http.StatusUnauthorized, codes.Unauthenticated, "missing bearer token: send 'Authorization: Bearer TOKEN'")
+		return
+	}
+	run, name := r.PathValue("run"), r.PathValue("name")
+	if err := g.runVisible(ctx, run); err != nil {
+		writeGRPCError(w, err)
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := g.files.DownloadArtifact(ctx, &apiv1.DownloadArtifactRequest{Run: run, Name: name})
+	if err == nil {
+		var first *apiv1.ArtifactData
+		if first, err = s.Recv(); err == nil {
+			a := first.GetArtifact()
+			w.Header().Set("Content-Type", "application/zstd")
+			w.Header().Set("Content-Length", strconv.FormatInt(a.GetSize(), 10))
+			w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name + ".tar.zst"}))
+			w.Header().Set("X-Checksum-Sha256", a.GetSha256())
+			w.WriteHeader(http.StatusOK)
+			data := first.GetData()
+			for {
+				if _, err := w.Write(data); err != nil {
+					return
+				}
+				m, err := s.Recv()
+				if err != nil {
+					if err != io.EOF {
+						g.log.Warn("artifact download cut short", "run", run, "artifact", name, "err", err)
+					}
+					return
+				}
+				data = m.GetData()
+			}
+		}
+	}
+	writeGRPCError(w, err)
 }
 
 // refused validates r against the API document and answers when it does not pass: 400
@@ -437,6 +499,11 @@ func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 		DeliveryId: tr.DeliveryID, RequestedAt: timestamppb.Now(), Trust: trustOf(tr.Trust)}
 	if tr.Tag != "" {
 		rr.Context = map[string]string{"tag": tr.Tag}
+	}
+	if tr.BaseBranch != "" {
+		// context.base_branch; the scheduler also gives the run read access to that
+		// branch's caches (a pull request never writes them).
+		rr.Context = map[string]string{"base_branch": tr.BaseBranch}
 	}
 	m, err := event.Encode(rr.RunId, rr.RunId, rr)
 	if err != nil { // the forge bounds each field; this is the last check (event.MaxEventBytes)

@@ -236,7 +236,8 @@ func (c *Component) Init(ctx context.Context, env *node.Env) error {
 	}
 	r, err := New(Config{ID: c.ID, Tiers: c.Tiers, WorkDir: workDir, Jobs: c.jobs(), DrainTimeout: c.DrainTimeout,
 		AllowWeakIsolation: c.AllowWeakIsolation, DenyNetworks: c.deny, AllowNetworks: c.allow,
-		Scheduler: runnerv1.NewRunnerServiceClient(sc), Logs: runnerv1.NewRunnerLogServiceClient(lc), Forges: forges, Log: env.Log})
+		Scheduler: runnerv1.NewRunnerServiceClient(sc), Logs: runnerv1.NewRunnerLogServiceClient(lc),
+		Files: runnerv1.NewRunnerFilesServiceClient(lc), Forges: forges, Log: env.Log})
 	if err != nil {
 		return err
 	}

@@ -74,7 +74,10 @@ type Config struct {
 	DenyNetworks, AllowNetworks []netip.Prefix
 	Scheduler                   runnerv1.RunnerServiceClient
 	// Logs is the log service, which takes the jobs' output.
-	Logs   runnerv1.RunnerLogServiceClient
+	Logs runnerv1.RunnerLogServiceClient
+	// Files is the log service's store of caches and artifacts (nil: cache-files and
+	// store-files steps fail).
+	Files  runnerv1.RunnerFilesServiceClient
 	Forges *forge.Registry
 	Log    *slog.Logger
 }
@@ -491,7 +494,7 @@ func (r *Runner) runJob(ctx context.Context, job *runnerv1.Job, obs *observer) (
 	// A one-second grace between SIGTERM and SIGKILL keeps a cancel within two seconds.
 	res := engine.Run(ctx, engine.Job{Pipeline: pl, Dir: checkout, Env: jobEnv(job), Secrets: secretValues(job), Context: jc,
 		Timeout: job.Timeout.AsDuration(), KillGrace: time.Second, Sandbox: sb, Preamble: []byte(preamble),
-		StepLogLimit: job.StepLogBytes, RunLogLimit: job.RunLogBytes, Reused: reused(job)}, obs)
+		StepLogLimit: job.StepLogBytes, RunLogLimit: job.RunLogBytes, Reused: reused(job), Files: r.files(job)}, obs)
 	return string(res.Status), res.Reason
 }
 

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -147,6 +148,9 @@ func (s *Service) start(ctx context.Context, r *domain.Run, lease, runner string
 	if err := s.grantLog(job, runner); err != nil {
 		return nil, err
 	}
+	if err := s.grantFiles(job, runner, tier); err != nil {
+		return nil, err
+	}
 	if key := r.Queued.GetPipelineSha256(); key != "" { // stored by reference (blobs.go)
 		data, err := s.blob(ctx, key)
 		if err != nil {
@@ -193,6 +197,47 @@ func (s *Service) grantLog(job *runnerv1.Job, runner string) error {
 		return fmt.Errorf("run %s: %w", job.RunId, err)
 	}
 	return nil
+}
+
+// grantFiles gives job the files grant of its runner: the run's caches and artifacts, in
+// the cache scopes of its branch (CacheScopes), for as long as its log grant.
+func (s *Service) grantFiles(job *runnerv1.Job, runner string, tier Tier) error {
+	write, read := CacheScopes(job.GetContext())
+	job.FilesGrant = &runnerv1.FilesGrant{RunId: job.RunId, Attempt: job.LogGrant.GetAttempt(), Runner: runner, OrgId: job.OrgId,
+		ProjectId: job.ProjectId, WriteScope: write, ReadScopes: read, MaxEntryBytes: cmp.Or(tier.FilesBytes, DefaultFilesBytes),
+		ExpiresAt: job.LogGrant.GetExpiresAt()}
+	if err := auth.SignFilesGrant(s.cfg.Secret, job.FilesGrant); err != nil {
+		return fmt.Errorf("run %s: %w", job.RunId, err)
+	}
+	return nil
+}
+
+// CacheScopes are the cache scopes of a run, from its context (which the scheduler
+// builds from the forge's delivery): a pull request's runs write "pr:N" (N from
+// refs/pull/N/head, else its head branch) and read it and then their base branch's
+// ("branch:main"), so a pull request, a fork's included, never writes the caches the
+// default branch reads; any other run reads and writes its branch's ("branch:NAME"), or
+// its ref's without a branch ("ref:refs/tags/v1").
+func CacheScopes(ctx map[string]string) (write string, read []string) {
+	switch {
+	case ctx["event"] == "pull_request":
+		n, ok := strings.CutPrefix(ctx["ref"], "refs/pull/")
+		n, ok2 := strings.CutSuffix(n, "/head")
+		if !ok || !ok2 || n == "" {
+			n = cmp.Or(ctx["branch"], ctx["ref"])
+		}
+		write = "pr:" + n
+		read = []string{write}
+		if b := ctx["base_branch"]; b != "" {
+			read = append(read, "branch:"+b)
+		}
+		return write, read
+	case ctx["branch"] != "":
+		write = "branch:" + ctx["branch"]
+	default:
+		write = "ref:" + ctx["ref"]
+	}
+	return write, []string{write}
 }
 
 // maxHeartbeatWait bounds how long one heartbeat waits for a cancellation.

@@ -45,6 +45,9 @@ type Tier struct {
 	// steps keep running.
 	StepLog int64
 	RunLog  int64
+	// FilesBytes bounds one cache entry or artifact of a run (compressed), in bytes
+	// (DefaultFilesBytes unless set).
+	FilesBytes int64
 	// Queue is how long a run may wait in the tier's queue for a runner before it ends
 	// errored, saying why it waited (DefaultQueue unless set).
 	Queue time.Duration
@@ -60,16 +63,19 @@ const (
 	DefaultRunLog  = 64 << 20
 )
 
+// DefaultFilesBytes bounds a cache entry or artifact of a tier that sets no limit.
+const DefaultFilesBytes = 2 << 30
+
 // DefaultTiers are the seed's tiers (PIPELINE.md: memory and run timeout); the process,
 // CPU and output limits are ours.
 func DefaultTiers() map[string]Tier {
 	return map[string]Tier{
 		"standard": {Name: "standard", Memory: 1 << 30, Pids: 1024, CPUs: 1, Timeout: 150 * time.Second, Steps: 200,
-			StepLog: DefaultStepLog, RunLog: DefaultRunLog, Queue: DefaultQueue},
+			StepLog: DefaultStepLog, RunLog: DefaultRunLog, FilesBytes: 2 << 30, Queue: DefaultQueue},
 		"medium": {Name: "medium", Memory: 4 << 30, Pids: 2048, CPUs: 2, Timeout: 300 * time.Second, Steps: 500,
-			StepLog: 32 << 20, RunLog: 128 << 20, Queue: DefaultQueue},
+			StepLog: 32 << 20, RunLog: 128 << 20, FilesBytes: 5 << 30, Queue: DefaultQueue},
 		"large": {Name: "large", Memory: 8 << 30, Pids: 4096, CPUs: 4, Timeout: 540 * time.Second, Steps: 1000,
-			StepLog: 64 << 20, RunLog: 256 << 20, Queue: DefaultQueue},
+			StepLog: 64 << 20, RunLog: 256 << 20, FilesBytes: 10 << 30, Queue: DefaultQueue},
 	}
 }
 

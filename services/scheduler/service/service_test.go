@@ -560,6 +560,19 @@ func TestClaimJob(t *testing.T) {
 			t.Fatalf("the grant expires in %v", left)
 		}
 	})
+	t.Run("files grant", func(t *testing.T) {
+		// The claim carries the files grant of runner-1: the caches of the run's branch,
+		// the tier's size limit per entry, as long as the log grant.
+		g := job.GetFilesGrant()
+		if g.GetRunId() != r.GetId() || g.GetRunner() != "runner-1" || g.GetProjectId() != "p-app" || g.GetWriteScope() != "branch:main" ||
+			len(g.GetReadScopes()) != 1 || g.GetReadScopes()[0] != "branch:main" || g.GetMaxEntryBytes() != 2<<30 ||
+			!g.GetExpiresAt().AsTime().Equal(job.GetLogGrant().GetExpiresAt().AsTime()) {
+			t.Fatalf("files grant %v", g)
+		}
+		if err := auth.VerifyFilesGrant(testSecret, g, "runner-1", time.Now()); err != nil {
+			t.Fatalf("the grant does not verify: %v", err)
+		}
+	})
 	t.Run("run is running", func(t *testing.T) {
 		e := e.at(t)
 		g := e.get(r.GetId())

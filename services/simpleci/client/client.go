@@ -65,6 +65,8 @@ func Main(ctx context.Context, args []string, io IO) int {
 	inputs := inputFlag{}
 	fs.Var(inputs, "input", "trigger: a pipeline input as name=value (repeatable)")
 	fromFailed := fs.Bool("from-failed", false, "runs rerun: run again from the first failed step (default: the whole run)")
+	output := fs.String("o", "", "artifacts download: the file to write (default NAME.tar.zst; - for stdout)")
+	scope := fs.String("scope", "", "caches delete: only the entry of this scope (branch:NAME, pr:N)")
 	if err := fs.Parse(reorder(args[1:])); err != nil {
 		return 2
 	}
@@ -102,6 +104,10 @@ func Main(ctx context.Context, args []string, io IO) int {
   simpleci tokens create NAME [--expires 720h] [--org NAME]
   simpleci tokens list
   simpleci tokens revoke ID
+  simpleci artifacts list RUN
+  simpleci artifacts download RUN NAME [-o FILE]   (default NAME.tar.zst; - for stdout; the sha256 is checked)
+  simpleci caches list PROJECT
+  simpleci caches delete PROJECT KEY [--scope S]   (maintainers)
   simpleci runners register NAME     (admins: a runner's own token, shown once)
   simpleci runners list
   simpleci runners revoke NAME
@@ -175,6 +181,8 @@ func Main(ctx context.Context, args []string, io IO) int {
 		if err = a.do(ctx, "POST", "/api/v1/runners", map[string]string{"name": rest[1]}, &r); err == nil {
 			fmt.Fprintf(io.Out, "runner %s registered; its token is shown only now (give it to the runner as SIMPLECI_RUNNER_TOKEN or in --runner-token-file):\n%s\n", r.Name, r.Token)
 		}
+	case args[0] == "artifacts" || args[0] == "caches":
+		err = a.files(ctx, args[0], rest, *output, *scope)
 	case args[0] == "runners" && len(rest) == 1 && rest[0] == "list":
 		err = a.listRunners(ctx)
 	case args[0] == "runners" && len(rest) == 2 && rest[0] == "revoke":

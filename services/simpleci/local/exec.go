@@ -34,6 +34,7 @@ func Exec(ctx context.Context, args []string, std Stdio) int {
 	var o options
 	fs := newFlagSet("exec", &o, std, true)
 	timeout := fs.Duration("timeout", 0, "limit the whole run, e.g. 150s like the standard tier (default: no limit)")
+	filesDir := fs.String("files", "", "where cache-files steps keep caches and store-files steps write NAME.tar.zst (default: a directory per checkout under ~/.cache/simpleci/exec)")
 	if err := parse(fs, args); err != nil {
 		return usageExit(std.Stderr, fs, execSynopsis, err)
 	}
@@ -89,6 +90,23 @@ func Exec(ctx context.Context, args []string, std Stdio) int {
 
 	p := newPrinter(std.Stdout, newPalette(std.Color))
 	p.intro(name, len(pl.Steps), jobCtx)
+	for _, s := range pl.Steps {
+		if s.Type == "" {
+			continue
+		}
+		fd := *filesDir
+		if fd == "" {
+			fd = defaultFilesDir(dir)
+		}
+		files, err := newExecFiles(fd)
+		if err != nil {
+			fmt.Fprintln(std.Stderr, "simpleci exec: --files:", err)
+			return ExitUsage
+		}
+		job.Files = files
+		p.line(p.pal.dim, "caches and artifacts: "+fd)
+		break
+	}
 	res := engine.Run(ctx, job, p)
 	p.summary(pl.Steps, res)
 	if res.Status == engine.StatusSucceeded {

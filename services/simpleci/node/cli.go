@@ -48,17 +48,18 @@ type components struct {
 	auth      *authsvc.Component
 	project   *projectsvc.Component
 	scheduler *schedsvc.Component
+	log       *logsvc.Component
 	gateway   *gatewaysvc.Component
 	runner    *runnersvc.Component
 }
 
 func (c *components) all() []platform.Component {
-	return []platform.Component{c.auth, c.project, c.scheduler, logsvc.Component{}, c.gateway, c.runner}
+	return []platform.Component{c.auth, c.project, c.scheduler, c.log, c.gateway, c.runner}
 }
 
 func newComponents() *components {
 	return &components{auth: &authsvc.Component{}, project: &projectsvc.Component{}, scheduler: &schedsvc.Component{},
-		gateway: &gatewaysvc.Component{}, runner: &runnersvc.Component{}}
+		log: &logsvc.Component{}, gateway: &gatewaysvc.Component{}, runner: &runnersvc.Component{}}
 }
 
 func logger(w io.Writer) *slog.Logger { return platform.Logger(w) }
@@ -88,6 +89,7 @@ func Dev(args []string, stdout, stderr io.Writer) error {
 	comps.scheduler.TriggerFlag(fs, "")
 	comps.scheduler.PublicURLFlag(fs, "")
 	comps.gateway.Flags(fs)
+	comps.log.Flags(fs)
 	comps.auth.GitHub.Register(fs)
 	comps.scheduler.LostRunRetries = 1
 	fs.DurationVar(&comps.runner.DrainTimeout, "drain-timeout", 10*time.Minute, "on the first interrupt, how long the jobs in progress may still run (a second interrupt hands them back)")
@@ -233,7 +235,7 @@ func Main(args []string) int {
 		return local.Lint(args[1:], local.Std())
 	case "admin":
 		err = Admin(args[1:], os.Stdout, os.Stderr)
-	case "runs", "trigger", "projects", "tokens", "runners", "members", "orgs", "teams", "repos":
+	case "runs", "trigger", "projects", "tokens", "runners", "members", "orgs", "teams", "repos", "artifacts", "caches":
 		ctx, cancel := signalContext()
 		defer cancel()
 		return client.Main(ctx, args, client.Std())
@@ -287,6 +289,10 @@ commands:
   repos list
           the GitHub repositories you administer (after signing in with GitHub)
   tokens create NAME [--expires 720h] [--org NAME] | list | revoke ID
+  artifacts list RUN | download RUN NAME [-o FILE]
+          a run's stored files (store-files steps); download checks the sha256
+  caches list PROJECT | delete PROJECT KEY [--scope S]
+          a project's cache entries (cache-files steps); delete: maintainers
   runners register NAME | list | revoke NAME
           admins: a runner's own token (serve --service runner takes it in SIMPLECI_RUNNER_TOKEN)
           API client: --server URL --token TOKEN, or SIMPLECI_SERVER and SIMPLECI_TOKEN

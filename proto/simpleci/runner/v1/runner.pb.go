@@ -173,7 +173,10 @@ type Job struct {
 	ReusedSteps []*v1.ReusedStep `protobuf:"bytes,24,rep,name=reused_steps,json=reusedSteps,proto3" json:"reused_steps,omitempty"`
 	// inputs are the run's resolved inputs as text; conditions and templates see them as
 	// context.inputs, typed by the pipeline's declarations.
-	Inputs        map[string]string `protobuf:"bytes,25,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Inputs map[string]string `protobuf:"bytes,25,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// files_grant lets the runner restore and save the run's caches and store its
+	// artifacts (RunnerFilesService), in the scopes it names and no others.
+	FilesGrant    *FilesGrant `protobuf:"bytes,26,opt,name=files_grant,json=filesGrant,proto3" json:"files_grant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -383,6 +386,136 @@ func (x *Job) GetInputs() map[string]string {
 	return nil
 }
 
+func (x *Job) GetFilesGrant() *FilesGrant {
+	if x != nil {
+		return x.FilesGrant
+	}
+	return nil
+}
+
+// FilesGrant is the scheduler's word that runner may, for attempt attempt of run run_id
+// until expires_at, read the caches of project_id in read_scopes (in this order), save
+// caches in write_scope only, and store the run's artifacts, each at most
+// max_entry_bytes. A scope is a branch ("branch:main") or a pull request ("pr:7"): a pull
+// request reads its base branch's caches and its own, and writes only its own. mac is an
+// HMAC-SHA256 over every other field, under a key derived from the deployment secret
+// (libs/platform/auth/filesgrant.go), like LogGrant's.
+type FilesGrant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Runner        string                 `protobuf:"bytes,3,opt,name=runner,proto3" json:"runner,omitempty"`
+	OrgId         string                 `protobuf:"bytes,4,opt,name=org_id,json=orgId,proto3" json:"org_id,omitempty"`
+	ProjectId     string                 `protobuf:"bytes,5,opt,name=project_id,json=projectId,proto3" json:"project_id,omitempty"`
+	WriteScope    string                 `protobuf:"bytes,6,opt,name=write_scope,json=writeScope,proto3" json:"write_scope,omitempty"`
+	ReadScopes    []string               `protobuf:"bytes,7,rep,name=read_scopes,json=readScopes,proto3" json:"read_scopes,omitempty"`
+	MaxEntryBytes int64                  `protobuf:"varint,8,opt,name=max_entry_bytes,json=maxEntryBytes,proto3" json:"max_entry_bytes,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	Mac           []byte                 `protobuf:"bytes,10,opt,name=mac,proto3" json:"mac,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FilesGrant) Reset() {
+	*x = FilesGrant{}
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FilesGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FilesGrant) ProtoMessage() {}
+
+func (x *FilesGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FilesGrant.ProtoReflect.Descriptor instead.
+func (*FilesGrant) Descriptor() ([]byte, []int) {
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *FilesGrant) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *FilesGrant) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *FilesGrant) GetRunner() string {
+	if x != nil {
+		return x.Runner
+	}
+	return ""
+}
+
+func (x *FilesGrant) GetOrgId() string {
+	if x != nil {
+		return x.OrgId
+	}
+	return ""
+}
+
+func (x *FilesGrant) GetProjectId() string {
+	if x != nil {
+		return x.ProjectId
+	}
+	return ""
+}
+
+func (x *FilesGrant) GetWriteScope() string {
+	if x != nil {
+		return x.WriteScope
+	}
+	return ""
+}
+
+func (x *FilesGrant) GetReadScopes() []string {
+	if x != nil {
+		return x.ReadScopes
+	}
+	return nil
+}
+
+func (x *FilesGrant) GetMaxEntryBytes() int64 {
+	if x != nil {
+		return x.MaxEntryBytes
+	}
+	return 0
+}
+
+func (x *FilesGrant) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *FilesGrant) GetMac() []byte {
+	if x != nil {
+		return x.Mac
+	}
+	return nil
+}
+
 // LogGrant is the scheduler's word that runner holds the lease of attempt attempt of
 // run run_id until expires_at: the log service accepts the run's log chunks from that
 // runner under it, and takes the run's organisation, project and log cap from it, not
@@ -405,7 +538,7 @@ type LogGrant struct {
 
 func (x *LogGrant) Reset() {
 	*x = LogGrant{}
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[3]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -417,7 +550,7 @@ func (x *LogGrant) String() string {
 func (*LogGrant) ProtoMessage() {}
 
 func (x *LogGrant) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[3]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -430,7 +563,7 @@ func (x *LogGrant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogGrant.ProtoReflect.Descriptor instead.
 func (*LogGrant) Descriptor() ([]byte, []int) {
-	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{3}
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *LogGrant) GetRunId() string {
@@ -501,7 +634,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[4]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +646,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[4]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +659,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{4}
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HeartbeatRequest) GetRunId() string {
@@ -560,7 +693,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[5]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +705,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[5]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +718,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{5}
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HeartbeatResponse) GetCancel() bool {
@@ -616,7 +749,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[6]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -628,7 +761,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[6]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -641,7 +774,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{6}
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReportRequest) GetRunId() string {
@@ -762,7 +895,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[7]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +907,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[7]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +920,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{7}
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReportResponse) GetCancel() bool {
@@ -809,7 +942,7 @@ type ReleaseJobRequest struct {
 
 func (x *ReleaseJobRequest) Reset() {
 	*x = ReleaseJobRequest{}
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[8]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +954,7 @@ func (x *ReleaseJobRequest) String() string {
 func (*ReleaseJobRequest) ProtoMessage() {}
 
 func (x *ReleaseJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[8]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +967,7 @@ func (x *ReleaseJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseJobRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseJobRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{8}
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReleaseJobRequest) GetRunId() string {
@@ -867,7 +1000,7 @@ type ReleaseJobResponse struct {
 
 func (x *ReleaseJobResponse) Reset() {
 	*x = ReleaseJobResponse{}
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[9]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +1012,7 @@ func (x *ReleaseJobResponse) String() string {
 func (*ReleaseJobResponse) ProtoMessage() {}
 
 func (x *ReleaseJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[9]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +1025,7 @@ func (x *ReleaseJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseJobResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseJobResponse) Descriptor() ([]byte, []int) {
-	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{9}
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{10}
 }
 
 // AppendLogsRequest carries a batch of one run's chunks, in sequence order.
@@ -906,7 +1039,7 @@ type AppendLogsRequest struct {
 
 func (x *AppendLogsRequest) Reset() {
 	*x = AppendLogsRequest{}
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[10]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +1051,7 @@ func (x *AppendLogsRequest) String() string {
 func (*AppendLogsRequest) ProtoMessage() {}
 
 func (x *AppendLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[10]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +1064,7 @@ func (x *AppendLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendLogsRequest.ProtoReflect.Descriptor instead.
 func (*AppendLogsRequest) Descriptor() ([]byte, []int) {
-	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{10}
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AppendLogsRequest) GetGrant() *LogGrant {
@@ -962,7 +1095,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[11]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1107,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[11]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1120,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{11}
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LogChunk) GetStepIndex() int32 {
@@ -1035,7 +1168,7 @@ type AppendLogsResponse struct {
 
 func (x *AppendLogsResponse) Reset() {
 	*x = AppendLogsResponse{}
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[12]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1180,7 @@ func (x *AppendLogsResponse) String() string {
 func (*AppendLogsResponse) ProtoMessage() {}
 
 func (x *AppendLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[12]
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1193,341 @@ func (x *AppendLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendLogsResponse.ProtoReflect.Descriptor instead.
 func (*AppendLogsResponse) Descriptor() ([]byte, []int) {
-	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{12}
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{13}
+}
+
+// RestoreCacheRequest asks for a cache entry.
+type RestoreCacheRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Grant         *FilesGrant            `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	RestoreKeys   []string               `protobuf:"bytes,3,rep,name=restore_keys,json=restoreKeys,proto3" json:"restore_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreCacheRequest) Reset() {
+	*x = RestoreCacheRequest{}
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreCacheRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreCacheRequest) ProtoMessage() {}
+
+func (x *RestoreCacheRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreCacheRequest.ProtoReflect.Descriptor instead.
+func (*RestoreCacheRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RestoreCacheRequest) GetGrant() *FilesGrant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+func (x *RestoreCacheRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RestoreCacheRequest) GetRestoreKeys() []string {
+	if x != nil {
+		return x.RestoreKeys
+	}
+	return nil
+}
+
+// FilesData is a piece of a stream of files; the first of a RestoreCache stream carries
+// the header.
+type FilesData struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *FilesHeader           `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FilesData) Reset() {
+	*x = FilesData{}
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FilesData) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FilesData) ProtoMessage() {}
+
+func (x *FilesData) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FilesData.ProtoReflect.Descriptor instead.
+func (*FilesData) Descriptor() ([]byte, []int) {
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FilesData) GetHeader() *FilesHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *FilesData) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// FilesHeader describes the entry being streamed.
+type FilesHeader struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the entry's own key.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// scope is the scope it was found in.
+	Scope string `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
+	// prefix is the restore key that matched, empty for the exact key.
+	Prefix        string `protobuf:"bytes,3,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Size          int64  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256        string `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FilesHeader) Reset() {
+	*x = FilesHeader{}
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FilesHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FilesHeader) ProtoMessage() {}
+
+func (x *FilesHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FilesHeader.ProtoReflect.Descriptor instead.
+func (*FilesHeader) Descriptor() ([]byte, []int) {
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *FilesHeader) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *FilesHeader) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *FilesHeader) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *FilesHeader) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *FilesHeader) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+// PutFilesRequest is a piece of an upload; the first carries grant, kind, key and expiry.
+type PutFilesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Grant *FilesGrant            `protobuf:"bytes,1,opt,name=grant,proto3" json:"grant,omitempty"`
+	// kind: cache | artifact.
+	Kind          string               `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Key           string               `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	Expiry        *durationpb.Duration `protobuf:"bytes,4,opt,name=expiry,proto3" json:"expiry,omitempty"`
+	Data          []byte               `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutFilesRequest) Reset() {
+	*x = PutFilesRequest{}
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutFilesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutFilesRequest) ProtoMessage() {}
+
+func (x *PutFilesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutFilesRequest.ProtoReflect.Descriptor instead.
+func (*PutFilesRequest) Descriptor() ([]byte, []int) {
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PutFilesRequest) GetGrant() *FilesGrant {
+	if x != nil {
+		return x.Grant
+	}
+	return nil
+}
+
+func (x *PutFilesRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *PutFilesRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *PutFilesRequest) GetExpiry() *durationpb.Duration {
+	if x != nil {
+		return x.Expiry
+	}
+	return nil
+}
+
+func (x *PutFilesRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// PutFilesResponse describes what was stored.
+type PutFilesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Size          int64                  `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	Sha256        string                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutFilesResponse) Reset() {
+	*x = PutFilesResponse{}
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutFilesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutFilesResponse) ProtoMessage() {}
+
+func (x *PutFilesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_simpleci_runner_v1_runner_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutFilesResponse.ProtoReflect.Descriptor instead.
+func (*PutFilesResponse) Descriptor() ([]byte, []int) {
+	return file_simpleci_runner_v1_runner_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PutFilesResponse) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *PutFilesResponse) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *PutFilesResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
 }
 
 var File_simpleci_runner_v1_runner_proto protoreflect.FileDescriptor
@@ -1073,7 +1540,7 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\x05tiers\x18\x02 \x03(\tR\x05tiers\x12-\n" +
 	"\x04wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"=\n" +
 	"\x10ClaimJobResponse\x12)\n" +
-	"\x03job\x18\x01 \x01(\v2\x17.simpleci.runner.v1.JobR\x03job\"\xb5\t\n" +
+	"\x03job\x18\x01 \x01(\v2\x17.simpleci.runner.v1.JobR\x03job\"\xf6\t\n" +
 	"\x03Job\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x15\n" +
 	"\x06org_id\x18\x02 \x01(\tR\x05orgId\x12\x1d\n" +
@@ -1104,7 +1571,9 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\rrun_log_bytes\x18\x16 \x01(\x03R\vrunLogBytes\x129\n" +
 	"\tlog_grant\x18\x17 \x01(\v2\x1c.simpleci.runner.v1.LogGrantR\blogGrant\x12A\n" +
 	"\freused_steps\x18\x18 \x03(\v2\x1e.simpleci.events.v1.ReusedStepR\vreusedSteps\x12;\n" +
-	"\x06inputs\x18\x19 \x03(\v2#.simpleci.runner.v1.Job.InputsEntryR\x06inputs\x1a:\n" +
+	"\x06inputs\x18\x19 \x03(\v2#.simpleci.runner.v1.Job.InputsEntryR\x06inputs\x12?\n" +
+	"\vfiles_grant\x18\x1a \x01(\v2\x1e.simpleci.runner.v1.FilesGrantR\n" +
+	"filesGrant\x1a:\n" +
 	"\fContextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a6\n" +
@@ -1116,7 +1585,24 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfa\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc2\x02\n" +
+	"\n" +
+	"FilesGrant\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
+	"\x06runner\x18\x03 \x01(\tR\x06runner\x12\x15\n" +
+	"\x06org_id\x18\x04 \x01(\tR\x05orgId\x12\x1d\n" +
+	"\n" +
+	"project_id\x18\x05 \x01(\tR\tprojectId\x12\x1f\n" +
+	"\vwrite_scope\x18\x06 \x01(\tR\n" +
+	"writeScope\x12\x1f\n" +
+	"\vread_scopes\x18\a \x03(\tR\n" +
+	"readScopes\x12&\n" +
+	"\x0fmax_entry_bytes\x18\b \x01(\x03R\rmaxEntryBytes\x129\n" +
+	"\n" +
+	"expires_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x10\n" +
+	"\x03mac\x18\n" +
+	" \x01(\fR\x03mac\"\xfa\x01\n" +
 	"\bLogGrant\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
@@ -1161,7 +1647,31 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"\x06stream\x18\x03 \x01(\x0e2\x1d.simpleci.events.v1.LogStreamR\x06stream\x12*\n" +
 	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x12\n" +
 	"\x04data\x18\x05 \x01(\fR\x04data\"\x14\n" +
-	"\x12AppendLogsResponse2\xee\x02\n" +
+	"\x12AppendLogsResponse\"\x80\x01\n" +
+	"\x13RestoreCacheRequest\x124\n" +
+	"\x05grant\x18\x01 \x01(\v2\x1e.simpleci.runner.v1.FilesGrantR\x05grant\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12!\n" +
+	"\frestore_keys\x18\x03 \x03(\tR\vrestoreKeys\"X\n" +
+	"\tFilesData\x127\n" +
+	"\x06header\x18\x01 \x01(\v2\x1f.simpleci.runner.v1.FilesHeaderR\x06header\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"y\n" +
+	"\vFilesHeader\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05scope\x18\x02 \x01(\tR\x05scope\x12\x16\n" +
+	"\x06prefix\x18\x03 \x01(\tR\x06prefix\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x05 \x01(\tR\x06sha256\"\xb4\x01\n" +
+	"\x0fPutFilesRequest\x124\n" +
+	"\x05grant\x18\x01 \x01(\v2\x1e.simpleci.runner.v1.FilesGrantR\x05grant\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x121\n" +
+	"\x06expiry\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x06expiry\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\"y\n" +
+	"\x10PutFilesResponse\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt2\xee\x02\n" +
 	"\rRunnerService\x12U\n" +
 	"\bClaimJob\x12#.simpleci.runner.v1.ClaimJobRequest\x1a$.simpleci.runner.v1.ClaimJobResponse\x12X\n" +
 	"\tHeartbeat\x12$.simpleci.runner.v1.HeartbeatRequest\x1a%.simpleci.runner.v1.HeartbeatResponse\x12O\n" +
@@ -1170,7 +1680,10 @@ const file_simpleci_runner_v1_runner_proto_rawDesc = "" +
 	"ReleaseJob\x12%.simpleci.runner.v1.ReleaseJobRequest\x1a&.simpleci.runner.v1.ReleaseJobResponse2o\n" +
 	"\x10RunnerLogService\x12[\n" +
 	"\n" +
-	"AppendLogs\x12%.simpleci.runner.v1.AppendLogsRequest\x1a&.simpleci.runner.v1.AppendLogsResponseB@Z>github.com/simpleci/simpleci/proto/simpleci/runner/v1;runnerv1b\x06proto3"
+	"AppendLogs\x12%.simpleci.runner.v1.AppendLogsRequest\x1a&.simpleci.runner.v1.AppendLogsResponse2\xc7\x01\n" +
+	"\x12RunnerFilesService\x12X\n" +
+	"\fRestoreCache\x12'.simpleci.runner.v1.RestoreCacheRequest\x1a\x1d.simpleci.runner.v1.FilesData0\x01\x12W\n" +
+	"\bPutFiles\x12#.simpleci.runner.v1.PutFilesRequest\x1a$.simpleci.runner.v1.PutFilesResponse(\x01B@Z>github.com/simpleci/simpleci/proto/simpleci/runner/v1;runnerv1b\x06proto3"
 
 var (
 	file_simpleci_runner_v1_runner_proto_rawDescOnce sync.Once
@@ -1184,72 +1697,89 @@ func file_simpleci_runner_v1_runner_proto_rawDescGZIP() []byte {
 	return file_simpleci_runner_v1_runner_proto_rawDescData
 }
 
-var file_simpleci_runner_v1_runner_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_simpleci_runner_v1_runner_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_simpleci_runner_v1_runner_proto_goTypes = []any{
 	(*ClaimJobRequest)(nil),       // 0: simpleci.runner.v1.ClaimJobRequest
 	(*ClaimJobResponse)(nil),      // 1: simpleci.runner.v1.ClaimJobResponse
 	(*Job)(nil),                   // 2: simpleci.runner.v1.Job
-	(*LogGrant)(nil),              // 3: simpleci.runner.v1.LogGrant
-	(*HeartbeatRequest)(nil),      // 4: simpleci.runner.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),     // 5: simpleci.runner.v1.HeartbeatResponse
-	(*ReportRequest)(nil),         // 6: simpleci.runner.v1.ReportRequest
-	(*ReportResponse)(nil),        // 7: simpleci.runner.v1.ReportResponse
-	(*ReleaseJobRequest)(nil),     // 8: simpleci.runner.v1.ReleaseJobRequest
-	(*ReleaseJobResponse)(nil),    // 9: simpleci.runner.v1.ReleaseJobResponse
-	(*AppendLogsRequest)(nil),     // 10: simpleci.runner.v1.AppendLogsRequest
-	(*LogChunk)(nil),              // 11: simpleci.runner.v1.LogChunk
-	(*AppendLogsResponse)(nil),    // 12: simpleci.runner.v1.AppendLogsResponse
-	nil,                           // 13: simpleci.runner.v1.Job.ContextEntry
-	nil,                           // 14: simpleci.runner.v1.Job.EnvEntry
-	nil,                           // 15: simpleci.runner.v1.Job.SecretsEntry
-	nil,                           // 16: simpleci.runner.v1.Job.InputsEntry
-	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
-	(*v1.ReusedStep)(nil),         // 18: simpleci.events.v1.ReusedStep
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*v1.StepStarted)(nil),        // 20: simpleci.events.v1.StepStarted
-	(*v1.StepSkipped)(nil),        // 21: simpleci.events.v1.StepSkipped
-	(*v1.StepFinished)(nil),       // 22: simpleci.events.v1.StepFinished
-	(*v1.RunFinished)(nil),        // 23: simpleci.events.v1.RunFinished
-	(*v1.RunIsolation)(nil),       // 24: simpleci.events.v1.RunIsolation
-	(v1.LogStream)(0),             // 25: simpleci.events.v1.LogStream
+	(*FilesGrant)(nil),            // 3: simpleci.runner.v1.FilesGrant
+	(*LogGrant)(nil),              // 4: simpleci.runner.v1.LogGrant
+	(*HeartbeatRequest)(nil),      // 5: simpleci.runner.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),     // 6: simpleci.runner.v1.HeartbeatResponse
+	(*ReportRequest)(nil),         // 7: simpleci.runner.v1.ReportRequest
+	(*ReportResponse)(nil),        // 8: simpleci.runner.v1.ReportResponse
+	(*ReleaseJobRequest)(nil),     // 9: simpleci.runner.v1.ReleaseJobRequest
+	(*ReleaseJobResponse)(nil),    // 10: simpleci.runner.v1.ReleaseJobResponse
+	(*AppendLogsRequest)(nil),     // 11: simpleci.runner.v1.AppendLogsRequest
+	(*LogChunk)(nil),              // 12: simpleci.runner.v1.LogChunk
+	(*AppendLogsResponse)(nil),    // 13: simpleci.runner.v1.AppendLogsResponse
+	(*RestoreCacheRequest)(nil),   // 14: simpleci.runner.v1.RestoreCacheRequest
+	(*FilesData)(nil),             // 15: simpleci.runner.v1.FilesData
+	(*FilesHeader)(nil),           // 16: simpleci.runner.v1.FilesHeader
+	(*PutFilesRequest)(nil),       // 17: simpleci.runner.v1.PutFilesRequest
+	(*PutFilesResponse)(nil),      // 18: simpleci.runner.v1.PutFilesResponse
+	nil,                           // 19: simpleci.runner.v1.Job.ContextEntry
+	nil,                           // 20: simpleci.runner.v1.Job.EnvEntry
+	nil,                           // 21: simpleci.runner.v1.Job.SecretsEntry
+	nil,                           // 22: simpleci.runner.v1.Job.InputsEntry
+	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
+	(*v1.ReusedStep)(nil),         // 24: simpleci.events.v1.ReusedStep
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*v1.StepStarted)(nil),        // 26: simpleci.events.v1.StepStarted
+	(*v1.StepSkipped)(nil),        // 27: simpleci.events.v1.StepSkipped
+	(*v1.StepFinished)(nil),       // 28: simpleci.events.v1.StepFinished
+	(*v1.RunFinished)(nil),        // 29: simpleci.events.v1.RunFinished
+	(*v1.RunIsolation)(nil),       // 30: simpleci.events.v1.RunIsolation
+	(v1.LogStream)(0),             // 31: simpleci.events.v1.LogStream
 }
 var file_simpleci_runner_v1_runner_proto_depIdxs = []int32{
-	17, // 0: simpleci.runner.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
+	23, // 0: simpleci.runner.v1.ClaimJobRequest.wait:type_name -> google.protobuf.Duration
 	2,  // 1: simpleci.runner.v1.ClaimJobResponse.job:type_name -> simpleci.runner.v1.Job
-	13, // 2: simpleci.runner.v1.Job.context:type_name -> simpleci.runner.v1.Job.ContextEntry
-	14, // 3: simpleci.runner.v1.Job.env:type_name -> simpleci.runner.v1.Job.EnvEntry
-	17, // 4: simpleci.runner.v1.Job.timeout:type_name -> google.protobuf.Duration
-	17, // 5: simpleci.runner.v1.Job.lease_duration:type_name -> google.protobuf.Duration
-	15, // 6: simpleci.runner.v1.Job.secrets:type_name -> simpleci.runner.v1.Job.SecretsEntry
-	3,  // 7: simpleci.runner.v1.Job.log_grant:type_name -> simpleci.runner.v1.LogGrant
-	18, // 8: simpleci.runner.v1.Job.reused_steps:type_name -> simpleci.events.v1.ReusedStep
-	16, // 9: simpleci.runner.v1.Job.inputs:type_name -> simpleci.runner.v1.Job.InputsEntry
-	19, // 10: simpleci.runner.v1.LogGrant.expires_at:type_name -> google.protobuf.Timestamp
-	17, // 11: simpleci.runner.v1.HeartbeatRequest.wait:type_name -> google.protobuf.Duration
-	20, // 12: simpleci.runner.v1.ReportRequest.step_started:type_name -> simpleci.events.v1.StepStarted
-	21, // 13: simpleci.runner.v1.ReportRequest.step_skipped:type_name -> simpleci.events.v1.StepSkipped
-	22, // 14: simpleci.runner.v1.ReportRequest.step_finished:type_name -> simpleci.events.v1.StepFinished
-	23, // 15: simpleci.runner.v1.ReportRequest.run_finished:type_name -> simpleci.events.v1.RunFinished
-	24, // 16: simpleci.runner.v1.ReportRequest.run_isolation:type_name -> simpleci.events.v1.RunIsolation
-	3,  // 17: simpleci.runner.v1.AppendLogsRequest.grant:type_name -> simpleci.runner.v1.LogGrant
-	11, // 18: simpleci.runner.v1.AppendLogsRequest.chunks:type_name -> simpleci.runner.v1.LogChunk
-	25, // 19: simpleci.runner.v1.LogChunk.stream:type_name -> simpleci.events.v1.LogStream
-	19, // 20: simpleci.runner.v1.LogChunk.at:type_name -> google.protobuf.Timestamp
-	0,  // 21: simpleci.runner.v1.RunnerService.ClaimJob:input_type -> simpleci.runner.v1.ClaimJobRequest
-	4,  // 22: simpleci.runner.v1.RunnerService.Heartbeat:input_type -> simpleci.runner.v1.HeartbeatRequest
-	6,  // 23: simpleci.runner.v1.RunnerService.Report:input_type -> simpleci.runner.v1.ReportRequest
-	8,  // 24: simpleci.runner.v1.RunnerService.ReleaseJob:input_type -> simpleci.runner.v1.ReleaseJobRequest
-	10, // 25: simpleci.runner.v1.RunnerLogService.AppendLogs:input_type -> simpleci.runner.v1.AppendLogsRequest
-	1,  // 26: simpleci.runner.v1.RunnerService.ClaimJob:output_type -> simpleci.runner.v1.ClaimJobResponse
-	5,  // 27: simpleci.runner.v1.RunnerService.Heartbeat:output_type -> simpleci.runner.v1.HeartbeatResponse
-	7,  // 28: simpleci.runner.v1.RunnerService.Report:output_type -> simpleci.runner.v1.ReportResponse
-	9,  // 29: simpleci.runner.v1.RunnerService.ReleaseJob:output_type -> simpleci.runner.v1.ReleaseJobResponse
-	12, // 30: simpleci.runner.v1.RunnerLogService.AppendLogs:output_type -> simpleci.runner.v1.AppendLogsResponse
-	26, // [26:31] is the sub-list for method output_type
-	21, // [21:26] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	19, // 2: simpleci.runner.v1.Job.context:type_name -> simpleci.runner.v1.Job.ContextEntry
+	20, // 3: simpleci.runner.v1.Job.env:type_name -> simpleci.runner.v1.Job.EnvEntry
+	23, // 4: simpleci.runner.v1.Job.timeout:type_name -> google.protobuf.Duration
+	23, // 5: simpleci.runner.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	21, // 6: simpleci.runner.v1.Job.secrets:type_name -> simpleci.runner.v1.Job.SecretsEntry
+	4,  // 7: simpleci.runner.v1.Job.log_grant:type_name -> simpleci.runner.v1.LogGrant
+	24, // 8: simpleci.runner.v1.Job.reused_steps:type_name -> simpleci.events.v1.ReusedStep
+	22, // 9: simpleci.runner.v1.Job.inputs:type_name -> simpleci.runner.v1.Job.InputsEntry
+	3,  // 10: simpleci.runner.v1.Job.files_grant:type_name -> simpleci.runner.v1.FilesGrant
+	25, // 11: simpleci.runner.v1.FilesGrant.expires_at:type_name -> google.protobuf.Timestamp
+	25, // 12: simpleci.runner.v1.LogGrant.expires_at:type_name -> google.protobuf.Timestamp
+	23, // 13: simpleci.runner.v1.HeartbeatRequest.wait:type_name -> google.protobuf.Duration
+	26, // 14: simpleci.runner.v1.ReportRequest.step_started:type_name -> simpleci.events.v1.StepStarted
+	27, // 15: simpleci.runner.v1.ReportRequest.step_skipped:type_name -> simpleci.events.v1.StepSkipped
+	28, // 16: simpleci.runner.v1.ReportRequest.step_finished:type_name -> simpleci.events.v1.StepFinished
+	29, // 17: simpleci.runner.v1.ReportRequest.run_finished:type_name -> simpleci.events.v1.RunFinished
+	30, // 18: simpleci.runner.v1.ReportRequest.run_isolation:type_name -> simpleci.events.v1.RunIsolation
+	4,  // 19: simpleci.runner.v1.AppendLogsRequest.grant:type_name -> simpleci.runner.v1.LogGrant
+	12, // 20: simpleci.runner.v1.AppendLogsRequest.chunks:type_name -> simpleci.runner.v1.LogChunk
+	31, // 21: simpleci.runner.v1.LogChunk.stream:type_name -> simpleci.events.v1.LogStream
+	25, // 22: simpleci.runner.v1.LogChunk.at:type_name -> google.protobuf.Timestamp
+	3,  // 23: simpleci.runner.v1.RestoreCacheRequest.grant:type_name -> simpleci.runner.v1.FilesGrant
+	16, // 24: simpleci.runner.v1.FilesData.header:type_name -> simpleci.runner.v1.FilesHeader
+	3,  // 25: simpleci.runner.v1.PutFilesRequest.grant:type_name -> simpleci.runner.v1.FilesGrant
+	23, // 26: simpleci.runner.v1.PutFilesRequest.expiry:type_name -> google.protobuf.Duration
+	25, // 27: simpleci.runner.v1.PutFilesResponse.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 28: simpleci.runner.v1.RunnerService.ClaimJob:input_type -> simpleci.runner.v1.ClaimJobRequest
+	5,  // 29: simpleci.runner.v1.RunnerService.Heartbeat:input_type -> simpleci.runner.v1.HeartbeatRequest
+	7,  // 30: simpleci.runner.v1.RunnerService.Report:input_type -> simpleci.runner.v1.ReportRequest
+	9,  // 31: simpleci.runner.v1.RunnerService.ReleaseJob:input_type -> simpleci.runner.v1.ReleaseJobRequest
+	11, // 32: simpleci.runner.v1.RunnerLogService.AppendLogs:input_type -> simpleci.runner.v1.AppendLogsRequest
+	14, // 33: simpleci.runner.v1.RunnerFilesService.RestoreCache:input_type -> simpleci.runner.v1.RestoreCacheRequest
+	17, // 34: simpleci.runner.v1.RunnerFilesService.PutFiles:input_type -> simpleci.runner.v1.PutFilesRequest
+	1,  // 35: simpleci.runner.v1.RunnerService.ClaimJob:output_type -> simpleci.runner.v1.ClaimJobResponse
+	6,  // 36: simpleci.runner.v1.RunnerService.Heartbeat:output_type -> simpleci.runner.v1.HeartbeatResponse
+	8,  // 37: simpleci.runner.v1.RunnerService.Report:output_type -> simpleci.runner.v1.ReportResponse
+	10, // 38: simpleci.runner.v1.RunnerService.ReleaseJob:output_type -> simpleci.runner.v1.ReleaseJobResponse
+	13, // 39: simpleci.runner.v1.RunnerLogService.AppendLogs:output_type -> simpleci.runner.v1.AppendLogsResponse
+	15, // 40: simpleci.runner.v1.RunnerFilesService.RestoreCache:output_type -> simpleci.runner.v1.FilesData
+	18, // 41: simpleci.runner.v1.RunnerFilesService.PutFiles:output_type -> simpleci.runner.v1.PutFilesResponse
+	35, // [35:42] is the sub-list for method output_type
+	28, // [28:35] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_simpleci_runner_v1_runner_proto_init() }
@@ -1257,7 +1787,7 @@ func file_simpleci_runner_v1_runner_proto_init() {
 	if File_simpleci_runner_v1_runner_proto != nil {
 		return
 	}
-	file_simpleci_runner_v1_runner_proto_msgTypes[6].OneofWrappers = []any{
+	file_simpleci_runner_v1_runner_proto_msgTypes[7].OneofWrappers = []any{
 		(*ReportRequest_StepStarted)(nil),
 		(*ReportRequest_StepSkipped)(nil),
 		(*ReportRequest_StepFinished)(nil),
@@ -1270,9 +1800,9 @@ func file_simpleci_runner_v1_runner_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_simpleci_runner_v1_runner_proto_rawDesc), len(file_simpleci_runner_v1_runner_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   23,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_simpleci_runner_v1_runner_proto_goTypes,
 		DependencyIndexes: file_simpleci_runner_v1_runner_proto_depIdxs,

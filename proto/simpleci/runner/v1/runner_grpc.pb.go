@@ -374,3 +374,161 @@ var RunnerLogService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "simpleci/runner/v1/runner.proto",
 }
+
+const (
+	RunnerFilesService_RestoreCache_FullMethodName = "/simpleci.runner.v1.RunnerFilesService/RestoreCache"
+	RunnerFilesService_PutFiles_FullMethodName     = "/simpleci.runner.v1.RunnerFilesService/PutFiles"
+)
+
+// RunnerFilesServiceClient is the client API for RunnerFilesService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// RunnerFilesService is served by the log service to runners: the caches and artifacts
+// of the job a runner holds, under the job's FilesGrant. Archives are streamed in chunks
+// of at most 1 MiB; the runner never gets credentials to the object store.
+type RunnerFilesServiceClient interface {
+	// RestoreCache finds the newest cache entry with key in the grant's read scopes, else
+	// the newest whose key starts with the first of restore_keys that matches any, and
+	// streams it: a header first, then the data. No entry: NotFound.
+	RestoreCache(ctx context.Context, in *RestoreCacheRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FilesData], error)
+	// PutFiles stores a cache entry (in the grant's write scope) or an artifact of the
+	// grant's run: the first message carries the grant, kind, key and expiry, every
+	// message data. A cache key that is stored already: AlreadyExists (keys are
+	// immutable). Past the grant's max_entry_bytes: ResourceExhausted, nothing stored.
+	PutFiles(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PutFilesRequest, PutFilesResponse], error)
+}
+
+type runnerFilesServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewRunnerFilesServiceClient(cc grpc.ClientConnInterface) RunnerFilesServiceClient {
+	return &runnerFilesServiceClient{cc}
+}
+
+func (c *runnerFilesServiceClient) RestoreCache(ctx context.Context, in *RestoreCacheRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FilesData], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &RunnerFilesService_ServiceDesc.Streams[0], RunnerFilesService_RestoreCache_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RestoreCacheRequest, FilesData]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RunnerFilesService_RestoreCacheClient = grpc.ServerStreamingClient[FilesData]
+
+func (c *runnerFilesServiceClient) PutFiles(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PutFilesRequest, PutFilesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &RunnerFilesService_ServiceDesc.Streams[1], RunnerFilesService_PutFiles_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PutFilesRequest, PutFilesResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RunnerFilesService_PutFilesClient = grpc.ClientStreamingClient[PutFilesRequest, PutFilesResponse]
+
+// RunnerFilesServiceServer is the server API for RunnerFilesService service.
+// All implementations must embed UnimplementedRunnerFilesServiceServer
+// for forward compatibility.
+//
+// RunnerFilesService is served by the log service to runners: the caches and artifacts
+// of the job a runner holds, under the job's FilesGrant. Archives are streamed in chunks
+// of at most 1 MiB; the runner never gets credentials to the object store.
+type RunnerFilesServiceServer interface {
+	// RestoreCache finds the newest cache entry with key in the grant's read scopes, else
+	// the newest whose key starts with the first of restore_keys that matches any, and
+	// streams it: a header first, then the data. No entry: NotFound.
+	RestoreCache(*RestoreCacheRequest, grpc.ServerStreamingServer[FilesData]) error
+	// PutFiles stores a cache entry (in the grant's write scope) or an artifact of the
+	// grant's run: the first message carries the grant, kind, key and expiry, every
+	// message data. A cache key that is stored already: AlreadyExists (keys are
+	// immutable). Past the grant's max_entry_bytes: ResourceExhausted, nothing stored.
+	PutFiles(grpc.ClientStreamingServer[PutFilesRequest, PutFilesResponse]) error
+	mustEmbedUnimplementedRunnerFilesServiceServer()
+}
+
+// UnimplementedRunnerFilesServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedRunnerFilesServiceServer struct{}
+
+func (UnimplementedRunnerFilesServiceServer) RestoreCache(*RestoreCacheRequest, grpc.ServerStreamingServer[FilesData]) error {
+	return status.Error(codes.Unimplemented, "method RestoreCache not implemented")
+}
+func (UnimplementedRunnerFilesServiceServer) PutFiles(grpc.ClientStreamingServer[PutFilesRequest, PutFilesResponse]) error {
+	return status.Error(codes.Unimplemented, "method PutFiles not implemented")
+}
+func (UnimplementedRunnerFilesServiceServer) mustEmbedUnimplementedRunnerFilesServiceServer() {}
+func (UnimplementedRunnerFilesServiceServer) testEmbeddedByValue()                            {}
+
+// UnsafeRunnerFilesServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to RunnerFilesServiceServer will
+// result in compilation errors.
+type UnsafeRunnerFilesServiceServer interface {
+	mustEmbedUnimplementedRunnerFilesServiceServer()
+}
+
+func RegisterRunnerFilesServiceServer(s grpc.ServiceRegistrar, srv RunnerFilesServiceServer) {
+	// If the following call panics, it indicates UnimplementedRunnerFilesServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&RunnerFilesService_ServiceDesc, srv)
+}
+
+func _RunnerFilesService_RestoreCache_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(RestoreCacheRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(RunnerFilesServiceServer).RestoreCache(m, &grpc.GenericServerStream[RestoreCacheRequest, FilesData]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RunnerFilesService_RestoreCacheServer = grpc.ServerStreamingServer[FilesData]
+
+func _RunnerFilesService_PutFiles_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RunnerFilesServiceServer).PutFiles(&grpc.GenericServerStream[PutFilesRequest, PutFilesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RunnerFilesService_PutFilesServer = grpc.ClientStreamingServer[PutFilesRequest, PutFilesResponse]
+
+// RunnerFilesService_ServiceDesc is the grpc.ServiceDesc for RunnerFilesService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var RunnerFilesService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "simpleci.runner.v1.RunnerFilesService",
+	HandlerType: (*RunnerFilesServiceServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "RestoreCache",
+			Handler:       _RunnerFilesService_RestoreCache_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "PutFiles",
+			Handler:       _RunnerFilesService_PutFiles_Handler,
+			ClientStreams: true,
+		},
+	},
+	Metadata: "simpleci/runner/v1/runner.proto",
+}

@@ -11,5 +11,5 @@ import (
 )
 
 func main() {
-	os.Exit(node.Command{Name: "log", Components: []node.Component{service.Component{}}}.Main())
+	os.Exit(node.Command{Name: "log", Components: []node.Component{&service.Component{}}}.Main())
 }
