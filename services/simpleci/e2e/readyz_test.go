@@ -52,7 +52,7 @@ func TestReadyz(t *testing.T) {
 		authGRPC, logHTTP := freeAddr(t), freeAddr(t)
 		env := []string{"SIMPLECI_INTERNAL_TOKEN=int-readyz"}
 		start(t, "log", env, "serve", "--service", "log", "--data", t.TempDir(), "--grpc", freeAddr(t), "--http", logHTTP,
-			"--auth-addr", authGRPC)
+			"--auth-addr", authGRPC, "--project-addr", freeAddr(t))
 		base := "http://" + logHTTP
 		eventually(t, 30*time.Second, "/readyz to fail naming the auth peer", func() bool {
 			code, body := get(base + "/readyz")

@@ -129,6 +129,16 @@ func TestAuthorizationMatrix(t *testing.T) {
 		"RunService_RerunRun": {perm: auth.Run, scoped: true, call: func(matrixCaller, int) (string, string, any) {
 			return "POST", "/api/v1/runs/" + r.ID + ":rerun", map[string]any{}
 		}},
+		"RunService_ListSchedules": {perm: auth.Read, scoped: true, call: getOp("/api/v1/projects/demo/schedules")},
+		"RunService_SetSchedules": {perm: auth.Configure, scoped: true, call: func(matrixCaller, int) (string, string, any) {
+			return "PUT", "/api/v1/projects/demo/schedules", map[string]any{"schedules": []any{}}
+		}},
+		"FileService_ListArtifacts": {perm: auth.Read, scoped: true, call: getOp("/api/v1/runs/" + r.ID + "/artifacts")},
+		"FileService_ListCaches":    {perm: auth.Read, scoped: true, call: getOp("/api/v1/projects/demo/caches")},
+		// No such entry: a caller the role check lets through hears 404.
+		"FileService_DeleteCache": {perm: auth.Configure, scoped: true, allowed: http.StatusNotFound, call: func(matrixCaller, int) (string, string, any) {
+			return "DELETE", "/api/v1/projects/demo/caches/no-such-key", nil
+		}},
 		"MemberService_ListMembers": {perm: auth.Read, call: getOp("/api/v1/members")},
 		"MemberService_AddMember": {perm: auth.Administer, call: func(c matrixCaller, n int) (string, string, any) {
 			return "POST", "/api/v1/members", map[string]string{"login": fmt.Sprintf("add-%s-%d", c.name, n), "role": "viewer"}
