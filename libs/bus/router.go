@@ -8,6 +8,11 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // RetryPolicy bounds how often a failing handler runs again, with exponential backoff,
@@ -137,6 +142,9 @@ func newRouter(c consumer, sub message.Subscriber) (*message.Router, error) {
 	return r, nil
 }
 
+// tracerName is the instrumentation scope of the bus's spans.
+const tracerName = "github.com/simpleci/simpleci/libs/bus"
+
 // handle runs c.h on one message.
 func (c consumer) handle(wm *message.Message) error {
 	ctx := wm.Context()
@@ -144,7 +152,18 @@ func (c consumer) handle(wm *message.Message) error {
 		return ctx.Err() // ended before it started: run no more handlers
 	}
 	m := fromWatermill(wm)
+	// The handler runs in a consumer span continuing the publisher's trace (a no-op span
+	// while tracing is off).
+	ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(wm.Metadata))
+	ctx, span := otel.Tracer(tracerName).Start(ctx, c.topic+" process", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.destination.name", c.topic), attribute.String("messaging.consumer.group.name", c.group),
+			attribute.String("messaging.message.id", m.ID), attribute.String("messaging.kafka.message.key", m.Key), attribute.String("simpleci.event.type", m.Type)))
+	defer span.End()
 	err := c.h(ctx, m)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
 	if err != nil && ctx.Err() == nil {
 		level := slog.LevelWarn
 		if IsPermanent(err) {

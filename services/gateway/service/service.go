@@ -27,6 +27,7 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/id"
 	"github.com/simpleci/simpleci/libs/platform/ratelimit"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	"github.com/simpleci/simpleci/libs/platform/telemetry"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 	"github.com/simpleci/simpleci/services/gateway/web"
@@ -462,6 +463,7 @@ func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 			log.Warn("webhook body not checked for replay: the gateway's database does not answer", "err", err)
 		}
 	}
+	telemetry.RunID(actx, rr.RunId)
 	via, err := g.intake.accept(actx, event.TopicRunRequests, m)
 	if err != nil {
 		log.Error("accept run request", "err", fmt.Errorf("%w: %v", errNoDurablePath, err))

@@ -18,6 +18,7 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	"github.com/simpleci/simpleci/libs/platform/telemetry"
 	"github.com/simpleci/simpleci/libs/platform/wake"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
@@ -87,6 +88,7 @@ func (s *Service) AppendLogs(ctx context.Context, req *runnerv1.AppendLogsReques
 		s.log.Warn("log chunks refused", "runner", runner, "run", g.GetRunId(), "err", err)
 		return nil, status.Errorf(codes.PermissionDenied, "append logs: %v", err)
 	}
+	telemetry.RunID(ctx, g.GetRunId())
 	if len(req.GetChunks()) > maxBatch {
 		return nil, status.Errorf(codes.InvalidArgument, "append logs: %d chunks in one batch, at most %d", len(req.GetChunks()), maxBatch)
 	}

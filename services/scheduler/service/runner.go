@@ -12,9 +12,12 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	"github.com/simpleci/simpleci/libs/platform/telemetry"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -66,12 +69,16 @@ func (s *Service) ClaimJob(ctx context.Context, req *runnerv1.ClaimJobRequest) (
 	defer poll.Stop()
 	for {
 		signal := s.queued.Wait()
-		r, lease, err := s.claim(ctx, req.RunnerId, req.Tiers)
+		r, lease, rctx, err := s.claim(ctx, req.RunnerId, req.Tiers)
 		if err != nil {
 			return nil, sqldb.Status(ctx, "claim job", err)
 		}
 		if r != nil {
-			job, err := s.start(ctx, r, lease, req.RunnerId)
+			job, err := s.start(rctx, r, lease, req.RunnerId)
+			trace.SpanFromContext(rctx).End() // the claim's span in the run's trace (runTrace)
+			if job != nil {
+				telemetry.SendTrace(ctx, rctx) // the runner continues the run's trace
+			}
 			if err != nil {
 				s.log.Error("start claimed job", "run", r.ID, "err", err)
 				continue
@@ -96,7 +103,10 @@ func (s *Service) ClaimJob(ctx context.Context, req *runnerv1.ClaimJobRequest) (
 // queued run). The job queue only says which run is oldest; domain.Run.Start decides,
 // and the run's stream version settles a race between schedulers: the loser's append
 // fails and it tries the next job.
-func (s *Service) claim(ctx context.Context, runner string, tiers []string) (*domain.Run, string, error) {
+//
+// It returns the context the run's start was decided in: while tracing is on, a span of
+// the run's trace (runTrace) that the caller ends.
+func (s *Service) claim(ctx context.Context, runner string, tiers []string) (*domain.Run, string, context.Context, error) {
 	// Claims of one process go one at a time, so that the runners it wakes together do
 	// not all race for the same job.
 	s.claimMu.Lock()
@@ -104,10 +114,11 @@ func (s *Service) claim(ctx context.Context, runner string, tiers []string) (*do
 	for range maxDecisionAttempts {
 		runID, err := s.oldestQueued(ctx, tiers)
 		if err != nil || runID == "" {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		lease := newID()
-		r, err := s.decideTx(ctx, runID, func(tx *sql.Tx, r *domain.Run) ([]recorded, error) {
+		rctx, span := s.runTrace(ctx, runID, "claim job")
+		r, err := s.decideTx(rctx, runID, func(tx *sql.Tx, r *domain.Run) ([]recorded, error) {
 			ev, err := r.Start(runner, lease, time.Now())
 			if err != nil {
 				return nil, err
@@ -124,15 +135,41 @@ func (s *Service) claim(ctx context.Context, runner string, tiers []string) (*do
 			return []recorded{{id: newID(), msg: ev}}, nil
 		})
 		if errors.Is(err, domain.ErrTransition) || errors.Is(err, eventstore.ErrConcurrency) || errors.Is(err, domain.ErrKeyHeld) {
+			span.SetAttributes(attribute.String("simpleci.claim.lost", err.Error()))
+			span.End()
 			continue // started or ended by another scheduler meanwhile, or its key filled up
 		}
 		if err != nil {
-			return nil, "", err
+			telemetry.End(span, err)
+			return nil, "", nil, err
 		}
-		s.log.Info("job claimed", "run", runID, "runner", runner)
-		return r, lease, nil
+		s.log.InfoContext(rctx, "job claimed", "run", runID, "runner", runner)
+		return r, lease, rctx, nil
 	}
-	return nil, "", nil
+	return nil, "", nil, nil
+}
+
+// runTrace returns ctx in a new span named name of the trace runID was queued in (the
+// trace context recorded with its first event), linked to ctx's own span (the runner's
+// polling call); ctx and a no-op span while tracing is off or the run has none.
+func (s *Service) runTrace(ctx context.Context, runID, name string) (context.Context, trace.Span) {
+	noop := trace.SpanFromContext(context.Background())
+	if !telemetry.Enabled() {
+		return ctx, noop
+	}
+	evs, err := s.store.ReadStream(ctx, domain.StreamID(runID), 1)
+	if err != nil || len(evs) == 0 {
+		return ctx, noop
+	}
+	parent := telemetry.Extract(context.Background(), evs[0].Metadata)
+	if !trace.SpanContextFromContext(parent).IsValid() {
+		return ctx, noop
+	}
+	// Keep ctx's deadline and values; take the run's trace as the parent.
+	rctx := trace.ContextWithRemoteSpanContext(ctx, trace.SpanContextFromContext(parent))
+	rctx, span := telemetry.Start(rctx, name, trace.WithLinks(trace.LinkFromContext(ctx)),
+		trace.WithAttributes(attribute.String("simpleci.run_id", runID)))
+	return rctx, span
 }
 
 // start builds the job of a run just claimed (nil: the run could not be handed over and
