@@ -73,13 +73,18 @@ func Setup(ctx context.Context, service string, log *slog.Logger) (shutdown func
 	if log != nil {
 		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("opentelemetry", "err", err) }))
 	}
+	install(tp)
+	return tp.Shutdown, nil
+}
+
+// install makes tp the process's tracer provider and turns the instrumentation on.
+func install(tp trace.TracerProvider) {
 	otel.SetTracerProvider(tp)
 	// W3C trace context only: its fields are validated and bounded (a traceparent, a
 	// tracestate of at most 32 members), while baggage from a webhook's sender would be
 	// stored with every event of the run and could make them too large for the bus.
 	otel.SetTextMapPropagator(propagation.TraceContext{})
 	enabled.Store(true)
-	return tp.Shutdown, nil
 }
 
 // exportersFromEnv makes the span exporters OTEL_TRACES_EXPORTER names (none when unset).
