@@ -475,7 +475,7 @@ func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, codes.Unavailable, "cannot accept the delivery now, retry it")
 		return
 	}
-	log.Info("run requested", "run", rr.RunId, "event", rr.Event, "ref", rr.Ref, "via", via)
+	log.InfoContext(actx, "run requested", "run", rr.RunId, "event", rr.Event, "ref", rr.Ref, "via", via)
 	writeJSON(w, http.StatusAccepted, map[string]any{"runIds": []string{rr.RunId}})
 }
 

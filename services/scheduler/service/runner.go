@@ -80,7 +80,7 @@ func (s *Service) ClaimJob(ctx context.Context, req *runnerv1.ClaimJobRequest) (
 				telemetry.SendTrace(ctx, rctx) // the runner continues the run's trace
 			}
 			if err != nil {
-				s.log.Error("start claimed job", "run", r.ID, "err", err)
+				s.log.ErrorContext(rctx, "start claimed job", "run", r.ID, "err", err)
 				continue
 			}
 			if job != nil {
@@ -187,7 +187,7 @@ func (s *Service) start(ctx context.Context, r *domain.Run, lease, runner string
 	if key := r.Queued.GetPipelineSha256(); key != "" { // stored by reference (blobs.go)
 		data, err := s.blob(ctx, key)
 		if err != nil {
-			s.log.Error("read the run's pipeline file", "run", r.ID, "err", err)
+			s.log.ErrorContext(ctx, "read the run's pipeline file", "run", r.ID, "err", err)
 			return nil, s.finish(context.WithoutCancel(ctx), r.ID, "", "", "", domain.RunErrored,
 				fmt.Sprintf("cannot read the pipeline file (sha256 %s) from the scheduler's store", key), 0)
 		}
@@ -297,7 +297,7 @@ func (s *Service) CancelRun(ctx context.Context, req *apiv1.CancelRunRequest) (*
 		return nil, err
 	}
 	if r.Status == domain.RunRunning && r.CancelRequested {
-		s.log.Info("run cancel requested", "run", r.ID, "by", who)
+		s.log.InfoContext(ctx, "run cancel requested", "run", r.ID, "by", who)
 	}
 	return toAPI(r, true), nil
 }
@@ -392,6 +392,6 @@ func (s *Service) finish(ctx context.Context, runID, runner, lease, eventID, st,
 	if err != nil {
 		return err
 	}
-	s.log.Info("run finished", "run", runID, "status", r.Status, "reason", r.Reason)
+	s.log.InfoContext(ctx, "run finished", "run", runID, "status", r.Status, "reason", r.Reason)
 	return nil
 }
