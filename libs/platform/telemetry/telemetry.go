@@ -149,10 +149,18 @@ func GRPCDialOptions() []grpc.DialOption {
 	return []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithFilter(filters.Not(filters.HealthCheck()))))}
 }
 
-// Inject writes ctx's trace context into md (W3C traceparent and tracestate):
-// nothing while tracing is off.
+// maxStoredTraceState bounds the tracestate Inject stores: a caller's vendor entries (up to
+// 32 of 512 bytes) would otherwise be stored with every event of a run.
+const maxStoredTraceState = 512
+
+// Inject writes ctx's trace context into md (W3C traceparent, and tracestate unless it is
+// over maxStoredTraceState bytes), for storing with an event or an outbox row: nothing
+// while tracing is off.
 func Inject(ctx context.Context, md map[string]string) {
 	otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(md))
+	if len(md["tracestate"]) > maxStoredTraceState {
+		delete(md, "tracestate")
+	}
 }
 
 // Extract returns ctx continuing the trace context carried in md (ctx itself when md

@@ -140,6 +140,14 @@ func TestPropagation(t *testing.T) {
 	if got.TraceID() != span.SpanContext().TraceID() || got.SpanID() != span.SpanContext().SpanID() {
 		t.Fatalf("extracted %v, want %v", got, span.SpanContext())
 	}
+	// A caller's long tracestate is not stored.
+	long := Extract(context.Background(), map[string]string{"traceparent": md["traceparent"],
+		"tracestate": "a=" + strings.Repeat("x", 250) + ",b=" + strings.Repeat("y", 250) + ",c=" + strings.Repeat("z", 250)})
+	stored := map[string]string{}
+	Inject(long, stored)
+	if stored["traceparent"] != md["traceparent"] || stored["tracestate"] != "" {
+		t.Fatalf("stored %v, want the traceparent without the long tracestate", stored)
+	}
 	if Carried(map[string]string{"run_id": "r1"}) != nil {
 		t.Fatal("carried something of metadata without a trace context")
 	}
