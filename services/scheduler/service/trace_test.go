@@ -2,7 +2,7 @@ package service_test
 
 import (
 	"context"
-	"strings"
+	"encoding/json"
 	"sync"
 	"testing"
 
@@ -45,7 +45,8 @@ func TestOutboxCarriesTraceContext(t *testing.T) {
 	if err := e.db.QueryRowContext(e.ctx, e.db.Q(`SELECT metadata FROM events WHERE stream_id = ? AND stream_version = 1`), "run-"+r.GetId()).Scan(&stored); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(stored, `"traceparent":"`+want+`"`) {
+	var md map[string]string
+	if err := json.Unmarshal([]byte(stored), &md); err != nil || md["traceparent"] != want {
 		t.Fatalf("RunQueued stored with metadata %s, want traceparent %s", stored, want)
 	}
 	e.eventually("RunQueued on the bus", func() bool {
