@@ -6,7 +6,9 @@
 // and an ordered shutdown. It knows no service: each service brings a Component, and what a
 // component needs beyond this (a database, the bus, the forges) it opens through the
 // small packages beside this one (nodesql, nodebus, nodeforge), so a binary links only
-// the drivers its services use.
+// the drivers its services use. Tracing (libs/platform/telemetry, from the OTEL_*
+// variables, off by default) is set up before the servers and connections are made and
+// flushed when Run returns.
 //
 // Shutdown runs in three phases. The first signal (or the end of Run's ctx) stops intake:
 // /readyz answers 503 "draining", Env.Draining is closed (the gateway refuses new
