@@ -18,6 +18,8 @@ import (
 	"strings"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // Message is one event on the bus.
@@ -99,6 +101,9 @@ func CheckSize(m Message) error {
 // ReservedMetadataPrefix starts the metadata keys the bus uses itself (to carry Key and Type).
 const ReservedMetadataPrefix = "simpleci_"
 
+// traceparent is the metadata key of the W3C trace context (propagation.TraceContext).
+const traceparent = "traceparent"
+
 const (
 	metaKey  = ReservedMetadataPrefix + "key"
 	metaType = ReservedMetadataPrefix + "type"
@@ -117,7 +122,10 @@ func validateSubscribe(topic, group string, h Handler) error {
 }
 
 // toWatermill converts msgs for publishing to topic, refusing what a consumer could not use.
-func toWatermill(topic string, msgs []Message) ([]*message.Message, error) {
+// A message that carries no trace context (W3C traceparent) gets ctx's, so the consumer's
+// span continues the publisher's trace; while tracing is off (the global propagator is the
+// OpenTelemetry no-op) nothing is added.
+func toWatermill(ctx context.Context, topic string, msgs []Message) ([]*message.Message, error) {
 	if topic == "" {
 		return nil, errors.New("bus: publish: empty topic")
 	}
@@ -135,6 +143,9 @@ func toWatermill(topic string, msgs []Message) ([]*message.Message, error) {
 				return nil, fmt.Errorf("bus: publish to %s: message %s: metadata key %q is reserved", topic, m.ID, k)
 			}
 			md[k] = v
+		}
+		if _, carried := m.Metadata[traceparent]; !carried {
+			otel.GetTextMapPropagator().Inject(ctx, propagation.MapCarrier(md))
 		}
 		md[metaKey] = m.Key
 		md[metaType] = m.Type

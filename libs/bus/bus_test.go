@@ -191,6 +191,7 @@ func runConformance(t *testing.T, f fixture) {
 	t.Run("a message whose subscription ends is not poisoned", func(t *testing.T) { testNotPoisonedOnStop(t, f) })
 	t.Run("a dependency outage outlasting the retries poisons nothing", func(t *testing.T) { testUnavailableNotPoisoned(t, f) })
 	t.Run("an oversize message is refused whole and can be set aside", func(t *testing.T) { testTooLarge(t, f) })
+	t.Run("the trace context travels in the metadata", func(t *testing.T) { testTraceContext(t, f) })
 }
 
 func testUnavailableNotPoisoned(t *testing.T, f fixture) {

@@ -106,7 +106,7 @@ type goChannelGroup struct {
 type goChannelMember struct{ cancel context.CancelFunc }
 
 func (b *goChannelBus) Publish(ctx context.Context, topic string, msgs ...Message) error {
-	wms, err := toWatermill(topic, msgs)
+	wms, err := toWatermill(ctx, topic, msgs)
 	if err != nil {
 		return err
 	}

@@ -196,7 +196,7 @@ type kafkaBus struct {
 }
 
 func (b *kafkaBus) Publish(ctx context.Context, topic string, msgs ...Message) error {
-	wms, err := toWatermill(topic, msgs)
+	wms, err := toWatermill(ctx, topic, msgs)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,11 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // RetryPolicy bounds how often a failing handler runs again, with exponential backoff,
@@ -137,6 +142,21 @@ func newRouter(c consumer, sub message.Subscriber) (*message.Router, error) {
 	return r, nil
 }
 
+// tracerName is the instrumentation scope of the bus's spans.
+const tracerName = "github.com/simpleci/simpleci/libs/bus"
+
+// startSpan starts the consumer span of m, continuing the trace context in its metadata.
+// Not inlined: its frame (the attributes) stays off the stack of handle, whose goroutine
+// Watermill starts per message, while tracing is off.
+//
+//go:noinline
+func (c consumer) startSpan(ctx context.Context, wm *message.Message, m Message) (context.Context, trace.Span) {
+	ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.MapCarrier(wm.Metadata))
+	return otel.Tracer(tracerName).Start(ctx, c.topic+" process", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.destination.name", c.topic), attribute.String("messaging.consumer.group.name", c.group),
+			attribute.String("messaging.message.id", m.ID), attribute.String("messaging.kafka.message.key", m.Key), attribute.String("simpleci.event.type", m.Type)))
+}
+
 // handle runs c.h on one message.
 func (c consumer) handle(wm *message.Message) error {
 	ctx := wm.Context()
@@ -144,7 +164,19 @@ func (c consumer) handle(wm *message.Message) error {
 		return ctx.Err() // ended before it started: run no more handlers
 	}
 	m := fromWatermill(wm)
+	// The handler runs in a consumer span continuing the publisher's trace. Only a traced
+	// publisher sends a trace context: while tracing is off this costs a map lookup.
+	if _, traced := wm.Metadata[traceparent]; traced {
+		var span trace.Span
+		ctx, span = c.startSpan(ctx, wm, m)
+		defer span.End()
+	}
 	err := c.h(ctx, m)
+	if err != nil {
+		span := trace.SpanFromContext(ctx) // the consumer span, or a no-op one
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
 	if err != nil && ctx.Err() == nil {
 		level := slog.LevelWarn
 		if IsPermanent(err) {

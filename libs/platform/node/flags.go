@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/simpleci/simpleci/libs/platform/telemetry"
 )
 
 // Getenv returns the environment variable name, or def when it is unset or empty.
@@ -162,7 +164,8 @@ func Logger(w io.Writer) *slog.Logger {
 	if os.Getenv("SIMPLECI_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	// Lines logged with a context in a span carry its trace_id and span_id.
+	return slog.New(telemetry.LogHandler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})))
 }
 
 // Signals returns stop, which ends at the first SIGINT or SIGTERM, and abort, which

@@ -6,7 +6,9 @@
 // and an ordered shutdown. It knows no service: each service brings a Component, and what a
 // component needs beyond this (a database, the bus, the forges) it opens through the
 // small packages beside this one (nodesql, nodebus, nodeforge), so a binary links only
-// the drivers its services use.
+// the drivers its services use. Tracing (libs/platform/telemetry, from the OTEL_*
+// variables, off by default) is set up before the servers and connections are made and
+// flushed when Run returns.
 //
 // The standard gRPC health service answers NOT_SERVING until the process serves (its
 // components initialised and started), then SERVING.
@@ -34,9 +36,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/server"
+	"github.com/simpleci/simpleci/libs/platform/telemetry"
 	authv1 "github.com/simpleci/simpleci/proto/simpleci/auth/v1"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -297,7 +301,7 @@ func (e *Env) dial(service, token string) (*grpc.ClientConn, error) {
 	if addr == "" {
 		return nil, fmt.Errorf("no address for the %s service (--%s-addr)", service, service)
 	}
-	c, err := auth.Dial(addr, token, server.GRPCClientMetrics()...)
+	c, err := auth.Dial(addr, token, append(server.GRPCClientMetrics(), telemetry.GRPCDialOptions()...)...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s at %s: %w", service, addr, err)
 	}
@@ -384,6 +388,19 @@ func Run(ctx context.Context, cfg Config, comps ...Component) error {
 		abort = context.Background()
 	}
 	log := cfg.Log
+	// Tracing (off unless OTEL_TRACES_EXPORTER says otherwise) is set up before the
+	// servers and connections are made, which take its instrumentation, and flushed last.
+	flushTraces, err := telemetry.Setup(ctx, traceServiceName(cfg.services), log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := flushTraces(fctx); err != nil {
+			log.Warn("flush traces", "err", err)
+		}
+	}()
 	if cfg.InternalToken == "" && cfg.hasService() {
 		cfg.InternalToken = "int_" + randomHex()
 	}
@@ -484,7 +501,7 @@ func Run(ctx context.Context, cfg Config, comps ...Component) error {
 		go func() { defer workers.Done(); w(intake, abort) }()
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- server.Serve(rest, log, env.GRPC, gl, mux, hl) }()
+	go func() { serveErr <- server.Serve(rest, log, env.GRPC, gl, telemetry.HTTP(mux), hl) }()
 	info := Info{GRPCAddr: self}
 	if hl != nil {
 		info.HTTPAddr = hl.Addr().String()
@@ -534,6 +551,15 @@ func Run(ctx context.Context, cfg Config, comps ...Component) error {
 		return failed
 	}
 	return nil
+}
+
+// traceServiceName is the process's service.name in its traces: simpleci-NAME for one
+// service, simpleci for several (`simpleci dev`).
+func traceServiceName(services []string) string {
+	if len(services) == 1 {
+		return "simpleci-" + services[0]
+	}
+	return "simpleci"
 }
 
 func randomHex() string {

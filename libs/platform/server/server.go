@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/simpleci/simpleci/libs/platform/telemetry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -132,6 +133,7 @@ func Mux(checks *Checks) *http.ServeMux {
 func NewGRPC(hs *Health, opts ...grpc.ServerOption) *grpc.Server {
 	opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(grpcServerMetrics.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(grpcServerMetrics.StreamServerInterceptor())}, opts...)
+	opts = append(opts, telemetry.GRPCServerOptions()...) // traces (none while tracing is off)
 	s := grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(s, hs.s)
 	reflection.Register(s)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"github.com/simpleci/simpleci/libs/bus"
 	"github.com/simpleci/simpleci/libs/platform/leader"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	"github.com/simpleci/simpleci/libs/platform/telemetry"
 	"github.com/simpleci/simpleci/libs/platform/wake"
 )
 
@@ -44,8 +46,8 @@ const forwardBatch = 100
 // accept makes m durable: in the outbox, else on the bus. It says which.
 func (in *intake) accept(ctx context.Context, topic string, m bus.Message) (string, error) {
 	if in.db != nil {
-		_, err := in.db.ExecContext(ctx, in.db.Q(`INSERT INTO gw_outbox (message_id, topic, msg_key, msg_type, payload, created_at)
-			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING`), m.ID, topic, m.Key, m.Type, m.Payload, time.Now().UnixNano())
+		_, err := in.db.ExecContext(ctx, in.db.Q(`INSERT INTO gw_outbox (message_id, topic, msg_key, msg_type, payload, created_at, trace_context)
+			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING`), m.ID, topic, m.Key, m.Type, m.Payload, time.Now().UnixNano(), traceContext(ctx))
 		if err == nil {
 			in.added.Notify()
 			return "outbox", nil
@@ -98,7 +100,7 @@ func (in *intake) forward(ctx context.Context) {
 
 // forwardOnce publishes the oldest messages of the outbox and removes them.
 func (in *intake) forwardOnce(ctx context.Context) (int, error) {
-	rows, err := in.db.QueryContext(ctx, in.db.Q(`SELECT seq, message_id, topic, msg_key, msg_type, payload FROM gw_outbox ORDER BY seq LIMIT ?`), forwardBatch)
+	rows, err := in.db.QueryContext(ctx, in.db.Q(`SELECT seq, message_id, topic, msg_key, msg_type, payload, trace_context FROM gw_outbox ORDER BY seq LIMIT ?`), forwardBatch)
 	if err != nil {
 		return 0, err
 	}
@@ -110,10 +112,12 @@ func (in *intake) forwardOnce(ctx context.Context) (int, error) {
 	var batch []pending
 	for rows.Next() {
 		var p pending
-		if err := rows.Scan(&p.seq, &p.msg.ID, &p.topic, &p.msg.Key, &p.msg.Type, &p.msg.Payload); err != nil {
+		var tc string
+		if err := rows.Scan(&p.seq, &p.msg.ID, &p.topic, &p.msg.Key, &p.msg.Type, &p.msg.Payload, &tc); err != nil {
 			rows.Close()
 			return 0, err
 		}
+		p.msg.Metadata = carriedTrace(tc)
 		batch = append(batch, p)
 	}
 	rows.Close()
@@ -155,6 +159,31 @@ func (in *intake) forwardOnce(ctx context.Context) (int, error) {
 		start = end
 	}
 	return len(batch), nil
+}
+
+// traceContext is ctx's trace context as the outbox stores it: JSON of the W3C fields,
+// ” when there is none (tracing is off).
+func traceContext(ctx context.Context) string {
+	md := map[string]string{}
+	telemetry.Inject(ctx, md)
+	if len(md) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(md)
+	return string(b)
+}
+
+// carriedTrace is the bus metadata carrying a stored trace context (nil: none), so the
+// consumer continues the trace of the request that accepted the delivery.
+func carriedTrace(stored string) map[string]string {
+	if stored == "" {
+		return nil
+	}
+	var md map[string]string
+	if json.Unmarshal([]byte(stored), &md) != nil {
+		return nil // not ours to fail a delivery over
+	}
+	return telemetry.Carried(md)
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -28,6 +28,7 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/id"
 	"github.com/simpleci/simpleci/libs/platform/ratelimit"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	"github.com/simpleci/simpleci/libs/platform/telemetry"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 	"github.com/simpleci/simpleci/services/gateway/web"
@@ -529,6 +530,7 @@ func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 			log.Warn("webhook body not checked for replay: the gateway's database does not answer", "err", err)
 		}
 	}
+	telemetry.RunID(actx, rr.RunId)
 	via, err := g.intake.accept(actx, event.TopicRunRequests, m)
 	if err != nil {
 		log.Error("accept run request", "err", fmt.Errorf("%w: %v", errNoDurablePath, err))
@@ -540,7 +542,7 @@ func (g *gateway) webhook(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, codes.Unavailable, "cannot accept the delivery now, retry it")
 		return
 	}
-	log.Info("run requested", "run", rr.RunId, "event", rr.Event, "ref", rr.Ref, "via", via)
+	log.InfoContext(actx, "run requested", "run", rr.RunId, "event", rr.Event, "ref", rr.Ref, "via", via)
 	writeJSON(w, http.StatusAccepted, map[string]any{"runIds": []string{rr.RunId}})
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	"github.com/simpleci/simpleci/libs/platform/telemetry"
 	"github.com/simpleci/simpleci/libs/platform/wake"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
@@ -84,9 +85,10 @@ func (s *Service) AppendLogs(ctx context.Context, req *runnerv1.AppendLogsReques
 	}
 	g := req.GetGrant()
 	if err := auth.VerifyLogGrant(s.secret, g, runner, time.Now()); err != nil {
-		s.log.Warn("log chunks refused", "runner", runner, "run", g.GetRunId(), "err", err)
+		s.log.WarnContext(ctx, "log chunks refused", "runner", runner, "run", g.GetRunId(), "err", err)
 		return nil, status.Errorf(codes.PermissionDenied, "append logs: %v", err)
 	}
+	telemetry.RunID(ctx, g.GetRunId())
 	if len(req.GetChunks()) > maxBatch {
 		return nil, status.Errorf(codes.InvalidArgument, "append logs: %d chunks in one batch, at most %d", len(req.GetChunks()), maxBatch)
 	}
@@ -153,7 +155,7 @@ func (s *Service) onChunk(ctx context.Context, c *eventsv1.LogEmitted) error {
 				return err
 			}
 			if stored+int64(len(data)) > c.RunLogBytes {
-				s.log.Warn("chunk past the run's log limit refused", "run", c.RunId, "seq", c.Sequence, "limit", c.RunLogBytes, "bytes", len(data))
+				s.log.WarnContext(ctx, "chunk past the run's log limit refused", "run", c.RunId, "seq", c.Sequence, "limit", c.RunLogBytes, "bytes", len(data))
 				data = []byte{}
 			}
 		}

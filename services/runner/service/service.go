@@ -34,10 +34,15 @@ import (
 	"github.com/simpleci/simpleci/libs/forge"
 	"github.com/simpleci/simpleci/libs/pipeline"
 	"github.com/simpleci/simpleci/libs/platform/id"
+	"github.com/simpleci/simpleci/libs/platform/telemetry"
 	"github.com/simpleci/simpleci/libs/sandbox"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -296,7 +301,7 @@ func (r *Runner) Run(ctx, abort context.Context) error {
 		case <-ctx.Done():
 			continue
 		}
-		job := r.claim(ctx, &backoff)
+		job, header := r.claim(ctx, &backoff)
 		if job == nil {
 			<-slots
 			continue
@@ -306,24 +311,28 @@ func (r *Runner) Run(ctx, abort context.Context) error {
 		go func() {
 			defer running.Done()
 			defer func() { r.running.Add(-1); <-slots }()
-			r.execute(jobsCtx, job, handBack)
+			// The job's work continues the run's trace (none while tracing is off).
+			r.execute(telemetry.ReceivedTrace(jobsCtx, header), job, handBack)
 		}()
 	}
 	return nil
 }
 
-// claim asks the scheduler for a job (a long poll) and returns it, or nil when none came
-// or the call failed; after a failure it waits (backoff, doubled each time) first.
-func (r *Runner) claim(ctx context.Context, backoff *time.Duration) *runnerv1.Job {
+// claim asks the scheduler for a job (a long poll) and returns it with the response's
+// header (which carries the run's trace context), or nil when none came or the call
+// failed; after a failure it waits (backoff, doubled each time) first.
+func (r *Runner) claim(ctx context.Context, backoff *time.Duration) (*runnerv1.Job, metadata.MD) {
 	cctx, cancel := context.WithTimeout(ctx, 35*time.Second)
-	resp, err := r.cfg.Scheduler.ClaimJob(cctx, &runnerv1.ClaimJobRequest{RunnerId: r.cfg.ID, Tiers: r.cfg.Tiers, Wait: durationpb.New(25 * time.Second)})
+	var header metadata.MD
+	resp, err := r.cfg.Scheduler.ClaimJob(cctx, &runnerv1.ClaimJobRequest{RunnerId: r.cfg.ID, Tiers: r.cfg.Tiers, Wait: durationpb.New(25 * time.Second)},
+		grpc.Header(&header))
 	cancel()
 	if err == nil {
 		*backoff = 100 * time.Millisecond
-		return resp.GetJob()
+		return resp.GetJob(), header
 	}
 	if ctx.Err() != nil {
-		return nil
+		return nil, nil
 	}
 	if status.Code(err) == codes.InvalidArgument {
 		// A configuration the scheduler refuses (a tier it does not serve): say so
@@ -341,7 +350,7 @@ func (r *Runner) claim(ctx context.Context, backoff *time.Duration) *runnerv1.Jo
 	if status.Code(err) == codes.InvalidArgument {
 		*backoff = 30 * time.Second
 	}
-	return nil
+	return nil, nil
 }
 
 // drainContext returns the context the jobs run under: it outlives ctx by the drain
@@ -384,9 +393,19 @@ func (r *Runner) drainContext(ctx, abort context.Context) (jobs context.Context,
 // execute runs one job to its end and reports it.
 func (r *Runner) execute(ctx context.Context, job *runnerv1.Job, handBack func() bool) {
 	log := r.log.With("run", job.RunId)
+	ctx, span := telemetry.Start(ctx, "run job", trace.WithAttributes(attribute.String("simpleci.run_id", job.RunId),
+		attribute.Int("simpleci.attempt", int(job.Attempt)), attribute.String("simpleci.tier", job.Tier)))
+	defer span.End()
 	jctx, cancelJob := context.WithCancel(ctx)
 	defer cancelJob()
-	obs := &observer{r: r, job: job, ctx: jctx, log: log, logs: newLogQueue(logSink(r.cfg.Logs, job.LogGrant), log), mask: engine.NewMasker(secretValues(job))}
+	send := logSink(r.cfg.Logs, job.LogGrant)
+	if telemetry.Enabled() { // the log queue's calls are the job's too
+		untraced := send
+		send = func(ctx context.Context, chunks []*runnerv1.LogChunk) error {
+			return untraced(trace.ContextWithSpan(ctx, span), chunks)
+		}
+	}
+	obs := &observer{r: r, job: job, ctx: jctx, log: log, logs: newLogQueue(send, log), mask: engine.NewMasker(secretValues(job))}
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -414,7 +433,7 @@ func (r *Runner) execute(ctx context.Context, job *runnerv1.Job, handBack func()
 	reason = obs.mask.String(reason) // also for the log line below
 	obs.report(&runnerv1.ReportRequest{Event: &runnerv1.ReportRequest_RunFinished{RunFinished: &eventsv1.RunFinished{
 		Status: status, Reason: reason, FinishedAt: timestamppb.Now(), LastLogSequence: obs.lastSeq, Attempt: job.Attempt}}})
-	log.Info("job done", "status", status, "reason", reason)
+	log.InfoContext(ctx, "job done", "status", status, "reason", reason)
 }
 
 // release hands the job back (its processes are gone): the scheduler requeues the run at

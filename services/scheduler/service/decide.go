@@ -10,6 +10,7 @@ import (
 
 	"github.com/simpleci/simpleci/libs/eventstore"
 	"github.com/simpleci/simpleci/libs/platform/event"
+	"github.com/simpleci/simpleci/libs/platform/telemetry"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
 	"google.golang.org/protobuf/proto"
@@ -160,6 +161,9 @@ func (s *Service) appendTo(ctx context.Context, st eventstore.Store, r *domain.R
 		}
 		stored[i] = eventstore.Event{ID: e.id, Type: event.TypeOf(e.msg), Payload: b,
 			Metadata: map[string]string{"run_id": runID, "org_id": org, "project_id": project}}
+		// The trace context of the decision (none while tracing is off): the outbox
+		// publishes the event with it, so the run stays one trace (outbox.go).
+		telemetry.Inject(ctx, stored[i].Metadata)
 	}
 	before := r.Version
 	v, err := st.Append(ctx, domain.StreamID(runID), before, stored...)

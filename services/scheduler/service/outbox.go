@@ -11,6 +11,7 @@ import (
 	"github.com/simpleci/simpleci/libs/eventstore"
 	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	"github.com/simpleci/simpleci/libs/platform/telemetry"
 	eventsv1 "github.com/simpleci/simpleci/proto/simpleci/events/v1"
 )
 
@@ -88,7 +89,8 @@ func (s *Service) forward(ctx context.Context, evs []eventstore.Event) error {
 	msgs := make([]bus.Message, 0, len(evs))
 	where := make(map[string]string, len(evs))
 	for _, e := range evs {
-		msgs = append(msgs, bus.Message{ID: e.ID, Key: e.Metadata["run_id"], Type: e.Type, Payload: e.Payload})
+		// With the trace context recorded with the event, not the follower's.
+		msgs = append(msgs, bus.Message{ID: e.ID, Key: e.Metadata["run_id"], Type: e.Type, Payload: e.Payload, Metadata: telemetry.Carried(e.Metadata)})
 		where[e.ID] = fmt.Sprintf("the event is kept in the event store at position %d (stream %s)", e.Position, e.StreamID)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)

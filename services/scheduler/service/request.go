@@ -105,7 +105,7 @@ func (s *Service) enqueue(ctx context.Context, q *eventsv1.RunQueued, data []byt
 	r, err := s.enqueueRun(ctx, q, data, reason)
 	if err == nil && r.Status == domain.RunQueued && r.Queued.GetCancelInProgress() {
 		if err := s.supersede(ctx, r.ProjectID, r.Queued.GetConcurrencyKey()); err != nil {
-			s.log.Error("supersede the older runs of the key; the sweep tries again", "run", r.ID, "err", err)
+			s.log.ErrorContext(ctx, "supersede the older runs of the key; the sweep tries again", "run", r.ID, "err", err)
 		}
 	}
 	return r, err
@@ -268,7 +268,7 @@ func (s *Service) readCommitMessage(ctx context.Context, f forge.Forge, repo str
 	}
 	msg, err := cr.CommitMessage(ctx, repo, q.Sha)
 	if err != nil {
-		s.log.Warn("cannot read the commit message", "run", q.RunId, "sha", q.Sha, "err", forge.Bound(err.Error()))
+		s.log.WarnContext(ctx, "cannot read the commit message", "run", q.RunId, "sha", q.Sha, "err", forge.Bound(err.Error()))
 		return
 	}
 	q.CommitMessage = forge.BoundCommitMessage(msg)

@@ -13,9 +13,12 @@ import (
 	"github.com/simpleci/simpleci/libs/platform/auth"
 	"github.com/simpleci/simpleci/libs/platform/event"
 	"github.com/simpleci/simpleci/libs/platform/sqldb"
+	"github.com/simpleci/simpleci/libs/platform/telemetry"
 	apiv1 "github.com/simpleci/simpleci/proto/simpleci/api/v1"
 	runnerv1 "github.com/simpleci/simpleci/proto/simpleci/runner/v1"
 	"github.com/simpleci/simpleci/services/scheduler/internal/domain"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -67,14 +70,18 @@ func (s *Service) ClaimJob(ctx context.Context, req *runnerv1.ClaimJobRequest) (
 	defer poll.Stop()
 	for {
 		signal := s.queued.Wait()
-		r, lease, err := s.claim(ctx, req.RunnerId, req.Tiers)
+		r, lease, rctx, err := s.claim(ctx, req.RunnerId, req.Tiers)
 		if err != nil {
 			return nil, sqldb.Status(ctx, "claim job", err)
 		}
 		if r != nil {
-			job, err := s.start(ctx, r, lease, req.RunnerId)
+			job, err := s.start(rctx, r, lease, req.RunnerId)
+			trace.SpanFromContext(rctx).End() // the claim's span in the run's trace (runTrace)
+			if job != nil {
+				telemetry.SendTrace(ctx, rctx) // the runner continues the run's trace
+			}
 			if err != nil {
-				s.log.Error("start claimed job", "run", r.ID, "err", err)
+				s.log.ErrorContext(rctx, "start claimed job", "run", r.ID, "err", err)
 				continue
 			}
 			if job != nil {
@@ -97,7 +104,10 @@ func (s *Service) ClaimJob(ctx context.Context, req *runnerv1.ClaimJobRequest) (
 // queued run). The job queue only says which run is oldest; domain.Run.Start decides,
 // and the run's stream version settles a race between schedulers: the loser's append
 // fails and it tries the next job.
-func (s *Service) claim(ctx context.Context, runner string, tiers []string) (*domain.Run, string, error) {
+//
+// It returns the context the run's start was decided in: while tracing is on, a span of
+// the run's trace (runTrace) that the caller ends.
+func (s *Service) claim(ctx context.Context, runner string, tiers []string) (*domain.Run, string, context.Context, error) {
 	// Claims of one process go one at a time, so that the runners it wakes together do
 	// not all race for the same job.
 	s.claimMu.Lock()
@@ -105,10 +115,11 @@ func (s *Service) claim(ctx context.Context, runner string, tiers []string) (*do
 	for range maxDecisionAttempts {
 		runID, err := s.oldestQueued(ctx, tiers)
 		if err != nil || runID == "" {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		lease := newID()
-		r, err := s.decideTx(ctx, runID, func(tx *sql.Tx, r *domain.Run) ([]recorded, error) {
+		rctx, span := s.runTrace(ctx, runID, "claim job")
+		r, err := s.decideTx(rctx, runID, func(tx *sql.Tx, r *domain.Run) ([]recorded, error) {
 			ev, err := r.Start(runner, lease, time.Now())
 			if err != nil {
 				return nil, err
@@ -125,15 +136,41 @@ func (s *Service) claim(ctx context.Context, runner string, tiers []string) (*do
 			return []recorded{{id: newID(), msg: ev}}, nil
 		})
 		if errors.Is(err, domain.ErrTransition) || errors.Is(err, eventstore.ErrConcurrency) || errors.Is(err, domain.ErrKeyHeld) {
+			span.SetAttributes(attribute.String("simpleci.claim.lost", err.Error()))
+			span.End()
 			continue // started or ended by another scheduler meanwhile, or its key filled up
 		}
 		if err != nil {
-			return nil, "", err
+			telemetry.End(span, err)
+			return nil, "", nil, err
 		}
-		s.log.Info("job claimed", "run", runID, "runner", runner)
-		return r, lease, nil
+		s.log.InfoContext(rctx, "job claimed", "run", runID, "runner", runner)
+		return r, lease, rctx, nil
 	}
-	return nil, "", nil
+	return nil, "", nil, nil
+}
+
+// runTrace returns ctx in a new span named name of the trace runID was queued in (the
+// trace context recorded with its first event), linked to ctx's own span (the runner's
+// polling call); ctx and a no-op span while tracing is off or the run has none.
+func (s *Service) runTrace(ctx context.Context, runID, name string) (context.Context, trace.Span) {
+	noop := trace.SpanFromContext(context.Background())
+	if !telemetry.Enabled() {
+		return ctx, noop
+	}
+	evs, err := s.store.ReadStream(ctx, domain.StreamID(runID), 1)
+	if err != nil || len(evs) == 0 {
+		return ctx, noop
+	}
+	parent := telemetry.Extract(context.Background(), evs[0].Metadata)
+	if !trace.SpanContextFromContext(parent).IsValid() {
+		return ctx, noop
+	}
+	// Keep ctx's deadline and values; take the run's trace as the parent.
+	rctx := trace.ContextWithRemoteSpanContext(ctx, trace.SpanContextFromContext(parent))
+	rctx, span := telemetry.Start(rctx, name, trace.WithLinks(trace.LinkFromContext(ctx)),
+		trace.WithAttributes(attribute.String("simpleci.run_id", runID)))
+	return rctx, span
 }
 
 // start builds the job of a run just claimed (nil: the run could not be handed over and
@@ -154,7 +191,7 @@ func (s *Service) start(ctx context.Context, r *domain.Run, lease, runner string
 	if key := r.Queued.GetPipelineSha256(); key != "" { // stored by reference (blobs.go)
 		data, err := s.blob(ctx, key)
 		if err != nil {
-			s.log.Error("read the run's pipeline file", "run", r.ID, "err", err)
+			s.log.ErrorContext(ctx, "read the run's pipeline file", "run", r.ID, "err", err)
 			return nil, s.finish(context.WithoutCancel(ctx), r.ID, "", "", "", domain.RunErrored,
 				fmt.Sprintf("cannot read the pipeline file (sha256 %s) from the scheduler's store", key), 0)
 		}
@@ -305,7 +342,7 @@ func (s *Service) CancelRun(ctx context.Context, req *apiv1.CancelRunRequest) (*
 		return nil, err
 	}
 	if r.Status == domain.RunRunning && r.CancelRequested {
-		s.log.Info("run cancel requested", "run", r.ID, "by", who)
+		s.log.InfoContext(ctx, "run cancel requested", "run", r.ID, "by", who)
 	}
 	return toAPI(r, true), nil
 }
@@ -400,6 +437,6 @@ func (s *Service) finish(ctx context.Context, runID, runner, lease, eventID, st,
 	if err != nil {
 		return err
 	}
-	s.log.Info("run finished", "run", runID, "status", r.Status, "reason", r.Reason)
+	s.log.InfoContext(ctx, "run finished", "run", runID, "status", r.Status, "reason", r.Reason)
 	return nil
 }
