@@ -95,9 +95,18 @@ func TestBenchJobs(t *testing.T) {
 // waited-for children (/proc/PID/stat), in clock ticks of 10 ms.
 func cpuTime(t *testing.T, pid int) (own, children time.Duration) {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	own, children, err := procCPU(pid)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return own, children
+}
+
+// procCPU is cpuTime without a test: an error when pid is gone or its stat unreadable.
+func procCPU(pid int) (own, children time.Duration, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
 	}
 	// The fields after the command's name (which may hold spaces) in parentheses; utime,
 	// stime, cutime and cstime are fields 14 to 17 of the line.
@@ -105,9 +114,9 @@ func cpuTime(t *testing.T, pid int) (own, children time.Duration) {
 	var ticks [4]int64
 	for i, v := range f[11:15] {
 		if ticks[i], err = strconv.ParseInt(v, 10, 64); err != nil {
-			t.Fatalf("/proc/%d/stat: %q", pid, b)
+			return 0, 0, fmt.Errorf("/proc/%d/stat: %q", pid, b)
 		}
 	}
 	tick := 10 * time.Millisecond
-	return time.Duration(ticks[0]+ticks[1]) * tick, time.Duration(ticks[2]+ticks[3]) * tick
+	return time.Duration(ticks[0]+ticks[1]) * tick, time.Duration(ticks[2]+ticks[3]) * tick, nil
 }

@@ -462,7 +462,7 @@ func machineCPU(t *testing.T) cpuTimes {
 func processCPU(procs map[string]*proc) map[string]time.Duration {
 	out := map[string]time.Duration{}
 	for name, p := range procs {
-		own, kids := pidCPU(p.cmd.Process.Pid)
+		own, kids, _ := procCPU(p.cmd.Process.Pid) // a process gone counts 0
 		out[name] = own + kids
 	}
 	out["PostgreSQL"] = serverCPU("postgres")
@@ -481,26 +481,11 @@ func serverCPU(marker string) time.Duration {
 		}
 		b, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		if bytes.Contains(b, []byte(marker)) {
-			own, _ := pidCPU(pid)
+			own, _, _ := procCPU(pid)
 			sum += own
 		}
 	}
 	return sum
-}
-
-// pidCPU is /proc/PID/stat's utime+stime and cutime+cstime (0 when it is gone).
-func pidCPU(pid int) (own, children time.Duration) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	var ticks [4]int64
-	for i, v := range f[11:15] {
-		ticks[i], _ = strconv.ParseInt(v, 10, 64)
-	}
-	tick := 10 * time.Millisecond
-	return time.Duration(ticks[0]+ticks[1]) * tick, time.Duration(ticks[2]+ticks[3]) * tick
 }
 
 // rssOf lists each process's resident memory (VmRSS) in MB.
